@@ -1,0 +1,88 @@
+"""The `gamer-hf` command line: one subcommand per step, each an argument dataclass plus a run().
+
+Every subcommand accepts `--config recipe.yaml`; flags given on the command line override the
+recipe's values, so a recipe can be shared and tweaked without editing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+from transformers import HfArgumentParser
+
+__all__ = ["main", "COMMANDS", "parse_command_args"]
+
+# subcommand -> (module, argument dataclass name, one-line help). Modules load lazily so that
+# `gamer-hf --help` stays fast and one broken optional dependency cannot break every command.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "prepare": ("gamer_hf.cli.prepare", "PrepareArguments", "events -> sessions -> splits -> training sequences"),
+    "semantic-ids": ("gamer_hf.cli.semantic_ids", "SemanticIdArguments", "item embeddings -> code tuples -> tokenizer"),
+    "train": ("gamer_hf.cli.train", "TrainArguments", "train GAMER with the Trainer (works under accelerate launch)"),
+    "evaluate": ("gamer_hf.cli.evaluate", "EvaluateArguments", "full-catalogue HR/Recall/NDCG per behavior, with baselines"),
+    "recommend": ("gamer_hf.cli.recommend", "RecommendArguments", "top-K items for one history under a behavior"),
+    "quickstart": ("gamer_hf.cli.quickstart", "QuickstartArguments", "the whole job on synthetic data (or --events FILE)"),
+    "push": ("gamer_hf.cli.push", "PushArguments", "upload a checkpoint with remote code and a model card"),
+}
+
+
+def _load(command: str) -> tuple[type, Callable[[Any], Any]]:
+    module_name, class_name, _ = COMMANDS[command]
+    module = importlib.import_module(module_name)
+    return getattr(module, class_name), module.run
+
+
+def parse_command_args(dataclass_type: type, argv: list[str]) -> Any:
+    """Parse argv for one subcommand: values from `--config FILE` first, then explicit flags."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", type=Path, default=None)
+    known, rest = pre.parse_known_args(argv)
+    parser = HfArgumentParser(dataclass_type)
+    defaults: dict[str, Any] = {}
+    if known.config is not None:
+        if not known.config.is_file():
+            raise SystemExit(f"gamer-hf: recipe file not found: {known.config}")
+        loaded = yaml.safe_load(known.config.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise SystemExit(f"gamer-hf: recipe {known.config} must be a mapping of argument: value")
+        fields = {f.name for f in dataclasses.fields(dataclass_type)}
+        unknown = sorted(set(loaded) - fields)
+        if unknown:
+            raise SystemExit(
+                f"gamer-hf: recipe {known.config} has unknown keys {unknown}; valid keys: {sorted(fields)}"
+            )
+        defaults = loaded
+    parser.set_defaults(**defaults)
+    # Required fields supplied by the recipe must not be demanded again on the command line.
+    for action in parser._actions:
+        if action.dest in defaults:
+            action.required = False
+    (args,) = parser.parse_args_into_dataclasses(args=rest, look_for_args_file=False)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        lines = ["usage: gamer-hf COMMAND [--config recipe.yaml] [options]", "", "commands:"]
+        lines += [f"  {name:<14}{help_}" for name, (_, _, help_) in COMMANDS.items()]
+        lines += ["", "Run `gamer-hf COMMAND --help` for the options of one command."]
+        print("\n".join(lines))
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"gamer-hf: unknown command {command!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    dataclass_type, run = _load(command)
+    args = parse_command_args(dataclass_type, rest)
+    result = run(args)
+    return int(result) if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

