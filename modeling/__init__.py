@@ -1,6 +1,18 @@
 """The GAMER model definition; these files ship inside every checkpoint (remote code)."""
 
 from .configuration_gamer import GAMER_PRESETS, GamerConfig
+from .generation_gamer import GamerConstrainedLogitsProcessor, ItemTrie, make_prefix_allowed_tokens_fn
+from .modeling_gamer import GamerForCausalLM, GamerModel, GamerPreTrainedModel
 from .tokenization_gamer import GamerTokenizerFast
 
-__all__ = ["GAMER_PRESETS", "GamerConfig", "GamerTokenizerFast"]
+__all__ = [
+    "GAMER_PRESETS",
+    "GamerConfig",
+    "GamerConstrainedLogitsProcessor",
+    "GamerForCausalLM",
+    "GamerModel",
+    "GamerPreTrainedModel",
+    "GamerTokenizerFast",
+    "ItemTrie",
+    "make_prefix_allowed_tokens_fn",
+]

@@ -8,11 +8,15 @@ derive every token's role (pad, behavior, code level) from its id alone:
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 from transformers import PreTrainedConfig
 
-__all__ = ["GamerConfig", "GAMER_PRESETS", "NUM_SPECIAL_TOKENS"]
+__all__ = ["GamerConfig", "GAMER_PRESETS", "NUM_SPECIAL_TOKENS", "write_remote_code"]
 
 NUM_SPECIAL_TOKENS = 3  # <pad>=0, <eos>=1, <unk>=2
 
@@ -189,3 +193,33 @@ class GamerConfig(PreTrainedConfig):
             )
         values.update(overrides)
         return cls(**values)
+
+
+# ----- remote code: what a checkpoint needs to load with trust_remote_code=True -----
+REMOTE_CODE_FILES = ("configuration_gamer.py", "modeling_gamer.py", "tokenization_gamer.py", "generation_gamer.py")
+AUTO_MAP = {
+    "AutoConfig": "configuration_gamer.GamerConfig",
+    "AutoModel": "modeling_gamer.GamerModel",
+    "AutoModelForCausalLM": "modeling_gamer.GamerForCausalLM",
+    "AutoTokenizer": [None, "tokenization_gamer.GamerTokenizerFast"],
+}
+
+
+def write_remote_code(save_directory: str | os.PathLike, json_name: str) -> None:
+    """Copy the model-definition files next to a saved checkpoint and point `auto_map` at them.
+
+    Transformers' own `register_for_auto_class` writes only the entries of the saving class;
+    a GAMER checkpoint must load through every Auto class without gamer_hf installed.
+    """
+    here = Path(__file__).resolve().parent
+    target = Path(save_directory)
+    for name in REMOTE_CODE_FILES:
+        source = here / name
+        if source.resolve() != (target / name).resolve():
+            shutil.copyfile(source, target / name)
+    path = target / json_name
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    payload["auto_map"] = AUTO_MAP if json_name == "config.json" else {"AutoTokenizer": AUTO_MAP["AutoTokenizer"]}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -17,7 +17,7 @@ from tokenizers import Tokenizer, pre_tokenizers
 from tokenizers.models import WordLevel
 from transformers import BatchEncoding, PreTrainedTokenizerFast
 
-from .configuration_gamer import NUM_SPECIAL_TOKENS
+from .configuration_gamer import NUM_SPECIAL_TOKENS, write_remote_code
 
 __all__ = ["GamerTokenizerFast"]
 
@@ -251,6 +251,12 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
         return list(self._item_ids)
 
     # ----- persistence -----
+    def save_pretrained(self, save_directory, *args: Any, **kwargs: Any) -> tuple[str, ...]:
+        """Save as usual, plus the remote-code files and an `auto_map` for AutoTokenizer."""
+        files = super().save_pretrained(save_directory, *args, **kwargs)
+        write_remote_code(save_directory, "tokenizer_config.json")
+        return files
+
     def _save_pretrained(self, save_directory, file_names, legacy_format=None, filename_prefix=None):
         files = super()._save_pretrained(save_directory, file_names, legacy_format, filename_prefix)
         path = os.path.join(str(save_directory), (filename_prefix + "-" if filename_prefix else "") + ITEM_INDEX_FILE)

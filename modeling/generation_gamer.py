@@ -1,0 +1,243 @@
+"""Constrained decoding over the item index.
+
+`ItemTrie` stores the code paths of real items as sorted edge keys and CSR child lists per level,
+so every lookup is a batched `searchsorted` / gather: no Python walk per beam, and memory grows
+with the number of items, not with the product of the codebook sizes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from transformers import LogitsProcessor
+
+from .configuration_gamer import NUM_SPECIAL_TOKENS
+
+__all__ = [
+    "ItemTrie",
+    "GamerConstrainedLogitsProcessor",
+    "beam_search_items",
+    "make_prefix_allowed_tokens_fn",
+]
+
+
+class ItemTrie:
+    """Code paths of the items of a tokenizer's index, one level per semantic-ID position."""
+
+    def __init__(self, codes: torch.Tensor, codebook_sizes: Sequence[int]) -> None:
+        codes = codes.long().cpu()
+        self.codebook_sizes = list(codebook_sizes)
+        self.num_items = codes.shape[0]
+        self.edge_keys: list[torch.Tensor] = []  # depth d: sorted parent * C_d + code
+        self.child_ptr: list[torch.Tensor] = []  # depth d: CSR offsets into child_codes, per parent node
+        self.child_codes: list[torch.Tensor] = []
+        nodes = torch.zeros(self.num_items, dtype=torch.long)
+        num_nodes = 1
+        for depth, size in enumerate(self.codebook_sizes):
+            keys, children = torch.unique(nodes * size + codes[:, depth], sorted=True, return_inverse=True)
+            parents = keys // size
+            counts = torch.bincount(parents, minlength=num_nodes)
+            self.edge_keys.append(keys)
+            self.child_ptr.append(torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)]))
+            self.child_codes.append(keys % size)
+            nodes, num_nodes = children, keys.numel()
+        self.leaf_to_item = torch.full((num_nodes,), -1, dtype=torch.long)
+        self.leaf_to_item[nodes] = torch.arange(self.num_items)
+        self.item_to_leaf = nodes
+        self._device_copies: dict[torch.device, ItemTrie] = {}
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer: Any) -> "ItemTrie":
+        """Built once per tokenizer and item index, then reused by every decode call."""
+        cached = tokenizer.__dict__.get("_gamer_item_trie")
+        key = (id(tokenizer.item_index), len(tokenizer.item_index))
+        if cached is None or cached[0] != key:
+            cached = (key, cls(tokenizer.item_code_tensor, tokenizer.codebook_sizes))
+            tokenizer.__dict__["_gamer_item_trie"] = cached
+        return cached[1]
+
+    def to(self, device: torch.device) -> "ItemTrie":
+        device = torch.device(device)
+        if device.type == "cpu":
+            return self
+        if device not in self._device_copies:
+            copy = object.__new__(ItemTrie)
+            copy.__dict__.update(self.__dict__)
+            for name in ("edge_keys", "child_ptr", "child_codes"):
+                setattr(copy, name, [t.to(device) for t in getattr(self, name)])
+            copy.leaf_to_item, copy.item_to_leaf = self.leaf_to_item.to(device), self.item_to_leaf.to(device)
+            copy._device_copies = {}
+            self._device_copies[device] = copy
+        return self._device_copies[device]
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.codebook_sizes)
+
+    def step(self, nodes: torch.Tensor, depth: int, codes: torch.Tensor) -> torch.Tensor:
+        """Child node of `nodes` (at `depth`) along `codes`; -1 where the path leaves the index."""
+        keys = self.edge_keys[depth]
+        query = nodes.clamp(min=0) * self.codebook_sizes[depth] + codes
+        idx = torch.searchsorted(keys, query).clamp(max=keys.numel() - 1)
+        found = (keys[idx] == query) & (nodes >= 0) & (codes >= 0) & (codes < self.codebook_sizes[depth])
+        return torch.where(found, idx, torch.full_like(idx, -1))
+
+    def allowed(self, nodes: torch.Tensor, depth: int) -> torch.Tensor:
+        """Boolean [*nodes.shape, C_depth]: which codes continue each node to a real item."""
+        flat = nodes.reshape(-1)
+        ptr = self.child_ptr[depth]
+        valid = flat >= 0
+        safe = flat.clamp(min=0)
+        starts = ptr[safe]
+        counts = torch.where(valid, ptr[safe + 1] - starts, torch.zeros_like(starts))
+        rows = torch.repeat_interleave(torch.arange(flat.numel(), device=flat.device), counts)
+        within = torch.arange(rows.numel(), device=flat.device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+        mask = torch.zeros(flat.numel(), self.codebook_sizes[depth], dtype=torch.bool, device=flat.device)
+        mask[rows, self.child_codes[depth][starts[rows] + within]] = True
+        return mask.view(*nodes.shape, -1)
+
+
+def _code_offsets(tokenizer: Any) -> list[int]:
+    return list(tokenizer.code_token_offsets)
+
+
+class GamerConstrainedLogitsProcessor(LogitsProcessor):
+    """Lets `model.generate()` emit only code paths of real items, then EOS.
+
+    The path generated so far is read from `input_ids` (the tokens after the last behavior token),
+    so the processor is stateless and survives beam reordering.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.trie = ItemTrie.for_tokenizer(tokenizer)
+        self.offsets = _code_offsets(tokenizer)
+        self.num_behaviors = len(tokenizer.behaviors)
+        self.eos_token_id = tokenizer.eos_token_id
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        trie = self.trie.to(scores.device)
+        is_behavior = (input_ids >= NUM_SPECIAL_TOKENS) & (input_ids < NUM_SPECIAL_TOKENS + self.num_behaviors)
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        last_behavior = torch.where(is_behavior, positions, torch.full_like(positions, -1)).max(dim=1).values
+        generated = input_ids.shape[1] - 1 - last_behavior  # codes since the requested behavior token
+        nodes = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
+        nodes = torch.where(last_behavior >= 0, nodes, torch.full_like(nodes, -1))
+        for depth in range(min(int(generated.max()), trie.num_levels)):
+            token = input_ids.gather(1, (last_behavior + 1 + depth).clamp(max=input_ids.shape[1] - 1)[:, None])[:, 0]
+            stepped = trie.step(nodes, depth, token - self.offsets[depth])
+            nodes = torch.where(generated > depth, stepped, nodes)
+        out = torch.full_like(scores, float("-inf"))
+        for depth in range(trie.num_levels):
+            rows = (generated == depth).nonzero(as_tuple=True)[0]
+            if rows.numel():
+                allowed = trie.allowed(nodes[rows], depth)
+                start = self.offsets[depth]
+                span = scores[rows, start : start + allowed.shape[1]]
+                out[rows, start : start + allowed.shape[1]] = span.masked_fill(~allowed, float("-inf"))
+        done = (generated >= trie.num_levels).nonzero(as_tuple=True)[0]
+        out[done, self.eos_token_id] = scores[done, self.eos_token_id]
+        return out
+
+
+@torch.no_grad()
+def beam_search_items(
+    model: Any,
+    tokenizer: Any,
+    input_ids: torch.LongTensor,
+    attention_mask: torch.LongTensor,
+    top_k: int,
+    num_beams: int,
+    exclude: Sequence[set[str]] | None = None,
+) -> list[list[tuple[str, float]]]:
+    """Prefill once, then K constrained beam steps on the shared cache; same ranking as stock beam search."""
+    if top_k > num_beams:
+        raise ValueError(f"top_k={top_k} needs at least as many beams, got num_beams={num_beams}")
+    trie = ItemTrie.for_tokenizer(tokenizer).to(input_ids.device)
+    offsets = _code_offsets(tokenizer)
+    batch, device = input_ids.shape[0], input_ids.device
+    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, logits_to_keep=1)
+    cache = out.cache
+    log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+    behavior_id = input_ids[:, -1] - NUM_SPECIAL_TOKENS + 1
+    excluded_leaves = _excluded_leaves(tokenizer, trie, exclude, device) if exclude else None
+
+    nodes = torch.zeros(batch, 1, dtype=torch.long, device=device)
+    scores = torch.zeros(batch, 1, device=device)
+    position = (attention_mask.long().sum(-1) - 1)[:, None]
+    for depth in range(trie.num_levels):
+        size = trie.codebook_sizes[depth]
+        level_lp = log_probs[:, offsets[depth] : offsets[depth] + size].view(batch, -1, size)
+        candidates = scores[..., None] + level_lp
+        allowed = trie.allowed(nodes, depth)
+        if excluded_leaves is not None and depth == trie.num_levels - 1:
+            allowed &= ~_leaf_excluded(trie, nodes, excluded_leaves, depth)
+        candidates = candidates.masked_fill(~allowed, float("-inf")).view(batch, -1)
+        previous = nodes.shape[1]
+        scores, flat = candidates.topk(min(num_beams, candidates.shape[1]), dim=-1)
+        parent, codes = flat // size, flat % size
+        nodes = trie.step(nodes.gather(1, parent), depth, codes)
+        if depth == trie.num_levels - 1:
+            break
+        # Rows follow their parent beam: the first time this expands each prefill row to its beams.
+        rows = (parent + torch.arange(batch, device=device)[:, None] * previous).view(-1)
+        cache.reorder_cache(rows)
+        attention_mask, position, behavior_id = attention_mask[rows], position[rows], behavior_id[rows]
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(attention_mask.shape[0], 1)], dim=1)
+        position = position + 1
+        step = model(
+            input_ids=(codes + offsets[depth]).view(-1, 1),
+            attention_mask=attention_mask,
+            position_ids=position,
+            cache=cache,
+            use_cache=True,
+            behavior_ids=behavior_id[:, None],
+            item_position_ids=torch.full_like(position, depth + 2),
+        )
+        log_probs = torch.log_softmax(step.logits[:, -1].float(), dim=-1)
+    items = trie.leaf_to_item[nodes.clamp(min=0)]
+    ids = tokenizer.item_ids
+    results = []
+    for row_items, row_scores, row_nodes in zip(items.tolist(), scores.tolist(), nodes.tolist()):
+        ranked = [(ids[i], s) for i, s, n in zip(row_items, row_scores, row_nodes) if n >= 0 and s > float("-inf")]
+        results.append(ranked[:top_k])
+    return results
+
+
+def _excluded_leaves(tokenizer: Any, trie: ItemTrie, exclude: Sequence[set[str]], device: torch.device) -> torch.Tensor:
+    """Sorted keys user * num_leaves + leaf for every (user, history item) pair to keep out of the results."""
+    position = {item: i for i, item in enumerate(tokenizer.item_ids)}
+    rows = [(user, position[item]) for user, items in enumerate(exclude) for item in items if item in position]
+    if not rows:
+        return torch.empty(0, dtype=torch.long, device=device)
+    users, item_rows = torch.tensor(rows, device=device).T
+    return torch.sort(users * trie.leaf_to_item.numel() + trie.item_to_leaf[item_rows]).values
+
+
+def _leaf_excluded(trie: ItemTrie, nodes: torch.Tensor, excluded: torch.Tensor, depth: int) -> torch.Tensor:
+    size = trie.codebook_sizes[depth]
+    codes = torch.arange(size, device=nodes.device).expand(*nodes.shape, size)
+    leaves = trie.step(nodes[..., None].expand_as(codes), depth, codes)
+    users = torch.arange(nodes.shape[0], device=nodes.device).view(-1, 1, 1)
+    return torch.isin(users * trie.leaf_to_item.numel() + leaves, excluded) & (leaves >= 0)
+
+
+def make_prefix_allowed_tokens_fn(tokenizer: Any) -> Callable[[int, torch.Tensor], list[int]]:
+    """A plain dict trie for `generate(prefix_allowed_tokens_fn=...)`: the stock baseline the benchmarks compare to."""
+    offsets = _code_offsets(tokenizer)
+    children: dict[tuple[int, ...], set[int]] = {}
+    for codes in tokenizer.item_index.values():
+        tokens = [offset + code for offset, code in zip(offsets, codes)]
+        for depth in range(len(tokens)):
+            children.setdefault(tuple(tokens[:depth]), set()).add(tokens[depth])
+    allowed = {prefix: sorted(tokens) for prefix, tokens in children.items()}
+    first_behavior, last_behavior = NUM_SPECIAL_TOKENS, NUM_SPECIAL_TOKENS + len(tokenizer.behaviors)
+    eos = [tokenizer.eos_token_id]
+
+    def prefix_allowed_tokens_fn(batch_id: int, sent: torch.Tensor) -> list[int]:
+        tokens = sent.tolist()
+        start = max(i for i, t in enumerate(tokens) if first_behavior <= t < last_behavior) + 1
+        return allowed.get(tuple(tokens[start:]), eos)
+
+    return prefix_allowed_tokens_fn
