@@ -130,7 +130,7 @@ class GamerTokenRoles:
     def from_input_ids(cls, input_ids: torch.Tensor, config: GamerConfig) -> "GamerTokenRoles":
         offsets = torch.tensor(config.code_token_offsets, device=input_ids.device)
         is_behavior = (input_ids >= NUM_SPECIAL_TOKENS) & (input_ids < config.behavior_token_offset + config.num_behaviors)
-        code_level = torch.bucketize(input_ids, offsets, right=True)  # 0 below the first code token, l for level l
+        code_level = torch.bucketize(input_ids.contiguous(), offsets, right=True)  # 0 below the first code token, l for level l
         item_position = torch.where(is_behavior, torch.ones_like(input_ids), code_level + 1)
         item_position = torch.where(input_ids < NUM_SPECIAL_TOKENS, torch.zeros_like(input_ids), item_position)
         own_identity = torch.where(is_behavior, input_ids - config.behavior_token_offset + 1, torch.zeros_like(input_ids))

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gamer_hf import GamerConfig, GamerConstrainedLogitsProcessor, GamerForCausalLM, GamerTokenizerFast, ItemTrie
+from gamer_hf.modeling.generation_gamer import make_prefix_allowed_tokens_fn
+
+BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
+
+
+def _generate(model, tok, histories, behavior, num_beams, num_return, **kwargs):
+    batch = tok.encode_histories(histories, behavior=behavior, return_tensors="pt")
+    out = model.generate(
+        **batch, max_new_tokens=tok.num_levels, do_sample=False, num_beams=num_beams,
+        num_return_sequences=num_return, length_penalty=0.0, output_scores=True, return_dict_in_generate=True,
+        **kwargs,
+    )
+    codes = out.sequences[:, batch["input_ids"].shape[1] :]
+    return codes, out.sequences_scores
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_trie_allows_exactly_the_index(make_catalogue, seed: int) -> None:
+    sizes = (3, 4, 5)
+    index = make_catalogue(25, sizes, seed=seed)
+    trie = ItemTrie(torch.tensor(list(index.values())), sizes)
+    root = torch.zeros(1, dtype=torch.long)
+    assert trie.allowed(root, 0)[0].tolist() == [any(c[0] == a for c in index.values()) for a in range(3)]
+    for codes in index.values():
+        node = root
+        for depth, code in enumerate(codes):
+            assert trie.allowed(node, depth)[0, code]
+            node = trie.step(node, depth, torch.tensor([code]))
+        assert list(index)[trie.leaf_to_item[node].item()] == list(index)[list(index.values()).index(codes)]
+    dead = trie.step(root, 0, torch.tensor([3]))  # code outside the level's codebook
+    assert dead.item() == -1 and not trie.allowed(dead, 1).any()
+
+
+@pytest.mark.parametrize(("num_items", "sizes", "seed"), [(7, (2, 3, 4), 0), (12, (2, 2, 8), 1), (30, (3, 4, 4), 2)])
+def test_generate_never_leaves_the_index(make_catalogue, make_histories, num_items, sizes, seed) -> None:
+    """Few valid continuations per prefix, more beams than items at the first level."""
+    tok = GamerTokenizerFast.from_items(make_catalogue(num_items, sizes, seed), behaviors=BEHAVIORS, codebook_size=list(sizes))
+    torch.manual_seed(seed)
+    model = GamerForCausalLM(GamerConfig.from_preset("tiny", tokenizer=tok)).eval()
+    histories = make_histories(tok, 3, seed=seed)
+    num_return = min(num_items, 6)
+    codes, scores = _generate(model, tok, histories, "buy", num_beams=10, num_return=num_return,
+                              logits_processor=[GamerConstrainedLogitsProcessor(tok)])
+    finite = torch.isfinite(scores)
+    assert finite.all(), "every returned sequence must be a real, scored item"
+    assert None not in tok.decode_items(codes)
+    recs = model.recommend(tok, histories, behavior="buy", top_k=num_return, num_beams=10)
+    for row, generated in zip(recs, codes.view(len(histories), num_return, -1)):
+        assert len(row) == num_return
+        assert [item for item, _ in row] == tok.decode_items(generated)
+
+
+@pytest.mark.parametrize("behavior", ["click", "buy", ["cart", "buy", "click", "buy", "cart"]])
+def test_recommend_equals_generate(tokenizer, model, histories, behavior) -> None:
+    recs = model.recommend(tokenizer, histories, behavior=behavior, top_k=20, num_beams=20)
+    codes, scores = _generate(model, tokenizer, histories, behavior, num_beams=20, num_return=20,
+                              logits_processor=[GamerConstrainedLogitsProcessor(tokenizer)])
+    items = tokenizer.decode_items(codes)
+    for b, row in enumerate(recs):
+        assert [item for item, _ in row] == items[b * 20 : (b + 1) * 20]
+        assert torch.allclose(torch.tensor([s for _, s in row]), scores[b * 20 : (b + 1) * 20], atol=1e-5)
+        assert all(x >= y for (_, x), (_, y) in zip(row, row[1:]))
+
+
+def test_prefix_function_baseline_gives_the_same_ranking(tokenizer, model, histories) -> None:
+    codes_fn, scores_fn = _generate(model, tokenizer, histories, "buy", num_beams=20, num_return=20,
+                                    prefix_allowed_tokens_fn=make_prefix_allowed_tokens_fn(tokenizer))
+    codes, scores = _generate(model, tokenizer, histories, "buy", num_beams=20, num_return=20,
+                              logits_processor=[GamerConstrainedLogitsProcessor(tokenizer)])
+    assert torch.equal(codes_fn, codes)
+    assert torch.allclose(scores_fn, scores, atol=1e-5)
+
+
+def test_exclude_history(tokenizer, model, histories) -> None:
+    plain = model.recommend(tokenizer, histories, top_k=20, num_beams=40)
+    excluded = model.recommend(tokenizer, histories, top_k=10, num_beams=40, exclude_history=True)
+    for history, full, row in zip(histories, plain, excluded):
+        seen = {item for _, item in history}
+        assert not seen & {item for item, _ in row}
+        assert [item for item, _ in row] == [item for item, _ in full if item not in seen][:10]
+
+
+def test_top_k_needs_beams(tokenizer, model, histories) -> None:
+    with pytest.raises(ValueError, match="num_beams"):
+        model.recommend(tokenizer, histories, top_k=30, num_beams=20)
