@@ -1,5 +1,6 @@
 """Full-catalogue evaluation of GAMER and rule baselines: HR/Recall/NDCG@K per behavior, target and merged."""
 
+from .baselines import MostPopular, Repeat, behavior_item_pairs, recent_distinct_items
 from .cases import CASE_COLUMNS, EvalCase, as_cases, ordered_behaviors, target_behavior
 from .metrics import (
     DEFAULT_K_VALUES,
@@ -14,6 +15,7 @@ from .metrics import (
     per_case_metrics,
     ranking_metrics,
 )
+from .mixing import HistoryMixer
 
 __all__ = [
     "CASE_COLUMNS",
@@ -21,7 +23,11 @@ __all__ = [
     "MERGED",
     "METRIC_NAMES",
     "EvalCase",
+    "HistoryMixer",
+    "MostPopular",
+    "Repeat",
     "as_cases",
+    "behavior_item_pairs",
     "check_k_values",
     "grouped_metrics",
     "hit_matrix",
@@ -31,5 +37,6 @@ __all__ = [
     "ordered_behaviors",
     "per_case_metrics",
     "ranking_metrics",
+    "recent_distinct_items",
     "target_behavior",
 ]
