@@ -1,0 +1,59 @@
+"""Semantic IDs: item embeddings -> short code tuples (RQ-KMeans, RQ-VAE, chunked IDs) -> tokenizer.
+
+Typical use::
+
+    from gamer_hf.semantic_ids import item_embeddings, build_semantic_ids, save_semantic_ids
+
+    emb = item_embeddings(item_ids, kind="collaborative", sequences=train_sequences)
+    sids = build_semantic_ids(item_ids, method="rqkmeans", embeddings=emb.vectors, balanced=True)
+    print(sids.report.to_table())
+    tokenizer = save_semantic_ids(sids, "out/tokenizer", behaviors={"click": 0, "cart": 1, "buy": 2})
+"""
+
+from .build import METHODS, SemanticIds, build_semantic_ids
+from .cid import chunked_ids, min_cid_levels
+from .collaborative import collaborative_embeddings, cooccurrence_matrix, ppmi, sequences_from_events
+from .collisions import COLLISION_STRATEGIES, CollisionResolution, resolve_collisions
+from .embeddings import EMBEDDING_KINDS, ItemEmbeddings, item_embeddings
+from .inputs import SemanticIdInputs, load_inputs
+from .kmeans import KMeansResult, fit_kmeans
+from .report import LevelStats, SemanticIdReport, build_report
+from .rq_kmeans import RQKMeans
+from .rq_vae import RQVAE, RQVAEConfig, RQVAEQuantizer
+from .text import load_sentence_encoder, text_embeddings, texts_from_items
+from .writer import REPORT_FILENAME, atomic_directory, save_semantic_ids
+
+__all__ = [
+    "COLLISION_STRATEGIES",
+    "EMBEDDING_KINDS",
+    "METHODS",
+    "REPORT_FILENAME",
+    "CollisionResolution",
+    "ItemEmbeddings",
+    "KMeansResult",
+    "LevelStats",
+    "RQKMeans",
+    "RQVAE",
+    "RQVAEConfig",
+    "RQVAEQuantizer",
+    "SemanticIdInputs",
+    "SemanticIdReport",
+    "SemanticIds",
+    "atomic_directory",
+    "build_report",
+    "build_semantic_ids",
+    "chunked_ids",
+    "collaborative_embeddings",
+    "cooccurrence_matrix",
+    "fit_kmeans",
+    "item_embeddings",
+    "load_inputs",
+    "load_sentence_encoder",
+    "min_cid_levels",
+    "ppmi",
+    "resolve_collisions",
+    "save_semantic_ids",
+    "sequences_from_events",
+    "text_embeddings",
+    "texts_from_items",
+]

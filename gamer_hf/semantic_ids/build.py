@@ -1,0 +1,107 @@
+"""One entry point from items (and their embeddings) to unique code tuples plus a quality report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cid import chunked_ids
+from .collisions import resolve_collisions
+from .report import SemanticIdReport, build_report
+from .rq_kmeans import RQKMeans
+from .rq_vae import RQVAEConfig, RQVAEQuantizer
+
+__all__ = ["METHODS", "SemanticIds", "build_semantic_ids"]
+
+METHODS = ("rqkmeans", "rqvae", "cid")
+SID_DEFAULTS = {"num_levels": 4, "codebook_size": 256}  # reference semantic IDs: 4 levels x 256 codes
+CID_DEFAULT_BASE = 64
+
+
+@dataclass
+class SemanticIds:
+    """Item id -> code tuple (all tuples distinct), the per-level codebook sizes, and how they were made."""
+
+    item_index: dict[str, tuple[int, ...]]
+    codebook_sizes: list[int]
+    report: SemanticIdReport
+    parameters: dict
+
+
+def _check_embeddings(embeddings: np.ndarray | None, num_items: int, method: str) -> np.ndarray:
+    if embeddings is None:
+        raise ValueError(f"method {method!r} needs item embeddings (one row per item)")
+    array = np.asarray(embeddings, dtype=np.float32)
+    if array.ndim != 2 or len(array) != num_items:
+        raise ValueError(f"embeddings of shape {array.shape} do not give one row per item ({num_items} items)")
+    bad = np.flatnonzero(~np.isfinite(array).all(1))
+    if bad.size:
+        raise ValueError(f"embeddings row {bad[0]} (and {bad.size - 1} more) contain NaN or inf")
+    return array
+
+
+def build_semantic_ids(
+    item_ids: Sequence[str],
+    *,
+    method: str = "rqkmeans",
+    embeddings: np.ndarray | None = None,
+    num_levels: int | None = None,
+    codebook_size: int | Sequence[int] | None = None,
+    balanced: bool = False,
+    collisions: str = "append",
+    seed: int = 0,
+    rqvae_config: RQVAEConfig | None = None,
+) -> SemanticIds:
+    """Codes for `item_ids` with `method` ("rqkmeans", "rqvae" or "cid"), made collision-free.
+
+    `embeddings` (`[n, d]`, rows aligned with `item_ids`) are needed for rqkmeans/rqvae and ignored
+    by cid. Defaults: 4 levels x 256 codes for rqkmeans/rqvae; for cid, base 64 with the fewest
+    digits that fit the catalogue. `collisions` is "append" (extra disambiguation level, default)
+    or "reassign" (see `collisions.py`); `balanced` applies to rqkmeans only.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown semantic-ID method {method!r}; choose one of {METHODS}")
+    ids = [str(item) for item in item_ids]
+    if not ids:
+        raise ValueError("build_semantic_ids: no items given")
+    if len(set(ids)) != len(ids):
+        raise ValueError("build_semantic_ids: item_ids contain duplicates")
+    start = time.perf_counter()
+    parameters: dict = {"method": method, "collisions": collisions, "seed": seed}
+    if method == "cid":
+        base = CID_DEFAULT_BASE if codebook_size is None else codebook_size
+        if not isinstance(base, (int, np.integer)):
+            raise ValueError(f"cid needs one integer base as codebook_size, got {base!r}")
+        codes = chunked_ids(ids, base=int(base), num_levels=num_levels, seed=seed)
+        sizes = [int(base)] * codes.shape[1]
+    else:
+        x = _check_embeddings(embeddings, len(ids), method)
+        levels = SID_DEFAULTS["num_levels"] if num_levels is None else num_levels
+        size = SID_DEFAULTS["codebook_size"] if codebook_size is None else codebook_size
+        if method == "rqkmeans":
+            quantizer = RQKMeans(levels, size, balanced=balanced, seed=seed)
+            parameters["balanced"] = balanced
+        else:
+            quantizer = RQVAEQuantizer(levels, size, config=rqvae_config, seed=seed)
+            parameters["rqvae"] = quantizer.config.to_dict()
+        codes = quantizer.fit_encode(x)
+        sizes = quantizer.codebook_sizes
+        parameters["embedding_dim"] = int(x.shape[1])
+    parameters.update(num_levels=len(sizes), codebook_size=list(sizes))
+    quantized = time.perf_counter()
+    resolved = resolve_collisions(codes, sizes, strategy=collisions)
+    report = build_report(
+        method,
+        codes,
+        resolved.codes,
+        resolved.codebook_sizes,
+        resolved.applied,
+        timings={"quantize": quantized - start, "collisions": time.perf_counter() - quantized},
+    )
+    item_index = {item: tuple(int(code) for code in row) for item, row in zip(ids, resolved.codes.tolist())}
+    return SemanticIds(
+        item_index=item_index, codebook_sizes=resolved.codebook_sizes, report=report, parameters=parameters
+    )

@@ -1,0 +1,108 @@
+"""Pick and compute the item embeddings that the quantizers turn into codes.
+
+Kinds:
+- "text": sentence embeddings of each item's side information (see `text.py`);
+- "collaborative": PPMI-SVD of training co-occurrence (see `collaborative.py`);
+- "hybrid": both, concatenated with weights sqrt(w) and sqrt(1 - w) so squared distances mix as
+  w * text + (1 - w) * collaborative. Id-only side information (category, brand, price bucket)
+  leaves many items with identical texts; the collaborative half separates them;
+- "auto": hybrid when there is both an items table and interactions, else whichever exists.
+Every catalogue item gets a row; items without signal for a part get a seeded random row for that
+part (`fallback.py`), and the count is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .collaborative import collaborative_embeddings
+from .fallback import fill_missing_rows
+from .text import text_embeddings, texts_from_items
+
+__all__ = ["EMBEDDING_KINDS", "ItemEmbeddings", "item_embeddings", "resolve_embedding_kind"]
+
+EMBEDDING_KINDS = ("auto", "text", "collaborative", "hybrid")
+
+
+@dataclass
+class ItemEmbeddings:
+    """Rows aligned with `item_ids`; `fallback_items` counts items given random rows (per part)."""
+
+    item_ids: list[str]
+    vectors: np.ndarray
+    kind: str
+    fallback_items: dict[str, int] = field(default_factory=dict)
+
+
+def resolve_embedding_kind(kind: str, *, has_items: bool, has_sequences: bool) -> str:
+    """The concrete kind for `kind`, or a ValueError saying which input is missing."""
+    if kind not in EMBEDDING_KINDS:
+        raise ValueError(f"unknown embedding kind {kind!r}; choose one of {EMBEDDING_KINDS}")
+    if kind == "auto":
+        if has_items and has_sequences:
+            return "hybrid"
+        if has_items or has_sequences:
+            return "text" if has_items else "collaborative"
+        raise ValueError("embedding kind 'auto' needs an items table or interaction sequences")
+    if kind in ("text", "hybrid") and not has_items:
+        raise ValueError(f"embedding kind {kind!r} needs an items table with side information")
+    if kind in ("collaborative", "hybrid") and not has_sequences:
+        raise ValueError(f"embedding kind {kind!r} needs interaction sequences")
+    return kind
+
+
+def _text_part(item_ids: list[str], items: pd.DataFrame, id_column: str, seed: int) -> tuple[np.ndarray, int]:
+    texts = texts_from_items(items, id_column=id_column).reindex(item_ids)
+    has_signal = texts.fillna("").str.len().to_numpy() > 0
+    if not has_signal.any():
+        raise ValueError(f"none of the {len(item_ids)} catalogue items has side information in the items table")
+    encoded = text_embeddings(texts[has_signal].tolist())
+    vectors = np.zeros((len(item_ids), encoded.shape[1]), dtype=np.float32)
+    vectors[has_signal] = encoded
+    return fill_missing_rows(vectors, ~has_signal, seed=seed), int((~has_signal).sum())
+
+
+def _collaborative_part(
+    item_ids: list[str], sequences: Iterable[Sequence[str]], dim: int, window: int, seed: int
+) -> tuple[np.ndarray, int]:
+    vectors, has_signal = collaborative_embeddings(sequences, item_ids, dim=dim, window=window, seed=seed)
+    if not has_signal.any():
+        raise ValueError("no catalogue item co-occurs with another one in the given sequences")
+    return fill_missing_rows(vectors, ~has_signal, seed=seed + 1), int((~has_signal).sum())
+
+
+def item_embeddings(
+    item_ids: Sequence[str],
+    *,
+    kind: str = "auto",
+    sequences: Iterable[Sequence[str]] | None = None,
+    items: pd.DataFrame | None = None,
+    id_column: str = "item_id",
+    dim: int = 64,
+    window: int = 5,
+    hybrid_weight: float = 0.5,
+    seed: int = 0,
+) -> ItemEmbeddings:
+    """Embeddings for every id in `item_ids` from side information (`items`) and/or `sequences`.
+
+    `sequences` should hold training interactions only: co-occurrence with held-out items would leak
+    the test targets into the codes.
+    """
+    ids = [str(item) for item in item_ids]
+    concrete = resolve_embedding_kind(kind, has_items=items is not None, has_sequences=sequences is not None)
+    if not 0.0 < hybrid_weight < 1.0:
+        raise ValueError(f"hybrid_weight must be in (0, 1), got {hybrid_weight}")
+    parts, fallback = [], {}
+    if concrete in ("text", "hybrid"):
+        vectors, fallback["text"] = _text_part(ids, items, id_column, seed)
+        parts.append(vectors * (np.sqrt(hybrid_weight) if concrete == "hybrid" else 1.0))
+    if concrete in ("collaborative", "hybrid"):
+        vectors, fallback["collaborative"] = _collaborative_part(ids, sequences, dim, window, seed)
+        parts.append(vectors * (np.sqrt(1.0 - hybrid_weight) if concrete == "hybrid" else 1.0))
+    return ItemEmbeddings(
+        item_ids=ids, vectors=np.concatenate(parts, axis=1).astype(np.float32), kind=concrete, fallback_items=fallback
+    )

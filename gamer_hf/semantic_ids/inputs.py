@@ -1,0 +1,108 @@
+"""What the semantic-ID step reads from disk: the catalogue, training sequences, behaviors, side info.
+
+Two sources:
+- a raw events folder in the canonical layout (events.csv.gz, meta.json, optional items.csv.gz and
+  test.csv.gz). Events listed in test.csv.gz are held out of the co-occurrence; other future
+  held-out events cannot be known here, so prefer a prepared dataset for leak-free codes;
+- a prepared dataset (`gamer_hf.data.load_prepared`): only the train split's sequences feed the
+  co-occurrence; items seen only in validation/test still get codes (from side info when there is
+  some, else the seeded random fallback of `fallback.py`).
+The catalogue is every item that occurs in the events (all splits); items that appear only in an
+items table are not part of it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .collaborative import sequences_from_events
+
+__all__ = ["SemanticIdInputs", "load_inputs", "read_items_table"]
+
+ITEM_COLUMN = "item_id"
+
+
+@dataclass
+class SemanticIdInputs:
+    """Everything needed to embed, quantize and write a tokenizer for one dataset."""
+
+    item_ids: list[str]  # catalogue, sorted
+    sequences: list[list[str]]  # training interactions only, one time-ordered list per user/row
+    behaviors: dict[str, int]  # name -> level, identity order
+    items: pd.DataFrame | None  # side information (item_id as str), or None
+    source: str  # "raw" or "prepared"
+
+
+def read_items_table(path: Path) -> pd.DataFrame:
+    """Items side-information table (CSV/Parquet), ids read as strings."""
+    if not path.is_file():
+        raise FileNotFoundError(f"items file not found: {path}")
+    if path.suffix in {".parquet", ".pq"}:
+        table = pd.read_parquet(path)
+    else:
+        table = pd.read_csv(path, dtype={ITEM_COLUMN: str})
+    if ITEM_COLUMN not in table.columns:
+        raise ValueError(f"items file {path} lacks column {ITEM_COLUMN!r}; it has {list(table.columns)}")
+    return table.assign(**{ITEM_COLUMN: table[ITEM_COLUMN].astype(str)})
+
+
+def _behavior_levels(meta: Mapping[str, Any], meta_file: Path, names: list[str]) -> dict[str, int]:
+    order = meta.get("behavior_order_low_to_high") or meta.get("stats", {}).get("behavior_order_low_to_high")
+    if not order:
+        raise ValueError(
+            f"{meta_file} gives no behavior order (stats.behavior_order_low_to_high); the events use "
+            f"{sorted(names)}: pass behaviors, e.g. --behaviors 'click<cart<buy'"
+        )
+    unknown = sorted(set(names) - set(order))
+    if unknown:
+        raise ValueError(f"events use behavior(s) {unknown} missing from the order {order} in {meta_file}")
+    return {name: level for level, name in enumerate(order)}
+
+
+def _load_raw(folder: Path, behaviors: Mapping[str, int] | None) -> SemanticIdInputs:
+    events_file = folder / "events.csv.gz"
+    columns = {"user_id": str, "item_id": str, "behavior": str}
+    events = pd.read_csv(events_file, dtype=columns)
+    missing = sorted({"user_id", "item_id", "behavior"} - set(events.columns))
+    if missing:
+        raise ValueError(f"{events_file} lacks column(s) {missing}; it has {list(events.columns)}")
+    test_file = folder / "test.csv.gz"
+    train = events
+    if test_file.is_file():
+        keys = [column for column in ("user_id", "item_id", "behavior", "timestamp") if column in events.columns]
+        held_out = pd.read_csv(test_file, dtype=columns)[keys].drop_duplicates()
+        train = events.merge(held_out, on=keys, how="left", indicator=True).query("_merge == 'left_only'")
+    if behaviors is None:
+        meta_file = folder / "meta.json"
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        behaviors = _behavior_levels(meta, meta_file, events["behavior"].unique().tolist())
+    items_file = folder / "items.csv.gz"
+    return SemanticIdInputs(
+        item_ids=sorted(events["item_id"].unique().tolist()),
+        sequences=sequences_from_events(train),
+        behaviors=dict(behaviors),
+        items=read_items_table(items_file) if items_file.is_file() else None,
+        source="raw",
+    )
+
+
+def load_inputs(
+    data: str | Path, *, items_file: str | Path | None = None, behaviors: Mapping[str, int] | None = None
+) -> SemanticIdInputs:
+    """Read a raw events folder (has events.csv.gz) or a prepared dataset; `items_file` overrides side info."""
+    folder = Path(data)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data directory not found: {folder}")
+    if (folder / "events.csv.gz").is_file():
+        inputs = _load_raw(folder, behaviors)
+    else:
+        raise ValueError(f"{folder} is not a raw events folder (no events.csv.gz)")
+    if items_file is not None:
+        inputs.items = read_items_table(Path(items_file))
+    return inputs

@@ -1,0 +1,145 @@
+"""Quality report of a semantic-ID assignment: collisions, codebook usage and entropy per level.
+
+Low usage or low entropy at a level means the generator wastes vocabulary there; a high collision
+rate means the codes carry less item identity than their length suggests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .collisions import collision_ranks
+
+__all__ = ["LevelStats", "SemanticIdReport", "level_stats", "build_report"]
+
+
+@dataclass(frozen=True)
+class LevelStats:
+    """Usage of one code level. `normalized_entropy` = entropy / log2(codebook_size) (0 when size is 1)."""
+
+    level: int  # 1-based
+    codebook_size: int
+    codes_used: int
+    usage: float  # codes_used / codebook_size
+    entropy_bits: float
+    normalized_entropy: float
+    distinct_prefixes: int  # distinct tuples of levels 1..level
+    disambiguation: bool = False  # True for a level appended to resolve collisions
+
+
+@dataclass
+class SemanticIdReport:
+    """Everything worth knowing before training on a set of semantic IDs."""
+
+    method: str
+    num_items: int
+    num_levels: int
+    codebook_sizes: list[int]
+    collision_rate: float  # before handling: 1 - distinct tuples / items
+    colliding_items: int  # items sharing their tuple with at least one other item (before handling)
+    max_collision_group: int
+    collision_handling: str  # "append", "reassign" or "none" (nothing to resolve)
+    collision_rate_after: float
+    levels: list[LevelStats]
+    items_per_first_code: dict[str, float]  # min / median / mean / max over used level-1 codes
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_table(self) -> str:
+        """Human-readable summary: one header block and one row per level."""
+        lines = [
+            f"semantic IDs: {self.method} | {self.num_items} items | {self.num_levels} levels | "
+            f"codebook sizes {self.codebook_sizes}",
+            f"collisions before handling: rate {self.collision_rate:.4f} | colliding items "
+            f"{self.colliding_items} | largest group {self.max_collision_group} | handling "
+            f"{self.collision_handling} | rate after {self.collision_rate_after:.4f}",
+            "items per level-1 code: "
+            + " | ".join(f"{key} {value:g}" for key, value in self.items_per_first_code.items()),
+        ]
+        if self.timings:
+            lines.append("timings (s): " + " | ".join(f"{key} {value:.2f}" for key, value in self.timings.items()))
+        header = f"{'level':>5} {'size':>6} {'used':>6} {'usage':>7} {'entropy':>8} {'norm':>6} {'prefixes':>9}"
+        lines += ["", header, "-" * len(header)]
+        for stats in self.levels:
+            name = f"{stats.level}{'*' if stats.disambiguation else ''}"
+            lines.append(
+                f"{name:>5} {stats.codebook_size:>6} {stats.codes_used:>6} {stats.usage:>7.3f} "
+                f"{stats.entropy_bits:>8.3f} {stats.normalized_entropy:>6.3f} {stats.distinct_prefixes:>9}"
+            )
+        if any(stats.disambiguation for stats in self.levels):
+            lines.append("* disambiguation level appended to resolve collisions")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_table()
+
+
+def _entropy_bits(counts: np.ndarray) -> float:
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def level_stats(codes: np.ndarray, codebook_sizes: Sequence[int], num_base_levels: int) -> list[LevelStats]:
+    """Stats of every column of `codes`; columns from `num_base_levels` on are disambiguation levels."""
+    stats = []
+    for level, size in enumerate(codebook_sizes):
+        column = codes[:, level]
+        if column.size and (column.min() < 0 or column.max() >= size):
+            raise ValueError(f"level {level + 1} has codes outside [0, {size}): min {column.min()}, max {column.max()}")
+        counts = np.bincount(column, minlength=size)
+        entropy = _entropy_bits(counts) if column.size else 0.0
+        used = int((counts > 0).sum())
+        stats.append(
+            LevelStats(
+                level=level + 1,
+                codebook_size=int(size),
+                codes_used=used,
+                usage=used / size,
+                entropy_bits=entropy,
+                normalized_entropy=float(entropy / np.log2(size)) if size > 1 else 0.0,
+                distinct_prefixes=len(np.unique(codes[:, : level + 1], axis=0)),
+                disambiguation=level >= num_base_levels,
+            )
+        )
+    return stats
+
+
+def build_report(
+    method: str,
+    base_codes: np.ndarray,
+    final_codes: np.ndarray,
+    final_codebook_sizes: Sequence[int],
+    collision_handling: str,
+    timings: dict[str, float] | None = None,
+) -> SemanticIdReport:
+    """Report on `final_codes`, with collision figures measured on `base_codes` (before handling)."""
+    n = len(base_codes)
+    if n == 0:
+        raise ValueError("cannot report on an empty item set")
+    _, group_size = collision_ranks(base_codes)
+    first = np.bincount(final_codes[:, 0])
+    first = first[first > 0]
+    return SemanticIdReport(
+        method=method,
+        num_items=n,
+        num_levels=final_codes.shape[1],
+        codebook_sizes=[int(size) for size in final_codebook_sizes],
+        collision_rate=1.0 - len(np.unique(base_codes, axis=0)) / n,
+        colliding_items=int((group_size > 1).sum()),
+        max_collision_group=int(group_size.max()),
+        collision_handling=collision_handling,
+        collision_rate_after=1.0 - len(np.unique(final_codes, axis=0)) / n,
+        levels=level_stats(final_codes, final_codebook_sizes, base_codes.shape[1]),
+        items_per_first_code={
+            "min": float(first.min()),
+            "median": float(np.median(first)),
+            "mean": float(first.mean()),
+            "max": float(first.max()),
+        },
+        timings=dict(timings or {}),
+    )
