@@ -2,6 +2,8 @@
 
 from .baselines import MostPopular, Repeat, behavior_item_pairs, recent_distinct_items
 from .cases import CASE_COLUMNS, EvalCase, as_cases, ordered_behaviors, target_behavior
+from .evaluator import Evaluator, Recommender
+from .gamer_recommender import GamerRecommender
 from .metrics import (
     DEFAULT_K_VALUES,
     MERGED,
@@ -16,6 +18,7 @@ from .metrics import (
     ranking_metrics,
 )
 from .mixing import HistoryMixer
+from .results import EvaluationReport, ModelResult
 
 __all__ = [
     "CASE_COLUMNS",
@@ -23,8 +26,13 @@ __all__ = [
     "MERGED",
     "METRIC_NAMES",
     "EvalCase",
+    "EvaluationReport",
+    "Evaluator",
+    "GamerRecommender",
     "HistoryMixer",
+    "ModelResult",
     "MostPopular",
+    "Recommender",
     "Repeat",
     "as_cases",
     "behavior_item_pairs",

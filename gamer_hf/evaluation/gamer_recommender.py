@@ -1,0 +1,75 @@
+"""GAMER behind the recommender contract, so the model is scored by the same path as the baselines.
+
+Ranking comes from the model's fast constrained `recommend()` (prefill once, beam search over the
+item trie), which covers the whole catalogue: this is full-catalogue evaluation, no sampled negatives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from .cases import EvalCase, as_cases
+from .mixing import HistoryMixer
+
+__all__ = ["GamerRecommender"]
+
+
+class GamerRecommender:
+    """Adapter: `recommend(cases, top_k) -> list[list[str]]` over `model.recommend(tokenizer, histories, ...)`.
+
+    `exclude_history` asks the model to drop history items; `mixer` blends them back in afterwards
+    (see `HistoryMixer`). `on_unknown="skip"` drops history interactions whose item or behavior the
+    tokenizer does not know (items first seen after the semantic IDs were built); "raise" fails on them.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        num_beams: int = 20,
+        max_history: int | None = None,
+        exclude_history: bool = False,
+        mixer: HistoryMixer | None = None,
+        on_unknown: Literal["raise", "skip"] = "raise",
+    ) -> None:
+        if on_unknown not in ("raise", "skip"):
+            raise ValueError(f"on_unknown must be 'raise' or 'skip', got {on_unknown!r}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.num_beams = num_beams
+        self.max_history = max_history
+        self.exclude_history = exclude_history
+        self.mixer = mixer
+        self.on_unknown = on_unknown
+
+    def _history(self, case: EvalCase) -> list[tuple[str, str]]:
+        if self.on_unknown == "raise":
+            return case.history
+        items, behaviors = self.tokenizer.item_index, self.tokenizer.behaviors
+        return [(b, i) for b, i in case.history if i in items and b in behaviors]
+
+    def generate(self, cases: Iterable[Mapping[str, Any] | EvalCase], top_k: int) -> list[list[tuple[str, float]]]:
+        """The model's scored lists, (item id, summed log-prob) best first, one per case."""
+        cases = as_cases(cases)
+        if not cases:
+            return []
+        requested = [case.target_behavior for case in cases]
+        behavior: str | list[str] = requested[0] if len(set(requested)) == 1 else requested
+        return self.model.recommend(
+            self.tokenizer,
+            [self._history(case) for case in cases],
+            behavior=behavior,
+            top_k=top_k,
+            num_beams=self.num_beams,
+            max_history=self.max_history,
+            exclude_history=self.exclude_history,
+        )
+
+    def recommend(self, cases: Iterable[Mapping[str, Any] | EvalCase], top_k: int) -> list[list[str]]:
+        """Item ids best first, history-mixed when a mixer is set."""
+        cases = as_cases(cases)
+        generated = self.generate(cases, top_k)
+        if self.mixer is None:
+            return [[item for item, _ in scored] for scored in generated]
+        return [self.mixer.mix(scored, case, top_k) for scored, case in zip(generated, cases)]
