@@ -1,4 +1,15 @@
-"""Full-catalogue evaluation of GAMER and rule baselines: HR/Recall/NDCG@K per behavior, target and merged."""
+"""Full-catalogue evaluation of GAMER and rule baselines: HR/Recall/NDCG@K per behavior, target and merged.
+
+Typical use::
+
+    evaluator = Evaluator(test_cases, behaviors={"click": 1, "cart": 2, "buy": 3})
+    report = evaluator.evaluate_all({
+        "GAMER": GamerRecommender(model, tokenizer, num_beams=20),
+        "MostPopular": MostPopular().fit(train_events),
+        "Repeat": Repeat(),
+    })
+    report.save_json("eval.json"); report.save_markdown("eval.md"); plot_per_behavior(report, "ndcg.png")
+"""
 
 from .baselines import MostPopular, Repeat, behavior_item_pairs, recent_distinct_items
 from .cases import CASE_COLUMNS, EvalCase, as_cases, ordered_behaviors, target_behavior
@@ -18,6 +29,7 @@ from .metrics import (
     ranking_metrics,
 )
 from .mixing import HistoryMixer
+from .plotting import plot_per_behavior
 from .results import EvaluationReport, ModelResult
 
 __all__ = [
@@ -44,6 +56,7 @@ __all__ = [
     "metric_keys",
     "ordered_behaviors",
     "per_case_metrics",
+    "plot_per_behavior",
     "ranking_metrics",
     "recent_distinct_items",
     "target_behavior",
