@@ -15,6 +15,7 @@ from .baselines import MostPopular, Repeat, behavior_item_pairs, recent_distinct
 from .cases import CASE_COLUMNS, EvalCase, as_cases, ordered_behaviors, target_behavior
 from .evaluator import Evaluator, Recommender
 from .gamer_recommender import GamerRecommender
+from .hf_metric import RANKING_METRIC_PATH, load_ranking_metric
 from .metrics import (
     DEFAULT_K_VALUES,
     MERGED,
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_K_VALUES",
     "MERGED",
     "METRIC_NAMES",
+    "RANKING_METRIC_PATH",
     "EvalCase",
     "EvaluationReport",
     "Evaluator",
@@ -51,6 +53,7 @@ __all__ = [
     "check_k_values",
     "grouped_metrics",
     "hit_matrix",
+    "load_ranking_metric",
     "merge_metrics",
     "metric_key",
     "metric_keys",
