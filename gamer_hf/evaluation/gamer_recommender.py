@@ -19,8 +19,8 @@ class GamerRecommender:
     """Adapter: `recommend(cases, top_k) -> list[list[str]]` over `model.recommend(tokenizer, histories, ...)`.
 
     `exclude_history` asks the model to drop history items; `mixer` blends them back in afterwards
-    (see `HistoryMixer`). `on_unknown="skip"` drops history interactions whose item or behavior the
-    tokenizer does not know (items first seen after the semantic IDs were built); "raise" fails on them.
+    (see `HistoryMixer`). `on_unknown` goes to the tokenizer: "skip" drops history interactions whose
+    item or behavior it does not know (items first seen after the semantic IDs were built), "raise" fails.
     """
 
     def __init__(
@@ -43,12 +43,6 @@ class GamerRecommender:
         self.mixer = mixer
         self.on_unknown = on_unknown
 
-    def _history(self, case: EvalCase) -> list[tuple[str, str]]:
-        if self.on_unknown == "raise":
-            return case.history
-        items, behaviors = self.tokenizer.item_index, self.tokenizer.behaviors
-        return [(b, i) for b, i in case.history if i in items and b in behaviors]
-
     def generate(self, cases: Iterable[Mapping[str, Any] | EvalCase], top_k: int) -> list[list[tuple[str, float]]]:
         """The model's scored lists, (item id, summed log-prob) best first, one per case."""
         cases = as_cases(cases)
@@ -58,12 +52,13 @@ class GamerRecommender:
         behavior: str | list[str] = requested[0] if len(set(requested)) == 1 else requested
         return self.model.recommend(
             self.tokenizer,
-            [self._history(case) for case in cases],
+            [case.history for case in cases],
             behavior=behavior,
             top_k=top_k,
             num_beams=self.num_beams,
             max_history=self.max_history,
             exclude_history=self.exclude_history,
+            on_unknown=self.on_unknown,
         )
 
     def recommend(self, cases: Iterable[Mapping[str, Any] | EvalCase], top_k: int) -> list[list[str]]:

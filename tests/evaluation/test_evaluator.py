@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,10 +25,13 @@ class ContractModel:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
 
-    def recommend(self, tokenizer, histories, behavior, top_k=10, num_beams=20, max_history=None, exclude_history=False):
+    def recommend(
+        self, tokenizer, histories, behavior, top_k=10, num_beams=20, max_history=None, exclude_history=False,
+        on_unknown="raise",
+    ):  # fmt: skip
         self.calls.append(
             {"histories": histories, "behavior": behavior, "top_k": top_k, "num_beams": num_beams,
-             "max_history": max_history, "exclude_history": exclude_history}
+             "max_history": max_history, "exclude_history": exclude_history, "on_unknown": on_unknown}
         )  # fmt: skip
         out = []
         for history in histories:
@@ -50,9 +52,9 @@ class TableRecommender:
 
 
 @pytest.fixture
-def tokenizer(behaviors) -> SimpleNamespace:
-    """Only the tokenizer attributes GamerRecommender reads: the item index and behavior table."""
-    return SimpleNamespace(item_index={item: (n,) for n, item in enumerate(CATALOGUE[:6])}, behaviors=behaviors)
+def tokenizer() -> object:
+    """GamerRecommender only hands the tokenizer to the model; the contract model ignores it."""
+    return object()
 
 
 def test_batches_share_one_behavior_and_pass_the_contract_arguments(cases, behaviors, tokenizer) -> None:
@@ -62,7 +64,9 @@ def test_batches_share_one_behavior_and_pass_the_contract_arguments(cases, behav
     assert [(c["behavior"], len(c["histories"])) for c in model.calls] == [
         ("click", 2), ("click", 1), ("cart", 1), ("buy", 2), ("buy", 1)
     ]  # fmt: skip
-    assert {(c["top_k"], c["num_beams"], c["max_history"], c["exclude_history"]) for c in model.calls} == {(10, 7, 5, False)}
+    assert {(c["top_k"], c["num_beams"], c["max_history"], c["exclude_history"]) for c in model.calls} == {
+        (10, 7, 5, False)
+    }
     passed = [h for c in model.calls for h in c["histories"]]
     assert sorted(map(tuple, passed)) == sorted(tuple(case.history) for case in cases)
 
@@ -133,13 +137,11 @@ def test_mixed_behavior_batch_passes_a_behavior_per_history(cases, tokenizer) ->
     assert model.calls[0]["behavior"] == ["buy", "click"]
 
 
-def test_unknown_history_items_skipped_on_request(cases, tokenizer) -> None:
+@pytest.mark.parametrize("on_unknown", ["raise", "skip"])
+def test_on_unknown_goes_to_the_model(cases, tokenizer, on_unknown: str) -> None:
     model = ContractModel()
-    GamerRecommender(model, tokenizer, on_unknown="skip").generate([cases[4]], top_k=2)  # u5: i2, i2, i6
-    assert model.calls[0]["histories"] == [[("cart", "i2"), ("click", "i2"), ("click", "i6")]]
-    unknown = EvalCase("u", ("click", "fav", "click"), ("i1", "i2", "zz"), "buy", ("i1",))
-    GamerRecommender(model, tokenizer, on_unknown="skip").generate([unknown], top_k=2)
-    assert model.calls[1]["histories"] == [[("click", "i1")]]
+    GamerRecommender(model, tokenizer, on_unknown=on_unknown).generate(cases[:1], top_k=2)
+    assert model.calls[0]["on_unknown"] == on_unknown
 
 
 def test_progress_bar_names_the_model(cases, behaviors, capsys) -> None:
