@@ -1,0 +1,40 @@
+"""`gamer-hf recommend`: top-K items for one history under a requested behavior."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..loading import load_gamer, parse_history
+
+__all__ = ["RecommendArguments", "run"]
+
+
+@dataclass
+class RecommendArguments:
+    model: str = field(metadata={"help": "GAMER checkpoint directory (or a Hub repo snapshot)"})
+    history: str = field(metadata={"help": "interactions, oldest first: 'click:sku1,cart:sku2'"})
+    behavior: Optional[str] = field(default=None, metadata={"help": "requested behavior (default: the target behavior)"})
+    top_k: int = field(default=10, metadata={"help": "how many items to return"})
+    num_beams: int = field(default=20, metadata={"help": "beam width of the constrained search (>= top_k)"})
+    exclude_history: bool = field(default=False, metadata={"help": "leave out items already in the history"})
+    skip_unknown: bool = field(default=False, metadata={"help": "drop history items the checkpoint does not know"})
+    json: bool = field(default=False, metadata={"help": "print JSON instead of a table"})
+
+
+def run(args: RecommendArguments) -> int:
+    model, tokenizer = load_gamer(args.model)
+    behavior = args.behavior or tokenizer.target_behavior
+    [recs] = model.recommend(
+        tokenizer, [parse_history(args.history)], behavior=behavior, top_k=args.top_k,
+        num_beams=max(args.num_beams, args.top_k), exclude_history=args.exclude_history,
+        on_unknown="skip" if args.skip_unknown else "raise",
+    )
+    if args.json:
+        print(json.dumps({"behavior": behavior, "items": [{"item_id": i, "score": s} for i, s in recs]}))
+    else:
+        print(f"top-{args.top_k} under '{behavior}':")
+        for rank, (item, score) in enumerate(recs, 1):
+            print(f"{rank:>3}  {item:<24} {score:9.4f}")
+    return 0
