@@ -1,0 +1,1 @@
+"""Hub tests: a local Hub-API server (hub_server.py) and the fixtures built on it (conftest.py)."""
