@@ -1,0 +1,237 @@
+"""The canonical events table and the validation that produces it.
+
+Canonical table (a `datasets.Dataset`, Arrow-backed), sorted by user (in order of first
+appearance in the source), then time, then source order:
+
+    user_id: string, item_id: string, behavior: string, timestamp: float64[, session_id: string]
+
+`timestamp` is in seconds (UTC) unless `time_resolution == "order"`, where it is the event's
+position in its user's sequence. Every rejected row is either an error (`on_invalid="raise"`) or a
+counted `DropReport` entry naming file, column, row and value (`on_invalid="drop"`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import datasets
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .behaviors import BehaviorSpec, BehaviorTable
+from .report import DataValidationError, DropReport
+from .tables import id_strings, timestamp_seconds
+
+__all__ = ["RawEvents", "EventLog", "validate_events", "OnInvalid", "EVENT_COLUMNS"]
+
+OnInvalid = Literal["raise", "drop"]
+TimeResolution = Literal["seconds", "day", "order"]
+EVENT_COLUMNS = ("user_id", "item_id", "behavior", "timestamp")
+
+
+@dataclass
+class RawEvents:
+    """What a format adapter hands over: canonical column names with raw values, before validation.
+
+    `columns` maps canonical names to the source's own names so that errors quote the user's file;
+    `time_text` holds the source's timestamp values when the adapter already converted them to seconds.
+    Rows in messages are 0-based positions in `table` (data rows of a file, header excluded).
+    """
+
+    table: pa.Table
+    file: str
+    format: str
+    columns: dict[str, str] = field(default_factory=dict)
+    time_unit: str = "s"
+    time_resolution: TimeResolution = "seconds"
+    behaviors: BehaviorTable | None = None
+    items: pd.DataFrame | None = None
+    item_index: dict[str, tuple[str, ...]] | None = None
+    time_text: pa.ChunkedArray | pa.Array | None = None
+
+    def source_column(self, name: str) -> str:
+        return self.columns.get(name, name)
+
+
+@dataclass
+class EventLog:
+    """Validated events plus everything later steps need to interpret them."""
+
+    events: datasets.Dataset
+    behaviors: BehaviorTable
+    source: str
+    format: str
+    time_resolution: TimeResolution
+    report: DropReport
+    items: pd.DataFrame | None = None
+    item_index: dict[str, tuple[str, ...]] | None = None
+
+    @property
+    def has_sessions(self) -> bool:
+        return "session_id" in self.events.column_names
+
+    def with_events(self, events: datasets.Dataset) -> "EventLog":
+        return replace(self, events=events)
+
+
+class _Checker:
+    """Applies one rule at a time: raise on the first offending row, or record and mark drops."""
+
+    def __init__(self, raw: RawEvents, on_invalid: OnInvalid, report: DropReport) -> None:
+        if on_invalid not in ("raise", "drop"):
+            raise ValueError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
+        self.raw, self.on_invalid, self.report = raw, on_invalid, report
+        self.dropped = np.zeros(raw.table.num_rows, dtype=bool)
+
+    def check(self, bad: np.ndarray, reason: str, column: str | None, values: Any, policy: str | None = None,
+              hint: str = "pass on_invalid='drop' (CLI --on_invalid drop) to drop such rows and report them") -> None:
+        bad = bad & ~self.dropped
+        count = int(bad.sum())
+        if not count:
+            return
+        where = np.flatnonzero(bad)
+        label = self.raw.source_column(column) if column else None
+        quoted = [_value_at(values, i) for i in where[:5]]
+        if (policy or self.on_invalid) == "raise":
+            raise DataValidationError(
+                reason, file=self.raw.file, column=label, row=int(where[0]), value=quoted[0], count=count, hint=hint
+            )
+        self.report.add(reason, file=self.raw.file, column=label, rows=list(where[:5]), values=quoted,
+                        count=count)
+        self.dropped |= bad
+
+
+def _value_at(values: Any, index: int) -> Any:
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values[int(index)].as_py()
+    return values[int(index)]
+
+
+def _as_bool(array: pa.Array) -> np.ndarray:
+    return pc.fill_null(array, True).to_numpy(zero_copy_only=False)
+
+
+def validate_events(
+    raw: RawEvents,
+    behaviors: BehaviorSpec | None = None,
+    *,
+    on_invalid: OnInvalid = "raise",
+    on_duplicate: Literal["raise", "drop", "keep"] | None = None,
+) -> EventLog:
+    """Check ids, behaviors, timestamps and duplicates, then sort into the canonical table.
+
+    `behaviors` overrides the adapter's preset. `on_duplicate` defaults to `on_invalid`; "keep"
+    accepts identical rows (e.g. repeated clicks in day-resolution logs) as repeated events.
+    """
+    table = BehaviorTable.parse(behaviors) if behaviors is not None else raw.behaviors
+    if table is None:
+        raise ValueError(
+            f"{raw.file}: the {raw.format!r} format has no behavior preset; pass behaviors, e.g. "
+            "'click:0,cart:1,buy:2' (CLI --behaviors)"
+        )
+    report = DropReport()
+    checker = _Checker(raw, on_invalid, report)
+    source = raw.table
+    users = id_strings(source["user_id"], file=raw.file, name=raw.source_column("user_id"))
+    items = id_strings(source["item_id"], file=raw.file, name=raw.source_column("item_id"))
+    for name, values in (("user_id", users), ("item_id", items)):
+        empty = pc.equal(pc.utf8_trim_whitespace(values), "")
+        checker.check(_as_bool(pc.or_kleene(pc.is_null(values), empty)), f"null or empty {name}", name, values)
+    behavior_values = id_strings(source["behavior"], file=raw.file, name=raw.source_column("behavior"))
+    known = pc.fill_null(pc.is_in(behavior_values, value_set=pa.array(table.names)), False).to_numpy(
+        zero_copy_only=False
+    )
+    checker.check(~known, f"behavior not in the level table {table.levels}", "behavior", behavior_values)
+    has_time = "timestamp" in source.column_names
+    if has_time:
+        seconds = timestamp_seconds(source["timestamp"], raw.time_unit)
+        quoted = raw.time_text if raw.time_text is not None else source["timestamp"]
+        checker.check(~np.isfinite(seconds), "null or unparsable timestamp", "timestamp", quoted)
+    sessions = None
+    if "session_id" in source.column_names:
+        sessions = id_strings(source["session_id"], file=raw.file, name=raw.source_column("session_id"))
+        checker.check(_as_bool(pc.is_null(sessions)), "null session id", "session_id", sessions)
+
+    keep = np.flatnonzero(~checker.dropped)
+    take = pa.array(keep)
+    users, items, behavior_values = users.take(take), items.take(take), behavior_values.take(take)
+    sessions = sessions.take(take) if sessions is not None else None
+    user_codes = _codes(users)
+    time = seconds[keep] if has_time else np.arange(len(keep), dtype=np.float64)
+    duplicate_policy = on_duplicate or on_invalid
+    if has_time and duplicate_policy != "keep":
+        duplicate = _duplicates(user_codes, _codes(items), _codes(behavior_values), time,
+                                _codes(sessions) if sessions is not None else None)
+        full = np.zeros(source.num_rows, dtype=bool)
+        full[keep[duplicate]] = True
+        described = _DuplicateValues(users, items, behavior_values, time, keep)
+        checker.check(full, "duplicate row (same user, item, behavior and timestamp)", None, described,
+                      policy=duplicate_policy, hint="pass on_duplicate='drop' or 'keep' (CLI --on_duplicate) to "
+                      "drop them (reported) or keep them as repeated events")
+        if duplicate.any():
+            keep, survivors = keep[~duplicate], pa.array(np.flatnonzero(~duplicate))
+            users, items, behavior_values = users.take(survivors), items.take(survivors), behavior_values.take(survivors)
+            sessions = sessions.take(survivors) if sessions is not None else None
+            user_codes, time = user_codes[~duplicate], time[~duplicate]
+
+    order = pa.array(np.lexsort((time, user_codes)) if has_time else np.argsort(user_codes, kind="stable"))
+    if not has_time:  # event order defines time: position within the user's sequence
+        sorted_users = user_codes[order.to_numpy()]
+        starts = np.r_[0, np.flatnonzero(np.diff(sorted_users)) + 1]
+        time = np.arange(len(sorted_users)) - np.repeat(starts, np.diff(np.r_[starts, len(sorted_users)]))
+        time = time.astype(np.float64)
+    else:
+        time = time[order.to_numpy()]
+    columns = {
+        "user_id": users.take(order),
+        "item_id": items.take(order),
+        "behavior": behavior_values.take(order),
+        "timestamp": pa.array(time, pa.float64()),
+    }
+    if sessions is not None:
+        columns["session_id"] = sessions.take(order)
+    resolution: TimeResolution = raw.time_resolution if has_time else "order"
+    return EventLog(
+        events=datasets.Dataset(pa.table(columns)),
+        behaviors=table,
+        source=raw.file,
+        format=raw.format,
+        time_resolution=resolution,
+        report=report,
+        items=raw.items,
+        item_index=raw.item_index,
+    )
+
+
+class _DuplicateValues:
+    """Lazily renders the offending row of a duplicate as its (user, item, behavior, timestamp)."""
+
+    def __init__(self, users: pa.Array, items: pa.Array, behaviors: pa.Array, time: np.ndarray, keep: np.ndarray):
+        self.users, self.items, self.behaviors, self.time, self.keep = users, items, behaviors, time, keep
+
+    def __getitem__(self, row: int) -> str:
+        i = int(np.searchsorted(self.keep, row))
+        return (f"user_id={self.users[i].as_py()}, item_id={self.items[i].as_py()}, "
+                f"behavior={self.behaviors[i].as_py()}, timestamp={self.time[i]:.15g}")
+
+
+def _codes(values: pa.Array) -> np.ndarray:
+    """Integer codes in order of first appearance."""
+    return pc.dictionary_encode(values).indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+
+
+def _duplicates(users: np.ndarray, items: np.ndarray, behaviors: np.ndarray, time: np.ndarray,
+                sessions: np.ndarray | None) -> np.ndarray:
+    """True for every repeat (after the first, in source order) of an identical event."""
+    keys = [time, behaviors, items, users] if sessions is None else [sessions, time, behaviors, items, users]
+    order = np.lexsort(keys)
+    same = np.ones(len(order) - 1, dtype=bool) if len(order) > 1 else np.zeros(0, dtype=bool)
+    for key in keys:
+        ordered = key[order]
+        same &= ordered[1:] == ordered[:-1]
+    duplicate = np.zeros(len(order), dtype=bool)
+    duplicate[order[1:][same]] = True
+    return duplicate

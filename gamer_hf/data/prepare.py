@@ -1,0 +1,308 @@
+"""events -> validated log -> filters -> sessions -> split -> training sequences -> saved DatasetDict.
+
+A prepared folder holds `save_to_disk` output of a DatasetDict (train / validation / test),
+`metadata.json`, `items.json` (the item catalogue: contiguous id i -> original item id),
+`users.json` (likewise for users) and, when the source has item side information, `items.parquet`.
+It is written to a temporary sibling folder and renamed into place, so readers never see half a
+preparation.
+
+metadata.json keys: format_version, source, format, protocol, behaviors (name -> level, identity
+order), target_behavior, time_resolution, sessions ({method, gap_minutes}), max_history,
+augment_copies, seed, k_core, min_user_events, num_users, num_items, num_events,
+events_per_behavior, num_sessions (session protocol), splits ({train: {...}, validation: {...},
+test: {...}}), drop_report (list of records), id_maps ({users, items} file names), items_file,
+item_index_file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .arrays import EventArrays
+from .behaviors import BehaviorSpec, BehaviorTable
+from .events import EventLog, OnInvalid
+from .filters import filter_k_core, filter_min_user_events
+from .formats import read_events
+from .report import DropReport
+from .sequences import cases_table, training_table
+from .sessions import SessionMethod, order_by_session, resolve_session_method, session_ranks
+from .splits import Cases, Protocol, Split, loo_split, session_split
+from .tables import TableSource
+
+__all__ = ["prepare", "load_prepared", "PreparedData", "format_summary", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class PreparedData:
+    """The prepared splits, their metadata, and the item catalogue."""
+
+    splits: datasets.DatasetDict
+    metadata: dict[str, Any]
+    item_ids: list[str]
+    user_ids: list[str]
+    items: pd.DataFrame | None = None
+    item_index: dict[str, tuple[str, ...]] | None = field(default=None, repr=False)
+
+    @property
+    def behaviors(self) -> BehaviorTable:
+        return BehaviorTable(self.metadata["behaviors"])
+
+    @property
+    def report(self) -> DropReport:
+        return DropReport.from_list(self.metadata["drop_report"])
+
+    def summary(self) -> str:
+        return format_summary(self.metadata)
+
+    def save(self, out: str | os.PathLike) -> Path:
+        """Write atomically: a temporary sibling folder renamed over `out`."""
+        out = Path(out)
+        if out.exists() and any(out.iterdir()) and not (out / "metadata.json").is_file():
+            raise FileExistsError(f"{out} exists and is not a prepared-data folder; refusing to overwrite it")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            with _quiet_datasets():  # our own progress bar covers saving
+                self.splits.save_to_disk(str(tmp / "splits"))
+            _write_json(tmp / "items.json", self.item_ids)
+            _write_json(tmp / "users.json", self.user_ids)
+            if self.items is not None:
+                self.items.to_parquet(tmp / "items.parquet", index=False)
+            if self.item_index is not None:
+                _write_json(tmp / "item_index.json", {k: list(v) for k, v in self.item_index.items()})
+            _write_json(tmp / "metadata.json", self.metadata)
+            if out.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+                os.replace(out, old / out.name)
+                os.replace(tmp, out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+
+@contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+
+
+def _write_json(path: Path, value: Any) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        json.dump(value, handle, ensure_ascii=False, indent=1 if isinstance(value, dict) else None)
+
+
+def load_prepared(path: str | os.PathLike) -> PreparedData:
+    """Read a folder written by `prepare(..., out=path)` / `gamer-hf prepare`."""
+    path = Path(path)
+    meta_file = path / "metadata.json"
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{path} is not a prepared-data folder (no metadata.json)")
+    metadata = json.loads(meta_file.read_text(encoding="utf-8"))
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: prepared with format_version {metadata.get('format_version')}, "
+                         f"this gamer_hf reads {FORMAT_VERSION}; prepare it again")
+    items = pd.read_parquet(path / "items.parquet") if (path / "items.parquet").is_file() else None
+    item_index = None
+    if (path / "item_index.json").is_file():
+        item_index = {k: tuple(v) for k, v in json.loads((path / "item_index.json").read_text()).items()}
+    return PreparedData(
+        splits=datasets.load_from_disk(str(path / "splits")),
+        metadata=metadata,
+        item_ids=json.loads((path / "items.json").read_text(encoding="utf-8")),
+        user_ids=json.loads((path / "users.json").read_text(encoding="utf-8")),
+        items=items,
+        item_index=item_index,
+    )
+
+
+def _case_stats(cases: Cases, table: BehaviorTable) -> dict[str, Any]:
+    per_behavior = np.bincount(cases.behaviors, minlength=len(table))
+    return {
+        "cases": len(cases),
+        "users": int(np.unique(cases.users).size),
+        "cases_per_behavior": {name: int(n) for name, n in zip(table.names, per_behavior)},
+        "target_items": int(cases.target_offsets[-1]),
+        "skipped_empty_history": cases.skipped_empty_history,
+    }
+
+
+def prepare(
+    events: TableSource | EventLog,
+    *,
+    format: str = "auto",
+    behaviors: BehaviorSpec | None = None,
+    protocol: Protocol = "session",
+    out: str | os.PathLike | None = None,
+    max_history: int | None = 50,
+    augment_copies: int = 0,
+    session_by: SessionMethod = "auto",
+    session_gap_minutes: float = 60.0,
+    target_behavior: str | None = None,
+    k_core: int = 0,
+    min_user_events: int = 2,
+    on_invalid: OnInvalid = "raise",
+    on_duplicate: str | None = None,
+    seed: int = 42,
+    progress: bool = True,
+    format_options: dict[str, Any] | None = None,
+) -> PreparedData:
+    """Turn an event log into train / validation / test datasets (and save them when `out` is given).
+
+    `events` is a path, a DataFrame, a Dataset or an already-read `EventLog`. `max_history` caps
+    both training sequences (max_history + 1 interactions) and evaluation prompts; None keeps all.
+    `target_behavior` (loo) defaults to the unique top-level behavior.
+    """
+    if protocol not in ("session", "loo"):
+        raise ValueError(f"protocol must be 'session' or 'loo', got {protocol!r}")
+    if max_history is not None and max_history < 1:
+        raise ValueError(f"max_history must be >= 1 or None, got {max_history}")
+    steps = tqdm(total=6, desc="prepare", unit="step", disable=not progress)
+
+    steps.set_postfix_str("read")
+    if isinstance(events, EventLog):
+        if behaviors is not None:
+            raise ValueError("behaviors are fixed by the EventLog; pass them to read_events instead")
+        log = events
+    else:
+        log = read_events(events, format, behaviors, on_invalid=on_invalid, on_duplicate=on_duplicate,
+                          **(format_options or {}))
+    report = DropReport(list(log.report.records))
+    steps.update()
+
+    steps.set_postfix_str("filter")
+    arrays = EventArrays.from_log(log)
+    arrays = filter_min_user_events(arrays, min_user_events, report, file=log.source)
+    arrays = filter_k_core(arrays, k_core, report, file=log.source)
+    if len(arrays) == 0:
+        raise ValueError(f"{log.source}: no events left after validation and filtering; see the drop report:\n"
+                         f"{report.format()}")
+    steps.update()
+
+    steps.set_postfix_str("sessions")
+    table = log.behaviors
+    sessions: dict[str, Any] = {"method": None, "gap_minutes": None}
+    if protocol == "session":
+        method = resolve_session_method(session_by, has_given=arrays.given_sessions is not None,
+                                        time_resolution=log.time_resolution)
+        ranks = session_ranks(arrays.users, arrays.time, method, gap_minutes=session_gap_minutes,
+                              given=arrays.given_sessions)
+        if method == "given":
+            order = order_by_session(arrays.users, ranks)
+            arrays, ranks = arrays.take(order), ranks[order]
+        sessions = {"method": method, "gap_minutes": session_gap_minutes if method == "gap" else None}
+    steps.update()
+
+    steps.set_postfix_str("split")
+    if protocol == "session":
+        split: Split = session_split(arrays, ranks, max_history=max_history)
+        target = target_behavior or (table.target if len(table.top_behaviors) == 1 else None)
+    else:
+        target = target_behavior or table.target
+        if target not in table:
+            raise ValueError(f"target behavior {target!r} is not one of {table.names}")
+        split = loo_split(arrays, table.names.index(target), max_history=max_history)
+    steps.update()
+
+    steps.set_postfix_str("sequences")
+    train, train_stats = training_table(arrays, split.train, max_history=max_history, copies=augment_copies,
+                                        seed=seed)
+    splits = datasets.DatasetDict({
+        "train": datasets.Dataset(train),
+        "validation": datasets.Dataset(cases_table(arrays, split.validation)),
+        "test": datasets.Dataset(cases_table(arrays, split.test)),
+    })
+    steps.update()
+
+    item_ids = arrays.item_ids.to_pylist()
+    metadata: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "source": log.source,
+        "format": log.format,
+        "protocol": protocol,
+        "behaviors": table.levels,
+        "target_behavior": target,
+        "time_resolution": log.time_resolution,
+        "sessions": sessions,
+        "max_history": max_history,
+        "augment_copies": augment_copies,
+        "seed": seed,
+        "k_core": k_core,
+        "min_user_events": min_user_events,
+        "num_users": arrays.num_users,
+        "num_items": arrays.num_items,
+        "num_events": len(arrays),
+        "events_per_behavior": arrays.behavior_counts(),
+        "num_sessions": split.stats.get("sessions"),
+        "splits": {
+            "train": train_stats,
+            "validation": _case_stats(split.validation, table),
+            "test": _case_stats(split.test, table),
+            "unused_events": split.stats["unused_events"],
+        },
+        "drop_report": report.to_list(),
+        "id_maps": {"users": "users.json", "items": "items.json"},
+        "items_file": "items.parquet" if log.items is not None else None,
+        "item_index_file": "item_index.json" if log.item_index is not None else None,
+    }
+    items = None
+    if log.items is not None:
+        items = log.items[log.items["item_id"].astype(str).isin(set(item_ids))].reset_index(drop=True)
+    prepared = PreparedData(splits, metadata, item_ids, arrays.user_ids.to_pylist(), items, log.item_index)
+    steps.set_postfix_str("save" if out is not None else "done")
+    if out is not None:
+        prepared.save(out)
+    steps.update()
+    steps.close()
+    return prepared
+
+
+def format_summary(metadata: dict[str, Any]) -> str:
+    """The human-readable summary `gamer-hf prepare` prints."""
+    splits = metadata["splits"]
+    lines = [
+        f"source        {metadata['source']} (format {metadata['format']}, protocol {metadata['protocol']})",
+        f"behaviors     {BehaviorTable(metadata['behaviors']).describe()}; target {metadata['target_behavior']}",
+        f"users         {metadata['num_users']:,}",
+        f"items         {metadata['num_items']:,}",
+        f"events        {metadata['num_events']:,} ("
+        + ", ".join(f"{b} {n:,}" for b, n in metadata["events_per_behavior"].items()) + ")",
+    ]
+    if metadata["num_sessions"] is not None:
+        gap = metadata["sessions"]["gap_minutes"]
+        how = metadata["sessions"]["method"] + (f", {gap:g} min gap" if gap else "")
+        lines.append(f"sessions      {metadata['num_sessions']:,} ({how})")
+    train = splits["train"]
+    lines.append(f"train         {train['rows']:,} sequences for {train['users']:,} users "
+                 f"({train['augmented_rows']:,} augmented), {train['interactions']:,} interactions")
+    for name in ("validation", "test"):
+        cases = splits[name]
+        per = ", ".join(f"{b} {n:,}" for b, n in cases["cases_per_behavior"].items() if n)
+        lines.append(f"{name:<13} {cases['cases']:,} cases ({per or 'none'}); "
+                     f"{cases['skipped_empty_history']:,} skipped for empty history")
+    lines.append(DropReport.from_list(metadata["drop_report"]).format())
+    return "\n".join(lines)

@@ -1,0 +1,183 @@
+"""Load any tabular source as an Arrow table, and coerce its id and time columns exactly.
+
+CSV-like files are read with every column as a string so that ids such as ``00123`` keep their
+leading zeros; numbers are parsed later, column by column, where a failure can name its row.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from .report import DataValidationError
+
+__all__ = [
+    "TableSource",
+    "read_table",
+    "source_label",
+    "require_columns",
+    "id_strings",
+    "timestamp_seconds",
+    "TIME_UNITS",
+]
+
+TableSource = Union[str, os.PathLike, pd.DataFrame, "datasets.Dataset", pa.Table]  # noqa: F821
+
+# Seconds per unit of a numeric timestamp column.
+TIME_UNITS: dict[str, float] = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9, "min": 60.0, "h": 3600.0, "day": 86400.0}
+
+_TAB_SUFFIXES = {".tsv", ".inter", ".tab"}
+_JSONL_SUFFIXES = {".jsonl", ".ndjson"}
+_PARQUET_SUFFIXES = {".parquet", ".pq"}
+
+
+def source_label(source: Any) -> str:
+    """How messages name a source: its path, or the kind of in-memory object."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return f"<{type(source).__name__}>"
+
+
+def _suffixes(path: Path) -> list[str]:
+    parts = [s.lower() for s in path.suffixes]
+    return parts[:-1] if parts and parts[-1] in {".gz", ".bz2", ".zst", ".xz"} else parts
+
+
+def _first_line(path: Path) -> str:
+    with pa.input_stream(str(path), compression="detect") as stream:
+        chunk = stream.read(1 << 16).decode("utf-8", errors="replace")
+    return chunk.splitlines()[0] if chunk else ""
+
+
+def read_table(
+    source: TableSource, *, column_names: list[str] | None = None, delimiter: str | None = None
+) -> pa.Table:
+    """CSV/TSV (gzip etc. by suffix), Parquet, JSON Lines, a DataFrame, a Dataset or an Arrow table.
+
+    `column_names` names the columns of a header-less CSV; otherwise the first line is the header.
+    """
+    if isinstance(source, pa.Table):
+        return source
+    if isinstance(source, pd.DataFrame):
+        return pa.Table.from_pandas(source, preserve_index=False)
+    if hasattr(source, "data") and hasattr(source, "features"):  # datasets.Dataset without importing it here
+        return source.data.table
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"events file not found: {path}")
+    suffixes = _suffixes(path)
+    suffix = suffixes[-1] if suffixes else ""
+    if suffix in _PARQUET_SUFFIXES:
+        return pq.read_table(path)
+    if suffix in _JSONL_SUFFIXES:
+        with pa.input_stream(str(path), compression="detect") as stream:
+            return pajson.read_json(stream)
+    sep = delimiter or ("\t" if suffix in _TAB_SUFFIXES else ",")
+    names = column_names or [name.strip() for name in _first_line(path).split(sep)]
+    read_options = pacsv.ReadOptions(column_names=names, skip_rows=0 if column_names else 1, block_size=1 << 24)
+    convert = pacsv.ConvertOptions(
+        column_types={name: pa.string() for name in names}, strings_can_be_null=True, null_values=[""]
+    )
+    try:
+        return pacsv.read_csv(path, read_options=read_options, parse_options=pacsv.ParseOptions(delimiter=sep),
+                              convert_options=convert)
+    except pa.ArrowInvalid as error:
+        raise DataValidationError(f"cannot parse as delimited text ({error})", file=str(path)) from error
+
+
+def require_columns(table: pa.Table, needed: list[str], *, file: str, hint: str = "") -> None:
+    """Fail with the missing name, the columns that exist, and the closest one when it looks misnamed."""
+    present = list(table.column_names)
+    for name in needed:
+        if name not in present:
+            close = difflib.get_close_matches(name, present, n=1, cutoff=0.5)
+            guess = f"; did you mean {close[0]!r}?" if close else ""
+            raise DataValidationError(
+                f"missing column {name!r} (found {present}{guess})", file=file, column=name, hint=hint
+            )
+
+
+def _flat(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def id_strings(column: pa.ChunkedArray | pa.Array, *, file: str, name: str) -> pa.Array:
+    """Ids as strings: integers print plainly, integral floats (ids next to missing values) lose `.0`."""
+    array = _flat(column)
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        array, kind = array.cast(kind.value_type), kind.value_type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return array.cast(pa.string())
+    if pa.types.is_integer(kind):
+        return array.cast(pa.string())
+    if pa.types.is_floating(kind):
+        values = array.to_numpy(zero_copy_only=False)
+        bad = np.flatnonzero(~np.isnan(values) & (values != np.round(values)))
+        if bad.size:
+            raise DataValidationError(
+                "non-integral number used as an id", file=file, column=name, row=int(bad[0]),
+                value=float(values[bad[0]]), count=int(bad.size), hint="store ids as strings or integers",
+            )
+        return _float_ids(array)
+    if pa.types.is_null(kind):
+        return pa.nulls(len(array), pa.string())
+    raise DataValidationError(f"unsupported id type {kind}", file=file, column=name, hint="use strings or integers")
+
+
+def _float_ids(array: pa.Array) -> pa.Array:
+    mask = pc.is_null(array, nan_is_null=True)
+    as_int = pc.cast(pc.fill_null(pc.if_else(mask, 0.0, array), 0.0), pa.int64())
+    return pc.if_else(mask, pa.scalar(None, pa.string()), as_int.cast(pa.string()))
+
+
+def timestamp_seconds(column: pa.ChunkedArray | pa.Array, unit: str) -> np.ndarray:
+    """Float seconds; NaN marks null or unparsable values (the caller reports them with their rows).
+
+    Numbers are read in `unit` (see TIME_UNITS); date-time strings and Arrow timestamps are read as
+    UTC when they carry no zone. The first non-null value decides between number and date-time.
+    """
+    array = _flat(column)
+    kind = array.type
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        return _datetime_seconds(pd.Series(array.to_pandas()))
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return _numeric_seconds(pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False), unit)
+    if pa.types.is_null(kind):
+        return np.full(len(array), np.nan)
+    strings = array.cast(pa.string())
+    try:
+        return _numeric_seconds(pc.cast(strings, pa.float64()).to_numpy(zero_copy_only=False), unit)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    series = pd.Series(strings.to_pandas())
+    valid = series.dropna()
+    first = valid.iloc[0] if len(valid) else ""
+    try:
+        float(first)
+    except ValueError:
+        return _datetime_seconds(series)
+    return _numeric_seconds(pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan), unit)
+
+
+def _numeric_seconds(values: np.ndarray, unit: str) -> np.ndarray:
+    if unit not in TIME_UNITS:
+        raise ValueError(f"unknown time unit {unit!r}; choose one of {sorted(TIME_UNITS)}")
+    values = values.astype(np.float64, copy=False)
+    return values * TIME_UNITS[unit] if unit != "s" else values
+
+
+def _datetime_seconds(series: pd.Series) -> np.ndarray:
+    parsed = pd.to_datetime(series, errors="coerce", utc=True)
+    seconds = (parsed - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds()
+    return seconds.to_numpy(dtype=np.float64, na_value=np.nan)
