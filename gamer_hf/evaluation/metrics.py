@@ -121,7 +121,8 @@ def grouped_metrics(
     """Per group (behavior) mean metrics and case counts, groups in first-seen order."""
     if not len(rankings) == len(ground_truths) == len(groups):
         raise ValueError(
-            f"{len(rankings)} rankings, {len(ground_truths)} ground truths and {len(groups)} group labels: they must align"
+            f"{len(rankings)} rankings, {len(ground_truths)} ground truths and {len(groups)} group labels: "
+            "they must align"
         )
     members: dict[str, list[int]] = {}
     for index, group in enumerate(groups):

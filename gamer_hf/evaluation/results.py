@@ -156,7 +156,9 @@ class EvaluationReport:
     def _check(self, result: ModelResult) -> None:
         unknown = sorted(set(result.metrics) - set(self.behaviors))
         if unknown:
-            raise ValueError(f"result {result.name!r} has behaviors {unknown} not in the behavior table {self.behaviors}")
+            raise ValueError(
+                f"result {result.name!r} has behaviors {unknown} not in the behavior table {self.behaviors}"
+            )
         uncounted = sorted(set(result.metrics) - set(result.num_cases))
         if uncounted:
             raise ValueError(f"result {result.name!r} has no case counts for behaviors {uncounted}")

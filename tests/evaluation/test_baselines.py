@@ -78,8 +78,8 @@ def history_case() -> EvalCase:
 
 @pytest.mark.parametrize(
     ("behaviors", "limit", "expected"),
-    [(None, None, ["c", "a", "b"]), (None, 2, ["c", "a"]), (None, 0, []), ({"cart"}, None, ["b"]), ({"click", "cart"}, None, ["c", "a", "b"]),
-     ({"fav"}, None, [])],
+    [(None, None, ["c", "a", "b"]), (None, 2, ["c", "a"]), (None, 0, []), ({"cart"}, None, ["b"]),
+     ({"click", "cart"}, None, ["c", "a", "b"]), ({"fav"}, None, [])],
 )  # fmt: skip
 def test_recent_distinct_items(history_case, behaviors, limit, expected) -> None:
     assert recent_distinct_items(history_case, behaviors, limit) == expected

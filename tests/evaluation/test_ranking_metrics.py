@@ -86,7 +86,9 @@ items = st.sampled_from([f"i{n}" for n in range(12)])
 
 @settings(max_examples=60, deadline=None)
 @given(
-    data=st.lists(st.tuples(st.lists(items, max_size=12), st.lists(items, min_size=1, max_size=6)), min_size=1, max_size=8),
+    data=st.lists(
+        st.tuples(st.lists(items, max_size=12), st.lists(items, min_size=1, max_size=6)), min_size=1, max_size=8
+    ),
     k_values=st.lists(st.integers(1, 12), min_size=1, max_size=4),
 )
 def test_vectorized_matches_reference(data: list[tuple[list[str], list[str]]], k_values: list[int]) -> None:
