@@ -3,7 +3,9 @@ HF_HOME, and in-process) and transformers' from_pretrained / push_to_hub."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import http.client
 import json
 from pathlib import Path
 
@@ -256,3 +258,38 @@ def test_in_process_client_and_paginated_tree(hub_in_process: HubServer) -> None
     assert downloaded.read_bytes() == contents["dir/sub/d.bin"]
     assert downloaded.is_relative_to(hub_in_process.hf_home)
     assert len([r for r in hub_in_process.requests if "/tree/" in r.path]) > 3  # 6 entries in pages of 2
+
+
+def test_chunked_lfs_upload_and_ranged_download(hub_server: HubServer) -> None:
+    """Protocol corners no test above reaches: a chunked request body and a resumed (Range) download."""
+    repo = hub_server.store.create("model", "org/raw", private=False)
+    data = bytes(range(256)) * 300
+    oid = hashlib.sha256(data).hexdigest()
+    connection = http.client.HTTPConnection(hub_server.url.removeprefix("http://"), timeout=10)
+    connection.putrequest("PUT", f"/org/raw.git/info/lfs/objects/{oid}")
+    connection.putheader("Transfer-Encoding", "chunked")
+    connection.endheaders()
+    for start in range(0, len(data), 10_000):
+        chunk = data[start : start + 10_000]
+        connection.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+    connection.send(b"0\r\n\r\n")
+    assert connection.getresponse().read() == b"{}"
+
+    lines = [
+        {"key": "header", "value": {"summary": "raw commit"}},
+        {"key": "lfsFile", "value": {"path": "blob.bin", "algo": "sha256", "oid": oid, "size": len(data)}},
+        {"key": "file", "value": {"path": "a.txt", "encoding": "base64", "content": base64.b64encode(b"txt").decode()}},
+    ]
+    body = "".join(json.dumps(line) + "\n" for line in lines)
+    headers = {"Authorization": f"Bearer {hub_server.token}", "Content-Type": "application/x-ndjson"}
+    connection.request("POST", "/api/models/org/raw/commit/main", body, headers)
+    commit = json.loads(connection.getresponse().read())["commitOid"]
+    connection.request("GET", "/org/raw/resolve/main/blob.bin", headers={"Range": "bytes=1000-"})
+    response = connection.getresponse()
+
+    assert response.status == 206
+    assert response.read() == data[1000:]
+    assert response.getheader("X-Repo-Commit") == commit == repo.resolve("main").id
+    assert response.getheader("X-Linked-Etag") == f'"{oid}"'
+    assert response.getheader("Content-Range") == f"bytes 1000-{len(data) - 1}/{len(data)}"
+    assert (repo.file_path(repo.resolve("main"), "a.txt")).read_bytes() == b"txt"
