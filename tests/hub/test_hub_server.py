@@ -8,6 +8,7 @@ import hashlib
 import http.client
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,7 +106,8 @@ print(json.dumps(results))
 """
 
 
-def _last_json(stdout: str) -> dict:
+def _last_json(stdout: str) -> Any:
+    """The client scripts print their result as JSON on their last stdout line."""
     return json.loads(stdout.strip().splitlines()[-1])
 
 
