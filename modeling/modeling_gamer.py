@@ -282,8 +282,11 @@ class GamerExpertFFN(nn.Module):
             for expert, group in enumerate(flat[order].split(counts))
             if counts[expert]
         ]
-        out = torch.empty(flat.shape[0], self.down_proj.shape[-1], dtype=hidden_states.dtype, device=flat.device)
-        out[order] = torch.cat(outputs) if outputs else out[order]
+        if not outputs:
+            return hidden_states.new_zeros(*hidden_states.shape[:-1], self.down_proj.shape[-1])
+        grouped = torch.cat(outputs)  # in the compute dtype (bf16 under autocast)
+        out = torch.empty_like(grouped)
+        out[order] = grouped
         return out.view(*hidden_states.shape[:-1], -1)
 
 
