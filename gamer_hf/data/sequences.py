@@ -43,13 +43,14 @@ def training_table(
     views = np.vstack([np.ones((1, index.size), dtype=bool),
                        augmentation_keep_masks(users, arrays.behaviors[index], arrays.behavior_table, copies, seed)])
     window = max_history + 1 if max_history else None
+    has_history = np.bincount(users, minlength=arrays.num_users) > 0
     keys, picks, skipped = [], [], 0
     for view, mask in enumerate(views):
         kept = np.flatnonzero(mask)
         kept_users = users[kept]
         counts = np.bincount(kept_users, minlength=arrays.num_users)
         long_enough = counts >= (1 if view == 0 else 2)
-        skipped += int(((counts > 0) & ~long_enough).sum())
+        skipped += int((has_history & ~long_enough).sum())
         starts = np.r_[0, np.cumsum(counts)[:-1]]
         from_end = counts[kept_users] - 1 - (np.arange(kept.size) - starts[kept_users])
         select = long_enough[kept_users] & (from_end < window if window else True)

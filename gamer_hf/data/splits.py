@@ -54,6 +54,8 @@ class Split:
 def _per_user(arrays: EventArrays, index: np.ndarray, *, last: bool) -> np.ndarray:
     """The first (or last) of the sorted positions `index` for every user; -1 where a user has none."""
     result = np.full(arrays.num_users, -1, dtype=np.int64)
+    if index.size == 0:
+        return result
     users = arrays.users[index]
     change = users[1:] != users[:-1]
     pick = np.r_[change, True] if last else np.r_[True, change]

@@ -33,8 +33,10 @@ __all__ = [
 
 TableSource = Union[str, os.PathLike, pd.DataFrame, "datasets.Dataset", pa.Table]  # noqa: F821
 
-# Seconds per unit of a numeric timestamp column.
-TIME_UNITS: dict[str, float] = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9, "min": 60.0, "h": 3600.0, "day": 86400.0}
+# Numeric timestamp units: sub-second units are divided (exact for decimal milliseconds), others multiplied.
+_PER_SECOND = {"ms": 1e3, "us": 1e6, "ns": 1e9}
+_SECONDS_PER = {"s": 1.0, "min": 60.0, "h": 3600.0, "day": 86400.0}
+TIME_UNITS = tuple(_SECONDS_PER) + tuple(_PER_SECOND)
 
 _TAB_SUFFIXES = {".tsv", ".inter", ".tab"}
 _JSONL_SUFFIXES = {".jsonl", ".ndjson"}
@@ -172,9 +174,11 @@ def timestamp_seconds(column: pa.ChunkedArray | pa.Array, unit: str) -> np.ndarr
 
 def _numeric_seconds(values: np.ndarray, unit: str) -> np.ndarray:
     if unit not in TIME_UNITS:
-        raise ValueError(f"unknown time unit {unit!r}; choose one of {sorted(TIME_UNITS)}")
+        raise ValueError(f"unknown time unit {unit!r}; choose one of {list(TIME_UNITS)}")
     values = values.astype(np.float64, copy=False)
-    return values * TIME_UNITS[unit] if unit != "s" else values
+    if unit in _PER_SECOND:
+        return values / _PER_SECOND[unit]
+    return values * _SECONDS_PER[unit] if unit != "s" else values
 
 
 def _datetime_seconds(series: pd.Series) -> np.ndarray:

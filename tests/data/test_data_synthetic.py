@@ -1,0 +1,96 @@
+"""The synthetic log: seeded, funnel-consistent, sessioned, with repeats and learnable sequences."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gamer_hf.data import SYNTHETIC_BEHAVIORS, generate_synthetic, read_events, write_synthetic
+
+
+@pytest.fixture(scope="module")
+def log() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return generate_synthetic(num_users=600, num_items=400, seed=7)
+
+
+def test_same_seed_same_log_other_seed_other_log(log) -> None:
+    events, items = generate_synthetic(num_users=600, num_items=400, seed=7)
+    pd.testing.assert_frame_equal(events, log[0])
+    pd.testing.assert_frame_equal(items, log[1])
+    other, _ = generate_synthetic(num_users=600, num_items=400, seed=8)
+    assert not other.equals(events)
+
+
+def test_tables_and_ordering(log) -> None:
+    events, items = log
+    assert list(events.columns) == ["user_id", "item_id", "behavior", "timestamp"]
+    assert list(items.columns) == ["item_id", "title", "category", "brand", "color"]
+    assert set(events["behavior"]) == set(SYNTHETIC_BEHAVIORS)
+    assert events["user_id"].nunique() == 600 and items["item_id"].is_unique
+    assert set(events["item_id"]) <= set(items["item_id"])
+    first_seen = events.drop_duplicates("user_id").index
+    blocks = np.diff(first_seen.to_numpy())
+    assert (blocks > 0).all() and events.groupby("user_id", sort=False)["timestamp"].is_monotonic_increasing.all()
+    # titles are built from the attributes, so text embeddings can see them
+    assert all(row.brand in row.title and row.category in row.title and row.color in row.title
+               for row in items.itertuples())
+
+
+def test_funnel_click_then_cart_then_buy_on_the_same_item(log) -> None:
+    events, _ = log
+    shares = events["behavior"].value_counts(normalize=True)
+    assert shares["click"] > 0.7 and 0.05 < shares["cart"] < 0.2 and 0.03 < shares["buy"] < shares["cart"]
+    for user, group in events.groupby("user_id", sort=False):
+        seen: dict[str, set[str]] = {"click": set(), "cart": set()}
+        for item, behavior in zip(group["item_id"], group["behavior"]):
+            if behavior == "cart":
+                assert item in seen["click"], (user, item)
+            if behavior == "buy":
+                assert item in seen["cart"], (user, item)
+            if behavior != "buy":
+                seen[behavior].add(item)
+
+
+def test_sessions_are_separated_by_long_pauses(log) -> None:
+    events, _ = log
+    gaps = events.groupby("user_id", sort=False)["timestamp"].diff().dropna()
+    assert not gaps.between(1900, 7100).any()  # inside a session <= ~30 min, between sessions >= 2 h
+    sessions = (gaps > 3600).sum() + events["user_id"].nunique()
+    assert 3 * 600 < sessions < 5 * 600  # about sessions_per_user=4 per user
+
+
+def test_users_return_to_items_they_viewed(log) -> None:
+    clicks = log[0][log[0]["behavior"] == "click"]
+    repeat = clicks.duplicated(["user_id", "item_id"]).mean()
+    assert repeat > 0.15
+
+
+def test_sequences_beat_popularity(log) -> None:
+    """A next-click bigram model fitted on half the users predicts the other half far better than popularity."""
+    clicks = log[0][log[0]["behavior"] == "click"]
+    users = clicks["user_id"].unique()
+    fit, held = clicks[clicks["user_id"].isin(users[::2])], clicks[~clicks["user_id"].isin(users[::2])]
+
+    def pairs(frame: pd.DataFrame) -> pd.DataFrame:
+        shifted = frame.groupby("user_id", sort=False)["item_id"].shift(-1)
+        return pd.DataFrame({"prev": frame["item_id"], "next": shifted}).dropna()
+
+    bigrams = pairs(fit).groupby("prev")["next"].agg(lambda s: [i for i, _ in Counter(s).most_common(10)])
+    popular = set(fit["item_id"].value_counts().index[:10])
+    test = pairs(held)
+    sequence_hits = np.mean([n in bigrams.get(p, []) for p, n in zip(test["prev"], test["next"])])
+    popularity_hits = np.mean(test["next"].isin(popular))
+    assert sequence_hits > 2 * popularity_hits
+
+
+def test_written_folder_reads_back(tmp_path: Path, log) -> None:
+    events, items = log
+    folder = write_synthetic(tmp_path / "synthetic", events.head(500), items, parameters={"seed": 7})
+    read = read_events(folder)
+    assert read.format == "gamer" and read.behaviors.levels == SYNTHETIC_BEHAVIORS
+    assert read.events.num_rows == 500 and read.items is not None and len(read.items) == len(items)
+    assert sorted(p.name for p in folder.iterdir()) == ["events.csv.gz", "items.csv.gz", "meta.json"]
