@@ -4,33 +4,12 @@ Importing the package registers the "gamer" model type with the Auto classes, so
 `AutoModel.from_pretrained(dir)` works without `trust_remote_code`.
 """
 
-from .modeling import (
-    GAMER_PRESETS,
-    GamerConfig,
-    GamerConstrainedLogitsProcessor,
-    GamerForCausalLM,
-    GamerModel,
-    GamerPreTrainedModel,
-    GamerTokenizerFast,
-    ItemTrie,
-    make_prefix_allowed_tokens_fn,
-)
+from . import modeling
+from .modeling import *  # noqa: F403  (the public model API: GamerConfig, GamerForCausalLM, ...)
 from .registration import register_auto_classes
 
 __version__ = "0.1.0"
 
 register_auto_classes()
 
-__all__ = [
-    "GAMER_PRESETS",
-    "GamerConfig",
-    "GamerConstrainedLogitsProcessor",
-    "GamerForCausalLM",
-    "GamerModel",
-    "GamerPreTrainedModel",
-    "GamerTokenizerFast",
-    "ItemTrie",
-    "make_prefix_allowed_tokens_fn",
-    "register_auto_classes",
-    "__version__",
-]
+__all__ = [*modeling.__all__, "register_auto_classes", "__version__"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from transformers import PreTrainedConfig
 
-__all__ = ["GamerConfig", "GAMER_PRESETS", "NUM_SPECIAL_TOKENS", "write_remote_code"]
+__all__ = ["GamerConfig", "GAMER_PRESETS", "NUM_SPECIAL_TOKENS", "code_token_offsets", "write_remote_code"]
 
 NUM_SPECIAL_TOKENS = 3  # <pad>=0, <eos>=1, <unk>=2
 
@@ -42,6 +42,15 @@ GAMER_PRESETS: dict[str, dict[str, Any]] = {
         hidden_dropout=0.2, attention_dropout=0.2, ffn_dropout=0.2,
     ),
 }
+
+
+def code_token_offsets(num_behaviors: int, codebook_sizes: list[int]) -> list[int]:
+    """Id of code 0 at each semantic-ID level in the fixed vocabulary layout."""
+    offsets, start = [], NUM_SPECIAL_TOKENS + num_behaviors
+    for size in codebook_sizes:
+        offsets.append(start)
+        start += size
+    return offsets
 
 
 class GamerConfig(PreTrainedConfig):
@@ -167,11 +176,7 @@ class GamerConfig(PreTrainedConfig):
 
     @property
     def code_token_offsets(self) -> list[int]:
-        offsets, start = [], NUM_SPECIAL_TOKENS + self.num_behaviors
-        for size in self.codebook_sizes:
-            offsets.append(start)
-            start += size
-        return offsets
+        return code_token_offsets(self.num_behaviors, self.codebook_sizes)
 
     @property
     def target_behavior(self) -> str:

@@ -17,7 +17,7 @@ from tokenizers import Tokenizer, pre_tokenizers
 from tokenizers.models import WordLevel
 from transformers import BatchEncoding, PreTrainedTokenizerFast
 
-from .configuration_gamer import NUM_SPECIAL_TOKENS, write_remote_code
+from .configuration_gamer import NUM_SPECIAL_TOKENS, code_token_offsets, write_remote_code
 
 __all__ = ["GamerTokenizerFast"]
 
@@ -148,11 +148,7 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
 
     @property
     def code_token_offsets(self) -> list[int]:
-        offsets, start = [], NUM_SPECIAL_TOKENS + len(self.behaviors)
-        for size in self.codebook_sizes:
-            offsets.append(start)
-            start += size
-        return offsets
+        return code_token_offsets(len(self.behaviors), self.codebook_sizes)
 
     @property
     def target_behavior(self) -> str:

@@ -15,19 +15,9 @@ import random
 import time
 
 import torch
+from recommend_speed import catalogue  # same folder: recipes/bench
 
 from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast, make_prefix_allowed_tokens_fn
-
-
-def catalogue(num_items: int, levels: int, codebook: int, seed: int) -> dict[str, tuple[int, ...]]:
-    rng = random.Random(seed)
-    index, used = {}, set()
-    while len(index) < num_items:
-        codes = tuple(rng.randrange(codebook) for _ in range(levels))
-        if codes not in used:
-            used.add(codes)
-            index[f"item{len(index)}"] = codes
-    return index
 
 
 def sync(device: str) -> None:

@@ -17,7 +17,8 @@ import torch
 from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast, make_prefix_allowed_tokens_fn
 
 
-def build(num_items: int, levels: int, codebook: int, preset: str, seed: int):
+def catalogue(num_items: int, levels: int, codebook: int, seed: int) -> dict[str, tuple[int, ...]]:
+    """`num_items` distinct random code tuples: the shape of a real semantic-ID index."""
     rng = random.Random(seed)
     index: dict[str, tuple[int, ...]] = {}
     used: set[tuple[int, ...]] = set()
@@ -26,7 +27,13 @@ def build(num_items: int, levels: int, codebook: int, preset: str, seed: int):
         if codes not in used:
             used.add(codes)
             index[f"item{len(index)}"] = codes
-    tok = GamerTokenizerFast.from_items(index, behaviors={"click": 0, "cart": 1, "buy": 2}, codebook_size=codebook)
+    return index
+
+
+def build(num_items: int, levels: int, codebook: int, preset: str, seed: int):
+    tok = GamerTokenizerFast.from_items(
+        catalogue(num_items, levels, codebook, seed), behaviors={"click": 0, "cart": 1, "buy": 2}, codebook_size=codebook
+    )
     torch.manual_seed(seed)
     model = GamerForCausalLM(GamerConfig.from_preset(preset, tokenizer=tok)).eval()
     return tok, model
