@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Literal, Optional
@@ -60,6 +61,14 @@ def _behavior_levels(spec: str | None) -> dict[str, int] | None:
 
 
 def run(args: SemanticIdArguments) -> int:
+    try:
+        return _run(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        print(f"gamer-hf semantic-ids: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args: SemanticIdArguments) -> int:
     inputs = load_inputs(args.data, items_file=args.items, behaviors=_behavior_levels(args.behaviors))
     metadata: dict = {"data": str(args.data), "source": inputs.source}
     embeddings, embed_seconds = None, 0.0

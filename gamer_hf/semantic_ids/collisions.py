@@ -53,9 +53,9 @@ def _reassign_last_level(codes: np.ndarray, sizes: list[int], rank: np.ndarray) 
     codes = codes.copy()
     used: dict[tuple[int, ...], set[int]] = {}
     for row in codes:
-        used.setdefault(tuple(row[:-1]), set()).add(int(row[-1]))
+        used.setdefault(tuple(int(code) for code in row[:-1]), set()).add(int(row[-1]))
     for i in np.flatnonzero(rank > 0):
-        prefix = tuple(codes[i, :-1])
+        prefix = tuple(int(code) for code in codes[i, :-1])
         taken = used[prefix]
         free = next((code for code in range(sizes[-1]) if code not in taken), None)
         if free is None:

@@ -4,11 +4,13 @@ Two sources:
 - a raw events folder in the canonical layout (events.csv.gz, meta.json, optional items.csv.gz and
   test.csv.gz). Events listed in test.csv.gz are held out of the co-occurrence; other future
   held-out events cannot be known here, so prefer a prepared dataset for leak-free codes;
-- a prepared dataset (`gamer_hf.data.load_prepared`): only the train split's sequences feed the
-  co-occurrence; items seen only in validation/test still get codes (from side info when there is
-  some, else the seeded random fallback of `fallback.py`).
-The catalogue is every item that occurs in the events (all splits); items that appear only in an
-items table are not part of it.
+- a prepared dataset (`gamer_hf.data.load_prepared`): only the train split feeds the
+  co-occurrence, one row per user (the original view: augmented views would repeat its pairs and
+  invent adjacencies), i.e. each user's last max_history + 1 training interactions. Items seen
+  only in validation/test still get codes, from side info when there is some, else the seeded
+  random fallback of `fallback.py`.
+The catalogue is every item that occurs in the events (all splits; `items.json` of a prepared
+dataset); items that appear only in an items table are not part of it.
 """
 
 from __future__ import annotations
@@ -92,6 +94,29 @@ def _load_raw(folder: Path, behaviors: Mapping[str, int] | None) -> SemanticIdIn
     )
 
 
+def _load_prepared(folder: Path, behaviors: Mapping[str, int] | None) -> SemanticIdInputs:
+    from gamer_hf.data import load_prepared
+
+    data = load_prepared(folder)
+    train = data.splits["train"]
+    seen: set[str] = set()
+    sequences = []
+    for user, items in zip(train["user_id"], train["items"]):
+        if user not in seen:  # rows are ordered by user, original view first
+            seen.add(user)
+            sequences.append([str(item) for item in items])
+    items_table = data.items
+    if items_table is not None:
+        items_table = items_table.assign(**{ITEM_COLUMN: items_table[ITEM_COLUMN].astype(str)})
+    return SemanticIdInputs(
+        item_ids=sorted(str(item) for item in data.item_ids),
+        sequences=sequences,
+        behaviors=dict(behaviors) if behaviors is not None else dict(data.metadata["behaviors"]),
+        items=items_table,
+        source="prepared",
+    )
+
+
 def load_inputs(
     data: str | Path, *, items_file: str | Path | None = None, behaviors: Mapping[str, int] | None = None
 ) -> SemanticIdInputs:
@@ -99,10 +124,12 @@ def load_inputs(
     folder = Path(data)
     if not folder.is_dir():
         raise FileNotFoundError(f"data directory not found: {folder}")
-    if (folder / "events.csv.gz").is_file():
+    if (folder / "metadata.json").is_file():
+        inputs = _load_prepared(folder, behaviors)
+    elif (folder / "events.csv.gz").is_file():
         inputs = _load_raw(folder, behaviors)
     else:
-        raise ValueError(f"{folder} is not a raw events folder (no events.csv.gz)")
+        raise ValueError(f"{folder} is neither a prepared dataset (metadata.json) nor a raw events folder (events.csv.gz)")
     if items_file is not None:
         inputs.items = read_items_table(Path(items_file))
     return inputs

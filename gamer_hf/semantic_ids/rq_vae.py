@@ -28,8 +28,9 @@ class RQVAEConfig:
     latent_dim: int = 32
     hidden_dims: Sequence[int] = field(default_factory=lambda: (256, 128))
     beta: float = 0.25  # commitment weight: pulls encoder outputs towards their codes
-    learning_rate: float = 1e-3
-    steps: int = 300
+    learning_rate: float = 2e-3
+    steps: int = 300  # quantized training steps, after the warm-up
+    warmup_steps: int = 50  # plain autoencoder steps before the k-means init of the codebooks
     batch_size: int = 1024
     dead_code_every: int = 50  # re-seed codes unused during the last this-many steps
     kmeans_init_samples: int = 20000
@@ -67,7 +68,8 @@ class RQVAE(nn.Module):
         codes, residuals = [], []
         for codebook in self.codebooks:
             residuals.append(residual)
-            idx = torch.cdist(residual, codebook).argmin(1)
+            # ||r||^2 is constant per row, so the nearest code minimizes ||c||^2 - 2 r.c (one matmul).
+            idx = (codebook.pow(2).sum(1)[None, :] - 2.0 * residual @ codebook.T).argmin(1)
             chosen = codebook[idx]
             codes.append(idx)
             quantized = quantized + chosen
@@ -104,6 +106,11 @@ class RQVAEQuantizer:
         self.seed = seed
         self.model: RQVAE | None = None
         self.losses: list[float] = []
+        self.shift: np.ndarray | None = None
+        self.scale = 1.0
+
+    def _standardize(self, x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor((np.asarray(x, dtype=np.float32) - self.shift) / self.scale)
 
     def _kmeans_init(self, model: RQVAE, x: torch.Tensor, generator: torch.Generator) -> None:
         sample = x[torch.randperm(len(x), generator=generator)[: self.config.kmeans_init_samples]]
@@ -138,16 +145,30 @@ class RQVAEQuantizer:
     def fit_encode(self, x: np.ndarray) -> np.ndarray:
         """Train on `x` `[n, d]` (deterministic for a given seed) and return codes `[n, K]` (int64)."""
         cfg = self.config
-        data = torch.as_tensor(np.asarray(x, dtype=np.float32))
-        if data.ndim != 2 or len(data) == 0:
-            raise ValueError(f"RQ-VAE needs a non-empty [n, d] array, got shape {tuple(data.shape)}")
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or len(x) == 0:
+            raise ValueError(f"RQ-VAE needs a non-empty [n, d] array, got shape {x.shape}")
+        # One global scale (not per dimension) keeps the embedding geometry while putting the
+        # reconstruction loss on a fixed scale: L2-normalized inputs would otherwise give it
+        # vanishing weight next to the codebook terms.
+        self.shift = x.mean(0)
+        self.scale = float((x - self.shift).std()) or 1.0
+        data = self._standardize(x)
         # Seed locally so training is reproducible without touching the caller's global RNG state.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             generator = torch.Generator().manual_seed(self.seed)
             model = RQVAE(data.shape[1], self.codebook_sizes, cfg)
-            self._kmeans_init(model, data, generator)
             optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
+            # Codebooks fitted to a freshly initialized encoder go stale as soon as its latents grow;
+            # warming the autoencoder up first gives k-means latents worth clustering.
+            for _ in range(cfg.warmup_steps):
+                batch = data[torch.randint(len(data), (min(cfg.batch_size, len(data)),), generator=generator)]
+                loss = F.mse_loss(model.decoder(model.encoder(batch)), batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            self._kmeans_init(model, data, generator)
             usage = torch.zeros(self.num_levels, max(self.codebook_sizes), dtype=torch.long)
             self.losses = []
             for step in tqdm(range(1, cfg.steps + 1), desc="rq-vae", leave=False):
@@ -170,5 +191,5 @@ class RQVAEQuantizer:
         if self.model is None:
             raise RuntimeError("RQVAEQuantizer.encode called before fit_encode")
         with torch.no_grad():
-            z = self.model.encoder(torch.as_tensor(np.asarray(x, dtype=np.float32)))
+            z = self.model.encoder(self._standardize(x))
             return self.model.quantize(z)[1].numpy().astype(np.int64)

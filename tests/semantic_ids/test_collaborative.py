@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import math
+
+import datasets
+import numpy as np
+import pandas as pd
+import pytest
+
+from gamer_hf.semantic_ids.collaborative import (
+    collaborative_embeddings,
+    cooccurrence_matrix,
+    ppmi,
+    sequences_from_events,
+)
+
+
+def test_cooccurrence_counts_by_hand() -> None:
+    # a b a c: pairs at distance 1: ab, ba, ac; distance 2: aa (self, dropped), bc.
+    counts = cooccurrence_matrix([["a", "b", "a", "c"]], ["a", "b", "c"], window=2).toarray()
+    expected = np.array([[0.0, 2.0, 1.0], [2.0, 0.0, 0.5], [1.0, 0.5, 0.0]])
+    np.testing.assert_allclose(counts, expected)
+
+
+def test_cooccurrence_does_not_cross_sequences_and_skips_unknown_items() -> None:
+    counts = cooccurrence_matrix([["a", "x", "b"], ["c"]], ["a", "b", "c"], window=1).toarray()
+    assert counts.sum() == 0  # a-x and x-b involve an unknown item; a and c are in different sequences
+    counts = cooccurrence_matrix([["a", "x", "b"]], ["a", "b", "c"], window=2).toarray()
+    assert counts[0, 1] == counts[1, 0] == 0.5
+
+
+def test_ppmi_by_hand() -> None:
+    counts = np.array([[0.0, 2.0, 1.0], [2.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    weights = ppmi(counts, alpha=1.0).toarray()
+    # total 6; rows/cols sums (3, 2, 1): pmi(a, b) = log(2 * 6 / (3 * 2)) = log 2, pmi(a, c) = log 2
+    assert weights[0, 1] == pytest.approx(math.log(2.0))
+    assert weights[0, 2] == pytest.approx(math.log(2.0))
+    assert weights[1, 2] == 0.0
+
+
+def test_ppmi_clips_negative_associations() -> None:
+    counts = np.array([[0.0, 10.0, 1.0], [10.0, 0.0, 10.0], [1.0, 10.0, 0.0]])
+    weights = ppmi(counts, alpha=1.0)
+    assert weights.toarray()[0, 2] == 0.0 and weights.nnz == 4
+
+
+def _two_communities(rng: np.random.Generator, repeats: int = 60) -> list[list[str]]:
+    left, right = [f"L{i}" for i in range(10)], [f"R{i}" for i in range(10)]
+    return [list(rng.choice(left if k % 2 else right, size=6)) for k in range(repeats)] + [["lonely"]]
+
+
+def test_items_of_one_community_are_closer() -> None:
+    sequences = _two_communities(np.random.default_rng(0))
+    ids = [f"L{i}" for i in range(10)] + [f"R{i}" for i in range(10)] + ["lonely"]
+    vectors, has_signal = collaborative_embeddings(sequences, ids, dim=4, seed=0)
+    assert vectors.shape == (21, 4)
+    np.testing.assert_allclose(np.linalg.norm(vectors[:20], axis=1), 1.0, rtol=1e-5)
+    assert has_signal[:20].all() and not has_signal[20]
+    assert not vectors[20].any()
+    sims = vectors[:20] @ vectors[:20].T
+    within = (sims[:10, :10].sum() + sims[10:, 10:].sum() - 20) / 180
+    across = sims[:10, 10:].mean()
+    assert within > across + 0.5
+
+
+def test_same_seed_same_vectors() -> None:
+    sequences = _two_communities(np.random.default_rng(1))
+    ids = sorted({item for seq in sequences for item in seq})
+    first, _ = collaborative_embeddings(sequences, ids, dim=3, seed=5)
+    second, _ = collaborative_embeddings(sequences, ids, dim=3, seed=5)
+    np.testing.assert_array_equal(first, second)
+
+
+@pytest.fixture
+def events() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": ["u2", "u1", "u2", "u1", "u1"],
+            "item_id": [5, 1, 6, 2, 3],
+            "behavior": ["click", "click", "buy", "cart", "buy"],
+            "timestamp": [10, 30, 5, 20, 20],
+        }
+    )
+
+
+def test_sequences_from_events_orders_by_time_and_keeps_ties_in_input_order(events: pd.DataFrame) -> None:
+    assert sequences_from_events(events) == [["2", "3", "1"], ["6", "5"]]
+
+
+def test_sequences_from_a_datasets_dataset(events: pd.DataFrame) -> None:
+    assert sequences_from_events(datasets.Dataset.from_pandas(events)) == sequences_from_events(events)
+
+
+@pytest.mark.parametrize(
+    "bad,message", [(pd.DataFrame({"user_id": [1]}), "lacks column"), ([("u", "i")], "DataFrame or a datasets")]
+)
+def test_sequences_from_events_errors(bad, message: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=message):
+        sequences_from_events(bad)
+
+
+def test_cooccurrence_argument_errors() -> None:
+    with pytest.raises(ValueError, match="window"):
+        cooccurrence_matrix([["a"]], ["a"], window=0)
+    with pytest.raises(ValueError, match="duplicates"):
+        cooccurrence_matrix([["a"]], ["a", "a"])

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from gamer_hf.semantic_ids.kmeans import balanced_assign, fit_kmeans, nearest_centers, squared_distances
+
+
+def test_squared_distances_match_brute_force(blobs: np.ndarray) -> None:
+    centers = blobs[:5]
+    expected = ((blobs[:, None, :] - centers[None, :, :]) ** 2).sum(-1)
+    np.testing.assert_allclose(squared_distances(blobs, centers), expected, rtol=1e-4, atol=1e-2)
+    np.testing.assert_array_equal(nearest_centers(blobs, centers, chunk=7), expected.argmin(1))
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_fit_kmeans_shapes_and_labels(blobs: np.ndarray, balanced: bool) -> None:
+    result = fit_kmeans(blobs, 8, seed=0, balanced=balanced)
+    assert result.centers.shape == (8, blobs.shape[1])
+    assert result.labels.shape == (len(blobs),)
+    assert result.labels.min() >= 0 and result.labels.max() < 8
+
+
+def test_plain_kmeans_recovers_separated_blobs(blobs: np.ndarray) -> None:
+    labels = fit_kmeans(blobs, 8, seed=0).labels
+    sizes = sorted(np.bincount(labels, minlength=8).tolist(), reverse=True)
+    assert sizes == [200, 120, 80, 60, 50, 40, 30, 20]
+
+
+def test_balanced_kmeans_caps_cluster_sizes(blobs: np.ndarray) -> None:
+    labels = fit_kmeans(blobs, 8, seed=0, balanced=True).labels
+    counts = np.bincount(labels, minlength=8)
+    assert counts.max() <= math.ceil(len(blobs) / 8)
+    assert counts.sum() == len(blobs)
+
+
+@pytest.mark.parametrize("n_points,n_clusters", [(5, 8), (8, 8)])
+def test_fewer_points_than_clusters_gives_each_point_a_code(n_points: int, n_clusters: int) -> None:
+    x = np.arange(n_points * 2, dtype=np.float32).reshape(n_points, 2)
+    result = fit_kmeans(x, n_clusters)
+    assert len(result.centers) == n_points
+    assert len(np.unique(result.labels)) == n_points
+    np.testing.assert_allclose(result.centers[result.labels], x)
+
+
+def test_duplicate_points_do_not_break_kmeans() -> None:
+    x = np.repeat(np.eye(3, dtype=np.float32), 10, axis=0)  # 30 points, 3 distinct
+    result = fit_kmeans(x, 16)
+    assert len(result.centers) == 3
+    assert len(np.unique(result.labels)) == 3
+
+
+def test_balanced_assign_respects_capacity_and_prefers_near_clusters() -> None:
+    # Three points all nearest to cluster 0, capacity 1: the closest keeps it, the others move on.
+    dist = np.array([[0.1, 5.0, 9.0], [0.2, 1.0, 9.0], [0.3, 8.0, 2.0]], dtype=np.float32)
+    np.testing.assert_array_equal(balanced_assign(dist, 1), [0, 1, 2])
+
+
+def test_balanced_assign_rejects_impossible_capacity() -> None:
+    with pytest.raises(ValueError, match="cannot hold"):
+        balanced_assign(np.zeros((5, 2), dtype=np.float32), 2)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((0, 3)), np.zeros(4)])
+def test_fit_kmeans_rejects_bad_input(bad: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="non-empty"):
+        fit_kmeans(bad, 2)
