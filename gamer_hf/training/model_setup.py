@@ -1,0 +1,82 @@
+"""The tokenizer and model a run starts from, and the checks that they fit the prepared data.
+
+Mismatches (behaviors with other levels, items without semantic IDs, a tokenizer whose layout is
+not the checkpoint's) are refused here with the offending names, before any step is taken,
+rather than surfacing as an index error or a collator failure in the middle of an epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from gamer_hf.modeling import GamerConfig, GamerForCausalLM, GamerTokenizerFast
+
+from .arguments import ABLATIONS, TrainArguments
+
+__all__ = ["build_model", "check_data", "load_tokenizer", "tokenizer_dir"]
+
+logger = logging.getLogger(__name__)
+
+
+def tokenizer_dir(args: TrainArguments) -> Path:
+    """The explicit tokenizer, else the tokenizer saved with the checkpoint being fine-tuned."""
+    return Path(args.tokenizer if args.tokenizer is not None else args.init_from)
+
+
+def load_tokenizer(args: TrainArguments) -> GamerTokenizerFast:
+    folder = tokenizer_dir(args)
+    if not (folder / "tokenizer_config.json").is_file():
+        raise FileNotFoundError(f"{folder} is not a GAMER tokenizer folder (no tokenizer_config.json); "
+                                "write one with `gamer-hf semantic-ids`")
+    return GamerTokenizerFast.from_pretrained(str(folder))
+
+
+def check_data(tokenizer: GamerTokenizerFast, metadata: dict[str, Any], item_ids: list[str], data: str,
+               on_unknown: str) -> int:
+    """Refuse data the tokenizer cannot encode; return how many catalogue items it does not know."""
+    for name, level in metadata["behaviors"].items():
+        if name not in tokenizer.behaviors:
+            raise ValueError(f"{data}: behavior {name!r} is not in the tokenizer's behaviors "
+                             f"{list(tokenizer.behaviors)}")
+        if tokenizer.behaviors[name] != level:
+            raise ValueError(f"{data}: behavior {name!r} has level {level} but the tokenizer gives it "
+                             f"{tokenizer.behaviors[name]}; build the tokenizer from this data")
+    unknown = [item for item in item_ids if str(item) not in tokenizer.item_index]
+    if unknown and on_unknown == "raise":
+        raise ValueError(f"{data}: {len(unknown)} of {len(item_ids)} items have no semantic ID in the tokenizer "
+                         f"(first: {unknown[:5]}); build semantic IDs for this data, or pass on_unknown=skip")
+    if unknown:
+        logger.warning("%d of %d items of %s have no semantic ID; their interactions are skipped",
+                       len(unknown), len(item_ids), data)
+    return len(unknown)
+
+
+def _check_layout(tokenizer: GamerTokenizerFast, config: GamerConfig, where: str) -> None:
+    ours = (list(tokenizer.behaviors), list(tokenizer.behaviors.values()), list(tokenizer.codebook_sizes))
+    theirs = (config.behavior_names, config.behavior_levels, config.codebook_sizes)
+    if ours != theirs:
+        raise ValueError(f"the tokenizer (behaviors {ours[0]}, levels {ours[1]}, codebooks {ours[2]}) does not "
+                         f"match the model in {where} (behaviors {theirs[0]}, levels {theirs[1]}, "
+                         f"codebooks {theirs[2]})")
+
+
+def build_model(args: TrainArguments, tokenizer: GamerTokenizerFast, augmented: bool) -> GamerForCausalLM:
+    """A fresh model of the preset (with the ablation applied), or the `init_from` checkpoint.
+
+    `augmented` records whether the training data carries augmented views (config.use_augmentation).
+    """
+    if args.init_from is not None:
+        if not (Path(args.init_from) / "config.json").is_file():
+            raise FileNotFoundError(f"init_from={args.init_from} is not a model folder (no config.json)")
+        model = GamerForCausalLM.from_pretrained(args.init_from, use_safetensors=True)
+        _check_layout(tokenizer, model.config, args.init_from)
+    else:
+        config = GamerConfig.from_preset(args.preset_name, tokenizer=tokenizer, **ABLATIONS[args.ablation])
+        model = GamerForCausalLM(config)
+        if args.ablation == "tiger" and augmented:
+            logger.warning("ablation=tiger on augmented data: a faithful TIGER baseline is trained on data "
+                           "prepared with augment_copies=0")
+    model.config.use_augmentation = augmented
+    return model

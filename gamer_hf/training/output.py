@@ -1,0 +1,99 @@
+"""The output folder: refuse to clobber earlier work, and publish the final model in one swap.
+
+Layout: `<output_dir>` is the final (best) model, loadable with `from_pretrained`, plus
+`gamer_training.json`; `<output_dir>/checkpoints/checkpoint-N` are the Trainer's checkpoints.
+The final model is written completely into a staging sibling and swapped in with renames, so a
+reader (or a crash) never sees an old config next to new weights; the checkpoints folder moves
+along with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .checkpoints import CHECKPOINTS_SUBDIR, list_checkpoints
+
+__all__ = ["TRAINING_INFO_FILE", "check_output_dir", "finish_staging", "publish", "staging_dir"]
+
+TRAINING_INFO_FILE = "gamer_training.json"
+# The Trainer pickles its TrainingArguments next to every save; a published model does not need it.
+PICKLED_ARGS_FILE = "training_args.bin"
+
+
+def check_output_dir(out: Path, resuming: bool, overwrite: bool) -> bool:
+    """Raise when this run would clobber a finished model, another run's checkpoints or foreign files.
+
+    Returns True when earlier checkpoints must be deleted first (overwrite without resuming).
+    """
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output_dir {out} exists and is not a folder")
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    checkpoints = list_checkpoints(out / CHECKPOINTS_SUBDIR)
+    if overwrite:
+        return bool(checkpoints) and not resuming
+    finished = TRAINING_INFO_FILE in entries
+    foreign = [name for name in entries if name != CHECKPOINTS_SUBDIR]
+    if foreign and not finished:
+        what = "a model that `gamer-hf train` did not write" if "config.json" in entries else "other files"
+        raise FileExistsError(f"output_dir {out} holds {what} (first: {foreign[0]}); choose a new folder or pass "
+                              "overwrite_output_dir=true to replace its contents")
+    if resuming:
+        return False
+    if finished:
+        raise FileExistsError(f"output_dir {out} already holds a finished model ({TRAINING_INFO_FILE}); pass "
+                              "overwrite_output_dir=true to replace it, or resume_from_checkpoint=auto to continue "
+                              "its run")
+    if checkpoints:
+        raise FileExistsError(f"{out / CHECKPOINTS_SUBDIR} holds checkpoints of an earlier run (newest "
+                              f"{checkpoints[-1].name}); pass resume_from_checkpoint=auto to continue it or "
+                              "overwrite_output_dir=true to start over")
+    return False
+
+
+def staging_dir(out: Path) -> Path:
+    """Where the final model is assembled: a hidden sibling, the same for every process of a run."""
+    return out.parent / f".{out.name}.staging"
+
+
+def finish_staging(staging: Path, info: dict[str, Any]) -> None:
+    """Add the training facts a model card reads, drop the pickled TrainingArguments, and give every
+    file ordinary permissions (some savers create theirs 0600 through temporary files)."""
+    (staging / PICKLED_ARGS_FILE).unlink(missing_ok=True)
+    (staging / TRAINING_INFO_FILE).write_text(json.dumps(info, indent=1, default=str) + "\n", encoding="utf-8")
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in staging.iterdir():
+        if path.is_file():
+            path.chmod(0o666 & ~umask)
+
+
+def publish(staging: Path, out: Path) -> None:
+    """Swap the complete `staging` folder in as `out`; `out`'s checkpoints folder moves along.
+
+    On failure the checkpoints are moved back, so a failed publish never loses them.
+    """
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    kept = out / CHECKPOINTS_SUBDIR
+    carried = kept.exists()
+    if carried:
+        os.replace(kept, staging / CHECKPOINTS_SUBDIR)
+    try:
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old)  # `old` is empty, so the rename may replace it
+        try:
+            os.replace(staging, out)
+        except BaseException:
+            os.replace(old, out)
+            raise
+    except BaseException:
+        if carried and (staging / CHECKPOINTS_SUBDIR).exists():
+            os.replace(staging / CHECKPOINTS_SUBDIR, kept)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
