@@ -1,4 +1,4 @@
-"""`python -m gamer_hf.cli` (what `accelerate launch -m gamer_hf.cli` runs): the `gamer-hf` command."""
+"""`python -m gamer_hf.cli ...` (what `accelerate launch -m gamer_hf.cli train ...` runs)."""
 
 import sys
 
