@@ -11,8 +11,10 @@ Trainer hands these columns to the collator.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import chain
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = ["GamerCollator"]
@@ -72,16 +74,19 @@ class GamerCollator:
                 raise ValueError(f"row has neither training nor evaluation columns: {sorted(row)}")
         if not examples:
             raise ValueError("no example left in this batch (all interactions unknown to the tokenizer?)")
-        width = max(len(ids) for ids, _ in examples)
+        lengths = np.array([len(ids) for ids, _ in examples])
+        width = int(lengths.max())
         if self.pad_to_multiple_of:
             width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        input_ids = torch.full((len(examples), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
-        scored = torch.zeros((len(examples), width), dtype=torch.bool)
-        for i, (ids, first_scored) in enumerate(examples):
-            input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[i, : len(ids)] = 1
-            scored[i, first_scored: len(ids)] = True
-        keep = scored & self.tokenizer.code_token_mask(input_ids) & attention_mask.bool()
-        labels = torch.where(keep, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        columns = np.arange(width)
+        filled = columns < lengths[:, None]  # right padding: tokens first, pads after
+        ids = np.full((len(examples), width), self.tokenizer.pad_token_id, dtype=np.int64)
+        ids[filled] = np.fromiter(chain.from_iterable(ids for ids, _ in examples), dtype=np.int64,
+                                  count=int(lengths.sum()))
+        scored = filled & (columns >= np.array([first for _, first in examples])[:, None])
+        # numpy for the arithmetic: tiny torch ops stall when the intra-op pool competes for busy cores
+        input_ids = torch.from_numpy(ids)
+        code = self.tokenizer.code_token_mask(input_ids).numpy()
+        labels = np.where(scored & code, ids, IGNORE_INDEX)
+        return {"input_ids": input_ids, "attention_mask": torch.from_numpy(filled.astype(np.int64)),
+                "labels": torch.from_numpy(labels)}
