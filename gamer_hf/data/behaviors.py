@@ -100,7 +100,9 @@ class BehaviorTable:
         """The unique top-level behavior; ambiguous tables must name one explicitly where it matters."""
         top = self.top_behaviors
         if len(top) != 1:
-            raise ValueError(f"behaviors {top} share the top level {self.top_level}; name the target behavior explicitly")
+            raise ValueError(
+                f"behaviors {top} share the top level {self.top_level}; name the target behavior explicitly"
+            )
         return top[0]
 
     def hierarchy_rank(self, name: str) -> int:

@@ -12,7 +12,7 @@ counted `DropReport` entry naming file, column, row and value (`on_invalid="drop
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import datasets
@@ -25,11 +25,10 @@ from .behaviors import BehaviorSpec, BehaviorTable
 from .report import DataValidationError, DropReport
 from .tables import id_strings, timestamp_seconds
 
-__all__ = ["RawEvents", "EventLog", "validate_events", "OnInvalid", "EVENT_COLUMNS"]
+__all__ = ["RawEvents", "EventLog", "validate_events", "OnInvalid"]
 
 OnInvalid = Literal["raise", "drop"]
 TimeResolution = Literal["seconds", "day", "order"]
-EVENT_COLUMNS = ("user_id", "item_id", "behavior", "timestamp")
 
 
 @dataclass
@@ -72,9 +71,6 @@ class EventLog:
     @property
     def has_sessions(self) -> bool:
         return "session_id" in self.events.column_names
-
-    def with_events(self, events: datasets.Dataset) -> "EventLog":
-        return replace(self, events=events)
 
 
 class _Checker:
@@ -173,7 +169,8 @@ def validate_events(
                       "drop them (reported) or keep them as repeated events")
         if duplicate.any():
             keep, survivors = keep[~duplicate], pa.array(np.flatnonzero(~duplicate))
-            users, items, behavior_values = users.take(survivors), items.take(survivors), behavior_values.take(survivors)
+            users, items = users.take(survivors), items.take(survivors)
+            behavior_values = behavior_values.take(survivors)
             sessions = sessions.take(survivors) if sessions is not None else None
             user_codes, time = user_codes[~duplicate], time[~duplicate]
 

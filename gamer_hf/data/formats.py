@@ -1,14 +1,16 @@
 """Format adapters: each public log layout becomes `RawEvents` with canonical column names.
 
-| format        | source                                             | behaviors (preset, low to high)  |
-|---------------|----------------------------------------------------|----------------------------------|
-| events        | any table with user_id,item_id,behavior[,timestamp][,session_id] (rename with `columns=`) | user-given |
-| gamer         | a /work/shared/data-style folder (events.csv.gz + meta.json [+ items.csv.gz]) | meta.json order, else README order |
-| retailrocket  | Kaggle RetailRocket events.csv (ms timestamps)      | view < cart < buy (addtocart->cart, transaction->buy) |
-| taobao        | Tianchi UserBehavior.csv (no header)               | pv < fav = cart < buy            |
-| tmall         | IJCAI-15 user_log_format1.csv (MMDD dates)         | click < fav = cart < buy         |
-| recbole       | RecBole atomic .inter (typed `name:type` header)   | user-given                       |
-| gamer_json    | GAMER/MBGen JSON layout (see gamer_json.py)        | behavior_level.json              |
+- events: any table with user_id, item_id, behavior[, timestamp][, session_id] (rename with
+  `columns=`, numeric time unit with `time_unit=`); levels from the user.
+- gamer: a /work/shared/data-style folder (events.csv.gz, meta.json[, items.csv.gz]); levels from
+  meta.json's behavior order, else from the folder's row in ../README.md.
+- retailrocket: Kaggle RetailRocket events.csv (ms timestamps); view < cart < buy
+  (addtocart -> cart, transaction -> buy).
+- taobao: Tianchi UserBehavior.csv (no header); pv < fav = cart < buy.
+- tmall: IJCAI-15 user_log_format1.csv (MMDD dates of `year`, day resolution); click < fav = cart < buy
+  (action_type 0 click, 1 cart, 2 buy, 3 fav).
+- recbole: RecBole atomic .inter (typed `name:type` header, tab-separated); levels from the user.
+- gamer_json: the GAMER/MBGen JSON layout (see gamer_json.py); levels from behavior_level.json.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ def read_plain_events(
     file = source_label(source)
     table = read_table(source)
     mapping = {name: name for name in ("user_id", "item_id", "behavior", "timestamp", "session_id")}
+    unknown = sorted(set(columns or {}) - set(mapping))
+    if unknown:
+        raise ValueError(f"columns= maps canonical names to yours; {unknown} are not canonical names {list(mapping)}")
     mapping.update(columns or {})
     selected = _select(table, mapping, file=file, optional=("timestamp", "session_id"))
     return RawEvents(selected, file, "events", columns=mapping, time_unit=time_unit)
@@ -117,7 +122,7 @@ def read_taobao(source: TableSource) -> RawEvents:
     """Tianchi `UserBehavior.csv` (no header): user, item, category, behavior (pv/fav/cart/buy), unix seconds."""
     file = source_label(source)
     names = ["user_id", "item_id", "category_id", "behavior", "timestamp"]
-    raw = read_table(source, column_names=names) if not isinstance(source, (pd.DataFrame, pa.Table)) else read_table(source)
+    raw = read_table(source, column_names=names)  # names apply to files; in-memory tables keep theirs
     if raw.num_columns == len(names) and raw.column_names != names:
         raw = raw.rename_columns(names)
     table = _select(raw, {n: n for n in ("user_id", "item_id", "behavior", "timestamp")}, file=file)

@@ -91,13 +91,10 @@ def read_gamer_json(
     columns: dict[str, Any] = {
         "user_id": list(chain.from_iterable([user] * n for user, n in lengths.items())),
         "item_id": [str(item) for item in chain.from_iterable(inters.values())],
-        "behavior": [str(b) for b in _parallel("behavior", files["behavior"], _keyed(_load(files["behavior"])), lengths)],
     }
-    if "session" in files:
-        columns["session_id"] = [str(s) for s in _parallel("session", files["session"], _keyed(_load(files["session"])),
-                                                           lengths)]
-    if "time" in files:
-        columns["timestamp"] = [str(t) for t in _parallel("time", files["time"], _keyed(_load(files["time"])), lengths)]
+    for key, column in (("behavior", "behavior"), ("session", "session_id"), ("time", "timestamp")):
+        if key in files:
+            columns[column] = [str(v) for v in _parallel(key, files[key], _keyed(_load(files[key])), lengths)]
     behaviors = BehaviorTable.parse(_load(files["behavior_level"])) if "behavior_level" in files else None
     item_index = None
     if "index" in files:

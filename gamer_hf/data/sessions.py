@@ -18,7 +18,8 @@ DAY_SECONDS = 86400.0
 
 
 def resolve_session_method(method: SessionMethod, *, has_given: bool, time_resolution: str) -> str:
-    """"auto" -> given ids if present, calendar days for day-resolution logs, else time gaps."""
+    """Pick the concrete method: for "auto", given ids if present, calendar days for day-resolution
+    logs, else time gaps; refuse methods the data cannot support."""
     if method == "auto":
         if has_given:
             return "given"

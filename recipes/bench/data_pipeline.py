@@ -147,7 +147,8 @@ def main() -> None:
     if args.write_results:
         env = f"GAMER_HF_DATA_DIR={args.data_dir} " if args.data_dir else ""
         command = f"{env}python recipes/bench/data_pipeline.py " + " ".join(sys.argv[1:])
-        write_section(f"{SECTION}\n\n{_EXPLANATION}\n\n    {command}\n\n{table}\n\n{_verdict(results[0])}\n\n{_NOTES}\n")
+        parts = [SECTION, _EXPLANATION, f"    {command}", table, _verdict(results[0]), _NOTES]
+        write_section("\n\n".join(parts) + "\n")
 
 
 _EXPLANATION = """`recipes/bench/data_pipeline.py` runs each workload in a fresh process (peak RSS is that

@@ -69,7 +69,8 @@ def _frame(events: list[tuple[str, str]]) -> pd.DataFrame:
 
 def test_prepared_views_follow_the_formula_and_drop_before_truncation() -> None:
     # training history: 12 clicks, 4 carts, 2 buys, then a held-out buy (loo)
-    history = [("pv", f"p{i}") for i in range(12)] + [("cart", f"c{i}") for i in range(4)] + [("buy", "b0"), ("buy", "b1")]
+    history = [("pv", f"p{i}") for i in range(12)] + [("cart", f"c{i}") for i in range(4)]
+    history += [("buy", "b0"), ("buy", "b1")]
     events = history + [("buy", "validation"), ("buy", "test")]
     data = prepare(_frame(events), behaviors=TABLE, protocol="loo", max_history=9, augment_copies=2, seed=3,
                    progress=False)

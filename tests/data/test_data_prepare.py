@@ -120,8 +120,9 @@ def test_console_script(tmp_path: Path, synthetic_folder: Path) -> None:
     if not script.exists():
         pytest.skip("the gamer-hf console script is not installed (pip install -e .)")
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    result = subprocess.run([str(script), "prepare", "--events", str(synthetic_folder), "--out", str(tmp_path / "o"),
-                             "--no-progress", "--max-history", "10"], capture_output=True, text=True, env=env)  # fmt: skip
+    argv = [str(script), "prepare", "--events", str(synthetic_folder), "--out", str(tmp_path / "o"), "--no-progress",
+            "--max-history", "10"]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert "saved to" in result.stdout and (tmp_path / "o" / "metadata.json").is_file()
     shutil.rmtree(tmp_path / "o")

@@ -98,7 +98,8 @@ def test_retail_beh_leave_one_out(data_dir: Path) -> None:
     frame = _events(folder)
     meta = data.metadata
     assert meta["time_resolution"] == "order" and meta["target_behavior"] == "buy"
-    assert meta["num_events"] == len(frame) and meta["events_per_behavior"] == frame["behavior"].value_counts().to_dict()
+    assert meta["num_events"] == len(frame)
+    assert meta["events_per_behavior"] == frame["behavior"].value_counts().to_dict()
 
     buys = frame[frame["behavior"] == "buy"]
     last = buys.groupby("user_id", sort=False)["position"].max()

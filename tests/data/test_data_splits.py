@@ -13,8 +13,8 @@ HOUR = 3600
 
 
 def _cases(split) -> list[tuple]:
-    return [(r["user_id"], r["target_behavior"], r["target_items"], list(zip(r["history_behaviors"], r["history_items"])))
-            for r in split]
+    return [(r["user_id"], r["target_behavior"], r["target_items"],
+             list(zip(r["history_behaviors"], r["history_items"]))) for r in split]
 
 
 def test_session_protocol_by_hand(make_log, session_rows) -> None:
