@@ -128,6 +128,8 @@ def validate_events(
             f"{raw.file}: the {raw.format!r} format has no behavior preset; pass behaviors, e.g. "
             "'click:0,cart:1,buy:2' (CLI --behaviors)"
         )
+    if on_duplicate not in (None, "raise", "drop", "keep"):
+        raise ValueError(f"on_duplicate must be 'raise', 'drop' or 'keep', got {on_duplicate!r}")
     report = DropReport()
     checker = _Checker(raw, on_invalid, report)
     source = raw.table

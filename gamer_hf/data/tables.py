@@ -57,7 +57,7 @@ def _suffixes(path: Path) -> list[str]:
 
 def _first_line(path: Path) -> str:
     with pa.input_stream(str(path), compression="detect") as stream:
-        chunk = stream.read(1 << 16).decode("utf-8", errors="replace")
+        chunk = stream.read(1 << 16).decode("utf-8-sig", errors="replace")
     return chunk.splitlines()[0] if chunk else ""
 
 

@@ -37,6 +37,11 @@ def _csv(path: Path) -> Path:
     return path
 
 
+def _csv_bom(path: Path) -> Path:
+    CANONICAL.to_csv(path, index=False, encoding="utf-8-sig")  # as spreadsheet programs write it
+    return path
+
+
 def _csv_gz(path: Path) -> Path:
     CANONICAL.to_csv(path, index=False, compression="gzip")
     return path
@@ -54,6 +59,7 @@ def _jsonl(path: Path) -> Path:
 
 WRITERS: dict[str, tuple[str, Callable[[Path], Path]]] = {
     "csv": ("events.csv", _csv),
+    "csv with BOM": ("events.csv", _csv_bom),
     "csv.gz": ("events.csv.gz", _csv_gz),
     "parquet": ("events.parquet", _parquet),
     "jsonl": ("events.jsonl", _jsonl),
