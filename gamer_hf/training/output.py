@@ -25,6 +25,11 @@ TRAINING_INFO_FILE = "gamer_training.json"
 PICKLED_ARGS_FILE = "training_args.bin"
 
 
+def staging_dir(out: Path) -> Path:
+    """Where the final model is assembled: a hidden sibling, the same for every process of a run."""
+    return out.parent / f".{out.name}.staging"
+
+
 def check_output_dir(out: Path, resuming: bool, overwrite: bool) -> bool:
     """Raise when this run would clobber a finished model, another run's checkpoints or foreign files.
 
@@ -32,6 +37,14 @@ def check_output_dir(out: Path, resuming: bool, overwrite: bool) -> bool:
     """
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"output_dir {out} exists and is not a folder")
+    here = Path.cwd().resolve()
+    if out.resolve() == here or out.resolve() in here.parents:
+        raise ValueError(f"output_dir {out} is or holds the working directory; the finished model replaces "
+                         "output_dir as a whole, so choose a folder inside it")
+    stranded = staging_dir(out) / CHECKPOINTS_SUBDIR
+    if stranded.exists():
+        raise FileExistsError(f"{stranded} holds the checkpoints of a run whose final save was interrupted; move "
+                              f"it back to {out / CHECKPOINTS_SUBDIR} (or delete it) and run again")
     entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
     checkpoints = list_checkpoints(out / CHECKPOINTS_SUBDIR)
     if overwrite:
@@ -53,11 +66,6 @@ def check_output_dir(out: Path, resuming: bool, overwrite: bool) -> bool:
                               f"{checkpoints[-1].name}); pass resume_from_checkpoint=auto to continue it or "
                               "overwrite_output_dir=true to start over")
     return False
-
-
-def staging_dir(out: Path) -> Path:
-    """Where the final model is assembled: a hidden sibling, the same for every process of a run."""
-    return out.parent / f".{out.name}.staging"
 
 
 def finish_staging(staging: Path, info: dict[str, Any]) -> None:

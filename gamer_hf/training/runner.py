@@ -98,6 +98,7 @@ def training_arguments(args: TrainArguments, checkpoints: Path) -> TrainingArgum
         dataloader_num_workers=args.dataloader_num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),  # pinning helps only host-to-GPU copies
         remove_unused_columns=False,  # the collator reads the prepared columns itself
+        ddp_find_unused_parameters=False,  # every parameter takes part in every forward pass
         label_names=["labels"],
     )
 

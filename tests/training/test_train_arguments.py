@@ -1,0 +1,127 @@
+"""TrainArguments validation, the Trainer settings derived from them, model set-up and the shipped recipes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from accelerate.commands.config.config_args import load_config_from_file
+
+from gamer_hf.cli import parse_command_args
+from gamer_hf.data.prepare import load_prepared
+from gamer_hf.modeling import GAMER_PRESETS, GamerTokenizerFast
+from gamer_hf.training import ABLATIONS, TrainArguments, training_arguments
+from gamer_hf.training.model_setup import build_model, check_data
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+REQUIRED = dict(data="prepared", output_dir="out")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        (dict(tokenizer=None), "tokenizer"),
+        (dict(init_from="ckpt", preset="small"), "preset"),
+        (dict(init_from="ckpt", ablation="tiger"), "ablation"),
+        (dict(warmup_ratio=1.0), "warmup_ratio"),
+        (dict(bf16=True, fp16=True), "bf16"),
+        (dict(save_steps=10), "eval_steps"),
+        (dict(eval_steps=4, save_steps=6), "save_steps"),
+        (dict(per_device_train_batch_size=0), "per_device_train_batch_size"),
+        (dict(max_history=0), "max_history"),
+    ],
+)
+def test_inconsistent_arguments_are_refused_naming_the_field(overrides, field):
+    values = {**REQUIRED, "tokenizer": "tok", **overrides}
+    with pytest.raises(ValueError, match=field):
+        TrainArguments(**values)
+
+
+@pytest.mark.parametrize(("given", "expected"), [(True, "true"), (False, None), ("False", None), ("auto", "auto")])
+def test_resume_flag_accepts_yaml_booleans(given, expected):
+    assert TrainArguments(**REQUIRED, tokenizer="tok", resume_from_checkpoint=given).resume_from_checkpoint == expected
+
+
+@pytest.mark.parametrize(("eval_steps", "strategy"), [(None, "epoch"), (5, "steps")])
+def test_trainer_settings_follow_the_gamer_protocol(tmp_path, eval_steps, strategy):
+    args = TrainArguments(**REQUIRED, tokenizer="tok", eval_steps=eval_steps, warmup_ratio=0.04)
+    settings = training_arguments(args, tmp_path / "checkpoints")
+    assert settings.output_dir == str(tmp_path / "checkpoints")
+    assert (settings.eval_strategy, settings.save_strategy) == (strategy, strategy)
+    if eval_steps is not None:
+        assert settings.eval_steps == settings.save_steps == eval_steps
+    assert settings.load_best_model_at_end and settings.metric_for_best_model == "eval_loss"
+    assert not settings.greater_is_better and settings.prediction_loss_only
+    assert settings.remove_unused_columns is False
+    assert settings.optim == "adamw_torch" and settings.lr_scheduler_type == "cosine"
+    assert settings.get_warmup_steps(1000) == 40
+    assert (settings.learning_rate, settings.weight_decay) == (5e-4, 0.01)
+
+
+@pytest.mark.parametrize("ablation", sorted(ABLATIONS))
+@pytest.mark.parametrize("augmented", [False, True])
+def test_ablations_switch_gamer_components_off(tokenizer_dir, ablation, augmented):
+    tokenizer = GamerTokenizerFast.from_pretrained(tokenizer_dir)
+    args = TrainArguments(**REQUIRED, tokenizer=str(tokenizer_dir), preset="tiny", ablation=ablation)
+    config = build_model(args, tokenizer, augmented=augmented).config
+    expected = {**{key: GAMER_PRESETS["tiny"][key] for key in ("cross_level_layers", "behavior_injection_layers")},
+                "use_expert_ffn": True, **ABLATIONS[ablation]}
+    assert {key: getattr(config, key) for key in expected} == expected
+    assert config.use_augmentation is augmented
+    assert config.behavior_names == list(tokenizer.behaviors)
+
+
+def test_items_without_semantic_ids_are_refused_or_counted(tokenizer_dir, prepared_dir):
+    prepared = load_prepared(prepared_dir)
+    full = GamerTokenizerFast.from_pretrained(tokenizer_dir)
+    kept = dict(list(full.item_index.items())[:-3])
+    partial = GamerTokenizerFast.from_items(kept, behaviors=full.behaviors, codebook_size=full.codebook_sizes)
+    missing = [item for item in prepared.item_ids if item not in kept]
+    with pytest.raises(ValueError, match=missing[0]):
+        check_data(partial, prepared.metadata, prepared.item_ids, "data", on_unknown="raise")
+    assert check_data(partial, prepared.metadata, prepared.item_ids, "data", on_unknown="skip") == len(missing)
+
+
+def test_behaviors_with_other_levels_are_refused(tokenizer_dir, prepared_dir):
+    prepared = load_prepared(prepared_dir)
+    full = GamerTokenizerFast.from_pretrained(tokenizer_dir)
+    flat = GamerTokenizerFast.from_items(full.item_index, behaviors={"click": 0, "cart": 0, "buy": 1},
+                                         codebook_size=full.codebook_sizes)
+    with pytest.raises(ValueError, match="'cart'"):
+        check_data(flat, prepared.metadata, prepared.item_ids, "data", on_unknown="raise")
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda path: path.stem)
+def test_training_recipes_parse_as_train_arguments(recipe):
+    assert recipe.read_text().startswith("#")  # each recipe says which folders it expects
+    args = parse_command_args(TrainArguments, ["--config", str(recipe)])
+    assert set(yaml.safe_load(recipe.read_text())) <= set(vars(args))
+    assert Path(args.data).name == "prepared" and Path(args.tokenizer).name == "tokenizer"
+
+
+def test_paper_reference_recipe_matches_the_paper():
+    args = parse_command_args(TrainArguments, ["--config", str(RECIPES / "paper_reference.yaml")])
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps == 4096
+    assert (args.preset, args.learning_rate, args.warmup_ratio, args.lr_scheduler_type) == ("base", 5e-4, 0.04, "cosine")
+    assert (args.num_train_epochs, args.early_stopping_patience, args.max_history) == (200, 20, 100)
+
+
+@pytest.mark.parametrize(
+    ("name", "distributed_type", "mixed_precision"),
+    [
+        ("cpu_2proc", "MULTI_GPU", "no"),  # torchrun launcher; train() switches the processes to CPU DDP
+        ("gpu_1_bf16", "NO", "bf16"),
+        ("multi_gpu", "MULTI_GPU", "bf16"),
+        ("deepspeed_zero2", "DEEPSPEED", "bf16"),
+        ("fsdp", "FSDP", "bf16"),
+    ],
+)
+def test_accelerate_configs_load(name, distributed_type, mixed_precision):
+    path = RECIPES / "accelerate" / f"{name}.yaml"
+    config = load_config_from_file(str(path))
+    assert (str(config.distributed_type).split(".")[-1], config.mixed_precision) == (distributed_type, mixed_precision)
+    assert config.use_cpu is (name == "cpu_2proc")
+    assert path.read_text().startswith("#")
+    assert {p.stem for p in path.parent.glob("*.yaml")} == {"cpu_2proc", "gpu_1_bf16", "multi_gpu", "deepspeed_zero2",
+                                                             "fsdp"}

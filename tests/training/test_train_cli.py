@@ -1,0 +1,62 @@
+"""`gamer-hf train` in-process with a recipe, and a real two-process CPU run under `accelerate launch`."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from transformers import AutoModelForCausalLM
+
+from gamer_hf import GamerForCausalLM
+from gamer_hf.cli import main
+from gamer_hf.training import TRAINING_INFO_FILE
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_cli_trains_from_a_recipe_with_overriding_flags(prepared_dir, tokenizer_dir, tmp_path, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "data": str(prepared_dir), "tokenizer": str(tokenizer_dir), "output_dir": str(tmp_path / "from-recipe"),
+        "preset": "tiny", "max_steps": 50, "per_device_train_batch_size": 16, "learning_rate": "3e-3",
+        "disable_tqdm": True,
+    }))
+    out = tmp_path / "cli"
+    assert main(["train", "--config", str(recipe), "--max_steps", "2", "--output_dir", str(out)]) == 0
+    info = json.loads((out / TRAINING_INFO_FILE).read_text())
+    assert info["results"]["global_step"] == 2  # the flag beat the recipe's 50
+    assert info["training_arguments"]["learning_rate"] == 3e-3  # a YAML string still becomes a float
+    printed = capsys.readouterr().out
+    assert f"saved the best model to {out}" in printed
+    assert f"{info['results']['best_eval_loss']:.4f}" in printed
+    assert not (tmp_path / "from-recipe").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_cpu_processes_under_accelerate_launch(prepared_dir, tokenizer_dir, tmp_path):
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", str(REPO / "recipes" / "accelerate" / "cpu_2proc.yaml"),
+        "--num_processes", "2", "--main_process_port", str(_free_port()),
+        "-m", "gamer_hf.cli", "train",
+        "--data", str(prepared_dir), "--tokenizer", str(tokenizer_dir), "--output_dir", str(out),
+        "--preset", "tiny", "--max_steps", "3", "--eval_steps", "3", "--per_device_train_batch_size", "8",
+        "--logging_steps", "1", "--disable_tqdm", "true",
+    ]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert done.stdout.count("saved the best model to") == 1  # only the main process reports
+    info = json.loads((out / TRAINING_INFO_FILE).read_text())
+    assert info["world_size"] == 2 and info["global_batch_size"] == 16
+    assert info["results"]["global_step"] == 3 and info["results"]["best_eval_loss"] is not None
+    assert isinstance(AutoModelForCausalLM.from_pretrained(out), GamerForCausalLM)
