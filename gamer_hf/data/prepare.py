@@ -181,103 +181,102 @@ def prepare(
         raise ValueError(f"protocol must be 'session' or 'loo', got {protocol!r}")
     if max_history is not None and max_history < 1:
         raise ValueError(f"max_history must be >= 1 or None, got {max_history}")
-    steps = tqdm(total=6, desc="prepare", unit="step", disable=not progress)
+    with tqdm(total=6, desc="prepare", unit="step", disable=not progress) as steps:
 
-    steps.set_postfix_str("read")
-    if isinstance(events, EventLog):
-        if behaviors is not None:
-            raise ValueError("behaviors are fixed by the EventLog; pass them to read_events instead")
-        log = events
-    else:
-        log = read_events(events, format, behaviors, on_invalid=on_invalid, on_duplicate=on_duplicate,
-                          **(format_options or {}))
-    report = DropReport(list(log.report.records))
-    steps.update()
+        steps.set_postfix_str("read")
+        if isinstance(events, EventLog):
+            if behaviors is not None:
+                raise ValueError("behaviors are fixed by the EventLog; pass them to read_events instead")
+            log = events
+        else:
+            log = read_events(events, format, behaviors, on_invalid=on_invalid, on_duplicate=on_duplicate,
+                              **(format_options or {}))
+        report = DropReport(list(log.report.records))
+        steps.update()
 
-    steps.set_postfix_str("filter")
-    arrays = EventArrays.from_log(log)
-    arrays = filter_min_user_events(arrays, min_user_events, report, file=log.source)
-    arrays = filter_k_core(arrays, k_core, report, file=log.source)
-    if len(arrays) == 0:
-        raise ValueError(f"{log.source}: no events left after validation and filtering; see the drop report:\n"
-                         f"{report.format()}")
-    steps.update()
+        steps.set_postfix_str("filter")
+        arrays = EventArrays.from_log(log)
+        arrays = filter_min_user_events(arrays, min_user_events, report, file=log.source)
+        arrays = filter_k_core(arrays, k_core, report, file=log.source)
+        if len(arrays) == 0:
+            raise ValueError(f"{log.source}: no events left after validation and filtering; see the drop report:\n"
+                             f"{report.format()}")
+        steps.update()
 
-    steps.set_postfix_str("sessions")
-    table = log.behaviors
-    sessions: dict[str, Any] = {"method": None, "gap_minutes": None}
-    if protocol == "session":
-        method = resolve_session_method(session_by, has_given=arrays.given_sessions is not None,
-                                        time_resolution=log.time_resolution)
-        ranks = session_ranks(arrays.users, arrays.time, method, gap_minutes=session_gap_minutes,
-                              given=arrays.given_sessions)
-        if method == "given":
-            order = order_by_session(arrays.users, ranks)
-            arrays, ranks = arrays.take(order), ranks[order]
-        sessions = {"method": method, "gap_minutes": session_gap_minutes if method == "gap" else None}
-    steps.update()
+        steps.set_postfix_str("sessions")
+        table = log.behaviors
+        sessions: dict[str, Any] = {"method": None, "gap_minutes": None}
+        if protocol == "session":
+            method = resolve_session_method(session_by, has_given=arrays.given_sessions is not None,
+                                            time_resolution=log.time_resolution)
+            ranks = session_ranks(arrays.users, arrays.time, method, gap_minutes=session_gap_minutes,
+                                  given=arrays.given_sessions)
+            if method == "given":
+                order = order_by_session(arrays.users, ranks)
+                arrays, ranks = arrays.take(order), ranks[order]
+            sessions = {"method": method, "gap_minutes": session_gap_minutes if method == "gap" else None}
+        steps.update()
 
-    steps.set_postfix_str("split")
-    if protocol == "session":
-        split: Split = session_split(arrays, ranks, max_history=max_history)
-        target = target_behavior or (table.target if len(table.top_behaviors) == 1 else None)
-    else:
-        target = target_behavior or table.target
-        if target not in table:
-            raise ValueError(f"target behavior {target!r} is not one of {table.names}")
-        split = loo_split(arrays, table.names.index(target), max_history=max_history)
-    steps.update()
+        steps.set_postfix_str("split")
+        if protocol == "session":
+            split: Split = session_split(arrays, ranks, max_history=max_history)
+            target = target_behavior or (table.target if len(table.top_behaviors) == 1 else None)
+        else:
+            target = target_behavior or table.target
+            if target not in table:
+                raise ValueError(f"target behavior {target!r} is not one of {table.names}")
+            split = loo_split(arrays, table.names.index(target), max_history=max_history)
+        steps.update()
 
-    steps.set_postfix_str("sequences")
-    train, train_stats = training_table(arrays, split.train, max_history=max_history, copies=augment_copies,
-                                        seed=seed)
-    splits = datasets.DatasetDict({
-        "train": datasets.Dataset(train),
-        "validation": datasets.Dataset(cases_table(arrays, split.validation)),
-        "test": datasets.Dataset(cases_table(arrays, split.test)),
-    })
-    steps.update()
+        steps.set_postfix_str("sequences")
+        train, train_stats = training_table(arrays, split.train, max_history=max_history, copies=augment_copies,
+                                            seed=seed)
+        splits = datasets.DatasetDict({
+            "train": datasets.Dataset(train),
+            "validation": datasets.Dataset(cases_table(arrays, split.validation)),
+            "test": datasets.Dataset(cases_table(arrays, split.test)),
+        })
+        steps.update()
 
-    item_ids = arrays.item_ids.to_pylist()
-    metadata: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "source": log.source,
-        "format": log.format,
-        "protocol": protocol,
-        "behaviors": table.levels,
-        "target_behavior": target,
-        "time_resolution": log.time_resolution,
-        "sessions": sessions,
-        "max_history": max_history,
-        "augment_copies": augment_copies,
-        "seed": seed,
-        "k_core": k_core,
-        "min_user_events": min_user_events,
-        "num_users": arrays.num_users,
-        "num_items": arrays.num_items,
-        "num_events": len(arrays),
-        "events_per_behavior": arrays.behavior_counts(),
-        "num_sessions": split.stats.get("sessions"),
-        "splits": {
-            "train": train_stats,
-            "validation": _case_stats(split.validation, table),
-            "test": _case_stats(split.test, table),
-            "unused_events": split.stats["unused_events"],
-        },
-        "drop_report": report.to_list(),
-        "id_maps": {"users": "users.json", "items": "items.json"},
-        "items_file": "items.parquet" if log.items is not None else None,
-        "item_index_file": "item_index.json" if log.item_index is not None else None,
-    }
-    items = None
-    if log.items is not None:
-        items = log.items[log.items["item_id"].astype(str).isin(set(item_ids))].reset_index(drop=True)
-    prepared = PreparedData(splits, metadata, item_ids, arrays.user_ids.to_pylist(), items, log.item_index)
-    steps.set_postfix_str("save" if out is not None else "done")
-    if out is not None:
-        prepared.save(out)
-    steps.update()
-    steps.close()
+        item_ids = arrays.item_ids.to_pylist()
+        metadata: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "source": log.source,
+            "format": log.format,
+            "protocol": protocol,
+            "behaviors": table.levels,
+            "target_behavior": target,
+            "time_resolution": log.time_resolution,
+            "sessions": sessions,
+            "max_history": max_history,
+            "augment_copies": augment_copies,
+            "seed": seed,
+            "k_core": k_core,
+            "min_user_events": min_user_events,
+            "num_users": arrays.num_users,
+            "num_items": arrays.num_items,
+            "num_events": len(arrays),
+            "events_per_behavior": arrays.behavior_counts(),
+            "num_sessions": split.stats.get("sessions"),
+            "splits": {
+                "train": train_stats,
+                "validation": _case_stats(split.validation, table),
+                "test": _case_stats(split.test, table),
+                "unused_events": split.stats["unused_events"],
+            },
+            "drop_report": report.to_list(),
+            "id_maps": {"users": "users.json", "items": "items.json"},
+            "items_file": "items.parquet" if log.items is not None else None,
+            "item_index_file": "item_index.json" if log.item_index is not None else None,
+        }
+        items = None
+        if log.items is not None:
+            items = log.items[log.items["item_id"].astype(str).isin(set(item_ids))].reset_index(drop=True)
+        prepared = PreparedData(splits, metadata, item_ids, arrays.user_ids.to_pylist(), items, log.item_index)
+        steps.set_postfix_str("save" if out is not None else "done")
+        if out is not None:
+            prepared.save(out)
+        steps.update()
     return prepared
 
 
