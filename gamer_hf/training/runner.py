@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +110,19 @@ def _expected_weights(model: Any) -> tuple[dict[str, list[int]], set[str]]:
     return shapes, tied
 
 
+def _publish_best(trainer: Trainer, state: PartialState, out: Path, info: Callable[[], dict[str, Any]]) -> None:
+    """Save the best model (loaded by the Trainer at the end) beside `out`, then swap it in."""
+    staging = staging_dir(out)
+    if state.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)  # a model folder left by a run killed while publishing
+    state.wait_for_everyone()
+    trainer.save_model(str(staging))  # every process: DeepSpeed / FSDP gather the weights collectively
+    if state.is_main_process:
+        finish_staging(staging, info())
+        publish(staging, out)
+    state.wait_for_everyone()
+
+
 def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> TrainResult:
     """Train (or fine-tune, or resume) GAMER and publish the best model to `args.output_dir`.
 
@@ -136,7 +149,9 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
     state.wait_for_everyone()
 
     max_history = args.max_history if args.max_history is not None else prepared.metadata.get("max_history")
-    stopping = [EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold)]
+    extra_callbacks = list(callbacks)
+    if args.early_stopping_patience:
+        extra_callbacks.insert(0, EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
     trainer = Trainer(
         model=model,
         args=hf_args,
@@ -144,22 +159,11 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
         eval_dataset=prepared.splits["validation"],
         data_collator=GamerCollator(tokenizer, max_history=max_history, on_unknown=args.on_unknown),
         processing_class=tokenizer,
-        callbacks=[*(stopping if args.early_stopping_patience else []), *callbacks],
+        callbacks=extra_callbacks,
     )
     trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
-
-    # The best model is loaded now; assemble it beside output_dir, then swap it in.
-    staging = staging_dir(out)
-    if state.is_main_process:
-        shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while publishing
-    state.wait_for_everyone()
-    trainer.save_model(str(staging))  # every process: DeepSpeed / FSDP gather the weights collectively
-    if state.is_main_process:
-        info = training_info(args, prepared.metadata, tokenizer_dir(args), tokenizer, trainer.model,
-                             trainer.state, state.num_processes)
-        finish_staging(staging, info)
-        publish(staging, out)
-    state.wait_for_everyone()
+    _publish_best(trainer, state, out, info=lambda: training_info(
+        args, prepared.metadata, tokenizer_dir(args), tokenizer, trainer.model, trainer.state, state.num_processes))
     history = trainer.state.log_history
     return TrainResult(
         checkpoint_dir=out,
