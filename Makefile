@@ -18,7 +18,7 @@ quickstart: $(STAMP)
 	$(BIN)/gamer-hf quickstart
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -x tests -m "not slow"

@@ -479,6 +479,8 @@ class GamerForCausalLM(GamerPreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.model = GamerModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        # A tied head is the embedding matrix: it is never saved, so reloading it is not "missing".
+        self._keys_to_ignore_on_save = ["lm_head.weight"] if config.tie_word_embeddings else None
         self.post_init()
 
     def forward(
