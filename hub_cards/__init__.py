@@ -1,0 +1,1 @@
+"""Model-card templates (Jinja), installed as package data of `gamer_hf.hub_cards`."""
