@@ -158,7 +158,7 @@ def beam_search_items(
     offsets = _code_offsets(tokenizer)
     batch, device = input_ids.shape[0], input_ids.device
     out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, logits_to_keep=1)
-    cache = out.cache
+    cache = model.model.beam_cache(out.cache, input_ids, attention_mask)  # the prompt is never copied per beam
     log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
     behavior_id = input_ids[:, -1] - NUM_SPECIAL_TOKENS + 1
     excluded_leaves = _excluded_leaves(tokenizer, trie, exclude, device) if exclude else None
@@ -182,13 +182,10 @@ def beam_search_items(
             break
         # Rows follow their parent beam: the first time this expands each prefill row to its beams.
         rows = (parent + torch.arange(batch, device=device)[:, None] * previous).view(-1)
-        cache.reorder_cache(rows)
-        attention_mask, position, behavior_id = attention_mask[rows], position[rows], behavior_id[rows]
-        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(attention_mask.shape[0], 1)], dim=1)
-        position = position + 1
+        cache.select_beams(rows, scores.shape[1])
+        position, behavior_id = position[rows] + 1, behavior_id[rows]
         step = model(
             input_ids=(codes + offsets[depth]).view(-1, 1),
-            attention_mask=attention_mask,
             position_ids=position,
             cache=cache,
             use_cache=True,

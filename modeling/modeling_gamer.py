@@ -34,6 +34,7 @@ __all__ = [
     "GamerExpertFFN",
     "GamerDecoderLayer",
     "GamerTokenRoles",
+    "GamerBeamCache",
 ]
 
 # Key level of padding in the cross-level mask: above any real level, so pads are never read.
@@ -143,6 +144,66 @@ class GamerTokenRoles:
         return cls(item_position, behavior_ids)
 
 
+class GamerBeamCache:
+    """Decoding state for beams that share one prompt (used by `recommend()`).
+
+    The prompt's keys and values stay `[batch, ...]` and are never copied per beam; each beam keeps
+    only the few code tokens it generated. Attention over both parts is one softmax, so results
+    equal attention over a per-beam copy of the cache, without the copies.
+    """
+
+    def __init__(self, prefill: Cache, attention_mask: torch.Tensor, cross_allowed: torch.Tensor | None) -> None:
+        self.prefix = [(layer.keys, layer.values) for layer in prefill.layers]
+        self.prefix_valid = attention_mask.bool()  # [B, T] keys of the prompt that self-attention reads
+        self.cross_allowed = cross_allowed  # [B, T] prompt keys of strictly lower level than the request
+        self.suffix: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.beams = 1
+
+    @property
+    def batch_size(self) -> int:
+        return self.prefix_valid.shape[0]
+
+    def select_beams(self, rows: torch.Tensor, beams: int) -> None:
+        """Keep the generated tokens of the beams in `rows` (indices into the current beams)."""
+        self.suffix = {i: (k[rows], v[rows]) for i, (k, v) in self.suffix.items()}
+        self.beams = beams
+
+    def cross_has_key(self) -> torch.Tensor | None:
+        if self.cross_allowed is None:
+            return None
+        return self.cross_allowed.any(-1).repeat_interleave(self.beams)[:, None]
+
+    def attend(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               cache_idx: int, cross_level: bool) -> torch.Tensor:
+        """query/key/value: [B*beams, heads, 1, d] for one fed token; returns [B*beams, 1, heads*d]."""
+        batch, beams, groups = self.batch_size, self.beams, module.num_key_value_groups
+        prefix_k, prefix_v = self.prefix[cache_idx]
+        kv_heads, dim = prefix_k.shape[1], prefix_k.shape[-1]
+        # [B*beams, H, 1, d] -> [B, kv_heads, beams*groups, d]: every beam's queries meet the shared prompt once
+        q = query.view(batch, beams, kv_heads, groups, dim).permute(0, 2, 1, 3, 4).reshape(batch, kv_heads, -1, dim)
+        scores = (q @ prefix_k.transpose(-1, -2)) * module.scaling
+        allowed = self.cross_allowed if cross_level else self.prefix_valid
+        scores = scores.masked_fill(~allowed[:, None, None, :], torch.finfo(scores.dtype).min)
+        if cross_level:  # generated codes share the requested level: never readable here
+            weights = scores.softmax(-1)
+            out = weights @ prefix_v
+        else:
+            if cache_idx in self.suffix:
+                key = torch.cat([self.suffix[cache_idx][0], key], dim=-2)
+                value = torch.cat([self.suffix[cache_idx][1], value], dim=-2)
+            self.suffix[cache_idx] = (key, value)
+            own = query.view(batch * beams, kv_heads, groups, dim) @ key.transpose(-1, -2) * module.scaling
+            own = own.view(batch, beams, kv_heads, groups, -1).permute(0, 2, 1, 3, 4).reshape(batch, kv_heads, beams * groups, -1)
+            weights = torch.cat([scores, own], dim=-1).softmax(-1)
+            length = scores.shape[-1]
+            mine = weights[..., length:].reshape(batch, kv_heads, beams, groups, -1).permute(0, 2, 1, 3, 4)
+            out = weights[..., :length] @ prefix_v
+            out = out + (mine.reshape(batch * beams, kv_heads, groups, -1) @ value).view(
+                batch, beams, kv_heads, groups, dim).permute(0, 2, 1, 3, 4).reshape(batch, kv_heads, beams * groups, dim)
+        out = out.view(batch, kv_heads, beams, groups, dim).permute(0, 2, 1, 3, 4)
+        return out.reshape(batch * beams, 1, kv_heads * groups * dim)
+
+
 class GamerAttention(nn.Module):
     """Causal grouped-query self-attention with per-head q/k RMSNorm (Qwen3)."""
 
@@ -206,6 +267,8 @@ class GamerAttention(nn.Module):
         **kwargs: Any,
     ) -> torch.Tensor:
         query, key, value = self.project(hidden_states, position_embeddings)
+        if isinstance(cache, GamerBeamCache):
+            return self.o_proj(cache.attend(self, query, key, value, self.layer_idx, cross_level=False))
         if cache is not None:
             key, value = cache.update(key, value, self.layer_idx)
         return self.o_proj(self.attend(query, key, value, attention_mask, **kwargs))
@@ -244,9 +307,12 @@ class GamerCrossLevelAttention(GamerAttention):
             self.behavior_v(behavior_ids).view(shape),
         )
         query, key, value = self.project(hidden_states, position_embeddings, additive)
-        if cache is not None:
-            key, value = cache.update(key, value, self.cache_idx)
-        attn = self.o_proj(self.attend(query, key, value, level_mask))
+        if isinstance(cache, GamerBeamCache):
+            attn = self.o_proj(cache.attend(self, query, key, value, self.cache_idx, cross_level=True))
+        else:
+            if cache is not None:
+                key, value = cache.update(key, value, self.cache_idx)
+            attn = self.o_proj(self.attend(query, key, value, level_mask))
         return attn * F.silu(self.gate_proj(hidden_states)) * has_key.unsqueeze(-1).to(attn.dtype)
 
 
@@ -441,6 +507,10 @@ class GamerModel(GamerPreTrainedModel):
         else:
             roles = GamerTokenRoles(item_position_ids, behavior_ids)
         inputs_embeds = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        if isinstance(cache, GamerBeamCache):
+            if position_ids is None:
+                raise ValueError("decoding with a GamerBeamCache needs explicit position_ids")
+            return self._run_layers(inputs_embeds, position_ids, None, None, cache.cross_has_key(), roles, cache, kwargs)
         if use_cache and cache is None:
             cache = DynamicCache()
         if cache is not None:
@@ -463,13 +533,26 @@ class GamerModel(GamerPreTrainedModel):
         if self.config.cross_level_layers:
             query_positions = torch.arange(past_seen, past_seen + input_ids.shape[1], device=input_ids.device)
             level_mask, has_key = self._level_mask(roles, attention_mask, cache, query_positions.expand_as(input_ids))
-        hidden_states = inputs_embeds
+        output = self._run_layers(inputs_embeds, position_ids, causal_mask, level_mask, has_key, roles, cache, kwargs)
+        return BaseModelOutputWithPast(last_hidden_state=output.last_hidden_state, cache=cache if use_cache else None)
+
+    def _run_layers(self, hidden_states, position_ids, causal_mask, level_mask, has_key, roles, cache, kwargs):
         position_embeddings = self.rotary_emb(hidden_states, position_ids)
         for layer in self.layers:
             hidden_states = layer(
                 hidden_states, position_embeddings, causal_mask, level_mask, has_key, roles, cache, **kwargs
             )
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden_states), cache=cache if use_cache else None)
+        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden_states), cache=cache)
+
+    def beam_cache(self, prefill: Cache, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> GamerBeamCache:
+        """Turn a prefill cache (prompt ending with the requested behavior token) into shared beam state."""
+        cross_allowed = None
+        if self.config.cross_level_layers:
+            meta = prefill.layers[self._meta_cache_idx].keys  # [B, 2, T, 1]: key level, key position
+            requested = self.level_table[GamerTokenRoles.from_input_ids(input_ids[:, -1:], self.config).behavior_ids]
+            key_level = torch.where(attention_mask.bool(), meta[:, 0, :, 0], torch.full_like(meta[:, 0, :, 0], _PAD_KEY_LEVEL))
+            cross_allowed = key_level < requested
+        return GamerBeamCache(prefill, attention_mask, cross_allowed)
 
 
 class GamerForCausalLM(GamerPreTrainedModel, GenerationMixin):

@@ -68,6 +68,20 @@ def test_recommend_equals_generate(tokenizer, model, histories, behavior) -> Non
         assert all(x >= y for (_, x), (_, y) in zip(row, row[1:]))
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [dict(cross_level_layers=[], behavior_injection_layers=[], use_expert_ffn=False), dict(cross_level_layers=[0, 1])],
+)
+def test_recommend_equals_generate_for_ablations(tokenizer, histories, overrides) -> None:
+    torch.manual_seed(1)
+    model = GamerForCausalLM(GamerConfig.from_preset("tiny", tokenizer=tokenizer, **overrides)).eval()
+    recs = model.recommend(tokenizer, histories, behavior="cart", top_k=20, num_beams=20)
+    codes, scores = _generate(model, tokenizer, histories, "cart", num_beams=20, num_return=20,
+                              logits_processor=[GamerConstrainedLogitsProcessor(tokenizer)])
+    assert [item for row in recs for item, _ in row] == tokenizer.decode_items(codes)
+    assert torch.allclose(torch.tensor([s for row in recs for _, s in row]), scores, atol=1e-5)
+
+
 def test_prefix_function_baseline_gives_the_same_ranking(tokenizer, model, histories) -> None:
     codes_fn, scores_fn = _generate(model, tokenizer, histories, "buy", num_beams=20, num_return=20,
                                     prefix_allowed_tokens_fn=make_prefix_allowed_tokens_fn(tokenizer))
