@@ -37,7 +37,9 @@ class SemanticIdArguments:
         default="auto",
         metadata={"help": "item embeddings: side-info text, training co-occurrence, both (hybrid), or auto"},
     )
-    items: Optional[str] = field(default=None, metadata={"help": "items side-information table (overrides the folder's)"})
+    items: Optional[str] = field(
+        default=None, metadata={"help": "items side-information table (overrides the folder's)"}
+    )
     behaviors: Optional[str] = field(
         default=None, metadata={"help": "behavior levels when the data has none, e.g. 'click<fav=cart<buy'"}
     )

@@ -39,7 +39,9 @@ def sequences_from_events(events: pd.DataFrame) -> list[list[str]]:
     return ordered["item_id"].astype(str).groupby(ordered["user_id"], sort=False).agg(list).tolist()
 
 
-def cooccurrence_matrix(sequences: Iterable[Sequence[str]], item_ids: Sequence[str], *, window: int = 5) -> sp.csr_matrix:
+def cooccurrence_matrix(
+    sequences: Iterable[Sequence[str]], item_ids: Sequence[str], *, window: int = 5
+) -> sp.csr_matrix:
     """Symmetric `[n, n]` counts of item pairs at most `window` positions apart, weighted 1/distance.
 
     Items outside `item_ids` still occupy their positions but add no pairs; self-pairs (an item

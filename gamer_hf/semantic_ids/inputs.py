@@ -41,17 +41,19 @@ class SemanticIdInputs:
     source: str  # "raw" or "prepared"
 
 
+def _with_string_ids(table: pd.DataFrame, source: str) -> pd.DataFrame:
+    if ITEM_COLUMN not in table.columns:
+        raise ValueError(f"items table {source} lacks column {ITEM_COLUMN!r}; it has {list(table.columns)}")
+    return table.assign(**{ITEM_COLUMN: table[ITEM_COLUMN].astype(str)})
+
+
 def read_items_table(path: Path) -> pd.DataFrame:
     """Items side-information table (CSV/Parquet), ids read as strings."""
     if not path.is_file():
         raise FileNotFoundError(f"items file not found: {path}")
     if path.suffix in {".parquet", ".pq"}:
-        table = pd.read_parquet(path)
-    else:
-        table = pd.read_csv(path, dtype={ITEM_COLUMN: str})
-    if ITEM_COLUMN not in table.columns:
-        raise ValueError(f"items file {path} lacks column {ITEM_COLUMN!r}; it has {list(table.columns)}")
-    return table.assign(**{ITEM_COLUMN: table[ITEM_COLUMN].astype(str)})
+        return _with_string_ids(pd.read_parquet(path), str(path))
+    return _with_string_ids(pd.read_csv(path, dtype={ITEM_COLUMN: str}), str(path))
 
 
 def _behavior_levels(meta: Mapping[str, Any], meta_file: Path, names: list[str]) -> dict[str, int]:
@@ -105,9 +107,7 @@ def _load_prepared(folder: Path, behaviors: Mapping[str, int] | None) -> Semanti
         if user not in seen:  # rows are ordered by user, original view first
             seen.add(user)
             sequences.append([str(item) for item in items])
-    items_table = data.items
-    if items_table is not None:
-        items_table = items_table.assign(**{ITEM_COLUMN: items_table[ITEM_COLUMN].astype(str)})
+    items_table = None if data.items is None else _with_string_ids(data.items, str(folder / "items.parquet"))
     return SemanticIdInputs(
         item_ids=sorted(str(item) for item in data.item_ids),
         sequences=sequences,
@@ -129,7 +129,9 @@ def load_inputs(
     elif (folder / "events.csv.gz").is_file():
         inputs = _load_raw(folder, behaviors)
     else:
-        raise ValueError(f"{folder} is neither a prepared dataset (metadata.json) nor a raw events folder (events.csv.gz)")
+        raise ValueError(
+            f"{folder} is neither a prepared dataset (metadata.json) nor a raw events folder (events.csv.gz)"
+        )
     if items_file is not None:
         inputs.items = read_items_table(Path(items_file))
     return inputs

@@ -11,8 +11,9 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.cluster import KMeans
+from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits
 
 __all__ = ["KMeansResult", "fit_kmeans", "nearest_centers", "squared_distances", "balanced_assign"]
 
@@ -98,9 +99,13 @@ def fit_kmeans(
     # Cheap bound first: np.unique over all rows is only needed when n is already small.
     if len(x) <= n_clusters or len(np.unique(x, axis=0)) <= n_clusters:
         return _distinct_points_fit(x)
+    # k-means++ is one small BLAS call per center; with several BLAS threads on a busy machine the
+    # thread hand-offs cost 10-25x the arithmetic, so the seeding runs single-threaded.
+    with threadpool_limits(limits=1):
+        init, _ = kmeans_plusplus(x, n_clusters, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        km = KMeans(n_clusters=n_clusters, n_init=1, max_iter=max_iter, random_state=seed).fit(x)
+        km = KMeans(n_clusters=n_clusters, init=init, n_init=1, max_iter=max_iter, random_state=seed).fit(x)
     centers = km.cluster_centers_.astype(np.float32)
     labels = km.labels_.astype(np.int64)
     if not balanced:

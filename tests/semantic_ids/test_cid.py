@@ -30,7 +30,9 @@ def test_seed_controls_the_shuffle_and_input_order_does_not() -> None:
     np.testing.assert_array_equal(reversed_codes[::-1], base)
 
 
-@pytest.mark.parametrize("num_items,base,expected", [(1, 2, 1), (64, 64, 1), (65, 64, 2), (4096, 64, 2), (30113, 64, 3)])
+@pytest.mark.parametrize(
+    "num_items,base,expected", [(1, 2, 1), (64, 64, 1), (65, 64, 2), (4096, 64, 2), (30113, 64, 3)]
+)
 def test_min_levels(num_items: int, base: int, expected: int) -> None:
     assert min_cid_levels(num_items, base) == expected
 

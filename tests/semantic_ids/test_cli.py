@@ -47,15 +47,18 @@ def test_raw_folder_to_tokenizer(
     assert ("embedding" in payload) == (method != "cid")
 
 
-def test_text_embeddings_from_items_file(capsys: pytest.CaptureFixture, events_folder: Path, items_file: Path, tmp_path: Path) -> None:
+def test_text_embeddings_from_items_file(
+    capsys: pytest.CaptureFixture, events_folder: Path, items_file: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "tok"
     argv = ["--data", str(events_folder), "--out", str(out), "--items", str(items_file), "--embedding", "text"]
     code, stdout, _ = _run(capsys, *argv, "--levels", "2", "--codebook_size", "4")
     assert code == 0
     payload = json.loads((out / REPORT_FILENAME).read_text())
-    assert payload["embedding"]["kind"] == "text" and payload["embedding"]["dim"] == 384
+    assert payload["embedding"]["kind"] == "text" and payload["embedding"]["dim"] == 64  # PCA of the 384-d text vectors
     # Items with identical side info (same category and price bucket) must still be told apart.
-    assert len(set(GamerTokenizerFast.from_pretrained(out).item_index.values())) == len(_all_events_items(events_folder))
+    codes = GamerTokenizerFast.from_pretrained(out).item_index.values()
+    assert len(set(codes)) == len(_all_events_items(events_folder))
 
 
 def test_existing_output_needs_overwrite(capsys: pytest.CaptureFixture, events_folder: Path, tmp_path: Path) -> None:
@@ -68,7 +71,9 @@ def test_existing_output_needs_overwrite(capsys: pytest.CaptureFixture, events_f
     assert json.loads((out / REPORT_FILENAME).read_text())["parameters"]["seed"] == 1
 
 
-def test_missing_behavior_order_is_a_clear_error(capsys: pytest.CaptureFixture, events_folder: Path, tmp_path: Path) -> None:
+def test_missing_behavior_order_is_a_clear_error(
+    capsys: pytest.CaptureFixture, events_folder: Path, tmp_path: Path
+) -> None:
     (events_folder / "meta.json").write_text("{}")
     argv = ["--data", str(events_folder), "--out", str(tmp_path / "tok"), "--method", "cid"]
     code, _, stderr = _run(capsys, *argv)
@@ -84,7 +89,8 @@ def test_prepared_dataset_uses_only_training_sequences(
 
     prepared = prepare(events_folder, protocol="loo", out=tmp_path / "prepared", max_history=20, progress=False)
     out = tmp_path / "tok"
-    code, _, _ = _run(capsys, "--data", str(tmp_path / "prepared"), "--out", str(out), "--levels", "2", "--codebook_size", "8", "--dim", "8")
+    argv = ["--data", str(tmp_path / "prepared"), "--out", str(out), "--levels", "2", "--codebook_size", "8"]
+    code, _, _ = _run(capsys, *argv, "--dim", "8")
     assert code == 0
     payload = json.loads((out / REPORT_FILENAME).read_text())
     assert payload["source"] == "prepared" and payload["embedding"]["kind"] == "collaborative"

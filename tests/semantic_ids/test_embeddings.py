@@ -59,13 +59,14 @@ def test_collaborative_kind_fills_items_without_signal() -> None:
 
 
 def test_hybrid_concatenates_weighted_parts() -> None:
-    items = pd.DataFrame({"item_id": ["a", "b", "c", "d", "e"], "title": ["red shoe", "red boot", "red sock", "hat", "cap"]})
+    titles = ["red shoe", "red boot", "red sock", "hat", "cap"]
+    items = pd.DataFrame({"item_id": ["a", "b", "c", "d", "e"], "title": titles})
     result = item_embeddings(IDS, sequences=SEQUENCES, items=items, dim=3, hybrid_weight=0.25)
     assert result.kind == "hybrid"
-    assert result.vectors.shape == (6, 384 + 3)
+    assert result.vectors.shape == (6, 3 + 3)  # the 384-d text part is PCA-reduced to dim
     assert result.fallback_items == {"text": 1, "collaborative": 1}
-    text_norm = np.linalg.norm(result.vectors[:5, :384], axis=1)
-    collab_norm = np.linalg.norm(result.vectors[:5, 384:], axis=1)
+    text_norm = np.linalg.norm(result.vectors[:5, :3], axis=1)
+    collab_norm = np.linalg.norm(result.vectors[:5, 3:], axis=1)
     np.testing.assert_allclose(text_norm, np.sqrt(0.25), rtol=1e-4)
     np.testing.assert_allclose(collab_norm, np.sqrt(0.75), rtol=1e-4)
 

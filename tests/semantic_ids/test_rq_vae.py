@@ -28,12 +28,14 @@ def test_training_reduces_loss(trained: tuple[RQVAEQuantizer, np.ndarray]) -> No
     assert np.mean(quantizer.losses[-10:]) < np.mean(quantizer.losses[:10])
 
 
-def test_same_seed_same_codes_and_global_rng_untouched(blobs: np.ndarray) -> None:
+def test_same_seed_same_codes_and_global_torch_state_untouched(blobs: np.ndarray) -> None:
     torch.manual_seed(123)
     expected_next = torch.rand(1)
+    threads = torch.get_num_threads()
     torch.manual_seed(123)
     first = RQVAEQuantizer(2, 8, config=TINY, seed=0).fit_encode(blobs)
     assert torch.equal(torch.rand(1), expected_next)
+    assert torch.get_num_threads() == threads
     np.testing.assert_array_equal(RQVAEQuantizer(2, 8, config=TINY, seed=0).fit_encode(blobs), first)
     assert not np.array_equal(RQVAEQuantizer(2, 8, config=TINY, seed=1).fit_encode(blobs), first)
 
@@ -60,7 +62,8 @@ def test_dead_codes_are_moved_onto_batch_residuals() -> None:
 
 def test_more_codes_than_points_still_trains() -> None:
     x = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
-    codes = RQVAEQuantizer(2, 16, config=RQVAEConfig(latent_dim=4, hidden_dims=(8,), warmup_steps=2, steps=5), seed=0).fit_encode(x)
+    config = RQVAEConfig(latent_dim=4, hidden_dims=(8,), warmup_steps=2, steps=5)
+    codes = RQVAEQuantizer(2, 16, config=config, seed=0).fit_encode(x)
     assert codes.shape == (10, 2) and codes.max() < 16
 
 
