@@ -1,0 +1,194 @@
+"""The SASRec training loop: AdamW, next-item cross-entropy over the full catalogue, early stopping.
+
+Every prefix of a training sequence is an example at once (causal attention), as in SASRec. The
+validation loss is the same cross-entropy on the held-out cases only: the history, the requested
+behavior, and the mean over the case's target items, which is GAMER's selection rule too. The best
+epoch's weights are restored at the end. A wall-clock cap (`max_seconds`) lets a benchmark give
+every model the same time budget; the loop then validates once more and stops.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .sasrec import SASRec
+from .vocabulary import NUM_SPECIAL, PAD, SequenceBatch
+
+__all__ = [
+    "CaseBatch", "FitResult", "TrainingSettings", "case_targets", "fit", "last_hidden", "next_behaviors",
+    "validation_loss",
+]
+
+
+@dataclass
+class TrainingSettings:
+    """Optimisation budget and schedule; `max_seconds` caps training wall time (None: no cap)."""
+
+    epochs: int = 50
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    patience: int = 3
+    max_seconds: float | None = None
+    eval_batch_size: int = 256
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0 (0: never stop early), got {self.patience}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError(f"max_seconds must be positive or None, got {self.max_seconds}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class CaseBatch:
+    """Held-out cases as tensors: histories, the requested behavior ids, and target rows (-1 padded)."""
+
+    histories: SequenceBatch
+    requested: torch.Tensor
+    targets: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.requested.shape[0]
+
+    def select(self, rows: slice) -> "CaseBatch":
+        h = self.histories
+        return CaseBatch(SequenceBatch(h.items[rows], h.behaviors[rows], h.lengths[rows]), self.requested[rows],
+                         self.targets[rows])
+
+
+@dataclass
+class FitResult:
+    """What training did: per-epoch losses, the restored epoch and why the loop ended."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_loss: float | None = None
+    epochs_run: int = 0
+    seconds: float = 0.0
+    stop_reason: str = "epochs"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def next_behaviors(behaviors: torch.Tensor, lengths: torch.Tensor, requested: torch.Tensor) -> torch.Tensor:
+    """Behavior requested after each position: the next interaction's, and `requested` after the last."""
+    shifted = torch.cat([behaviors[:, 1:], behaviors.new_full((behaviors.shape[0], 1), PAD)], dim=1)
+    shifted[torch.arange(len(lengths)), lengths - 1] = requested
+    return shifted
+
+
+def last_hidden(model: SASRec, histories: SequenceBatch, requested: torch.Tensor) -> torch.Tensor:
+    """The hidden state after each history's last interaction, conditioned on the requested behavior."""
+    queries = next_behaviors(histories.behaviors, histories.lengths, requested)
+    hidden = model(histories.items, histories.behaviors, queries)
+    return hidden[torch.arange(len(histories.lengths)), histories.lengths - 1]
+
+
+def _training_loss(model: SASRec, batch: SequenceBatch) -> torch.Tensor:
+    inputs, targets = batch.items[:, :-1], batch.items[:, 1:]
+    behaviors = batch.behaviors[:, :-1]
+    hidden = model(inputs, behaviors, batch.behaviors[:, 1:])
+    scored = targets >= NUM_SPECIAL  # pads and items unknown to the catalogue are not targets
+    return F.cross_entropy(model.item_logits(hidden[scored]), targets[scored])
+
+
+@torch.no_grad()
+def validation_loss(model: SASRec, cases: CaseBatch, batch_size: int) -> float:
+    """Mean over cases of the mean cross-entropy of the case's target items."""
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    try:
+        for start in range(0, len(cases), batch_size):
+            chunk = cases.select(slice(start, start + batch_size))
+            log_probs = torch.log_softmax(model.item_logits(last_hidden(model, chunk.histories, chunk.requested)), -1)
+            valid = chunk.targets >= NUM_SPECIAL
+            picked = torch.where(valid, log_probs.gather(1, chunk.targets.clamp(min=0)), 0.0)
+            per_case = -picked.sum(1) / valid.sum(1).clamp(min=1)
+            total += float(per_case[valid.any(1)].sum())
+    finally:
+        model.train(was_training)
+    counted = int((cases.targets >= NUM_SPECIAL).any(1).sum())
+    return total / counted if counted else math.nan
+
+
+def fit(model: SASRec, train: SequenceBatch, validation: CaseBatch | None, settings: TrainingSettings) -> FitResult:
+    """Train in place (shuffled with `settings.seed`) and restore the best validation epoch's weights."""
+    usable = torch.nonzero(train.lengths >= 2).flatten()  # a sequence needs a next item to learn from
+    if usable.numel() == 0:
+        raise ValueError("no training sequence has two or more interactions: nothing to learn the next item from")
+    generator = torch.Generator().manual_seed(settings.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    result = FitResult()
+    best_state, waited, start = None, 0, time.perf_counter()
+    batches = math.ceil(usable.numel() / settings.batch_size)
+    bar = tqdm(total=settings.epochs * batches, desc="SASRec+beh" if model.config.use_behaviors else "SASRec",
+               unit="batch", disable=not settings.progress)
+    model.train()
+    for epoch in range(1, settings.epochs + 1):
+        order = usable[torch.randperm(usable.numel(), generator=generator)]
+        losses, capped = [], False
+        for first in range(0, order.numel(), settings.batch_size):
+            rows = order[first : first + settings.batch_size]
+            width = int(train.lengths[rows].max())
+            batch = SequenceBatch(train.items[rows, :width], train.behaviors[rows, :width], train.lengths[rows])
+            loss = _training_loss(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            bar.update()
+            if settings.max_seconds is not None and time.perf_counter() - start > settings.max_seconds:
+                capped = True
+                break
+        row = {"epoch": epoch, "loss": sum(losses) / len(losses), "seconds": time.perf_counter() - start}
+        if validation is not None and len(validation):
+            row["eval_loss"] = validation_loss(model, validation, settings.eval_batch_size)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", eval_loss=f"{row['eval_loss']:.3f}")
+            if result.best_loss is None or row["eval_loss"] < result.best_loss:
+                result.best_loss, result.best_epoch, waited = row["eval_loss"], epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                waited += 1
+        result.history.append(row)
+        result.epochs_run = epoch
+        if capped:
+            result.stop_reason = "max_seconds"
+            break
+        if settings.patience and waited >= settings.patience:
+            result.stop_reason = "early_stopping"
+            break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        result.best_epoch = result.epochs_run
+    model.eval()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def case_targets(targets: Sequence[Sequence[int]]) -> torch.Tensor:
+    """Target rows of every case, right-padded with -1."""
+    width = max((len(row) for row in targets), default=1) or 1
+    out = torch.full((len(targets), width), -1, dtype=torch.long)
+    for i, row in enumerate(targets):
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
