@@ -47,7 +47,9 @@ class SemanticIdArguments:
     collisions: Literal["append", "reassign"] = field(
         default="append", metadata={"help": "make tuples unique by appending a level or reassigning last codes"}
     )
-    dim: int = field(default=64, metadata={"help": "collaborative embedding size (truncated SVD rank)"})
+    dim: int = field(
+        default=64, metadata={"help": "size of each embedding part: co-occurrence SVD rank, text PCA size"}
+    )
     window: int = field(default=5, metadata={"help": "co-occurrence window (positions) within a user sequence"})
     rqvae_steps: int = field(default=300, metadata={"help": "rqvae: training steps"})
     seed: int = field(default=0, metadata={"help": "seed for embeddings fallback, quantizers and cid shuffle"})
