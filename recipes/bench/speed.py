@@ -1,0 +1,305 @@
+"""Speed and scaling of GAMER on one device, reported as ratios wherever a baseline runs beside it.
+
+Four measurements (random token content: cost does not depend on it):
+1. training throughput per preset: a fixed number of forward + backward + AdamW steps on one batch,
+   sequences/s, tokens/s and peak memory (CPU: peak resident memory of a fresh process per preset,
+   so presets do not share a high-water mark; GPU: peak allocated memory);
+2. recommend() (prefill once, shared cache, vectorized trie) vs stock `generate(num_beams,
+   prefix_allowed_tokens_fn)` on the same model and histories, with an identical-output check;
+3. scaling with history length (20, 50, 100, 200 interactions): recommend() time per batch and
+   training tokens/s, relative to 20;
+4. scaling with catalogue size (10k, 100k, 1M items), the constraint alone: ItemTrie build time and
+   one decode step's constraint for a batch of beams, `GamerConstrainedLogitsProcessor` (stateless,
+   for generate()) and `ItemTrie.allowed` (recommend()'s path) vs the dict prefix function through
+   Transformers' `PrefixConstrainedLogitsProcessor`.
+
+    python recipes/bench/speed.py                       # everything, CPU sizes, JSON to recipes/bench/results/
+    python recipes/bench/speed.py --quick               # seconds, for a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers.generation.logits_process import PrefixConstrainedLogitsProcessor
+
+from gamer_hf import (
+    GamerConfig,
+    GamerConstrainedLogitsProcessor,
+    GamerForCausalLM,
+    GamerTokenizerFast,
+    ItemTrie,
+    make_prefix_allowed_tokens_fn,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_throughput import sync  # noqa: E402  (sibling benchmark scripts)
+from recommend_speed import build, catalogue, histories_for, timed  # noqa: E402
+
+BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "speed.json"
+
+
+def _training_batch(tok: GamerTokenizerFast, batch: int, history: int, device: str) -> dict[str, torch.Tensor]:
+    encoded = tok.encode_histories(histories_for(tok, batch, history + 1, seed=1), return_tensors="pt").to(device)
+    labels = encoded["input_ids"].masked_fill(~tok.code_token_mask(encoded["input_ids"]), -100)
+    return {**encoded, "labels": labels}
+
+
+def _current_rss_mib() -> float:
+    """Resident memory now (Linux /proc), falling back to the high-water mark elsewhere."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def train_throughput(preset: str, items: int, batch: int, history: int, steps: int, warmup: int,
+                     device: str) -> dict[str, Any]:
+    """Fixed forward + backward + AdamW steps of one preset on one batch; runs in its own process on CPU."""
+    tok, model = build(items, 4, 256, preset, seed=0)
+    model.to(device).train()
+    inputs = _training_batch(tok, batch, history, device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    before = _current_rss_mib()
+    for step in range(warmup + steps):
+        if step == warmup:
+            sync(device)
+            start = time.perf_counter()
+        loss = model(**inputs).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    sync(device)
+    seconds = time.perf_counter() - start
+    tokens = int(inputs["attention_mask"].sum()) * steps
+    if device.startswith("cuda"):
+        peak = {"peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1)}
+    else:
+        high = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        peak = {"peak_rss_mib": round(high, 1), "training_rss_growth_mib": round(high - before, 1)}
+    return {
+        "preset": preset, "parameters": sum(p.numel() for p in model.parameters()), "batch": batch,
+        "history": history, "tokens_per_sequence": inputs["input_ids"].shape[1], "steps": steps,
+        "seconds": round(seconds, 3), "sequences_per_s": round(batch * steps / seconds, 2),
+        "tokens_per_s": round(tokens / seconds, 1), **peak,
+    }
+
+
+def in_fresh_process(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run `fn(*args)` in a new spawned interpreter so its peak memory is its own."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def stock_generate(model: GamerForCausalLM, tok: GamerTokenizerFast, histories: list, beams: int) -> list:
+    """Transformers beam search with the dict prefix function: the baseline recommend() replaces."""
+    batch = tok.encode_histories(histories, behavior="buy", return_tensors="pt").to(model.device)
+    with torch.no_grad():
+        out = model.generate(
+            **batch, max_new_tokens=tok.num_levels, num_beams=beams, num_return_sequences=beams, do_sample=False,
+            length_penalty=0.0, prefix_allowed_tokens_fn=make_prefix_allowed_tokens_fn(tok),
+        )
+    return tok.decode_items(out[:, batch["input_ids"].shape[1]:].cpu())
+
+
+def recommend_vs_generate(preset: str, items: int, history: int, batch: int, beams: int, repeats: int,
+                          device: str) -> dict[str, Any]:
+    tok, model = build(items, 4, 256, preset, seed=0)
+    model.to(device)
+    histories = histories_for(tok, batch, history, seed=1)
+
+    def fast() -> list:
+        return model.recommend(tok, histories, behavior="buy", top_k=beams, num_beams=beams, batch_size=batch)
+
+    fast()  # warm-up: builds the trie once, as a served model would
+    stock_s, stock_items = timed(lambda: stock_generate(model, tok, histories, beams), repeats)
+    fast_s, fast_recs = timed(fast, repeats)
+    return {
+        "preset": preset, "items": items, "history": history, "batch": batch, "beams": beams,
+        "stock_generate_s": round(stock_s, 3), "recommend_s": round(fast_s, 3),
+        "stock_histories_per_s": round(batch / stock_s, 2), "recommend_histories_per_s": round(batch / fast_s, 2),
+        "speedup": round(stock_s / fast_s, 2),
+        "identical_top": [item for row in fast_recs for item, _ in row] == stock_items,
+    }
+
+
+def history_scaling(preset: str, lengths: list[int], items: int, rec_batch: int, train_batch: int, beams: int,
+                    repeats: int, device: str) -> list[dict[str, Any]]:
+    """recommend() seconds per batch and training tokens/s per history length; ratios against the first."""
+    tok, model = build(items, 4, 256, preset, seed=0)
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4)
+    rows = []
+    for length in lengths:
+        histories = histories_for(tok, rec_batch, length, seed=length)
+        model.recommend(tok, histories[:2], top_k=10, num_beams=beams)
+        rec_s, _ = timed(lambda: model.recommend(tok, histories, top_k=10, num_beams=beams, batch_size=rec_batch),
+                         repeats)
+        inputs = _training_batch(tok, train_batch, length, device)
+        model.train()
+
+        def step() -> None:
+            loss = model(**inputs).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            sync(device)
+
+        step()  # warm-up
+        train_s, _ = timed(step, repeats)
+        model.eval()
+        rows.append({"history": length, "prompt_tokens": length * (tok.num_levels + 1) + 1,
+                     "recommend_s": round(rec_s, 4), "recommend_histories_per_s": round(rec_batch / rec_s, 2),
+                     "train_step_s": round(train_s, 4),
+                     "train_tokens_per_s": round(int(inputs["attention_mask"].sum()) / train_s, 1)})
+    for row in rows:
+        row["recommend_time_vs_first"] = round(row["recommend_s"] / rows[0]["recommend_s"], 2)
+        row["train_step_time_vs_first"] = round(row["train_step_s"] / rows[0]["train_step_s"], 2)
+    return rows
+
+
+def _beam_inputs(tok: GamerTokenizerFast, rows: int, depth: int, prompt: int, seed: int) -> torch.Tensor:
+    """[rows, prompt + depth] token ids: a random history, the buy token, then `depth` codes of real items."""
+    rng = np.random.default_rng(seed)
+    codes = tok.item_code_tensor[torch.from_numpy(rng.integers(0, len(tok.item_index), rows))]
+    offsets = torch.tensor(tok.code_token_offsets)
+    history = torch.from_numpy(rng.integers(offsets[0], offsets[-1], size=(rows, prompt - 1)))
+    buy = torch.full((rows, 1), tok.behavior_token_id("buy"))
+    return torch.cat([history, buy, (codes + offsets)[:, :depth]], dim=1)
+
+
+def catalogue_scaling(sizes: list[int], batch: int, beams: int, repeats: int, prompt: int) -> list[dict[str, Any]]:
+    """Per catalogue size: build times, and one decode step's constraint (mean over the K depths) per beam batch."""
+    out = []
+    for size in sizes:
+        tok = GamerTokenizerFast.from_items(catalogue(size, 4, 256, seed=size), BEHAVIORS, codebook_size=256)
+        codes = tok.item_code_tensor
+        trie_build_s, trie = timed(lambda: ItemTrie(codes, tok.codebook_sizes), 1)
+        dict_build_s, prefix_fn = timed(lambda: make_prefix_allowed_tokens_fn(tok), 1)
+        tok.__dict__.pop("_gamer_item_trie", None)
+        processor = GamerConstrainedLogitsProcessor(tok)
+        stock = PrefixConstrainedLogitsProcessor(prefix_fn, num_beams=beams)
+        rows = batch * beams
+        timings = {"processor": 0.0, "trie_allowed": 0.0, "dict_prefix_fn": 0.0}
+        for depth in range(tok.num_levels):
+            input_ids = _beam_inputs(tok, rows, depth, prompt, seed=depth)
+            scores = torch.randn(rows, len(tok))
+            nodes = torch.zeros(rows, dtype=torch.long)
+            for level in range(depth):  # the trie nodes the beams stand on, as recommend() tracks them
+                nodes = trie.step(nodes, level, input_ids[:, prompt + level] - tok.code_token_offsets[level])
+            ours, ours_out = timed(lambda: processor(input_ids, scores), repeats)
+            theirs, theirs_out = timed(lambda: stock(input_ids, scores), repeats)
+            allowed, _ = timed(lambda: trie.allowed(nodes.view(batch, beams), depth), repeats)
+            if not torch.equal(torch.isinf(ours_out), torch.isinf(theirs_out)):
+                raise AssertionError(f"{size} items, depth {depth}: the two constraints disagree")
+            timings["processor"] += ours / tok.num_levels
+            timings["dict_prefix_fn"] += theirs / tok.num_levels
+            timings["trie_allowed"] += allowed / tok.num_levels
+        out.append({
+            "items": size, "beam_rows": rows, "trie_build_s": round(trie_build_s, 3),
+            "dict_build_s": round(dict_build_s, 3),
+            "processor_step_ms": round(1e3 * timings["processor"], 3),
+            "trie_allowed_step_ms": round(1e3 * timings["trie_allowed"], 3),
+            "dict_prefix_fn_step_ms": round(1e3 * timings["dict_prefix_fn"], 3),
+            "processor_speedup": round(timings["dict_prefix_fn"] / timings["processor"], 1),
+            "trie_allowed_speedup": round(timings["dict_prefix_fn"] / timings["trie_allowed"], 1),
+        })
+        print(json.dumps(out[-1]), flush=True)
+    return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The tables RESULTS.md "Speed and scaling" shows, from the JSON."""
+    lines = ["| preset | params | batch x tokens | train seq/s | train tokens/s | peak memory |", "|---|---:|---|---:|---:|---:|"]
+    for r in results["train_presets"]:
+        memory = r.get("peak_gpu_mib") or r.get("training_rss_growth_mib")
+        lines.append(f"| {r['preset']} | {r['parameters'] / 1e6:.2f}M | {r['batch']} x {r['tokens_per_sequence']} | "
+                     f"{r['sequences_per_s']:,} | {r['tokens_per_s']:,.0f} | {memory:,.0f} MiB |")
+    g = results["recommend_vs_generate"]
+    lines += ["", "| preset | items | history | batch | beams | stock generate | recommend() | speed-up | identical |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+              f"| {g['preset']} | {g['items']:,} | {g['history']} | {g['batch']} | {g['beams']} | "
+              f"{g['stock_generate_s']} s | {g['recommend_s']} s | **{g['speedup']}x** | {g['identical_top']} |"]
+    lines += ["", "| history | prompt tokens | recommend() s/batch | vs first | train tokens/s | train step vs first |",
+              "|---:|---:|---:|---:|---:|---:|"]
+    for r in results["history_scaling"]:
+        lines.append(f"| {r['history']} | {r['prompt_tokens']} | {r['recommend_s']} | {r['recommend_time_vs_first']}x | "
+                     f"{r['train_tokens_per_s']:,.0f} | {r['train_step_time_vs_first']}x |")
+    lines += ["", "| items | trie build | dict build | ItemTrie.allowed / step | logits processor / step | "
+                  "dict prefix fn / step | speed-up (allowed, processor) |", "|---:|---:|---:|---:|---:|---:|---|"]
+    for r in results["catalogue_scaling"]:
+        lines.append(f"| {r['items']:,} | {r['trie_build_s']} s | {r['dict_build_s']} s | {r['trie_allowed_step_ms']} ms | "
+                     f"{r['processor_step_ms']} ms | {r['dict_prefix_fn_step_ms']} ms | "
+                     f"{r['trie_allowed_speedup']}x, {r['processor_speedup']}x |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--presets", nargs="+", default=["tiny", "small", "base"])
+    parser.add_argument("--train-batch", type=int, default=16)
+    parser.add_argument("--train-history", type=int, default=50)
+    parser.add_argument("--train-steps", type=int, default=5)
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--rec-batch", type=int, default=32)
+    parser.add_argument("--beams", type=int, default=20)
+    parser.add_argument("--histories", type=int, nargs="+", default=[20, 50, 100, 200])
+    parser.add_argument("--catalogues", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in well under a minute")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args()
+    if args.quick:
+        args.presets, args.train_steps, args.train_batch, args.items = ["tiny"], 1, 4, 2000
+        args.rec_batch, args.histories, args.catalogues, args.repeats = 4, [20, 50], [10_000], 1
+
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"), "device": args.device, "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "load_average_at_start": os.getloadavg(), "torch": torch.__version__,
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+    }
+    results["train_presets"] = []
+    for preset in args.presets:
+        run = in_fresh_process if args.device == "cpu" else (lambda fn, *a: fn(*a))
+        row = run(train_throughput, preset, args.items, args.train_batch, args.train_history, args.train_steps, 1,
+                  args.device)
+        print(json.dumps(row), flush=True)
+        results["train_presets"].append(row)
+    results["recommend_vs_generate"] = recommend_vs_generate("small", args.items, 50, args.rec_batch, args.beams,
+                                                             args.repeats, args.device)
+    print(json.dumps(results["recommend_vs_generate"]), flush=True)
+    results["history_scaling"] = history_scaling("small", args.histories, args.items, args.rec_batch,
+                                                 args.train_batch, args.beams, args.repeats, args.device)
+    print(json.dumps(results["history_scaling"]), flush=True)
+    results["catalogue_scaling"] = catalogue_scaling(args.catalogues, args.rec_batch, args.beams, args.repeats,
+                                                     prompt=16)
+    results["load_average_at_end"] = os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(f".{args.out.name}.tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    os.replace(tmp, args.out)
+    print(markdown(results))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
