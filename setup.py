@@ -14,9 +14,11 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["gamer_hf", "gamer_hf.*"]) + ["gamer_hf.modeling"],
-    package_dir={"gamer_hf.modeling": "modeling"},
-    package_data={"gamer_hf": ["py.typed", "hub_cards/*", "metrics/*/*.py"]},
+    # modeling/ and hub_cards/ live at the top of the repo (they ship inside checkpoints and are
+    # edited as templates) and are installed as gamer_hf.modeling and gamer_hf.hub_cards.
+    packages=find_packages(include=["gamer_hf", "gamer_hf.*"]) + ["gamer_hf.modeling", "gamer_hf.hub_cards"],
+    package_dir={"gamer_hf.modeling": "modeling", "gamer_hf.hub_cards": "hub_cards"},
+    package_data={"gamer_hf": ["metrics/*/*"], "gamer_hf.hub_cards": ["*.md"]},
     include_package_data=True,
     install_requires=[
         "torch>=2.1,<2.14",
