@@ -7,7 +7,15 @@
     push_to_hub("runs/shop/gamer-small", "my-org/gamer-shop", revision="v2")  # a branch; main untouched
 
 The folder's `gamer_training.json` and `eval_results.json` (when present) are uploaded too and
-fill the card (`hub_cards/gamer_model_card.md`).
+fill the card (`hub_cards/gamer_model_card.md`); `gamer-hf push` is the same from the shell.
+
+Transformers' own paths also give loadable repos, because GAMER's `save_pretrained` writes the
+remote code and a complete `auto_map`: `model.push_to_hub(repo)` uploads the model only, so also
+run `tokenizer.push_to_hub(repo)` (the tokenizer holds the item index); `Trainer.push_to_hub()`
+uploads the model and its `processing_class`, so build the Trainer with
+`processing_class=tokenizer`. Both write Transformers' generic card and skip the GAMER metadata
+files; for those, push the final folder with `push_to_hub` / `gamer-hf push`. Avoid
+`save_pretrained(..., push_to_hub=True)`: it uploads before the remote-code files are written.
 """
 
 from .card import CARD_TAGS, NOT_RECORDED, build_model_card, card_data, load_template

@@ -44,7 +44,8 @@ def load_template(name: str = TEMPLATE_NAME) -> str:
 
 # ----- formatting -----
 def _text(value: Any, spec: str = "") -> str:
-    """A fact as card text: NOT_RECORDED for None, '|' escaped so that it cannot break a table."""
+    """A fact as card text (`spec` formats a recorded value): NOT_RECORDED for None, '|' escaped so
+    that a value cannot break a table."""
     if value is None:
         return NOT_RECORDED
     if isinstance(value, bool):
@@ -98,7 +99,6 @@ def _semantic_id_facts(tokenizer: Any, training: dict[str, Any] | None) -> dict[
         codes = tokenizer.item_code_tensor.numpy().astype(np.int64)
         levels = [vars(stats) for stats in level_stats(codes, tokenizer.codebook_sizes, tokenizer.num_levels)]
         source = "item index"
-    rate, after = report.get("collision_rate"), report.get("collision_rate_after")
     return {
         "method": _text(recorded.get("method") or report.get("method")),
         "parameters": _text(", ".join(f"{k}={v}" for k, v in recorded["parameters"].items() if k != "method")
@@ -106,10 +106,10 @@ def _semantic_id_facts(tokenizer: Any, training: dict[str, Any] | None) -> dict[
         "num_items": _text(len(tokenizer.item_index)),
         "num_levels": str(tokenizer.num_levels),
         "codebook_sizes": " x ".join(str(size) for size in tokenizer.codebook_sizes),
-        "collision_rate": _text(rate, ".2%") if rate is not None else NOT_RECORDED,
+        "collision_rate": _text(report.get("collision_rate"), ".2%"),
         "colliding_items": _text(report.get("colliding_items")),
         "collision_handling": _text(report.get("collision_handling")),
-        "collision_rate_after": _text(after, ".2%") if after is not None else NOT_RECORDED,
+        "collision_rate_after": _text(report.get("collision_rate_after"), ".2%"),
         "levels_source": source,
         "levels": [
             [f"{row['level']}{' (disambiguation)' if row.get('disambiguation') else ''}", _text(row["codebook_size"]),
@@ -174,11 +174,10 @@ def _training_rows(training: dict[str, Any] | None) -> list[list[str]]:
     return [
         ["Epochs (configured)", _text(arguments.get("num_train_epochs"))],
         ["Optimizer steps", _text(results.get("global_step"))],
-        ["Epochs completed", _text(results.get("epoch"), ".2f") if results.get("epoch") is not None else NOT_RECORDED],
+        ["Epochs completed", _text(results.get("epoch"), ".2f")],
         ["Stopped early", _text(results.get("stopped_early"))],
         ["Global batch size", _text(batch)],
-        ["Learning rate", _text(arguments.get("learning_rate"), "g")
-         if arguments.get("learning_rate") is not None else NOT_RECORDED],
+        ["Learning rate", _text(arguments.get("learning_rate"), "g")],
         ["Schedule", _text(f"{arguments['lr_scheduler_type']}, warm-up ratio {arguments.get('warmup_ratio')}"
                            if arguments.get("lr_scheduler_type") else None)],
         ["Weight decay", _text(arguments.get("weight_decay"))],
@@ -188,8 +187,7 @@ def _training_rows(training: dict[str, Any] | None) -> list[list[str]]:
         ["Seed", _text(arguments.get("seed"))],
         ["Best validation loss", _text(f"{best:.4f} (step {results.get('best_global_step')})"
                                        if best is not None else None)],
-        ["Final validation loss", _text(results.get("final_eval_loss"), ".4f")
-         if results.get("final_eval_loss") is not None else NOT_RECORDED],
+        ["Final validation loss", _text(results.get("final_eval_loss"), ".4f")],
         ["Software", _text(", ".join(f"{k} {v}" for k, v in versions.items()) if versions else None)],
     ]
 
@@ -215,19 +213,17 @@ def _evaluation_facts(evaluation: dict[str, Any] | None) -> dict[str, Any] | Non
     rows = []
     for behavior in behaviors:
         label = f"{behavior} (target)" if behavior == report.target_behavior else behavior
-        cells = [_text(value(name, behavior, key), ".4f") if value(name, behavior, key) is not None else "-"
-                 for name in models for key in keys]
-        rows.append([_text(label), *cells])
+        values = [value(name, behavior, key) for name in models for key in keys]
+        rows.append([_text(label), *("-" if v is None else _text(v, ".4f") for v in values)])  # "-": no cases
     headers = [f"{name} {metric}@{k}" for name in models for metric in ("HR", "NDCG")]
-    beaten = []
-    if MODEL_RESULT in models:
-        ndcg = metric_key("NDCG", k)
-        for behavior in behaviors:
-            ours = value(MODEL_RESULT, behavior, ndcg)
-            better = [name for name in BASELINES if name in models and ours is not None
-                      and (value(name, behavior, ndcg) or 0.0) > ours]
-            if better:
-                beaten.append(f"{behavior} ({', '.join(better)})")
+    ndcg = metric_key("NDCG", k)
+    beaten = []  # behaviors where a rule baseline ranks better than the plain model: say so on the card
+    for behavior in behaviors if MODEL_RESULT in models else []:
+        ours = value(MODEL_RESULT, behavior, ndcg)
+        better = [name for name in BASELINES
+                  if name in models and ours is not None and (value(name, behavior, ndcg) or 0.0) > ours]
+        if better:
+            beaten.append(f"{behavior} ({', '.join(better)})")
     metadata = report.metadata
     return {
         "k": k,
@@ -238,9 +234,7 @@ def _evaluation_facts(evaluation: dict[str, Any] | None) -> dict[str, Any] | Non
         "cases": _text(metadata.get("cases")),
         "num_beams": _text(metadata.get("num_beams")),
         "max_history": _text(metadata.get("max_history")),
-        "target": _text(report.target_behavior),
         "beaten": beaten,
-        "models": models,
     }
 
 
