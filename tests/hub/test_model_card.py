@@ -51,7 +51,8 @@ def test_metadata_keeps_the_transformers_loader_and_lists_the_measured_metrics(c
     results = {result.metric_name: result for result in card.data.eval_results}
     assert {name: result.metric_value for name, result in results.items()} == {
         f"{key} ({target})": value for key, value in measured.items()}
-    assert {(r.task_type, r.dataset_split) for r in results.values()} == {("recommendation", evaluation["metadata"]["split"])}
+    split = evaluation["metadata"]["split"]
+    assert {(r.task_type, r.dataset_split) for r in results.values()} == {("recommendation", split)}
     assert ModelCard(str(card)).data.to_dict() == card.data.to_dict()  # the YAML round-trips
 
 
@@ -82,6 +83,15 @@ def test_body_compares_gamer_with_the_baselines_per_behavior(card: ModelCard, fa
         cells = [f"{_result(evaluation, name)['metrics'][behavior][key]:.4f}" for name in names
                  for key in ("HR@10", "NDCG@10")]
         assert f"| {label} | " + " | ".join(cells) + " |" in lines
+    ndcg = {name: {b: m["NDCG@10"] for b, m in _result(evaluation, name)["metrics"].items()} for name in names}
+    beaten = [f"{behavior} ({', '.join(better)})" for behavior in evaluation["behaviors"]
+              if (better := [name for name in ("MostPopular", "Repeat")
+                             if ndcg[name][behavior] > ndcg["GAMER"][behavior]])]
+    limitation = [line for line in lines if "rule baseline beats the plain model" in line]
+    if beaten:
+        assert len(limitation) == 1 and all(entry in limitation[0] for entry in beaten)
+    else:
+        assert limitation == []
 
 
 def test_body_has_usage_for_this_repo_limitations_and_citation(card: ModelCard, facts) -> None:

@@ -194,8 +194,8 @@ def test_model_and_trainer_push_to_hub_make_loadable_repos(hub_in_process: HubSe
     expected = model.recommend(tokenizer, histories, behavior=behavior, top_k=5)
     model.push_to_hub("org/model-push")
     tokenizer.push_to_hub("org/model-push")
-    arguments = TrainingArguments(output_dir=str(tmp_path / "trainer"), push_to_hub=True, hub_model_id="org/trainer-push",
-                                  report_to="none", use_cpu=True)
+    arguments = TrainingArguments(output_dir=str(tmp_path / "trainer"), push_to_hub=True,
+                                  hub_model_id="org/trainer-push", report_to="none", use_cpu=True)
     Trainer(model=model, processing_class=tokenizer, args=arguments).push_to_hub()
 
     for repo_id in ("org/model-push", "org/trainer-push"):
