@@ -1,0 +1,484 @@
+"""Quality benchmark: every model on the same splits, test cases and budget; HR@10 / NDCG@10 over seeds.
+
+Models (names as in the tables):
+    MostPopular, Repeat                  rule baselines (gamer_hf.evaluation)
+    SASRec, SASRec+behavior              learned item-id baselines (gamer_hf.baselines)
+    TIGER                                GAMER with every GAMER component off (ablation "tiger"), no augmentation
+    GAMER                                the full model on augmented training data
+    GAMER-noaug                          the full model, data prepared with augment_copies=0
+    GAMER-nocross                        augmented data, cross-level layers off (ablation "no_cross_level")
+    GAMER+mix                            GAMER's generated lists blended with the user's recent items by a
+                                         HistoryMixer chosen on validation cases (no extra training)
+
+Protocol: retailrocket_cml and taobao_cml_partial session-wise (last session test, previous one
+validation), retail_beh_mbht leave-one-out on buy. Every learned model gets the same budget: at most
+`epochs` epochs over its training rows, early stopping on the validation loss (patience), the best
+epoch restored, and a wall-clock cap per model's training. Users, validation cases and test cases are
+subsampled with a fixed data seed (the same for every model and seed); the seeds vary model
+initialisation and data order (semantic IDs are built once per dataset). Results are written after
+every model, so an interrupted run continues with --resume.
+
+    nice -n 10 python recipes/bench/quality.py --datasets retailrocket_cml --seeds 0 1 2
+    python recipes/bench/quality.py --quick                 # minutes: smoke test of the whole pipeline
+    python recipes/bench/quality.py --full                  # reference settings, for a GPU
+
+Data: --data-dir or $GAMER_HF_DATA_DIR (folders events.csv.gz + meta.json). Outputs: quality.json,
+quality.md and quality.png in --out (default recipes/bench/results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from transformers import TrainerCallback
+from transformers.utils import logging as hf_logging
+
+from gamer_hf.baselines import SASRecRecommender, TrainingSettings
+from gamer_hf.cli.semantic_ids import SemanticIdArguments
+from gamer_hf.cli.semantic_ids import run as build_tokenizer
+from gamer_hf.data import PreparedData, load_prepared, prepare
+from gamer_hf.evaluation import (
+    MERGED,
+    EvalCase,
+    Evaluator,
+    GamerRecommender,
+    HistoryMixer,
+    ModelResult,
+    MostPopular,
+    Repeat,
+    as_cases,
+)
+from gamer_hf.loading import load_gamer
+from gamer_hf.semantic_ids import REPORT_FILENAME
+from gamer_hf.training import TRAINING_INFO_FILE, TrainArguments, train
+
+DATASETS = {"retailrocket_cml": "session", "taobao_cml_partial": "session", "retail_beh_mbht": "loo"}
+GAMER_VARIANTS = {  # name -> (ablation, trained on augmented data)
+    "TIGER": ("tiger", False),
+    "GAMER": ("none", True),
+    "GAMER-noaug": ("none", False),
+    "GAMER-nocross": ("no_cross_level", True),
+}
+MODELS = ["MostPopular", "Repeat", "SASRec", "SASRec+behavior", *GAMER_VARIANTS, "GAMER+mix"]
+MIXERS = [HistoryMixer(repeat_slots=n) for n in (1, 2, 3, 5)] + [HistoryMixer(alpha=a) for a in (0.25, 0.5, 0.75)]
+HEADLINE = ("HR@10", "NDCG@10")
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Everything that sizes a run; stated in the outputs next to the numbers it produced."""
+
+    name: str
+    preset: str
+    max_history: int
+    max_users: int | None  # seeded user subsample per dataset (None: all users)
+    max_validation_cases: int | None
+    max_test_cases: int | None
+    mixer_cases: int  # validation cases on which GAMER+mix picks its HistoryMixer
+    epochs: int
+    patience: int
+    max_train_seconds: float | None  # wall-clock cap on each model's training
+    batch_size: int
+    gamer_learning_rate: float
+    sasrec_learning_rate: float
+    sid_levels: int
+    sid_codebook: int
+    augment_copies: int
+    num_beams: int
+
+
+BUDGETS = {
+    "quick": Budget("quick", "tiny", 10, 300, 60, 60, 30, 1, 1, 60.0, 64, 2e-3, 1e-3, 3, 32, 1, 10),
+    "small": Budget("small", "small", 20, 2500, 300, 500, 150, 6, 2, 150.0, 64, 2e-3, 1e-3, 3, 64, 2, 20),
+    "full": Budget("full", "base", 100, None, None, None, 1000, 200, 20, None, 256, 5e-4, 1e-3, 4, 256, 2, 20),
+}
+
+
+class WallClockCap(TrainerCallback):
+    """Stop the Trainer after `seconds` of training, evaluating and saving once more so the best model counts."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.start = 0.0
+        self.hit = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.perf_counter() - self.start > self.seconds:
+            self.hit = True
+            control.should_training_stop = True
+            control.should_evaluate = control.should_save = True
+        return control
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def subsample_users(source: Path, out: Path, max_users: int | None, seed: int) -> Path:
+    """A copy of the dataset folder holding a seeded random subset of its users (the source when all fit)."""
+    events = pd.read_csv(source / "events.csv.gz", dtype={"user_id": str, "item_id": str, "behavior": str})
+    users = events["user_id"].unique()
+    if max_users is None or len(users) <= max_users:
+        return source
+    if (out / "events.csv.gz").is_file():
+        return out
+    keep = set(np.random.default_rng(seed).choice(users, size=max_users, replace=False).tolist())
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".events.csv.gz.tmp"
+    events[events["user_id"].isin(keep)].to_csv(tmp, index=False, compression={"method": "gzip", "compresslevel": 1})
+    os.replace(tmp, out / "events.csv.gz")
+    shutil.copyfile(source / "meta.json", out / "meta.json")
+    return out
+
+
+def _select(dataset: Any, limit: int | None, seed: int) -> Any:
+    if limit is None or len(dataset) <= limit:
+        return dataset
+    return dataset.select(sorted(random.Random(seed).sample(range(len(dataset)), limit)))
+
+
+@dataclass
+class DatasetSetup:
+    """One dataset, prepared once for every model and seed."""
+
+    name: str
+    plain: Path  # prepared with augment_copies=0
+    augmented: Path
+    tokenizer: Path
+    behaviors: dict[str, int]
+    test_cases: list[EvalCase]
+    mixer_cases: list[EvalCase]
+    stats: dict[str, Any]
+
+
+def _prepare(events: Path, protocol: str, out: Path, budget: Budget, copies: int, data_seed: int) -> PreparedData:
+    if (out / "metadata.json").is_file():
+        return load_prepared(out)
+    prepared = prepare(events, protocol=protocol, max_history=budget.max_history, augment_copies=copies,
+                       seed=data_seed, progress=False)
+    # Early stopping reads the whole validation split every epoch: keep a seeded subset of it.
+    prepared.splits["validation"] = _select(prepared.splits["validation"], budget.max_validation_cases, data_seed)
+    prepared.save(out)
+    return load_prepared(out)
+
+
+def target_diagnostics(prepared: PreparedData, cases: Sequence[EvalCase]) -> dict[str, float]:
+    """How learnable the test targets are: seen in training at all, and already in the user's prompt."""
+    seen = {str(item) for items in prepared.splits["train"]["items"] for item in items}
+    target = prepared.metadata["target_behavior"]
+    out: dict[str, float] = {}
+    for label, chosen in (("all", list(cases)), ("target", [c for c in cases if c.target_behavior == target])):
+        if not chosen:
+            continue
+        targets = [item for case in chosen for item in case.target_items]
+        out[f"{label}_targets_seen_in_training"] = round(sum(i in seen for i in targets) / len(targets), 4)
+        out[f"{label}_cases_with_target_in_prompt"] = round(
+            sum(bool(set(c.target_items) & set(c.history_items)) for c in chosen) / len(chosen), 4)
+    return out
+
+
+def _semantic_id_summary(tokenizer: Path) -> dict[str, Any]:
+    """Codebooks, collisions and how many items had no training signal (random fallback embeddings)."""
+    written = json.loads((tokenizer / REPORT_FILENAME).read_text())
+    report = written["report"]
+    return {"codebook_sizes": report["codebook_sizes"], "collision_rate": report["collision_rate"],
+            "collision_handling": report["collision_handling"], "embedding": written.get("embedding")}
+
+
+def setup_dataset(name: str, data_dir: Path, work: Path, budget: Budget, data_seed: int) -> DatasetSetup:
+    """Subsample, prepare (plain and augmented, same held-out cases), build semantic IDs, pick test cases."""
+    root = work / name
+    protocol = DATASETS[name]
+    events = subsample_users(data_dir / name, root / "events", budget.max_users, data_seed)
+    plain = _prepare(events, protocol, root / "prepared", budget, 0, data_seed)
+    augmented = _prepare(events, protocol, root / "prepared_aug", budget, budget.augment_copies, data_seed)
+    for split in ("validation", "test"):
+        if plain.splits[split]["user_id"] != augmented.splits[split]["user_id"]:
+            raise RuntimeError(f"{name}: the {split} cases of the plain and augmented preparations differ")
+    tokenizer = root / "tokenizer"
+    # Reassigning last-level codes keeps K tokens per item; when a prefix is full, append a level instead.
+    for collisions in ("reassign", "append"):
+        if (tokenizer / "tokenizer_config.json").is_file():
+            break
+        build_tokenizer(SemanticIdArguments(
+            data=str(root / "prepared"), out=str(tokenizer), method="rqkmeans", levels=budget.sid_levels,
+            codebook_size=budget.sid_codebook, collisions=collisions, seed=data_seed, overwrite=True))
+    if not (tokenizer / "tokenizer_config.json").is_file():
+        raise RuntimeError(f"{name}: building semantic IDs failed (see the error above)")
+    test = as_cases(_select(plain.splits["test"], budget.max_test_cases, data_seed))
+    mixer = as_cases(_select(plain.splits["validation"], budget.mixer_cases, data_seed + 1))
+    stats = {
+        "protocol": protocol, "users": plain.metadata["num_users"], "items": plain.metadata["num_items"],
+        "events": plain.metadata["num_events"], "train_rows": len(plain.splits["train"]),
+        "train_rows_augmented": len(augmented.splits["train"]), "validation_cases": len(plain.splits["validation"]),
+        "test_cases_total": plain.metadata["splits"]["test"]["cases"], "test_cases_used": len(test),
+        "semantic_ids": _semantic_id_summary(tokenizer),
+        **target_diagnostics(plain, test),
+    }
+    return DatasetSetup(name, root / "prepared", root / "prepared_aug", tokenizer, dict(plain.metadata["behaviors"]),
+                        test, mixer, stats)
+
+
+# --------------------------------------------------------------------------------------------- models
+
+
+def _popularity_rows(prepared: PreparedData) -> dict[str, list]:
+    train = prepared.splits["train"]
+    return {"history_behaviors": train["behaviors"], "history_items": train["items"]}
+
+
+def run_rules(setup: DatasetSetup, evaluator: Evaluator) -> dict[str, dict[str, Any]]:
+    """MostPopular (fit on the training rows) and pure Repeat: deterministic, scored once per dataset."""
+    popular = MostPopular().fit(_popularity_rows(load_prepared(setup.plain)))
+    return {name: {"result": evaluator.evaluate(model, name).to_dict()}
+            for name, model in (("MostPopular", popular), ("Repeat", Repeat()))}
+
+
+def run_sasrec(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, use_behaviors: bool,
+               progress: bool) -> dict[str, Any]:
+    settings = TrainingSettings(epochs=budget.epochs, batch_size=budget.batch_size,
+                                learning_rate=budget.sasrec_learning_rate, patience=budget.patience,
+                                max_seconds=budget.max_train_seconds, seed=seed, progress=progress)
+    model = SASRecRecommender.fit_prepared(load_prepared(setup.plain), use_behaviors=use_behaviors, settings=settings)
+    fit = model.fit_result
+    return {"result": evaluator.evaluate(model, model.name).to_dict(), "train_seconds": round(fit.seconds, 1),
+            "epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch, "stop_reason": fit.stop_reason,
+            "best_eval_loss": fit.best_loss}
+
+
+def _score_mixers(evaluator: Evaluator, generated: list) -> list[tuple[HistoryMixer, float]]:
+    """Target-behavior NDCG@10 of every candidate mixer on the evaluator's cases (merged when no target case)."""
+    scores = []
+    for mixer in MIXERS:
+        mixed = [mixer.mix(row, case, evaluator.top_k) for row, case in zip(generated, evaluator.cases)]
+        result = evaluator.score(mixed, "mix")
+        rows = result.target if result.target_behavior in result.metrics else result.merged
+        scores.append((mixer, rows["NDCG@10"]))
+    return scores
+
+
+def run_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, variant: str, work: Path,
+              device: str, progress: bool) -> dict[str, dict[str, Any]]:
+    """Train one GAMER variant through gamer_hf.training, score it; the full GAMER also yields GAMER+mix."""
+    ablation, augmented = GAMER_VARIANTS[variant]
+    cap = WallClockCap(budget.max_train_seconds) if budget.max_train_seconds else None
+    start = time.perf_counter()
+    result = train(TrainArguments(
+        data=str(setup.augmented if augmented else setup.plain), tokenizer=str(setup.tokenizer),
+        output_dir=str(work / setup.name / f"seed{seed}" / variant), preset=budget.preset, ablation=ablation,
+        num_train_epochs=budget.epochs, per_device_train_batch_size=budget.batch_size,
+        learning_rate=budget.gamer_learning_rate, early_stopping_patience=budget.patience, seed=seed,
+        on_unknown="skip", use_cpu=device == "cpu", bf16=device == "cuda", overwrite_output_dir=True,
+        disable_tqdm=not progress, save_total_limit=1, logging_steps=20,
+    ), callbacks=[cap] if cap else [])
+    train_seconds = time.perf_counter() - start
+    epochs = [row["epoch"] for row in result.log_history if "eval_loss" in row and "epoch" in row]
+    stopped_early = json.loads((result.checkpoint_dir / TRAINING_INFO_FILE).read_text())["results"]["stopped_early"]
+    info = {"train_seconds": round(train_seconds, 1), "epochs_run": round(max(epochs, default=0.0), 2),
+            "global_step": result.global_step, "best_eval_loss": result.best_metric,
+            "stop_reason": "max_seconds" if cap and cap.hit else "early_stopping" if stopped_early else "epochs"}
+    model, tokenizer = load_gamer(result.checkpoint_dir, device=device)
+    gamer = GamerRecommender(model, tokenizer, num_beams=budget.num_beams, max_history=budget.max_history,
+                             on_unknown="skip")
+    start = time.perf_counter()
+    generated = evaluator.predict(gamer.generate, desc=f"evaluate {variant}")
+    seconds = time.perf_counter() - start
+    out = {variant: {"result": evaluator.score([[i for i, _ in row] for row in generated], variant, seconds).to_dict(),
+                     **info}}
+    if variant == "GAMER":
+        chooser = Evaluator(setup.mixer_cases, setup.behaviors, batch_size=evaluator.batch_size, progress=progress)
+        candidates = _score_mixers(chooser, chooser.predict(gamer.generate, desc="choose mixer"))
+        mixer, validation_ndcg = max(candidates, key=lambda pair: pair[1])
+        mixed = [mixer.mix(row, case, evaluator.top_k) for row, case in zip(generated, evaluator.cases)]
+        out["GAMER+mix"] = {"result": evaluator.score(mixed, "GAMER+mix", seconds).to_dict(), **info,
+                            "mixer": asdict(mixer) | {"behaviors": None}, "validation_ndcg10": validation_ndcg,
+                            "candidates": [[asdict(m) | {"behaviors": None}, s] for m, s in candidates]}
+    return out
+
+
+# -------------------------------------------------------------------------------------------- results
+
+
+def _headline(result: dict[str, Any]) -> dict[str, float]:
+    target = result.get("target", {})
+    return {f"target_{k}": target.get(k, float("nan")) for k in HEADLINE} | {
+        f"merged_{k}": result[MERGED][k] for k in HEADLINE}
+
+
+def aggregate(runs: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """dataset -> model -> {metric_mean, metric_std, seeds}; std is the sample std over seeds (0 for one seed)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for dataset, seeds in runs.items():
+        per_model: dict[str, list[dict[str, float]]] = {}
+        for models in seeds.values():
+            for model, record in models.items():
+                per_model.setdefault(model, []).append(_headline(record["result"]))
+        out[dataset] = {}
+        for model in [m for m in MODELS if m in per_model]:
+            rows = per_model[model]
+            summary: dict[str, float] = {"seeds": len(rows)}
+            for key in rows[0]:
+                values = np.array([row[key] for row in rows], dtype=float)
+                summary[f"{key}_mean"] = float(values.mean())
+                summary[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            out[dataset][model] = summary
+    return out
+
+
+def _runtime(runs: dict[str, Any], dataset: str, model: str, key: str) -> str:
+    values = [m[model][key] for m in runs[dataset].values() if model in m and key in m[model]]
+    return f"{np.mean(values):.0f}" if values else "-"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """One table per dataset: target and merged HR@10 / NDCG@10 as mean ± std over seeds."""
+    lines = []
+    for dataset, models in results["summary"].items():
+        stats = results["datasets"][dataset]
+        lines += [f"**{dataset}** ({stats['protocol']}; {stats['users']:,} users, {stats['items']:,} items; "
+                  f"{stats['test_cases_used']:,} of {stats['test_cases_total']:,} test cases)", "",
+                  "| Model | seeds | target HR@10 | target NDCG@10 | merged HR@10 | merged NDCG@10 | train s | epochs |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        best = max((s["target_NDCG@10_mean"] for m, s in models.items() if not m.startswith(("GAMER", "TIGER"))),
+                   default=float("nan"))
+        for model, s in models.items():
+            cells = [f"{s[f'{k}_mean']:.4f} ± {s[f'{k}_std']:.4f}" for k in
+                     ("target_HR@10", "target_NDCG@10", "merged_HR@10", "merged_NDCG@10")]
+            if model.startswith("GAMER") and s["target_NDCG@10_mean"] >= best:
+                cells[1] = f"**{cells[1]}**"
+            lines.append(f"| {model} | {s['seeds']} | " + " | ".join(cells) + f" | "
+                         f"{_runtime(results['runs'], dataset, model, 'train_seconds')} | "
+                         f"{_runtime(results['runs'], dataset, model, 'epochs_run')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Target and merged NDCG@10 (mean ± std over seeds) per model, one panel per dataset; written atomically."""
+    datasets = list(results["summary"])
+    figure = Figure(figsize=(5.5 * len(datasets), 4.2))
+    FigureCanvasAgg(figure)
+    axes_row = figure.subplots(1, len(datasets), squeeze=False)[0]
+    for axes, dataset in zip(axes_row, datasets):
+        models = list(results["summary"][dataset])
+        x = np.arange(len(models))
+        for offset, key, label in ((-0.2, "target_NDCG@10", "target behavior"), (0.2, "merged_NDCG@10", "merged")):
+            means = [results["summary"][dataset][m][f"{key}_mean"] for m in models]
+            stds = [results["summary"][dataset][m][f"{key}_std"] for m in models]
+            axes.bar(x + offset, means, 0.4, yerr=stds, capsize=2, label=label)
+        axes.set_xticks(x, models, rotation=45, ha="right", fontsize="small")
+        axes.set(title=dataset, ylabel="NDCG@10")
+        axes.legend(fontsize="small")
+    figure.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+
+
+def save(results: dict[str, Any], out: Path) -> None:
+    results["summary"] = aggregate(results["runs"])
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in (("quality.json", json.dumps(results, indent=1) + "\n"), ("quality.md", markdown(results))):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, out / name)
+    if any(results["summary"].values()):
+        plot(results, out / "quality.png")
+
+
+# ----------------------------------------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="tiny budget: minutes, a smoke test")
+    size.add_argument("--full", action="store_true", help="reference settings (all users and cases, base preset)")
+    parser.add_argument("--data-dir", type=Path, default=os.environ.get("GAMER_HF_DATA_DIR"))
+    parser.add_argument("--work-dir", type=Path, default=Path("runs/bench_quality"))
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--data-seed", type=int, default=0, help="seed of the user and case subsamples")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--resume", action="store_true", help="keep finished (dataset, seed, model) runs in --out")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
+    args = parser.parse_args(argv)
+    if args.data_dir is None:
+        parser.error("give --data-dir or set GAMER_HF_DATA_DIR")
+    if "GAMER+mix" in args.models and "GAMER" not in args.models:
+        parser.error("GAMER+mix mixes GAMER's lists: add GAMER to --models")
+    return args
+
+
+def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any]:
+    """The whole benchmark; `budget` overrides the one the flags select (tests pass a smaller one)."""
+    budget = budget or BUDGETS["quick" if args.quick else "full" if args.full else "small"]
+    hf_logging.set_verbosity_error()
+    if not args.progress:
+        hf_logging.disable_progress_bar()
+    logging.getLogger("gamer_hf").setLevel(logging.ERROR)
+    results_file = args.out / "quality.json"
+    results: dict[str, Any] = {"runs": {}, "datasets": {}}
+    if args.resume and results_file.is_file():
+        results = json.loads(results_file.read_text())
+        if results.get("budget", {}).get("name") != budget.name:
+            raise SystemExit(f"{results_file} holds a {results.get('budget', {}).get('name')!r} run; "
+                             f"--resume needs the same budget ({budget.name!r})")
+    results.update(budget=asdict(budget), device=args.device, data_seed=args.data_seed, torch=torch.__version__,
+                   started=results.get("started", time.strftime("%Y-%m-%d %H:%M")))
+    for dataset in args.datasets:
+        setup = setup_dataset(dataset, Path(args.data_dir), args.work_dir, budget, args.data_seed)
+        results["datasets"][dataset] = setup.stats
+        evaluator = Evaluator(setup.test_cases, setup.behaviors, batch_size=32, progress=args.progress)
+        runs = results["runs"].setdefault(dataset, {})
+        rules = None
+        for seed in args.seeds:
+            done = runs.setdefault(str(seed), {})
+            todo = [m for m in args.models if m not in done]
+            if "GAMER+mix" in todo and "GAMER" not in todo:
+                todo.append("GAMER")  # the mix is made from GAMER's generated lists
+            if {"MostPopular", "Repeat"} & set(todo):
+                rules = rules or run_rules(setup, evaluator)
+                done.update({m: rules[m] for m in ("MostPopular", "Repeat") if m in todo})
+            for model in (m for m in todo if m in GAMER_VARIANTS or m.startswith("SASRec")):
+                print(f"[{time.strftime('%H:%M:%S')}] {dataset} seed {seed}: {model}", flush=True)
+                if model.startswith("SASRec"):
+                    done[model] = run_sasrec(setup, evaluator, budget, seed, model == "SASRec+behavior", args.progress)
+                else:
+                    done.update({k: v for k, v in run_gamer(setup, evaluator, budget, seed, model, args.work_dir,
+                                                            args.device, args.progress).items()
+                                 if k in args.models})
+                save(results, args.out)
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M")
+    save(results, args.out)
+    print(markdown(results))
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

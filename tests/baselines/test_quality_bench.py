@@ -1,0 +1,104 @@
+"""recipes/bench/quality.py: its pieces, and one tiny end-to-end run on synthetic data (rules, SASRec, GAMER+mix)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+from transformers import TrainerControl
+
+from gamer_hf.data import SYNTHETIC_BEHAVIORS, generate_synthetic, write_synthetic
+
+SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "bench" / "quality.py"
+
+
+@pytest.fixture(scope="module")
+def quality() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_quality", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A /work/shared/data-style folder named "synthetic" (events.csv.gz + meta.json)."""
+    root = tmp_path_factory.mktemp("bench_data")
+    events, items = generate_synthetic(num_users=80, num_items=40, seed=1)
+    write_synthetic(root / "synthetic", events, items)
+    return root
+
+
+def _record(target_ndcg: float, merged_ndcg: float) -> dict:
+    metrics = {"HR@10": 2 * target_ndcg, "NDCG@10": target_ndcg}
+    return {"result": {"target": metrics, "merged": {"HR@10": 2 * merged_ndcg, "NDCG@10": merged_ndcg}}}
+
+
+def test_aggregate_is_mean_and_sample_std_over_seeds(quality) -> None:
+    values = {"0": (0.1, 0.2), "1": (0.3, 0.5), "2": (0.2, 0.2)}
+    runs = {"d": {seed: {"SASRec": _record(*pair), "Repeat": _record(0.4, 0.4)} for seed, pair in values.items()}}
+    summary = quality.aggregate(runs)["d"]
+    assert list(summary) == ["Repeat", "SASRec"]  # the benchmark's model order
+    target = np.array([pair[0] for pair in values.values()])
+    assert summary["SASRec"]["target_NDCG@10_mean"] == pytest.approx(target.mean())
+    assert summary["SASRec"]["target_NDCG@10_std"] == pytest.approx(target.std(ddof=1))
+    assert summary["SASRec"]["merged_HR@10_mean"] == pytest.approx(2 * np.mean([p[1] for p in values.values()]))
+    assert summary["Repeat"]["target_NDCG@10_std"] == pytest.approx(0.0, abs=1e-12) and summary["Repeat"]["seeds"] == 3
+
+
+def test_user_subsample_is_seeded_and_keeps_the_layout(quality, data_dir, tmp_path) -> None:
+    first = quality.subsample_users(data_dir / "synthetic", tmp_path / "a", 30, seed=5)
+    again = quality.subsample_users(data_dir / "synthetic", tmp_path / "b", 30, seed=5)
+    other = quality.subsample_users(data_dir / "synthetic", tmp_path / "c", 30, seed=6)
+    read = lambda folder: (folder / "events.csv.gz").read_bytes()  # noqa: E731
+    assert read(first) == read(again) != read(other)
+    assert (first / "meta.json").read_text() == (data_dir / "synthetic" / "meta.json").read_text()
+    assert quality.subsample_users(data_dir / "synthetic", tmp_path / "d", 10_000, seed=5) == data_dir / "synthetic"
+
+
+def test_wall_clock_cap_stops_after_evaluating_and_saving(quality, monkeypatch) -> None:
+    clock = iter([100.0, 100.5, 102.5])
+    monkeypatch.setattr(quality.time, "perf_counter", lambda: next(clock))
+    cap = quality.WallClockCap(seconds=2.0)
+    cap.on_train_begin(None, None, TrainerControl())
+    assert not cap.on_step_end(None, None, TrainerControl()).should_training_stop
+    control = cap.on_step_end(None, None, TrainerControl())
+    assert cap.hit and control.should_training_stop and control.should_evaluate and control.should_save
+
+
+def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monkeypatch) -> None:
+    monkeypatch.setitem(quality.DATASETS, "synthetic", "session")
+    budget = replace(quality.BUDGETS["quick"], max_users=None, max_validation_cases=20, max_test_cases=30,
+                     mixer_cases=12, sid_levels=2, sid_codebook=8, num_beams=10)
+    models = ["MostPopular", "Repeat", "SASRec", "GAMER", "GAMER+mix"]
+    argv = ["--datasets", "synthetic", "--seeds", "0", "--models", *models, "--data-dir", str(data_dir),
+            "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--no-progress"]
+    results = quality.run(quality.parse_args(argv), budget)
+
+    runs = results["runs"]["synthetic"]["0"]
+    assert sorted(runs) == sorted(models)
+    assert runs["GAMER+mix"]["mixer"] in [dict(vars(m), behaviors=None) for m in quality.MIXERS]
+    assert runs["GAMER"]["result"]["num_cases"] == runs["Repeat"]["result"]["num_cases"]
+    assert sum(runs["Repeat"]["result"]["num_cases"].values()) == 30
+    stats = results["datasets"]["synthetic"]
+    assert stats["test_cases_used"] == 30 and 0.0 <= stats["all_targets_seen_in_training"] <= 1.0
+    saved = json.loads((tmp_path / "out" / "quality.json").read_text())
+    assert saved["summary"]["synthetic"]["SASRec"]["seeds"] == 1 and saved["budget"]["name"] == "quick"
+    table = (tmp_path / "out" / "quality.md").read_text()
+    assert all(f"| {model} | 1 |" in table for model in models)
+    assert (tmp_path / "out" / "quality.png").read_bytes()[:4] == b"\x89PNG"
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(quality, "run_gamer", no_training)
+    monkeypatch.setattr(quality, "run_sasrec", no_training)
+    again = quality.run(quality.parse_args([*argv, "--resume"]), budget)
+    assert again["runs"]["synthetic"]["0"]["GAMER"] == runs["GAMER"]
