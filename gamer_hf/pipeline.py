@@ -1,7 +1,7 @@
 """The "next-item-recommendation" pipeline: top-K items for (behavior, item) histories under a behavior.
 
     from transformers import pipeline
-    import gamer_hf.pipeline  # registers the task (idempotent)
+    import gamer_hf  # registers the model type and this task
 
     recommender = pipeline("next-item-recommendation", model="org/gamer-shop")
     recommender([("click", "sku1"), ("cart", "sku2")], behavior="buy", top_k=5)
@@ -9,9 +9,8 @@
 
 This module imports only torch and transformers, on purpose: `gamer_hf.hub.push_to_hub` ships a
 verbatim copy as `pipeline_gamer.py` in every repo, so that users without gamer_hf get the same
-pipeline through transformers' remote code. Importing it registers the task, the way importing
-gamer_hf registers the model type, because `transformers.pipeline()` resolves task names before it
-loads any model code.
+pipeline through transformers' remote code. Importing it registers the task (as the remote copy
+must: `transformers.pipeline()` resolves task names before it loads any model code).
 """
 
 from __future__ import annotations
