@@ -94,6 +94,9 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     table = (tmp_path / "out" / "quality.md").read_text()
     assert all(f"| {model} | 1 |" in table for model in models)
     assert (tmp_path / "out" / "quality.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "out" / "quality.md").unlink()
+    quality.main(["--render", "--out", str(tmp_path / "out")])
+    assert (tmp_path / "out" / "quality.md").read_text() == table
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
