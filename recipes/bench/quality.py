@@ -356,7 +356,8 @@ def markdown(results: dict[str, Any]) -> str:
         stats = results["datasets"][dataset]
         lines += [f"**{dataset}** ({stats['protocol']}; {stats['users']:,} users, {stats['items']:,} items; "
                   f"{stats['test_cases_used']:,} of {stats['test_cases_total']:,} test cases)", "",
-                  "| Model | seeds | target HR@10 | target NDCG@10 | merged HR@10 | merged NDCG@10 | train s | epochs |",
+                  "| Model | seeds | target HR@10 | target NDCG@10 | merged HR@10 | merged NDCG@10 | train s "
+                  "| epochs |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]
         best = max((s["target_NDCG@10_mean"] for m, s in models.items() if not m.startswith("GAMER")),
                    default=float("nan"))  # the best baseline, rules and TIGER included

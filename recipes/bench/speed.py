@@ -227,7 +227,8 @@ def catalogue_scaling(sizes: list[int], batch: int, beams: int, repeats: int, pr
 
 def markdown(results: dict[str, Any]) -> str:
     """The tables RESULTS.md "Speed and scaling" shows, from the JSON."""
-    lines = ["| preset | params | batch x tokens | train seq/s | train tokens/s | peak memory |", "|---|---:|---|---:|---:|---:|"]
+    lines = ["| preset | params | batch x tokens | train seq/s | train tokens/s | peak memory |",
+             "|---|---:|---|---:|---:|---:|"]
     for r in results["train_presets"]:
         memory = r.get("peak_gpu_mib") or r.get("training_rss_growth_mib")
         lines.append(f"| {r['preset']} | {r['parameters'] / 1e6:.2f}M | {r['batch']} x {r['tokens_per_sequence']} | "
@@ -240,12 +241,14 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "| history | prompt tokens | recommend() s/batch | vs first | train tokens/s | train step vs first |",
               "|---:|---:|---:|---:|---:|---:|"]
     for r in results["history_scaling"]:
-        lines.append(f"| {r['history']} | {r['prompt_tokens']} | {r['recommend_s']} | {r['recommend_time_vs_first']}x | "
+        lines.append(f"| {r['history']} | {r['prompt_tokens']} | {r['recommend_s']} | "
+                     f"{r['recommend_time_vs_first']}x | "
                      f"{r['train_tokens_per_s']:,.0f} | {r['train_step_time_vs_first']}x |")
     lines += ["", "| items | trie build | dict build | ItemTrie.allowed / step | logits processor / step | "
                   "dict prefix fn / step | speed-up (allowed, processor) |", "|---:|---:|---:|---:|---:|---:|---|"]
     for r in results["catalogue_scaling"]:
-        lines.append(f"| {r['items']:,} | {r['trie_build_s']} s | {r['dict_build_s']} s | {r['trie_allowed_step_ms']} ms | "
+        lines.append(f"| {r['items']:,} | {r['trie_build_s']} s | {r['dict_build_s']} s | "
+                     f"{r['trie_allowed_step_ms']} ms | "
                      f"{r['processor_step_ms']} ms | {r['dict_prefix_fn_step_ms']} ms | "
                      f"{r['trie_allowed_speedup']}x, {r['processor_speedup']}x |")
     return "\n".join(lines) + "\n"

@@ -59,8 +59,9 @@ def test_position_t_never_sees_later_interactions(use_behaviors: bool) -> None:
     changed_items[0, 3:] = torch.tensor([9, 10])
     changed_behaviors = behaviors.clone()
     changed_behaviors[0, 4] = 2  # changes the query at position 3 and the behavior at position 4
-    before = model(items, behaviors, next_behaviors(behaviors, torch.tensor([5]), torch.tensor([3])))
-    after = model(changed_items, changed_behaviors, next_behaviors(changed_behaviors, torch.tensor([5]), torch.tensor([3])))
+    length, requested = torch.tensor([5]), torch.tensor([3])
+    before = model(items, behaviors, next_behaviors(behaviors, length, requested))
+    after = model(changed_items, changed_behaviors, next_behaviors(changed_behaviors, length, requested))
     assert torch.allclose(before[0, :3], after[0, :3])
     assert not torch.allclose(before[0, 3:], after[0, 3:])
 
