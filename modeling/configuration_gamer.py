@@ -16,7 +16,14 @@ from typing import Any
 
 from transformers import PreTrainedConfig
 
-__all__ = ["GamerConfig", "GAMER_PRESETS", "NUM_SPECIAL_TOKENS", "code_token_offsets", "write_remote_code"]
+__all__ = [
+    "GamerConfig",
+    "GAMER_PRESETS",
+    "NUM_SPECIAL_TOKENS",
+    "code_token_offsets",
+    "save_with_remote_code",
+    "write_remote_code",
+]
 
 NUM_SPECIAL_TOKENS = 3  # <pad>=0, <eos>=1, <unk>=2
 
@@ -228,3 +235,23 @@ def write_remote_code(save_directory: str | os.PathLike, json_name: str) -> None
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+_HUB_KWARGS = ("repo_id", "commit_message", "commit_description", "token", "private", "create_pr", "revision")
+
+
+def save_with_remote_code(obj: Any, save: Any, save_directory: str | os.PathLike, json_name: str,
+                          args: tuple, kwargs: dict[str, Any]) -> Any:
+    """`save_pretrained` with the remote-code files; `push_to_hub=True` uploads only after they are written.
+
+    Transformers uploads from inside `save_pretrained`, before a subclass could add files, so the
+    push is done here through `push_to_hub`, which saves again (with remote code) into a temp folder.
+    """
+    push = kwargs.pop("push_to_hub", False)
+    hub = {key: kwargs.pop(key) for key in _HUB_KWARGS if key in kwargs}
+    result = save(save_directory, *args, **kwargs)
+    if kwargs.get("is_main_process", True):
+        write_remote_code(save_directory, json_name)
+        if push:
+            obj.push_to_hub(hub.pop("repo_id", Path(save_directory).name), **hub)
+    return result

@@ -22,7 +22,7 @@ from transformers.masking_utils import create_causal_mask
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from .configuration_gamer import NUM_SPECIAL_TOKENS, GamerConfig, write_remote_code
+from .configuration_gamer import NUM_SPECIAL_TOKENS, GamerConfig, save_with_remote_code
 from .generation_gamer import beam_search_items
 
 __all__ = [
@@ -415,10 +415,8 @@ class GamerPreTrainedModel(PreTrainedModel):
     _can_compile_fullgraph = False
 
     def save_pretrained(self, save_directory, *args: Any, **kwargs: Any) -> None:
-        """Save as usual, plus the remote-code files and a complete `auto_map`."""
-        super().save_pretrained(save_directory, *args, **kwargs)
-        if kwargs.get("is_main_process", True):
-            write_remote_code(save_directory, "config.json")
+        """Save as usual, plus the remote-code files and a complete `auto_map` (pushed with them too)."""
+        save_with_remote_code(self, super().save_pretrained, save_directory, "config.json", args, kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

@@ -17,7 +17,7 @@ from tokenizers import Tokenizer, pre_tokenizers
 from tokenizers.models import WordLevel
 from transformers import BatchEncoding, PreTrainedTokenizerFast
 
-from .configuration_gamer import NUM_SPECIAL_TOKENS, code_token_offsets, write_remote_code
+from .configuration_gamer import NUM_SPECIAL_TOKENS, code_token_offsets, save_with_remote_code
 
 __all__ = ["GamerTokenizerFast"]
 
@@ -248,10 +248,8 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
 
     # ----- persistence -----
     def save_pretrained(self, save_directory, *args: Any, **kwargs: Any) -> tuple[str, ...]:
-        """Save as usual, plus the remote-code files and an `auto_map` for AutoTokenizer."""
-        files = super().save_pretrained(save_directory, *args, **kwargs)
-        write_remote_code(save_directory, "tokenizer_config.json")
-        return files
+        """Save as usual, plus the remote-code files and an `auto_map` for AutoTokenizer (pushed with them too)."""
+        return save_with_remote_code(self, super().save_pretrained, save_directory, "tokenizer_config.json", args, kwargs)
 
     def _save_pretrained(self, save_directory, file_names, legacy_format=None, filename_prefix=None):
         files = super()._save_pretrained(save_directory, file_names, legacy_format, filename_prefix)

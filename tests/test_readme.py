@@ -79,6 +79,14 @@ def test_tour_commands_and_python_snippet_run(workspace: Path) -> None:
     tokenizer = namespace["tokenizer"]
     assert all(item in tokenizer.item_index for item, _ in recs[0])
     assert len(items) == 20 and all(item in tokenizer.item_index for item in items)
+    top5 = namespace["top5"]
+    assert [row["item_id"] for row in top5] == [item for item, _ in model_recs(namespace)[:5]]
+
+
+def model_recs(namespace: dict) -> list:
+    """What the pipeline must agree with: the model's own recommend() for the same history."""
+    model, tokenizer = namespace["model"], namespace["tokenizer"]
+    return model.recommend(tokenizer, [[("click", "sku1"), ("cart", "sku2")]], behavior="buy", top_k=5, num_beams=20)[0]
 
 
 def test_make_targets_and_ci_entry_point() -> None:

@@ -14,8 +14,8 @@ remote code and a complete `auto_map`: `model.push_to_hub(repo)` uploads the mod
 run `tokenizer.push_to_hub(repo)` (the tokenizer holds the item index); `Trainer.push_to_hub()`
 uploads the model and its `processing_class`, so build the Trainer with
 `processing_class=tokenizer`. Both write Transformers' generic card and skip the GAMER metadata
-files; for those, push the final folder with `push_to_hub` / `gamer-hf push`. Avoid
-`save_pretrained(..., push_to_hub=True)`: it uploads before the remote-code files are written.
+files; for those, push the final folder with `push_to_hub` / `gamer-hf push`.
+`save_pretrained(..., push_to_hub=True)` uploads the folder with its remote-code files as well.
 """
 
 from .card import CARD_TAGS, NOT_RECORDED, build_model_card, card_data, load_template

@@ -185,7 +185,8 @@ def test_repo_loads_like_the_local_checkpoint(published: Published, local, histo
 @pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 def test_model_and_trainer_push_to_hub_make_loadable_repos(hub_in_process: HubServer, gamer_checkpoint: Path,
                                                            histories, tmp_path: Path) -> None:
-    """Transformers' own paths: model.push_to_hub + tokenizer.push_to_hub, and Trainer(push_to_hub=True),
+    """Transformers' own paths: model.push_to_hub + tokenizer.push_to_hub, save_pretrained(push_to_hub=True),
+    and Trainer(push_to_hub=True),
     whose push_to_hub saves the model and its processing class (the tokenizer) and uploads both."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, pipeline
 
@@ -194,11 +195,13 @@ def test_model_and_trainer_push_to_hub_make_loadable_repos(hub_in_process: HubSe
     expected = model.recommend(tokenizer, histories, behavior=behavior, top_k=5)
     model.push_to_hub("org/model-push")
     tokenizer.push_to_hub("org/model-push")
+    model.save_pretrained(tmp_path / "saved", push_to_hub=True, repo_id="org/save-push")
+    tokenizer.save_pretrained(tmp_path / "saved", push_to_hub=True, repo_id="org/save-push")
     arguments = TrainingArguments(output_dir=str(tmp_path / "trainer"), push_to_hub=True,
                                   hub_model_id="org/trainer-push", report_to="none", use_cpu=True)
     Trainer(model=model, processing_class=tokenizer, args=arguments).push_to_hub()
 
-    for repo_id in ("org/model-push", "org/trainer-push"):
+    for repo_id in ("org/model-push", "org/save-push", "org/trainer-push"):
         files = _repo_files(hub_in_process, repo_id)
         assert set(files) >= {"config.json", "model.safetensors", "tokenizer_config.json", "item_index.json",
                               *REMOTE_CODE_FILES}, repo_id
