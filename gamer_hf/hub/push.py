@@ -11,6 +11,7 @@ skipped by huggingface_hub, so pushing the same checkpoint again creates no comm
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import shutil
 import tempfile
@@ -96,7 +97,11 @@ def build_upload_folder(
     shutil.copyfile(pipeline_module.__file__, out / PIPELINE_FILE)
     for name in EXTRA_FILES:
         if folder is not None and (folder / name).is_file():
-            shutil.copyfile(folder / name, out / name)
+            if name.endswith(".json"):  # the records name local folders: publish only their last part
+                text = json.dumps(_without_local_paths(read_json(folder / name)), indent=2)
+                (out / name).write_text(text + "\n", encoding="utf-8")
+            else:
+                shutil.copyfile(folder / name, out / name)
     card = build_model_card(
         model, tokenizer, repo_id,
         training=facts[TRAINING_INFO_FILE], evaluation=facts[EVAL_RESULTS_FILE], dataset_id=dataset_id,
@@ -105,6 +110,17 @@ def build_upload_folder(
     card.save(out / "README.md")
     check_checkpoint_dir(out)  # what a downloader gets must pass the same check
     return sorted(path.name for path in out.iterdir())
+
+
+def _without_local_paths(value: Any) -> Any:
+    """A copy of a JSON value where absolute local paths become their final component."""
+    if isinstance(value, dict):
+        return {key: _without_local_paths(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_local_paths(item) for item in value]
+    if isinstance(value, str) and os.path.isabs(value) and len(Path(value).parts) > 1:
+        return Path(value).name
+    return value
 
 
 def _check_facts_match(tokenizer: Any, facts: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ import torch
 import gamer_hf.pipeline as pipeline_module
 from gamer_hf.cli import main as cli_main
 from gamer_hf.hub import CheckpointError, build_upload_folder, push_to_hub
+from gamer_hf.hub.push import _without_local_paths
 from gamer_hf.loading import load_gamer
 from gamer_hf.modeling import GamerForCausalLM, GamerTokenizerFast
 from gamer_hf.modeling.configuration_gamer import AUTO_MAP, REMOTE_CODE_FILES
@@ -125,8 +126,10 @@ def test_push_uploads_a_complete_checkpoint_in_one_commit(published: Published) 
     assert set(files) == UPLOADED | {".gitattributes"}
     assert set(first["files"]) == UPLOADED and first["changed"]
     assert _commits(published.server, GAMER_REPO) == 2  # the repo's initial commit + one upload
-    for name in ("eval_results.json", "gamer_training.json", "eval_ndcg10.png"):
-        assert files[name] == hashlib.sha256((published.checkpoint / name).read_bytes()).hexdigest()
+    assert files["eval_ndcg10.png"] == hashlib.sha256((published.checkpoint / "eval_ndcg10.png").read_bytes()).hexdigest()
+    for name in ("eval_results.json", "gamer_training.json"):  # the same records, local folders cut to their names
+        local = json.loads((published.checkpoint / name).read_text())
+        assert json.loads(_read(published.server, GAMER_REPO, name)) == _without_local_paths(local)
     assert files["pipeline_gamer.py"] == hashlib.sha256(Path(pipeline_module.__file__).read_bytes()).hexdigest()
     config = json.loads(_read(published.server, GAMER_REPO, "config.json"))
     tokenizer_config = json.loads(_read(published.server, GAMER_REPO, "tokenizer_config.json"))
@@ -278,3 +281,14 @@ def test_cli_dry_run_writes_the_upload_folder_only(gamer_checkpoint: Path, tmp_p
     assert cli_main(["push", "--model", str(gamer_checkpoint), "--repo_id", "org/name", "--dry_run", str(out)]) == 0
     assert {p.name for p in out.iterdir()} == UPLOADED
     assert "nothing uploaded" in capsys.readouterr().out
+
+
+def test_published_records_hold_no_local_paths(gamer_checkpoint: Path, tmp_path: Path) -> None:
+    """gamer_training.json / eval_results.json name the user's folders; the Hub copy keeps only their last part."""
+    build_upload_folder(gamer_checkpoint, tmp_path / "upload", "org/name")
+    for name in ("gamer_training.json", "eval_results.json"):
+        local = (gamer_checkpoint / name).read_text()
+        assert str(gamer_checkpoint.parent) in local or "/" in local
+        published = (tmp_path / "upload" / name).read_text()
+        assert str(tmp_path) not in published and str(gamer_checkpoint.parent) not in published
+        assert json.loads(published).keys() == json.loads(local).keys()
