@@ -5,6 +5,10 @@ validation loss is the same cross-entropy on the held-out cases only: the histor
 behavior, and the mean over the case's target items, which is GAMER's selection rule too. The best
 epoch's weights are restored at the end. A wall-clock cap (`max_seconds`) lets a benchmark give
 every model the same time budget; the loop then validates once more and stops.
+
+`select_by="ndcg"` selects the epoch by validation NDCG@10 instead. When most held-out targets are
+items never seen in training (cold items), the loss keeps rising on them while the ranking of the
+rest still improves, so the loss stops training early; the ranking metric does not.
 """
 
 from __future__ import annotations
@@ -15,22 +19,25 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..evaluation.metrics import ranking_metrics
 from .sasrec import SASRec
 from .vocabulary import NUM_SPECIAL, PAD, SequenceBatch
 
 __all__ = [
-    "CaseBatch", "FitResult", "TrainingSettings", "case_targets", "fit", "last_hidden", "next_behaviors",
-    "validation_loss",
+    "CaseBatch", "FitResult", "TrainingSettings", "case_targets", "fit", "last_hidden", "next_behaviors", "validate",
 ]
 
 
 @dataclass
 class TrainingSettings:
-    """Optimisation budget and schedule; `max_seconds` caps training wall time (None: no cap)."""
+    """Optimisation budget and schedule; `max_seconds` caps training wall time (None: no cap);
+    `select_by` picks the restored epoch by validation "loss" (lowest) or "ndcg" (highest NDCG@10)."""
 
     epochs: int = 50
     batch_size: int = 64
@@ -41,8 +48,11 @@ class TrainingSettings:
     eval_batch_size: int = 256
     seed: int = 0
     progress: bool = True
+    select_by: Literal["loss", "ndcg"] = "loss"
 
     def __post_init__(self) -> None:
+        if self.select_by not in ("loss", "ndcg"):
+            raise ValueError(f"select_by must be 'loss' or 'ndcg', got {self.select_by!r}")
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -74,11 +84,11 @@ class CaseBatch:
 
 @dataclass
 class FitResult:
-    """What training did: per-epoch losses, the restored epoch and why the loop ended."""
+    """What training did: per-epoch losses, the restored epoch (its selection metric) and why the loop ended."""
 
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
-    best_loss: float | None = None
+    best_metric: float | None = None
     epochs_run: int = 0
     seconds: float = 0.0
     stop_reason: str = "epochs"
@@ -110,23 +120,30 @@ def _training_loss(model: SASRec, batch: SequenceBatch) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validation_loss(model: SASRec, cases: CaseBatch, batch_size: int) -> float:
-    """Mean over cases of the mean cross-entropy of the case's target items."""
+def validate(model: SASRec, cases: CaseBatch, batch_size: int) -> dict[str, float]:
+    """eval_loss: mean over cases of the mean cross-entropy of the case's target items;
+    eval_ndcg10: NDCG@10 of the full-catalogue ranking over the case's target set."""
     was_training = model.training
     model.eval()
-    total = 0.0
+    total, rankings = 0.0, []
     try:
         for start in range(0, len(cases), batch_size):
             chunk = cases.select(slice(start, start + batch_size))
-            log_probs = torch.log_softmax(model.item_logits(last_hidden(model, chunk.histories, chunk.requested)), -1)
+            logits = model.item_logits(last_hidden(model, chunk.histories, chunk.requested))
+            log_probs = torch.log_softmax(logits, -1)
             valid = chunk.targets >= NUM_SPECIAL
             picked = torch.where(valid, log_probs.gather(1, chunk.targets.clamp(min=0)), 0.0)
             per_case = -picked.sum(1) / valid.sum(1).clamp(min=1)
             total += float(per_case[valid.any(1)].sum())
+            rankings += logits.topk(min(10, logits.shape[1] - NUM_SPECIAL), dim=-1).indices.tolist()
     finally:
         model.train(was_training)
-    counted = int((cases.targets >= NUM_SPECIAL).any(1).sum())
-    return total / counted if counted else math.nan
+    truths = [{t for t in row if t >= NUM_SPECIAL} for row in cases.targets.tolist()]
+    scored = [i for i, truth in enumerate(truths) if truth]
+    if not scored:
+        return {"eval_loss": math.nan, "eval_ndcg10": math.nan}
+    ndcg = ranking_metrics([rankings[i] for i in scored], [truths[i] for i in scored], (10,))["NDCG@10"]
+    return {"eval_loss": total / len(scored), "eval_ndcg10": ndcg}
 
 
 def fit(model: SASRec, train: SequenceBatch, validation: CaseBatch | None, settings: TrainingSettings) -> FitResult:
@@ -160,10 +177,12 @@ def fit(model: SASRec, train: SequenceBatch, validation: CaseBatch | None, setti
                 break
         row = {"epoch": epoch, "loss": sum(losses) / len(losses), "seconds": time.perf_counter() - start}
         if validation is not None and len(validation):
-            row["eval_loss"] = validation_loss(model, validation, settings.eval_batch_size)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", eval_loss=f"{row['eval_loss']:.3f}")
-            if result.best_loss is None or row["eval_loss"] < result.best_loss:
-                result.best_loss, result.best_epoch, waited = row["eval_loss"], epoch, 0
+            row.update(validate(model, validation, settings.eval_batch_size))
+            bar.set_postfix(loss=f"{row['loss']:.3f}", eval_loss=f"{row['eval_loss']:.3f}",
+                            eval_ndcg10=f"{row['eval_ndcg10']:.4f}")
+            key, sign = ("eval_loss", 1.0) if settings.select_by == "loss" else ("eval_ndcg10", -1.0)
+            if result.best_metric is None or sign * row[key] < sign * result.best_metric:
+                result.best_metric, result.best_epoch, waited = row[key], epoch, 0
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 waited += 1

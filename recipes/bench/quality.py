@@ -9,6 +9,7 @@ Models (names as in the tables):
     GAMER-nocross                        augmented data, cross-level layers off (ablation "no_cross_level")
     GAMER+mix                            GAMER's generated lists blended with the user's recent items by a
                                          HistoryMixer chosen on validation cases (no extra training)
+    SASRec:ndcg, SASRec+behavior:ndcg    (only with --models) the epoch selected by validation NDCG@10
 
 Protocol: retailrocket_cml and taobao_cml_partial session-wise (last session test, previous one
 validation), retail_beh_mbht leave-one-out on buy. Every learned model gets the same budget: at most
@@ -76,6 +77,9 @@ GAMER_VARIANTS = {  # name -> (ablation, trained on augmented data)
     "GAMER-nocross": ("no_cross_level", True),
 }
 MODELS = ["MostPopular", "Repeat", "SASRec", "SASRec+behavior", *GAMER_VARIANTS, "GAMER+mix"]
+# Not run by default: SASRec with the epoch chosen by validation NDCG@10 instead of the validation loss that
+# every other learned model (GAMER's Trainer included) is selected by; shows what the selection rule costs.
+NDCG_SELECTED = ["SASRec:ndcg", "SASRec+behavior:ndcg"]
 MIXERS = [HistoryMixer(repeat_slots=n) for n in (1, 2, 3, 5)] + [HistoryMixer(alpha=a) for a in (0.25, 0.5, 0.75)]
 HEADLINE = ("HR@10", "NDCG@10")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -253,16 +257,21 @@ def run_rules(setup: DatasetSetup, evaluator: Evaluator) -> dict[str, dict[str, 
             for name, model in (("MostPopular", popular), ("Repeat", Repeat()))}
 
 
-def run_sasrec(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, use_behaviors: bool,
+def run_sasrec(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, name: str,
                progress: bool) -> dict[str, Any]:
+    """SASRec or SASRec+behavior (name), epoch selected by validation loss, or NDCG@10 for the ':ndcg' names."""
+    base, _, select_by = name.partition(":")
     settings = TrainingSettings(epochs=budget.epochs, batch_size=budget.batch_size,
                                 learning_rate=budget.sasrec_learning_rate, patience=budget.patience,
-                                max_seconds=budget.max_train_seconds, seed=seed, progress=progress)
-    model = SASRecRecommender.fit_prepared(load_prepared(setup.plain), use_behaviors=use_behaviors, settings=settings)
+                                max_seconds=budget.max_train_seconds, seed=seed, progress=progress,
+                                select_by=select_by or "loss")
+    model = SASRecRecommender.fit_prepared(load_prepared(setup.plain), use_behaviors=base == "SASRec+behavior",
+                                           settings=settings)
     fit = model.fit_result
-    return {"result": evaluator.evaluate(model, model.name).to_dict(), "train_seconds": round(fit.seconds, 1),
+    return {"result": evaluator.evaluate(model, name).to_dict(), "train_seconds": round(fit.seconds, 1),
             "epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch, "stop_reason": fit.stop_reason,
-            "best_eval_loss": fit.best_loss}
+            "selected_by": settings.select_by, "best_metric": fit.best_metric,
+            "validation": fit.history}
 
 
 def _score_mixers(evaluator: Evaluator, generated: list) -> list[tuple[HistoryMixer, float]]:
@@ -295,6 +304,8 @@ def run_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: i
     stopped_early = json.loads((result.checkpoint_dir / TRAINING_INFO_FILE).read_text())["results"]["stopped_early"]
     info = {"train_seconds": round(train_seconds, 1), "epochs_run": round(max(epochs, default=0.0), 2),
             "global_step": result.global_step, "best_eval_loss": result.best_metric,
+            "validation": [{"epoch": r["epoch"], "eval_loss": r["eval_loss"]} for r in result.log_history
+                           if "eval_loss" in r],
             "stop_reason": "max_seconds" if cap and cap.hit else "early_stopping" if stopped_early else "epochs"}
     model, tokenizer = load_gamer(result.checkpoint_dir, device=device)
     gamer = GamerRecommender(model, tokenizer, num_beams=budget.num_beams, max_history=budget.max_history,
@@ -333,7 +344,7 @@ def aggregate(runs: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
             for model, record in models.items():
                 per_model.setdefault(model, []).append(_headline(record["result"]))
         out[dataset] = {}
-        for model in [m for m in MODELS if m in per_model]:
+        for model in [m for m in MODELS + NDCG_SELECTED if m in per_model]:
             rows = per_model[model]
             summary: dict[str, float] = {"seeds": len(rows)}
             for key in rows[0]:
@@ -413,7 +424,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
+    parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS + NDCG_SELECTED)
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="tiny budget: minutes, a smoke test")
     size.add_argument("--full", action="store_true", help="reference settings (all users and cases, base preset)")
@@ -466,7 +477,7 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
             for model in (m for m in todo if m in GAMER_VARIANTS or m.startswith("SASRec")):
                 print(f"[{time.strftime('%H:%M:%S')}] {dataset} seed {seed}: {model}", flush=True)
                 if model.startswith("SASRec"):
-                    done[model] = run_sasrec(setup, evaluator, budget, seed, model == "SASRec+behavior", args.progress)
+                    done[model] = run_sasrec(setup, evaluator, budget, seed, model, args.progress)
                 else:
                     done.update({k: v for k, v in run_gamer(setup, evaluator, budget, seed, model, args.work_dir,
                                                             args.device, args.progress).items()

@@ -71,6 +71,19 @@ def test_same_seed_same_model_other_seed_other_model(prepared, settings, model_o
     assert first.fit_result.history[-1]["loss"] == again.fit_result.history[-1]["loss"]
 
 
+def test_ndcg_selection_restores_the_best_ranking_epoch(prepared, settings, model_options) -> None:
+    validation = prepared.splits["validation"].select(range(80))
+    model = SASRecRecommender(settings=settings(epochs=4, select_by="ndcg"), **model_options).fit(
+        prepared.splits["train"], prepared.item_ids, prepared.metadata["behaviors"], validation)
+    history = model.fit_result.history
+    best = max(history, key=lambda row: row["eval_ndcg10"])
+    assert model.fit_result.best_epoch == best["epoch"] and model.fit_result.best_metric == best["eval_ndcg10"]
+    evaluator = Evaluator(validation, prepared.metadata["behaviors"], progress=False)
+    assert evaluator.evaluate(model).merged["NDCG@10"] == pytest.approx(best["eval_ndcg10"])
+    with pytest.raises(ValueError, match="select_by"):
+        settings(select_by="hr")
+
+
 def test_wall_clock_cap_and_errors(prepared, settings, model_options) -> None:
     model = SASRecRecommender(settings=settings(epochs=5, max_seconds=1e-6), **model_options)
     with pytest.raises(RuntimeError, match="not fitted"):
