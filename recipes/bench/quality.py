@@ -10,6 +10,7 @@ Models (names as in the tables):
     GAMER+mix                            GAMER's generated lists blended with the user's recent items by a
                                          HistoryMixer chosen on validation cases (no extra training)
     SASRec:ndcg, SASRec+behavior:ndcg    (only with --models) the epoch selected by validation NDCG@10
+    GAMER-noaug:last                     (only with --models) GAMER-noaug without early stopping, last epoch
 
 Protocol: retailrocket_cml and taobao_cml_partial session-wise (last session test, previous one
 validation), retail_beh_mbht leave-one-out on buy. Every learned model gets the same budget: at most
@@ -67,7 +68,7 @@ from gamer_hf.evaluation import (
 )
 from gamer_hf.loading import load_gamer
 from gamer_hf.semantic_ids import REPORT_FILENAME
-from gamer_hf.training import TRAINING_INFO_FILE, TrainArguments, train
+from gamer_hf.training import CHECKPOINTS_SUBDIR, TRAINING_INFO_FILE, TrainArguments, list_checkpoints, train
 
 DATASETS = {"retailrocket_cml": "session", "taobao_cml_partial": "session", "retail_beh_mbht": "loo"}
 GAMER_VARIANTS = {  # name -> (ablation, trained on augmented data)
@@ -80,6 +81,11 @@ MODELS = ["MostPopular", "Repeat", "SASRec", "SASRec+behavior", *GAMER_VARIANTS,
 # Not run by default: SASRec with the epoch chosen by validation NDCG@10 instead of the validation loss that
 # every other learned model (GAMER's Trainer included) is selected by; shows what the selection rule costs.
 NDCG_SELECTED = ["SASRec:ndcg", "SASRec+behavior:ndcg"]
+# Likewise: GAMER-noaug (the variant whose epochs fit the CPU time cap) trained for the whole budget without
+# early stopping and scored at its last epoch (the Trainer restores the lowest-loss checkpoint; the last one
+# is kept beside it).
+LAST_EPOCH = ["GAMER-noaug:last"]
+DIAGNOSTICS = NDCG_SELECTED + LAST_EPOCH
 MIXERS = [HistoryMixer(repeat_slots=n) for n in (1, 2, 3, 5)] + [HistoryMixer(alpha=a) for a in (0.25, 0.5, 0.75)]
 HEADLINE = ("HR@10", "NDCG@10")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -288,26 +294,32 @@ def _score_mixers(evaluator: Evaluator, generated: list) -> list[tuple[HistoryMi
 def run_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, variant: str, work: Path,
               device: str, progress: bool) -> dict[str, dict[str, Any]]:
     """Train one GAMER variant through gamer_hf.training, score it; the full GAMER also yields GAMER+mix."""
-    ablation, augmented = GAMER_VARIANTS[variant]
+    last_epoch = variant in LAST_EPOCH
+    ablation, augmented = GAMER_VARIANTS[variant.partition(":")[0]]
     cap = WallClockCap(budget.max_train_seconds) if budget.max_train_seconds else None
     start = time.perf_counter()
     result = train(TrainArguments(
         data=str(setup.augmented if augmented else setup.plain), tokenizer=str(setup.tokenizer),
-        output_dir=str(work / setup.name / f"seed{seed}" / variant), preset=budget.preset, ablation=ablation,
+        output_dir=str(work / setup.name / f"seed{seed}" / variant.replace(":", "-")), preset=budget.preset,
+        ablation=ablation,
         num_train_epochs=budget.epochs, per_device_train_batch_size=budget.batch_size,
-        learning_rate=budget.gamer_learning_rate, early_stopping_patience=budget.patience, seed=seed,
+        learning_rate=budget.gamer_learning_rate, early_stopping_patience=0 if last_epoch else budget.patience,
+        seed=seed,
         on_unknown="skip", use_cpu=device == "cpu", bf16=device == "cuda", overwrite_output_dir=True,
         disable_tqdm=not progress, save_total_limit=1, logging_steps=20,
     ), callbacks=[cap] if cap else [])
     train_seconds = time.perf_counter() - start
     epochs = [row["epoch"] for row in result.log_history if "eval_loss" in row and "epoch" in row]
-    stopped_early = json.loads((result.checkpoint_dir / TRAINING_INFO_FILE).read_text())["results"]["stopped_early"]
+    outcome = json.loads((result.checkpoint_dir / TRAINING_INFO_FILE).read_text())["results"]
+    chosen = list_checkpoints(result.checkpoint_dir / CHECKPOINTS_SUBDIR)[-1] if last_epoch else result.checkpoint_dir
     info = {"train_seconds": round(train_seconds, 1), "epochs_run": round(max(epochs, default=0.0), 2),
             "global_step": result.global_step, "best_eval_loss": result.best_metric,
             "validation": [{"epoch": r["epoch"], "eval_loss": r["eval_loss"]} for r in result.log_history
                            if "eval_loss" in r],
-            "stop_reason": "max_seconds" if cap and cap.hit else "early_stopping" if stopped_early else "epochs"}
-    model, tokenizer = load_gamer(result.checkpoint_dir, device=device)
+            "stop_reason": "max_seconds" if cap and cap.hit
+            else "early_stopping" if outcome["stopped_early"] else "epochs",
+            "evaluated_step": int(chosen.name.split("-")[-1]) if last_epoch else outcome["best_global_step"]}
+    model, tokenizer = load_gamer(chosen, device=device)
     gamer = GamerRecommender(model, tokenizer, num_beams=budget.num_beams, max_history=budget.max_history,
                              on_unknown="skip")
     start = time.perf_counter()
@@ -344,7 +356,7 @@ def aggregate(runs: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
             for model, record in models.items():
                 per_model.setdefault(model, []).append(_headline(record["result"]))
         out[dataset] = {}
-        for model in [m for m in MODELS + NDCG_SELECTED if m in per_model]:
+        for model in [m for m in MODELS + DIAGNOSTICS if m in per_model]:
             rows = per_model[model]
             summary: dict[str, float] = {"seeds": len(rows)}
             for key in rows[0]:
@@ -424,7 +436,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS + NDCG_SELECTED)
+    parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS + DIAGNOSTICS)
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="tiny budget: minutes, a smoke test")
     size.add_argument("--full", action="store_true", help="reference settings (all users and cases, base preset)")
@@ -474,7 +486,7 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
             if {"MostPopular", "Repeat"} & set(todo):
                 rules = rules or run_rules(setup, evaluator)
                 done.update({m: rules[m] for m in ("MostPopular", "Repeat") if m in todo})
-            for model in (m for m in todo if m in GAMER_VARIANTS or m.startswith("SASRec")):
+            for model in (m for m in todo if m in GAMER_VARIANTS or m in LAST_EPOCH or m.startswith("SASRec")):
                 print(f"[{time.strftime('%H:%M:%S')}] {dataset} seed {seed}: {model}", flush=True)
                 if model.startswith("SASRec"):
                     done[model] = run_sasrec(setup, evaluator, budget, seed, model, args.progress)

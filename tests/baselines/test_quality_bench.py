@@ -75,9 +75,9 @@ def test_wall_clock_cap_stops_after_evaluating_and_saving(quality, monkeypatch) 
 
 def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(quality.DATASETS, "synthetic", "session")
-    budget = replace(quality.BUDGETS["quick"], max_users=None, max_validation_cases=20, max_test_cases=30,
+    budget = replace(quality.BUDGETS["quick"], epochs=2, max_users=None, max_validation_cases=20, max_test_cases=30,
                      mixer_cases=12, sid_levels=2, sid_codebook=8, num_beams=10)
-    models = ["MostPopular", "Repeat", "SASRec", "SASRec:ndcg", "GAMER", "GAMER+mix"]
+    models = ["MostPopular", "Repeat", "SASRec", "SASRec:ndcg", "GAMER", "GAMER+mix", "GAMER-noaug:last"]
     argv = ["--datasets", "synthetic", "--seeds", "0", "--models", *models, "--data-dir", str(data_dir),
             "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--no-progress"]
     results = quality.run(quality.parse_args(argv), budget)
@@ -85,6 +85,9 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     runs = results["runs"]["synthetic"]["0"]
     assert sorted(runs) == sorted(models)
     assert runs["SASRec"]["selected_by"] == "loss" and runs["SASRec:ndcg"]["selected_by"] == "ndcg"
+    last = runs["GAMER-noaug:last"]
+    assert last["stop_reason"] != "early_stopping" and last["evaluated_step"] == last["global_step"]
+    assert runs["GAMER"]["evaluated_step"] <= runs["GAMER"]["global_step"]
     assert runs["GAMER+mix"]["mixer"] in [dict(vars(m), behaviors=None) for m in quality.MIXERS]
     assert runs["GAMER"]["result"]["num_cases"] == runs["Repeat"]["result"]["num_cases"]
     assert sum(runs["Repeat"]["result"]["num_cases"].values()) == 30
