@@ -2,6 +2,8 @@
 
 Models (names as in the tables):
     MostPopular, Repeat                  rule baselines (gamer_hf.evaluation)
+    Repeat+popular                       Repeat with its empty slots filled by MostPopular (the rule that
+                                         GAMER+mix's fill must beat)
     SASRec, SASRec+behavior              learned item-id baselines (gamer_hf.baselines)
     TIGER                                GAMER with every GAMER component off (ablation "tiger"), no augmentation
     GAMER                                the full model on augmented training data
@@ -77,7 +79,8 @@ GAMER_VARIANTS = {  # name -> (ablation, trained on augmented data)
     "GAMER-noaug": ("none", False),
     "GAMER-nocross": ("no_cross_level", True),
 }
-MODELS = ["MostPopular", "Repeat", "SASRec", "SASRec+behavior", *GAMER_VARIANTS, "GAMER+mix"]
+RULES = ["MostPopular", "Repeat", "Repeat+popular"]
+MODELS = [*RULES, "SASRec", "SASRec+behavior", *GAMER_VARIANTS, "GAMER+mix"]
 # Not run by default: SASRec with the epoch chosen by validation NDCG@10 instead of the validation loss that
 # every other learned model (GAMER's Trainer included) is selected by; shows what the selection rule costs.
 NDCG_SELECTED = ["SASRec:ndcg", "SASRec+behavior:ndcg"]
@@ -86,7 +89,8 @@ NDCG_SELECTED = ["SASRec:ndcg", "SASRec+behavior:ndcg"]
 # is kept beside it).
 LAST_EPOCH = ["GAMER-noaug:last"]
 DIAGNOSTICS = NDCG_SELECTED + LAST_EPOCH
-MIXERS = [HistoryMixer(repeat_slots=n) for n in (1, 2, 3, 5)] + [HistoryMixer(alpha=a) for a in (0.25, 0.5, 0.75)]
+# alpha=1 is "the repeat list first, GAMER fills the rest" (repeat_slots=K is the same list at K).
+MIXERS = [HistoryMixer(repeat_slots=n) for n in (1, 2, 3, 5)] + [HistoryMixer(alpha=a) for a in (0.25, 0.5, 0.75, 1.0)]
 HEADLINE = ("HR@10", "NDCG@10")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -257,10 +261,12 @@ def _popularity_rows(prepared: PreparedData) -> dict[str, list]:
 
 
 def run_rules(setup: DatasetSetup, evaluator: Evaluator) -> dict[str, dict[str, Any]]:
-    """MostPopular (fit on the training rows) and pure Repeat: deterministic, scored once per dataset."""
-    popular = MostPopular().fit(_popularity_rows(load_prepared(setup.plain)))
-    return {name: {"result": evaluator.evaluate(model, name).to_dict()}
-            for name, model in (("MostPopular", popular), ("Repeat", Repeat()))}
+    """MostPopular (fit on the training rows), pure Repeat and Repeat filled with MostPopular: deterministic,
+    scored once per dataset."""
+    rows = _popularity_rows(load_prepared(setup.plain))
+    models = {"MostPopular": MostPopular().fit(rows), "Repeat": Repeat(),
+              "Repeat+popular": Repeat(fill_with_popular=True).fit(rows)}
+    return {name: {"result": evaluator.evaluate(model, name).to_dict()} for name, model in models.items()}
 
 
 def run_sasrec(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, name: str,
@@ -291,42 +297,51 @@ def _score_mixers(evaluator: Evaluator, generated: list) -> list[tuple[HistoryMi
     return scores
 
 
-def run_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, variant: str, work: Path,
-              device: str, progress: bool) -> dict[str, dict[str, Any]]:
-    """Train one GAMER variant through gamer_hf.training, score it; the full GAMER also yields GAMER+mix."""
+def _gamer_dir(work: Path, setup: DatasetSetup, seed: int, variant: str) -> Path:
+    return work / setup.name / f"seed{seed}" / variant.replace(":", "-")
+
+
+def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, work: Path, device: str,
+                progress: bool) -> tuple[Path, dict[str, Any]]:
+    """Train one GAMER variant through gamer_hf.training; returns the checkpoint to score and what training did."""
     last_epoch = variant in LAST_EPOCH
     ablation, augmented = GAMER_VARIANTS[variant.partition(":")[0]]
     cap = WallClockCap(budget.max_train_seconds) if budget.max_train_seconds else None
     start = time.perf_counter()
     result = train(TrainArguments(
         data=str(setup.augmented if augmented else setup.plain), tokenizer=str(setup.tokenizer),
-        output_dir=str(work / setup.name / f"seed{seed}" / variant.replace(":", "-")), preset=budget.preset,
-        ablation=ablation,
+        output_dir=str(_gamer_dir(work, setup, seed, variant)), preset=budget.preset, ablation=ablation,
         num_train_epochs=budget.epochs, per_device_train_batch_size=budget.batch_size,
         learning_rate=budget.gamer_learning_rate, early_stopping_patience=0 if last_epoch else budget.patience,
-        seed=seed,
-        on_unknown="skip", use_cpu=device == "cpu", bf16=device == "cuda", overwrite_output_dir=True,
+        seed=seed, on_unknown="skip", use_cpu=device == "cpu", bf16=device == "cuda", overwrite_output_dir=True,
         disable_tqdm=not progress, save_total_limit=1, logging_steps=20,
     ), callbacks=[cap] if cap else [])
     train_seconds = time.perf_counter() - start
     epochs = [row["epoch"] for row in result.log_history if "eval_loss" in row and "epoch" in row]
     outcome = json.loads((result.checkpoint_dir / TRAINING_INFO_FILE).read_text())["results"]
     chosen = list_checkpoints(result.checkpoint_dir / CHECKPOINTS_SUBDIR)[-1] if last_epoch else result.checkpoint_dir
-    info = {"train_seconds": round(train_seconds, 1), "epochs_run": round(max(epochs, default=0.0), 2),
-            "global_step": result.global_step, "best_eval_loss": result.best_metric,
-            "validation": [{"epoch": r["epoch"], "eval_loss": r["eval_loss"]} for r in result.log_history
-                           if "eval_loss" in r],
-            "stop_reason": "max_seconds" if cap and cap.hit
-            else "early_stopping" if outcome["stopped_early"] else "epochs",
-            "evaluated_step": int(chosen.name.split("-")[-1]) if last_epoch else outcome["best_global_step"]}
-    model, tokenizer = load_gamer(chosen, device=device)
+    return chosen, {
+        "train_seconds": round(train_seconds, 1), "epochs_run": round(max(epochs, default=0.0), 2),
+        "global_step": result.global_step, "best_eval_loss": result.best_metric,
+        "validation": [{"epoch": r["epoch"], "eval_loss": r["eval_loss"]} for r in result.log_history
+                       if "eval_loss" in r],
+        "stop_reason": "max_seconds" if cap and cap.hit else "early_stopping" if outcome["stopped_early"] else "epochs",
+        "evaluated_step": int(chosen.name.split("-")[-1]) if last_epoch else outcome["best_global_step"],
+    }
+
+
+def score_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, variant: str, checkpoint: Path,
+                info: dict[str, Any], device: str, progress: bool, mix_only: bool = False) -> dict[str, dict[str, Any]]:
+    """Score a trained GAMER checkpoint; the full GAMER also yields GAMER+mix (only that with `mix_only`)."""
+    model, tokenizer = load_gamer(checkpoint, device=device)
     gamer = GamerRecommender(model, tokenizer, num_beams=budget.num_beams, max_history=budget.max_history,
                              on_unknown="skip")
     start = time.perf_counter()
     generated = evaluator.predict(gamer.generate, desc=f"evaluate {variant}")
     seconds = time.perf_counter() - start
-    out = {variant: {"result": evaluator.score([[i for i, _ in row] for row in generated], variant, seconds).to_dict(),
-                     **info}}
+    out = {} if mix_only else {
+        variant: {"result": evaluator.score([[i for i, _ in row] for row in generated], variant, seconds).to_dict(),
+                  **info}}
     if variant == "GAMER":
         chooser = Evaluator(setup.mixer_cases, setup.behaviors, batch_size=evaluator.batch_size, progress=progress)
         candidates = _score_mixers(chooser, chooser.predict(gamer.generate, desc="choose mixer"))
@@ -336,6 +351,22 @@ def run_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: i
                             "mixer": asdict(mixer) | {"behaviors": None}, "validation_ndcg10": validation_ndcg,
                             "candidates": [[asdict(m) | {"behaviors": None}, s] for m, s in candidates]}
     return out
+
+
+def run_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, variant: str, work: Path,
+              device: str, progress: bool) -> dict[str, dict[str, Any]]:
+    """Train one GAMER variant and score it."""
+    checkpoint, info = train_gamer(setup, budget, seed, variant, work, device, progress)
+    return score_gamer(setup, evaluator, budget, variant, checkpoint, info, device, progress)
+
+
+def remix_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, work: Path, trained: dict,
+                device: str, progress: bool) -> dict[str, Any]:
+    """GAMER+mix again from the GAMER model this run already trained (e.g. after widening the mixer grid)."""
+    info = {k: v for k, v in trained.items() if k != "result"}
+    checkpoint = _gamer_dir(work, setup, seed, "GAMER")
+    scored = score_gamer(setup, evaluator, budget, "GAMER", checkpoint, info, device, progress, mix_only=True)
+    return scored["GAMER+mix"]
 
 
 # -------------------------------------------------------------------------------------------- results
@@ -446,6 +477,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the user and case subsamples")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--resume", action="store_true", help="keep finished (dataset, seed, model) runs in --out")
+    parser.add_argument("--redo", nargs="+", default=[], choices=MODELS + DIAGNOSTICS,
+                        help="with --resume: run these models again (GAMER+mix alone reuses the trained GAMER)")
     parser.add_argument("--render", action="store_true", help="only rewrite quality.md / .png from --out/quality.json")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
     args = parser.parse_args(argv)
@@ -480,12 +513,18 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
         rules = None
         for seed in args.seeds:
             done = runs.setdefault(str(seed), {})
+            for model in args.redo:
+                done.pop(model, None)
             todo = [m for m in args.models if m not in done]
-            if "GAMER+mix" in todo and "GAMER" not in todo:
-                todo.append("GAMER")  # the mix is made from GAMER's generated lists
-            if {"MostPopular", "Repeat"} & set(todo):
+            if set(RULES) & set(todo):
                 rules = rules or run_rules(setup, evaluator)
-                done.update({m: rules[m] for m in ("MostPopular", "Repeat") if m in todo})
+                done.update({m: rules[m] for m in RULES if m in todo})
+            if "GAMER+mix" in todo and "GAMER" in done:  # the mix is made from GAMER's generated lists
+                print(f"[{time.strftime('%H:%M:%S')}] {dataset} seed {seed}: GAMER+mix from the trained GAMER")
+                done["GAMER+mix"] = remix_gamer(setup, evaluator, budget, seed, args.work_dir, done["GAMER"],
+                                                args.device, args.progress)
+            elif "GAMER+mix" in todo and "GAMER" not in todo:
+                todo.append("GAMER")
             for model in (m for m in todo if m in GAMER_VARIANTS or m in LAST_EPOCH or m.startswith("SASRec")):
                 print(f"[{time.strftime('%H:%M:%S')}] {dataset} seed {seed}: {model}", flush=True)
                 if model.startswith("SASRec"):

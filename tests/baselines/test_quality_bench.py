@@ -77,7 +77,8 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     monkeypatch.setitem(quality.DATASETS, "synthetic", "session")
     budget = replace(quality.BUDGETS["quick"], epochs=2, max_users=None, max_validation_cases=20, max_test_cases=30,
                      mixer_cases=12, sid_levels=2, sid_codebook=8, num_beams=10)
-    models = ["MostPopular", "Repeat", "SASRec", "SASRec:ndcg", "GAMER", "GAMER+mix", "GAMER-noaug:last"]
+    models = ["MostPopular", "Repeat", "Repeat+popular", "SASRec", "SASRec:ndcg", "GAMER", "GAMER+mix",
+              "GAMER-noaug:last"]
     argv = ["--datasets", "synthetic", "--seeds", "0", "--models", *models, "--data-dir", str(data_dir),
             "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--no-progress"]
     results = quality.run(quality.parse_args(argv), budget)
@@ -105,7 +106,10 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(quality, "run_gamer", no_training)
+    monkeypatch.setattr(quality, "train_gamer", no_training)
     monkeypatch.setattr(quality, "run_sasrec", no_training)
     again = quality.run(quality.parse_args([*argv, "--resume"]), budget)
     assert again["runs"]["synthetic"]["0"]["GAMER"] == runs["GAMER"]
+    remixed = quality.run(quality.parse_args([*argv, "--resume", "--redo", "GAMER+mix"]), budget)
+    mix = remixed["runs"]["synthetic"]["0"]["GAMER+mix"]["result"]
+    assert mix["metrics"] == runs["GAMER+mix"]["result"]["metrics"]  # same model, same grid: same choice
