@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -23,3 +25,15 @@ def data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"GAMER_HF_DATA_DIR={value} is not a directory")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """One intra-op thread for the suite (as `make test` sets OMP_NUM_THREADS=1), restored afterwards:
+    on two shared cores a second thread only spins (tiny training steps ran 10x slower under load)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

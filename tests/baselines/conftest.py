@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-import torch
 
 from gamer_hf.baselines import SASRecRecommender, TrainingSettings
 from gamer_hf.data import SYNTHETIC_BEHAVIORS, PreparedData, generate_synthetic, prepare
@@ -27,18 +26,6 @@ def settings() -> Callable[..., TrainingSettings]:
 @pytest.fixture
 def model_options() -> dict[str, int]:
     return dict(MODEL)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """One intra-op thread per test module, restored after it: on two shared cores a second thread only
-    spins (the same tests took 120 s instead of 7 s under load)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

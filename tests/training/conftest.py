@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 
 from gamer_hf.data.prepare import load_prepared, prepare
 from gamer_hf.data.synthetic import SYNTHETIC_BEHAVIORS, generate_synthetic
@@ -15,27 +13,6 @@ from gamer_hf.semantic_ids import build_semantic_ids, save_semantic_ids
 from gamer_hf.training import TrainArguments, TrainResult, train
 
 MAX_HISTORY = 8  # short sequences keep every run to seconds on two shared cores
-
-
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run tiny training steps on one intra-op thread, then restore the previous setting.
-
-    On two cores shared with other test processes, a second thread per op only adds contention:
-    the same run took 40 s instead of 3 s under load, with identical results.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    with one_torch_thread():
-        yield
 
 
 @pytest.fixture(scope="session")
@@ -92,5 +69,4 @@ def make_args(prepared_dir: Path, tokenizer_dir: Path, tmp_path: Path) -> Callab
 @pytest.fixture(scope="session")
 def trained(prepared_dir: Path, tokenizer_dir: Path, training_root: Path) -> TrainResult:
     """Three epochs of the tiny preset, evaluated and saved every epoch (several tests read it)."""
-    with one_torch_thread():
-        return train(base_arguments(prepared_dir, tokenizer_dir, training_root / "trained", num_train_epochs=3))
+    return train(base_arguments(prepared_dir, tokenizer_dir, training_root / "trained", num_train_epochs=3))
