@@ -314,12 +314,14 @@ def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, wo
         num_train_epochs=budget.epochs, per_device_train_batch_size=budget.batch_size,
         learning_rate=budget.gamer_learning_rate, early_stopping_patience=0 if last_epoch else budget.patience,
         seed=seed, on_unknown="skip", use_cpu=device == "cpu", bf16=device == "cuda", overwrite_output_dir=True,
-        disable_tqdm=not progress, save_total_limit=1, logging_steps=20,
+        disable_tqdm=not progress, save_total_limit=2 if last_epoch else 1, logging_steps=20,  # 1 drops the last
     ), callbacks=[cap] if cap else [])
     train_seconds = time.perf_counter() - start
     epochs = [row["epoch"] for row in result.log_history if "eval_loss" in row and "epoch" in row]
     outcome = json.loads((result.checkpoint_dir / TRAINING_INFO_FILE).read_text())["results"]
     chosen = list_checkpoints(result.checkpoint_dir / CHECKPOINTS_SUBDIR)[-1] if last_epoch else result.checkpoint_dir
+    if last_epoch and chosen.name != f"checkpoint-{result.global_step}":
+        raise RuntimeError(f"{variant}: the last checkpoint (step {result.global_step}) was not kept; found {chosen}")
     return chosen, {
         "train_seconds": round(train_seconds, 1), "epochs_run": round(max(epochs, default=0.0), 2),
         "global_step": result.global_step, "best_eval_loss": result.best_metric,
