@@ -19,6 +19,7 @@ __all__ = [
     "ItemTrie",
     "GamerConstrainedLogitsProcessor",
     "beam_search_items",
+    "score_candidate_items",
     "make_prefix_allowed_tokens_fn",
 ]
 
@@ -157,15 +158,11 @@ def beam_search_items(
     trie = ItemTrie.for_tokenizer(tokenizer).to(input_ids.device)
     offsets = _code_offsets(tokenizer)
     batch, device = input_ids.shape[0], input_ids.device
-    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, logits_to_keep=1)
-    cache = model.model.beam_cache(out.cache, input_ids, attention_mask)  # the prompt is never copied per beam
-    log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-    behavior_id = input_ids[:, -1] - NUM_SPECIAL_TOKENS + 1
+    log_probs, cache, position, behavior_id = _prefill(model, input_ids, attention_mask)
     excluded_leaves = _excluded_leaves(tokenizer, trie, exclude, device) if exclude else None
 
     nodes = torch.zeros(batch, 1, dtype=torch.long, device=device)
     scores = torch.zeros(batch, 1, device=device)
-    position = (attention_mask.long().sum(-1) - 1)[:, None]
     for depth in range(trie.num_levels):
         size = trie.codebook_sizes[depth]
         level_lp = log_probs[:, offsets[depth] : offsets[depth] + size].view(batch, -1, size)
@@ -184,15 +181,7 @@ def beam_search_items(
         rows = (parent + torch.arange(batch, device=device)[:, None] * previous).view(-1)
         cache.select_beams(rows, scores.shape[1])
         position, behavior_id = position[rows] + 1, behavior_id[rows]
-        step = model(
-            input_ids=(codes + offsets[depth]).view(-1, 1),
-            position_ids=position,
-            cache=cache,
-            use_cache=True,
-            behavior_ids=behavior_id[:, None],
-            item_position_ids=torch.full_like(position, depth + 2),
-        )
-        log_probs = torch.log_softmax(step.logits[:, -1].float(), dim=-1)
+        log_probs = _decode_step(model, cache, codes + offsets[depth], position, behavior_id, depth)
     items = trie.leaf_to_item[nodes.clamp(min=0)]
     ids = tokenizer.item_ids
     results = []
@@ -200,6 +189,59 @@ def beam_search_items(
         ranked = [(ids[i], s) for i, s, n in zip(row_items, row_scores, row_nodes) if n >= 0 and s > float("-inf")]
         results.append(ranked[:top_k])
     return results
+
+
+def score_candidate_items(
+    model: Any,
+    tokenizer: Any,
+    input_ids: torch.LongTensor,
+    attention_mask: torch.LongTensor,
+    codes: torch.LongTensor,
+) -> torch.Tensor:
+    """Summed log-probabilities [batch, n] of given items' codes ([batch, n, K]) after each prompt.
+
+    The same quantity `beam_search_items` ranks by, so a scored item and a found item compare directly;
+    the candidates of a prompt share its prefill like beams do.
+    """
+    offsets = _code_offsets(tokenizer)
+    batch, width, levels = codes.shape
+    log_probs, cache, position, behavior_id = _prefill(model, input_ids, attention_mask)
+    scores = torch.zeros(batch, width, device=input_ids.device)
+    for depth in range(levels):
+        tokens = codes[..., depth] + offsets[depth]
+        scores += log_probs.view(batch, -1, log_probs.shape[-1]).expand(batch, width, -1).gather(-1, tokens[..., None])[..., 0]
+        if depth == levels - 1:
+            break
+        if depth == 0:  # each prompt row becomes one row per candidate
+            rows = torch.arange(batch, device=input_ids.device).repeat_interleave(width)
+            cache.select_beams(rows, width)
+            position, behavior_id = position[rows], behavior_id[rows]
+        position = position + 1
+        log_probs = _decode_step(model, cache, tokens.view(-1), position, behavior_id, depth)
+    return scores
+
+
+def _prefill(model: Any, input_ids: torch.LongTensor, attention_mask: torch.LongTensor):
+    """Encode the prompts once: next-token log-probs, the shared beam cache, last positions and behavior ids."""
+    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, logits_to_keep=1)
+    cache = model.model.beam_cache(out.cache, input_ids, attention_mask)  # the prompt is never copied per beam
+    position = (attention_mask.long().sum(-1) - 1)[:, None]
+    behavior_id = input_ids[:, -1] - NUM_SPECIAL_TOKENS + 1
+    return torch.log_softmax(out.logits[:, -1].float(), dim=-1), cache, position, behavior_id
+
+
+def _decode_step(model: Any, cache: Any, tokens: torch.Tensor, position: torch.Tensor, behavior_id: torch.Tensor,
+                 depth: int) -> torch.Tensor:
+    """Feed one code token per row (level `depth`) on the shared cache; next-token log-probs per row."""
+    step = model(
+        input_ids=tokens.reshape(-1, 1),
+        position_ids=position,
+        cache=cache,
+        use_cache=True,
+        behavior_ids=behavior_id[:, None],
+        item_position_ids=torch.full_like(position, depth + 2),
+    )
+    return torch.log_softmax(step.logits[:, -1].float(), dim=-1)
 
 
 def _excluded_leaves(tokenizer: Any, trie: ItemTrie, exclude: Sequence[set[str]], device: torch.device) -> torch.Tensor:

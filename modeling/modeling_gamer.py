@@ -23,7 +23,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .configuration_gamer import NUM_SPECIAL_TOKENS, GamerConfig, save_with_remote_code
-from .generation_gamer import beam_search_items
+from .generation_gamer import beam_search_items, score_candidate_items
 
 __all__ = [
     "GamerPreTrainedModel",
@@ -633,24 +633,70 @@ class GamerForCausalLM(GamerPreTrainedModel, GenerationMixin):
         Each history is encoded once (prefill); the cache is shared by the beams, and only the K
         code steps are decoded, constrained to real items. Scores are summed log-probabilities.
         """
+
+        def decode(batch: dict[str, torch.Tensor], start: int) -> list[list[tuple[str, float]]]:
+            chunk = histories[start : start + batch_size]
+            exclude = [{str(item) for _, item in history} for history in chunk] if exclude_history else None
+            return beam_search_items(self, tokenizer, batch["input_ids"], batch["attention_mask"], top_k, num_beams, exclude)
+
+        return self._per_batch(tokenizer, histories, behavior, max_history, batch_size, on_unknown, decode)
+
+    @torch.no_grad()
+    def score_items(
+        self,
+        tokenizer: Any,
+        histories: Sequence[Sequence[tuple[str, str]]],
+        candidates: Sequence[Sequence[str]],
+        behavior: str | Sequence[str] | None = None,
+        max_history: int | None = None,
+        batch_size: int = 64,
+        on_unknown: str = "raise",
+    ) -> list[list[float]]:
+        """Log-probability of each candidate item per history, the score `recommend()` ranks by.
+
+        For re-ranking given candidates (the user's own items, another retriever's list). Items not in
+        the tokenizer's index raise, or score -inf with on_unknown="skip".
+        """
+        if len(candidates) != len(histories):
+            raise ValueError(f"got {len(candidates)} candidate lists for {len(histories)} histories")
+        known = tokenizer.item_index
+
+        def score(batch: dict[str, torch.Tensor], start: int) -> list[list[float]]:
+            chunk = [[str(item) for item in items] for items in candidates[start : start + batch_size]]
+            unknown = [item for items in chunk for item in items if item not in known]
+            if unknown and on_unknown == "raise":
+                raise ValueError(f"candidate item {unknown[0]!r} is not in the tokenizer's item index "
+                                 f"(pass on_unknown='skip' to score unknown items -inf)")
+            width = max((len(items) for items in chunk), default=0)
+            if width == 0:
+                return [[] for _ in chunk]
+            fallback = [0] * tokenizer.num_levels
+            codes = torch.tensor([[list(known.get(item, fallback)) for item in items] + [fallback] * (width - len(items))
+                                  for items in chunk], dtype=torch.long, device=self.device)
+            scores = score_candidate_items(self, tokenizer, batch["input_ids"], batch["attention_mask"], codes).tolist()
+            return [[s if item in known else float("-inf") for item, s in zip(items, row)]
+                    for items, row in zip(chunk, scores)]
+
+        return self._per_batch(tokenizer, histories, behavior, max_history, batch_size, on_unknown, score)
+
+    def _per_batch(self, tokenizer: Any, histories: Sequence[Sequence[tuple[str, str]]],
+                   behavior: str | Sequence[str] | None, max_history: int | None, batch_size: int, on_unknown: str,
+                   run: Callable[[dict[str, torch.Tensor], int], list[Any]]) -> list[Any]:
+        """Encode histories batch by batch with the requested behavior token and run `run(batch, start)` in eval mode."""
         behavior = tokenizer.target_behavior if behavior is None else behavior
         requested = [behavior] * len(histories) if isinstance(behavior, str) else list(behavior)
         if len(requested) != len(histories):
             raise ValueError(f"got {len(requested)} behaviors for {len(histories)} histories")
         was_training = self.training
         self.eval()
-        results: list[list[tuple[str, float]]] = []
+        results: list[Any] = []
         try:
             for start in range(0, len(histories), batch_size):
-                chunk = histories[start : start + batch_size]
                 batch = tokenizer.encode_histories(
-                    chunk, behavior=requested[start : start + batch_size], max_history=max_history,
-                    return_tensors="pt", on_unknown=on_unknown,
+                    histories[start : start + batch_size], behavior=requested[start : start + batch_size],
+                    max_history=max_history, return_tensors="pt", on_unknown=on_unknown,
                 ).to(self.device)
-                exclude = [{str(item) for _, item in history} for history in chunk] if exclude_history else None
-                results.extend(
-                    beam_search_items(self, tokenizer, batch["input_ids"], batch["attention_mask"], top_k, num_beams, exclude)
-                )
+                results.extend(run(batch, start))
         finally:
             self.train(was_training)
         return results

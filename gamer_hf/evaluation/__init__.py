@@ -30,6 +30,7 @@ from .metrics import (
     ranking_metrics,
 )
 from .mixing import HistoryMixer
+from .reranking import HISTORY_FEATURES, MODEL_FEATURES, HistoryReranker
 from .plotting import plot_per_behavior
 from .results import EvaluationReport, ModelResult
 
@@ -37,13 +38,16 @@ __all__ = [
     "CASE_COLUMNS",
     "DEFAULT_K_VALUES",
     "MERGED",
+    "MODEL_FEATURES",
     "METRIC_NAMES",
     "RANKING_METRIC_PATH",
     "EvalCase",
     "EvaluationReport",
     "Evaluator",
     "GamerRecommender",
+    "HISTORY_FEATURES",
     "HistoryMixer",
+    "HistoryReranker",
     "ModelResult",
     "MostPopular",
     "Recommender",

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from .cases import EvalCase, as_cases
 from .mixing import HistoryMixer
+from .reranking import HistoryReranker
 
 __all__ = ["GamerRecommender"]
 
@@ -19,7 +20,8 @@ class GamerRecommender:
     """Adapter: `recommend(cases, top_k) -> list[list[str]]` over `model.recommend(tokenizer, histories, ...)`.
 
     `exclude_history` asks the model to drop history items; `mixer` blends them back in afterwards
-    (see `HistoryMixer`). `on_unknown` goes to the tokenizer: "skip" drops history interactions whose
+    (see `HistoryMixer`), or a fitted `reranker` ranks beams, history and popular items together
+    (see `HistoryReranker`; it sees all `num_beams` beams). `on_unknown` goes to the tokenizer: "skip" drops history interactions whose
     item or behavior it does not know (items first seen after the semantic IDs were built), "raise" fails.
     """
 
@@ -32,9 +34,12 @@ class GamerRecommender:
         exclude_history: bool = False,
         mixer: HistoryMixer | None = None,
         on_unknown: Literal["raise", "skip"] = "raise",
+        reranker: HistoryReranker | None = None,
     ) -> None:
         if on_unknown not in ("raise", "skip"):
             raise ValueError(f"on_unknown must be 'raise' or 'skip', got {on_unknown!r}")
+        if mixer is not None and reranker is not None:
+            raise ValueError("give a mixer or a reranker, not both")
         self.model = model
         self.tokenizer = tokenizer
         self.num_beams = num_beams
@@ -42,6 +47,7 @@ class GamerRecommender:
         self.exclude_history = exclude_history
         self.mixer = mixer
         self.on_unknown = on_unknown
+        self.reranker = reranker
 
     def generate(self, cases: Iterable[Mapping[str, Any] | EvalCase], top_k: int) -> list[list[tuple[str, float]]]:
         """The model's scored lists, (item id, summed log-prob) best first, one per case."""
@@ -61,9 +67,26 @@ class GamerRecommender:
             on_unknown=self.on_unknown,
         )
 
-    def recommend(self, cases: Iterable[Mapping[str, Any] | EvalCase], top_k: int) -> list[list[str]]:
-        """Item ids best first, history-mixed when a mixer is set."""
+    def pool_scores(self, cases: Iterable[Mapping[str, Any] | EvalCase], generated: list[list[tuple[str, float]]],
+                    reranker: HistoryReranker) -> list[dict[str, float]]:
+        """GAMER's log-probability of every item in each case's reranking pool: the beam score where beam search
+        found the item, teacher-forced otherwise (-inf for items the tokenizer does not know)."""
         cases = as_cases(cases)
+        found = [dict(row) for row in generated]
+        missing = [[item for item in reranker.pool(case, list(row)) if item not in row] for case, row in zip(cases, found)]
+        scored = self.model.score_items(
+            self.tokenizer, [case.history for case in cases], missing, behavior=[case.target_behavior for case in cases],
+            max_history=self.max_history, on_unknown="skip",
+        )
+        return [row | dict(zip(items, scores)) for row, items, scores in zip(found, missing, scored)]
+
+    def recommend(self, cases: Iterable[Mapping[str, Any] | EvalCase], top_k: int) -> list[list[str]]:
+        """Item ids best first, history-mixed when a mixer is set, reranked when a reranker is."""
+        cases = as_cases(cases)
+        if self.reranker is not None:
+            generated = self.generate(cases, self.num_beams)
+            return self.reranker.rank(cases, top_k, [[item for item, _ in row] for row in generated],
+                                      self.pool_scores(cases, generated, self.reranker))
         generated = self.generate(cases, top_k)
         if self.mixer is None:
             return [[item for item, _ in scored] for scored in generated]

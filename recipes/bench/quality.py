@@ -4,6 +4,9 @@ Models (names as in the tables):
     MostPopular, Repeat                  rule baselines (gamer_hf.evaluation)
     Repeat+popular                       Repeat with its empty slots filled by MostPopular (the rule that
                                          GAMER+mix's fill must beat)
+    Repeat+learned                       a HistoryReranker without model scores: history and popular items
+                                         ranked by a logistic regression fit on validation cases (recency,
+                                         counts, behavior levels, popularity); the baseline for GAMER+rerank
     SASRec, SASRec+behavior              learned item-id baselines (gamer_hf.baselines)
     TIGER                                GAMER with every GAMER component off (ablation "tiger"), no augmentation
     GAMER                                the full model on augmented training data
@@ -11,6 +14,9 @@ Models (names as in the tables):
     GAMER-nocross                        augmented data, cross-level layers off (ablation "no_cross_level")
     GAMER+mix                            GAMER's generated lists blended with the user's recent items by a
                                          HistoryMixer chosen on validation cases (no extra training)
+    GAMER+rerank                         the same reranker with GAMER's scores added: GAMER's beams, history and
+                                         popular items pooled, GAMER's log-probability of each (teacher-forced
+                                         for items outside the beams) as features; learns when users return
     SASRec:ndcg, SASRec+behavior:ndcg    (only with --models) the epoch selected by validation NDCG@10
     GAMER-noaug:last                     (only with --models) GAMER-noaug without early stopping, last epoch
 
@@ -63,7 +69,7 @@ from gamer_hf.evaluation import (
     Evaluator,
     GamerRecommender,
     HistoryMixer,
-    ModelResult,
+    HistoryReranker,
     MostPopular,
     Repeat,
     as_cases,
@@ -79,8 +85,9 @@ GAMER_VARIANTS = {  # name -> (ablation, trained on augmented data)
     "GAMER-noaug": ("none", False),
     "GAMER-nocross": ("no_cross_level", True),
 }
-RULES = ["MostPopular", "Repeat", "Repeat+popular"]
-MODELS = [*RULES, "SASRec", "SASRec+behavior", *GAMER_VARIANTS, "GAMER+mix"]
+RULES = ["MostPopular", "Repeat", "Repeat+popular", "Repeat+learned"]  # no GAMER, no seed: scored once per dataset
+BLENDS = ["GAMER+mix", "GAMER+rerank"]  # made from the trained GAMER's beams, no extra GAMER training
+MODELS = [*RULES, "SASRec", "SASRec+behavior", *GAMER_VARIANTS, *BLENDS]
 # Not run by default: SASRec with the epoch chosen by validation NDCG@10 instead of the validation loss that
 # every other learned model (GAMER's Trainer included) is selected by; shows what the selection rule costs.
 NDCG_SELECTED = ["SASRec:ndcg", "SASRec+behavior:ndcg"]
@@ -105,7 +112,7 @@ class Budget:
     max_users: int | None  # seeded user subsample per dataset (None: all users)
     max_validation_cases: int | None
     max_test_cases: int | None
-    mixer_cases: int  # validation cases on which GAMER+mix picks its HistoryMixer
+    mixer_cases: int  # validation cases on which GAMER+mix picks its HistoryMixer and the rerankers are fit
     epochs: int
     patience: int
     max_train_seconds: float | None  # wall-clock cap on each model's training
@@ -120,7 +127,7 @@ class Budget:
 
 BUDGETS = {
     "quick": Budget("quick", "tiny", 10, 300, 60, 60, 30, 1, 1, 60.0, 64, 2e-3, 1e-3, 3, 32, 1, 10),
-    "small": Budget("small", "small", 20, 2500, 300, 500, 150, 6, 2, 150.0, 64, 2e-3, 1e-3, 3, 64, 2, 20),
+    "small": Budget("small", "small", 20, 2500, 300, 500, 300, 6, 2, 150.0, 64, 2e-3, 1e-3, 3, 64, 2, 20),
     "full": Budget("full", "base", 100, None, None, None, 1000, 200, 20, None, 256, 5e-4, 1e-3, 4, 256, 2, 20),
 }
 
@@ -181,6 +188,7 @@ class DatasetSetup:
     behaviors: dict[str, int]
     test_cases: list[EvalCase]
     mixer_cases: list[EvalCase]
+    popular: MostPopular  # fit on the training rows: popularity features and fills
     stats: dict[str, Any]
 
 
@@ -249,7 +257,7 @@ def setup_dataset(name: str, data_dir: Path, work: Path, budget: Budget, data_se
         **target_diagnostics(plain, test),
     }
     return DatasetSetup(name, root / "prepared", root / "prepared_aug", tokenizer, dict(plain.metadata["behaviors"]),
-                        test, mixer, stats)
+                        test, mixer, MostPopular().fit(_popularity_rows(plain)), stats)
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -260,13 +268,19 @@ def _popularity_rows(prepared: PreparedData) -> dict[str, list]:
     return {"history_behaviors": train["behaviors"], "history_items": train["items"]}
 
 
+def _reranker(setup: DatasetSetup, evaluator: Evaluator, use_model: bool) -> HistoryReranker:
+    return HistoryReranker(setup.behaviors, setup.popular, use_model=use_model, popular_pool=evaluator.top_k)
+
+
 def run_rules(setup: DatasetSetup, evaluator: Evaluator) -> dict[str, dict[str, Any]]:
-    """MostPopular (fit on the training rows), pure Repeat and Repeat filled with MostPopular: deterministic,
-    scored once per dataset."""
-    rows = _popularity_rows(load_prepared(setup.plain))
-    models = {"MostPopular": MostPopular().fit(rows), "Repeat": Repeat(),
-              "Repeat+popular": Repeat(fill_with_popular=True).fit(rows)}
-    return {name: {"result": evaluator.evaluate(model, name).to_dict()} for name, model in models.items()}
+    """MostPopular (fit on the training rows), pure Repeat, Repeat filled with MostPopular and the learned repeat
+    rule (fit on the validation cases): deterministic, scored once per dataset."""
+    learned = _reranker(setup, evaluator, use_model=False).fit(setup.mixer_cases)
+    filled = Repeat(fill_with_popular=True).fit(_popularity_rows(load_prepared(setup.plain)))
+    models = {"MostPopular": setup.popular, "Repeat": Repeat(), "Repeat+popular": filled, "Repeat+learned": learned}
+    out = {name: {"result": evaluator.evaluate(model, name).to_dict()} for name, model in models.items()}
+    out["Repeat+learned"]["reranker"] = learned.to_dict()
+    return out
 
 
 def run_sasrec(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, name: str,
@@ -333,25 +347,39 @@ def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, wo
 
 
 def score_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, variant: str, checkpoint: Path,
-                info: dict[str, Any], device: str, progress: bool, mix_only: bool = False) -> dict[str, dict[str, Any]]:
-    """Score a trained GAMER checkpoint; the full GAMER also yields GAMER+mix (only that with `mix_only`)."""
+                info: dict[str, Any], device: str, progress: bool, blends_only: bool = False) -> dict[str, dict[str, Any]]:
+    """Score a trained GAMER checkpoint; the full GAMER also yields the BLENDS (only those with `blends_only`)."""
     model, tokenizer = load_gamer(checkpoint, device=device)
     gamer = GamerRecommender(model, tokenizer, num_beams=budget.num_beams, max_history=budget.max_history,
                              on_unknown="skip")
+
+    def beams(chooser: Evaluator, desc: str) -> list[list[tuple[str, float]]]:  # every beam: the blends use them all
+        return chooser.predict(lambda cases, _: gamer.generate(cases, budget.num_beams), desc=desc)
+
     start = time.perf_counter()
-    generated = evaluator.predict(gamer.generate, desc=f"evaluate {variant}")
+    generated = beams(evaluator, f"evaluate {variant}")
     seconds = time.perf_counter() - start
-    out = {} if mix_only else {
-        variant: {"result": evaluator.score([[i for i, _ in row] for row in generated], variant, seconds).to_dict(),
-                  **info}}
-    if variant == "GAMER":
-        chooser = Evaluator(setup.mixer_cases, setup.behaviors, batch_size=evaluator.batch_size, progress=progress)
-        candidates = _score_mixers(chooser, chooser.predict(gamer.generate, desc="choose mixer"))
-        mixer, validation_ndcg = max(candidates, key=lambda pair: pair[1])
-        mixed = [mixer.mix(row, case, evaluator.top_k) for row, case in zip(generated, evaluator.cases)]
-        out["GAMER+mix"] = {"result": evaluator.score(mixed, "GAMER+mix", seconds).to_dict(), **info,
-                            "mixer": asdict(mixer) | {"behaviors": None}, "validation_ndcg10": validation_ndcg,
-                            "candidates": [[asdict(m) | {"behaviors": None}, s] for m, s in candidates]}
+    out = {} if blends_only else {variant: {"result": evaluator.score(
+        [[i for i, _ in row][: evaluator.top_k] for row in generated], variant, seconds).to_dict(), **info}}
+    if variant != "GAMER":
+        return out
+    chooser = Evaluator(setup.mixer_cases, setup.behaviors, batch_size=evaluator.batch_size, progress=progress)
+    held_out = beams(chooser, "validation beams")
+    candidates = _score_mixers(chooser, held_out)
+    mixer, validation_ndcg = max(candidates, key=lambda pair: pair[1])
+    mixed = [mixer.mix(row, case, evaluator.top_k) for row, case in zip(generated, evaluator.cases)]
+    out["GAMER+mix"] = {"result": evaluator.score(mixed, "GAMER+mix", seconds).to_dict(), **info,
+                        "mixer": asdict(mixer) | {"behaviors": None}, "validation_ndcg10": validation_ndcg,
+                        "candidates": [[asdict(m) | {"behaviors": None}, s] for m, s in candidates]}
+    reranker = _reranker(setup, evaluator, use_model=True)
+    items = [[item for item, _ in row] for row in held_out]
+    reranker.fit(chooser.cases, items, gamer.pool_scores(chooser.cases, held_out, reranker))
+    start = time.perf_counter()
+    ranked = reranker.rank(evaluator.cases, evaluator.top_k, [[item for item, _ in row] for row in generated],
+                           gamer.pool_scores(evaluator.cases, generated, reranker))
+    seconds += time.perf_counter() - start
+    out["GAMER+rerank"] = {"result": evaluator.score(ranked, "GAMER+rerank", seconds).to_dict(), **info,
+                           "reranker": reranker.to_dict()}
     return out
 
 
@@ -362,13 +390,12 @@ def run_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: i
     return score_gamer(setup, evaluator, budget, variant, checkpoint, info, device, progress)
 
 
-def remix_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, work: Path, trained: dict,
-                device: str, progress: bool) -> dict[str, Any]:
-    """GAMER+mix again from the GAMER model this run already trained (e.g. after widening the mixer grid)."""
+def reblend_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, work: Path, trained: dict,
+                  device: str, progress: bool) -> dict[str, dict[str, Any]]:
+    """The BLENDS again from the GAMER model this run already trained (e.g. after widening the mixer grid)."""
     info = {k: v for k, v in trained.items() if k != "result"}
     checkpoint = _gamer_dir(work, setup, seed, "GAMER")
-    scored = score_gamer(setup, evaluator, budget, "GAMER", checkpoint, info, device, progress, mix_only=True)
-    return scored["GAMER+mix"]
+    return score_gamer(setup, evaluator, budget, "GAMER", checkpoint, info, device, progress, blends_only=True)
 
 
 # -------------------------------------------------------------------------------------------- results
@@ -477,23 +504,41 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", type=Path, default=Path("runs/bench_quality"))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the user and case subsamples")
+    parser.add_argument("--epochs", type=int, help="override the budget's epochs (the budget is renamed: a study)")
+    parser.add_argument("--max-train-seconds", type=float,
+                        help="override the budget's wall-clock cap per model; 0 removes it (renames the budget)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--resume", action="store_true", help="keep finished (dataset, seed, model) runs in --out")
     parser.add_argument("--redo", nargs="+", default=[], choices=MODELS + DIAGNOSTICS,
-                        help="with --resume: run these models again (GAMER+mix alone reuses the trained GAMER)")
+                        help="with --resume: run these models again (the blends alone reuse the trained GAMER)")
     parser.add_argument("--render", action="store_true", help="only rewrite quality.md / .png from --out/quality.json")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
     args = parser.parse_args(argv)
     if args.data_dir is None and not args.render:
         parser.error("give --data-dir or set GAMER_HF_DATA_DIR")
-    if "GAMER+mix" in args.models and "GAMER" not in args.models:
-        parser.error("GAMER+mix mixes GAMER's lists: add GAMER to --models")
+    if set(BLENDS) & set(args.models) and "GAMER" not in args.models:
+        parser.error(f"{BLENDS} are made from GAMER's lists: add GAMER to --models")
     return args
+
+
+def budget_for(args: argparse.Namespace, budget: Budget | None = None) -> Budget:
+    """The flags' budget (or `budget`) with --epochs / --max-train-seconds applied; an overridden budget gets its own
+    name, so --resume never mixes its runs with the standard ones."""
+    budget = budget or BUDGETS["quick" if args.quick else "full" if args.full else "small"]
+    changes: dict[str, Any] = {}
+    if args.epochs is not None:
+        changes["epochs"] = args.epochs
+    if args.max_train_seconds is not None:
+        changes["max_train_seconds"] = args.max_train_seconds or None
+    if not changes:
+        return budget
+    suffix = "".join(f"-{key}={value}" for key, value in changes.items())
+    return replace(budget, name=budget.name + suffix, **changes)
 
 
 def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any]:
     """The whole benchmark; `budget` overrides the one the flags select (tests pass a smaller one)."""
-    budget = budget or BUDGETS["quick" if args.quick else "full" if args.full else "small"]
+    budget = budget_for(args, budget)
     hf_logging.set_verbosity_error()
     if not args.progress:
         hf_logging.disable_progress_bar()
@@ -521,11 +566,14 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
             if set(RULES) & set(todo):
                 rules = rules or run_rules(setup, evaluator)
                 done.update({m: rules[m] for m in RULES if m in todo})
-            if "GAMER+mix" in todo and "GAMER" in done:  # the mix is made from GAMER's generated lists
-                print(f"[{time.strftime('%H:%M:%S')}] {dataset} seed {seed}: GAMER+mix from the trained GAMER")
-                done["GAMER+mix"] = remix_gamer(setup, evaluator, budget, seed, args.work_dir, done["GAMER"],
-                                                args.device, args.progress)
-            elif "GAMER+mix" in todo and "GAMER" not in todo:
+            blends = [m for m in BLENDS if m in todo]
+            if blends and "GAMER" in done:  # the blends are made from GAMER's generated lists
+                print(f"[{time.strftime('%H:%M:%S')}] {dataset} seed {seed}: {blends} from the trained GAMER")
+                scored = reblend_gamer(setup, evaluator, budget, seed, args.work_dir, done["GAMER"], args.device,
+                                       args.progress)
+                done.update({m: scored[m] for m in blends})
+                save(results, args.out)
+            elif blends and "GAMER" not in todo:
                 todo.append("GAMER")
             for model in (m for m in todo if m in GAMER_VARIANTS or m in LAST_EPOCH or m.startswith("SASRec")):
                 print(f"[{time.strftime('%H:%M:%S')}] {dataset} seed {seed}: {model}", flush=True)

@@ -77,8 +77,8 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     monkeypatch.setitem(quality.DATASETS, "synthetic", "session")
     budget = replace(quality.BUDGETS["quick"], epochs=2, max_users=None, max_validation_cases=20, max_test_cases=30,
                      mixer_cases=12, sid_levels=2, sid_codebook=8, num_beams=10)
-    models = ["MostPopular", "Repeat", "Repeat+popular", "SASRec", "SASRec:ndcg", "GAMER", "GAMER+mix",
-              "GAMER-noaug:last"]
+    models = ["MostPopular", "Repeat", "Repeat+popular", "Repeat+learned", "SASRec", "SASRec:ndcg", "GAMER",
+              "GAMER+mix", "GAMER+rerank", "GAMER-noaug:last"]
     argv = ["--datasets", "synthetic", "--seeds", "0", "--models", *models, "--data-dir", str(data_dir),
             "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--no-progress"]
     results = quality.run(quality.parse_args(argv), budget)
@@ -90,6 +90,10 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     assert last["stop_reason"] != "early_stopping" and last["evaluated_step"] == last["global_step"]
     assert runs["GAMER"]["evaluated_step"] <= runs["GAMER"]["global_step"]
     assert runs["GAMER+mix"]["mixer"] in [dict(vars(m), behaviors=None) for m in quality.MIXERS]
+    learned, reranked = runs["Repeat+learned"]["reranker"], runs["GAMER+rerank"]["reranker"]
+    assert not learned["use_model"] and reranked["use_model"]
+    assert learned["weights"]["fit_cases"] == reranked["weights"]["fit_cases"] == 12  # the validation cases, not test
+    assert len(reranked["weights"]["coef"]) == len(learned["weights"]["coef"]) + 4
     assert runs["GAMER"]["result"]["num_cases"] == runs["Repeat"]["result"]["num_cases"]
     assert sum(runs["Repeat"]["result"]["num_cases"].values()) == 30
     stats = results["datasets"]["synthetic"]
@@ -110,6 +114,16 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     monkeypatch.setattr(quality, "run_sasrec", no_training)
     again = quality.run(quality.parse_args([*argv, "--resume"]), budget)
     assert again["runs"]["synthetic"]["0"]["GAMER"] == runs["GAMER"]
-    remixed = quality.run(quality.parse_args([*argv, "--resume", "--redo", "GAMER+mix"]), budget)
-    mix = remixed["runs"]["synthetic"]["0"]["GAMER+mix"]["result"]
-    assert mix["metrics"] == runs["GAMER+mix"]["result"]["metrics"]  # same model, same grid: same choice
+    remixed = quality.run(quality.parse_args([*argv, "--resume", "--redo", "GAMER+mix", "GAMER+rerank"]), budget)
+    for blend in quality.BLENDS:  # same model, same grid, same validation cases: same choice and fit
+        assert remixed["runs"]["synthetic"]["0"][blend]["result"]["metrics"] == runs[blend]["result"]["metrics"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "name", "epochs", "cap"),
+    [([], "small", 6, 150.0), (["--epochs", "12"], "small-epochs=12", 12, 150.0),
+     (["--epochs", "12", "--max-train-seconds", "0"], "small-epochs=12-max_train_seconds=None", 12, None)],
+)
+def test_budget_overrides_rename_the_budget(quality, flags, name, epochs, cap) -> None:
+    budget = quality.budget_for(quality.parse_args(["--data-dir", ".", *flags]))
+    assert (budget.name, budget.epochs, budget.max_train_seconds) == (name, epochs, cap)

@@ -103,3 +103,45 @@ def test_exclude_history(tokenizer, model, histories) -> None:
 def test_top_k_needs_beams(tokenizer, model, histories) -> None:
     with pytest.raises(ValueError, match="num_beams"):
         model.recommend(tokenizer, histories, top_k=30, num_beams=20)
+
+
+def _teacher_forced(model, tok, history, behavior, item) -> float:
+    """Summed log-probability of the item's codes from one unbatched forward over prompt + codes."""
+    prompt = tok.encode_histories([history], behavior=behavior, return_tensors="pt")["input_ids"]
+    codes = torch.tensor([[o + c for o, c in zip(tok.code_token_offsets, tok.item_index[item])]])
+    logits = model(input_ids=torch.cat([prompt, codes], dim=1)).logits[0, prompt.shape[1] - 1 : -1]
+    return torch.log_softmax(logits.float(), -1).gather(-1, codes[0, :, None]).sum().item()
+
+
+@pytest.mark.parametrize(
+    "overrides", [{}, dict(cross_level_layers=[], behavior_injection_layers=[], use_expert_ffn=False)]
+)
+def test_score_items_is_the_teacher_forced_log_probability(tokenizer, histories, overrides) -> None:
+    torch.manual_seed(2)
+    model = GamerForCausalLM(GamerConfig.from_preset("tiny", tokenizer=tokenizer, **overrides)).eval()
+    items = list(tokenizer.item_index)
+    candidates = [items[b : b + 1 + 2 * b] for b in range(len(histories))]  # ragged widths share one batch
+    behaviors = ["buy", "cart", "click", "buy", "cart"]
+    scores = model.score_items(tokenizer, histories, candidates, behavior=behaviors, batch_size=3)
+    for history, behavior, row, scored in zip(histories, behaviors, candidates, scores):
+        expected = [_teacher_forced(model, tokenizer, history, behavior, item) for item in row]
+        assert scored == pytest.approx(expected, abs=1e-4)
+
+
+def test_score_items_agrees_with_recommend(tokenizer, model, histories) -> None:
+    recs = model.recommend(tokenizer, histories, behavior="cart", top_k=20, num_beams=20)
+    shuffled = [[item for item, _ in row][::-1] for row in recs]
+    scores = model.score_items(tokenizer, histories, shuffled, behavior="cart")
+    for row, items, scored in zip(recs, shuffled, scores):
+        assert dict(zip(items, scored)) == pytest.approx(dict(row), abs=1e-4)
+
+
+def test_score_items_unknown_and_empty(tokenizer, model, histories) -> None:
+    known = list(tokenizer.item_index)[:2]
+    with pytest.raises(ValueError, match="'nope' is not in the tokenizer's item index"):
+        model.score_items(tokenizer, histories[:2], [known, ["nope"]])
+    repeated = [histories[0], histories[1], histories[0]]
+    scores = model.score_items(tokenizer, repeated, [known + ["nope"], [], known], on_unknown="skip")
+    assert scores[0][2] == float("-inf") and scores[1] == [] and scores[0][:2] == pytest.approx(scores[2])
+    with pytest.raises(ValueError, match="2 candidate lists for 3 histories"):
+        model.score_items(tokenizer, histories[:3], [known, known])

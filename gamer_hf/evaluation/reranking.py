@@ -1,0 +1,206 @@
+"""Learn when users return to an item, instead of fixing a blend of history and model by hand.
+
+On session-wise e-commerce logs most targets are items the user already touched, so the question is
+less "which new item" than "which of my items, and when something new". `HistoryReranker` pools the
+user's distinct history items, the requested behavior's most popular items and (when given) GAMER's
+beams, describes every pooled item by how the user met it (recency, count, behavior levels), how
+popular it is and how GAMER scores it (log-probability of its semantic ID, beam rank), and ranks the
+pool by a logistic regression fit on validation cases (label: the item is a target).
+
+Without model scores it is a learned repeat rule, the baseline that tells how much GAMER adds. The
+fitted weights are plain numbers (`to_dict` / `from_dict`, JSON), never a pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import atomic_output
+from .baselines import MostPopular
+from .cases import EvalCase, as_cases
+
+__all__ = ["HistoryReranker", "HISTORY_FEATURES", "MODEL_FEATURES"]
+
+HISTORY_FEATURES: tuple[str, ...] = (
+    "in_history",  # the user touched the item before
+    "recency",  # 1 / (1 + rank among distinct history items, most recent first)
+    "log_count",  # log(1 + interactions with the item)
+    "last_level",  # behavior level of the latest interaction, scaled to [0, 1]
+    "max_level",  # highest behavior level the user reached on it
+    "under_requested",  # the user already did the requested behavior on it
+    "log_popularity",  # log(1 + training interactions under the requested behavior)
+    "log_popularity_all",  # log(1 + training interactions, any behavior)
+)
+MODEL_FEATURES: tuple[str, ...] = (
+    "in_beams",  # found by GAMER's beam search
+    "beam_reciprocal_rank",  # 1 / (1 + beam rank), 0 outside the beams
+    "model_logp",  # GAMER's log-probability minus the best one in the pool, clipped at -30
+    "model_share",  # softmax of GAMER's log-probabilities over the pool
+)
+_LOGP_FLOOR = -30.0
+
+
+class HistoryReranker:
+    """Rank a pool of history, popular and (optionally) generated items with a fitted logistic regression.
+
+    `use_model=False` ignores model scores (the learned repeat baseline). `popular_pool` popular items of the
+    requested behavior join every pool, so users with few history items still get full lists.
+    """
+
+    def __init__(
+        self,
+        behaviors: Mapping[str, int],
+        popular: MostPopular | None = None,
+        use_model: bool = True,
+        popular_pool: int = 10,
+        regularization: float = 1.0,
+    ) -> None:
+        if not behaviors:
+            raise ValueError("behaviors is empty: give the behavior table, e.g. {'click': 1, 'cart': 2, 'buy': 3}")
+        if regularization <= 0:
+            raise ValueError(f"regularization must be > 0, got {regularization}")
+        self.behaviors = dict(behaviors)
+        self.popular = popular
+        self.use_model = use_model
+        self.popular_pool = popular_pool if popular is not None else 0
+        self.regularization = regularization
+        self.weights: dict[str, Any] | None = None
+        low, high = min(self.behaviors.values()), max(self.behaviors.values())
+        self._level = {name: (level - low) / (high - low) if high > low else 1.0 for name, level in self.behaviors.items()}
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return HISTORY_FEATURES + (MODEL_FEATURES if self.use_model else ())
+
+    # ------------------------------------------------------------------------------------------ pools
+
+    def pool(self, case: EvalCase, generated: Sequence[str] = ()) -> list[str]:
+        """Candidate items of a case: generated (best first), then history (most recent first), then popular."""
+        history = list(dict.fromkeys(reversed(case.history_items)))
+        popular = self.popular.ranking(case.target_behavior, self.popular_pool) if self.popular_pool else []
+        return list(dict.fromkeys([*(generated if self.use_model else ()), *history, *popular]))
+
+    def features(self, case: EvalCase, pool: Sequence[str], generated: Sequence[str] = (),
+                 model_scores: Mapping[str, float] | None = None) -> np.ndarray:
+        """[len(pool), len(feature_names)] feature rows; `model_scores` maps pool items to GAMER log-probs."""
+        stats: dict[str, list[float]] = {}  # item -> [recency rank, count, last level, max level, under requested]
+        for position, (behavior, item) in enumerate(zip(reversed(case.history_behaviors), reversed(case.history_items))):
+            level = self._level.get(behavior, 0.0)
+            if item not in stats:
+                stats[item] = [len(stats), 0.0, level, level, 0.0]
+            row = stats[item]
+            row[1] += 1
+            row[3] = max(row[3], level)
+            row[4] = max(row[4], float(behavior == case.target_behavior))
+        own = self.popular.counts.get(case.target_behavior, {}) if self.popular is not None else {}
+        overall = self.popular.overall if self.popular is not None else {}
+        out = np.zeros((len(pool), len(self.feature_names)))
+        for i, item in enumerate(pool):
+            if item in stats:
+                rank, count, last, top, requested = stats[item]
+                out[i, :6] = (1.0, 1.0 / (1.0 + rank), math.log1p(count), last, top, requested)
+            out[i, 6:8] = (math.log1p(own.get(item, 0)), math.log1p(overall.get(item, 0)))
+        if self.use_model:
+            if model_scores is None:
+                raise ValueError(f"case of user {case.user_id!r}: this reranker uses the model, give model_scores")
+            missing = [item for item in pool if item not in model_scores]
+            if missing:
+                raise ValueError(f"case of user {case.user_id!r}: no model score for pool item {missing[0]!r}")
+            logp = np.array([model_scores[item] for item in pool], dtype=np.float64)
+            logp = np.maximum(logp - logp.max(), _LOGP_FLOOR) if len(pool) else logp
+            share = np.exp(logp) / np.exp(logp).sum() if len(pool) else logp
+            rank = {item: r for r, item in enumerate(generated)}
+            for i, item in enumerate(pool):
+                out[i, 8:] = (float(item in rank), 1.0 / (1.0 + rank[item]) if item in rank else 0.0, logp[i], share[i])
+        return out
+
+    def _rows(self, cases: list[EvalCase], generated: Sequence[Sequence[str]] | None,
+              model_scores: Sequence[Mapping[str, float]] | None) -> list[tuple[list[str], np.ndarray]]:
+        if self.use_model and (generated is None or model_scores is None):
+            raise ValueError("this reranker uses the model: give generated lists and model_scores for every case")
+        for name, given in (("generated", generated), ("model_scores", model_scores)):
+            if given is not None and len(given) != len(cases):
+                raise ValueError(f"{name} has {len(given)} entries for {len(cases)} cases")
+        rows = []
+        for index, case in enumerate(cases):
+            beams = list(generated[index]) if generated is not None else []
+            pool = self.pool(case, beams)
+            scores = model_scores[index] if model_scores is not None else None
+            rows.append((pool, self.features(case, pool, beams, scores)))
+        return rows
+
+    # --------------------------------------------------------------------------------- fit and rank
+
+    def fit(self, cases: Sequence[Mapping[str, Any] | EvalCase], generated: Sequence[Sequence[str]] | None = None,
+            model_scores: Sequence[Mapping[str, float]] | None = None) -> HistoryReranker:
+        """Fit on held-out cases (validation, never test): every pool item is a row, targets are positives."""
+        from sklearn.linear_model import LogisticRegression
+
+        cases = as_cases(cases)
+        rows = self._rows(cases, generated, model_scores)
+        x = np.concatenate([features for _, features in rows]) if rows else np.zeros((0, len(self.feature_names)))
+        y = np.concatenate([[item in set(case.target_items) for item in pool] for case, (pool, _) in zip(cases, rows)]
+                           ) if rows else np.zeros(0)
+        if not y.any() or y.all():
+            raise ValueError(f"cannot fit a reranker on {len(cases)} cases: {int(y.sum())} of {len(y)} pooled items are "
+                             "targets; the fit needs both targets and non-targets in the pools")
+        mean, scale = x.mean(0), x.std(0)
+        scale[scale == 0] = 1.0
+        model = LogisticRegression(C=self.regularization, max_iter=2000).fit((x - mean) / scale, y)
+        self.weights = {"features": list(self.feature_names), "mean": mean.tolist(), "scale": scale.tolist(),
+                        "coef": model.coef_[0].tolist(), "intercept": float(model.intercept_[0]),
+                        "fit_cases": len(cases), "fit_rows": int(len(y)), "fit_positives": int(y.sum())}
+        return self
+
+    def rank(self, cases: Sequence[Mapping[str, Any] | EvalCase], top_k: int,
+             generated: Sequence[Sequence[str]] | None = None,
+             model_scores: Sequence[Mapping[str, float]] | None = None) -> list[list[str]]:
+        """Top_k pool items per case by fitted score (ties keep the pool order)."""
+        if self.weights is None:
+            raise RuntimeError("HistoryReranker is not fitted: call fit(validation_cases, ...) first")
+        w = self.weights
+        coef, mean, scale = (np.asarray(w[k]) for k in ("coef", "mean", "scale"))
+        out = []
+        for pool, features in self._rows(as_cases(cases), generated, model_scores):
+            score = ((features - mean) / scale) @ coef if len(pool) else np.zeros(0)
+            out.append([pool[i] for i in np.argsort(-score, kind="stable")[:top_k]])
+        return out
+
+    def recommend(self, cases: Sequence[Mapping[str, Any] | EvalCase], top_k: int) -> list[list[str]]:
+        """The recommender contract, for the model-free reranker (a GAMER one goes through GamerRecommender)."""
+        if self.use_model:
+            raise ValueError("this reranker needs GAMER's scores: use GamerRecommender(..., reranker=...)")
+        return self.rank(cases, top_k)
+
+    # ---------------------------------------------------------------------------------- persistence
+
+    def to_dict(self) -> dict[str, Any]:
+        """Settings and fitted weights as JSON-ready values (popularity counts are data: pass them again)."""
+        return {"behaviors": self.behaviors, "use_model": self.use_model, "popular_pool": self.popular_pool,
+                "regularization": self.regularization, "weights": self.weights}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], popular: MostPopular | None = None) -> HistoryReranker:
+        if data["popular_pool"] and popular is None:
+            raise ValueError("this reranker was fit with popularity counts: pass popular=MostPopular().fit(train)")
+        reranker = cls(data["behaviors"], popular, data["use_model"], data["popular_pool"], data["regularization"])
+        if data.get("weights") is not None and list(data["weights"]["features"]) != list(reranker.feature_names):
+            raise ValueError(f"saved reranker has features {data['weights']['features']}, this version uses "
+                             f"{list(reranker.feature_names)}")
+        reranker.weights = data.get("weights")
+        return reranker
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        with atomic_output(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], popular: MostPopular | None = None) -> HistoryReranker:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")), popular)

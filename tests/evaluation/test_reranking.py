@@ -1,0 +1,148 @@
+"""HistoryReranker: features, what it learns from held-out cases, persistence, and GAMER behind it."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+
+from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast
+from gamer_hf.evaluation import (
+    HISTORY_FEATURES,
+    MODEL_FEATURES,
+    EvalCase,
+    Evaluator,
+    GamerRecommender,
+    HistoryReranker,
+    MostPopular,
+    Repeat,
+)
+
+BEHAVIORS = {"click": 1, "cart": 2, "buy": 3}
+
+
+def _frequent_not_recent(n: int, seed: int) -> list[EvalCase]:
+    """The user buys the item they clicked most, which is never their most recent one."""
+    rng = random.Random(seed)
+    cases = []
+    for u in range(n):
+        favourite, others = f"f{u}", [f"o{u}_{j}" for j in range(rng.randint(2, 4))]
+        history = [favourite] * rng.randint(3, 5) + others
+        rng.shuffle(history)
+        history = [*history, others[0]] if history[-1] == favourite else history
+        cases.append(EvalCase(f"u{u}", ("click",) * len(history), tuple(history), "buy", (favourite,)))
+    return cases
+
+
+def _new_or_old(n: int, seed: int) -> tuple[list[EvalCase], list[list[str]], list[dict[str, float]]]:
+    """Half the users buy GAMER's confident top beam (a new item), half their last item; GAMER's log-prob says which."""
+    rng = random.Random(seed)
+    cases, generated, scores = [], [], []
+    for u in range(n):
+        history, beams = (f"h{u}_{j}" for j in range(3)), [f"n{u}_{j}" for j in range(5)]
+        history = list(history)
+        confident = u % 2 == 0
+        target = beams[0] if confident else history[-1]
+        cases.append(EvalCase(f"u{u}", ("click",) * 3, tuple(history), "buy", (target,)))
+        generated.append(beams)
+        top = -0.2 if confident else -4.0
+        scores.append({item: top - 2.0 * j - rng.random() * 0.1 for j, item in enumerate(beams)}
+                      | {item: -12.0 + rng.random() for item in history})
+    return cases, generated, scores
+
+
+def test_features_describe_how_the_user_met_each_item(train_events) -> None:
+    case = EvalCase("u", ("click", "buy", "click", "cart"), ("a", "b", "a", "c"), "buy", ("x",))
+    reranker = HistoryReranker(BEHAVIORS, MostPopular().fit(train_events), use_model=False, popular_pool=2)
+    pool = reranker.pool(case)
+    assert pool == ["c", "a", "b", "i2", "i3"]  # history most recent first, then buy's most popular items
+    rows = dict(zip(pool, reranker.features(case, pool).tolist()))
+    named = {item: dict(zip(HISTORY_FEATURES, row)) for item, row in rows.items()}
+    assert named["c"] == pytest.approx({"in_history": 1, "recency": 1, "log_count": math.log(2), "last_level": 0.5,
+                                        "max_level": 0.5, "under_requested": 0, "log_popularity": 0,
+                                        "log_popularity_all": 0})
+    assert named["a"]["recency"] == 0.5 and named["a"]["log_count"] == pytest.approx(math.log(3))
+    assert named["a"]["last_level"] == named["a"]["max_level"] == 0
+    assert named["b"]["under_requested"] == 1 and named["b"]["max_level"] == 1
+    assert named["i2"] == pytest.approx(dict.fromkeys(HISTORY_FEATURES, 0.0) | {
+        "log_popularity": math.log(3), "log_popularity_all": math.log(4)})  # bought twice, touched three times
+
+
+def test_learns_that_users_return_to_their_favourite() -> None:
+    train, test = _frequent_not_recent(80, seed=0), _frequent_not_recent(80, seed=1)
+    evaluator = Evaluator(test, BEHAVIORS, k_values=(1, 10), progress=False)
+    learned = HistoryReranker(BEHAVIORS, use_model=False).fit(train)
+    assert evaluator.evaluate(learned).target["HR@1"] == 1.0
+    assert evaluator.evaluate(Repeat()).target["HR@1"] == 0.0
+    coef = dict(zip(learned.weights["features"], learned.weights["coef"]))
+    assert coef["log_count"] > 0 and learned.weights["fit_positives"] == 80
+
+
+def test_learns_when_to_trust_the_model() -> None:
+    (train, train_beams, train_scores), (test, beams, scores) = _new_or_old(60, seed=0), _new_or_old(60, seed=1)
+    reranker = HistoryReranker(BEHAVIORS).fit(train, train_beams, train_scores)
+    ranked = reranker.rank(test, 10, beams, scores)
+    assert all(row[0] == case.target_items[0] for row, case in zip(ranked, test))
+    evaluator = Evaluator(test, BEHAVIORS, k_values=(1,), progress=False)
+    assert evaluator.score(ranked, "rerank").target["HR@1"] == 1.0
+    assert evaluator.score(beams, "beams").target["HR@1"] == 0.5  # either rule alone gets half
+    assert evaluator.evaluate(Repeat()).target["HR@1"] == 0.5
+    assert set(reranker.weights["features"]) == set(HISTORY_FEATURES + MODEL_FEATURES)
+
+
+def test_save_load_round_trip(tmp_path, train_events) -> None:
+    popular = MostPopular().fit(train_events)
+    cases, generated, scores = _new_or_old(20, seed=3)
+    scores = [row | {item: -20.0 for item in popular.ranking("buy", 10)} for row in scores]
+    reranker = HistoryReranker(BEHAVIORS, popular).fit(cases, generated, scores)
+    reranker.save(tmp_path / "reranker.json")
+    loaded = HistoryReranker.load(tmp_path / "reranker.json", popular)
+    assert loaded.rank(cases, 10, generated, scores) == reranker.rank(cases, 10, generated, scores)
+    with pytest.raises(ValueError, match="fit with popularity counts"):
+        HistoryReranker.load(tmp_path / "reranker.json")
+    saved = reranker.to_dict()
+    saved["weights"]["features"] = saved["weights"]["features"][:-1]
+    with pytest.raises(ValueError, match="saved reranker has features"):
+        HistoryReranker.from_dict(saved, popular)
+
+
+def test_clear_errors() -> None:
+    cases, generated, scores = _new_or_old(4, seed=0)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        HistoryReranker(BEHAVIORS, use_model=False).rank(cases, 10)
+    with pytest.raises(ValueError, match="give generated lists and model_scores"):
+        HistoryReranker(BEHAVIORS).fit(cases)
+    with pytest.raises(ValueError, match="no model score for pool item 'h0_2'"):
+        HistoryReranker(BEHAVIORS).fit(cases, generated, [{k: v for k, v in s.items() if k.startswith("n")} for s in scores])
+    misses = [EvalCase("u", ("click",), ("a",), "buy", ("z",))]
+    with pytest.raises(ValueError, match="0 of 1 pooled items are targets"):
+        HistoryReranker(BEHAVIORS, use_model=False).fit(misses)
+    with pytest.raises(ValueError, match="GamerRecommender"):
+        HistoryReranker(BEHAVIORS).recommend(cases, 10)
+
+
+def test_gamer_recommender_reranks_beams_history_and_popular(train_events) -> None:
+    catalogue = {f"i{n}": ((n - 1) // 4, (n - 1) % 4) for n in range(1, 13)}
+    tok = GamerTokenizerFast.from_items(catalogue, behaviors=BEHAVIORS, codebook_size=[3, 4])
+    torch.manual_seed(0)
+    model = GamerForCausalLM(GamerConfig.from_preset("tiny", tokenizer=tok)).eval()
+    rng = random.Random(0)
+    cases = [EvalCase(f"u{u}", ("click",) * 4, tuple(rng.sample(sorted(catalogue), 4)), "buy", (f"i{1 + u % 12}",))
+             for u in range(24)]
+    popular = MostPopular().fit(train_events)
+    reranker = HistoryReranker(BEHAVIORS, popular, popular_pool=3)
+    plain = GamerRecommender(model, tok, num_beams=6)
+    generated = plain.generate(cases, 6)
+    scores = plain.pool_scores(cases, generated, reranker)
+    for case, row, scored in zip(cases, generated, scores):
+        pool = reranker.pool(case, [item for item, _ in row])
+        assert set(scored) == set(pool) and all(scored[item] == s for item, s in row)
+        assert scored[case.history_items[0]] == pytest.approx(
+            model.score_items(tok, [case.history], [[case.history_items[0]]])[0][0], abs=1e-5)
+    reranker.fit(cases, [[item for item, _ in row] for row in generated], scores)
+    ranked = GamerRecommender(model, tok, num_beams=6, reranker=reranker).recommend(cases, 5)
+    assert ranked == reranker.rank(cases, 5, [[item for item, _ in row] for row in generated], scores)
+    with pytest.raises(ValueError, match="not both"):
+        GamerRecommender(model, tok, mixer=object(), reranker=reranker)
