@@ -38,7 +38,7 @@ def quickstart(tmp_path_factory) -> Path:
 def test_quickstart_beats_popularity_and_shows_repeat(quickstart: Path, capsys) -> None:
     results = json.loads((quickstart / "gamer" / "eval_results.json").read_text())
     names = [r["name"] for r in results["results"]]
-    assert names[:1] == ["GAMER"] and {"MostPopular", "Repeat"} <= set(names)
+    assert names[:1] == ["GAMER"] and {"MostPopular", "Repeat", "GAMER+rerank", "Repeat+learned"} <= set(names)
     gamer, popular, repeat = (_target_ndcg(results, name) for name in ("GAMER", "MostPopular", "Repeat"))
     assert gamer > popular, (gamer, popular)
     assert 0.0 < repeat <= 1.0
@@ -79,4 +79,7 @@ def test_pipeline_on_retailrocket(data_dir: Path, tmp_path: Path) -> None:
             assert metrics["HR@10"] >= metrics["NDCG@10"] and metrics["HR@10"] >= metrics["HR@1"]
     # people return to what they viewed: on this log the repeat rule finds a good share of targets
     assert report["Repeat"].merged["HR@10"] > 0.1
+    # the rerankers rank the same history items (plus popular ones, and GAMER's beams for GAMER+rerank)
+    assert report["Repeat+learned"].merged["HR@10"] >= report["Repeat"].merged["HR@10"] - 0.05
+    assert report["GAMER+rerank"].num_cases == report["GAMER"].num_cases
     assert set(report["GAMER"].metrics) <= set(data.metadata["behaviors"])

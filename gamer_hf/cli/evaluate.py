@@ -6,6 +6,7 @@ model card later reads measured facts.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from ..evaluation import (
     Evaluator,
     GamerRecommender,
     HistoryMixer,
+    HistoryReranker,
     MostPopular,
     Repeat,
     plot_per_behavior,
@@ -25,6 +27,8 @@ from ..evaluation import (
 from ..loading import load_gamer
 
 __all__ = ["EvaluateArguments", "evaluate_checkpoint", "run"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,6 +43,9 @@ class EvaluateArguments:
     repeat_slots: int = field(
         default=3, metadata={"help": "also score GAMER with the n most recent history items first (0: skip)"}
     )
+    rerank: bool = field(default=True, metadata={
+        "help": "also score GAMER+rerank and Repeat+learned: HistoryRerankers fit on the validation split"})
+    rerank_cases: int = field(default=1000, metadata={"help": "validation cases the rerankers are fit on (seeded subset)"})
     out: Optional[str] = field(default=None, metadata={"help": "output folder (default: the checkpoint)"})
     seed: int = field(default=0, metadata={"help": "seed of the case subset"})
 
@@ -49,9 +56,7 @@ def evaluate_checkpoint(args: EvaluateArguments, progress: bool = True) -> Evalu
     prepared = load_prepared(args.data)
     if args.split not in prepared.splits:
         raise ValueError(f"{args.data} has no split {args.split!r}; it has {list(prepared.splits)}")
-    cases: Any = prepared.splits[args.split]
-    if args.max_cases is not None and len(cases) > args.max_cases:
-        cases = cases.select(sorted(random.Random(args.seed).sample(range(len(cases)), args.max_cases)))
+    cases = _subset(prepared.splits[args.split], args.max_cases, args.seed)
     evaluator = Evaluator(cases, prepared.metadata["behaviors"], batch_size=args.batch_size, progress=progress)
     max_history = args.max_history or prepared.metadata.get("max_history")
     gamer = GamerRecommender(model, tokenizer, num_beams=args.num_beams, max_history=max_history, on_unknown="skip")
@@ -70,12 +75,36 @@ def evaluate_checkpoint(args: EvaluateArguments, progress: bool = True) -> Evalu
     # Popularity is fit on the histories the cases already show: interactions before the held-out session.
     report.add(evaluator.evaluate(MostPopular().fit(cases), "MostPopular"))
     report.add(evaluator.evaluate(Repeat(), "Repeat"))
+    if args.rerank and args.split != "validation" and "validation" in prepared.splits:
+        _add_reranked(report, evaluator, gamer, _subset(prepared.splits["validation"], args.rerank_cases, args.seed))
     out = Path(args.out or args.model)
     out.mkdir(parents=True, exist_ok=True)
     report.save_json(out / "eval_results.json")
     report.save_markdown(out / "eval_results.md")
     plot_per_behavior(report, out / "eval_ndcg10.png")
     return report
+
+
+def _subset(cases: Any, limit: int | None, seed: int) -> Any:
+    """A seeded random subset of a split's cases, in their order (all of them within the limit)."""
+    if limit is None or len(cases) <= limit:
+        return cases
+    return cases.select(sorted(random.Random(seed).sample(range(len(cases)), limit)))
+
+
+def _add_reranked(report: EvaluationReport, evaluator: Evaluator, gamer: GamerRecommender, held_out: Any) -> None:
+    """GAMER+rerank and its model-free twin Repeat+learned, both fit on validation cases; popularity is counted on
+    those cases' histories, so no fitted feature has seen a held-out target."""
+    behaviors = evaluator.behaviors
+    popular = MostPopular().fit(held_out)
+    try:
+        learned = HistoryReranker(behaviors, popular, use_model=False).fit(held_out)
+        gamer.fit_reranker(held_out, HistoryReranker(behaviors, popular))
+    except ValueError as error:  # e.g. no validation target in any pool: nothing to learn from
+        logger.warning("skipping GAMER+rerank and Repeat+learned: %s", error)
+        return
+    report.add(evaluator.evaluate(gamer, "GAMER+rerank"))
+    report.add(evaluator.evaluate(learned, "Repeat+learned"))
 
 
 def run(args: EvaluateArguments) -> int:

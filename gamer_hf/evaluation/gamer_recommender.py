@@ -80,6 +80,17 @@ class GamerRecommender:
         )
         return [row | dict(zip(items, scores)) for row, items, scores in zip(found, missing, scored)]
 
+    def fit_reranker(self, cases: Iterable[Mapping[str, Any] | EvalCase], reranker: HistoryReranker) -> GamerRecommender:
+        """Fit `reranker` on held-out cases (validation, never test) with this model's beams and scores; `recommend`
+        ranks with it from then on."""
+        if self.mixer is not None:
+            raise ValueError("this recommender has a mixer: give a mixer or a reranker, not both")
+        cases = as_cases(cases)
+        generated = self.generate(cases, self.num_beams)
+        reranker.fit(cases, [[item for item, _ in row] for row in generated], self.pool_scores(cases, generated, reranker))
+        self.reranker = reranker
+        return self
+
     def recommend(self, cases: Iterable[Mapping[str, Any] | EvalCase], top_k: int) -> list[list[str]]:
         """Item ids best first, history-mixed when a mixer is set, reranked when a reranker is."""
         cases = as_cases(cases)

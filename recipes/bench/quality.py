@@ -371,15 +371,9 @@ def score_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, varia
     out["GAMER+mix"] = {"result": evaluator.score(mixed, "GAMER+mix", seconds).to_dict(), **info,
                         "mixer": asdict(mixer) | {"behaviors": None}, "validation_ndcg10": validation_ndcg,
                         "candidates": [[asdict(m) | {"behaviors": None}, s] for m, s in candidates]}
-    reranker = _reranker(setup, evaluator, use_model=True)
-    items = [[item for item, _ in row] for row in held_out]
-    reranker.fit(chooser.cases, items, gamer.pool_scores(chooser.cases, held_out, reranker))
-    start = time.perf_counter()
-    ranked = reranker.rank(evaluator.cases, evaluator.top_k, [[item for item, _ in row] for row in generated],
-                           gamer.pool_scores(evaluator.cases, generated, reranker))
-    seconds += time.perf_counter() - start
-    out["GAMER+rerank"] = {"result": evaluator.score(ranked, "GAMER+rerank", seconds).to_dict(), **info,
-                           "reranker": reranker.to_dict()}
+    gamer.fit_reranker(chooser.cases, _reranker(setup, evaluator, use_model=True))
+    out["GAMER+rerank"] = {"result": evaluator.evaluate(gamer, "GAMER+rerank").to_dict(), **info,
+                           "reranker": gamer.reranker.to_dict()}
     return out
 
 

@@ -141,8 +141,10 @@ def test_gamer_recommender_reranks_beams_history_and_popular(train_events) -> No
         assert set(scored) == set(pool) and all(scored[item] == s for item, s in row)
         assert scored[case.history_items[0]] == pytest.approx(
             model.score_items(tok, [case.history], [[case.history_items[0]]])[0][0], abs=1e-5)
-    reranker.fit(cases, [[item for item, _ in row] for row in generated], scores)
-    ranked = GamerRecommender(model, tok, num_beams=6, reranker=reranker).recommend(cases, 5)
+    fitted = GamerRecommender(model, tok, num_beams=6).fit_reranker(cases, reranker)
+    assert fitted.reranker is reranker and reranker.weights["fit_cases"] == 24
+    ranked = fitted.recommend(cases, 5)
     assert ranked == reranker.rank(cases, 5, [[item for item, _ in row] for row in generated], scores)
+    assert ranked == GamerRecommender(model, tok, num_beams=6, reranker=reranker).recommend(cases, 5)
     with pytest.raises(ValueError, match="not both"):
         GamerRecommender(model, tok, mixer=object(), reranker=reranker)
