@@ -78,6 +78,10 @@ def test_tour_commands_and_python_snippet_run(workspace: Path) -> None:
     assert len(recs) == 1 and len(recs[0]) == 10
     tokenizer = namespace["tokenizer"]
     assert all(item in tokenizer.item_index for item, _ in recs[0])
+    [scored] = namespace["scores"]
+    assert len(scored) == 2 and all(score < 0 for score in scored)
+    report = namespace["report"]
+    assert report["GAMER+rerank"].num_cases and namespace["reranker"].weights["fit_cases"] > 0
     assert len(items) == 20 and all(item in tokenizer.item_index for item in items)
     top5 = namespace["top5"]
     assert [row["item_id"] for row in top5] == [item for item, _ in model_recs(namespace)[:5]]
