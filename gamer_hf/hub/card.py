@@ -30,7 +30,7 @@ CARD_TAGS = ["recommendation", "generative-recommendation", "semantic-ids", "mul
 PIPELINE_TAG = "other"
 TASK_TYPE = "recommendation"
 MODEL_RESULT = "GAMER"  # the plain model's row in eval_results.json; other rows are variants and baselines
-BASELINES = ("MostPopular", "Repeat")
+BASELINES = ("MostPopular", "Repeat", "Repeat+learned")
 PUBLIC_FORMATS = {"retailrocket": "RetailRocket", "taobao": "Taobao UserBehavior", "tmall": "Tmall (IJCAI-15)"}
 
 
