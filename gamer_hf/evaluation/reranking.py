@@ -141,7 +141,7 @@ class HistoryReranker:
     def fit(self, cases: Sequence[Mapping[str, Any] | EvalCase], generated: Sequence[Sequence[str]] | None = None,
             model_scores: Sequence[Mapping[str, float]] | None = None) -> HistoryReranker:
         """Fit on held-out cases (validation, never test): every pool item is a row, targets are positives."""
-        from sklearn.linear_model import LogisticRegression
+        from sklearn.linear_model import LogisticRegression  # on first fit: `import gamer_hf` stays fast
 
         cases = as_cases(cases)
         rows = self._rows(cases, generated, model_scores)

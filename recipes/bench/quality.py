@@ -31,6 +31,8 @@ every model, so an interrupted run continues with --resume.
     nice -n 10 python recipes/bench/quality.py --datasets retailrocket_cml --seeds 0 1 2
     python recipes/bench/quality.py --quick                 # minutes: smoke test of the whole pipeline
     python recipes/bench/quality.py --full                  # reference settings, for a GPU
+    python recipes/bench/quality.py --epochs 15 --max-train-seconds 0 --out recipes/bench/results/budget_study \
+        --work-dir runs/bench_quality_long --datasets retail_beh_mbht --seeds 0   # is it the training budget?
 
 Data: --data-dir or $GAMER_HF_DATA_DIR (folders events.csv.gz + meta.json). Outputs: quality.json,
 quality.md and quality.png in --out (default recipes/bench/results).
