@@ -47,6 +47,18 @@ def test_quickstart_beats_popularity_and_shows_repeat(quickstart: Path, capsys) 
     assert (quickstart / "gamer" / "gamer_training.json").is_file()
 
 
+@pytest.mark.parametrize(("split", "rerank", "reranked"), [("test", False, False), ("validation", True, False)])
+def test_evaluate_reranks_only_with_a_held_out_split(quickstart: Path, tmp_path: Path, split, rerank, reranked) -> None:
+    """The rerankers are fit on validation cases: never when validation is the split being scored, or when off."""
+    report = evaluate_checkpoint(EvaluateArguments(
+        model=str(quickstart / "gamer"), data=str(quickstart / "work" / "prepared"), split=split, rerank=rerank,
+        max_cases=60, out=str(tmp_path),
+    ), progress=False)
+    names = [result.name for result in report.results]
+    assert ({"GAMER+rerank", "Repeat+learned"} <= set(names)) == reranked and "GAMER" in names
+    assert (tmp_path / "eval_results.json").is_file()
+
+
 def test_quickstart_checkpoint_loads_with_auto_classes(quickstart: Path) -> None:
     folder = quickstart / "gamer"
     assert type(AutoModel.from_pretrained(folder)).__name__ == "GamerModel"
