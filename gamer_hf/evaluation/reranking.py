@@ -114,7 +114,8 @@ class HistoryReranker:
             if missing:
                 raise ValueError(f"case of user {case.user_id!r}: no model score for pool item {missing[0]!r}")
             logp = np.array([model_scores[item] for item in pool], dtype=np.float64)
-            logp = np.maximum(logp - logp.max(), _LOGP_FLOOR) if len(pool) else logp
+            finite = np.isfinite(logp)  # -inf: an item the tokenizer does not know, which GAMER cannot generate
+            logp = np.maximum(logp - (logp[finite].max() if finite.any() else 0.0), _LOGP_FLOOR)
             share = np.exp(logp) / np.exp(logp).sum() if len(pool) else logp
             rank = {item: r for r, item in enumerate(generated)}
             for i, item in enumerate(pool):

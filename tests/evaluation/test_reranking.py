@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -90,6 +91,17 @@ def test_learns_when_to_trust_the_model() -> None:
     assert evaluator.score(beams, "beams").target["HR@1"] == 0.5  # either rule alone gets half
     assert evaluator.evaluate(Repeat()).target["HR@1"] == 0.5
     assert set(reranker.weights["features"]) == set(HISTORY_FEATURES + MODEL_FEATURES)
+
+
+def test_items_the_model_cannot_generate_get_the_floor() -> None:
+    case = EvalCase("u", ("click", "click"), ("old", "unknown"), "buy", ("old",))
+    reranker = HistoryReranker(BEHAVIORS)
+    rows = reranker.features(case, ["new", "unknown", "old"], ["new"], {"new": -1.0, "unknown": float("-inf"), "old": -3.0})
+    named = [dict(zip(reranker.feature_names, row)) for row in rows.tolist()]
+    assert [row["model_logp"] for row in named] == [0.0, -30.0, -2.0]
+    assert sum(row["model_share"] for row in named) == pytest.approx(1.0)
+    nothing = reranker.features(case, ["unknown", "old"], [], {"unknown": float("-inf"), "old": float("-inf")})
+    assert np.isfinite(nothing).all()
 
 
 def test_save_load_round_trip(tmp_path, train_events) -> None:
