@@ -1,8 +1,8 @@
 """`gamer-hf quickstart`: the whole job on one machine, from events to measured recommendations.
 
 Synthetic default data (or `--events FILE`) -> prepare -> semantic IDs -> train -> evaluate against
-the popularity and repeat baselines -> a metrics table, top-10 lists for one user under each
-behavior, the checkpoint in `./gamer/` (so `AutoModel.from_pretrained("gamer")` loads it) and a plot.
+the popularity and repeat baselines (and GAMER+rerank vs Repeat+learned, fit on validation) -> a
+metrics table, top-10 lists for one user under each behavior, the checkpoint in `./gamer/` (so `AutoModel.from_pretrained("gamer")` loads it) and a plot.
 """
 
 from __future__ import annotations
