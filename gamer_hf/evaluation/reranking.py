@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_output
-from .baselines import MostPopular
+from .baselines import MostPopular, recent_distinct_items
 from .cases import EvalCase, as_cases
 
 __all__ = ["HistoryReranker", "HISTORY_FEATURES", "MODEL_FEATURES"]
@@ -83,15 +83,14 @@ class HistoryReranker:
 
     def pool(self, case: EvalCase, generated: Sequence[str] = ()) -> list[str]:
         """Candidate items of a case: generated (best first), then history (most recent first), then popular."""
-        history = list(dict.fromkeys(reversed(case.history_items)))
         popular = self.popular.ranking(case.target_behavior, self.popular_pool) if self.popular_pool else []
-        return list(dict.fromkeys([*(generated if self.use_model else ()), *history, *popular]))
+        return list(dict.fromkeys([*(generated if self.use_model else ()), *recent_distinct_items(case), *popular]))
 
     def features(self, case: EvalCase, pool: Sequence[str], generated: Sequence[str] = (),
                  model_scores: Mapping[str, float] | None = None) -> np.ndarray:
         """[len(pool), len(feature_names)] feature rows; `model_scores` maps pool items to GAMER log-probs."""
         stats: dict[str, list[float]] = {}  # item -> [recency rank, count, last level, max level, under requested]
-        for position, (behavior, item) in enumerate(zip(reversed(case.history_behaviors), reversed(case.history_items))):
+        for behavior, item in zip(reversed(case.history_behaviors), reversed(case.history_items)):
             level = self._level.get(behavior, 0.0)
             if item not in stats:
                 stats[item] = [len(stats), 0.0, level, level, 0.0]
