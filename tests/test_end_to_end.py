@@ -59,6 +59,12 @@ def test_evaluate_reranks_only_with_a_held_out_split(quickstart: Path, tmp_path:
     assert (tmp_path / "eval_results.json").is_file()
 
 
+def test_evaluate_needs_beams_for_full_lists(quickstart: Path) -> None:
+    with pytest.raises(ValueError, match="num_beams=5 cannot fill top-10 lists"):
+        evaluate_checkpoint(EvaluateArguments(model=str(quickstart / "gamer"),
+                                              data=str(quickstart / "work" / "prepared"), num_beams=5), progress=False)
+
+
 def test_quickstart_checkpoint_loads_with_auto_classes(quickstart: Path) -> None:
     folder = quickstart / "gamer"
     assert type(AutoModel.from_pretrained(folder)).__name__ == "GamerModel"

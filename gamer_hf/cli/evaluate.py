@@ -58,14 +58,16 @@ def evaluate_checkpoint(args: EvaluateArguments, progress: bool = True) -> Evalu
         raise ValueError(f"{args.data} has no split {args.split!r}; it has {list(prepared.splits)}")
     cases = _subset(prepared.splits[args.split], args.max_cases, args.seed)
     evaluator = Evaluator(cases, prepared.metadata["behaviors"], batch_size=args.batch_size, progress=progress)
+    if args.num_beams < evaluator.top_k:
+        raise ValueError(f"num_beams={args.num_beams} cannot fill top-{evaluator.top_k} lists: use at least {evaluator.top_k}")
     max_history = args.max_history or prepared.metadata.get("max_history")
     gamer = GamerRecommender(model, tokenizer, num_beams=args.num_beams, max_history=max_history, on_unknown="skip")
     report = evaluator.report(metadata={
         "checkpoint": str(args.model), "data": str(args.data), "split": args.split, "cases": len(evaluator.cases),
         "num_beams": args.num_beams, "max_history": max_history,
     })
-    start = time.perf_counter()
-    generated = evaluator.predict(gamer.generate, desc="evaluate GAMER")
+    start = time.perf_counter()  # every beam: the mixer fills from them and the reranker pools them
+    generated = evaluator.predict(lambda batch, _: gamer.generate(batch, args.num_beams), desc="evaluate GAMER")
     seconds = time.perf_counter() - start
     report.add(evaluator.score([[item for item, _ in row] for row in generated], "GAMER", seconds))
     if args.repeat_slots:
@@ -76,7 +78,8 @@ def evaluate_checkpoint(args: EvaluateArguments, progress: bool = True) -> Evalu
     report.add(evaluator.evaluate(MostPopular().fit(cases), "MostPopular"))
     report.add(evaluator.evaluate(Repeat(), "Repeat"))
     if args.rerank and args.split != "validation" and "validation" in prepared.splits:
-        _add_reranked(report, evaluator, gamer, _subset(prepared.splits["validation"], args.rerank_cases, args.seed))
+        held_out = _subset(prepared.splits["validation"], args.rerank_cases, args.seed)
+        _add_reranked(report, evaluator, gamer, held_out, generated, seconds)
     out = Path(args.out or args.model)
     out.mkdir(parents=True, exist_ok=True)
     report.save_json(out / "eval_results.json")
@@ -92,7 +95,8 @@ def _subset(cases: Any, limit: int | None, seed: int) -> Any:
     return cases.select(sorted(random.Random(seed).sample(range(len(cases)), limit)))
 
 
-def _add_reranked(report: EvaluationReport, evaluator: Evaluator, gamer: GamerRecommender, held_out: Any) -> None:
+def _add_reranked(report: EvaluationReport, evaluator: Evaluator, gamer: GamerRecommender, held_out: Any,
+                  generated: list[list[tuple[str, float]]], seconds: float) -> None:
     """GAMER+rerank and its model-free twin Repeat+learned, both fit on validation cases; popularity is counted on
     those cases' histories, so no fitted feature has seen a held-out target."""
     behaviors = evaluator.behaviors
@@ -103,7 +107,9 @@ def _add_reranked(report: EvaluationReport, evaluator: Evaluator, gamer: GamerRe
     except ValueError as error:  # e.g. no validation target in any pool: nothing to learn from
         logger.warning("skipping GAMER+rerank and Repeat+learned: %s", error)
         return
-    report.add(evaluator.evaluate(gamer, "GAMER+rerank"))
+    start = time.perf_counter()
+    reranked = gamer.rerank(evaluator.cases, generated, evaluator.top_k)  # the test beams GAMER's row decoded
+    report.add(evaluator.score(reranked, "GAMER+rerank", seconds + time.perf_counter() - start))
     report.add(evaluator.evaluate(learned, "Repeat+learned"))
 
 

@@ -21,8 +21,9 @@ class GamerRecommender:
 
     `exclude_history` asks the model to drop history items; `mixer` blends them back in afterwards
     (see `HistoryMixer`), or a fitted `reranker` ranks beams, history and popular items together
-    (see `HistoryReranker`; it sees all `num_beams` beams). `on_unknown` goes to the tokenizer: "skip" drops history interactions whose
-    item or behavior it does not know (items first seen after the semantic IDs were built), "raise" fails.
+    (see `HistoryReranker`; it sees all `num_beams` beams). `on_unknown` goes to the tokenizer:
+    "skip" drops history interactions whose item or behavior it does not know (items first seen
+    after the semantic IDs were built), "raise" fails.
     """
 
     def __init__(
@@ -80,24 +81,32 @@ class GamerRecommender:
         )
         return [row | dict(zip(items, scores)) for row, items, scores in zip(found, missing, scored)]
 
-    def fit_reranker(self, cases: Iterable[Mapping[str, Any] | EvalCase], reranker: HistoryReranker) -> GamerRecommender:
+    def fit_reranker(self, cases: Iterable[Mapping[str, Any] | EvalCase], reranker: HistoryReranker,
+                     generated: list[list[tuple[str, float]]] | None = None) -> GamerRecommender:
         """Fit `reranker` on held-out cases (validation, never test) with this model's beams and scores; `recommend`
-        ranks with it from then on."""
+        ranks with it from then on. `generated`: the cases' `num_beams` beams when already decoded."""
         if self.mixer is not None:
             raise ValueError("this recommender has a mixer: give a mixer or a reranker, not both")
         cases = as_cases(cases)
-        generated = self.generate(cases, self.num_beams)
+        generated = self.generate(cases, self.num_beams) if generated is None else generated
         reranker.fit(cases, [[item for item, _ in row] for row in generated], self.pool_scores(cases, generated, reranker))
         self.reranker = reranker
         return self
+
+    def rerank(self, cases: Iterable[Mapping[str, Any] | EvalCase], generated: list[list[tuple[str, float]]],
+               top_k: int) -> list[list[str]]:
+        """The fitted reranker's top_k per case, from beams already decoded (all `num_beams` of them)."""
+        if self.reranker is None:
+            raise RuntimeError("no reranker: call fit_reranker(validation_cases, reranker) first")
+        cases = as_cases(cases)
+        return self.reranker.rank(cases, top_k, [[item for item, _ in row] for row in generated],
+                                  self.pool_scores(cases, generated, self.reranker))
 
     def recommend(self, cases: Iterable[Mapping[str, Any] | EvalCase], top_k: int) -> list[list[str]]:
         """Item ids best first, history-mixed when a mixer is set, reranked when a reranker is."""
         cases = as_cases(cases)
         if self.reranker is not None:
-            generated = self.generate(cases, self.num_beams)
-            return self.reranker.rank(cases, top_k, [[item for item, _ in row] for row in generated],
-                                      self.pool_scores(cases, generated, self.reranker))
+            return self.rerank(cases, self.generate(cases, self.num_beams), top_k)
         generated = self.generate(cases, top_k)
         if self.mixer is None:
             return [[item for item, _ in scored] for scored in generated]

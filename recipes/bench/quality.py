@@ -361,8 +361,9 @@ def score_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, varia
     start = time.perf_counter()
     generated = beams(evaluator, f"evaluate {variant}")
     seconds = time.perf_counter() - start
-    out = {} if blends_only else {variant: {"result": evaluator.score(
-        [[i for i, _ in row][: evaluator.top_k] for row in generated], variant, seconds).to_dict(), **info}}
+    out = {} if blends_only else {  # the scorer cuts the lists at top_k
+        variant: {"result": evaluator.score([[i for i, _ in row] for row in generated], variant, seconds).to_dict(),
+                  **info}}
     if variant != "GAMER":
         return out
     chooser = Evaluator(setup.mixer_cases, setup.behaviors, batch_size=evaluator.batch_size, progress=progress)
@@ -373,8 +374,11 @@ def score_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, varia
     out["GAMER+mix"] = {"result": evaluator.score(mixed, "GAMER+mix", seconds).to_dict(), **info,
                         "mixer": asdict(mixer) | {"behaviors": None}, "validation_ndcg10": validation_ndcg,
                         "candidates": [[asdict(m) | {"behaviors": None}, s] for m, s in candidates]}
-    gamer.fit_reranker(chooser.cases, _reranker(setup, evaluator, use_model=True))
-    out["GAMER+rerank"] = {"result": evaluator.evaluate(gamer, "GAMER+rerank").to_dict(), **info,
+    gamer.fit_reranker(chooser.cases, _reranker(setup, evaluator, use_model=True), held_out)
+    start = time.perf_counter()
+    reranked = gamer.rerank(evaluator.cases, generated, evaluator.top_k)
+    seconds += time.perf_counter() - start  # decoding plus pooling, scoring and ranking
+    out["GAMER+rerank"] = {"result": evaluator.score(reranked, "GAMER+rerank", seconds).to_dict(), **info,
                            "reranker": gamer.reranker.to_dict()}
     return out
 

@@ -153,10 +153,16 @@ def test_gamer_recommender_reranks_beams_history_and_popular(train_events) -> No
         assert set(scored) == set(pool) and all(scored[item] == s for item, s in row)
         assert scored[case.history_items[0]] == pytest.approx(
             model.score_items(tok, [case.history], [[case.history_items[0]]])[0][0], abs=1e-5)
+    with pytest.raises(RuntimeError, match="no reranker"):
+        plain.rerank(cases, generated, 5)
     fitted = GamerRecommender(model, tok, num_beams=6).fit_reranker(cases, reranker)
+    again = HistoryReranker(BEHAVIORS, popular, popular_pool=3)
+    GamerRecommender(model, tok, num_beams=6).fit_reranker(cases, again, generated)  # beams already decoded
+    assert again.weights == reranker.weights
     assert fitted.reranker is reranker and reranker.weights["fit_cases"] == 24
     ranked = fitted.recommend(cases, 5)
     assert ranked == reranker.rank(cases, 5, [[item for item, _ in row] for row in generated], scores)
+    assert ranked == fitted.rerank(cases, generated, 5)
     assert ranked == GamerRecommender(model, tok, num_beams=6, reranker=reranker).recommend(cases, 5)
     with pytest.raises(ValueError, match="not both"):
         GamerRecommender(model, tok, mixer=object(), reranker=reranker)
