@@ -11,13 +11,15 @@ from typing import Any
 
 import pandas as pd
 
+from ..errors import DataError
+
 __all__ = ["DataValidationError", "DropRecord", "DropReport"]
 
 # How many offending rows a message or a record quotes; counts are always exact.
 MAX_EXAMPLES = 5
 
 
-class DataValidationError(ValueError):
+class DataValidationError(DataError):
     """Input events violate the contract; the message names file, column, row and value."""
 
     def __init__(
