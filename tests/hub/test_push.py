@@ -25,7 +25,7 @@ from .hub_server import HubServer
 
 UPLOADED = {
     "README.md", "config.json", "generation_config.json", "model.safetensors", "tokenizer_config.json",
-    "tokenizer.json", "item_index.json", "pipeline_gamer.py", "gamer_training.json", "eval_results.json",
+    "tokenizer.json", "item_index.json", "pipeline_gamer.py", "handler.py", "gamer_training.json", "eval_results.json",
     "eval_ndcg10.png", *REMOTE_CODE_FILES,
 }
 
