@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
+from ..errors import ConfigurationError
 from .batcher import MicroBatcher
 from .handler import (
     ErrorResponse,
@@ -55,6 +56,11 @@ class ServeSettings:
     max_wait_ms: float = 5.0
     max_body_bytes: int = 1 << 20
     drain_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name, low in (("max_batch_size", 1), ("max_wait_ms", 0), ("max_body_bytes", 1), ("drain_timeout_s", 0)):
+            if getattr(self, name) < low:
+                raise ConfigurationError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(self, name)}")
 
 
 class ServiceState:

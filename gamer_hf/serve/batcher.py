@@ -30,10 +30,6 @@ class MicroBatcher(Generic[Request, Answer]):
     def __init__(self, run: Callable[[Sequence[Request]], Sequence[Answer]], max_batch_size: int = 64,
                  max_wait_ms: float = 5.0, on_batch: Callable[[int], Any] = lambda size: None,
                  on_queue: Callable[[int], Any] = lambda depth: None) -> None:
-        if max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
-        if max_wait_ms < 0:
-            raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
         self._run, self.max_batch_size, self.max_wait = run, max_batch_size, max_wait_ms / 1000
         self._on_batch, self._on_queue = on_batch, on_queue
         self._pending: deque[tuple[float, Request, asyncio.Future[Answer]]] = deque()

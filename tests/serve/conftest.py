@@ -63,6 +63,7 @@ class ServerProcess:
     def __init__(self, model: Path | str, *flags: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.terminated = False
         command = [sys.executable, "-m", "gamer_hf.cli", "serve", "--model", str(model), "--port", str(self.port),
                    "--log-level", "warning", *flags]
         self.process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
@@ -81,9 +82,14 @@ class ServerProcess:
             time.sleep(0.1)
         raise AssertionError("server not ready in time")
 
-    def stop(self, timeout: float = 60.0) -> int:
-        if self.process.poll() is None:
+    def terminate(self) -> None:
+        """One SIGTERM (a second one would stop the server without draining)."""
+        if not self.terminated and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
+            self.terminated = True
+
+    def stop(self, timeout: float = 60.0) -> int:
+        self.terminate()
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
