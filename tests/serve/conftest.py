@@ -34,7 +34,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny preset with random weights over 150 items, saved as a user's checkpoint folder."""
     rng = random.Random(0)
     codes = rng.sample([(a, b, c) for a in range(6) for b in range(6) for c in range(6)], NUM_ITEMS)
-    tokenizer = GamerTokenizerFast.from_items({f"item{i}": code for i, code in enumerate(codes)},
+    tokenizer = GamerTokenizerFast.from_items({f"sku{i}": code for i, code in enumerate(codes)},
                                               behaviors=BEHAVIORS, codebook_size=6)
     torch.manual_seed(0)
     model = GamerForCausalLM(GamerConfig.from_preset("tiny", tokenizer=tokenizer)).eval()

@@ -62,13 +62,13 @@ def test_concurrent_answers_equal_recommend_alone_and_are_batched(server: Server
 
 
 @pytest.mark.parametrize("options", [
-    {"exclude": ["item3", "item8", "no-such-item"]},
+    {"exclude": ["sku3", "sku8", "no-such-item"]},
     {"exclude_history": True},
     {"num_beams": 40, "top_k": 25},
 ])
 def test_decoding_options_equal_recommend(server: ServerProcess, loaded, options: dict[str, Any]) -> None:
     _, tokenizer = loaded
-    history = random_histories(tokenizer, 1, seed=5)[0] + [["cart", "item8"]]
+    history = random_histories(tokenizer, 1, seed=5)[0] + [["cart", "sku8"]]
     response = httpx.post(f"{server.url}/v1/recommend", json={"history": history, **options}, timeout=60)
     assert response.status_code == 200, response.text
     top_k, num_beams = options.get("top_k", 10), options.get("num_beams", 20)
@@ -77,7 +77,7 @@ def test_decoding_options_equal_recommend(server: ServerProcess, loaded, options
                      exclude_items=[set(options.get("exclude", []))])
     assert_same(response.json(), expected)
     if options.get("exclude"):
-        assert not {"item3", "item8"} & {item["item_id"] for item in response.json()["items"]}
+        assert not {"sku3", "sku8"} & {item["item_id"] for item in response.json()["items"]}
 
 
 def test_long_history_is_truncated_to_the_most_recent(server: ServerProcess, loaded) -> None:
@@ -90,7 +90,7 @@ def test_long_history_is_truncated_to_the_most_recent(server: ServerProcess, loa
 
 
 def test_unknown_items_skipped_on_request(server: ServerProcess, loaded) -> None:
-    history = [["click", "item1"], ["click", "ghost"], ["view", "item2"], ["buy", "item4"]]
+    history = [["click", "sku1"], ["click", "ghost"], ["view", "sku2"], ["buy", "sku4"]]
     response = httpx.post(f"{server.url}/v1/recommend", json={"history": history, "unknown_items": "skip"}).json()
     assert_same(response, alone(loaded, history, on_unknown="skip"))
 
@@ -104,15 +104,15 @@ def test_batch_endpoint_answers_in_order(server: ServerProcess, loaded) -> None:
         assert_same(result, alone(loaded, request["history"], "click", 5))
 
 
-GOOD = {"history": [["click", "item1"], ["cart", "item2"]], "behavior": "buy", "top_k": 5}
+GOOD = {"history": [["click", "sku1"], ["cart", "sku2"]], "behavior": "buy", "top_k": 5}
 BAD_REQUESTS = [
-    pytest.param('{"history": [["click", "item1"]', 400, "body", id="malformed-json"),
+    pytest.param('{"history": [["click", "sku1"]', 400, "body", id="malformed-json"),
     pytest.param({"behavior": "buy"}, 422, "history", id="missing-history"),
     pytest.param({"history": []}, 422, "history", id="empty-history"),
     pytest.param({"history": [["click"]]}, 422, "history.0.1", id="not-a-pair"),
     pytest.param({**GOOD, "behavior": "view"}, 422, "behavior", id="unknown-behavior"),
-    pytest.param({"history": [["view", "item1"]]}, 422, "history.0.0", id="unknown-history-behavior"),
-    pytest.param({"history": [["click", "item1"], ["cart", "ghost"]]}, 422, "history.1.1", id="unknown-item"),
+    pytest.param({"history": [["view", "sku1"]]}, 422, "history.0.0", id="unknown-history-behavior"),
+    pytest.param({"history": [["click", "sku1"], ["cart", "ghost"]]}, 422, "history.1.1", id="unknown-item"),
     pytest.param({"history": [["click", "ghost"]], "unknown_items": "skip"}, 422, "history", id="nothing-known"),
     pytest.param({**GOOD, "top_k": 0}, 422, "top_k", id="top-k-zero"),
     pytest.param({**GOOD, "top_k": -3}, 422, "top_k", id="top-k-negative"),
@@ -121,7 +121,7 @@ BAD_REQUESTS = [
     pytest.param({**GOOD, "top_k": 10, "num_beams": 5}, 422, "num_beams", id="beams-below-top-k"),
     pytest.param({**GOOD, "unknown_items": "ignore"}, 422, "unknown_items", id="bad-unknown-policy"),
     pytest.param({**GOOD, "topk": 5}, 422, "topk", id="misspelt-field"),
-    pytest.param({"history": [["click", "item1"]] * 5000}, 413, "body", id="body-too-large"),
+    pytest.param({"history": [["click", "sku1"]] * 5000}, 413, "body", id="body-too-large"),
 ]
 
 

@@ -16,8 +16,8 @@ from hub.hub_server import HubServer
 from .test_app import alone, assert_same
 
 REPO = "org/gamer-serve"
-REQUESTS = [{"history": [["click", "item1"], ["cart", "item2"]], "behavior": "buy", "top_k": 5},
-            {"history": [["buy", "item7"]], "behavior": "click", "top_k": 3, "exclude": ["item9"]}]
+REQUESTS = [{"history": [["click", "sku1"], ["cart", "sku2"]], "behavior": "buy", "top_k": 5},
+            {"history": [["buy", "sku7"]], "behavior": "click", "top_k": 3, "exclude": ["sku9"]}]
 
 PUSH = """
 import sys
@@ -41,7 +41,7 @@ requests = json.loads(sys.argv[2])
 answers = {"single": handler({"inputs": requests[0]}), "batch": handler({"requests": requests}),
            "sha256": hashlib.sha256(open(f"{path}/handler.py", "rb").read()).hexdigest()}
 try:
-    handler({"history": [["view", "item1"]]})
+    handler({"history": [["view", "sku1"]]})
 except ValueError as error:
     answers["error"] = [type(error).__name__, error.field, str(error)]
 print(json.dumps(answers))
@@ -61,7 +61,7 @@ def test_handler_in_the_package(checkpoint: Path, loaded) -> None:
     for result, ranked in zip(batch["results"], expected(loaded), strict=True):
         assert_same(result, ranked)
     with pytest.raises(InputError, match="top_k") as caught:
-        handler({"history": [["click", "item1"]], "top_k": 0})
+        handler({"history": [["click", "sku1"]], "top_k": 0})
     assert caught.value.field == "top_k"
 
 

@@ -16,7 +16,7 @@ from gamer_hf.serve import Recommender, ServeSettings, create_app
 
 from .conftest import ServerProcess, random_histories
 
-GOOD = {"history": [["click", "item1"], ["cart", "item2"]], "top_k": 3}
+GOOD = {"history": [["click", "sku1"], ["cart", "sku2"]], "top_k": 3}
 
 
 def test_ready_only_once_loaded_and_warmed_up(loaded) -> None:
