@@ -9,7 +9,6 @@ it has). The same app runs under uvicorn (`gamer_hf.serve.server`) and inside a 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,13 +24,14 @@ from ..errors import ConfigurationError
 from .batcher import MicroBatcher
 from .handler import (
     ErrorResponse,
-    Recommendation,
+    PreparedRequest,
     RecommendBatchRequest,
     RecommendBatchResponse,
     Recommender,
     RecommendRequest,
     RecommendResponse,
     RequestError,
+    validation_error,
 )
 from .metrics import CONTENT_TYPE_LATEST, ServiceMetrics
 
@@ -70,7 +70,7 @@ class ServiceState:
         self.settings = settings
         self.metrics = ServiceMetrics()
         self.recommender: Recommender | None = None
-        self.batcher: MicroBatcher[Recommendation, RecommendResponse | RequestError] | None = None
+        self.batcher: MicroBatcher[PreparedRequest, RecommendResponse | RequestError] | None = None
         self.load_error: str | None = None
         self.draining = False
         self.in_flight = 0
@@ -90,7 +90,7 @@ class ServiceState:
 
 
 def _error(status: int, field: str, message: str, value: Any = None) -> JSONResponse:
-    return JSONResponse({"error": {"field": field, "value": value, "message": message}}, status_code=status)
+    return JSONResponse(RequestError(field, value, message, status).to_dict(), status_code=status)
 
 
 class _ServiceMiddleware:
@@ -203,15 +203,8 @@ def create_app(load: Callable[[], Recommender], settings: ServeSettings | None =
         return JSONResponse(error.to_dict(), status_code=error.status)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
-        first = error.errors()[0]
-        location = [str(part) for part in first["loc"]]
-        where = ".".join(location[1:] if location[:1] == ["body"] else location) or "body"
-        if first["type"] == "json_invalid":
-            return _error(400, "body", f"malformed JSON: {first.get('ctx', {}).get('error', first['msg'])}")
-        value = first.get("input")
-        return _error(422, where, first["msg"],
-                      value if isinstance(value, (str, int, float, bool, type(None))) else json.dumps(value)[:200])
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        return await request_error(request, validation_error(error.errors()))
 
     def recommender() -> Recommender:
         if state.recommender is None:

@@ -31,7 +31,7 @@ __all__ = [
     "EndpointHandler",
     "ErrorResponse",
     "MAX_BATCH_REQUESTS",
-    "Recommendation",
+    "PreparedRequest",
     "RecommendBatchRequest",
     "RecommendBatchResponse",
     "RecommendRequest",
@@ -39,6 +39,7 @@ __all__ = [
     "Recommender",
     "RequestError",
     "ScoredItem",
+    "validation_error",
 ]
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class ErrorResponse(BaseModel):
 
 
 @dataclass(frozen=True)
-class Recommendation:
+class PreparedRequest:
     """A validated request, in the terms of `model.recommend`."""
 
     history: list[tuple[str, str]]
@@ -137,7 +138,7 @@ class Recommender:
         self.behaviors = list(tokenizer.behaviors)
         self.num_beams, self.max_num_beams = num_beams, max_num_beams
 
-    def prepare(self, request: RecommendRequest, prefix: str = "") -> Recommendation:
+    def prepare(self, request: RecommendRequest, prefix: str = "") -> PreparedRequest:
         """The request in `recommend()`'s terms, or a `RequestError` naming the field and value."""
         behavior = self.tokenizer.target_behavior if request.behavior is None else request.behavior
         if behavior not in self.behaviors:
@@ -150,7 +151,7 @@ class Recommender:
             raise RequestError(f"{prefix}num_beams", num_beams,
                                f"num_beams must be in top_k..{self.max_num_beams} ({request.top_k}..), got {num_beams}")
         history = self._known_history(request, prefix)
-        return Recommendation(
+        return PreparedRequest(
             history=history, behavior=behavior, top_k=request.top_k, num_beams=num_beams,
             exclude=frozenset(str(item) for item in request.exclude)
             | (frozenset(item for _, item in history) if request.exclude_history else frozenset()),
@@ -176,7 +177,7 @@ class Recommender:
                                f"none of the {len(request.history)} interactions is known to the checkpoint")
         return kept
 
-    def run(self, batch: Sequence[Recommendation]) -> list[RecommendResponse | RequestError]:
+    def run(self, batch: Sequence[PreparedRequest]) -> list[RecommendResponse | RequestError]:
         """Answer prepared requests with one `recommend()` call per beam width; a failure stays with its request.
 
         Requests of one call share the beam width and differ in anything else: behavior and exclusions
@@ -198,25 +199,25 @@ class Recommender:
                 answers[i] = ranked if isinstance(ranked, RequestError) else self._response(batch[i], ranked)
         return answers  # type: ignore[return-value]
 
-    def _recommend(self, requests: Sequence[Recommendation], num_beams: int) -> list[list[tuple[str, float]]]:
+    def _recommend(self, requests: Sequence[PreparedRequest], num_beams: int) -> list[list[tuple[str, float]]]:
         return self.model.recommend(
             self.tokenizer, [r.history for r in requests], behavior=[r.behavior for r in requests],
             top_k=max(r.top_k for r in requests), num_beams=num_beams, max_history=self.max_history,
             exclude_items=[r.exclude for r in requests], batch_size=len(requests),
         )
 
-    def _alone(self, request: Recommendation) -> list[tuple[str, float]] | RequestError:
+    def _alone(self, request: PreparedRequest) -> list[tuple[str, float]] | RequestError:
         try:
             return self._recommend([request], request.num_beams)[0]
         except Exception:  # noqa: BLE001 - reported to this request's client only
             return self._failure(request)
 
     @staticmethod
-    def _failure(request: Recommendation) -> RequestError:
+    def _failure(request: PreparedRequest) -> RequestError:
         logger.exception("recommend() failed for one request (behavior=%s, top_k=%d)", request.behavior, request.top_k)
         return RequestError("request", None, "the model failed on this request (logged on the server)", status=500)
 
-    def _response(self, request: Recommendation, ranked: list[tuple[str, float]]) -> RecommendResponse:
+    def _response(self, request: PreparedRequest, ranked: list[tuple[str, float]]) -> RecommendResponse:
         return RecommendResponse(
             items=[ScoredItem(item_id=item, score=score) for item, score in ranked[: request.top_k]],
             model=self.name, truncated=request.truncated,
@@ -239,7 +240,7 @@ class Recommender:
             else:
                 requests, prefixes = [RecommendRequest.model_validate(body)], [""]
         except ValidationError as error:
-            raise validation_error(error) from None
+            raise validation_error(error.errors(include_url=False)) from None
         answers = self.run([self.prepare(request, prefix) for request, prefix in zip(requests, prefixes)])
         for answer in answers:
             if isinstance(answer, RequestError):
@@ -249,11 +250,18 @@ class Recommender:
         return RecommendBatchResponse(results=answers).model_dump()  # type: ignore[arg-type]
 
 
-def validation_error(error: ValidationError) -> RequestError:
-    """The first problem pydantic found, as a `RequestError` naming the dotted field and the value."""
-    first = error.errors(include_url=False)[0]
-    where = ".".join(str(part) for part in first["loc"]) or "body"
-    return RequestError(where, first.get("input"), first["msg"])
+def validation_error(errors: Sequence[dict[str, Any]]) -> RequestError:
+    """The first problem pydantic found (in `ValidationError.errors()` form), naming the dotted field and value.
+
+    FastAPI prefixes locations with "body"; malformed JSON is a 400 about the whole body.
+    """
+    first = errors[0]
+    if first["type"] == "json_invalid":
+        reason = first.get("ctx", {}).get("error", first["msg"])
+        return RequestError("body", None, f"malformed JSON: {reason}", status=400)
+    location = [str(part) for part in first["loc"]]
+    return RequestError(".".join(location[1:] if location[:1] == ["body"] else location) or "body",
+                        first.get("input"), first["msg"])
 
 
 def default_max_history(model: Any, tokenizer: Any) -> int:

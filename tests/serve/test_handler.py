@@ -10,6 +10,7 @@ import pytest
 
 import gamer_hf.serve.handler as handler_module
 from gamer_hf.errors import InputError
+from gamer_hf.hub import push_to_hub
 from gamer_hf.serve import EndpointHandler
 from hub.hub_server import HubServer
 
@@ -18,12 +19,6 @@ from .test_app import alone, assert_same
 REPO = "org/gamer-serve"
 REQUESTS = [{"history": [["click", "sku1"], ["cart", "sku2"]], "behavior": "buy", "top_k": 5},
             {"history": [["buy", "sku7"]], "behavior": "click", "top_k": 3, "exclude": ["sku9"]}]
-
-PUSH = """
-import sys
-from gamer_hf.hub import push_to_hub
-print(push_to_hub(sys.argv[1], sys.argv[2]).commit_oid)
-"""
 
 RUN_PUSHED_HANDLER = r"""
 import hashlib, importlib.util, json, sys
@@ -65,9 +60,11 @@ def test_handler_in_the_package(checkpoint: Path, loaded) -> None:
     assert caught.value.field == "top_k"
 
 
-def test_pushed_repo_handler_runs_without_gamer_hf(checkpoint: Path, loaded, tmp_path: Path) -> None:
+def test_pushed_repo_handler_runs_without_gamer_hf(checkpoint: Path, loaded, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     with HubServer(tmp_path / "repos", tmp_path / "hf_home") as hub:
-        hub.run_client(PUSH, str(checkpoint), REPO, OMP_NUM_THREADS="1")
+        hub.patch_in_process(monkeypatch)
+        push_to_hub(checkpoint, REPO)
         output = hub.run_client(RUN_PUSHED_HANDLER, REPO, json.dumps(REQUESTS), OMP_NUM_THREADS="1")
     answers = json.loads(output.strip().splitlines()[-1])
     assert answers["sha256"] == hashlib.sha256(Path(handler_module.__file__).read_bytes()).hexdigest()
