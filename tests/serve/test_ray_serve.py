@@ -27,8 +27,8 @@ def test_ray_serve_deployment_answers_like_the_server(checkpoint: Path, loaded) 
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": ray_tmp}
     process = subprocess.Popen(
-        [sys.executable, str(RECIPE), "--model", str(checkpoint), "--port", str(port), "--max-history", str(MAX_HISTORY),
-         "--max-wait-ms", "20"],
+        [sys.executable, str(RECIPE), "--model", str(checkpoint), "--port", str(port),
+         "--max-history", str(MAX_HISTORY), "--max-wait-ms", "20"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -44,7 +44,8 @@ def test_ray_serve_deployment_answers_like_the_server(checkpoint: Path, loaded) 
                 pass
             time.sleep(0.5)
         history = [["click", "sku1"], ["cart", "sku2"], ["buy", "sku5"]]
-        response = httpx.post(f"{url}/v1/recommend", json={"history": history, "behavior": "cart", "top_k": 7}, timeout=60)
+        body = {"history": history, "behavior": "cart", "top_k": 7}
+        response = httpx.post(f"{url}/v1/recommend", json=body, timeout=60)
         assert response.status_code == 200, response.text
         assert_same(response.json(), alone(loaded, history, "cart", 7))
         bad = httpx.post(f"{url}/v1/recommend", json={"history": history, "top_k": 0}, timeout=60)
