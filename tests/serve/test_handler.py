@@ -11,7 +11,7 @@ import pytest
 import gamer_hf.serve.handler as handler_module
 from gamer_hf.errors import InputError
 from gamer_hf.hub import push_to_hub
-from gamer_hf.serve import EndpointHandler
+from gamer_hf.serve import EndpointHandler, Recommender, RecommendRequest, RequestError
 from hub.hub_server import HubServer
 
 from .test_app import alone, assert_same
@@ -73,3 +73,25 @@ def test_pushed_repo_handler_runs_without_gamer_hf(checkpoint: Path, loaded, tmp
     assert_same(answers["single"], expected(loaded)[0])
     for result, ranked in zip(answers["batch"]["results"], expected(loaded), strict=True):
         assert_same(result, ranked)
+
+
+class _FailsOnOneItem:
+    """The real model, except that any history holding `poison` makes recommend() raise, as a model bug would."""
+
+    def __init__(self, model, poison: str) -> None:
+        self.model, self.poison, self.config = model, poison, model.config
+
+    def recommend(self, tokenizer, histories, **kwargs):
+        if any(item == self.poison for history in histories for _, item in history):
+            raise RuntimeError("decode failed")
+        return self.model.recommend(tokenizer, histories, **kwargs)
+
+
+def test_a_request_that_fails_inside_a_batch_fails_alone(loaded) -> None:
+    model, tokenizer = loaded
+    recommender = Recommender(_FailsOnOneItem(model, "sku13"), tokenizer, name="t", max_history=12)
+    requests = [RecommendRequest(**body) for body in REQUESTS] + [RecommendRequest(history=[("click", "sku13")])]
+    answers = recommender.run([recommender.prepare(request) for request in requests])
+    assert isinstance(answers[2], RequestError) and answers[2].status == 500
+    for answer, ranked in zip(answers[:2], expected(loaded), strict=True):
+        assert_same(answer.model_dump(), ranked)
