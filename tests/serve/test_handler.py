@@ -9,9 +9,16 @@ from pathlib import Path
 import pytest
 
 import gamer_hf.serve.handler as handler_module
-from gamer_hf.errors import InputError
+from gamer_hf.errors import HubError, InputError
 from gamer_hf.hub import push_to_hub
-from gamer_hf.serve import EndpointHandler, Recommender, RecommendRequest, RequestError
+from gamer_hf.serve import (
+    EndpointHandler,
+    ModelOptions,
+    Recommender,
+    RecommendRequest,
+    RequestError,
+    load_recommender,
+)
 from hub.hub_server import HubServer
 
 from .test_app import alone, assert_same
@@ -66,6 +73,10 @@ def test_pushed_repo_handler_runs_without_gamer_hf(checkpoint: Path, loaded, tmp
         hub.patch_in_process(monkeypatch)
         push_to_hub(checkpoint, REPO)
         output = hub.run_client(RUN_PUSHED_HANDLER, REPO, json.dumps(REQUESTS), OMP_NUM_THREADS="1")
+        served = load_recommender(ModelOptions(REPO, device="cpu"))  # what `gamer-hf serve --model REPO` loads
+        with pytest.raises(HubError, match=f"{REPO}@no-such-branch"):
+            load_recommender(ModelOptions(REPO, revision="no-such-branch"))
+    assert served.name == f"{REPO}@main" and served.num_items == len(loaded[1].item_index)
     answers = json.loads(output.strip().splitlines()[-1])
     assert answers["sha256"] == hashlib.sha256(Path(handler_module.__file__).read_bytes()).hexdigest()
     assert answers["error"][:2] == ["RequestError", "history.0.0"] and "unknown behavior" in answers["error"][2]
