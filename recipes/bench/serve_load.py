@@ -41,22 +41,35 @@ SECTION = "## Serving"
 
 # ----- the checkpoint -----
 def build_checkpoint(work: Path, steps: int, max_history: int) -> Path:
-    """Small preset trained for `steps` on retailrocket_cml (CID semantic IDs: no embedding step; one evaluation)."""
+    """Small preset on retailrocket_cml's catalogue (CID semantic IDs: no embedding step), trained for `steps`
+    (one evaluation at the end) or, with steps=0, left at its seeded initialisation: serving does the same
+    work either way (fixed beams, fixed code steps), which is what this benchmark measures."""
+    from gamer_hf import GamerConfig, GamerForCausalLM
     from gamer_hf.data.prepare import load_prepared, prepare
     from gamer_hf.semantic_ids import build_semantic_ids, save_semantic_ids
     from gamer_hf.training import TrainArguments, train
 
-    model_dir = work / "model"
+    model_dir = work / ("model" if steps else "model_init")
     if (model_dir / "model.safetensors").is_file():
         return model_dir
     data_dir = os.environ.get("GAMER_HF_DATA_DIR")
     if not data_dir:
         raise SystemExit("serve_load.py: set GAMER_HF_DATA_DIR (the shared datasets) or pass --model")
-    events = Path(data_dir) / "retailrocket_cml" / "events.csv.gz"
-    prepare(events, protocol="session", out=work / "prepared", max_history=max_history, progress=False)
-    prepared = load_prepared(work / "prepared")
-    semantic_ids = build_semantic_ids(prepared.item_ids, method="cid", codebook_size=64, seed=0)
-    save_semantic_ids(semantic_ids, work / "tokenizer", behaviors=prepared.metadata["behaviors"], overwrite=True)
+    if not (work / "prepared").is_dir():
+        events = Path(data_dir) / "retailrocket_cml" / "events.csv.gz"
+        prepare(events, protocol="session", out=work / "prepared", max_history=max_history, progress=False)
+    if not (work / "tokenizer").is_dir():
+        prepared = load_prepared(work / "prepared")
+        semantic_ids = build_semantic_ids(prepared.item_ids, method="cid", codebook_size=64, seed=0)
+        save_semantic_ids(semantic_ids, work / "tokenizer", behaviors=prepared.metadata["behaviors"])
+    if steps == 0:
+        from gamer_hf import GamerTokenizerFast
+
+        tokenizer = GamerTokenizerFast.from_pretrained(work / "tokenizer")
+        torch.manual_seed(0)
+        GamerForCausalLM(GamerConfig.from_preset("small", tokenizer=tokenizer)).save_pretrained(model_dir)
+        tokenizer.save_pretrained(model_dir)
+        return model_dir
     result = train(TrainArguments(
         data=str(work / "prepared"), tokenizer=str(work / "tokenizer"), output_dir=str(model_dir), preset="small",
         max_steps=steps, eval_steps=steps, per_device_train_batch_size=64, per_device_eval_batch_size=256,
@@ -312,7 +325,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None, help="checkpoint (default: build one under --work)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/gamer_serve_bench"))
-    parser.add_argument("--train-steps", type=int, default=140, help="about 10 epochs of retailrocket_cml")
+    parser.add_argument("--train-steps", type=int, default=140, help="about 10 epochs of retailrocket_cml; 0: untrained weights")
     parser.add_argument("--max-history", type=int, default=50)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
     parser.add_argument("--count", type=int, default=256, help="requests per concurrency level and run")
@@ -364,7 +377,10 @@ def main() -> None:
     identical = sum(same_lists(clean["batched"][i], clean["unbatched"][i]) for i in shared)
     report = {
         "date": time.strftime("%Y-%m-%d"), "machine": machine(), "device": args.device,
-        "model": "a small-preset GAMER trained on retailrocket_cml" if args.model is None else f"`{args.model}`",
+        "model": (f"`{args.model}`" if args.model is not None else
+                  f"a small-preset GAMER over retailrocket_cml's catalogue, trained {args.train_steps} steps"
+                  if args.train_steps else "a small-preset GAMER over retailrocket_cml's catalogue, untrained "
+                  "(seeded initialisation, `--train-steps 0`)"),
         "catalogue": catalogue, "count": args.count, "max_seconds": args.max_seconds, "repeats": args.repeats,
         "max_wait_ms": args.max_wait_ms, "rows": rows, "ratio_c32": ratio, "tail_c32": tail,
         "errors": sum(r.errors for r in results), "requests": sum(r.requests - r.malformed for r in results),
