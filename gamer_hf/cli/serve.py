@@ -19,7 +19,9 @@ class ServeArguments:
     max_batch_size: int = field(default=64, metadata={"help": "most histories decoded in one recommend() call"})
     max_wait_ms: float = field(default=5.0, metadata={"help": "longest a request waits for others to batch with"})
     max_history: Optional[int] = field(
-        default=None, metadata={"help": "keep the most recent N interactions (default: the trained length)"}
+        default=None,
+        metadata={"help": "keep the most recent N interactions (default: the trained length when the config "
+                          "records it, else as many as the positions hold)"},
     )
     num_beams: int = field(default=20, metadata={"help": "beam width when a request gives none (raised to top_k)"})
     max_num_beams: int = field(default=256, metadata={"help": "largest beam width a request may ask for"})
