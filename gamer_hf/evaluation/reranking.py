@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_output
+from ..files import atomic_output
 from .baselines import MostPopular, recent_distinct_items
 from .cases import EvalCase, as_cases
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_output
+from ..files import atomic_output
 from .cases import ordered_behaviors, target_behavior
 from .metrics import DEFAULT_K_VALUES, MERGED, METRIC_NAMES, check_k_values, merge_metrics, metric_key
 
