@@ -36,6 +36,7 @@ __all__ = [
     "check_checkpoint_dir",
     "check_finite",
     "check_layout",
+    "default_device",
     "load_checkpoint",
     "record_checksums",
     "sha256_of",
@@ -138,6 +139,11 @@ def check_finite(model: torch.nn.Module, where: str) -> None:
     if bad:
         raise CheckpointError(f"{where} holds non-finite (NaN or inf) values in {len(bad)} tensors (first: {bad[:3]}); "
                               "the run diverged or the file is damaged: use an earlier checkpoint")
+
+
+def default_device() -> str:
+    """Where inference runs unless told otherwise: CUDA when present."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def load_checkpoint(

@@ -1,20 +1,18 @@
-"""Load a GAMER checkpoint for inference on the best device, and parse the CLI's history syntax."""
+"""Inference helpers the CLI and the server share: load a checkpoint on the best device, parse the
+CLI's history syntax, and answer one history with typed errors (`InputError` for a request the
+checkpoint cannot answer, e.g. an unknown item or behavior)."""
 
 from __future__ import annotations
 
 import os
 
-import torch
-
-from .checkpoint import load_checkpoint
+from .checkpoint import default_device, load_checkpoint
 from .errors import InputError
 from .modeling import GamerForCausalLM, GamerTokenizerFast
 
-__all__ = ["default_device", "load_gamer", "parse_history"]
+Ranked = list[tuple[str, float]]
 
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+__all__ = ["default_device", "load_gamer", "parse_history", "recommend_items"]
 
 
 def load_gamer(path: str | os.PathLike, device: str | None = None) -> tuple[GamerForCausalLM, GamerTokenizerFast]:
@@ -32,3 +30,29 @@ def parse_history(text: str) -> list[tuple[str, str]]:
             raise InputError(f"history entry {position + 1} {chunk!r} must look like behavior:item_id")
         pairs.append((behavior.strip(), item.strip()))
     return pairs
+
+
+def recommend_items(
+    model: GamerForCausalLM,
+    tokenizer: GamerTokenizerFast,
+    history: list[tuple[str, str]],
+    *,
+    behavior: str | None = None,
+    top_k: int = 10,
+    num_beams: int = 20,
+    exclude_history: bool = False,
+    on_unknown: str = "raise",
+) -> tuple[str, Ranked]:
+    """The requested behavior (default: the target behavior) and the top-`top_k` (item, score) pairs, best first.
+
+    `num_beams` is raised to `top_k` when smaller. The model's own ValueErrors (unknown item or
+    behavior, a malformed history) become InputError, so callers catch one type.
+    """
+    behavior = behavior or tokenizer.target_behavior
+    try:
+        [ranked] = model.recommend(tokenizer, [history], behavior=behavior, top_k=top_k,
+                                   num_beams=max(num_beams, top_k), exclude_history=exclude_history,
+                                   on_unknown=on_unknown)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    return behavior, ranked
