@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
+from transformers.utils import logging as hf_logging
 
 from .errors import CheckpointError
 from .files import atomic_output, read_json
@@ -38,6 +39,7 @@ __all__ = [
     "check_layout",
     "default_device",
     "load_checkpoint",
+    "load_tokenizer",
     "record_checksums",
     "sha256_of",
 ]
@@ -141,6 +143,21 @@ def check_finite(model: torch.nn.Module, where: str) -> None:
                               "the run diverged or the file is damaged: use an earlier checkpoint")
 
 
+def load_tokenizer(folder: str | os.PathLike) -> GamerTokenizerFast:
+    """The GAMER tokenizer saved in `folder` (a tokenizer folder or a checkpoint); CheckpointError names a bad file."""
+    folder = Path(folder)
+    if not (folder / "tokenizer_config.json").is_file():
+        raise CheckpointError(f"{folder} is not a GAMER tokenizer folder (no tokenizer_config.json); write one with "
+                              "`gamer-hf semantic-ids`")
+    for name in ("tokenizer_config.json", "item_index.json"):
+        read_json(folder / name, None)
+    try:
+        return GamerTokenizerFast.from_pretrained(str(folder))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+        raise CheckpointError(f"{folder}: the tokenizer files (tokenizer_config.json, item_index.json) do not load "
+                              f"({error}); rebuild them with `gamer-hf semantic-ids` or restore them") from None
+
+
 def default_device() -> str:
     """Where inference runs unless told otherwise: CUDA when present."""
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -156,11 +173,15 @@ def load_checkpoint(
     folder = Path(folder)
     check_checkpoint_dir(folder)
     weights = folder / WEIGHTS_FILE
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report of missing keys is replaced by the error below
     try:
         model, info = GamerForCausalLM.from_pretrained(folder, use_safetensors=True, output_loading_info=True)
     except (OSError, RuntimeError, ValueError, TypeError, KeyError) as error:
         raise CheckpointError(f"{weights} does not load with {folder / 'config.json'}: "
                               f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
     problems = {key: sorted(info[key])[:3] + ([f"... {len(info[key])} in all"] if len(info[key]) > 3 else [])
                 for key in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(key)}
     if problems:
@@ -168,11 +189,7 @@ def load_checkpoint(
                               "weights come from different models: restore the checkpoint's own config.json")
     check_finite(model, str(weights))
     if tokenizer is None:
-        try:
-            tokenizer = GamerTokenizerFast.from_pretrained(folder)
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
-            raise CheckpointError(f"{folder}: the tokenizer files (tokenizer_config.json, item_index.json) do not "
-                                  f"load: {error}; rebuild them with `gamer-hf semantic-ids` or restore them") from None
+        tokenizer = load_tokenizer(folder)
     check_layout(model, tokenizer, str(folder))
     model.eval()
     return (model if device is None else model.to(device)), tokenizer

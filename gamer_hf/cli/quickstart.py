@@ -75,8 +75,7 @@ def _show_recommendations(model_dir: Path, data_dir: Path) -> None:
 
 
 def run(args: QuickstartArguments) -> int:
-    work = Path(args.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
+    work = Path(args.work_dir)  # created by the first step that writes into it
     data_dir = _prepare(args, work)
     tokenizer_dir = work / "tokenizer"
     build_tokenizer(SemanticIdArguments(

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from gamer_hf.checkpoint import load_checkpoint
+from gamer_hf import checkpoint
 from gamer_hf.errors import DataError
 from gamer_hf.modeling import GamerConfig, GamerForCausalLM, GamerTokenizerFast
 
@@ -28,11 +28,7 @@ def tokenizer_dir(args: TrainArguments) -> Path:
 
 
 def load_tokenizer(args: TrainArguments) -> GamerTokenizerFast:
-    folder = tokenizer_dir(args)
-    if not (folder / "tokenizer_config.json").is_file():
-        raise FileNotFoundError(f"{folder} is not a GAMER tokenizer folder (no tokenizer_config.json); "
-                                "write one with `gamer-hf semantic-ids`")
-    return GamerTokenizerFast.from_pretrained(str(folder))
+    return checkpoint.load_tokenizer(tokenizer_dir(args))
 
 
 def check_data(tokenizer: GamerTokenizerFast, metadata: dict[str, Any], item_ids: list[str], data: str,
@@ -61,7 +57,7 @@ def build_model(args: TrainArguments, tokenizer: GamerTokenizerFast, augmented: 
     `augmented` records whether the training data carries augmented views (config.use_augmentation).
     """
     if args.init_from is not None:  # the one verified loader: every tensor present, finite and unchanged
-        model, _ = load_checkpoint(args.init_from, tokenizer=tokenizer)
+        model, _ = checkpoint.load_checkpoint(args.init_from, tokenizer=tokenizer)
     else:
         config = GamerConfig.from_preset(args.preset_name, tokenizer=tokenizer, **ABLATIONS[args.ablation])
         model = GamerForCausalLM(config)
