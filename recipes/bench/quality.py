@@ -62,6 +62,7 @@ from transformers.utils import logging as hf_logging
 
 from gamer_hf.baselines import SASRecRecommender, TrainingSettings
 from gamer_hf.checkpoint import load_checkpoint
+from gamer_hf.files import atomic_output, read_json
 from gamer_hf.data import PreparedData, load_prepared, prepare
 from gamer_hf.evaluation import (
     MERGED,
@@ -165,9 +166,9 @@ def subsample_users(source: Path, out: Path, max_users: int | None, seed: int) -
         return out
     keep = set(np.random.default_rng(seed).choice(users, size=max_users, replace=False).tolist())
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".events.csv.gz.tmp"
-    events[events["user_id"].isin(keep)].to_csv(tmp, index=False, compression={"method": "gzip", "compresslevel": 1})
-    os.replace(tmp, out / "events.csv.gz")
+    with atomic_output(out / "events.csv.gz") as temporary:
+        events[events["user_id"].isin(keep)].to_csv(temporary, index=False,
+                                                     compression={"method": "gzip", "compresslevel": 1})
     shutil.copyfile(source / "meta.json", out / "meta.json")
     return out
 
@@ -215,7 +216,7 @@ def target_diagnostics(prepared: PreparedData, cases: Sequence[EvalCase]) -> dic
 
 def _semantic_id_summary(tokenizer: Path) -> dict[str, Any]:
     """Codebooks, collisions and how many items had no training signal (random fallback embeddings)."""
-    written = json.loads((tokenizer / REPORT_FILENAME).read_text())
+    written = read_json(tokenizer / REPORT_FILENAME)
     report = written["report"]
     return {"codebook_sizes": report["codebook_sizes"], "collision_rate": report["collision_rate"],
             "collision_handling": report["collision_handling"], "embedding": written.get("embedding")}
@@ -330,7 +331,7 @@ def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, wo
     ), callbacks=[cap] if cap else [])
     train_seconds = time.perf_counter() - start
     epochs = [row["epoch"] for row in result.log_history if "eval_loss" in row and "epoch" in row]
-    outcome = json.loads((result.checkpoint_dir / TRAINING_INFO_FILE).read_text())["results"]
+    outcome = read_json(result.checkpoint_dir / TRAINING_INFO_FILE)["results"]
     chosen = list_checkpoints(result.checkpoint_dir / CHECKPOINTS_SUBDIR)[-1] if last_epoch else result.checkpoint_dir
     if last_epoch and chosen.name != f"checkpoint-{result.global_step}":
         raise RuntimeError(f"{variant}: the last checkpoint (step {result.global_step}) was not kept; found {chosen}")
@@ -463,18 +464,16 @@ def plot(results: dict[str, Any], path: Path) -> None:
         axes.set(title=dataset, ylabel="NDCG@10")
         axes.legend(fontsize="small")
     figure.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    with atomic_output(path) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
 
 
 def save(results: dict[str, Any], out: Path) -> None:
     results["summary"] = aggregate(results["runs"])
     out.mkdir(parents=True, exist_ok=True)
     for name, text in (("quality.json", json.dumps(results, indent=1) + "\n"), ("quality.md", markdown(results))):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+        with atomic_output(out / name) as temporary:
+            temporary.write_text(text)
     if any(results["summary"].values()):
         plot(results, out / "quality.png")
 
