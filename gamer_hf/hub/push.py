@@ -66,12 +66,24 @@ class PushResult:
     files: tuple[str, ...]
 
 
-def _load(model_dir_or_model: Any, tokenizer: Any) -> tuple[PreTrainedModel, Any, Path | None]:
-    """Model, tokenizer and the checkpoint folder (None for an in-memory model)."""
+@dataclass(frozen=True)
+class _Verified:
+    """What is published: a model that passed the loader's checks, its tokenizer, and the folder's facts."""
+
+    model: PreTrainedModel
+    tokenizer: Any
+    folder: Path | None  # None for an in-memory model
+    facts: dict[str, Any]  # TRAINING_INFO_FILE / EVAL_RESULTS_FILE -> content (None when absent)
+
+
+def _load(model_dir_or_model: Any, tokenizer: Any) -> _Verified:
+    """Load and verify everything local, so that nothing wrong is found after the Hub was contacted."""
     if isinstance(model_dir_or_model, (str, os.PathLike)):
         folder = Path(model_dir_or_model)
         model, tokenizer = load_checkpoint(folder, tokenizer)
-        return model, tokenizer, folder
+        facts = {name: read_json(folder / name, None) for name in (TRAINING_INFO_FILE, EVAL_RESULTS_FILE)}
+        _check_facts_match(tokenizer, facts)
+        return _Verified(model, tokenizer, folder, facts)
     model = model_dir_or_model
     if getattr(model.config, "model_type", None) != "gamer" or not callable(getattr(model, "recommend", None)):
         raise TypeError(f"push_to_hub takes a GAMER checkpoint folder or a GamerForCausalLM, "
@@ -80,7 +92,7 @@ def _load(model_dir_or_model: Any, tokenizer: Any) -> tuple[PreTrainedModel, Any
         raise InputError("pushing an in-memory model needs its GAMER tokenizer: pass tokenizer=...")
     check_layout(model, tokenizer, "push_to_hub")
     check_finite(model, "push_to_hub's model")
-    return model, tokenizer, None
+    return _Verified(model, tokenizer, None, dict.fromkeys((TRAINING_INFO_FILE, EVAL_RESULTS_FILE)))
 
 
 def build_upload_folder(
@@ -97,7 +109,7 @@ def build_upload_folder(
     """
     out = Path(out)
     _check_empty(out)
-    return _stage(*_load(model_dir_or_model, tokenizer), out, repo_id, dataset_id)
+    return _stage(_load(model_dir_or_model, tokenizer), out, repo_id, dataset_id)
 
 
 def _check_empty(out: Path) -> None:
@@ -105,10 +117,8 @@ def _check_empty(out: Path) -> None:
         raise OutputExistsError(f"{out} is not an empty folder; the upload folder must hold only what is pushed")
 
 
-def _stage(model: PreTrainedModel, tokenizer: Any, folder: Path | None, out: Path, repo_id: str,
-           dataset_id: str | None) -> list[str]:
-    facts = {name: read_json(folder / name, None) if folder else None for name in (TRAINING_INFO_FILE, EVAL_RESULTS_FILE)}
-    _check_facts_match(tokenizer, facts)
+def _stage(verified: _Verified, out: Path, repo_id: str, dataset_id: str | None) -> list[str]:
+    model, tokenizer, folder, facts = verified.model, verified.tokenizer, verified.folder, verified.facts
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     record_checksums(out)  # downloaders verify the weights against the digest of what was uploaded
@@ -117,7 +127,7 @@ def _stage(model: PreTrainedModel, tokenizer: Any, folder: Path | None, out: Pat
     for name in EXTRA_FILES:
         if folder is not None and (folder / name).is_file():
             if name.endswith(".json"):  # the records name local folders: publish only their last part
-                text = json.dumps(_without_local_paths(read_json(folder / name)), indent=2)
+                text = json.dumps(_without_local_paths(facts[name]), indent=2)
                 (out / name).write_text(text + "\n", encoding="utf-8")
             else:
                 shutil.copyfile(folder / name, out / name)
@@ -192,13 +202,13 @@ def push_to_hub(
     not a complete checkpoint.
     """
     api = HfApi(endpoint=endpoint, token=token)
-    loaded = _load(model_dir_or_model, tokenizer)  # verified before the Hub is asked anything
+    verified = _load(model_dir_or_model, tokenizer)  # before the Hub is asked anything
     branch = revision or "main"
     with tempfile.TemporaryDirectory(prefix="gamer-push-") as staging_root:
         staging = Path(staging_root) / "upload"
         with _hub_errors(api, "asking who the token belongs to", repo_id):
             repo_id = _full_repo_id(api, repo_id)
-        files = _stage(*loaded, staging, repo_id, dataset_id)
+        files = _stage(verified, staging, repo_id, dataset_id)
         with _hub_errors(api, "validating the model card", repo_id):
             _validate_card(api, staging / "README.md")
         with _hub_errors(api, f"creating {repo_id}", repo_id):
