@@ -176,7 +176,8 @@ def load_checkpoint(
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # its load report of missing keys is replaced by the error below
     try:
-        model, info = GamerForCausalLM.from_pretrained(folder, use_safetensors=True, output_loading_info=True)
+        model, info = GamerForCausalLM.from_pretrained(  # mismatches are listed in `info`, then refused
+            folder, use_safetensors=True, output_loading_info=True, ignore_mismatched_sizes=True)
     except (OSError, RuntimeError, ValueError, TypeError, KeyError) as error:
         raise CheckpointError(f"{weights} does not load with {folder / 'config.json'}: "
                               f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None

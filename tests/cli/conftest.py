@@ -50,10 +50,12 @@ def checkpoint(prepared: Path, tokenizer: Path, cli_root: Path) -> Path:
     return result.checkpoint_dir
 
 
-def _more_layers(folder: Path) -> None:
-    config = json.loads((folder / "config.json").read_text())
-    config["num_hidden_layers"] = 4  # the weights hold 2
-    (folder / "config.json").write_text(json.dumps(config))
+def _config(**changes: int) -> Callable[[Path], None]:
+    def damage(folder: Path) -> None:
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, **changes}))
+
+    return damage
 
 
 def _nan_weights(folder: Path) -> None:
@@ -77,7 +79,8 @@ def _corrupt_item_index(folder: Path) -> None:
 
 # corruption -> (how to make it, what the one-line error must say)
 BROKEN: dict[str, tuple[Callable[[Path], None], str]] = {
-    "more_layers_than_weights": (_more_layers, "does not fit"),
+    "more_layers_than_weights": (_config(num_hidden_layers=4), "does not fit .*missing_keys"),  # weights hold 2
+    "other_shapes_than_weights": (_config(intermediate_size=96), "does not fit .*mismatched_keys"),  # weights: 128
     "nan_weights": (_nan_weights, "non-finite"),
     "flipped_byte": (_flipped_byte, f"differs from the .* recorded in {CHECKSUMS_FILE}"),
     "corrupt_item_index": (_corrupt_item_index, r"item_index\.json is corrupt: not valid JSON"),
