@@ -62,7 +62,6 @@ from transformers.utils import logging as hf_logging
 
 from gamer_hf.baselines import SASRecRecommender, TrainingSettings
 from gamer_hf.checkpoint import load_checkpoint
-from gamer_hf.files import atomic_output, read_json
 from gamer_hf.data import PreparedData, load_prepared, prepare
 from gamer_hf.evaluation import (
     MERGED,
@@ -77,6 +76,7 @@ from gamer_hf.evaluation import (
     decode_beams,
     subset_cases,
 )
+from gamer_hf.files import atomic_output, read_json
 from gamer_hf.semantic_ids import REPORT_FILENAME, SemanticIdArguments, build_tokenizer
 from gamer_hf.training import CHECKPOINTS_SUBDIR, TRAINING_INFO_FILE, TrainArguments, list_checkpoints, train
 
