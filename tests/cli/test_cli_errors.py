@@ -5,6 +5,7 @@ checkpoints of conftest.BROKEN are refused by every command that loads a checkpo
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -76,8 +77,6 @@ def test_loader_accepts_the_good_checkpoint_and_old_ones_without_a_digest(checkp
                                                                           caplog) -> None:
     model, tokenizer = load_checkpoint(checkpoint)
     assert not model.training and len(tokenizer.item_index) > 0
-    import shutil
-
     old = shutil.copytree(checkpoint, tmp_path / "old", ignore=shutil.ignore_patterns("checkpoints"))
     (old / "gamer_checksums.json").unlink()
     load_checkpoint(old)

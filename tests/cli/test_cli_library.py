@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gamer_hf.cli import main
+from gamer_hf.data import load_prepared
 from gamer_hf.errors import InputError, OutputExistsError
 from gamer_hf.evaluation import EvaluateArguments, evaluate_checkpoint, subset_cases
 from gamer_hf.loading import load_gamer, parse_history, recommend_items
@@ -54,8 +55,6 @@ def test_evaluate_refuses_a_file_as_output_folder(checkpoint: Path, prepared: Pa
 
 
 def test_subset_cases_is_seeded_and_keeps_order(prepared: Path) -> None:
-    from gamer_hf.data import load_prepared
-
     test = load_prepared(prepared).splits["test"]
     first, again = (subset_cases(test, 10, seed=3)["user_id"] for _ in range(2))
     assert first == again and len(first) == 10 and first != subset_cases(test, 10, seed=4)["user_id"]
