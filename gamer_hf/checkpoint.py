@@ -134,10 +134,15 @@ def check_layout(model: Any, tokenizer: Any, where: str) -> None:
         )
 
 
+def _finite(tensor: torch.Tensor) -> bool:
+    # A NaN or inf makes the sum non-finite, so one reduction clears almost every tensor; only a
+    # non-finite sum (a real NaN, or an overflow of huge finite values) pays for the exact check.
+    return bool(torch.isfinite(tensor.sum(dtype=torch.float32))) or bool(torch.isfinite(tensor).all())
+
+
 def check_finite(model: torch.nn.Module, where: str) -> None:
     """NaN or infinite weights decode to empty or arbitrary lists; refuse them by name."""
-    bad = [name for name, tensor in model.state_dict().items()
-           if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    bad = [name for name, tensor in model.state_dict().items() if tensor.is_floating_point() and not _finite(tensor)]
     if bad:
         raise CheckpointError(f"{where} holds non-finite (NaN or inf) values in {len(bad)} tensors (first: {bad[:3]}); "
                               "the run diverged or the file is damaged: use an earlier checkpoint")
