@@ -166,8 +166,9 @@ def subsample_users(source: Path, out: Path, max_users: int | None, seed: int) -
         return out
     keep = set(np.random.default_rng(seed).choice(users, size=max_users, replace=False).tolist())
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".events.csv.gz.tmp"  # a fixed name: gzip records it, and the subsample must be byte-identical
-    events[events["user_id"].isin(keep)].to_csv(tmp, index=False, compression={"method": "gzip", "compresslevel": 1})
+    tmp = out / ".events.csv.gz.tmp"  # gzip records the name and the time: both fixed, the subsample is byte-identical
+    events[events["user_id"].isin(keep)].to_csv(tmp, index=False,
+                                                compression={"method": "gzip", "compresslevel": 1, "mtime": 0})
     os.replace(tmp, out / "events.csv.gz")
     shutil.copyfile(source / "meta.json", out / "meta.json")
     return out
