@@ -67,10 +67,7 @@ def load_recommender(options: ModelOptions) -> Recommender:
     if options.device == "cuda" and not torch.cuda.is_available():
         raise ConfigurationError("--device cuda: no CUDA device is visible to torch")
     folder, name = _resolve(options.model, options.revision)
-    try:
-        model, tokenizer = load_gamer(folder, device=options.device)
-    except FileNotFoundError as error:
-        raise CheckpointError(str(error)) from error
+    model, tokenizer = load_gamer(folder, device=options.device)  # CheckpointError for incomplete or corrupt folders
     model.to(DTYPES[options.dtype])
     return Recommender(model, tokenizer, name, max_history=options.max_history, num_beams=options.num_beams,
                        max_num_beams=options.max_num_beams)

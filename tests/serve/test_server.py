@@ -35,3 +35,4 @@ def test_incomplete_folder_is_a_checkpoint_error(checkpoint: Path, tmp_path: Pat
     (tmp_path / "config.json").write_bytes((checkpoint / "config.json").read_bytes())
     with pytest.raises(CheckpointError, match="model.safetensors"):
         load_recommender(ModelOptions(str(tmp_path)))
+
