@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,61 @@ SECTION = "## Data pipeline"
 EVENTS_PER_USER = 29.5  # generate_synthetic defaults: ~4 sessions x 6 clicks plus carts and buys
 
 
-def _tokenize(prepared: Any, max_history: int) -> tuple[float, int]:
-    """Collate every train and validation row; returns seconds and tokens produced."""
+class LoopCollator:
+    """The collator before vectorization (encode pair by pair in Python): the speed baseline here and
+    the reference tests/data/test_data_collator.py checks the vectorized one against."""
+
+    def __init__(self, tokenizer: Any, max_history: int | None = None, on_unknown: str = "raise",
+                 pad_to_multiple_of: int | None = None) -> None:
+        from gamer_hf.data import GamerCollator
+
+        self.tokenizer, self.max_history, self.on_unknown = tokenizer, max_history, on_unknown
+        self._pad = GamerCollator(tokenizer, pad_to_multiple_of=pad_to_multiple_of)._pad  # padding is unchanged
+
+    def _training(self, row: dict[str, Any]) -> list[tuple[list[int], int]]:
+        pairs = list(zip(row["behaviors"], row["items"]))
+        if self.max_history is not None:
+            pairs = pairs[-(self.max_history + 1):]
+        ids = self.tokenizer.encode_interactions(pairs, on_unknown=self.on_unknown)
+        return [(ids, 0)] if ids else []
+
+    def _evaluation(self, row: dict[str, Any]) -> list[tuple[list[int], int]]:
+        history = list(zip(row["history_behaviors"], row["history_items"]))
+        if self.max_history is not None:
+            history = history[len(history) - min(len(history), self.max_history):]
+        prompt = self.tokenizer.encode_interactions(history, on_unknown=self.on_unknown)
+        prompt.append(self.tokenizer.behavior_token_id(row["target_behavior"]))
+        examples = []
+        for item in row["target_items"]:
+            if self.on_unknown == "skip" and str(item) not in self.tokenizer.item_index:
+                continue
+            examples.append((prompt + self.tokenizer.item_token_ids(item), len(prompt)))
+        return examples
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        import numpy as np
+
+        examples: list[tuple[list[int], int]] = []
+        for row in rows:
+            if "items" in row:
+                examples.extend(self._training(row))
+            elif "target_items" in row:
+                examples.extend(self._evaluation(row))
+            else:
+                raise ValueError(f"row has neither training nor evaluation columns: {sorted(row)}")
+        if not examples:
+            raise ValueError("no example left in this batch (all interactions unknown to the tokenizer?)")
+        tokens = np.fromiter(chain.from_iterable(ids for ids, _ in examples), dtype=np.int64)
+        return self._pad(tokens, np.array([len(ids) for ids, _ in examples]),
+                         np.array([first for _, first in examples]))
+
+
+def _tokenize(prepared: Any, max_history: int, max_rows: int) -> dict[str, Any]:
+    """Fetch up to `max_rows` train and validation rows through a DataLoader (batch 256, as the
+    Trainer does) and collate every batch with both collators, alternating which goes first;
+    the outputs must be equal. Returns seconds per stage, tokens, and per-batch speed-ups."""
+    import numpy as np
+    import torch
     from torch.utils.data import DataLoader
 
     from gamer_hf import GamerTokenizerFast
@@ -39,12 +93,34 @@ def _tokenize(prepared: Any, max_history: int) -> tuple[float, int]:
 
     index = {item: (i % 256, (i // 256) % 256, i // 65536) for i, item in enumerate(prepared.item_ids)}
     tokenizer = GamerTokenizerFast.from_items(index, prepared.metadata["behaviors"], codebook_size=256)
-    collator = GamerCollator(tokenizer, max_history=max_history)
-    start, tokens = time.perf_counter(), 0
+    collators = {"loop": LoopCollator(tokenizer, max_history=max_history),
+                 "vectorized": GamerCollator(tokenizer, max_history=max_history)}
+    seconds = {"fetch": 0.0, "loop": 0.0, "vectorized": 0.0}
+    tokens, ratios = 0, []
     for split in ("train", "validation"):
-        for batch in DataLoader(prepared.splits[split], batch_size=256, collate_fn=collator):
-            tokens += int(batch["attention_mask"].sum())
-    return time.perf_counter() - start, tokens
+        rows = prepared.splits[split]
+        rows = rows.select(range(min(max_rows, len(rows))))
+        loader = iter(DataLoader(rows, batch_size=256, collate_fn=list))
+        while True:
+            start = time.perf_counter()
+            batch = next(loader, None)
+            seconds["fetch"] += time.perf_counter() - start
+            if batch is None:
+                break
+            names = list(collators) if len(ratios) % 2 == 0 else list(collators)[::-1]
+            outputs, taken = {}, {}
+            for name in names:
+                start = time.perf_counter()
+                outputs[name] = collators[name](batch)
+                taken[name] = time.perf_counter() - start
+                seconds[name] += taken[name]
+            if any(not torch.equal(outputs["loop"][k], outputs["vectorized"][k]) for k in outputs["loop"]):
+                raise AssertionError(f"{split}: the vectorized collator differs from the loop collator")
+            tokens += int(outputs["vectorized"]["attention_mask"].sum())
+            ratios.append(taken["loop"] / taken["vectorized"])
+    low, median, high = np.percentile(ratios, [10, 50, 90])
+    return {"seconds": seconds, "tokens": tokens, "batches": len(ratios),
+            "batch_speedup": {"p10": low, "median": median, "p90": high}}
 
 
 def run_workload(name: str, args: argparse.Namespace) -> dict[str, Any]:
