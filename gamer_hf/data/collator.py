@@ -94,8 +94,9 @@ class _Batch:
             evaluation.append("items" not in row)
             end = min(len(pair_behaviors), len(pair_items))  # pairs, as zip() makes them
             start = 0 if window is None else end - min(end, window)
-            behaviors.append(pair_behaviors[start:end])
-            items.append(pair_items[start:end])
+            whole = start == 0 and end == len(pair_behaviors) == len(pair_items)  # prepared rows: no copy
+            behaviors.append(pair_behaviors if whole else pair_behaviors[start:end])
+            items.append(pair_items if whole else pair_items[start:end])
             counts.append(end - start)
         return cls(list(chain.from_iterable(behaviors)), list(chain.from_iterable(items)),
                    np.array(counts, dtype=np.int64), np.array(evaluation, dtype=bool), requested,
