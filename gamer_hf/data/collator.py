@@ -20,6 +20,8 @@ from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from .arrays import ranges_to_flat
@@ -47,31 +49,48 @@ class _TokenTable:
         behaviors = {name: tokenizer.behavior_token_id(name) for name in tokenizer.behaviors}
         return cls({item: i for i, item in enumerate(item_ids)}, tokens, behaviors)
 
-    def items(self, values: list[Any]) -> np.ndarray:
+    def items(self, values: Sequence[Any]) -> np.ndarray:
         """Item numbers, UNKNOWN when absent; ids that miss are retried as str(id), as the tokenizer does."""
-        numbers = np.fromiter(map(self.item_numbers.get, values, repeat(UNKNOWN)), np.int64, count=len(values))
-        for position in np.flatnonzero(numbers == UNKNOWN):
-            numbers[position] = self.item_numbers.get(str(values[position]), UNKNOWN)
-        return numbers
+        return _lookup(self.item_numbers, values, retry_as_str=True)
 
-    def behaviors(self, values: list[Any]) -> np.ndarray:
-        return np.fromiter(map(self.behavior_tokens.get, values, repeat(UNKNOWN)), np.int64, count=len(values))
+    def behaviors(self, values: Sequence[Any]) -> np.ndarray:
+        return _lookup(self.behavior_tokens, values)
+
+
+def _lookup(mapping: dict[Any, int], values: Sequence[Any], retry_as_str: bool = False) -> np.ndarray:
+    """mapping[value] for every value (UNKNOWN when absent); an Arrow array looks up its distinct values only."""
+    if isinstance(values, pa.Array):
+        encoded = pc.dictionary_encode(values)
+        found = _lookup(mapping, encoded.dictionary.to_pylist(), retry_as_str)
+        indices = pc.fill_null(encoded.indices, len(found)).to_numpy(zero_copy_only=False)  # null -> UNKNOWN
+        return np.append(found, UNKNOWN)[indices]
+    numbers = np.fromiter(map(mapping.get, values, repeat(UNKNOWN)), np.int64, count=len(values))
+    if retry_as_str:
+        for position in np.flatnonzero(numbers == UNKNOWN):
+            numbers[position] = mapping.get(str(values[position]), UNKNOWN)
+    return numbers
+
+
+def _value(values: Sequence[Any], position: int) -> Any:
+    value = values[int(position)]
+    return value.as_py() if isinstance(value, pa.Scalar) else value
 
 
 @dataclass
 class _Batch:
-    """The rows' columns flattened in row order, interactions already trimmed to the history window.
+    """The batch's columns flattened in row order (lists, or Arrow arrays for an Arrow batch), with
+    interactions already trimmed to the history window.
 
-    Gathering stops at the first row with neither training nor evaluation columns (`bad_row`), so
-    errors in the rows before it are still reported first, as a row-by-row loop would.
+    Gathering rows stops at the first row with neither training nor evaluation columns
+    (`bad_row`), so errors in the rows before it are still reported first, as a row loop would.
     """
 
-    behaviors: list[Any]
-    items: list[Any]
+    behaviors: Sequence[Any]
+    items: Sequence[Any]
     counts: np.ndarray  # interactions per row
     evaluation: np.ndarray  # per row: evaluation (True) or training (False)
-    requested: list[Any]  # target_behavior per evaluation row
-    targets: list[Any]
+    requested: Sequence[Any]  # target_behavior per evaluation row
+    targets: Sequence[Any]
     target_counts: np.ndarray  # targets per evaluation row
     bad_row: Mapping[str, Any] | None
 
@@ -101,6 +120,33 @@ class _Batch:
         return cls(list(chain.from_iterable(behaviors)), list(chain.from_iterable(items)),
                    np.array(counts, dtype=np.int64), np.array(evaluation, dtype=bool), requested,
                    list(chain.from_iterable(targets)), np.array(target_counts, dtype=np.int64), bad_row)
+
+    @classmethod
+    def gather_arrow(cls, batch: pa.Table | pa.RecordBatch, max_history: int | None) -> "_Batch":
+        """The same from an Arrow batch of one split's rows, without turning them into Python objects."""
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        if "items" in table.column_names:
+            window = None if max_history is None else max_history + 1
+            columns, evaluation = ("behaviors", "items"), False
+        elif "target_items" in table.column_names:
+            columns, window, evaluation = ("history_behaviors", "history_items"), max_history, True
+        else:
+            nothing = np.zeros(0, dtype=np.int64)
+            return cls([], [], nothing, nothing.astype(bool), [], [], nothing, dict.fromkeys(table.column_names))
+        behaviors, items = (table[name].combine_chunks() for name in columns)
+        behavior_offsets, item_offsets = behaviors.offsets.to_numpy(), items.offsets.to_numpy()
+        end = np.minimum(np.diff(behavior_offsets), np.diff(item_offsets))  # pairs, as zip() makes them
+        start = np.zeros_like(end) if window is None else end - np.minimum(end, window)
+        behaviors, items = (lists.values.take(ranges_to_flat(offsets[:-1] + start, offsets[:-1] + end)[1])
+                            for lists, offsets in ((behaviors, behavior_offsets), (items, item_offsets)))
+        requested, targets, target_counts = [], [], np.zeros(0, dtype=np.int64)
+        if evaluation:
+            requested = table["target_behavior"].combine_chunks()
+            lists = table["target_items"].combine_chunks()
+            offsets = lists.offsets.to_numpy()
+            targets, target_counts = lists.values.slice(offsets[0], offsets[-1] - offsets[0]), np.diff(offsets)
+        return cls(behaviors, items, (end - start).astype(np.int64), np.full(len(end), evaluation), requested,
+                   targets, target_counts.astype(np.int64), None)
 
     @property
     def interaction_rows(self) -> np.ndarray:
@@ -140,9 +186,14 @@ class GamerCollator:
             self._table = _TokenTable.build(self.tokenizer)
         return self._table
 
-    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+    def __call__(self, rows: Sequence[Mapping[str, Any]] | pa.Table | pa.RecordBatch) -> dict[str, torch.Tensor]:
+        """Rows as the Trainer's DataLoader hands them over, or one Arrow batch of a split's rows (faster:
+        `DataLoader(split.with_format("arrow"), batch_size=None, sampler=BatchSampler(...))`)."""
         table = self._token_table()
-        batch = _Batch.gather(rows, self.max_history)
+        if isinstance(rows, (pa.Table, pa.RecordBatch)):
+            batch = _Batch.gather_arrow(rows, self.max_history)
+        else:
+            batch = _Batch.gather(rows, self.max_history)
         behaviors, items = table.behaviors(batch.behaviors), table.items(batch.items)
         requested, targets = table.behaviors(batch.requested), table.items(batch.targets)
         known, known_targets = (behaviors != UNKNOWN) & (items != UNKNOWN), targets != UNKNOWN
@@ -169,11 +220,11 @@ class GamerCollator:
         pairs, targets = np.flatnonzero(bad_pairs & (batch.interaction_rows == row)), \
             np.flatnonzero(bad_targets & (batch.target_rows == row))
         if pairs.size:
-            self.tokenizer.encode_interactions([(batch.behaviors[pairs[0]], batch.items[pairs[0]])])
+            self.tokenizer.encode_interactions([(_value(batch.behaviors, pairs[0]), _value(batch.items, pairs[0]))])
         elif row in failing[1]:
-            self.tokenizer.behavior_token_id(batch.requested[int(np.cumsum(batch.evaluation)[row]) - 1])
+            self.tokenizer.behavior_token_id(_value(batch.requested, np.cumsum(batch.evaluation)[row] - 1))
         else:
-            self.tokenizer.item_token_ids(batch.targets[targets[0]])
+            self.tokenizer.item_token_ids(_value(batch.targets, targets[0]))
         raise ValueError(f"row {row} of the batch has an id the tokenizer does not know")
 
     def _pad(self, tokens: np.ndarray, lengths: np.ndarray, first: np.ndarray) -> dict[str, torch.Tensor]:

@@ -195,3 +195,54 @@ def test_skip_still_refuses_an_unknown_requested_behavior(prepared, tokenizer) -
 def test_negative_max_history_is_refused(tokenizer) -> None:
     with pytest.raises(ValueError, match="max_history"):
         GamerCollator(tokenizer, max_history=-1)
+
+
+# ----- Arrow batches: the same output without Python rows -----
+
+def _arrow_batches(prepared, size: int) -> list:
+    """Per split, Arrow slices (offsets not starting at zero) as `with_format("arrow")` DataLoaders hand them over."""
+    return [prepared.splits[split].with_format("arrow")[start:start + size]
+            for split in ("train", "validation", "test") for start in range(0, len(prepared.splits[split]), size)]
+
+
+def _as_rows(batch) -> list[dict]:
+    return batch.to_pylist()
+
+
+@pytest.mark.parametrize("max_history", [None, 0, 3])
+@pytest.mark.parametrize("on_unknown", ["raise", "skip"])
+def test_arrow_batches_collate_like_their_rows(synthetic_prepared, levels, max_history, on_unknown) -> None:
+    items = synthetic_prepared.item_ids
+    if on_unknown == "skip":
+        items = items[1::2]
+    tokenizer = GamerTokenizerFast.from_items({item: (i % 5, i // 5) for i, item in enumerate(items)}, levels,
+                                              codebook_size=[5, 64])
+    collator = GamerCollator(tokenizer, max_history=max_history, on_unknown=on_unknown)
+    batches = _arrow_batches(synthetic_prepared, 29)
+    assert any(batch["user_id"].chunks[0].offset for batch in batches)  # sliced views, not fresh tables
+    for batch in batches:
+        expected, got = collator(_as_rows(batch)), collator(batch)
+        for key in expected:
+            assert torch.equal(got[key], expected[key]), key
+    record_batch = batches[0].to_batches()[0]
+    assert torch.equal(collator(record_batch)["input_ids"], collator(_as_rows(batches[0]))["input_ids"])
+
+
+@pytest.mark.realdata
+def test_arrow_batches_collate_like_their_rows_on_a_real_dataset(data_dir) -> None:
+    prepared = prepare(data_dir / "retailrocket_cml", protocol="loo", max_history=20, progress=False)
+    index = {item: (i % 64, i // 64) for i, item in enumerate(prepared.item_ids)}
+    tokenizer = GamerTokenizerFast.from_items(index, prepared.metadata["behaviors"], codebook_size=[64, 512])
+    collator = GamerCollator(tokenizer, max_history=20)
+    for batch in _arrow_batches(prepared, 256):
+        expected, got = collator(_as_rows(batch)), collator(batch)
+        assert all(torch.equal(got[key], expected[key]) for key in expected)
+
+
+def test_arrow_batches_raise_the_same_errors(prepared, levels) -> None:
+    known = prepared.item_ids[:-1]
+    tokenizer = GamerTokenizerFast.from_items({item: (i,) for i, item in enumerate(known)}, levels)
+    test = prepared.splits["test"].with_format("arrow")[:]
+    collator = GamerCollator(tokenizer)
+    assert _raised(collator, test) == _raised(collator, _as_rows(test))
+    assert _raised(collator, test.drop_columns(["target_items"])).startswith("row has neither")
