@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast
 from gamer_hf.data import SYNTHETIC_BEHAVIORS, GamerCollator, generate_synthetic, prepare
@@ -246,3 +247,18 @@ def test_arrow_batches_raise_the_same_errors(prepared, levels) -> None:
     collator = GamerCollator(tokenizer)
     assert _raised(collator, test) == _raised(collator, _as_rows(test))
     assert _raised(collator, test.drop_columns(["target_items"])).startswith("row has neither")
+
+
+def test_an_arrow_dataloader_covers_the_split_like_the_row_dataloader(prepared, tokenizer) -> None:
+    """The README's recipe: a with_format("arrow") split, batch_size=None and a BatchSampler."""
+    split, collator = prepared.splits["train"], GamerCollator(tokenizer)
+    arrow = DataLoader(split.with_format("arrow"), batch_size=None, collate_fn=collator,
+                       sampler=BatchSampler(RandomSampler(split), 3, drop_last=False))
+    rows = DataLoader(split, batch_size=3, collate_fn=collator)
+
+    def totals(loader: DataLoader) -> tuple[int, int]:
+        batches = list(loader)
+        return (sum(int(b["attention_mask"].sum()) for b in batches),
+                sum(int(b["labels"].ne(-100).sum()) for b in batches))
+
+    assert totals(arrow) == totals(rows) != (0, 0)
