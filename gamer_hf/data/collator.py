@@ -187,8 +187,9 @@ class GamerCollator:
         return self._table
 
     def __call__(self, rows: Sequence[Mapping[str, Any]] | pa.Table | pa.RecordBatch) -> dict[str, torch.Tensor]:
-        """Rows as the Trainer's DataLoader hands them over, or one Arrow batch of a split's rows (faster:
-        `DataLoader(split.with_format("arrow"), batch_size=None, sampler=BatchSampler(...))`)."""
+        """Rows as the Trainer's DataLoader hands them over, or one Arrow batch of a split's rows, which
+        the DataLoader fetches without making Python objects:
+        `DataLoader(split.with_format("arrow"), batch_size=None, sampler=BatchSampler(...))`."""
         table = self._token_table()
         if isinstance(rows, (pa.Table, pa.RecordBatch)):
             batch = _Batch.gather_arrow(rows, self.max_history)
@@ -217,8 +218,8 @@ class GamerCollator:
         if not rows:
             return
         row = min(rows)
-        pairs, targets = np.flatnonzero(bad_pairs & (batch.interaction_rows == row)), \
-            np.flatnonzero(bad_targets & (batch.target_rows == row))
+        pairs = np.flatnonzero(bad_pairs & (batch.interaction_rows == row))
+        targets = np.flatnonzero(bad_targets & (batch.target_rows == row))
         if pairs.size:
             self.tokenizer.encode_interactions([(_value(batch.behaviors, pairs[0]), _value(batch.items, pairs[0]))])
         elif row in failing[1]:
