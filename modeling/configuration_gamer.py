@@ -75,6 +75,8 @@ class GamerConfig(PreTrainedConfig):
         use_expert_ffn (`bool`): position-routed experts (K+2 per layer) or a single dense SwiGLU.
         use_augmentation (`bool`): recorded ablation switch read by the training pipeline.
         training_temperature (`float`): logits are divided by it in the loss only.
+        max_history (`int`, *optional*): interactions per prompt the model was trained with (training
+            rows keep one more); `recommend()` cuts histories to it by default. None: not recorded.
     """
 
     model_type = "gamer"
@@ -107,6 +109,7 @@ class GamerConfig(PreTrainedConfig):
     use_expert_ffn: bool = True
     use_augmentation: bool = True
     training_temperature: float = 0.7
+    max_history: int | None = None
     pad_token_id: int | None = 0
     eos_token_id: int | None = 1
     bos_token_id: int | None = None
@@ -167,6 +170,15 @@ class GamerConfig(PreTrainedConfig):
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.training_temperature <= 0:
             raise ValueError(f"training_temperature must be > 0, got {self.training_temperature}")
+        if self.max_history is not None:
+            if isinstance(self.max_history, bool) or not isinstance(self.max_history, int) or self.max_history < 1:
+                raise ValueError(f"max_history must be None or an int >= 1, got {self.max_history!r}")
+            trained = (self.max_history + 1) * (self.num_code_levels + 1)
+            if trained > self.max_position_embeddings:
+                raise ValueError(
+                    f"max_position_embeddings={self.max_position_embeddings} is smaller than the trained prompts: "
+                    f"max_history={self.max_history} + 1 interactions of {self.num_code_levels + 1} tokens = {trained}"
+                )
 
     # ----- vocabulary layout, derived (never stored twice) -----
     @property
@@ -184,6 +196,11 @@ class GamerConfig(PreTrainedConfig):
     @property
     def code_token_offsets(self) -> list[int]:
         return code_token_offsets(self.num_behaviors, self.codebook_sizes)
+
+    @property
+    def max_prompt_interactions(self) -> int:
+        """Most interactions a prompt can hold so that it, the behavior token and K codes fit the positions."""
+        return (self.max_position_embeddings - 1 - self.num_code_levels) // (self.num_code_levels + 1)
 
     @property
     def target_behavior(self) -> str:

@@ -13,10 +13,50 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor
 
-from .configuration_gamer import NUM_SPECIAL_TOKENS
+from transformers.utils import logging
+
+from .configuration_gamer import NUM_SPECIAL_TOKENS, GamerConfig
+
+logger = logging.get_logger(__name__)
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """Refuse what would silently slice or reshape wrongly downstream (a negative top_k keeps num_beams - k items)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
+def check_beam_arguments(top_k: Any, num_beams: Any) -> None:
+    check_positive_int("top_k", top_k)
+    check_positive_int("num_beams", num_beams)
+    if top_k > num_beams:
+        raise ValueError(f"top_k={top_k} needs at least as many beams, got num_beams={num_beams}")
+
+
+def resolve_max_history(config: GamerConfig, histories: Sequence[Sequence[Any]], max_history: int | None) -> int:
+    """Interactions kept per prompt: the caller's value, else the trained length, never past the positions.
+
+    A history longer than the model was trained on gives lists unrelated to its recent part, and one past
+    `max_position_embeddings` reads positions the model has never seen; both are cut (the latter with a note).
+    """
+    limit = config.max_prompt_interactions
+    if max_history is None:
+        max_history = config.max_history if config.max_history is not None else limit
+    check_positive_int("max_history", max_history)
+    if max_history > limit and any(len(history) > limit for history in histories):
+        logger.warning(
+            "histories are cut to their last %d interactions: with %d tokens each, longer prompts pass "
+            "max_position_embeddings=%d (max_history=%d asked for)", limit, config.num_code_levels + 1,
+            config.max_position_embeddings, max_history,
+        )
+    return min(max_history, limit)
 
 __all__ = [
     "ItemTrie",
+    "check_beam_arguments",
+    "check_positive_int",
+    "resolve_max_history",
     "GamerConstrainedLogitsProcessor",
     "beam_search_items",
     "score_candidate_items",
@@ -153,8 +193,7 @@ def beam_search_items(
     exclude: Sequence[set[str]] | None = None,
 ) -> list[list[tuple[str, float]]]:
     """Prefill once, then K constrained beam steps on the shared cache; same ranking as stock beam search."""
-    if top_k > num_beams:
-        raise ValueError(f"top_k={top_k} needs at least as many beams, got num_beams={num_beams}")
+    check_beam_arguments(top_k, num_beams)
     trie = ItemTrie.for_tokenizer(tokenizer).to(input_ids.device)
     offsets = _code_offsets(tokenizer)
     batch, device = input_ids.shape[0], input_ids.device

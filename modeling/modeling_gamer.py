@@ -23,7 +23,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .configuration_gamer import NUM_SPECIAL_TOKENS, GamerConfig, save_with_remote_code
-from .generation_gamer import beam_search_items, score_candidate_items
+from .generation_gamer import beam_search_items, check_beam_arguments, check_positive_int, resolve_max_history, score_candidate_items
 
 __all__ = [
     "GamerPreTrainedModel",
@@ -632,7 +632,9 @@ class GamerForCausalLM(GamerPreTrainedModel, GenerationMixin):
 
         Each history is encoded once (prefill); the cache is shared by the beams, and only the K
         code steps are decoded, constrained to real items. Scores are summed log-probabilities.
+        `max_history` defaults to the history length the checkpoint was trained with (`config.max_history`).
         """
+        check_beam_arguments(top_k, num_beams)
 
         def decode(batch: dict[str, torch.Tensor], start: int) -> list[list[tuple[str, float]]]:
             chunk = histories[start : start + batch_size]
@@ -683,6 +685,8 @@ class GamerForCausalLM(GamerPreTrainedModel, GenerationMixin):
                    behavior: str | Sequence[str] | None, max_history: int | None, batch_size: int, on_unknown: str,
                    run: Callable[[dict[str, torch.Tensor], int], list[Any]]) -> list[Any]:
         """Encode histories batch by batch with the requested behavior token and run `run(batch, start)` in eval mode."""
+        check_positive_int("batch_size", batch_size)
+        max_history = resolve_max_history(self.config, histories, max_history)
         behavior = tokenizer.target_behavior if behavior is None else behavior
         requested = [behavior] * len(histories) if isinstance(behavior, str) else list(behavior)
         if len(requested) != len(histories):

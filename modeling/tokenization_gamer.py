@@ -8,6 +8,7 @@ must travel with every checkpoint.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -175,20 +176,27 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
 
     # ----- encoding -----
     def encode_interactions(self, pairs: Sequence[Interaction], on_unknown: str = "raise") -> list[int]:
-        """Flat ids `[beh, c1..cK]` per (behavior, item) pair; unknown pairs raise or are skipped."""
+        """Flat ids `[beh, c1..cK]` per (behavior, item) pair; unknown pairs raise or are skipped.
+
+        Malformed entries (not a pair, a None or float item id) always raise, naming the entry:
+        they mean the history was built wrongly, not that the catalogue lacks an item.
+        """
         if on_unknown not in ("raise", "skip"):
             raise ValueError(f"on_unknown must be 'raise' or 'skip', got {on_unknown!r}")
         behavior_ids = {name: NUM_SPECIAL_TOKENS + i for i, name in enumerate(self.behaviors)}
         ids: list[int] = []
-        for behavior, item in pairs:
+        for position, pair in enumerate(pairs):
+            behavior, item = _unpack_interaction(pair, position)
             beh = behavior_ids.get(behavior)
             codes = self._tokens_by_item.get(str(item))
             if beh is None or codes is None:
                 if on_unknown == "skip":
                     continue
                 if beh is None:
-                    raise ValueError(f"unknown behavior {behavior!r} in history; known: {list(self.behaviors)}")
-                raise ValueError(f"unknown item {item!r} in history: it is not in the tokenizer's item index")
+                    raise ValueError(f"entry {position}: unknown behavior {behavior!r} in history; "
+                                     f"known: {list(self.behaviors)}")
+                raise ValueError(f"entry {position}: unknown item {item!r} in history: it is not in the "
+                                 "tokenizer's item index")
             ids.append(beh)
             ids.extend(codes)
         return ids
@@ -211,8 +219,11 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
             if len(requested) != len(histories):
                 raise ValueError(f"got {len(requested)} behaviors for {len(histories)} histories")
         sequences = []
-        for history, beh in zip(histories, requested):
-            ids = self.encode_interactions(history, on_unknown=on_unknown)
+        for index, (history, beh) in enumerate(zip(histories, requested)):
+            try:
+                ids = self.encode_interactions(history, on_unknown=on_unknown)
+            except ValueError as error:
+                raise ValueError(f"history {index}, {error}") from None
             if max_history is not None:
                 ids = ids[len(ids) - min(len(ids), max_history * (self.num_levels + 1)) :]
             if beh is not None:
@@ -260,6 +271,22 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
             json.dump(payload, handle, separators=(",", ":"))
         os.replace(tmp, path)
         return files + (path,)
+
+
+def _unpack_interaction(pair: Any, position: int) -> Interaction:
+    """(behavior, item) of one history entry; ids are strings or ints, never None, floats or bools."""
+    if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
+        raise ValueError(f"entry {position}: expected a (behavior, item_id) pair, got {pair!r}")
+    behavior, item = pair
+    if not isinstance(behavior, str):
+        raise ValueError(f"entry {position}: behavior must be a string, got {behavior!r} "
+                         f"({type(behavior).__name__})")
+    if item is None or isinstance(item, (bool, float)) or not isinstance(item, (str, numbers.Integral)):
+        why = ("a missing id" if item is None else
+               "a float id usually comes from a column read with missing values; cast ids to str" if isinstance(item, float)
+               else "item ids are strings or ints")
+        raise ValueError(f"entry {position}: item id {item!r} ({type(item).__name__}) is not valid: {why}")
+    return behavior, item
 
 
 def _read_item_index(path: str) -> dict[str, tuple[int, ...]]:
