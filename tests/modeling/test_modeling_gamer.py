@@ -57,12 +57,12 @@ def test_cross_level_reads_only_earlier_lower_levels(make_histories, tokenizer: 
     ids = _batch(tokenizer, histories, behavior="cart")["input_ids"]
     roles = GamerTokenRoles.from_input_ids(ids, model.config)
     positions = torch.arange(ids.shape[1])[None]
-    level_mask, has_key = model.model._level_mask(roles, None, None, positions)
+    level_mask, has_key = model.model._level_mask(roles.behavior_ids, roles.behavior_ids)
     rope = model.model.rotary_emb(torch.zeros(1), positions)
     levels = model.model.level_table[roles.behavior_ids][0]
     torch.manual_seed(1)
     hidden = torch.randn(1, ids.shape[1], model.config.hidden_size)
-    base = layer(hidden, rope, level_mask, has_key, roles.behavior_ids)
+    base = layer(hidden, rope, level_mask, has_key, roles.behavior_ids)[0]
     n = ids.shape[1]
     readable = (torch.arange(n)[None, :] <= torch.arange(n)[:, None]) & (levels[None, :] < levels[:, None])
     silent = ~readable.any(-1)  # lowest-level tokens, and the leading buy that has nothing lower before it
@@ -72,7 +72,7 @@ def test_cross_level_reads_only_earlier_lower_levels(make_histories, tokenizer: 
     for j in range(ids.shape[1]):
         bumped = hidden.clone()
         bumped[0, j] += torch.randn(model.config.hidden_size)
-        changed = (layer(bumped, rope, level_mask, has_key, roles.behavior_ids) - base).abs().amax(-1)[0] > 1e-6
+        changed = (layer(bumped, rope, level_mask, has_key, roles.behavior_ids)[0] - base).abs().amax(-1)[0] > 1e-6
         # a token's own state drives its query and gate; other tokens matter only as readable keys
         expected = readable[:, j] | ((torch.arange(n) == j) & ~silent)
         assert changed.tolist() == expected.tolist(), j
