@@ -161,10 +161,11 @@ class GamerConstrainedLogitsProcessor(LogitsProcessor):
         trie = self.trie.to(scores.device)
         is_behavior = (input_ids >= NUM_SPECIAL_TOKENS) & (input_ids < NUM_SPECIAL_TOKENS + self.num_behaviors)
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        last_behavior = torch.where(is_behavior, positions, torch.full_like(positions, -1)).max(dim=1).values
+        # -1: no behavior token in input_ids, as when generate() was given the prompt as inputs_embeds
+        marked = torch.where(is_behavior, positions, torch.full_like(positions, -1))
+        last_behavior = torch.cat([marked, marked.new_full((marked.shape[0], 1), -1)], dim=1).amax(dim=1)
         generated = input_ids.shape[1] - 1 - last_behavior  # codes since the requested behavior token
         nodes = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
-        nodes = torch.where(last_behavior >= 0, nodes, torch.full_like(nodes, -1))
         for depth in range(min(int(generated.max()), trie.num_levels)):
             token = input_ids.gather(1, (last_behavior + 1 + depth).clamp(max=input_ids.shape[1] - 1)[:, None])[:, 0]
             stepped = trie.step(nodes, depth, token - self.offsets[depth])

@@ -26,7 +26,6 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_u
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
 from transformers.utils import can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
-from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_gamer import NUM_SPECIAL_TOKENS, GamerConfig, save_with_remote_code
@@ -556,7 +555,6 @@ class GamerModel(GamerPreTrainedModel):
         cached = self._cached_behavior_ids(cache)
         return GamerTokenRoles.from_input_ids(input_ids, self.config, None if cached is None else cached[:, -1])
 
-    @merge_with_config_defaults
     @capture_outputs
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
@@ -580,6 +578,11 @@ class GamerModel(GamerPreTrainedModel):
         """
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        # Unlike `merge_with_config_defaults`, a training forward builds no cache unless asked (nothing reads it,
+        # and packed rows are recognised only without one).
+        use_cache = (self.config.use_cache and not self.training) if use_cache is None else use_cache
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            use_cache = False
         roles = self._roles(input_ids, behavior_ids, item_position_ids, cache)
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
@@ -593,7 +596,7 @@ class GamerModel(GamerPreTrainedModel):
             self._ensure_cache_layers(cache)
         past_seen = cache.get_seq_length() if cache is not None else 0
         length = inputs_embeds.shape[1]
-        packed = position_ids is not None and attention_mask is None and past_seen == 0
+        packed = position_ids is not None and attention_mask is None and cache is None  # as create_causal_mask
         if position_ids is None:
             if attention_mask is not None and attention_mask.dim() == 2:
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -length:]
@@ -717,13 +720,14 @@ class GamerForCausalLM(GamerPreTrainedModel, GenerationMixin):
     def prepare_inputs_for_generation(
         self,
         input_ids: torch.LongTensor,
+        inputs_embeds: torch.Tensor | None = None,
         behavior_ids: torch.LongTensor | None = None,
         item_position_ids: torch.LongTensor | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
         """Roles given for an `inputs_embeds` prompt are used in its prefill only; later tokens derive theirs
         from their ids and the cache."""
-        model_inputs = super().prepare_inputs_for_generation(input_ids, **kwargs)
+        model_inputs = super().prepare_inputs_for_generation(input_ids, inputs_embeds=inputs_embeds, **kwargs)
         if model_inputs.get("inputs_embeds") is not None:
             model_inputs["behavior_ids"], model_inputs["item_position_ids"] = behavior_ids, item_position_ids
         return model_inputs
