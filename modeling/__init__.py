@@ -1,5 +1,6 @@
 """The GAMER model definition; these files ship inside every checkpoint (remote code)."""
 
+from .cache_gamer import GamerCache, GamerStaticCache
 from .configuration_gamer import GAMER_PRESETS, GamerConfig
 from .generation_gamer import GamerConstrainedLogitsProcessor, ItemTrie, make_prefix_allowed_tokens_fn
 from .modeling_gamer import GamerForCausalLM, GamerModel, GamerPreTrainedModel
@@ -7,11 +8,13 @@ from .tokenization_gamer import GamerTokenizerFast
 
 __all__ = [
     "GAMER_PRESETS",
+    "GamerCache",
     "GamerConfig",
     "GamerConstrainedLogitsProcessor",
     "GamerForCausalLM",
     "GamerModel",
     "GamerPreTrainedModel",
+    "GamerStaticCache",
     "GamerTokenizerFast",
     "ItemTrie",
     "make_prefix_allowed_tokens_fn",

@@ -18,7 +18,7 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
-from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+from transformers.cache_utils import Cache
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions, CausalLMOutputWithCrossAttentions
@@ -28,6 +28,7 @@ from transformers.utils import can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
+from .cache_gamer import GamerCache, GamerCacheMixin, gamer_cache_like
 from .configuration_gamer import NUM_SPECIAL_TOKENS, GamerConfig, save_with_remote_code
 from .generation_gamer import (
     beam_search_items,
@@ -209,8 +210,9 @@ class GamerBeamCache:
     equal attention over a per-beam copy of the cache, without the copies.
     """
 
-    def __init__(self, prefill: Cache, attention_mask: torch.Tensor, cross_allowed: torch.Tensor | None) -> None:
+    def __init__(self, prefill: GamerCache, attention_mask: torch.Tensor, cross_allowed: torch.Tensor | None) -> None:
         self.prefix = [(layer.keys, layer.values) for layer in prefill.layers]
+        self.cross_prefix = [(layer.keys, layer.values) for layer in prefill.cross_level_layers]
         self.prefix_valid = attention_mask.bool()  # [B, T] keys of the prompt that self-attention reads
         self.cross_allowed = cross_allowed  # [B, T] prompt keys of strictly lower level than the request
         self.suffix: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -234,7 +236,7 @@ class GamerBeamCache:
                cache_idx: int, cross_level: bool) -> torch.Tensor:
         """query/key/value: [B*beams, heads, 1, d] for one fed token; returns [B*beams, 1, heads*d]."""
         batch, beams, groups = self.batch_size, self.beams, module.num_key_value_groups
-        prefix_k, prefix_v = self.prefix[cache_idx]
+        prefix_k, prefix_v = (self.cross_prefix if cross_level else self.prefix)[cache_idx]
         kv_heads, dim = prefix_k.shape[1], prefix_k.shape[-1]
         # [B*beams, H, 1, d] -> [B, kv_heads, beams*groups, d]: every beam's queries meet the shared prompt once
         q = query.view(batch, beams, kv_heads, groups, dim).permute(0, 2, 1, 3, 4).reshape(batch, kv_heads, -1, dim)
@@ -306,7 +308,8 @@ class GamerAttention(nn.Module):
         if isinstance(cache, GamerBeamCache):
             return cache.attend(self, query, key, value, cache_idx, cross_level=cross_level), None
         if cache is not None:
-            key, value = cache.update(key, value, cache_idx)
+            update = cache.update_cross_level if cross_level else cache.update
+            key, value = update(key, value, cache_idx)
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
@@ -345,9 +348,9 @@ class GamerCrossLevelAttention(GamerAttention):
     Rows with no readable key (lowest-level tokens, pads) contribute exactly zero.
     """
 
-    def __init__(self, config: GamerConfig, layer_idx: int, cache_idx: int) -> None:
+    def __init__(self, config: GamerConfig, layer_idx: int) -> None:
         super().__init__(config, layer_idx)
-        self.cache_idx = cache_idx
+        self.cross_level_idx = sorted(config.cross_level_layers).index(layer_idx)  # its part of the cache
         self.is_causal = False
         num_ids = config.num_behaviors + 1
         self.behavior_q = nn.Embedding(num_ids, config.num_attention_heads * self.head_dim)
@@ -374,7 +377,7 @@ class GamerCrossLevelAttention(GamerAttention):
         )
         query, key, value = self.project(hidden_states, position_embeddings, additive)
         attn_output, attn_weights = self.attend(
-            query, key, value, level_mask, cache, self.cache_idx, cross_level=True, **kwargs
+            query, key, value, level_mask, cache, self.cross_level_idx, cross_level=True, **kwargs
         )
         gate = F.silu(self.gate_proj(hidden_states)) * has_key.unsqueeze(-1).to(hidden_states.dtype)
         return self.o_proj(attn_output) * gate, attn_weights
@@ -387,8 +390,7 @@ class GamerDecoderLayer(GradientCheckpointingLayer):
         self.input_layernorm = GamerRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.cross_attn = None
         if layer_idx in config.cross_level_layers:
-            cache_idx = config.num_hidden_layers + sorted(config.cross_level_layers).index(layer_idx)
-            self.cross_attn = GamerCrossLevelAttention(config, layer_idx, cache_idx)
+            self.cross_attn = GamerCrossLevelAttention(config, layer_idx)
             self.cross_attn_layernorm = GamerRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.behavior_embedding = None
         ffn_input = config.hidden_size
@@ -502,35 +504,20 @@ class GamerModel(GamerPreTrainedModel):
         """Level of behavior identity 0..B as integers (exact in any compute dtype); identity 0 (pad) gets -1."""
         return torch.tensor([-1] + [int(v) for v in config.behavior_levels], dtype=torch.long)
 
-    @property
-    def _meta_cache_idx(self) -> int:
-        return self.config.num_hidden_layers + len(self.config.cross_level_layers)
-
-    def _ensure_cache_layers(self, cache: Cache) -> None:
-        """generate() sizes its DynamicCache by num_hidden_layers; cross-level K/V and token roles need more."""
-        while len(cache.layers) <= self._meta_cache_idx:
-            cache.layers.append(DynamicLayer())
-
-    def _cached_behavior_ids(self, cache: Cache | None) -> torch.Tensor | None:
-        """[batch, cached] behavior identity of every cached key (0 for pads), or None before the first token."""
-        if not isinstance(cache, Cache) or len(cache.layers) <= self._meta_cache_idx:
-            return None
-        layer = cache.layers[self._meta_cache_idx]
-        return layer.keys[:, 0, :, 0] if layer.is_initialized else None
-
     def _level_mask(
         self,
         query_behavior_ids: torch.Tensor,
         key_behavior_ids: torch.Tensor,
+        past_seen: int | torch.Tensor = 0,
         sequence_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Boolean [B, 1, Q, KV] mask of the cross-level layers and [B, Q] 'has any key' flags.
 
-        The queries are the last Q keys. Key j is read by query i iff j <= i, j is a real token (identity > 0),
+        Query q sits at key index `past_seen + q` (a static cache has room past it). Key j is read by query i iff j <= i, j is a real token (identity > 0),
         level(j) < level(i) and, for packed rows, both belong to the same sequence.
         """
         num_queries, num_keys = query_behavior_ids.shape[-1], key_behavior_ids.shape[-1]
-        query_index = torch.arange(num_keys - num_queries, num_keys, device=key_behavior_ids.device)
+        query_index = torch.arange(num_queries, device=key_behavior_ids.device) + past_seen
         key_index = torch.arange(num_keys, device=key_behavior_ids.device)
         query_level = self.level_table[query_behavior_ids]
         key_level = self.level_table[key_behavior_ids]
@@ -552,8 +539,8 @@ class GamerModel(GamerPreTrainedModel):
                 "inputs_embeds needs behavior_ids and item_position_ids: GAMER derives each token's behavior identity "
                 "and expert route from input_ids, which are not given (see GamerTokenRoles.from_input_ids)"
             )
-        cached = self._cached_behavior_ids(cache)
-        return GamerTokenRoles.from_input_ids(input_ids, self.config, None if cached is None else cached[:, -1])
+        previous = cache.last_behavior_ids() if isinstance(cache, GamerCacheMixin) else None
+        return GamerTokenRoles.from_input_ids(input_ids, self.config, previous)
 
     @capture_outputs
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
@@ -591,9 +578,10 @@ class GamerModel(GamerPreTrainedModel):
                 raise ValueError("decoding with a GamerBeamCache needs explicit position_ids")
             return self._run_layers(inputs_embeds, position_ids, None, None, cache.cross_has_key(), roles, cache, kwargs)
         if use_cache and cache is None:
-            cache = DynamicCache(config=self.config)
-        if cache is not None:
-            self._ensure_cache_layers(cache)
+            cache = GamerCache(config=self.config)
+        if cache is not None and not isinstance(cache, GamerCacheMixin):
+            raise TypeError(f"GAMER needs a GamerCache (self-attention, cross-level and role parts), got "
+                            f"{type(cache).__name__}: pass GamerCache(config=model.config) or let the model create it")
         past_seen = cache.get_seq_length() if cache is not None else 0
         length = inputs_embeds.shape[1]
         packed = position_ids is not None and attention_mask is None and cache is None  # as create_causal_mask
@@ -615,14 +603,12 @@ class GamerModel(GamerPreTrainedModel):
             token_behavior = token_behavior.masked_fill(attention_mask[:, -length:] == 0, 0)
         key_behavior = token_behavior
         if cache is not None:  # every key's identity: cross-level reads it, fed-back codes inherit the last one
-            key_behavior, _ = cache.update(token_behavior[:, None, :, None], token_behavior[:, None, :, None],
-                                           self._meta_cache_idx)
-            key_behavior = key_behavior[:, 0, :, 0]
+            key_behavior = cache.update_roles(token_behavior)
         level_mask = has_key = None
         if self.config.cross_level_layers:
             # Packed rows (position_ids restarting at 0, no mask): a new sequence starts at every position 0.
             sequence_ids = (position_ids == 0).cumsum(-1) if packed else None
-            level_mask, has_key = self._level_mask(token_behavior, key_behavior, sequence_ids)
+            level_mask, has_key = self._level_mask(token_behavior, key_behavior, past_seen, sequence_ids)
         return self._run_layers(inputs_embeds, position_ids, causal_mask, level_mask, has_key, roles, cache, kwargs,
                                 return_cache=use_cache)
 
@@ -644,11 +630,11 @@ class GamerModel(GamerPreTrainedModel):
             last_hidden_state=self.norm(hidden_states), cache=cache if return_cache else None
         )
 
-    def beam_cache(self, prefill: Cache, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> GamerBeamCache:
+    def beam_cache(self, prefill: GamerCache, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> GamerBeamCache:
         """Turn a prefill cache (prompt ending with the requested behavior token) into shared beam state."""
         cross_allowed = None
         if self.config.cross_level_layers:
-            key_behavior = self._cached_behavior_ids(prefill)
+            key_behavior = prefill.roles.keys[:, 0, :, 0]
             requested = self.level_table[GamerTokenRoles.from_input_ids(input_ids[:, -1:], self.config).behavior_ids]
             cross_allowed = (key_behavior > 0) & (self.level_table[key_behavior] < requested)
         return GamerBeamCache(prefill, attention_mask, cross_allowed)
@@ -716,6 +702,12 @@ class GamerForCausalLM(GamerPreTrainedModel, GenerationMixin):
             attentions=outputs.attentions,
             cross_attentions=outputs.cross_attentions,
         )
+
+    def _prepare_cache_for_generation(self, generation_config, model_kwargs: dict, *args: Any, **kwargs: Any) -> None:
+        """The cache generate() makes (dynamic, static, ...) becomes the GAMER cache of the same kind."""
+        super()._prepare_cache_for_generation(generation_config, model_kwargs, *args, **kwargs)
+        if model_kwargs.get("cache") is not None:
+            model_kwargs["cache"] = gamer_cache_like(model_kwargs["cache"], self.config)
 
     def prepare_inputs_for_generation(
         self,

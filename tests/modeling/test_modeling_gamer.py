@@ -9,7 +9,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
-from gamer_hf import GamerConfig, GamerForCausalLM, GamerModel, GamerTokenizerFast
+from gamer_hf import GamerCache, GamerConfig, GamerForCausalLM, GamerModel, GamerTokenizerFast
+from gamer_hf.modeling.configuration_gamer import REMOTE_CODE_FILES
 from gamer_hf.modeling.modeling_gamer import GamerTokenRoles
 
 
@@ -100,7 +101,7 @@ def test_cached_decoding_equals_full_forward(make_histories, tokenizer: GamerTok
     full_mask = torch.cat([batch["attention_mask"], torch.ones_like(targets)], dim=1)
     full = model(input_ids=full_ids, attention_mask=full_mask).logits
     prompt_len = batch["input_ids"].shape[1]
-    cache = DynamicCache()
+    cache = GamerCache(model.config)
     out = model(**batch, cache=cache, use_cache=True)
     step_logits = [out.logits[:, -1]]
     for k in range(targets.shape[1] - 1):
@@ -166,7 +167,7 @@ def test_checkpoint_carries_remote_code(saved: Path) -> None:
     config = json.loads((saved / "config.json").read_text())
     assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoTokenizer"}
     assert json.loads((saved / "tokenizer_config.json").read_text())["auto_map"]["AutoTokenizer"][1].endswith("GamerTokenizerFast")
-    for name in ("configuration_gamer.py", "modeling_gamer.py", "tokenization_gamer.py", "generation_gamer.py"):
+    for name in REMOTE_CODE_FILES:
         assert (saved / name).is_file()
     assert (saved / "model.safetensors").is_file()
 
@@ -351,8 +352,8 @@ def test_shift_labels_and_the_old_cache_name(make_histories, tokenizer, model) -
     assert torch.allclose(model(**batch, shift_labels=shifted).loss, model(**batch, labels=labels).loss)
     assert torch.allclose(model(**batch, labels=labels, shift_labels=shifted).loss, model(**batch, labels=labels).loss)
     with pytest.warns(FutureWarning, match="past_key_values"):
-        old = model(**batch, past_key_values=DynamicCache(), use_cache=True)
-    assert isinstance(old.cache, DynamicCache) and old.cache.get_seq_length() == batch["input_ids"].shape[1]
+        old = model(**batch, past_key_values=GamerCache(model.config), use_cache=True)
+    assert isinstance(old.cache, GamerCache) and old.cache.get_seq_length() == batch["input_ids"].shape[1]
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(make_histories, tokenizer) -> None:
@@ -403,3 +404,58 @@ def test_packed_rows_equal_separate_sequences(make_histories, tokenizer, overrid
     labels = torch.tensor([ids for ids in sequences[0]])[None]
     loss = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], labels=packed["labels"]).loss
     assert torch.isfinite(loss) and labels.numel() > 0
+
+
+# ----- the cache -----
+
+
+def _greedy(model, tokenizer, batch, **kwargs):
+    from gamer_hf import GamerConstrainedLogitsProcessor
+
+    return model.generate(**batch, max_new_tokens=tokenizer.num_levels, do_sample=False,
+                          logits_processor=[GamerConstrainedLogitsProcessor(tokenizer)], **kwargs)
+
+
+def test_cache_has_one_layer_per_decoder_layer_and_named_parts(make_histories, tokenizer) -> None:
+    model = _lm(tokenizer, cross_level_layers=[0, 1])
+    batch = _batch(tokenizer, make_histories(tokenizer, 3, seed=19))
+    cache = model(**batch, use_cache=True).cache
+    assert isinstance(cache, GamerCache) and len(cache.layers) == model.config.num_hidden_layers
+    assert len(cache.cross_level_layers) == 2 and cache.get_seq_length() == batch["input_ids"].shape[1]
+    roles = GamerTokenRoles.from_input_ids(batch["input_ids"], model.config).behavior_ids
+    assert torch.equal(cache.roles.keys[:, 0, :, 0], roles.masked_fill(batch["attention_mask"] == 0, 0))
+    with pytest.raises(TypeError, match="GAMER needs a GamerCache"):
+        model(**batch, cache=DynamicCache(), use_cache=True)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"cross_level_layers": [0, 1]}])
+def test_static_cache_equals_dynamic(make_histories, tokenizer, overrides) -> None:
+    model = _lm(tokenizer, **overrides)
+    batch = _batch(tokenizer, make_histories(tokenizer, 3, seed=20))
+    dynamic = _greedy(model, tokenizer, batch, output_scores=True, return_dict_in_generate=True)
+    static = _greedy(model, tokenizer, batch, cache_implementation="static", output_scores=True,
+                     return_dict_in_generate=True)
+    assert torch.equal(static.sequences, dynamic.sequences)
+    for a, b in zip(static.scores, dynamic.scores):
+        assert torch.allclose(a, b, atol=1e-5)
+    beams = dict(num_beams=4, num_return_sequences=4, length_penalty=0.0)
+    assert torch.equal(_greedy(model, tokenizer, batch, cache_implementation="static", **beams),
+                       _greedy(model, tokenizer, batch, **beams))
+
+
+@pytest.mark.parametrize("decoding", ["assistant_model", "prompt_lookup_num_tokens"])
+def test_assisted_and_prompt_lookup_decoding_equal_greedy(make_histories, tokenizer, decoding) -> None:
+    model = _lm(tokenizer, cross_level_layers=[0, 1])
+    batch = _batch(tokenizer, make_histories(tokenizer, 1, seed=21))  # candidate decoding runs one row at a time
+    extra = {"assistant_model": _lm(tokenizer, num_hidden_layers=1, cross_level_layers=[0], behavior_injection_layers=[0])}
+    extra = {decoding: extra["assistant_model"] if decoding == "assistant_model" else 2}
+    assert torch.equal(_greedy(model, tokenizer, batch, **extra), _greedy(model, tokenizer, batch))
+
+
+@pytest.mark.slow
+def test_compiled_forward_equals_eager(make_histories, tokenizer) -> None:
+    model = _lm(tokenizer, cross_level_layers=[0, 1])
+    batch = _batch(tokenizer, make_histories(tokenizer, 3, seed=22))
+    compiled = torch.compile(model.forward, backend="aot_eager")
+    with torch.no_grad():
+        assert torch.allclose(compiled(**batch, use_cache=False).logits, model(**batch, use_cache=False).logits, atol=1e-5)
