@@ -8,7 +8,8 @@ mask sizes and compilability read as for any decoder. Two named parts sit beside
   reads for each key and which a fed-back code token inherits from the last cached one.
 
 Both are layers of the same kind as the self-attention ones (dynamic or static), so beam reordering,
-cropping (assisted decoding) and batch expansion move all three together.
+cropping (assisted decoding) and batch expansion move all three together. `GamerBeamCache` is the
+shared-prompt state `recommend()` decodes its beams on, made from a filled GAMER cache.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch import nn
 from transformers import PreTrainedConfig
 from transformers.cache_utils import Cache, CacheLayerMixin, DynamicCache, DynamicLayer, StaticCache, StaticLayer
 
-__all__ = ["GamerCache", "GamerCacheMixin", "GamerStaticCache", "gamer_cache_like"]
+__all__ = ["GamerBeamCache", "GamerCache", "GamerCacheMixin", "GamerStaticCache", "gamer_cache_like"]
 
 
 class GamerCacheMixin:
@@ -106,3 +108,75 @@ def gamer_cache_like(cache: Cache, config: PreTrainedConfig) -> GamerCacheMixin:
     if type(cache) is DynamicCache:
         return GamerCache(config)
     raise TypeError(f"GAMER decodes with GamerCache or GamerStaticCache, not {type(cache).__name__}")
+
+
+class GamerBeamCache:
+    """Decoding state for beams that share one prompt (used by `recommend()`), made from a prefill cache.
+
+    The prompt's keys and values stay `[batch, ...]` and are never copied per beam; each beam keeps
+    only the few code tokens it generated. Attention over both parts is one softmax, so results
+    equal attention over a per-beam copy of the cache, without the copies.
+    """
+
+    def __init__(self, prefill: GamerCacheMixin, attention_mask: torch.Tensor, cross_allowed: torch.Tensor | None) -> None:
+        self.prefix = [(layer.keys, layer.values) for layer in prefill.layers]
+        self.cross_prefix = [(layer.keys, layer.values) for layer in prefill.cross_level_layers]
+        self.prefix_valid = attention_mask.bool()  # [B, T] keys of the prompt that self-attention reads
+        self.cross_allowed = cross_allowed  # [B, T] prompt keys of strictly lower level than the request
+        self.suffix: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.beams = 1
+
+    @classmethod
+    def from_prefill(cls, prefill: GamerCacheMixin, attention_mask: torch.Tensor, requested_level: torch.Tensor | None,
+                     level_table: torch.Tensor) -> "GamerBeamCache":
+        """`requested_level` [batch]: level of the behavior each prompt asks for (None without cross-level layers);
+        the cross-level layers of a generated code read the prompt keys of strictly lower level."""
+        cross_allowed = None
+        if requested_level is not None:
+            key_behavior = prefill.roles.keys[:, 0, :, 0]
+            cross_allowed = (key_behavior > 0) & (level_table.to(key_behavior.device)[key_behavior] < requested_level[:, None])
+        return cls(prefill, attention_mask, cross_allowed)
+
+    @property
+    def batch_size(self) -> int:
+        return self.prefix_valid.shape[0]
+
+    def select_beams(self, rows: torch.Tensor, beams: int) -> None:
+        """Keep the generated tokens of the beams in `rows` (indices into the current beams)."""
+        self.suffix = {i: (k[rows], v[rows]) for i, (k, v) in self.suffix.items()}
+        self.beams = beams
+
+    def cross_has_key(self) -> torch.Tensor | None:
+        if self.cross_allowed is None:
+            return None
+        return self.cross_allowed.any(-1).repeat_interleave(self.beams)[:, None]
+
+    def attend(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               cache_idx: int, cross_level: bool) -> torch.Tensor:
+        """query/key/value: [B*beams, heads, 1, d] for one fed token; returns [B*beams, 1, heads*d]."""
+        batch, beams, groups = self.batch_size, self.beams, module.num_key_value_groups
+        prefix_k, prefix_v = (self.cross_prefix if cross_level else self.prefix)[cache_idx]
+        kv_heads, dim = prefix_k.shape[1], prefix_k.shape[-1]
+        # [B*beams, H, 1, d] -> [B, kv_heads, beams*groups, d]: every beam's queries meet the shared prompt once
+        q = query.view(batch, beams, kv_heads, groups, dim).permute(0, 2, 1, 3, 4).reshape(batch, kv_heads, -1, dim)
+        scores = (q @ prefix_k.transpose(-1, -2)) * module.scaling
+        allowed = self.cross_allowed if cross_level else self.prefix_valid
+        scores = scores.masked_fill(~allowed[:, None, None, :], torch.finfo(scores.dtype).min)
+        if cross_level:  # generated codes share the requested level: never readable here
+            weights = scores.softmax(-1)
+            out = weights @ prefix_v
+        else:
+            if cache_idx in self.suffix:
+                key = torch.cat([self.suffix[cache_idx][0], key], dim=-2)
+                value = torch.cat([self.suffix[cache_idx][1], value], dim=-2)
+            self.suffix[cache_idx] = (key, value)
+            own = query.view(batch * beams, kv_heads, groups, dim) @ key.transpose(-1, -2) * module.scaling
+            own = own.view(batch, beams, kv_heads, groups, -1).permute(0, 2, 1, 3, 4).reshape(batch, kv_heads, beams * groups, -1)
+            weights = torch.cat([scores, own], dim=-1).softmax(-1)
+            length = scores.shape[-1]
+            mine = weights[..., length:].reshape(batch, kv_heads, beams, groups, -1).permute(0, 2, 1, 3, 4)
+            out = weights[..., :length] @ prefix_v
+            out = out + (mine.reshape(batch * beams, kv_heads, groups, -1) @ value).view(
+                batch, beams, kv_heads, groups, dim).permute(0, 2, 1, 3, 4).reshape(batch, kv_heads, beams * groups, dim)
+        out = out.view(batch, kv_heads, beams, groups, dim).permute(0, 2, 1, 3, 4)
+        return out.reshape(batch * beams, 1, kv_heads * groups * dim)

@@ -11,11 +11,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from transformers import LogitsProcessor
+from transformers import GenerationMixin, LogitsProcessor
 
 from transformers.utils import logging
 
-from .configuration_gamer import NUM_SPECIAL_TOKENS, GamerConfig
+from .cache_gamer import GamerBeamCache
+from .configuration_gamer import GamerConfig
 
 logger = logging.get_logger(__name__)
 
@@ -53,6 +54,7 @@ def resolve_max_history(config: GamerConfig, histories: Sequence[Sequence[Any]],
     return min(max_history, limit)
 
 __all__ = [
+    "GamerGenerationMixin",
     "ItemTrie",
     "check_beam_arguments",
     "check_positive_int",
@@ -140,10 +142,6 @@ class ItemTrie:
         return mask.view(*nodes.shape, -1)
 
 
-def _code_offsets(tokenizer: Any) -> list[int]:
-    return list(tokenizer.code_token_offsets)
-
-
 class GamerConstrainedLogitsProcessor(LogitsProcessor):
     """Lets `model.generate()` emit only code paths of real items, then EOS.
 
@@ -153,13 +151,13 @@ class GamerConstrainedLogitsProcessor(LogitsProcessor):
 
     def __init__(self, tokenizer: Any) -> None:
         self.trie = ItemTrie.for_tokenizer(tokenizer)
-        self.offsets = _code_offsets(tokenizer)
-        self.num_behaviors = len(tokenizer.behaviors)
+        self.layout = tokenizer.layout
+        self.offsets = self.layout.code_token_offsets
         self.eos_token_id = tokenizer.eos_token_id
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         trie = self.trie.to(scores.device)
-        is_behavior = (input_ids >= NUM_SPECIAL_TOKENS) & (input_ids < NUM_SPECIAL_TOKENS + self.num_behaviors)
+        is_behavior = self.layout.is_behavior_token(input_ids)
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         # -1: no behavior token in input_ids, as when generate() was given the prompt as inputs_embeds
         marked = torch.where(is_behavior, positions, torch.full_like(positions, -1))
@@ -196,7 +194,7 @@ def beam_search_items(
     """Prefill once, then K constrained beam steps on the shared cache; same ranking as stock beam search."""
     check_beam_arguments(top_k, num_beams)
     trie = ItemTrie.for_tokenizer(tokenizer).to(input_ids.device)
-    offsets = _code_offsets(tokenizer)
+    offsets = tokenizer.code_token_offsets
     batch, device = input_ids.shape[0], input_ids.device
     log_probs, cache, position, behavior_id = _prefill(model, input_ids, attention_mask)
     excluded_leaves = _excluded_leaves(tokenizer, trie, exclude, device) if exclude else None
@@ -243,7 +241,7 @@ def score_candidate_items(
     The same quantity `beam_search_items` ranks by, so a scored item and a found item compare directly;
     the candidates of a prompt share its prefill like beams do.
     """
-    offsets = _code_offsets(tokenizer)
+    offsets = tokenizer.code_token_offsets
     batch, width, levels = codes.shape
     log_probs, cache, position, behavior_id = _prefill(model, input_ids, attention_mask)
     scores = torch.zeros(batch, width, device=input_ids.device)
@@ -264,9 +262,13 @@ def score_candidate_items(
 def _prefill(model: Any, input_ids: torch.LongTensor, attention_mask: torch.LongTensor):
     """Encode the prompts once: next-token log-probs, the shared beam cache, last positions and behavior ids."""
     out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, logits_to_keep=1)
-    cache = model.model.beam_cache(out.cache, input_ids, attention_mask)  # the prompt is never copied per beam
+    layout = model.config.layout
+    behavior_id = layout.behavior_identity(input_ids[:, -1])
+    level_table = layout.level_table().to(input_ids.device)
+    requested = level_table[behavior_id] if model.config.cross_level_layers else None
+    # the prompt is never copied per beam
+    cache = GamerBeamCache.from_prefill(out.cache, attention_mask, requested, level_table)
     position = (attention_mask.long().sum(-1) - 1)[:, None]
-    behavior_id = input_ids[:, -1] - NUM_SPECIAL_TOKENS + 1
     return torch.log_softmax(out.logits[:, -1].float(), dim=-1), cache, position, behavior_id
 
 
@@ -304,14 +306,15 @@ def _leaf_excluded(trie: ItemTrie, nodes: torch.Tensor, excluded: torch.Tensor, 
 
 def make_prefix_allowed_tokens_fn(tokenizer: Any) -> Callable[[int, torch.Tensor], list[int]]:
     """A plain dict trie for `generate(prefix_allowed_tokens_fn=...)`: the stock baseline the benchmarks compare to."""
-    offsets = _code_offsets(tokenizer)
+    layout = tokenizer.layout
     children: dict[tuple[int, ...], set[int]] = {}
     for codes in tokenizer.item_index.values():
-        tokens = [offset + code for offset, code in zip(offsets, codes)]
+        tokens = layout.code_token_ids(codes)
         for depth in range(len(tokens)):
             children.setdefault(tuple(tokens[:depth]), set()).add(tokens[depth])
     allowed = {prefix: sorted(tokens) for prefix, tokens in children.items()}
-    first_behavior, last_behavior = NUM_SPECIAL_TOKENS, NUM_SPECIAL_TOKENS + len(tokenizer.behaviors)
+    first_behavior = layout.behavior_token_offset
+    last_behavior = first_behavior + layout.num_behaviors
     eos = [tokenizer.eos_token_id]
 
     def prefix_allowed_tokens_fn(batch_id: int, sent: torch.Tensor) -> list[int]:
@@ -320,3 +323,97 @@ def make_prefix_allowed_tokens_fn(tokenizer: Any) -> Callable[[int, torch.Tensor
         return allowed.get(tuple(tokens[start:]), eos)
 
     return prefix_allowed_tokens_fn
+
+
+class GamerGenerationMixin(GenerationMixin):
+    """`recommend()` and `score_items()` on top of stock generation; uses the model only through its forward."""
+
+    @torch.no_grad()
+    def recommend(
+        self,
+        tokenizer: Any,
+        histories: Sequence[Sequence[tuple[str, str]]],
+        behavior: str | Sequence[str] | None = None,
+        top_k: int = 10,
+        num_beams: int = 20,
+        max_history: int | None = None,
+        exclude_history: bool = False,
+        batch_size: int = 64,
+        on_unknown: str = "raise",
+    ) -> list[list[tuple[str, float]]]:
+        """Top-K items per history under the requested behavior (default: the target behavior).
+
+        Each history is encoded once (prefill); the cache is shared by the beams, and only the K
+        code steps are decoded, constrained to real items. Scores are summed log-probabilities.
+        `max_history` defaults to the history length the checkpoint was trained with (`config.max_history`).
+        """
+        check_beam_arguments(top_k, num_beams)
+
+        def decode(batch: dict[str, torch.Tensor], start: int) -> list[list[tuple[str, float]]]:
+            chunk = histories[start : start + batch_size]
+            exclude = [{str(item) for _, item in history} for history in chunk] if exclude_history else None
+            return beam_search_items(self, tokenizer, batch["input_ids"], batch["attention_mask"], top_k, num_beams, exclude)
+
+        return self._per_batch(tokenizer, histories, behavior, max_history, batch_size, on_unknown, decode)
+
+    @torch.no_grad()
+    def score_items(
+        self,
+        tokenizer: Any,
+        histories: Sequence[Sequence[tuple[str, str]]],
+        candidates: Sequence[Sequence[str]],
+        behavior: str | Sequence[str] | None = None,
+        max_history: int | None = None,
+        batch_size: int = 64,
+        on_unknown: str = "raise",
+    ) -> list[list[float]]:
+        """Log-probability of each candidate item per history, the score `recommend()` ranks by.
+
+        For re-ranking given candidates (the user's own items, another retriever's list). Items not in
+        the tokenizer's index raise, or score -inf with on_unknown="skip".
+        """
+        if len(candidates) != len(histories):
+            raise ValueError(f"got {len(candidates)} candidate lists for {len(histories)} histories")
+        known = tokenizer.item_index
+
+        def score(batch: dict[str, torch.Tensor], start: int) -> list[list[float]]:
+            chunk = [[str(item) for item in items] for items in candidates[start : start + batch_size]]
+            unknown = [item for items in chunk for item in items if item not in known]
+            if unknown and on_unknown == "raise":
+                raise ValueError(f"candidate item {unknown[0]!r} is not in the tokenizer's item index "
+                                 f"(pass on_unknown='skip' to score unknown items -inf)")
+            width = max((len(items) for items in chunk), default=0)
+            if width == 0:
+                return [[] for _ in chunk]
+            fallback = [0] * tokenizer.num_levels
+            codes = torch.tensor([[list(known.get(item, fallback)) for item in items] + [fallback] * (width - len(items))
+                                  for items in chunk], dtype=torch.long, device=self.device)
+            scores = score_candidate_items(self, tokenizer, batch["input_ids"], batch["attention_mask"], codes).tolist()
+            return [[s if item in known else float("-inf") for item, s in zip(items, row)]
+                    for items, row in zip(chunk, scores)]
+
+        return self._per_batch(tokenizer, histories, behavior, max_history, batch_size, on_unknown, score)
+
+    def _per_batch(self, tokenizer: Any, histories: Sequence[Sequence[tuple[str, str]]],
+                   behavior: str | Sequence[str] | None, max_history: int | None, batch_size: int, on_unknown: str,
+                   run: Callable[[dict[str, torch.Tensor], int], list[Any]]) -> list[Any]:
+        """Encode histories batch by batch with the requested behavior token and run `run(batch, start)` in eval mode."""
+        check_positive_int("batch_size", batch_size)
+        max_history = resolve_max_history(self.config, histories, max_history)
+        behavior = tokenizer.target_behavior if behavior is None else behavior
+        requested = [behavior] * len(histories) if isinstance(behavior, str) else list(behavior)
+        if len(requested) != len(histories):
+            raise ValueError(f"got {len(requested)} behaviors for {len(histories)} histories")
+        was_training = self.training
+        self.eval()
+        results: list[Any] = []
+        try:
+            for start in range(0, len(histories), batch_size):
+                batch = tokenizer.encode_histories(
+                    histories[start : start + batch_size], behavior=requested[start : start + batch_size],
+                    max_history=max_history, return_tensors="pt", on_unknown=on_unknown,
+                ).to(self.device)
+                results.extend(run(batch, start))
+        finally:
+            self.train(was_training)
+        return results

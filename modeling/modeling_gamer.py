@@ -9,13 +9,13 @@ inherits the behavior of the prompt it continues). With `inputs_embeds` the role
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
@@ -28,15 +28,9 @@ from transformers.utils import can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .cache_gamer import GamerCache, GamerCacheMixin, gamer_cache_like
-from .configuration_gamer import NUM_SPECIAL_TOKENS, GamerConfig, save_with_remote_code
-from .generation_gamer import (
-    beam_search_items,
-    check_beam_arguments,
-    check_positive_int,
-    resolve_max_history,
-    score_candidate_items,
-)
+from .cache_gamer import GamerBeamCache, GamerCache, GamerCacheMixin, gamer_cache_like
+from .configuration_gamer import GamerConfig, save_with_remote_code
+from .generation_gamer import GamerGenerationMixin
 
 __all__ = ["GamerPreTrainedModel", "GamerModel", "GamerForCausalLM"]
 
@@ -186,12 +180,10 @@ class GamerTokenRoles:
     ) -> "GamerTokenRoles":
         """`previous_behavior_ids` ([batch]): the identity code tokens before the chunk's first behavior token
         continue (the last cached token's, when decoding); 0 when the chunk starts a sequence."""
-        offsets = torch.tensor(config.code_token_offsets, device=input_ids.device)
-        is_behavior = (input_ids >= NUM_SPECIAL_TOKENS) & (input_ids < config.behavior_token_offset + config.num_behaviors)
-        code_level = torch.bucketize(input_ids.contiguous(), offsets, right=True)  # 0 below the first code token, l for level l
-        item_position = torch.where(is_behavior, torch.ones_like(input_ids), code_level + 1)
-        item_position = torch.where(input_ids < NUM_SPECIAL_TOKENS, torch.zeros_like(input_ids), item_position)
-        own_identity = torch.where(is_behavior, input_ids - config.behavior_token_offset + 1, torch.zeros_like(input_ids))
+        layout = config.layout
+        is_behavior = layout.is_behavior_token(input_ids)
+        item_position = layout.item_positions(input_ids)
+        own_identity = layout.behavior_identity(input_ids)
         # A code token belongs to the nearest behavior token before it (cummax over its position).
         positions = torch.arange(input_ids.shape[-1], device=input_ids.device).expand_as(input_ids)
         last_behavior = torch.where(is_behavior, positions, torch.full_like(positions, -1)).cummax(dim=-1).values
@@ -200,67 +192,6 @@ class GamerTokenRoles:
         inherited = torch.where(last_behavior >= 0, inherited, before)
         behavior_ids = torch.where(item_position >= 2, inherited, own_identity)
         return cls(item_position, behavior_ids)
-
-
-class GamerBeamCache:
-    """Decoding state for beams that share one prompt (used by `recommend()`).
-
-    The prompt's keys and values stay `[batch, ...]` and are never copied per beam; each beam keeps
-    only the few code tokens it generated. Attention over both parts is one softmax, so results
-    equal attention over a per-beam copy of the cache, without the copies.
-    """
-
-    def __init__(self, prefill: GamerCache, attention_mask: torch.Tensor, cross_allowed: torch.Tensor | None) -> None:
-        self.prefix = [(layer.keys, layer.values) for layer in prefill.layers]
-        self.cross_prefix = [(layer.keys, layer.values) for layer in prefill.cross_level_layers]
-        self.prefix_valid = attention_mask.bool()  # [B, T] keys of the prompt that self-attention reads
-        self.cross_allowed = cross_allowed  # [B, T] prompt keys of strictly lower level than the request
-        self.suffix: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.beams = 1
-
-    @property
-    def batch_size(self) -> int:
-        return self.prefix_valid.shape[0]
-
-    def select_beams(self, rows: torch.Tensor, beams: int) -> None:
-        """Keep the generated tokens of the beams in `rows` (indices into the current beams)."""
-        self.suffix = {i: (k[rows], v[rows]) for i, (k, v) in self.suffix.items()}
-        self.beams = beams
-
-    def cross_has_key(self) -> torch.Tensor | None:
-        if self.cross_allowed is None:
-            return None
-        return self.cross_allowed.any(-1).repeat_interleave(self.beams)[:, None]
-
-    def attend(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-               cache_idx: int, cross_level: bool) -> torch.Tensor:
-        """query/key/value: [B*beams, heads, 1, d] for one fed token; returns [B*beams, 1, heads*d]."""
-        batch, beams, groups = self.batch_size, self.beams, module.num_key_value_groups
-        prefix_k, prefix_v = (self.cross_prefix if cross_level else self.prefix)[cache_idx]
-        kv_heads, dim = prefix_k.shape[1], prefix_k.shape[-1]
-        # [B*beams, H, 1, d] -> [B, kv_heads, beams*groups, d]: every beam's queries meet the shared prompt once
-        q = query.view(batch, beams, kv_heads, groups, dim).permute(0, 2, 1, 3, 4).reshape(batch, kv_heads, -1, dim)
-        scores = (q @ prefix_k.transpose(-1, -2)) * module.scaling
-        allowed = self.cross_allowed if cross_level else self.prefix_valid
-        scores = scores.masked_fill(~allowed[:, None, None, :], torch.finfo(scores.dtype).min)
-        if cross_level:  # generated codes share the requested level: never readable here
-            weights = scores.softmax(-1)
-            out = weights @ prefix_v
-        else:
-            if cache_idx in self.suffix:
-                key = torch.cat([self.suffix[cache_idx][0], key], dim=-2)
-                value = torch.cat([self.suffix[cache_idx][1], value], dim=-2)
-            self.suffix[cache_idx] = (key, value)
-            own = query.view(batch * beams, kv_heads, groups, dim) @ key.transpose(-1, -2) * module.scaling
-            own = own.view(batch, beams, kv_heads, groups, -1).permute(0, 2, 1, 3, 4).reshape(batch, kv_heads, beams * groups, -1)
-            weights = torch.cat([scores, own], dim=-1).softmax(-1)
-            length = scores.shape[-1]
-            mine = weights[..., length:].reshape(batch, kv_heads, beams, groups, -1).permute(0, 2, 1, 3, 4)
-            out = weights[..., :length] @ prefix_v
-            out = out + (mine.reshape(batch * beams, kv_heads, groups, -1) @ value).view(
-                batch, beams, kv_heads, groups, dim).permute(0, 2, 1, 3, 4).reshape(batch, kv_heads, beams * groups, dim)
-        out = out.view(batch, kv_heads, beams, groups, dim).permute(0, 2, 1, 3, 4)
-        return out.reshape(batch * beams, 1, kv_heads * groups * dim)
 
 
 class GamerAttention(nn.Module):
@@ -467,9 +398,8 @@ class GamerPreTrainedModel(PreTrainedModel):
         if size != self.config.vocab_size:
             raise ValueError(
                 f"cannot resize GAMER's embeddings to {size}: the vocabulary is fixed by its layout "
-                f"({NUM_SPECIAL_TOKENS} specials + {self.config.num_behaviors} behaviors + "
-                f"{sum(self.config.codebook_sizes)} codes = {self.config.vocab_size}); to add behaviors or codes, "
-                "build a new tokenizer and a config from it (GamerConfig.from_preset(..., tokenizer=...))"
+                f"({self.config.layout.describe()}); to add behaviors or codes, build a new tokenizer and a "
+                "config from it (GamerConfig.from_preset(..., tokenizer=...))"
             )
         return self.get_input_embeddings()
 
@@ -483,7 +413,7 @@ class GamerPreTrainedModel(PreTrainedModel):
         elif isinstance(module, GamerRMSNorm):
             init.ones_(module.weight)
         elif isinstance(module, GamerModel):
-            init.copy_(module.level_table, module.compute_level_table(self.config))
+            init.copy_(module.level_table, self.config.layout.level_table())
 
 
 class GamerModel(GamerPreTrainedModel):
@@ -495,14 +425,9 @@ class GamerModel(GamerPreTrainedModel):
         self.layers = nn.ModuleList([GamerDecoderLayer(config, i) for i in range(config.num_hidden_layers)])
         self.norm = GamerRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.rotary_emb = GamerRotaryEmbedding(config)
-        self.level_table = nn.Buffer(self.compute_level_table(config), persistent=False)
+        self.level_table = nn.Buffer(config.layout.level_table(), persistent=False)
         self.gradient_checkpointing = False
         self.post_init()
-
-    @staticmethod
-    def compute_level_table(config: GamerConfig) -> torch.Tensor:
-        """Level of behavior identity 0..B as integers (exact in any compute dtype); identity 0 (pad) gets -1."""
-        return torch.tensor([-1] + [int(v) for v in config.behavior_levels], dtype=torch.long)
 
     def _level_mask(
         self,
@@ -630,17 +555,8 @@ class GamerModel(GamerPreTrainedModel):
             last_hidden_state=self.norm(hidden_states), cache=cache if return_cache else None
         )
 
-    def beam_cache(self, prefill: GamerCache, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> GamerBeamCache:
-        """Turn a prefill cache (prompt ending with the requested behavior token) into shared beam state."""
-        cross_allowed = None
-        if self.config.cross_level_layers:
-            key_behavior = prefill.roles.keys[:, 0, :, 0]
-            requested = self.level_table[GamerTokenRoles.from_input_ids(input_ids[:, -1:], self.config).behavior_ids]
-            cross_allowed = (key_behavior > 0) & (self.level_table[key_behavior] < requested)
-        return GamerBeamCache(prefill, attention_mask, cross_allowed)
 
-
-class GamerForCausalLM(GamerPreTrainedModel, GenerationMixin):
+class GamerForCausalLM(GamerPreTrainedModel, GamerGenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
 
     def __init__(self, config: GamerConfig) -> None:
@@ -723,93 +639,3 @@ class GamerForCausalLM(GamerPreTrainedModel, GenerationMixin):
         if model_inputs.get("inputs_embeds") is not None:
             model_inputs["behavior_ids"], model_inputs["item_position_ids"] = behavior_ids, item_position_ids
         return model_inputs
-
-    @torch.no_grad()
-    def recommend(
-        self,
-        tokenizer: Any,
-        histories: Sequence[Sequence[tuple[str, str]]],
-        behavior: str | Sequence[str] | None = None,
-        top_k: int = 10,
-        num_beams: int = 20,
-        max_history: int | None = None,
-        exclude_history: bool = False,
-        batch_size: int = 64,
-        on_unknown: str = "raise",
-    ) -> list[list[tuple[str, float]]]:
-        """Top-K items per history under the requested behavior (default: the target behavior).
-
-        Each history is encoded once (prefill); the cache is shared by the beams, and only the K
-        code steps are decoded, constrained to real items. Scores are summed log-probabilities.
-        `max_history` defaults to the history length the checkpoint was trained with (`config.max_history`).
-        """
-        check_beam_arguments(top_k, num_beams)
-
-        def decode(batch: dict[str, torch.Tensor], start: int) -> list[list[tuple[str, float]]]:
-            chunk = histories[start : start + batch_size]
-            exclude = [{str(item) for _, item in history} for history in chunk] if exclude_history else None
-            return beam_search_items(self, tokenizer, batch["input_ids"], batch["attention_mask"], top_k, num_beams, exclude)
-
-        return self._per_batch(tokenizer, histories, behavior, max_history, batch_size, on_unknown, decode)
-
-    @torch.no_grad()
-    def score_items(
-        self,
-        tokenizer: Any,
-        histories: Sequence[Sequence[tuple[str, str]]],
-        candidates: Sequence[Sequence[str]],
-        behavior: str | Sequence[str] | None = None,
-        max_history: int | None = None,
-        batch_size: int = 64,
-        on_unknown: str = "raise",
-    ) -> list[list[float]]:
-        """Log-probability of each candidate item per history, the score `recommend()` ranks by.
-
-        For re-ranking given candidates (the user's own items, another retriever's list). Items not in
-        the tokenizer's index raise, or score -inf with on_unknown="skip".
-        """
-        if len(candidates) != len(histories):
-            raise ValueError(f"got {len(candidates)} candidate lists for {len(histories)} histories")
-        known = tokenizer.item_index
-
-        def score(batch: dict[str, torch.Tensor], start: int) -> list[list[float]]:
-            chunk = [[str(item) for item in items] for items in candidates[start : start + batch_size]]
-            unknown = [item for items in chunk for item in items if item not in known]
-            if unknown and on_unknown == "raise":
-                raise ValueError(f"candidate item {unknown[0]!r} is not in the tokenizer's item index "
-                                 f"(pass on_unknown='skip' to score unknown items -inf)")
-            width = max((len(items) for items in chunk), default=0)
-            if width == 0:
-                return [[] for _ in chunk]
-            fallback = [0] * tokenizer.num_levels
-            codes = torch.tensor([[list(known.get(item, fallback)) for item in items] + [fallback] * (width - len(items))
-                                  for items in chunk], dtype=torch.long, device=self.device)
-            scores = score_candidate_items(self, tokenizer, batch["input_ids"], batch["attention_mask"], codes).tolist()
-            return [[s if item in known else float("-inf") for item, s in zip(items, row)]
-                    for items, row in zip(chunk, scores)]
-
-        return self._per_batch(tokenizer, histories, behavior, max_history, batch_size, on_unknown, score)
-
-    def _per_batch(self, tokenizer: Any, histories: Sequence[Sequence[tuple[str, str]]],
-                   behavior: str | Sequence[str] | None, max_history: int | None, batch_size: int, on_unknown: str,
-                   run: Callable[[dict[str, torch.Tensor], int], list[Any]]) -> list[Any]:
-        """Encode histories batch by batch with the requested behavior token and run `run(batch, start)` in eval mode."""
-        check_positive_int("batch_size", batch_size)
-        max_history = resolve_max_history(self.config, histories, max_history)
-        behavior = tokenizer.target_behavior if behavior is None else behavior
-        requested = [behavior] * len(histories) if isinstance(behavior, str) else list(behavior)
-        if len(requested) != len(histories):
-            raise ValueError(f"got {len(requested)} behaviors for {len(histories)} histories")
-        was_training = self.training
-        self.eval()
-        results: list[Any] = []
-        try:
-            for start in range(0, len(histories), batch_size):
-                batch = tokenizer.encode_histories(
-                    histories[start : start + batch_size], behavior=requested[start : start + batch_size],
-                    max_history=max_history, return_tensors="pt", on_unknown=on_unknown,
-                ).to(self.device)
-                results.extend(run(batch, start))
-        finally:
-            self.train(was_training)
-        return results

@@ -18,7 +18,7 @@ from tokenizers import Tokenizer, pre_tokenizers
 from tokenizers.models import WordLevel
 from transformers import BatchEncoding, PreTrainedTokenizerFast
 
-from .configuration_gamer import NUM_SPECIAL_TOKENS, code_token_offsets, save_with_remote_code
+from .configuration_gamer import NUM_SPECIAL_TOKENS, GamerVocabLayout, save_with_remote_code
 
 __all__ = ["GamerTokenizerFast"]
 
@@ -148,21 +148,22 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
         return {name: i + 1 for i, name in enumerate(self.behaviors)}
 
     @property
+    def layout(self) -> GamerVocabLayout:
+        return GamerVocabLayout(tuple(self.behaviors), tuple(self.behaviors.values()), tuple(self.codebook_sizes))
+
+    @property
     def code_token_offsets(self) -> list[int]:
-        return code_token_offsets(len(self.behaviors), self.codebook_sizes)
+        return self.layout.code_token_offsets
 
     @property
     def target_behavior(self) -> str:
-        top = max(self.behaviors.values())
-        return next(name for name, level in self.behaviors.items() if level == top)
+        return self.layout.target_behavior
 
     def behavior_token_id(self, name: str) -> int:
-        if name not in self.behaviors:
-            raise ValueError(f"unknown behavior {name!r}; this tokenizer knows {list(self.behaviors)}")
-        return NUM_SPECIAL_TOKENS + list(self.behaviors).index(name)
+        return self.layout.behavior_token_id(name)
 
     def _codes_to_token_ids(self, codes: Sequence[int]) -> list[int]:
-        return [offset + code for offset, code in zip(self.code_token_offsets, codes)]
+        return self.layout.code_token_ids(codes)
 
     def item_token_ids(self, item_id: str) -> list[int]:
         try:
@@ -183,7 +184,7 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
         """
         if on_unknown not in ("raise", "skip"):
             raise ValueError(f"on_unknown must be 'raise' or 'skip', got {on_unknown!r}")
-        behavior_ids = {name: NUM_SPECIAL_TOKENS + i for i, name in enumerate(self.behaviors)}
+        behavior_ids = {name: self.layout.behavior_token_id(name) for name in self.behaviors}
         ids: list[int] = []
         for position, pair in enumerate(pairs):
             behavior, item = _unpack_interaction(pair, position)
