@@ -435,11 +435,13 @@ class GamerModel(GamerPreTrainedModel):
         key_behavior_ids: torch.Tensor,
         past_seen: int | torch.Tensor = 0,
         sequence_ids: torch.Tensor | None = None,
+        custom_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Boolean [B, 1, Q, KV] mask of the cross-level layers and [B, Q] 'has any key' flags.
 
         Query q sits at key index `past_seen + q` (a static cache has room past it). Key j is read by query i iff j <= i, j is a real token (identity > 0),
-        level(j) < level(i) and, for packed rows, both belong to the same sequence.
+        level(j) < level(i) and, for packed rows, both belong to the same sequence; a caller's 4D mask
+        (boolean, or additive with 0 where allowed) narrows it further.
         """
         num_queries, num_keys = query_behavior_ids.shape[-1], key_behavior_ids.shape[-1]
         query_index = torch.arange(num_queries, device=key_behavior_ids.device) + past_seen
@@ -450,6 +452,8 @@ class GamerModel(GamerPreTrainedModel):
         allowed = allowed & (key_level[:, None, :] < query_level[:, :, None])
         if sequence_ids is not None:
             allowed = allowed & (sequence_ids[:, None, :] == sequence_ids[:, :, None])
+        if custom_mask is not None:
+            allowed = allowed & (custom_mask if custom_mask.dtype == torch.bool else custom_mask == 0).any(1)
         has_key = allowed.any(-1)
         # A row with no key would be NaN in softmax: let it read its own position, then zero it by `has_key`.
         own = key_index[None, None, :] == query_index[None, :, None]
@@ -533,7 +537,8 @@ class GamerModel(GamerPreTrainedModel):
         if self.config.cross_level_layers:
             # Packed rows (position_ids restarting at 0, no mask): a new sequence starts at every position 0.
             sequence_ids = (position_ids == 0).cumsum(-1) if packed else None
-            level_mask, has_key = self._level_mask(token_behavior, key_behavior, past_seen, sequence_ids)
+            custom = attention_mask if attention_mask is not None and attention_mask.dim() == 4 else None
+            level_mask, has_key = self._level_mask(token_behavior, key_behavior, past_seen, sequence_ids, custom)
         return self._run_layers(inputs_embeds, position_ids, causal_mask, level_mask, has_key, roles, cache, kwargs,
                                 return_cache=use_cache)
 

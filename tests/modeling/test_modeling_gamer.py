@@ -459,3 +459,22 @@ def test_compiled_forward_equals_eager(make_histories, tokenizer) -> None:
     compiled = torch.compile(model.forward, backend="aot_eager")
     with torch.no_grad():
         assert torch.allclose(compiled(**batch, use_cache=False).logits, model(**batch, use_cache=False).logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.float32])
+def test_custom_4d_mask_equals_the_2d_mask(make_histories, tokenizer, dtype) -> None:
+    model = _lm(tokenizer, cross_level_layers=[0, 1])
+    batch = _batch(tokenizer, make_histories(tokenizer, 3, seed=23))
+    mask = batch["attention_mask"].bool()
+    length = mask.shape[1]
+    allowed = torch.ones(length, length, dtype=torch.bool).tril()[None, None] & mask[:, None, None, :]
+    custom = allowed if dtype == torch.bool else torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(dtype).min)
+    position_ids = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    expected = model(**batch).logits
+    got = model(input_ids=batch["input_ids"], attention_mask=custom, position_ids=position_ids).logits
+    assert torch.allclose(got[mask], expected[mask], atol=1e-5)
+    # a 4D mask can narrow what the cross-level layers read: hide every key before the last interaction
+    narrow = allowed.clone()
+    narrow[..., : length - 5] = False
+    narrowed = model(input_ids=batch["input_ids"], attention_mask=narrow, position_ids=position_ids).logits
+    assert not torch.allclose(narrowed[:, -1], expected[:, -1], atol=1e-4)
