@@ -42,7 +42,6 @@ import torch
 from transformers.generation.logits_process import PrefixConstrainedLogitsProcessor
 
 from gamer_hf import (
-    GamerConfig,
     GamerConstrainedLogitsProcessor,
     GamerForCausalLM,
     GamerTokenizerFast,
