@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import nn
 from transformers import PreTrainedConfig
 from transformers.cache_utils import Cache, CacheLayerMixin, DynamicCache, DynamicLayer, StaticCache, StaticLayer
 
@@ -114,8 +113,9 @@ class GamerBeamCache:
     """Decoding state for beams that share one prompt (used by `recommend()`), made from a prefill cache.
 
     The prompt's keys and values stay `[batch, ...]` and are never copied per beam; each beam keeps
-    only the few code tokens it generated. Attention over both parts is one softmax, so results
-    equal attention over a per-beam copy of the cache, without the copies.
+    only the few code tokens it generated. A prompt's beams are folded into the query rows of one
+    attention call (through the model's attention interface) over the prompt and all beams' tokens,
+    masked so each beam reads the prompt and its own tokens: the same result as a per-beam copy.
     """
 
     def __init__(self, prefill: GamerCacheMixin, attention_mask: torch.Tensor, cross_allowed: torch.Tensor | None) -> None:
@@ -151,32 +151,44 @@ class GamerBeamCache:
             return None
         return self.cross_allowed.any(-1).repeat_interleave(self.beams)[:, None]
 
-    def attend(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-               cache_idx: int, cross_level: bool) -> torch.Tensor:
-        """query/key/value: [B*beams, heads, 1, d] for one fed token; returns [B*beams, 1, heads*d]."""
-        batch, beams, groups = self.batch_size, self.beams, module.num_key_value_groups
-        prefix_k, prefix_v = (self.cross_prefix if cross_level else self.prefix)[cache_idx]
-        kv_heads, dim = prefix_k.shape[1], prefix_k.shape[-1]
-        # [B*beams, H, 1, d] -> [B, kv_heads, beams*groups, d]: every beam's queries meet the shared prompt once
-        q = query.view(batch, beams, kv_heads, groups, dim).permute(0, 2, 1, 3, 4).reshape(batch, kv_heads, -1, dim)
-        scores = (q @ prefix_k.transpose(-1, -2)) * module.scaling
-        allowed = self.cross_allowed if cross_level else self.prefix_valid
-        scores = scores.masked_fill(~allowed[:, None, None, :], torch.finfo(scores.dtype).min)
-        if cross_level:  # generated codes share the requested level: never readable here
-            weights = scores.softmax(-1)
-            out = weights @ prefix_v
-        else:
-            if cache_idx in self.suffix:
-                key = torch.cat([self.suffix[cache_idx][0], key], dim=-2)
-                value = torch.cat([self.suffix[cache_idx][1], value], dim=-2)
-            self.suffix[cache_idx] = (key, value)
-            own = query.view(batch * beams, kv_heads, groups, dim) @ key.transpose(-1, -2) * module.scaling
-            own = own.view(batch, beams, kv_heads, groups, -1).permute(0, 2, 1, 3, 4).reshape(batch, kv_heads, beams * groups, -1)
-            weights = torch.cat([scores, own], dim=-1).softmax(-1)
-            length = scores.shape[-1]
-            mine = weights[..., length:].reshape(batch, kv_heads, beams, groups, -1).permute(0, 2, 1, 3, 4)
-            out = weights[..., :length] @ prefix_v
-            out = out + (mine.reshape(batch * beams, kv_heads, groups, -1) @ value).view(
-                batch, beams, kv_heads, groups, dim).permute(0, 2, 1, 3, 4).reshape(batch, kv_heads, beams * groups, dim)
-        out = out.view(batch, kv_heads, beams, groups, dim).permute(0, 2, 1, 3, 4)
-        return out.reshape(batch * beams, 1, kv_heads * groups * dim)
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, index: int, cross_level: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Keys, values and boolean mask for the fed tokens' queries folded as `fold` does.
+
+        `key_states`/`value_states`: [batch * beams, kv_heads, 1, dim] of one fed token per beam. The keys
+        are the shared prompt followed by every beam's generated tokens ([batch, kv_heads, T + beams * s,
+        dim]); the mask [batch, 1, beams, keys] lets a beam read the prompt's real keys and its own tokens.
+        Cross-level layers read only the prompt (generated codes share the requested level).
+        """
+        batch, beams = self.batch_size, self.beams
+        if cross_level:
+            keys, values = self.cross_prefix[index]
+            allowed = self.cross_allowed[:, None, :].expand(batch, beams, -1)
+            # A beam with nothing to read gets one key, so softmax stays finite; the layer's gate zeroes it.
+            first = torch.arange(allowed.shape[-1], device=allowed.device) == 0
+            return keys, values, (allowed | (first & ~allowed.any(-1, keepdim=True)))[:, None]
+        if index in self.suffix:
+            key_states = torch.cat([self.suffix[index][0], key_states], dim=-2)
+            value_states = torch.cat([self.suffix[index][1], value_states], dim=-2)
+        self.suffix[index] = (key_states, value_states)
+        prefix_k, prefix_v = self.prefix[index]
+        generated = key_states.shape[-2]
+
+        def per_prompt(states: torch.Tensor) -> torch.Tensor:  # [B*beams, kv, s, d] -> [B, kv, beams*s, d]
+            kv_heads, dim = states.shape[1], states.shape[-1]
+            return states.view(batch, beams, kv_heads, generated, dim).transpose(1, 2).reshape(batch, kv_heads, -1, dim)
+
+        keys = torch.cat([prefix_k, per_prompt(key_states)], dim=-2)
+        values = torch.cat([prefix_v, per_prompt(value_states)], dim=-2)
+        own = torch.eye(beams, dtype=torch.bool, device=keys.device).repeat_interleave(generated, dim=1)
+        allowed = torch.cat([self.prefix_valid[:, None, :].expand(batch, beams, -1), own.expand(batch, -1, -1)], -1)
+        return keys, values, allowed[:, None]
+
+    def fold(self, query: torch.Tensor) -> torch.Tensor:
+        """[batch * beams, heads, 1, dim] -> [batch, heads, beams, dim]: a prompt's beams are its query rows."""
+        heads, dim = query.shape[1], query.shape[-1]
+        return query.view(self.batch_size, self.beams, heads, dim).transpose(1, 2)
+
+    def unfold(self, attn_output: torch.Tensor) -> torch.Tensor:
+        """Attention output [batch, beams, heads * dim] -> [batch * beams, 1, heads * dim]."""
+        return attn_output.reshape(self.batch_size * self.beams, 1, -1)

@@ -235,10 +235,15 @@ class GamerAttention(nn.Module):
     def attend(
         self, query, key, value, attention_mask, cache: Cache | None, cache_idx: int, cross_level: bool, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Attention through the configured interface (or the shared-prompt beam state); output before o_proj."""
-        if isinstance(cache, GamerBeamCache):
-            return cache.attend(self, query, key, value, cache_idx, cross_level=cross_level), None
-        if cache is not None:
+        """Attention through the configured interface; output before o_proj.
+
+        On the shared-prompt beam state, a prompt's beams become the query rows of one call (`GamerBeamCache`).
+        """
+        beams = cache if isinstance(cache, GamerBeamCache) else None
+        if beams is not None:
+            key, value, attention_mask = beams.update(key, value, cache_idx, cross_level)
+            query = beams.fold(query)
+        elif cache is not None:
             update = cache.update_cross_level if cross_level else cache.update
             key, value = update(key, value, cache_idx)
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
@@ -254,7 +259,8 @@ class GamerAttention(nn.Module):
             scaling=self.scaling,
             **kwargs,
         )
-        return attn_output.reshape(*attn_output.shape[:2], -1).contiguous(), attn_weights
+        attn_output = attn_output.reshape(*attn_output.shape[:2], -1).contiguous()
+        return (attn_output if beams is None else beams.unfold(attn_output)), attn_weights
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
