@@ -202,15 +202,31 @@ def test_max_history_defaults_to_the_trained_length(tokenizer, histories) -> Non
         model.score_items(tokenizer, [h[-2:] for h in long], [["item1"]] * len(long))
 
 
-def test_histories_past_the_positions_are_cut_with_a_note(tokenizer, histories, caplog) -> None:
+@pytest.fixture
+def generation_log():
+    """Warnings of generation_gamer's logger, whatever verbosity or propagation other tests left set."""
+    from transformers.testing_utils import CaptureLogger
+
+    from gamer_hf.modeling import generation_gamer
+
+    level = generation_gamer.logger.level
+    generation_gamer.logger.setLevel("WARNING")
+    try:
+        with CaptureLogger(generation_gamer.logger) as captured:
+            yield captured
+    finally:
+        generation_gamer.logger.setLevel(level)
+
+
+def test_histories_past_the_positions_are_cut_with_a_note(tokenizer, histories, generation_log) -> None:
     torch.manual_seed(0)
     config = GamerConfig.from_preset("tiny", tokenizer=tokenizer, max_position_embeddings=24)
     model = GamerForCausalLM(config).eval()
     assert config.max_prompt_interactions == 5  # 5 interactions * 4 tokens + behavior token + 3 codes = 24
     long = [h * 4 for h in histories]
-    with caplog.at_level("WARNING"):
-        recs = model.recommend(tokenizer, long, top_k=5, num_beams=8, max_history=50)
-    assert "cut to their last 5 interactions" in caplog.text and "max_position_embeddings=24" in caplog.text
+    recs = model.recommend(tokenizer, long, top_k=5, num_beams=8, max_history=50)
+    note = generation_log.io.getvalue()  # `.out` is filled only when the capture ends
+    assert "cut to their last 5 interactions" in note and "max_position_embeddings=24" in note
     assert recs == model.recommend(tokenizer, [h[-5:] for h in long], top_k=5, num_beams=8)
 
 
