@@ -363,7 +363,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(make_histories, tokeniz
     for checkpointing in (False, True):
         model = _lm(tokenizer, cross_level_layers=[0, 1]).train()
         if checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
             assert all(layer.gradient_checkpointing for layer in model.model.layers)
         model(**batch, labels=labels).loss.backward()
         grads.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
