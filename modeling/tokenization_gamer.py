@@ -179,8 +179,8 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
     def encode_interactions(self, pairs: Sequence[Interaction], on_unknown: str = "raise") -> list[int]:
         """Flat ids `[beh, c1..cK]` per (behavior, item) pair; unknown pairs raise or are skipped.
 
-        Malformed entries (not a pair, a None or float item id) always raise, naming the entry:
-        they mean the history was built wrongly, not that the catalogue lacks an item.
+        Malformed entries (not a pair, a None or float item id of a known behavior) always raise, naming the
+        entry: they mean the history was built wrongly, not that the catalogue lacks an item.
         """
         if on_unknown not in ("raise", "skip"):
             raise ValueError(f"on_unknown must be 'raise' or 'skip', got {on_unknown!r}")
@@ -189,13 +189,16 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
         for position, pair in enumerate(pairs):
             behavior, item = _unpack_interaction(pair, position)
             beh = behavior_ids.get(behavior)
-            codes = self._tokens_by_item.get(str(item))
-            if beh is None or codes is None:
+            if beh is None:
                 if on_unknown == "skip":
                     continue
-                if beh is None:
-                    raise ValueError(f"entry {position}: unknown behavior {behavior!r} in history; "
-                                     f"known: {list(self.behaviors)}")
+                raise ValueError(f"entry {position}: unknown behavior {behavior!r} in history; "
+                                 f"known: {list(self.behaviors)}")
+            _check_item_id(item, position)
+            codes = self._tokens_by_item.get(str(item))
+            if codes is None:
+                if on_unknown == "skip":
+                    continue
                 raise ValueError(f"entry {position}: unknown item {item!r} in history: it is not in the "
                                  "tokenizer's item index")
             ids.append(beh)
@@ -275,19 +278,23 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
 
 
 def _unpack_interaction(pair: Any, position: int) -> Interaction:
-    """(behavior, item) of one history entry; ids are strings or ints, never None, floats or bools."""
+    """(behavior, item) of one history entry, refusing what is not a pair with a string behavior."""
     if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
         raise ValueError(f"entry {position}: expected a (behavior, item_id) pair, got {pair!r}")
     behavior, item = pair
     if not isinstance(behavior, str):
         raise ValueError(f"entry {position}: behavior must be a string, got {behavior!r} "
                          f"({type(behavior).__name__})")
+    return behavior, item
+
+
+def _check_item_id(item: Any, position: int) -> None:
+    """Item ids are strings or ints; None, floats and bools mean the history was built wrongly."""
     if item is None or isinstance(item, (bool, float)) or not isinstance(item, (str, numbers.Integral)):
         why = ("a missing id" if item is None else
                "a float id usually comes from a column read with missing values; cast ids to str" if isinstance(item, float)
                else "item ids are strings or ints")
         raise ValueError(f"entry {position}: item id {item!r} ({type(item).__name__}) is not valid: {why}")
-    return behavior, item
 
 
 def _read_item_index(path: str) -> dict[str, tuple[int, ...]]:
