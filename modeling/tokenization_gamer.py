@@ -192,15 +192,13 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
             if beh is None:
                 if on_unknown == "skip":
                     continue
-                raise ValueError(f"entry {position}: unknown behavior {behavior!r} in history; "
-                                 f"known: {list(self.behaviors)}")
+                raise ValueError(f"unknown behavior {behavior!r} in history; known: {list(self.behaviors)}")
             _check_item_id(item, position)
             codes = self._tokens_by_item.get(str(item))
             if codes is None:
                 if on_unknown == "skip":
                     continue
-                raise ValueError(f"entry {position}: unknown item {item!r} in history: it is not in the "
-                                 "tokenizer's item index")
+                raise ValueError(f"unknown item {item!r} in history: it is not in the tokenizer's item index")
             ids.append(beh)
             ids.extend(codes)
         return ids
