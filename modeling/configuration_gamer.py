@@ -11,16 +11,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import PreTrainedConfig
 
 __all__ = [
     "GamerConfig",
     "GAMER_PRESETS",
+    "GamerVocabLayout",
     "NUM_SPECIAL_TOKENS",
-    "code_token_offsets",
     "save_with_remote_code",
     "write_remote_code",
 ]
@@ -51,13 +54,79 @@ GAMER_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def code_token_offsets(num_behaviors: int, codebook_sizes: list[int]) -> list[int]:
-    """Id of code 0 at each semantic-ID level in the fixed vocabulary layout."""
-    offsets, start = [], NUM_SPECIAL_TOKENS + num_behaviors
-    for size in codebook_sizes:
-        offsets.append(start)
-        start += size
-    return offsets
+@dataclass(frozen=True)
+class GamerVocabLayout:
+    """The one owner of the id layout; the config, the tokenizer, generation and the data code ask it.
+
+    `[specials: <pad> <eos> <unk>] [one token per behavior] [level-1 codes] ... [level-K codes]`; behavior
+    identity i + 1 belongs to the i-th behavior (0 means none/pad), and the target behavior is the one
+    at the top level.
+    """
+
+    behavior_names: tuple[str, ...]
+    behavior_levels: tuple[int, ...]
+    codebook_sizes: tuple[int, ...]
+
+    @property
+    def num_behaviors(self) -> int:
+        return len(self.behavior_names)
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.codebook_sizes)
+
+    @property
+    def behavior_token_offset(self) -> int:
+        return NUM_SPECIAL_TOKENS
+
+    @property
+    def code_token_offsets(self) -> list[int]:
+        """Id of code 0 at each semantic-ID level."""
+        offsets, start = [], NUM_SPECIAL_TOKENS + self.num_behaviors
+        for size in self.codebook_sizes:
+            offsets.append(start)
+            start += size
+        return offsets
+
+    @property
+    def vocab_size(self) -> int:
+        return NUM_SPECIAL_TOKENS + self.num_behaviors + sum(self.codebook_sizes)
+
+    def describe(self) -> str:
+        return (f"{NUM_SPECIAL_TOKENS} specials + {self.num_behaviors} behaviors + {sum(self.codebook_sizes)} codes "
+                f"= {self.vocab_size}")
+
+    @property
+    def target_behavior(self) -> str:
+        return self.behavior_names[self.behavior_levels.index(max(self.behavior_levels))]
+
+    def behavior_token_id(self, name: str) -> int:
+        if name not in self.behavior_names:
+            raise ValueError(f"unknown behavior {name!r}; known: {list(self.behavior_names)}")
+        return NUM_SPECIAL_TOKENS + self.behavior_names.index(name)
+
+    def code_token_ids(self, codes: Sequence[int]) -> list[int]:
+        return [offset + code for offset, code in zip(self.code_token_offsets, codes)]
+
+    # ----- the same rules over tensors of ids -----
+    def is_behavior_token(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return (input_ids >= NUM_SPECIAL_TOKENS) & (input_ids < NUM_SPECIAL_TOKENS + self.num_behaviors)
+
+    def behavior_identity(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Identity (1..B) of behavior tokens, 0 elsewhere."""
+        return torch.where(self.is_behavior_token(input_ids), input_ids - NUM_SPECIAL_TOKENS + 1,
+                           torch.zeros_like(input_ids))
+
+    def item_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """0 special, 1 behavior token, 2..K+1 code of level 1..K (the expert route)."""
+        offsets = torch.tensor(self.code_token_offsets, device=input_ids.device)
+        code_level = torch.bucketize(input_ids.contiguous(), offsets, right=True)  # 0 below the first code
+        position = torch.where(self.is_behavior_token(input_ids), torch.ones_like(input_ids), code_level + 1)
+        return torch.where(input_ids < NUM_SPECIAL_TOKENS, torch.zeros_like(input_ids), position)
+
+    def level_table(self) -> torch.Tensor:
+        """Hierarchy level of behavior identity 0..B as integers (exact in any dtype); identity 0 gets -1."""
+        return torch.tensor([-1, *self.behavior_levels], dtype=torch.long)
 
 
 class GamerConfig(PreTrainedConfig):
@@ -75,6 +144,8 @@ class GamerConfig(PreTrainedConfig):
         use_expert_ffn (`bool`): position-routed experts (K+2 per layer) or a single dense SwiGLU.
         use_augmentation (`bool`): recorded ablation switch read by the training pipeline.
         training_temperature (`float`): logits are divided by it in the loss only.
+        max_history (`int`, *optional*): interactions per prompt the model was trained with (training
+            rows keep one more); `recommend()` cuts histories to it by default. None: not recorded.
     """
 
     model_type = "gamer"
@@ -107,6 +178,7 @@ class GamerConfig(PreTrainedConfig):
     use_expert_ffn: bool = True
     use_augmentation: bool = True
     training_temperature: float = 0.7
+    max_history: int | None = None
     pad_token_id: int | None = 0
     eos_token_id: int | None = 1
     bos_token_id: int | None = None
@@ -124,13 +196,12 @@ class GamerConfig(PreTrainedConfig):
             self.behavior_injection_layers = list(range(min(4, self.num_hidden_layers)))
         if self.rope_parameters is None:
             self.rope_parameters = {"rope_type": "default", "rope_theta": 1_000_000.0}
-        expected_vocab = NUM_SPECIAL_TOKENS + len(self.behavior_names) + sum(self.codebook_sizes)
         if self.vocab_size is None:
-            self.vocab_size = expected_vocab
+            self.vocab_size = self.layout.vocab_size
         super().__post_init__(**kwargs)
-        self._check(expected_vocab)
+        self._check()
 
-    def _check(self, expected_vocab: int) -> None:
+    def _check(self) -> None:
         """Refuse inconsistent values early, naming the field, rather than failing deep in a forward pass."""
         if len(self.behavior_names) != len(self.behavior_levels):
             raise ValueError(
@@ -147,11 +218,8 @@ class GamerConfig(PreTrainedConfig):
             )
         if not self.codebook_sizes or any(size < 1 for size in self.codebook_sizes):
             raise ValueError(f"codebook_sizes must be a non-empty list of positive ints, got {self.codebook_sizes}")
-        if self.vocab_size != expected_vocab:
-            raise ValueError(
-                f"vocab_size={self.vocab_size} does not match the layout: {NUM_SPECIAL_TOKENS} specials + "
-                f"{len(self.behavior_names)} behaviors + {sum(self.codebook_sizes)} codes = {expected_vocab}"
-            )
+        if self.vocab_size != self.layout.vocab_size:
+            raise ValueError(f"vocab_size={self.vocab_size} does not match the layout: {self.layout.describe()}")
         for name in ("cross_level_layers", "behavior_injection_layers"):
             layers = getattr(self, name)
             bad = [layer for layer in layers if not 0 <= layer < self.num_hidden_layers]
@@ -167,8 +235,21 @@ class GamerConfig(PreTrainedConfig):
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.training_temperature <= 0:
             raise ValueError(f"training_temperature must be > 0, got {self.training_temperature}")
+        if self.max_history is not None:
+            if isinstance(self.max_history, bool) or not isinstance(self.max_history, int) or self.max_history < 1:
+                raise ValueError(f"max_history must be None or an int >= 1, got {self.max_history!r}")
+            trained = (self.max_history + 1) * (self.num_code_levels + 1)
+            if trained > self.max_position_embeddings:
+                raise ValueError(
+                    f"max_position_embeddings={self.max_position_embeddings} is smaller than the trained prompts: "
+                    f"max_history={self.max_history} + 1 interactions of {self.num_code_levels + 1} tokens = {trained}"
+                )
 
     # ----- vocabulary layout, derived (never stored twice) -----
+    @property
+    def layout(self) -> GamerVocabLayout:
+        return GamerVocabLayout(tuple(self.behavior_names), tuple(self.behavior_levels), tuple(self.codebook_sizes))
+
     @property
     def num_behaviors(self) -> int:
         return len(self.behavior_names)
@@ -178,16 +259,17 @@ class GamerConfig(PreTrainedConfig):
         return len(self.codebook_sizes)
 
     @property
-    def behavior_token_offset(self) -> int:
-        return NUM_SPECIAL_TOKENS
+    def code_token_offsets(self) -> list[int]:
+        return self.layout.code_token_offsets
 
     @property
-    def code_token_offsets(self) -> list[int]:
-        return code_token_offsets(self.num_behaviors, self.codebook_sizes)
+    def max_prompt_interactions(self) -> int:
+        """Most interactions a prompt can hold so that it, the behavior token and K codes fit the positions."""
+        return (self.max_position_embeddings - 1 - self.num_code_levels) // (self.num_code_levels + 1)
 
     @property
     def target_behavior(self) -> str:
-        return self.behavior_names[self.behavior_levels.index(max(self.behavior_levels))]
+        return self.layout.target_behavior
 
     @classmethod
     def from_preset(cls, name: str, tokenizer: Any = None, **overrides: Any) -> "GamerConfig":
@@ -208,7 +290,9 @@ class GamerConfig(PreTrainedConfig):
 
 
 # ----- remote code: what a checkpoint needs to load with trust_remote_code=True -----
-REMOTE_CODE_FILES = ("configuration_gamer.py", "modeling_gamer.py", "tokenization_gamer.py", "generation_gamer.py")
+REMOTE_CODE_FILES = (
+    "configuration_gamer.py", "modeling_gamer.py", "tokenization_gamer.py", "generation_gamer.py", "cache_gamer.py",
+)
 AUTO_MAP = {
     "AutoConfig": "configuration_gamer.GamerConfig",
     "AutoModel": "modeling_gamer.GamerModel",

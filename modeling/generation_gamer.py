@@ -7,16 +7,58 @@ with the number of items, not with the product of the codebook sizes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import torch
-from transformers import LogitsProcessor
+from transformers import GenerationMixin, LogitsProcessor
 
-from .configuration_gamer import NUM_SPECIAL_TOKENS
+from transformers.utils import logging
+
+from .cache_gamer import GamerBeamCache
+from .configuration_gamer import GamerConfig
+
+logger = logging.get_logger(__name__)
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """Refuse what would silently slice or reshape wrongly downstream (a negative top_k keeps num_beams - k items)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
+def check_beam_arguments(top_k: Any, num_beams: Any) -> None:
+    check_positive_int("top_k", top_k)
+    check_positive_int("num_beams", num_beams)
+    if top_k > num_beams:
+        raise ValueError(f"top_k={top_k} needs at least as many beams, got num_beams={num_beams}")
+
+
+def resolve_max_history(config: GamerConfig, histories: Sequence[Sequence[Any]], max_history: int | None) -> int:
+    """Interactions kept per prompt: the caller's value, else the trained length, never past the positions.
+
+    A history longer than the model was trained on gives lists unrelated to its recent part, and one past
+    `max_position_embeddings` reads positions the model has never seen; both are cut (the latter with a note).
+    """
+    limit = config.max_prompt_interactions
+    if max_history is None:
+        max_history = config.max_history if config.max_history is not None else limit
+    check_positive_int("max_history", max_history)
+    if max_history > limit and any(len(history) > limit for history in histories):
+        logger.warning(
+            "histories are cut to their last %d interactions: with %d tokens each, longer prompts pass "
+            "max_position_embeddings=%d (max_history=%d asked for)", limit, config.num_code_levels + 1,
+            config.max_position_embeddings, max_history,
+        )
+    return min(max_history, limit)
 
 __all__ = [
+    "GamerGenerationMixin",
     "ItemTrie",
+    "check_beam_arguments",
+    "check_positive_int",
+    "resolve_max_history",
     "GamerConstrainedLogitsProcessor",
     "beam_search_items",
     "score_candidate_items",
@@ -100,10 +142,6 @@ class ItemTrie:
         return mask.view(*nodes.shape, -1)
 
 
-def _code_offsets(tokenizer: Any) -> list[int]:
-    return list(tokenizer.code_token_offsets)
-
-
 class GamerConstrainedLogitsProcessor(LogitsProcessor):
     """Lets `model.generate()` emit only code paths of real items, then EOS.
 
@@ -113,18 +151,19 @@ class GamerConstrainedLogitsProcessor(LogitsProcessor):
 
     def __init__(self, tokenizer: Any) -> None:
         self.trie = ItemTrie.for_tokenizer(tokenizer)
-        self.offsets = _code_offsets(tokenizer)
-        self.num_behaviors = len(tokenizer.behaviors)
+        self.layout = tokenizer.layout
+        self.offsets = self.layout.code_token_offsets
         self.eos_token_id = tokenizer.eos_token_id
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         trie = self.trie.to(scores.device)
-        is_behavior = (input_ids >= NUM_SPECIAL_TOKENS) & (input_ids < NUM_SPECIAL_TOKENS + self.num_behaviors)
+        is_behavior = self.layout.is_behavior_token(input_ids)
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        last_behavior = torch.where(is_behavior, positions, torch.full_like(positions, -1)).max(dim=1).values
+        # -1: no behavior token in input_ids, as when generate() was given the prompt as inputs_embeds
+        marked = torch.where(is_behavior, positions, torch.full_like(positions, -1))
+        last_behavior = torch.cat([marked, marked.new_full((marked.shape[0], 1), -1)], dim=1).amax(dim=1)
         generated = input_ids.shape[1] - 1 - last_behavior  # codes since the requested behavior token
         nodes = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
-        nodes = torch.where(last_behavior >= 0, nodes, torch.full_like(nodes, -1))
         for depth in range(min(int(generated.max()), trie.num_levels)):
             token = input_ids.gather(1, (last_behavior + 1 + depth).clamp(max=input_ids.shape[1] - 1)[:, None])[:, 0]
             stepped = trie.step(nodes, depth, token - self.offsets[depth])
@@ -153,10 +192,9 @@ def beam_search_items(
     exclude: Sequence[set[str]] | None = None,
 ) -> list[list[tuple[str, float]]]:
     """Prefill once, then K constrained beam steps on the shared cache; same ranking as stock beam search."""
-    if top_k > num_beams:
-        raise ValueError(f"top_k={top_k} needs at least as many beams, got num_beams={num_beams}")
+    check_beam_arguments(top_k, num_beams)
     trie = ItemTrie.for_tokenizer(tokenizer).to(input_ids.device)
-    offsets = _code_offsets(tokenizer)
+    offsets = tokenizer.code_token_offsets
     batch, device = input_ids.shape[0], input_ids.device
     log_probs, cache, position, behavior_id = _prefill(model, input_ids, attention_mask)
     excluded_leaves = _excluded_leaves(tokenizer, trie, exclude, device) if exclude else None
@@ -203,7 +241,7 @@ def score_candidate_items(
     The same quantity `beam_search_items` ranks by, so a scored item and a found item compare directly;
     the candidates of a prompt share its prefill like beams do.
     """
-    offsets = _code_offsets(tokenizer)
+    offsets = tokenizer.code_token_offsets
     batch, width, levels = codes.shape
     log_probs, cache, position, behavior_id = _prefill(model, input_ids, attention_mask)
     scores = torch.zeros(batch, width, device=input_ids.device)
@@ -224,9 +262,13 @@ def score_candidate_items(
 def _prefill(model: Any, input_ids: torch.LongTensor, attention_mask: torch.LongTensor):
     """Encode the prompts once: next-token log-probs, the shared beam cache, last positions and behavior ids."""
     out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, logits_to_keep=1)
-    cache = model.model.beam_cache(out.cache, input_ids, attention_mask)  # the prompt is never copied per beam
+    layout = model.config.layout
+    behavior_id = layout.behavior_identity(input_ids[:, -1])
+    level_table = layout.level_table().to(input_ids.device)
+    requested = level_table[behavior_id] if model.config.cross_level_layers else None
+    # the prompt is never copied per beam
+    cache = GamerBeamCache.from_prefill(out.cache, attention_mask, requested, level_table)
     position = (attention_mask.long().sum(-1) - 1)[:, None]
-    behavior_id = input_ids[:, -1] - NUM_SPECIAL_TOKENS + 1
     return torch.log_softmax(out.logits[:, -1].float(), dim=-1), cache, position, behavior_id
 
 
@@ -264,14 +306,15 @@ def _leaf_excluded(trie: ItemTrie, nodes: torch.Tensor, excluded: torch.Tensor, 
 
 def make_prefix_allowed_tokens_fn(tokenizer: Any) -> Callable[[int, torch.Tensor], list[int]]:
     """A plain dict trie for `generate(prefix_allowed_tokens_fn=...)`: the stock baseline the benchmarks compare to."""
-    offsets = _code_offsets(tokenizer)
+    layout = tokenizer.layout
     children: dict[tuple[int, ...], set[int]] = {}
     for codes in tokenizer.item_index.values():
-        tokens = [offset + code for offset, code in zip(offsets, codes)]
+        tokens = layout.code_token_ids(codes)
         for depth in range(len(tokens)):
             children.setdefault(tuple(tokens[:depth]), set()).add(tokens[depth])
     allowed = {prefix: sorted(tokens) for prefix, tokens in children.items()}
-    first_behavior, last_behavior = NUM_SPECIAL_TOKENS, NUM_SPECIAL_TOKENS + len(tokenizer.behaviors)
+    first_behavior = layout.behavior_token_offset
+    last_behavior = first_behavior + layout.num_behaviors
     eos = [tokenizer.eos_token_id]
 
     def prefix_allowed_tokens_fn(batch_id: int, sent: torch.Tensor) -> list[int]:
@@ -280,3 +323,106 @@ def make_prefix_allowed_tokens_fn(tokenizer: Any) -> Callable[[int, torch.Tensor
         return allowed.get(tuple(tokens[start:]), eos)
 
     return prefix_allowed_tokens_fn
+
+
+class GamerGenerationMixin(GenerationMixin):
+    """`recommend()` and `score_items()` on top of stock generation; uses the model only through its forward."""
+
+    @torch.no_grad()
+    def recommend(
+        self,
+        tokenizer: Any,
+        histories: Sequence[Sequence[tuple[str, str]]],
+        behavior: str | Sequence[str] | None = None,
+        top_k: int = 10,
+        num_beams: int = 20,
+        max_history: int | None = None,
+        exclude_history: bool = False,
+        batch_size: int = 64,
+        on_unknown: str = "raise",
+        exclude_items: Sequence[Collection[str]] | None = None,
+    ) -> list[list[tuple[str, float]]]:
+        """Top-K items per history under the requested behavior (default: the target behavior).
+
+        Each history is encoded once (prefill); the cache is shared by the beams, and only the K
+        code steps are decoded, constrained to real items. Scores are summed log-probabilities.
+        `max_history` defaults to the history length the checkpoint was trained with (`config.max_history`).
+        `exclude_items` gives per history items never to return (with the history's own items when
+        `exclude_history`); the beams search around them, so lists stay top_k long.
+        """
+        check_beam_arguments(top_k, num_beams)
+        if exclude_items is not None and len(exclude_items) != len(histories):
+            raise ValueError(f"got {len(exclude_items)} exclude_items lists for {len(histories)} histories")
+
+        def decode(batch: dict[str, torch.Tensor], start: int) -> list[list[tuple[str, float]]]:
+            chunk = histories[start : start + batch_size]
+            exclude = None
+            if exclude_history or exclude_items is not None:
+                given = exclude_items[start : start + batch_size] if exclude_items is not None else [()] * len(chunk)
+                exclude = [{str(item) for item in items} | ({str(item) for _, item in history} if exclude_history else set())
+                           for history, items in zip(chunk, given)]
+            return beam_search_items(self, tokenizer, batch["input_ids"], batch["attention_mask"], top_k, num_beams, exclude)
+
+        return self._per_batch(tokenizer, histories, behavior, max_history, batch_size, on_unknown, decode)
+
+    @torch.no_grad()
+    def score_items(
+        self,
+        tokenizer: Any,
+        histories: Sequence[Sequence[tuple[str, str]]],
+        candidates: Sequence[Sequence[str]],
+        behavior: str | Sequence[str] | None = None,
+        max_history: int | None = None,
+        batch_size: int = 64,
+        on_unknown: str = "raise",
+    ) -> list[list[float]]:
+        """Log-probability of each candidate item per history, the score `recommend()` ranks by.
+
+        For re-ranking given candidates (the user's own items, another retriever's list). Items not in
+        the tokenizer's index raise, or score -inf with on_unknown="skip".
+        """
+        if len(candidates) != len(histories):
+            raise ValueError(f"got {len(candidates)} candidate lists for {len(histories)} histories")
+        known = tokenizer.item_index
+
+        def score(batch: dict[str, torch.Tensor], start: int) -> list[list[float]]:
+            chunk = [[str(item) for item in items] for items in candidates[start : start + batch_size]]
+            unknown = [item for items in chunk for item in items if item not in known]
+            if unknown and on_unknown == "raise":
+                raise ValueError(f"candidate item {unknown[0]!r} is not in the tokenizer's item index "
+                                 f"(pass on_unknown='skip' to score unknown items -inf)")
+            width = max((len(items) for items in chunk), default=0)
+            if width == 0:
+                return [[] for _ in chunk]
+            fallback = [0] * tokenizer.num_levels
+            codes = torch.tensor([[list(known.get(item, fallback)) for item in items] + [fallback] * (width - len(items))
+                                  for items in chunk], dtype=torch.long, device=self.device)
+            scores = score_candidate_items(self, tokenizer, batch["input_ids"], batch["attention_mask"], codes).tolist()
+            return [[s if item in known else float("-inf") for item, s in zip(items, row)]
+                    for items, row in zip(chunk, scores)]
+
+        return self._per_batch(tokenizer, histories, behavior, max_history, batch_size, on_unknown, score)
+
+    def _per_batch(self, tokenizer: Any, histories: Sequence[Sequence[tuple[str, str]]],
+                   behavior: str | Sequence[str] | None, max_history: int | None, batch_size: int, on_unknown: str,
+                   run: Callable[[dict[str, torch.Tensor], int], list[Any]]) -> list[Any]:
+        """Encode histories batch by batch with the requested behavior token and run `run(batch, start)` in eval mode."""
+        check_positive_int("batch_size", batch_size)
+        max_history = resolve_max_history(self.config, histories, max_history)
+        behavior = tokenizer.target_behavior if behavior is None else behavior
+        requested = [behavior] * len(histories) if isinstance(behavior, str) else list(behavior)
+        if len(requested) != len(histories):
+            raise ValueError(f"got {len(requested)} behaviors for {len(histories)} histories")
+        was_training = self.training
+        self.eval()
+        results: list[Any] = []
+        try:
+            for start in range(0, len(histories), batch_size):
+                batch = tokenizer.encode_histories(
+                    histories[start : start + batch_size], behavior=requested[start : start + batch_size],
+                    max_history=max_history, return_tensors="pt", on_unknown=on_unknown,
+                ).to(self.device)
+                results.extend(run(batch, start))
+        finally:
+            self.train(was_training)
+        return results

@@ -3,42 +3,36 @@ interaction layers (higher intents read lower ones) and position-routed expert F
 
 Every token's role is a function of its id (see `GamerConfig`), so behavior identities,
 levels and expert routes are derived from `input_ids` in training, prefill and cached
-decoding alike; `generate()` passes them explicitly for the tokens it feeds one by one.
+decoding alike (the cache keeps each key's behavior identity, so a fed-back code token
+inherits the behavior of the prompt it continues). With `inputs_embeds` the roles are given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
-from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+from transformers.cache_utils import Cache
 from transformers.masking_utils import create_causal_mask
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions, CausalLMOutputWithCrossAttentions
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
+from transformers.utils import can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .configuration_gamer import NUM_SPECIAL_TOKENS, GamerConfig, save_with_remote_code
-from .generation_gamer import beam_search_items, score_candidate_items
+from .cache_gamer import GamerBeamCache, GamerCache, GamerCacheMixin, gamer_cache_like
+from .configuration_gamer import GamerConfig, save_with_remote_code
+from .generation_gamer import GamerGenerationMixin
 
-__all__ = [
-    "GamerPreTrainedModel",
-    "GamerModel",
-    "GamerForCausalLM",
-    "GamerAttention",
-    "GamerCrossLevelAttention",
-    "GamerExpertFFN",
-    "GamerDecoderLayer",
-    "GamerTokenRoles",
-    "GamerBeamCache",
-]
-
-# Key level of padding in the cross-level mask: above any real level, so pads are never read.
-_PAD_KEY_LEVEL = 1e9
+__all__ = ["GamerPreTrainedModel", "GamerModel", "GamerForCausalLM"]
 
 
 class GamerRMSNorm(nn.Module):
@@ -55,21 +49,74 @@ class GamerRMSNorm(nn.Module):
         return self.weight * hidden_states.to(input_dtype)
 
 
+class GamerExpertFFN(nn.Module):
+    """Position-routed SwiGLU experts (0 pad, 1 behavior token, 2..K+1 code levels); no gate, no aux loss.
+
+    Tokens are grouped by expert and each group runs one matmul, so cost is a handful of dense
+    matmuls whatever the batch. With `use_expert_ffn=False` it is a single dense SwiGLU.
+    """
+
+    def __init__(self, config: GamerConfig, input_size: int) -> None:
+        super().__init__()
+        self.num_experts = config.num_code_levels + 2 if config.use_expert_ffn else 1
+        self.intermediate_size = config.intermediate_size
+        self.gate_up_proj = nn.Parameter(torch.empty(self.num_experts, input_size, 2 * config.intermediate_size))
+        self.down_proj = nn.Parameter(torch.empty(self.num_experts, config.intermediate_size, config.hidden_size))
+        self.act_fn = ACT2FN[config.hidden_act]
+        self.dropout = nn.Dropout(config.ffn_dropout)
+
+    def _expert(self, x: torch.Tensor, expert: int) -> torch.Tensor:
+        gate, up = (x @ self.gate_up_proj[expert]).chunk(2, dim=-1)
+        return self.dropout(self.act_fn(gate) * up) @ self.down_proj[expert]
+
+    def forward(self, hidden_states: torch.Tensor, item_position_ids: torch.Tensor) -> torch.Tensor:
+        if self.num_experts == 1:
+            return self._expert(hidden_states, 0)
+        flat = hidden_states.reshape(-1, hidden_states.shape[-1])
+        routes = item_position_ids.reshape(-1)
+        order = torch.argsort(routes, stable=True)
+        counts = torch.bincount(routes, minlength=self.num_experts).tolist()
+        outputs = [
+            self._expert(group, expert)
+            for expert, group in enumerate(flat[order].split(counts))
+            if counts[expert]
+        ]
+        if not outputs:
+            return hidden_states.new_zeros(*hidden_states.shape[:-1], self.down_proj.shape[-1])
+        grouped = torch.cat(outputs)  # in the compute dtype (bf16 under autocast)
+        out = torch.empty_like(grouped)
+        out[order] = grouped
+        return out.view(*hidden_states.shape[:-1], -1)
+
+
 class GamerRotaryEmbedding(nn.Module):
+    """RoPE through Transformers' initialisers, so `rope_parameters` (linear, dynamic, yarn, ...) apply."""
+
     def __init__(self, config: GamerConfig) -> None:
         super().__init__()
-        self.inv_freq = nn.Buffer(self.compute_inv_freq(config), persistent=False)
+        self.max_seq_len_cached = config.max_position_embeddings
+        self.original_max_seq_len = config.max_position_embeddings
+        self.config = config
+        self.rope_type = config.rope_parameters["rope_type"]
+        rope_init_fn: Callable = self.compute_default_rope_parameters
+        if self.rope_type != "default":
+            rope_init_fn = ROPE_INIT_FUNCTIONS[self.rope_type]
+        inv_freq, self.attention_scaling = rope_init_fn(config)
+        self.inv_freq = nn.Buffer(inv_freq, persistent=False)
+        self.original_inv_freq = nn.Buffer(inv_freq.clone(), persistent=False)
 
     @staticmethod
-    def compute_inv_freq(config: GamerConfig) -> torch.Tensor:
+    def compute_default_rope_parameters(config: GamerConfig, **kwargs: Any) -> tuple[torch.Tensor, float]:
         base, dim = config.rope_parameters["rope_theta"], config.head_dim
-        return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))
+        return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim)), 1.0
 
     @torch.no_grad()
+    @dynamic_rope_update  # dynamic RoPE types recompute their frequencies past the trained length
     def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = position_ids[..., None].float() * self.inv_freq.to(device=x.device, dtype=torch.float)
         emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos().to(dtype=x.dtype), emb.sin().to(dtype=x.dtype)
+        cos, sin = emb.cos() * self.attention_scaling, emb.sin() * self.attention_scaling
+        return cos.to(dtype=x.dtype), sin.to(dtype=x.dtype)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -128,80 +175,23 @@ class GamerTokenRoles:
         self.behavior_ids = behavior_ids
 
     @classmethod
-    def from_input_ids(cls, input_ids: torch.Tensor, config: GamerConfig) -> "GamerTokenRoles":
-        offsets = torch.tensor(config.code_token_offsets, device=input_ids.device)
-        is_behavior = (input_ids >= NUM_SPECIAL_TOKENS) & (input_ids < config.behavior_token_offset + config.num_behaviors)
-        code_level = torch.bucketize(input_ids.contiguous(), offsets, right=True)  # 0 below the first code token, l for level l
-        item_position = torch.where(is_behavior, torch.ones_like(input_ids), code_level + 1)
-        item_position = torch.where(input_ids < NUM_SPECIAL_TOKENS, torch.zeros_like(input_ids), item_position)
-        own_identity = torch.where(is_behavior, input_ids - config.behavior_token_offset + 1, torch.zeros_like(input_ids))
+    def from_input_ids(
+        cls, input_ids: torch.Tensor, config: GamerConfig, previous_behavior_ids: torch.Tensor | None = None
+    ) -> "GamerTokenRoles":
+        """`previous_behavior_ids` ([batch]): the identity code tokens before the chunk's first behavior token
+        continue (the last cached token's, when decoding); 0 when the chunk starts a sequence."""
+        layout = config.layout
+        is_behavior = layout.is_behavior_token(input_ids)
+        item_position = layout.item_positions(input_ids)
+        own_identity = layout.behavior_identity(input_ids)
         # A code token belongs to the nearest behavior token before it (cummax over its position).
         positions = torch.arange(input_ids.shape[-1], device=input_ids.device).expand_as(input_ids)
         last_behavior = torch.where(is_behavior, positions, torch.full_like(positions, -1)).cummax(dim=-1).values
         inherited = own_identity.gather(-1, last_behavior.clamp(min=0))
-        inherited = torch.where(last_behavior >= 0, inherited, torch.zeros_like(inherited))
+        before = torch.zeros_like(inherited) if previous_behavior_ids is None else previous_behavior_ids[:, None].expand_as(inherited)
+        inherited = torch.where(last_behavior >= 0, inherited, before)
         behavior_ids = torch.where(item_position >= 2, inherited, own_identity)
         return cls(item_position, behavior_ids)
-
-
-class GamerBeamCache:
-    """Decoding state for beams that share one prompt (used by `recommend()`).
-
-    The prompt's keys and values stay `[batch, ...]` and are never copied per beam; each beam keeps
-    only the few code tokens it generated. Attention over both parts is one softmax, so results
-    equal attention over a per-beam copy of the cache, without the copies.
-    """
-
-    def __init__(self, prefill: Cache, attention_mask: torch.Tensor, cross_allowed: torch.Tensor | None) -> None:
-        self.prefix = [(layer.keys, layer.values) for layer in prefill.layers]
-        self.prefix_valid = attention_mask.bool()  # [B, T] keys of the prompt that self-attention reads
-        self.cross_allowed = cross_allowed  # [B, T] prompt keys of strictly lower level than the request
-        self.suffix: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.beams = 1
-
-    @property
-    def batch_size(self) -> int:
-        return self.prefix_valid.shape[0]
-
-    def select_beams(self, rows: torch.Tensor, beams: int) -> None:
-        """Keep the generated tokens of the beams in `rows` (indices into the current beams)."""
-        self.suffix = {i: (k[rows], v[rows]) for i, (k, v) in self.suffix.items()}
-        self.beams = beams
-
-    def cross_has_key(self) -> torch.Tensor | None:
-        if self.cross_allowed is None:
-            return None
-        return self.cross_allowed.any(-1).repeat_interleave(self.beams)[:, None]
-
-    def attend(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-               cache_idx: int, cross_level: bool) -> torch.Tensor:
-        """query/key/value: [B*beams, heads, 1, d] for one fed token; returns [B*beams, 1, heads*d]."""
-        batch, beams, groups = self.batch_size, self.beams, module.num_key_value_groups
-        prefix_k, prefix_v = self.prefix[cache_idx]
-        kv_heads, dim = prefix_k.shape[1], prefix_k.shape[-1]
-        # [B*beams, H, 1, d] -> [B, kv_heads, beams*groups, d]: every beam's queries meet the shared prompt once
-        q = query.view(batch, beams, kv_heads, groups, dim).permute(0, 2, 1, 3, 4).reshape(batch, kv_heads, -1, dim)
-        scores = (q @ prefix_k.transpose(-1, -2)) * module.scaling
-        allowed = self.cross_allowed if cross_level else self.prefix_valid
-        scores = scores.masked_fill(~allowed[:, None, None, :], torch.finfo(scores.dtype).min)
-        if cross_level:  # generated codes share the requested level: never readable here
-            weights = scores.softmax(-1)
-            out = weights @ prefix_v
-        else:
-            if cache_idx in self.suffix:
-                key = torch.cat([self.suffix[cache_idx][0], key], dim=-2)
-                value = torch.cat([self.suffix[cache_idx][1], value], dim=-2)
-            self.suffix[cache_idx] = (key, value)
-            own = query.view(batch * beams, kv_heads, groups, dim) @ key.transpose(-1, -2) * module.scaling
-            own = own.view(batch, beams, kv_heads, groups, -1).permute(0, 2, 1, 3, 4).reshape(batch, kv_heads, beams * groups, -1)
-            weights = torch.cat([scores, own], dim=-1).softmax(-1)
-            length = scores.shape[-1]
-            mine = weights[..., length:].reshape(batch, kv_heads, beams, groups, -1).permute(0, 2, 1, 3, 4)
-            out = weights[..., :length] @ prefix_v
-            out = out + (mine.reshape(batch * beams, kv_heads, groups, -1) @ value).view(
-                batch, beams, kv_heads, groups, dim).permute(0, 2, 1, 3, 4).reshape(batch, kv_heads, beams * groups, dim)
-        out = out.view(batch, kv_heads, beams, groups, dim).permute(0, 2, 1, 3, 4)
-        return out.reshape(batch * beams, 1, kv_heads * groups * dim)
 
 
 class GamerAttention(nn.Module):
@@ -242,11 +232,24 @@ class GamerAttention(nn.Module):
         query, key = apply_rotary_pos_emb(query, key, cos, sin)
         return query, key, value
 
-    def attend(self, query, key, value, attention_mask, **kwargs) -> torch.Tensor:
+    def attend(
+        self, query, key, value, attention_mask, cache: Cache | None, cache_idx: int, cross_level: bool, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attention through the configured interface; output before o_proj.
+
+        On the shared-prompt beam state, a prompt's beams become the query rows of one call (`GamerBeamCache`).
+        """
+        beams = cache if isinstance(cache, GamerBeamCache) else None
+        if beams is not None:
+            key, value, attention_mask = beams.update(key, value, cache_idx, cross_level)
+            query = beams.fold(query)
+        elif cache is not None:
+            update = cache.update_cross_level if cross_level else cache.update
+            key, value = update(key, value, cache_idx)
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        attn_output, _ = attention_interface(
+        attn_output, attn_weights = attention_interface(
             self,
             query,
             key,
@@ -256,8 +259,10 @@ class GamerAttention(nn.Module):
             scaling=self.scaling,
             **kwargs,
         )
-        return attn_output.reshape(*attn_output.shape[:2], -1).contiguous()
+        attn_output = attn_output.reshape(*attn_output.shape[:2], -1).contiguous()
+        return (attn_output if beams is None else beams.unfold(attn_output)), attn_weights
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -265,13 +270,12 @@ class GamerAttention(nn.Module):
         attention_mask: torch.Tensor | None,
         cache: Cache | None = None,
         **kwargs: Any,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         query, key, value = self.project(hidden_states, position_embeddings)
-        if isinstance(cache, GamerBeamCache):
-            return self.o_proj(cache.attend(self, query, key, value, self.layer_idx, cross_level=False))
-        if cache is not None:
-            key, value = cache.update(key, value, self.layer_idx)
-        return self.o_proj(self.attend(query, key, value, attention_mask, **kwargs))
+        attn_output, attn_weights = self.attend(
+            query, key, value, attention_mask, cache, self.layer_idx, cross_level=False, **kwargs
+        )
+        return self.o_proj(attn_output), attn_weights
 
 
 class GamerCrossLevelAttention(GamerAttention):
@@ -281,9 +285,9 @@ class GamerCrossLevelAttention(GamerAttention):
     Rows with no readable key (lowest-level tokens, pads) contribute exactly zero.
     """
 
-    def __init__(self, config: GamerConfig, layer_idx: int, cache_idx: int) -> None:
+    def __init__(self, config: GamerConfig, layer_idx: int) -> None:
         super().__init__(config, layer_idx)
-        self.cache_idx = cache_idx
+        self.cross_level_idx = sorted(config.cross_level_layers).index(layer_idx)  # its part of the cache
         self.is_causal = False
         num_ids = config.num_behaviors + 1
         self.behavior_q = nn.Embedding(num_ids, config.num_attention_heads * self.head_dim)
@@ -291,15 +295,17 @@ class GamerCrossLevelAttention(GamerAttention):
         self.behavior_v = nn.Embedding(num_ids, config.num_key_value_heads * self.head_dim)
         self.gate_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         hidden_states: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
-        level_mask: torch.Tensor,
+        level_mask: torch.Tensor | None,
         has_key: torch.Tensor,
         behavior_ids: torch.Tensor,
         cache: Cache | None = None,
-    ) -> torch.Tensor:
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         shape = (*hidden_states.shape[:-1], -1, self.head_dim)
         additive = (
             self.behavior_q(behavior_ids).view(shape),
@@ -307,64 +313,21 @@ class GamerCrossLevelAttention(GamerAttention):
             self.behavior_v(behavior_ids).view(shape),
         )
         query, key, value = self.project(hidden_states, position_embeddings, additive)
-        if isinstance(cache, GamerBeamCache):
-            attn = self.o_proj(cache.attend(self, query, key, value, self.cache_idx, cross_level=True))
-        else:
-            if cache is not None:
-                key, value = cache.update(key, value, self.cache_idx)
-            attn = self.o_proj(self.attend(query, key, value, level_mask))
-        return attn * F.silu(self.gate_proj(hidden_states)) * has_key.unsqueeze(-1).to(attn.dtype)
+        attn_output, attn_weights = self.attend(
+            query, key, value, level_mask, cache, self.cross_level_idx, cross_level=True, **kwargs
+        )
+        gate = F.silu(self.gate_proj(hidden_states)) * has_key.unsqueeze(-1).to(hidden_states.dtype)
+        return self.o_proj(attn_output) * gate, attn_weights
 
 
-class GamerExpertFFN(nn.Module):
-    """Position-routed SwiGLU experts (0 pad, 1 behavior token, 2..K+1 code levels); no gate, no aux loss.
-
-    Tokens are grouped by expert and each group runs one matmul, so cost is a handful of dense
-    matmuls whatever the batch. With `use_expert_ffn=False` it is a single dense SwiGLU.
-    """
-
-    def __init__(self, config: GamerConfig, input_size: int) -> None:
-        super().__init__()
-        self.num_experts = config.num_code_levels + 2 if config.use_expert_ffn else 1
-        self.intermediate_size = config.intermediate_size
-        self.gate_up_proj = nn.Parameter(torch.empty(self.num_experts, input_size, 2 * config.intermediate_size))
-        self.down_proj = nn.Parameter(torch.empty(self.num_experts, config.intermediate_size, config.hidden_size))
-        self.act_fn = ACT2FN[config.hidden_act]
-        self.dropout = nn.Dropout(config.ffn_dropout)
-
-    def _expert(self, x: torch.Tensor, expert: int) -> torch.Tensor:
-        gate, up = (x @ self.gate_up_proj[expert]).chunk(2, dim=-1)
-        return self.dropout(self.act_fn(gate) * up) @ self.down_proj[expert]
-
-    def forward(self, hidden_states: torch.Tensor, item_position_ids: torch.Tensor) -> torch.Tensor:
-        if self.num_experts == 1:
-            return self._expert(hidden_states, 0)
-        flat = hidden_states.reshape(-1, hidden_states.shape[-1])
-        routes = item_position_ids.reshape(-1)
-        order = torch.argsort(routes, stable=True)
-        counts = torch.bincount(routes, minlength=self.num_experts).tolist()
-        outputs = [
-            self._expert(group, expert)
-            for expert, group in enumerate(flat[order].split(counts))
-            if counts[expert]
-        ]
-        if not outputs:
-            return hidden_states.new_zeros(*hidden_states.shape[:-1], self.down_proj.shape[-1])
-        grouped = torch.cat(outputs)  # in the compute dtype (bf16 under autocast)
-        out = torch.empty_like(grouped)
-        out[order] = grouped
-        return out.view(*hidden_states.shape[:-1], -1)
-
-
-class GamerDecoderLayer(nn.Module):
+class GamerDecoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: GamerConfig, layer_idx: int) -> None:
         super().__init__()
         self.self_attn = GamerAttention(config, layer_idx)
         self.input_layernorm = GamerRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.cross_attn = None
         if layer_idx in config.cross_level_layers:
-            cache_idx = config.num_hidden_layers + sorted(config.cross_level_layers).index(layer_idx)
-            self.cross_attn = GamerCrossLevelAttention(config, layer_idx, cache_idx)
+            self.cross_attn = GamerCrossLevelAttention(config, layer_idx)
             self.cross_attn_layernorm = GamerRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.behavior_embedding = None
         ffn_input = config.hidden_size
@@ -375,23 +338,25 @@ class GamerDecoderLayer(nn.Module):
         self.post_attention_layernorm = GamerRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         hidden_states: torch.Tensor,
-        position_embeddings: tuple[torch.Tensor, torch.Tensor],
-        attention_mask: torch.Tensor | None,
-        level_mask: torch.Tensor | None,
-        has_key: torch.Tensor | None,
         roles: GamerTokenRoles,
+        attention_mask: torch.Tensor | None = None,
+        level_mask: torch.Tensor | None = None,
+        has_key: torch.Tensor | None = None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         cache: Cache | None = None,
+        use_cache: bool | None = False,
         **kwargs: Any,
     ) -> torch.Tensor:
-        residual = self.self_attn(self.input_layernorm(hidden_states), position_embeddings, attention_mask, cache, **kwargs)
+        residual, _ = self.self_attn(self.input_layernorm(hidden_states), position_embeddings, attention_mask, cache, **kwargs)
         hidden_states = hidden_states + self.dropout(residual)
         if self.cross_attn is not None:
-            residual = self.cross_attn(
+            residual, _ = self.cross_attn(
                 self.cross_attn_layernorm(hidden_states), position_embeddings, level_mask, has_key,
-                roles.behavior_ids, cache,
+                roles.behavior_ids, cache, **kwargs,
             )
             hidden_states = hidden_states + self.dropout(residual)
         ffn_input = self.post_attention_layernorm(hidden_states)
@@ -406,17 +371,43 @@ class GamerPreTrainedModel(PreTrainedModel):
     config_class = GamerConfig
     config: GamerConfig
     base_model_prefix = "model"
-    supports_gradient_checkpointing = False
+    supports_gradient_checkpointing = True
     _no_split_modules = ["GamerDecoderLayer"]
     _supports_sdpa = True
     _supports_flash_attn = False
     _supports_flex_attn = False
     _supports_attention_backend = False
     _can_compile_fullgraph = False
+    # `cross_attentions` are the cross-level layers' weights (one entry per cross-level layer), returned with
+    # `output_attentions` as Transformers does for encoder-decoder cross-attention.
+    _can_record_outputs = {
+        "hidden_states": GamerDecoderLayer,
+        "attentions": OutputRecorder(GamerAttention, index=1, layer_name="self_attn"),
+        "cross_attentions": OutputRecorder(GamerCrossLevelAttention, index=1, layer_name="cross_attn"),
+    }
 
     def save_pretrained(self, save_directory, *args: Any, **kwargs: Any) -> None:
         """Save as usual, plus the remote-code files and a complete `auto_map` (pushed with them too)."""
         save_with_remote_code(self, super().save_pretrained, save_directory, "config.json", args, kwargs)
+
+    def resize_token_embeddings(
+        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
+    ) -> nn.Embedding:
+        """Refused unless the size stays: GAMER's vocabulary is its layout, not a list that can grow.
+
+        Every id's role (special, behavior, code level) follows from the behavior table and codebook sizes,
+        so extra rows would be tokens no layer can route and a checkpoint no config can describe.
+        """
+        size = self.config.vocab_size if new_num_tokens is None else new_num_tokens
+        if pad_to_multiple_of is not None:
+            size = -(-size // pad_to_multiple_of) * pad_to_multiple_of
+        if size != self.config.vocab_size:
+            raise ValueError(
+                f"cannot resize GAMER's embeddings to {size}: the vocabulary is fixed by its layout "
+                f"({self.config.layout.describe()}); to add behaviors or codes, build a new tokenizer and a "
+                "config from it (GamerConfig.from_preset(..., tokenizer=...))"
+            )
+        return self.get_input_embeddings()
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -427,62 +418,67 @@ class GamerPreTrainedModel(PreTrainedModel):
             init.normal_(module.down_proj, mean=0.0, std=std)
         elif isinstance(module, GamerRMSNorm):
             init.ones_(module.weight)
-        elif isinstance(module, GamerRotaryEmbedding):  # non-persistent buffers are rebuilt, not loaded
-            init.copy_(module.inv_freq, module.compute_inv_freq(self.config))
         elif isinstance(module, GamerModel):
-            init.copy_(module.level_table, module.compute_level_table(self.config))
+            init.copy_(module.level_table, self.config.layout.level_table())
 
 
 class GamerModel(GamerPreTrainedModel):
     def __init__(self, config: GamerConfig) -> None:
         super().__init__(config)
         self.padding_idx = config.pad_token_id
+        self.vocab_size = config.vocab_size
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
         self.layers = nn.ModuleList([GamerDecoderLayer(config, i) for i in range(config.num_hidden_layers)])
         self.norm = GamerRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.rotary_emb = GamerRotaryEmbedding(config)
-        self.level_table = nn.Buffer(self.compute_level_table(config), persistent=False)
+        self.level_table = nn.Buffer(config.layout.level_table(), persistent=False)
+        self.gradient_checkpointing = False
         self.post_init()
-
-    @staticmethod
-    def compute_level_table(config: GamerConfig) -> torch.Tensor:
-        """Level of behavior identity 0..B; identity 0 (pad) gets -1 so a pad query reads nothing."""
-        return torch.tensor([-1.0] + [float(v) for v in config.behavior_levels])
-
-    @property
-    def _meta_cache_idx(self) -> int:
-        return self.config.num_hidden_layers + len(self.config.cross_level_layers)
-
-    def _ensure_cache_layers(self, cache: Cache) -> None:
-        """generate() sizes its DynamicCache by num_hidden_layers; cross-level K/V and token levels need more."""
-        while len(cache.layers) <= self._meta_cache_idx:
-            cache.layers.append(DynamicLayer())
 
     def _level_mask(
         self,
-        roles: GamerTokenRoles,
-        attention_mask: torch.Tensor | None,
-        cache: Cache | None,
-        query_positions: torch.Tensor,
+        query_behavior_ids: torch.Tensor,
+        key_behavior_ids: torch.Tensor,
+        past_seen: int | torch.Tensor = 0,
+        sequence_ids: torch.Tensor | None = None,
+        custom_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Boolean [B, 1, Q, KV] mask for the cross-level layers and [B, Q] 'has any key' flags."""
-        query_level = self.level_table[roles.behavior_ids]
-        key_level = torch.where(roles.behavior_ids > 0, query_level, torch.full_like(query_level, _PAD_KEY_LEVEL))
-        key_order = query_positions.to(query_level.dtype)
-        if cache is not None:
-            meta = torch.stack([key_level, key_order], dim=1)[:, :, :, None]  # [B, 2, Q, 1]
-            meta, _ = cache.update(meta, meta, self._meta_cache_idx)
-            key_level, key_order = meta[:, 0, :, 0], meta[:, 1, :, 0]
-        if attention_mask is not None and attention_mask.dim() == 2 and attention_mask.shape[-1] == key_level.shape[-1]:
-            key_level = torch.where(attention_mask.bool(), key_level, torch.full_like(key_level, _PAD_KEY_LEVEL))
-        causal = key_order[:, None, :] <= query_positions.to(key_order.dtype)[:, :, None]
-        allowed = causal & (key_level[:, None, :] < query_level[:, :, None])
+        """Boolean [B, 1, Q, KV] mask of the cross-level layers and [B, Q] 'has any key' flags.
+
+        Query q sits at key index `past_seen + q` (a static cache has room past it). Key j is read by query i iff j <= i, j is a real token (identity > 0),
+        level(j) < level(i) and, for packed rows, both belong to the same sequence; a caller's 4D mask
+        (boolean, or additive with 0 where allowed) narrows it further.
+        """
+        num_queries, num_keys = query_behavior_ids.shape[-1], key_behavior_ids.shape[-1]
+        query_index = torch.arange(num_queries, device=key_behavior_ids.device) + past_seen
+        key_index = torch.arange(num_keys, device=key_behavior_ids.device)
+        query_level = self.level_table[query_behavior_ids]
+        key_level = self.level_table[key_behavior_ids]
+        allowed = (key_index[None, None, :] <= query_index[None, :, None]) & (key_behavior_ids > 0)[:, None, :]
+        allowed = allowed & (key_level[:, None, :] < query_level[:, :, None])
+        if sequence_ids is not None:
+            allowed = allowed & (sequence_ids[:, None, :] == sequence_ids[:, :, None])
+        if custom_mask is not None:
+            allowed = allowed & (custom_mask if custom_mask.dtype == torch.bool else custom_mask == 0).any(1)
         has_key = allowed.any(-1)
         # A row with no key would be NaN in softmax: let it read its own position, then zero it by `has_key`.
-        own = key_order[:, None, :] == query_positions.to(key_order.dtype)[:, :, None]
+        own = key_index[None, None, :] == query_index[None, :, None]
         allowed = allowed | (own & ~has_key[..., None])
         return allowed[:, None], has_key
 
+    def _roles(self, input_ids, behavior_ids, item_position_ids, cache) -> GamerTokenRoles:
+        if behavior_ids is not None and item_position_ids is not None:
+            return GamerTokenRoles(item_position_ids, behavior_ids)
+        if input_ids is None:
+            raise ValueError(
+                "inputs_embeds needs behavior_ids and item_position_ids: GAMER derives each token's behavior identity "
+                "and expert route from input_ids, which are not given (see GamerTokenRoles.from_input_ids)"
+            )
+        previous = cache.last_behavior_ids() if isinstance(cache, GamerCacheMixin) else None
+        return GamerTokenRoles.from_input_ids(input_ids, self.config, previous)
+
+    @capture_outputs
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -493,33 +489,43 @@ class GamerModel(GamerPreTrainedModel):
         use_cache: bool | None = None,
         behavior_ids: torch.LongTensor | None = None,
         item_position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
         **kwargs: Any,
-    ) -> BaseModelOutputWithPast:
-        if input_ids is None:
-            raise ValueError("GamerModel needs input_ids: token roles (behavior, code level) are derived from them")
-        cache = cache if cache is not None else past_key_values
-        use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
-        if behavior_ids is None or item_position_ids is None:
-            roles = GamerTokenRoles.from_input_ids(input_ids, self.config)
-        else:
-            roles = GamerTokenRoles(item_position_ids, behavior_ids)
-        inputs_embeds = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
+        r"""
+        behavior_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Identity (1..B) of the interaction each token belongs to, 0 for pads. Derived from `input_ids` (and the
+            cache) when not given; required with `inputs_embeds`.
+        item_position_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Expert route of each token: 0 pad, 1 behavior token, 2..K+1 code level. Same rule as `behavior_ids`.
+        """
+        if (input_ids is None) ^ (inputs_embeds is not None):
+            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        # Unlike `merge_with_config_defaults`, a training forward builds no cache unless asked (nothing reads it,
+        # and packed rows are recognised only without one).
+        use_cache = (self.config.use_cache and not self.training) if use_cache is None else use_cache
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            use_cache = False
+        roles = self._roles(input_ids, behavior_ids, item_position_ids, cache)
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
         if isinstance(cache, GamerBeamCache):
             if position_ids is None:
                 raise ValueError("decoding with a GamerBeamCache needs explicit position_ids")
             return self._run_layers(inputs_embeds, position_ids, None, None, cache.cross_has_key(), roles, cache, kwargs)
         if use_cache and cache is None:
-            cache = DynamicCache()
-        if cache is not None:
-            self._ensure_cache_layers(cache)
+            cache = GamerCache(config=self.config)
+        if cache is not None and not isinstance(cache, GamerCacheMixin):
+            raise TypeError(f"GAMER needs a GamerCache (self-attention, cross-level and role parts), got "
+                            f"{type(cache).__name__}: pass GamerCache(config=model.config) or let the model create it")
         past_seen = cache.get_seq_length() if cache is not None else 0
+        length = inputs_embeds.shape[1]
+        packed = position_ids is not None and attention_mask is None and cache is None  # as create_causal_mask
         if position_ids is None:
             if attention_mask is not None and attention_mask.dim() == 2:
-                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1] :]
+                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -length:]
             else:
-                position_ids = torch.arange(past_seen, past_seen + input_ids.shape[1], device=input_ids.device)[None]
-        position_ids = position_ids.expand(input_ids.shape[0], -1)
+                position_ids = torch.arange(past_seen, past_seen + length, device=inputs_embeds.device)[None]
+        position_ids = position_ids.expand(inputs_embeds.shape[0], -1)
         causal_mask = create_causal_mask(
             config=self.config,
             inputs_embeds=inputs_embeds,
@@ -527,43 +533,54 @@ class GamerModel(GamerPreTrainedModel):
             cache=cache,
             position_ids=position_ids,
         )
+        token_behavior = roles.behavior_ids
+        if attention_mask is not None and attention_mask.dim() == 2:  # masked tokens are never read
+            token_behavior = token_behavior.masked_fill(attention_mask[:, -length:] == 0, 0)
+        key_behavior = token_behavior
+        if cache is not None:  # every key's identity: cross-level reads it, fed-back codes inherit the last one
+            key_behavior = cache.update_roles(token_behavior)
         level_mask = has_key = None
         if self.config.cross_level_layers:
-            query_positions = torch.arange(past_seen, past_seen + input_ids.shape[1], device=input_ids.device)
-            level_mask, has_key = self._level_mask(roles, attention_mask, cache, query_positions.expand_as(input_ids))
-        output = self._run_layers(inputs_embeds, position_ids, causal_mask, level_mask, has_key, roles, cache, kwargs)
-        return BaseModelOutputWithPast(last_hidden_state=output.last_hidden_state, cache=cache if use_cache else None)
+            # Packed rows (position_ids restarting at 0, no mask): a new sequence starts at every position 0.
+            sequence_ids = (position_ids == 0).cumsum(-1) if packed else None
+            custom = attention_mask if attention_mask is not None and attention_mask.dim() == 4 else None
+            level_mask, has_key = self._level_mask(token_behavior, key_behavior, past_seen, sequence_ids, custom)
+        return self._run_layers(inputs_embeds, position_ids, causal_mask, level_mask, has_key, roles, cache, kwargs,
+                                return_cache=use_cache)
 
-    def _run_layers(self, hidden_states, position_ids, causal_mask, level_mask, has_key, roles, cache, kwargs):
+    def _run_layers(self, hidden_states, position_ids, causal_mask, level_mask, has_key, roles, cache, kwargs,
+                    return_cache: bool = True) -> BaseModelOutputWithPastAndCrossAttentions:
         position_embeddings = self.rotary_emb(hidden_states, position_ids)
-        for layer in self.layers:
-            hidden_states = layer(
-                hidden_states, position_embeddings, causal_mask, level_mask, has_key, roles, cache, **kwargs
+        for decoder_layer in self.layers[: self.config.num_hidden_layers]:
+            hidden_states = decoder_layer(
+                hidden_states,
+                roles,
+                attention_mask=causal_mask,
+                level_mask=level_mask,
+                has_key=has_key,
+                position_embeddings=position_embeddings,
+                cache=cache,
+                **kwargs,
             )
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden_states), cache=cache)
-
-    def beam_cache(self, prefill: Cache, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> GamerBeamCache:
-        """Turn a prefill cache (prompt ending with the requested behavior token) into shared beam state."""
-        cross_allowed = None
-        if self.config.cross_level_layers:
-            meta = prefill.layers[self._meta_cache_idx].keys  # [B, 2, T, 1]: key level, key position
-            requested = self.level_table[GamerTokenRoles.from_input_ids(input_ids[:, -1:], self.config).behavior_ids]
-            key_level = torch.where(attention_mask.bool(), meta[:, 0, :, 0], torch.full_like(meta[:, 0, :, 0], _PAD_KEY_LEVEL))
-            cross_allowed = key_level < requested
-        return GamerBeamCache(prefill, attention_mask, cross_allowed)
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=self.norm(hidden_states), cache=cache if return_cache else None
+        )
 
 
-class GamerForCausalLM(GamerPreTrainedModel, GenerationMixin):
+class GamerForCausalLM(GamerPreTrainedModel, GamerGenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
 
     def __init__(self, config: GamerConfig) -> None:
         super().__init__(config)
         self.model = GamerModel(config)
+        self.vocab_size = config.vocab_size
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         # A tied head is the embedding matrix: it is never saved, so reloading it is not "missing".
         self._keys_to_ignore_on_save = ["lm_head.weight"] if config.tie_word_embeddings else None
         self.post_init()
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -576,136 +593,60 @@ class GamerForCausalLM(GamerPreTrainedModel, GenerationMixin):
         behavior_ids: torch.LongTensor | None = None,
         item_position_ids: torch.LongTensor | None = None,
         logits_to_keep: int | torch.Tensor = 0,
-        past_key_values: Cache | None = None,
         **kwargs: Any,
-    ) -> CausalLMOutputWithPast:
-        """`labels` are -100 except on code tokens; the loss divides logits by the training temperature."""
-        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+    ) -> CausalLMOutputWithCrossAttentions:
+        r"""
+        labels (`torch.LongTensor`, *optional*): -100 except on code tokens. The loss divides logits by
+            `config.training_temperature`; `shift_labels` (already shifted, as packed or context-parallel batches
+            carry them) are used as given.
+        """
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            cache=cache if cache is not None else past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             behavior_ids=behavior_ids,
             item_position_ids=item_position_ids,
             **kwargs,
         )
-        hidden_states = outputs.last_hidden_state
-        if isinstance(logits_to_keep, int) and logits_to_keep > 0:
-            hidden_states = hidden_states[:, -logits_to_keep:, :]
+        hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
         logits = self.lm_head(hidden_states)
         loss = None
-        if labels is not None:
+        if labels is not None or kwargs.get("shift_labels") is not None:
             loss = self.loss_function(
                 logits=logits.float() / self.config.training_temperature,
                 labels=labels,
                 vocab_size=self.config.vocab_size,
-                num_items_in_batch=num_items_in_batch,
+                **kwargs,
             )
-        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=outputs.cache)
+        return CausalLMOutputWithCrossAttentions(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            cross_attentions=outputs.cross_attentions,
+        )
 
-    def prepare_inputs_for_generation(self, input_ids: torch.LongTensor, **kwargs: Any) -> dict[str, Any]:
-        """Derive token roles from the whole sequence so the fed-back tokens keep their behavior identity."""
-        model_inputs = super().prepare_inputs_for_generation(input_ids, **kwargs)
-        roles = GamerTokenRoles.from_input_ids(input_ids, self.config)
-        length = model_inputs["input_ids"].shape[1]
-        model_inputs["behavior_ids"] = roles.behavior_ids[:, -length:]
-        model_inputs["item_position_ids"] = roles.item_position_ids[:, -length:]
+    def _prepare_cache_for_generation(self, generation_config, model_kwargs: dict, *args: Any, **kwargs: Any) -> None:
+        """The cache generate() makes (dynamic, static, ...) becomes the GAMER cache of the same kind."""
+        super()._prepare_cache_for_generation(generation_config, model_kwargs, *args, **kwargs)
+        if model_kwargs.get("cache") is not None:
+            model_kwargs["cache"] = gamer_cache_like(model_kwargs["cache"], self.config)
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.LongTensor,
+        inputs_embeds: torch.Tensor | None = None,
+        behavior_ids: torch.LongTensor | None = None,
+        item_position_ids: torch.LongTensor | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Roles given for an `inputs_embeds` prompt are used in its prefill only; later tokens derive theirs
+        from their ids and the cache."""
+        model_inputs = super().prepare_inputs_for_generation(input_ids, inputs_embeds=inputs_embeds, **kwargs)
+        if model_inputs.get("inputs_embeds") is not None:
+            model_inputs["behavior_ids"], model_inputs["item_position_ids"] = behavior_ids, item_position_ids
         return model_inputs
-
-    @torch.no_grad()
-    def recommend(
-        self,
-        tokenizer: Any,
-        histories: Sequence[Sequence[tuple[str, str]]],
-        behavior: str | Sequence[str] | None = None,
-        top_k: int = 10,
-        num_beams: int = 20,
-        max_history: int | None = None,
-        exclude_history: bool = False,
-        batch_size: int = 64,
-        on_unknown: str = "raise",
-        exclude_items: Sequence[Collection[str]] | None = None,
-    ) -> list[list[tuple[str, float]]]:
-        """Top-K items per history under the requested behavior (default: the target behavior).
-
-        Each history is encoded once (prefill); the cache is shared by the beams, and only the K
-        code steps are decoded, constrained to real items. Scores are summed log-probabilities.
-        `exclude_items` gives per history items never to return (with the history's own items when
-        `exclude_history`); the beams search around them, so lists stay top_k long.
-        """
-        if exclude_items is not None and len(exclude_items) != len(histories):
-            raise ValueError(f"got {len(exclude_items)} exclude_items lists for {len(histories)} histories")
-
-        def decode(batch: dict[str, torch.Tensor], start: int) -> list[list[tuple[str, float]]]:
-            chunk = histories[start : start + batch_size]
-            exclude = None
-            if exclude_history or exclude_items is not None:
-                given = exclude_items[start : start + batch_size] if exclude_items is not None else [()] * len(chunk)
-                exclude = [{str(item) for item in items} | ({str(item) for _, item in history} if exclude_history else set())
-                           for history, items in zip(chunk, given)]
-            return beam_search_items(self, tokenizer, batch["input_ids"], batch["attention_mask"], top_k, num_beams, exclude)
-
-        return self._per_batch(tokenizer, histories, behavior, max_history, batch_size, on_unknown, decode)
-
-    @torch.no_grad()
-    def score_items(
-        self,
-        tokenizer: Any,
-        histories: Sequence[Sequence[tuple[str, str]]],
-        candidates: Sequence[Sequence[str]],
-        behavior: str | Sequence[str] | None = None,
-        max_history: int | None = None,
-        batch_size: int = 64,
-        on_unknown: str = "raise",
-    ) -> list[list[float]]:
-        """Log-probability of each candidate item per history, the score `recommend()` ranks by.
-
-        For re-ranking given candidates (the user's own items, another retriever's list). Items not in
-        the tokenizer's index raise, or score -inf with on_unknown="skip".
-        """
-        if len(candidates) != len(histories):
-            raise ValueError(f"got {len(candidates)} candidate lists for {len(histories)} histories")
-        known = tokenizer.item_index
-
-        def score(batch: dict[str, torch.Tensor], start: int) -> list[list[float]]:
-            chunk = [[str(item) for item in items] for items in candidates[start : start + batch_size]]
-            unknown = [item for items in chunk for item in items if item not in known]
-            if unknown and on_unknown == "raise":
-                raise ValueError(f"candidate item {unknown[0]!r} is not in the tokenizer's item index "
-                                 f"(pass on_unknown='skip' to score unknown items -inf)")
-            width = max((len(items) for items in chunk), default=0)
-            if width == 0:
-                return [[] for _ in chunk]
-            fallback = [0] * tokenizer.num_levels
-            codes = torch.tensor([[list(known.get(item, fallback)) for item in items] + [fallback] * (width - len(items))
-                                  for items in chunk], dtype=torch.long, device=self.device)
-            scores = score_candidate_items(self, tokenizer, batch["input_ids"], batch["attention_mask"], codes).tolist()
-            return [[s if item in known else float("-inf") for item, s in zip(items, row)]
-                    for items, row in zip(chunk, scores)]
-
-        return self._per_batch(tokenizer, histories, behavior, max_history, batch_size, on_unknown, score)
-
-    def _per_batch(self, tokenizer: Any, histories: Sequence[Sequence[tuple[str, str]]],
-                   behavior: str | Sequence[str] | None, max_history: int | None, batch_size: int, on_unknown: str,
-                   run: Callable[[dict[str, torch.Tensor], int], list[Any]]) -> list[Any]:
-        """Encode histories batch by batch with the requested behavior token and run `run(batch, start)` in eval mode."""
-        behavior = tokenizer.target_behavior if behavior is None else behavior
-        requested = [behavior] * len(histories) if isinstance(behavior, str) else list(behavior)
-        if len(requested) != len(histories):
-            raise ValueError(f"got {len(requested)} behaviors for {len(histories)} histories")
-        was_training = self.training
-        self.eval()
-        results: list[Any] = []
-        try:
-            for start in range(0, len(histories), batch_size):
-                batch = tokenizer.encode_histories(
-                    histories[start : start + batch_size], behavior=requested[start : start + batch_size],
-                    max_history=max_history, return_tensors="pt", on_unknown=on_unknown,
-                ).to(self.device)
-                results.extend(run(batch, start))
-        finally:
-            self.train(was_training)
-        return results

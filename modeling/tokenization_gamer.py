@@ -8,6 +8,7 @@ must travel with every checkpoint.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,7 +18,7 @@ from tokenizers import Tokenizer, pre_tokenizers
 from tokenizers.models import WordLevel
 from transformers import BatchEncoding, PreTrainedTokenizerFast
 
-from .configuration_gamer import NUM_SPECIAL_TOKENS, code_token_offsets, save_with_remote_code
+from .configuration_gamer import NUM_SPECIAL_TOKENS, GamerVocabLayout, save_with_remote_code
 
 __all__ = ["GamerTokenizerFast"]
 
@@ -147,21 +148,22 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
         return {name: i + 1 for i, name in enumerate(self.behaviors)}
 
     @property
+    def layout(self) -> GamerVocabLayout:
+        return GamerVocabLayout(tuple(self.behaviors), tuple(self.behaviors.values()), tuple(self.codebook_sizes))
+
+    @property
     def code_token_offsets(self) -> list[int]:
-        return code_token_offsets(len(self.behaviors), self.codebook_sizes)
+        return self.layout.code_token_offsets
 
     @property
     def target_behavior(self) -> str:
-        top = max(self.behaviors.values())
-        return next(name for name, level in self.behaviors.items() if level == top)
+        return self.layout.target_behavior
 
     def behavior_token_id(self, name: str) -> int:
-        if name not in self.behaviors:
-            raise ValueError(f"unknown behavior {name!r}; this tokenizer knows {list(self.behaviors)}")
-        return NUM_SPECIAL_TOKENS + list(self.behaviors).index(name)
+        return self.layout.behavior_token_id(name)
 
     def _codes_to_token_ids(self, codes: Sequence[int]) -> list[int]:
-        return [offset + code for offset, code in zip(self.code_token_offsets, codes)]
+        return self.layout.code_token_ids(codes)
 
     def item_token_ids(self, item_id: str) -> list[int]:
         try:
@@ -175,19 +177,27 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
 
     # ----- encoding -----
     def encode_interactions(self, pairs: Sequence[Interaction], on_unknown: str = "raise") -> list[int]:
-        """Flat ids `[beh, c1..cK]` per (behavior, item) pair; unknown pairs raise or are skipped."""
+        """Flat ids `[beh, c1..cK]` per (behavior, item) pair; unknown pairs raise or are skipped.
+
+        Malformed entries (not a pair, a None or float item id of a known behavior) always raise, naming the
+        entry: they mean the history was built wrongly, not that the catalogue lacks an item.
+        """
         if on_unknown not in ("raise", "skip"):
             raise ValueError(f"on_unknown must be 'raise' or 'skip', got {on_unknown!r}")
-        behavior_ids = {name: NUM_SPECIAL_TOKENS + i for i, name in enumerate(self.behaviors)}
+        behavior_ids = {name: self.layout.behavior_token_id(name) for name in self.behaviors}
         ids: list[int] = []
-        for behavior, item in pairs:
+        for position, pair in enumerate(pairs):
+            behavior, item = _unpack_interaction(pair, position)
             beh = behavior_ids.get(behavior)
-            codes = self._tokens_by_item.get(str(item))
-            if beh is None or codes is None:
+            if beh is None:
                 if on_unknown == "skip":
                     continue
-                if beh is None:
-                    raise ValueError(f"unknown behavior {behavior!r} in history; known: {list(self.behaviors)}")
+                raise ValueError(f"unknown behavior {behavior!r} in history; known: {list(self.behaviors)}")
+            _check_item_id(item, position)
+            codes = self._tokens_by_item.get(str(item))
+            if codes is None:
+                if on_unknown == "skip":
+                    continue
                 raise ValueError(f"unknown item {item!r} in history: it is not in the tokenizer's item index")
             ids.append(beh)
             ids.extend(codes)
@@ -211,8 +221,11 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
             if len(requested) != len(histories):
                 raise ValueError(f"got {len(requested)} behaviors for {len(histories)} histories")
         sequences = []
-        for history, beh in zip(histories, requested):
-            ids = self.encode_interactions(history, on_unknown=on_unknown)
+        for index, (history, beh) in enumerate(zip(histories, requested)):
+            try:
+                ids = self.encode_interactions(history, on_unknown=on_unknown)
+            except ValueError as error:
+                raise ValueError(f"history {index}, {error}") from None
             if max_history is not None:
                 ids = ids[len(ids) - min(len(ids), max_history * (self.num_levels + 1)) :]
             if beh is not None:
@@ -260,6 +273,26 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
             json.dump(payload, handle, separators=(",", ":"))
         os.replace(tmp, path)
         return files + (path,)
+
+
+def _unpack_interaction(pair: Any, position: int) -> Interaction:
+    """(behavior, item) of one history entry, refusing what is not a pair with a string behavior."""
+    if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
+        raise ValueError(f"entry {position}: expected a (behavior, item_id) pair, got {pair!r}")
+    behavior, item = pair
+    if not isinstance(behavior, str):
+        raise ValueError(f"entry {position}: behavior must be a string, got {behavior!r} "
+                         f"({type(behavior).__name__})")
+    return behavior, item
+
+
+def _check_item_id(item: Any, position: int) -> None:
+    """Item ids are strings or ints; None, floats and bools mean the history was built wrongly."""
+    if item is None or isinstance(item, (bool, float)) or not isinstance(item, (str, numbers.Integral)):
+        why = ("a missing id" if item is None else
+               "a float id usually comes from a column read with missing values; cast ids to str" if isinstance(item, float)
+               else "item ids are strings or ints")
+        raise ValueError(f"entry {position}: item id {item!r} ({type(item).__name__}) is not valid: {why}")
 
 
 def _read_item_index(path: str) -> dict[str, tuple[int, ...]]:

@@ -149,6 +149,7 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
     state.wait_for_everyone()
 
     max_history = args.max_history if args.max_history is not None else prepared.metadata.get("max_history")
+    model.config.max_history = max_history  # recommend() cuts histories to the trained length by default
     extra_callbacks = list(callbacks)
     if args.early_stopping_patience:
         extra_callbacks.insert(0, EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))

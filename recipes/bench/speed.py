@@ -11,10 +11,15 @@ Four measurements (random token content: cost does not depend on it):
 4. scaling with catalogue size (10k, 100k, 1M items), the constraint alone: ItemTrie build time and
    one decode step's constraint for a batch of beams, `GamerConstrainedLogitsProcessor` (stateless,
    for generate()) and `ItemTrie.allowed` (recommend()'s path) vs the dict prefix function through
-   Transformers' `PrefixConstrainedLogitsProcessor`.
+   Transformers' `PrefixConstrainedLogitsProcessor`;
+5. packed vs padded training on a realistic length mix (histories of varying length): the same
+   sequences left-padded to the longest, or packed first-fit into rows of that length with
+   `position_ids` restarting per sequence; sequences/s of both and the loss difference;
+6. recommend() against one prefill forward of the same prompts (its floor).
 
     python recipes/bench/speed.py                       # everything, CPU sizes, JSON to recipes/bench/results/
     python recipes/bench/speed.py --quick               # seconds, for a smoke test
+    python recipes/bench/speed.py --sections packing prefill   # only some measurements
 """
 
 from __future__ import annotations
@@ -37,7 +42,6 @@ import torch
 from transformers.generation.logits_process import PrefixConstrainedLogitsProcessor
 
 from gamer_hf import (
-    GamerConfig,
     GamerConstrainedLogitsProcessor,
     GamerForCausalLM,
     GamerTokenizerFast,
@@ -51,12 +55,23 @@ from recommend_speed import build, catalogue, histories_for, timed  # noqa: E402
 
 BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "speed.json"
+SECTIONS = ("train", "recommend", "history", "catalogue", "packing", "prefill")
 
 
 def _training_batch(tok: GamerTokenizerFast, batch: int, history: int, device: str) -> dict[str, torch.Tensor]:
     encoded = tok.encode_histories(histories_for(tok, batch, history + 1, seed=1), return_tensors="pt").to(device)
     labels = encoded["input_ids"].masked_fill(~tok.code_token_mask(encoded["input_ids"]), -100)
     return {**encoded, "labels": labels}
+
+
+def train_step(model: GamerForCausalLM, optimizer: torch.optim.Optimizer, inputs: dict[str, torch.Tensor],
+               device: str) -> None:
+    """One forward + backward + AdamW step, finished on the device."""
+    loss = model(**inputs).loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    sync(device)
 
 
 def _current_rss_mib() -> float:
@@ -82,11 +97,7 @@ def train_throughput(preset: str, items: int, batch: int, history: int, steps: i
         if step == warmup:
             sync(device)
             start = time.perf_counter()
-        loss = model(**inputs).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    sync(device)
+        train_step(model, optimizer, inputs, device)
     seconds = time.perf_counter() - start
     tokens = int(inputs["attention_mask"].sum()) * steps
     if device.startswith("cuda"):
@@ -154,16 +165,8 @@ def history_scaling(preset: str, lengths: list[int], items: int, rec_batch: int,
                          repeats)
         inputs = _training_batch(tok, train_batch, length, device)
         model.train()
-
-        def step() -> None:
-            loss = model(**inputs).loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            sync(device)
-
-        step()  # warm-up
-        train_s, _ = timed(step, repeats)
+        train_step(model, optimizer, inputs, device)  # warm-up
+        train_s, _ = timed(lambda: train_step(model, optimizer, inputs, device), repeats)
         model.eval()
         rows.append({"history": length, "prompt_tokens": length * (tok.num_levels + 1) + 1,
                      "recommend_s": round(rec_s, 4), "recommend_histories_per_s": round(rec_batch / rec_s, 2),
@@ -225,32 +228,144 @@ def catalogue_scaling(sizes: list[int], batch: int, beams: int, repeats: int, pr
     return out
 
 
+def length_mix(count: int, shortest: int, longest: int, seed: int) -> list[int]:
+    """History lengths as logs have them: many short, a long tail (log-uniform between the bounds)."""
+    rng = np.random.default_rng(seed)
+    return np.exp(rng.uniform(np.log(shortest), np.log(longest), count)).astype(int).tolist()
+
+
+def pack_rows(sequences: list[list[int]], width: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """First-fit decreasing packing into rows of `width` tokens; input_ids, position_ids, labels.
+
+    The tail of a row is padding that forms its own "sequence" (positions restart), so nothing real reads it.
+    """
+    rows: list[list[list[int]]] = []
+    for ids in sorted(sequences, key=len, reverse=True):
+        row = next((r for r in rows if sum(map(len, r)) + len(ids) <= width), None)
+        if row is None:
+            rows.append(row := [])
+        row.append(ids)
+    input_ids = torch.full((len(rows), width), pad_id)
+    positions = torch.zeros_like(input_ids)
+    labels = torch.full_like(input_ids, -100)
+    for r, row in enumerate(rows):
+        start = 0
+        for ids in row:
+            input_ids[r, start : start + len(ids)] = torch.tensor(ids)
+            positions[r, start : start + len(ids)] = torch.arange(len(ids))
+            labels[r, start + 1 : start + len(ids)] = torch.tensor(ids[1:])  # shifted inside the model
+            start += len(ids)
+        positions[r, start:] = torch.arange(width - start)
+    return input_ids, positions, labels
+
+
+def packed_vs_padded(preset: str, items: int, batch: int, shortest: int, longest: int, repeats: int,
+                     device: str) -> dict[str, Any]:
+    """Training steps on one batch of mixed-length histories, padded vs packed, same model and optimizer."""
+    tok, model = build(items, 4, 256, preset, seed=0)
+    model.to(device)
+    lengths = length_mix(batch, shortest, longest, seed=3)
+    histories = [h[: n + 1] for h, n in zip(histories_for(tok, batch, longest + 1, seed=3), lengths)]
+    sequences = [tok.encode_interactions(h) for h in histories]
+    padded = tok.encode_histories(histories, return_tensors="pt").to(device)
+    code_mask = tok.code_token_mask(padded["input_ids"])
+    padded["labels"] = padded["input_ids"].masked_fill(~code_mask, -100)
+    input_ids, position_ids, labels = pack_rows(sequences, padded["input_ids"].shape[1], tok.pad_token_id)
+    labels = labels.masked_fill(~tok.code_token_mask(labels.clamp(min=0)) | (labels < 0), -100)
+    labels = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100)  # pack_rows wrote them pre-shifted
+    packed = {"input_ids": input_ids.to(device), "position_ids": position_ids.to(device),
+              "shift_labels": labels.to(device)}
+    model.eval()
+    with torch.no_grad():
+        loss_gap = abs(model(**padded, use_cache=False).loss.item() - model(**packed, use_cache=False).loss.item())
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4)
+
+    times = {}
+    for name, inputs in (("padded", padded), ("packed", packed)):
+        train_step(model, optimizer, inputs, device)  # warm-up
+        times[name], _ = timed(lambda inputs=inputs: train_step(model, optimizer, inputs, device), repeats)
+    real = sum(map(len, sequences))
+    return {
+        "preset": preset, "batch": batch, "history_lengths": [shortest, longest],
+        "mean_history": round(float(np.mean(lengths)), 1), "real_tokens": real,
+        "padded_shape": list(padded["input_ids"].shape), "packed_shape": list(input_ids.shape),
+        "padding_share_padded": round(1 - real / padded["input_ids"].numel(), 3),
+        "padded_step_s": round(times["padded"], 3), "packed_step_s": round(times["packed"], 3),
+        "padded_sequences_per_s": round(batch / times["padded"], 1),
+        "packed_sequences_per_s": round(batch / times["packed"], 1),
+        "packed_speedup": round(times["padded"] / times["packed"], 2), "loss_gap": round(loss_gap, 6),
+    }
+
+
+def recommend_vs_prefill(preset: str, items: int, history: int, batch: int, beams: int, repeats: int,
+                         device: str) -> dict[str, Any]:
+    """recommend() seconds over the seconds of one forward of its prompts (the prefill it cannot avoid)."""
+    tok, model = build(items, 4, 256, preset, seed=0)
+    model.to(device).eval()
+    histories = histories_for(tok, batch, history, seed=1)
+    prompts = tok.encode_histories(histories, behavior="buy", return_tensors="pt").to(device)
+
+    def prefill() -> None:
+        with torch.no_grad():
+            model(**prompts, use_cache=True, logits_to_keep=1)
+
+    def recommend() -> list:
+        return model.recommend(tok, histories, behavior="buy", top_k=beams, num_beams=beams, batch_size=batch)
+
+    recommend()  # warm-up: builds the trie once
+    prefill_s, _ = timed(prefill, repeats)
+    recommend_s, _ = timed(recommend, repeats)
+    return {"preset": preset, "items": items, "history": history, "batch": batch, "beams": beams,
+            "prefill_s": round(prefill_s, 3), "recommend_s": round(recommend_s, 3),
+            "recommend_over_prefill": round(recommend_s / prefill_s, 2)}
+
+
 def markdown(results: dict[str, Any]) -> str:
-    """The tables RESULTS.md "Speed and scaling" shows, from the JSON."""
-    lines = ["| preset | params | batch x tokens | train seq/s | train tokens/s | peak memory |",
-             "|---|---:|---|---:|---:|---:|"]
-    for r in results["train_presets"]:
-        memory = r.get("peak_gpu_mib") or r.get("training_rss_growth_mib")
-        lines.append(f"| {r['preset']} | {r['parameters'] / 1e6:.2f}M | {r['batch']} x {r['tokens_per_sequence']} | "
-                     f"{r['sequences_per_s']:,} | {r['tokens_per_s']:,.0f} | {memory:,.0f} MiB |")
-    g = results["recommend_vs_generate"]
-    lines += ["", "| preset | items | history | batch | beams | stock generate | recommend() | speed-up | identical |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---|",
-              f"| {g['preset']} | {g['items']:,} | {g['history']} | {g['batch']} | {g['beams']} | "
-              f"{g['stock_generate_s']} s | {g['recommend_s']} s | **{g['speedup']}x** | {g['identical_top']} |"]
-    lines += ["", "| history | prompt tokens | recommend() s/batch | vs first | train tokens/s | train step vs first |",
-              "|---:|---:|---:|---:|---:|---:|"]
-    for r in results["history_scaling"]:
-        lines.append(f"| {r['history']} | {r['prompt_tokens']} | {r['recommend_s']} | "
-                     f"{r['recommend_time_vs_first']}x | "
-                     f"{r['train_tokens_per_s']:,.0f} | {r['train_step_time_vs_first']}x |")
-    lines += ["", "| items | trie build | dict build | ItemTrie.allowed / step | logits processor / step | "
-                  "dict prefix fn / step | speed-up (allowed, processor) |", "|---:|---:|---:|---:|---:|---:|---|"]
-    for r in results["catalogue_scaling"]:
-        lines.append(f"| {r['items']:,} | {r['trie_build_s']} s | {r['dict_build_s']} s | "
-                     f"{r['trie_allowed_step_ms']} ms | "
-                     f"{r['processor_step_ms']} ms | {r['dict_prefix_fn_step_ms']} ms | "
-                     f"{r['trie_allowed_speedup']}x, {r['processor_speedup']}x |")
+    """The tables RESULTS.md shows, from the JSON (only the sections that ran)."""
+    lines: list[str] = []
+    if "train_presets" in results:
+        lines += ["| preset | params | batch x tokens | train seq/s | train tokens/s | peak memory |",
+                  "|---|---:|---|---:|---:|---:|"]
+        for r in results["train_presets"]:
+            memory = r.get("peak_gpu_mib") or r.get("training_rss_growth_mib")
+            lines.append(f"| {r['preset']} | {r['parameters'] / 1e6:.2f}M | {r['batch']} x {r['tokens_per_sequence']} | "
+                         f"{r['sequences_per_s']:,} | {r['tokens_per_s']:,.0f} | {memory:,.0f} MiB |")
+    if "recommend_vs_generate" in results:
+        g = results["recommend_vs_generate"]
+        lines += ["", "| preset | items | history | batch | beams | stock generate | recommend() | speed-up | identical |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+                  f"| {g['preset']} | {g['items']:,} | {g['history']} | {g['batch']} | {g['beams']} | "
+                  f"{g['stock_generate_s']} s | {g['recommend_s']} s | **{g['speedup']}x** | {g['identical_top']} |"]
+    if "history_scaling" in results:
+        lines += ["", "| history | prompt tokens | recommend() s/batch | vs first | train tokens/s | train step vs first |",
+                  "|---:|---:|---:|---:|---:|---:|"]
+        for r in results["history_scaling"]:
+            lines.append(f"| {r['history']} | {r['prompt_tokens']} | {r['recommend_s']} | "
+                         f"{r['recommend_time_vs_first']}x | "
+                         f"{r['train_tokens_per_s']:,.0f} | {r['train_step_time_vs_first']}x |")
+    if "catalogue_scaling" in results:
+        lines += ["", "| items | trie build | dict build | ItemTrie.allowed / step | logits processor / step | "
+                      "dict prefix fn / step | speed-up (allowed, processor) |", "|---:|---:|---:|---:|---:|---:|---|"]
+        for r in results["catalogue_scaling"]:
+            lines.append(f"| {r['items']:,} | {r['trie_build_s']} s | {r['dict_build_s']} s | "
+                         f"{r['trie_allowed_step_ms']} ms | "
+                         f"{r['processor_step_ms']} ms | {r['dict_prefix_fn_step_ms']} ms | "
+                         f"{r['trie_allowed_speedup']}x, {r['processor_speedup']}x |")
+    if "packed_vs_padded" in results:
+        p = results["packed_vs_padded"]
+        lines += ["", "| batch | histories | padding (padded) | padded shape | packed shape | padded seq/s | "
+                      "packed seq/s | packed speed-up | loss gap |", "|---:|---|---:|---|---|---:|---:|---:|---:|",
+                  f"| {p['batch']} | {p['history_lengths'][0]}-{p['history_lengths'][1]} (mean {p['mean_history']}) | "
+                  f"{p['padding_share_padded']:.0%} | {p['padded_shape']} | {p['packed_shape']} | "
+                  f"{p['padded_sequences_per_s']} | {p['packed_sequences_per_s']} | **{p['packed_speedup']}x** | "
+                  f"{p['loss_gap']} |"]
+    if "recommend_vs_prefill" in results:
+        r = results["recommend_vs_prefill"]
+        lines += ["", "| preset | items | history | batch | beams | one prefill | recommend() | recommend / prefill |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|",
+                  f"| {r['preset']} | {r['items']:,} | {r['history']} | {r['batch']} | {r['beams']} | "
+                  f"{r['prefill_s']} s | {r['recommend_s']} s | **{r['recommend_over_prefill']}x** |"]
     return "\n".join(lines) + "\n"
 
 
@@ -267,12 +382,16 @@ def main() -> None:
     parser.add_argument("--histories", type=int, nargs="+", default=[20, 50, 100, 200])
     parser.add_argument("--catalogues", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--pack-batch", type=int, default=64, help="sequences of the packed-vs-padded batch")
+    parser.add_argument("--pack-longest", type=int, default=200, help="longest history of the length mix")
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in well under a minute")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     if args.quick:
         args.presets, args.train_steps, args.train_batch, args.items = ["tiny"], 1, 4, 2000
         args.rec_batch, args.histories, args.catalogues, args.repeats = 4, [20, 50], [10_000], 1
+        args.pack_batch, args.pack_longest = 8, 30
 
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"), "device": args.device, "machine": platform.processor() or platform.machine(),
@@ -280,21 +399,34 @@ def main() -> None:
         "load_average_at_start": os.getloadavg(), "torch": torch.__version__,
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
     }
-    results["train_presets"] = []
-    for preset in args.presets:
-        run = in_fresh_process if args.device == "cpu" else (lambda fn, *a: fn(*a))
-        row = run(train_throughput, preset, args.items, args.train_batch, args.train_history, args.train_steps, 1,
-                  args.device)
-        print(json.dumps(row), flush=True)
-        results["train_presets"].append(row)
-    results["recommend_vs_generate"] = recommend_vs_generate("small", args.items, 50, args.rec_batch, args.beams,
-                                                             args.repeats, args.device)
-    print(json.dumps(results["recommend_vs_generate"]), flush=True)
-    results["history_scaling"] = history_scaling("small", args.histories, args.items, args.rec_batch,
-                                                 args.train_batch, args.beams, args.repeats, args.device)
-    print(json.dumps(results["history_scaling"]), flush=True)
-    results["catalogue_scaling"] = catalogue_scaling(args.catalogues, args.rec_batch, args.beams, args.repeats,
-                                                     prompt=16)
+    sections = set(args.sections)
+    if "train" in sections:
+        results["train_presets"] = []
+        for preset in args.presets:
+            run = in_fresh_process if args.device == "cpu" else (lambda fn, *a: fn(*a))
+            row = run(train_throughput, preset, args.items, args.train_batch, args.train_history, args.train_steps, 1,
+                      args.device)
+            print(json.dumps(row), flush=True)
+            results["train_presets"].append(row)
+    if "recommend" in sections:
+        results["recommend_vs_generate"] = recommend_vs_generate("small", args.items, 50, args.rec_batch, args.beams,
+                                                                 args.repeats, args.device)
+        print(json.dumps(results["recommend_vs_generate"]), flush=True)
+    if "history" in sections:
+        results["history_scaling"] = history_scaling("small", args.histories, args.items, args.rec_batch,
+                                                     args.train_batch, args.beams, args.repeats, args.device)
+        print(json.dumps(results["history_scaling"]), flush=True)
+    if "catalogue" in sections:
+        results["catalogue_scaling"] = catalogue_scaling(args.catalogues, args.rec_batch, args.beams, args.repeats,
+                                                         prompt=16)
+    if "packing" in sections:
+        results["packed_vs_padded"] = packed_vs_padded("small", args.items, args.pack_batch, 5, args.pack_longest,
+                                                       args.repeats, args.device)
+        print(json.dumps(results["packed_vs_padded"]), flush=True)
+    if "prefill" in sections:
+        results["recommend_vs_prefill"] = recommend_vs_prefill("small", args.items, 50, args.rec_batch, args.beams,
+                                                               args.repeats, args.device)
+        print(json.dumps(results["recommend_vs_prefill"]), flush=True)
     results["load_average_at_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(f".{args.out.name}.tmp")

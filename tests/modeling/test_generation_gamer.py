@@ -158,3 +158,93 @@ def test_score_items_unknown_and_empty(tokenizer, model, histories) -> None:
     assert scores[0][2] == float("-inf") and scores[1] == [] and scores[0][:2] == pytest.approx(scores[2])
     with pytest.raises(ValueError, match="2 candidate lists for 3 histories"):
         model.score_items(tokenizer, histories[:3], [known, known])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(top_k=-3), "top_k must be an int >= 1, got -3"),
+        (dict(top_k=0, num_beams=0), "top_k must be an int >= 1, got 0"),
+        (dict(top_k=2, num_beams=0), "num_beams must be an int >= 1, got 0"),
+        (dict(top_k=2.5), "top_k must be an int >= 1, got 2.5"),
+        (dict(top_k=True), "top_k must be an int >= 1, got True"),
+        (dict(max_history=0), "max_history must be an int >= 1, got 0"),
+        (dict(max_history=-1), "max_history must be an int >= 1, got -1"),
+        (dict(batch_size=0), "batch_size must be an int >= 1, got 0"),
+    ],
+)
+def test_recommend_refuses_bad_arguments(tokenizer, model, histories, kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        model.recommend(tokenizer, histories, **kwargs)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [(dict(max_history=0), "max_history"), (dict(batch_size=-1), "batch_size")])
+def test_score_items_refuses_bad_arguments(tokenizer, model, histories, kwargs, message) -> None:
+    items = [list(tokenizer.item_index)[:2]] * len(histories)
+    with pytest.raises(ValueError, match=f"{message} must be an int >= 1"):
+        model.score_items(tokenizer, histories, items, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (("click", None), r"history 1, entry 2: item id None \(NoneType\) is not valid: a missing id"),
+        (("cart", 3.0), r"history 1, entry 2: item id 3.0 \(float\) is not valid: a float id"),
+        (None, r"history 1, entry 2: expected a \(behavior, item_id\) pair, got None"),
+        ("click", r"history 1, entry 2: expected a \(behavior, item_id\) pair, got 'click'"),
+        ((None, "item1"), r"history 1, entry 2: behavior must be a string, got None"),
+    ],
+)
+def test_malformed_history_entries_name_their_position(tokenizer, model, histories, bad, message) -> None:
+    broken = [list(histories[0]), [("click", "item1"), ("buy", "item2"), bad]]
+    with pytest.raises(ValueError, match=message):
+        model.recommend(tokenizer, broken, top_k=2, num_beams=2)
+    with pytest.raises(ValueError, match=message):
+        model.score_items(tokenizer, broken, [["item1"], ["item2"]])
+
+
+def test_max_history_defaults_to_the_trained_length(tokenizer, histories) -> None:
+    torch.manual_seed(0)
+    model = GamerForCausalLM(GamerConfig.from_preset("tiny", tokenizer=tokenizer, max_history=2)).eval()
+    long = [h * 3 for h in histories]
+    default = model.recommend(tokenizer, long, top_k=5, num_beams=8)
+    cut = model.recommend(tokenizer, [h[-2:] for h in long], top_k=5, num_beams=8)
+    assert default == cut
+    assert model.recommend(tokenizer, long, top_k=5, num_beams=8, max_history=100) != default
+    assert model.score_items(tokenizer, long, [["item1"]] * len(long)) == \
+        model.score_items(tokenizer, [h[-2:] for h in long], [["item1"]] * len(long))
+
+
+@pytest.fixture
+def generation_log():
+    """Warnings of generation_gamer's logger, whatever verbosity or propagation other tests left set."""
+    from transformers.testing_utils import CaptureLogger
+
+    from gamer_hf.modeling import generation_gamer
+
+    level = generation_gamer.logger.level
+    generation_gamer.logger.setLevel("WARNING")
+    try:
+        with CaptureLogger(generation_gamer.logger) as captured:
+            yield captured
+    finally:
+        generation_gamer.logger.setLevel(level)
+
+
+def test_histories_past_the_positions_are_cut_with_a_note(tokenizer, histories, generation_log) -> None:
+    torch.manual_seed(0)
+    config = GamerConfig.from_preset("tiny", tokenizer=tokenizer, max_position_embeddings=24)
+    model = GamerForCausalLM(config).eval()
+    assert config.max_prompt_interactions == 5  # 5 interactions * 4 tokens + behavior token + 3 codes = 24
+    long = [h * 4 for h in histories]
+    recs = model.recommend(tokenizer, long, top_k=5, num_beams=8, max_history=50)
+    note = generation_log.io.getvalue()  # `.out` is filled only when the capture ends
+    assert "cut to their last 5 interactions" in note and "max_position_embeddings=24" in note
+    assert recs == model.recommend(tokenizer, [h[-5:] for h in long], top_k=5, num_beams=8)
+
+
+def test_config_refuses_positions_shorter_than_the_trained_prompts(tokenizer) -> None:
+    with pytest.raises(ValueError, match="max_position_embeddings=20 is smaller than the trained prompts"):
+        GamerConfig.from_preset("tiny", tokenizer=tokenizer, max_history=5, max_position_embeddings=20)
+    with pytest.raises(ValueError, match="max_history must be None or an int >= 1"):
+        GamerConfig.from_preset("tiny", tokenizer=tokenizer, max_history=0)

@@ -9,7 +9,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
-from gamer_hf import GamerConfig, GamerForCausalLM, GamerModel, GamerTokenizerFast
+from gamer_hf import GamerCache, GamerConfig, GamerForCausalLM, GamerModel, GamerTokenizerFast
+from gamer_hf.modeling.configuration_gamer import REMOTE_CODE_FILES
 from gamer_hf.modeling.modeling_gamer import GamerTokenRoles
 
 
@@ -57,12 +58,12 @@ def test_cross_level_reads_only_earlier_lower_levels(make_histories, tokenizer: 
     ids = _batch(tokenizer, histories, behavior="cart")["input_ids"]
     roles = GamerTokenRoles.from_input_ids(ids, model.config)
     positions = torch.arange(ids.shape[1])[None]
-    level_mask, has_key = model.model._level_mask(roles, None, None, positions)
+    level_mask, has_key = model.model._level_mask(roles.behavior_ids, roles.behavior_ids)
     rope = model.model.rotary_emb(torch.zeros(1), positions)
     levels = model.model.level_table[roles.behavior_ids][0]
     torch.manual_seed(1)
     hidden = torch.randn(1, ids.shape[1], model.config.hidden_size)
-    base = layer(hidden, rope, level_mask, has_key, roles.behavior_ids)
+    base = layer(hidden, rope, level_mask, has_key, roles.behavior_ids)[0]
     n = ids.shape[1]
     readable = (torch.arange(n)[None, :] <= torch.arange(n)[:, None]) & (levels[None, :] < levels[:, None])
     silent = ~readable.any(-1)  # lowest-level tokens, and the leading buy that has nothing lower before it
@@ -72,7 +73,7 @@ def test_cross_level_reads_only_earlier_lower_levels(make_histories, tokenizer: 
     for j in range(ids.shape[1]):
         bumped = hidden.clone()
         bumped[0, j] += torch.randn(model.config.hidden_size)
-        changed = (layer(bumped, rope, level_mask, has_key, roles.behavior_ids) - base).abs().amax(-1)[0] > 1e-6
+        changed = (layer(bumped, rope, level_mask, has_key, roles.behavior_ids)[0] - base).abs().amax(-1)[0] > 1e-6
         # a token's own state drives its query and gate; other tokens matter only as readable keys
         expected = readable[:, j] | ((torch.arange(n) == j) & ~silent)
         assert changed.tolist() == expected.tolist(), j
@@ -100,7 +101,7 @@ def test_cached_decoding_equals_full_forward(make_histories, tokenizer: GamerTok
     full_mask = torch.cat([batch["attention_mask"], torch.ones_like(targets)], dim=1)
     full = model(input_ids=full_ids, attention_mask=full_mask).logits
     prompt_len = batch["input_ids"].shape[1]
-    cache = DynamicCache()
+    cache = GamerCache(model.config)
     out = model(**batch, cache=cache, use_cache=True)
     step_logits = [out.logits[:, -1]]
     for k in range(targets.shape[1] - 1):
@@ -166,7 +167,7 @@ def test_checkpoint_carries_remote_code(saved: Path) -> None:
     config = json.loads((saved / "config.json").read_text())
     assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoTokenizer"}
     assert json.loads((saved / "tokenizer_config.json").read_text())["auto_map"]["AutoTokenizer"][1].endswith("GamerTokenizerFast")
-    for name in ("configuration_gamer.py", "modeling_gamer.py", "tokenization_gamer.py", "generation_gamer.py"):
+    for name in REMOTE_CODE_FILES:
         assert (saved / name).is_file()
     assert (saved / "model.safetensors").is_file()
 
@@ -220,3 +221,260 @@ def test_remote_code_without_gamer_hf(saved: Path, tokenizer, model, histories, 
     assert torch.allclose(torch.tensor(out["hidden"]), model.model(**batch).last_hidden_state, atol=1e-6)
     expected = model.recommend(tokenizer, histories, behavior="buy", top_k=5)
     assert [[item for item, _ in row] for row in out["recs"]] == [[item for item, _ in row] for row in expected]
+
+
+# ----- Transformers features (issue 11) -----
+
+
+def _roles_of(model, ids):
+    roles = GamerTokenRoles.from_input_ids(ids, model.config)
+    return dict(behavior_ids=roles.behavior_ids, item_position_ids=roles.item_position_ids)
+
+
+@pytest.fixture(scope="module")
+def eager_lm(tokenizer) -> GamerForCausalLM:
+    torch.manual_seed(0)
+    config = GamerConfig.from_preset("tiny", tokenizer=tokenizer, cross_level_layers=[1])
+    config._attn_implementation = "eager"
+    return GamerForCausalLM(config).eval()
+
+
+def test_attentions_and_hidden_states(make_histories, tokenizer, eager_lm) -> None:
+    batch = _batch(tokenizer, make_histories(tokenizer, 3, seed=8))
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    out = eager_lm(**batch, output_attentions=True, output_hidden_states=True)
+    config, (size, length) = eager_lm.config, ids.shape
+    assert len(out.attentions) == config.num_hidden_layers and len(out.cross_attentions) == 1
+    assert len(out.hidden_states) == config.num_hidden_layers + 1
+    assert torch.equal(out.hidden_states[0], eager_lm.model.embed_tokens(ids))
+    assert torch.allclose(out.hidden_states[-1], eager_lm.model(**batch).last_hidden_state)
+    real = mask.bool()
+    for weights in out.attentions:
+        assert weights.shape == (size, config.num_attention_heads, length, length)
+        assert torch.allclose(weights.sum(-1)[real[:, None].expand_as(weights.sum(-1))], torch.tensor(1.0), atol=1e-5)
+        rows = weights.transpose(1, 2)[real]  # [real queries, heads, keys]
+        assert (weights.triu(1).transpose(1, 2)[real] == 0).all()  # causal
+        assert (rows.transpose(0, 1)[..., ~real.any(0)] == 0).all()  # no query reads a column padded in every row
+    roles = GamerTokenRoles.from_input_ids(ids, config)
+    allowed, has_key = eager_lm.model._level_mask(roles.behavior_ids.masked_fill(~real, 0),
+                                                  roles.behavior_ids.masked_fill(~real, 0))
+    cross = out.cross_attentions[0]
+    assert cross.shape == (size, config.num_attention_heads, length, length)
+    hidden = ~allowed.expand_as(cross) & real[:, None, :, None]
+    assert (cross[hidden] == 0).all()  # a real token never reads a higher-or-equal level or a later token
+
+
+def test_return_dict_false_gives_tuples(make_histories, tokenizer, eager_lm) -> None:
+    batch = _batch(tokenizer, make_histories(tokenizer, 2, seed=9))
+    labels = batch["input_ids"].masked_fill(~tokenizer.code_token_mask(batch["input_ids"]), -100)
+    as_dict = eager_lm(**batch, labels=labels, output_attentions=True)
+    as_tuple = eager_lm(**batch, labels=labels, output_attentions=True, return_dict=False)
+    assert isinstance(as_tuple, tuple)
+    assert torch.equal(as_tuple[0], as_dict.loss) and torch.equal(as_tuple[1], as_dict.logits)
+    base = eager_lm.model(**batch, return_dict=False)
+    assert isinstance(base, tuple) and torch.equal(base[0], eager_lm.model(**batch).last_hidden_state)
+
+
+def test_generate_returns_attentions_and_hidden_states(make_histories, tokenizer, eager_lm) -> None:
+    from gamer_hf import GamerConstrainedLogitsProcessor
+
+    batch = _batch(tokenizer, make_histories(tokenizer, 2, seed=10))
+    out = eager_lm.generate(
+        **batch, max_new_tokens=tokenizer.num_levels, do_sample=False, return_dict_in_generate=True,
+        output_attentions=True, output_hidden_states=True, logits_processor=[GamerConstrainedLogitsProcessor(tokenizer)],
+    )
+    assert len(out.attentions) == len(out.hidden_states) == tokenizer.num_levels
+    length = batch["input_ids"].shape[1]
+    assert out.attentions[0][0].shape[-2:] == (length, length)
+    assert out.attentions[-1][0].shape[-2:] == (1, length + tokenizer.num_levels - 1)
+    assert len(out.hidden_states[0]) == eager_lm.config.num_hidden_layers + 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_finite_and_close(make_histories, tokenizer, dtype) -> None:
+    model = _lm(tokenizer, cross_level_layers=[0, 1])
+    batch = _batch(tokenizer, make_histories(tokenizer, 4, seed=12, max_len=8))
+    reference = model(**batch).logits
+    half = _lm(tokenizer, cross_level_layers=[0, 1]).to(dtype)
+    logits = half(**batch).logits
+    assert logits.dtype == dtype and torch.isfinite(logits).all()
+    real = batch["attention_mask"].bool()
+    scale = reference[real].abs().max()
+    assert (logits.float()[real] - reference[real]).abs().max() < 0.05 * scale
+    recs = half.recommend(tokenizer, make_histories(tokenizer, 4, seed=12, max_len=8), top_k=5, num_beams=10)
+    assert all(len(row) == 5 and all(torch.isfinite(torch.tensor(s)) for _, s in row) for row in recs)
+
+
+def test_inputs_embeds_with_roles_equals_input_ids(make_histories, tokenizer, model) -> None:
+    batch = _batch(tokenizer, make_histories(tokenizer, 3, seed=13))
+    ids = batch["input_ids"]
+    embeds = model.get_input_embeddings()(ids)
+    from_ids = model(**batch).logits
+    from_embeds = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], **_roles_of(model, ids)).logits
+    assert torch.allclose(from_embeds, from_ids, atol=1e-6)
+    with pytest.raises(ValueError, match="inputs_embeds needs behavior_ids and item_position_ids"):
+        model(inputs_embeds=embeds, attention_mask=batch["attention_mask"])
+    with pytest.raises(ValueError, match="exactly one of input_ids or inputs_embeds"):
+        model(input_ids=ids, inputs_embeds=embeds)
+
+
+def test_generate_from_inputs_embeds(make_histories, tokenizer, model) -> None:
+    from gamer_hf import GamerConstrainedLogitsProcessor
+
+    batch = _batch(tokenizer, make_histories(tokenizer, 3, seed=14))
+    ids = batch["input_ids"]
+    options = dict(max_new_tokens=tokenizer.num_levels, do_sample=False, num_beams=4, num_return_sequences=4,
+                   logits_processor=[GamerConstrainedLogitsProcessor(tokenizer)])
+    expected = model.generate(**batch, **options)[:, ids.shape[1]:]
+    got = model.generate(inputs_embeds=model.get_input_embeddings()(ids), attention_mask=batch["attention_mask"],
+                         **_roles_of(model, ids), **options)
+    assert torch.equal(got, expected)
+
+
+def test_rope_parameters_are_applied(tokenizer, make_histories) -> None:
+    default = _lm(tokenizer)
+    linear = _lm(tokenizer, rope_parameters={"rope_type": "linear", "factor": 4.0, "rope_theta": 1_000_000.0})
+    assert torch.allclose(linear.model.rotary_emb.inv_freq, default.model.rotary_emb.inv_freq / 4)
+    batch = _batch(tokenizer, make_histories(tokenizer, 2, seed=15))
+    assert not torch.allclose(linear(**batch).logits, default(**batch).logits)
+    dynamic = _lm(tokenizer, max_position_embeddings=16,
+                  rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 1_000_000.0})
+    before = dynamic.model.rotary_emb.inv_freq.clone()
+    long = _batch(tokenizer, [[("click", "item1")] * 8])  # 33 tokens, past the 16 positions
+    dynamic(**long)
+    assert not torch.allclose(dynamic.model.rotary_emb.inv_freq, before)  # frequencies rescaled to the length
+
+
+def test_shift_labels_and_the_old_cache_name(make_histories, tokenizer, model) -> None:
+    batch = tokenizer.encode_histories(make_histories(tokenizer, 2, seed=16), return_tensors="pt")
+    labels = batch["input_ids"].masked_fill(~tokenizer.code_token_mask(batch["input_ids"]), -100)
+    shifted = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100)
+    assert torch.allclose(model(**batch, shift_labels=shifted).loss, model(**batch, labels=labels).loss)
+    assert torch.allclose(model(**batch, labels=labels, shift_labels=shifted).loss, model(**batch, labels=labels).loss)
+    with pytest.warns(FutureWarning, match="past_key_values"):
+        old = model(**batch, past_key_values=GamerCache(model.config), use_cache=True)
+    assert isinstance(old.cache, GamerCache) and old.cache.get_seq_length() == batch["input_ids"].shape[1]
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(make_histories, tokenizer) -> None:
+    batch = tokenizer.encode_histories(make_histories(tokenizer, 4, seed=17), return_tensors="pt")
+    labels = batch["input_ids"].masked_fill(~tokenizer.code_token_mask(batch["input_ids"]), -100)
+    grads = []
+    for checkpointing in (False, True):
+        model = _lm(tokenizer, cross_level_layers=[0, 1]).train()
+        if checkpointing:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
+            assert all(layer.gradient_checkpointing for layer in model.model.layers)
+        model(**batch, labels=labels).loss.backward()
+        grads.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-6), name
+
+
+def test_resize_token_embeddings_is_refused_before_changing_anything(tmp_path, tokenizer, model, histories) -> None:
+    size = model.config.vocab_size
+    with pytest.raises(ValueError, match=f"cannot resize GAMER's embeddings to {size + 8}"):
+        model.resize_token_embeddings(size + 8)
+    with pytest.raises(ValueError, match="fixed by its layout"):
+        model.resize_token_embeddings(size, pad_to_multiple_of=64)
+    assert model.get_input_embeddings().weight.shape[0] == size and model.lm_head.weight.shape[0] == size
+    assert model.resize_token_embeddings(size) is model.get_input_embeddings()
+    model.save_pretrained(tmp_path)
+    reloaded = GamerForCausalLM.from_pretrained(tmp_path).eval()
+    assert reloaded.recommend(tokenizer, histories, top_k=5) == model.recommend(tokenizer, histories, top_k=5)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"cross_level_layers": [0, 1]}])
+def test_packed_rows_equal_separate_sequences(make_histories, tokenizer, overrides) -> None:
+    """Sequences packed in one row (position_ids restarting at 0, as DataCollatorWithFlattening makes them)."""
+    from transformers import DataCollatorWithFlattening
+
+    model = _lm(tokenizer, **overrides)
+    sequences = [tokenizer.encode_interactions(h) for h in make_histories(tokenizer, 3, seed=18, max_len=5)]
+    packed = DataCollatorWithFlattening(return_position_ids=True)(
+        [{"input_ids": ids, "labels": ids} for ids in sequences])
+    assert packed["input_ids"].shape[0] == 1 and "attention_mask" not in packed
+    logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False).logits[0]
+    start = 0
+    for ids in sequences:
+        alone = model(input_ids=torch.tensor([ids])).logits[0]
+        assert torch.allclose(logits[start : start + len(ids)], alone, atol=1e-5)
+        start += len(ids)
+    labels = torch.tensor([ids for ids in sequences[0]])[None]
+    loss = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], labels=packed["labels"]).loss
+    assert torch.isfinite(loss) and labels.numel() > 0
+
+
+# ----- the cache -----
+
+
+def _greedy(model, tokenizer, batch, **kwargs):
+    from gamer_hf import GamerConstrainedLogitsProcessor
+
+    return model.generate(**batch, max_new_tokens=tokenizer.num_levels, do_sample=False,
+                          logits_processor=[GamerConstrainedLogitsProcessor(tokenizer)], **kwargs)
+
+
+def test_cache_has_one_layer_per_decoder_layer_and_named_parts(make_histories, tokenizer) -> None:
+    model = _lm(tokenizer, cross_level_layers=[0, 1])
+    batch = _batch(tokenizer, make_histories(tokenizer, 3, seed=19))
+    cache = model(**batch, use_cache=True).cache
+    assert isinstance(cache, GamerCache) and len(cache.layers) == model.config.num_hidden_layers
+    assert len(cache.cross_level_layers) == 2 and cache.get_seq_length() == batch["input_ids"].shape[1]
+    roles = GamerTokenRoles.from_input_ids(batch["input_ids"], model.config).behavior_ids
+    assert torch.equal(cache.roles.keys[:, 0, :, 0], roles.masked_fill(batch["attention_mask"] == 0, 0))
+    with pytest.raises(TypeError, match="GAMER needs a GamerCache"):
+        model(**batch, cache=DynamicCache(), use_cache=True)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"cross_level_layers": [0, 1]}])
+def test_static_cache_equals_dynamic(make_histories, tokenizer, overrides) -> None:
+    model = _lm(tokenizer, **overrides)
+    batch = _batch(tokenizer, make_histories(tokenizer, 3, seed=20))
+    dynamic = _greedy(model, tokenizer, batch, output_scores=True, return_dict_in_generate=True)
+    static = _greedy(model, tokenizer, batch, cache_implementation="static", output_scores=True,
+                     return_dict_in_generate=True)
+    assert torch.equal(static.sequences, dynamic.sequences)
+    for a, b in zip(static.scores, dynamic.scores):
+        assert torch.allclose(a, b, atol=1e-5)
+    beams = dict(num_beams=4, num_return_sequences=4, length_penalty=0.0)
+    assert torch.equal(_greedy(model, tokenizer, batch, cache_implementation="static", **beams),
+                       _greedy(model, tokenizer, batch, **beams))
+
+
+@pytest.mark.parametrize("decoding", ["assistant_model", "prompt_lookup_num_tokens"])
+def test_assisted_and_prompt_lookup_decoding_equal_greedy(make_histories, tokenizer, decoding) -> None:
+    model = _lm(tokenizer, cross_level_layers=[0, 1])
+    batch = _batch(tokenizer, make_histories(tokenizer, 1, seed=21))  # candidate decoding runs one row at a time
+    extra = {"assistant_model": _lm(tokenizer, num_hidden_layers=1, cross_level_layers=[0], behavior_injection_layers=[0])}
+    extra = {decoding: extra["assistant_model"] if decoding == "assistant_model" else 2}
+    assert torch.equal(_greedy(model, tokenizer, batch, **extra), _greedy(model, tokenizer, batch))
+
+
+@pytest.mark.slow
+def test_compiled_forward_equals_eager(make_histories, tokenizer) -> None:
+    model = _lm(tokenizer, cross_level_layers=[0, 1])
+    batch = _batch(tokenizer, make_histories(tokenizer, 3, seed=22))
+    compiled = torch.compile(model.forward, backend="aot_eager")
+    with torch.no_grad():
+        assert torch.allclose(compiled(**batch, use_cache=False).logits, model(**batch, use_cache=False).logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.float32])
+def test_custom_4d_mask_equals_the_2d_mask(make_histories, tokenizer, dtype) -> None:
+    model = _lm(tokenizer, cross_level_layers=[0, 1])
+    batch = _batch(tokenizer, make_histories(tokenizer, 3, seed=23))
+    mask = batch["attention_mask"].bool()
+    length = mask.shape[1]
+    allowed = torch.ones(length, length, dtype=torch.bool).tril()[None, None] & mask[:, None, None, :]
+    custom = allowed if dtype == torch.bool else torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(dtype).min)
+    position_ids = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    expected = model(**batch).logits
+    got = model(input_ids=batch["input_ids"], attention_mask=custom, position_ids=position_ids).logits
+    assert torch.allclose(got[mask], expected[mask], atol=1e-5)
+    # a 4D mask can narrow what the cross-level layers read: hide every key before the last interaction
+    narrow = allowed.clone()
+    narrow[..., : length - 5] = False
+    narrowed = model(input_ids=batch["input_ids"], attention_mask=narrow, position_ids=position_ids).logits
+    assert not torch.allclose(narrowed[:, -1], expected[:, -1], atol=1e-4)
