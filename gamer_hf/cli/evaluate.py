@@ -22,6 +22,7 @@ from ..evaluation import (
     HistoryReranker,
     MostPopular,
     Repeat,
+    items_seen,
     plot_per_behavior,
 )
 from ..loading import load_gamer
@@ -57,7 +58,8 @@ def evaluate_checkpoint(args: EvaluateArguments, progress: bool = True) -> Evalu
     if args.split not in prepared.splits:
         raise ValueError(f"{args.data} has no split {args.split!r}; it has {list(prepared.splits)}")
     cases = _subset(prepared.splits[args.split], args.max_cases, args.seed)
-    evaluator = Evaluator(cases, prepared.metadata["behaviors"], batch_size=args.batch_size, progress=progress)
+    evaluator = Evaluator(cases, prepared.metadata["behaviors"], batch_size=args.batch_size, progress=progress,
+                          known_items=items_seen(prepared.splits["train"]["items"]))
     if args.num_beams < evaluator.top_k:
         raise ValueError(f"num_beams={args.num_beams} cannot fill top-{evaluator.top_k} lists: use at least {evaluator.top_k}")
     max_history = args.max_history or prepared.metadata.get("max_history")
@@ -75,8 +77,8 @@ def evaluate_checkpoint(args: EvaluateArguments, progress: bool = True) -> Evalu
         mixed = [mixer.mix(row, case, evaluator.top_k) for row, case in zip(generated, evaluator.cases)]
         report.add(evaluator.score(mixed, f"GAMER+repeat{args.repeat_slots}", seconds))
     # Popularity is fit on the histories the cases already show: interactions before the held-out session.
-    report.add(evaluator.evaluate(MostPopular().fit(cases), "MostPopular"))
-    report.add(evaluator.evaluate(Repeat(), "Repeat"))
+    report.add(evaluator.evaluate(MostPopular().fit(cases), "MostPopular", baseline=True))
+    report.add(evaluator.evaluate(Repeat(), "Repeat", baseline=True))
     if args.rerank and args.split != "validation" and "validation" in prepared.splits:
         held_out = _subset(prepared.splits["validation"], args.rerank_cases, args.seed)
         _add_reranked(report, evaluator, gamer, held_out, generated, seconds)
@@ -110,7 +112,7 @@ def _add_reranked(report: EvaluationReport, evaluator: Evaluator, gamer: GamerRe
     start = time.perf_counter()
     reranked = gamer.rerank(evaluator.cases, generated, evaluator.top_k)  # the test beams GAMER's row decoded
     report.add(evaluator.score(reranked, "GAMER+rerank", seconds + time.perf_counter() - start))
-    report.add(evaluator.evaluate(learned, "Repeat+learned"))
+    report.add(evaluator.evaluate(learned, "Repeat+learned", baseline=True))
 
 
 def run(args: EvaluateArguments) -> int:
