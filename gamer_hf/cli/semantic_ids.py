@@ -37,6 +37,10 @@ class SemanticIdArguments:
         default="auto",
         metadata={"help": "item embeddings: side-info text, training co-occurrence, both (hybrid), or auto"},
     )
+    collaborative: Literal["ppmi", "item2vec"] = field(
+        default="ppmi",
+        metadata={"help": "how co-occurrence becomes vectors: PPMI-SVD or item2vec skip-gram (collaborative, hybrid)"},
+    )
     items: Optional[str] = field(
         default=None, metadata={"help": "items side-information table (overrides the folder's)"}
     )
@@ -85,13 +89,15 @@ def _run(args: SemanticIdArguments) -> int:
             items=inputs.items,
             dim=args.dim,
             window=args.window,
+            collaborative=args.collaborative,
             seed=args.seed,
         )
         embed_seconds = time.perf_counter() - start
-        embeddings = embedded.vectors
+        embeddings = embedded
         metadata["embedding"] = {
             "kind": embedded.kind,
-            "dim": int(embeddings.shape[1]),
+            "collaborative": args.collaborative if embedded.kind in ("collaborative", "hybrid") else None,
+            "dim": int(embedded.vectors.shape[1]),
             "window": args.window,
             "fallback_items": embedded.fallback_items,
         }
@@ -105,6 +111,7 @@ def _run(args: SemanticIdArguments) -> int:
         collisions=args.collisions,
         seed=args.seed,
         rqvae_config=RQVAEConfig(steps=args.rqvae_steps),
+        sequences=inputs.sequences,
     )
     if embeddings is not None:
         semantic_ids.report.timings = {"embed": embed_seconds, **semantic_ids.report.timings}

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from .cid import chunked_ids
+from .collaborative import cooccurrence_matrix
 from .collisions import resolve_collisions
-from .report import SemanticIdReport, build_report
+from .embeddings import ItemEmbeddings
+from .report import SemanticIdReport, build_report, neighbour_agreement
 from .rq_kmeans import RQKMeans
 from .rq_vae import RQVAEConfig, RQVAEQuantizer
 
@@ -47,13 +49,15 @@ def build_semantic_ids(
     item_ids: Sequence[str],
     *,
     method: str = "rqkmeans",
-    embeddings: np.ndarray | None = None,
+    embeddings: np.ndarray | ItemEmbeddings | None = None,
     num_levels: int | None = None,
     codebook_size: int | Sequence[int] | None = None,
     balanced: bool = False,
     collisions: str = "append",
     seed: int = 0,
     rqvae_config: RQVAEConfig | None = None,
+    sequences: Sequence[Sequence[str]] | None = None,
+    neighbours: int = 10,
 ) -> SemanticIds:
     """Codes for `item_ids` with `method` ("rqkmeans", "rqvae" or "cid"), made collision-free.
 
@@ -61,6 +65,10 @@ def build_semantic_ids(
     by cid. Defaults: 4 levels x 256 codes for rqkmeans/rqvae; for cid, base 64 with the fewest
     digits that fit the catalogue. `collisions` is "append" (extra disambiguation level, default)
     or "reassign" (see `collisions.py`); `balanced` applies to rqkmeans only.
+
+    Given `ItemEmbeddings`, the report records their coverage (fallback share, items unseen in
+    training); given the training `sequences`, it records neighbour agreement with each item's
+    `neighbours` strongest co-occurrence neighbours.
     """
     if method not in METHODS:
         raise ValueError(f"unknown semantic-ID method {method!r}; choose one of {METHODS}")
@@ -70,6 +78,11 @@ def build_semantic_ids(
     if len(set(ids)) != len(ids):
         raise ValueError("build_semantic_ids: item_ids contain duplicates")
     start = time.perf_counter()
+    coverage = {}
+    if isinstance(embeddings, ItemEmbeddings):
+        if embeddings.item_ids != ids:
+            raise ValueError("embeddings were computed for other item ids (or another order) than item_ids")
+        coverage, embeddings = embeddings.coverage(), embeddings.vectors
     parameters: dict = {"method": method, "collisions": collisions, "seed": seed}
     if method == "cid":
         base = CID_DEFAULT_BASE if codebook_size is None else codebook_size
@@ -101,6 +114,10 @@ def build_semantic_ids(
         resolved.applied,
         timings={"quantize": quantized - start, "collisions": time.perf_counter() - quantized},
     )
+    report.embedding_coverage = coverage
+    if sequences is not None:
+        agreement = neighbour_agreement(resolved.codes[:, 0], cooccurrence_matrix(sequences, ids), neighbours)
+        report.neighbour_agreement = asdict(agreement)
     item_index = {item: tuple(int(code) for code in row) for item, row in zip(ids, resolved.codes.tolist())}
     return SemanticIds(
         item_index=item_index, codebook_sizes=resolved.codebook_sizes, report=report, parameters=parameters
