@@ -15,6 +15,7 @@ Typical use::
 from .arguments import ABLATIONS, TrainArguments
 from .checkpoints import CHECKPOINTS_SUBDIR, CheckpointError, list_checkpoints, resolve_resume, validate_checkpoint
 from .output import TRAINING_INFO_FILE
+from .ranking import RANKING_METRIC, RankingSelectionCallback, ranking_subset
 from .runner import TrainResult, train, training_arguments
 
 __all__ = [
@@ -22,9 +23,12 @@ __all__ = [
     "CHECKPOINTS_SUBDIR",
     "TRAINING_INFO_FILE",
     "CheckpointError",
+    "RANKING_METRIC",
+    "RankingSelectionCallback",
     "TrainArguments",
     "TrainResult",
     "list_checkpoints",
+    "ranking_subset",
     "resolve_resume",
     "train",
     "training_arguments",
