@@ -5,8 +5,9 @@ max history, validation and test cases), then builds one tokenizer per cell and 
 figures of each: the share of items whose embedding is a random fallback (over all catalogue items
 and over the items that occur in training), the collision rate per prefix level before handling,
 and neighbour agreement (share of an item's 10 strongest training co-occurrence neighbours that share
-its first code, next to chance). With --train, one GAMER per cell is trained on the same budget and
-scored on the same test cases (target-behavior NDCG@10 on all, explore and cold cases), each cell
+its first code, next to chance). With --train, one GAMER per cell is trained on the same budget (a fixed
+number of epochs, no wall-clock cap by default: on a shared machine a time cap would give the cells
+different numbers of steps; on the plain training rows unless --augmented) and scored on the same test cases (target-behavior NDCG@10 on all, explore and cold cases), each cell
 against the reference cell with a paired bootstrap over the test cases (one training seed: the
 interval covers test-case sampling, not training noise).
 
@@ -17,7 +18,7 @@ Cells (name: embeddings / quantizer / collisions):
     item2vec/balanced/reassign, item2vec/balanced/append   skip-gram embeddings
 
     nice -n 10 python recipes/bench/semantic_id_quality.py --datasets retailrocket_cml retail_beh_mbht
-    nice -n 10 python recipes/bench/semantic_id_quality.py --train --max-train-seconds 90
+    nice -n 10 python recipes/bench/semantic_id_quality.py --train --epochs 5
 
 Outputs: semantic_id_quality.json / .md in --out (default recipes/bench/results); finished cells are kept
 with --resume.
@@ -32,7 +33,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -115,14 +116,14 @@ def build_cell(prepared: Path, out: Path, cell: Cell, budget: Any, seed: int) ->
             "seconds": {"embed": round(embed_seconds, 1), **{k: round(v, 1) for k, v in report.timings.items()}}}
 
 
-def train_and_score(setup: dict[str, Any], tokenizer: Path, out: Path, budget: Any, seed: int,
-                    max_train_seconds: float | None, device: str, evaluator: Evaluator) -> dict[str, Any]:
+def train_and_score(setup: dict[str, Any], tokenizer: Path, out: Path, budget: Any, args: argparse.Namespace,
+                    evaluator: Evaluator) -> dict[str, Any]:
     """GAMER on this cell's tokenizer with the bench budget (loss selection, as today's bench), scored on the test cases."""
-    quality = setup["quality"]
-    cap = quality.WallClockCap(max_train_seconds) if max_train_seconds else None
+    cap = setup["quality"].WallClockCap(args.max_train_seconds) if args.max_train_seconds else None
+    seed, device = args.seed, args.device
     start = time.perf_counter()
     train(TrainArguments(
-        data=str(setup["augmented"]), tokenizer=str(tokenizer), output_dir=str(out), preset=budget.preset,
+        data=str(setup["augmented" if args.augmented else "plain"]), tokenizer=str(tokenizer), output_dir=str(out), preset=budget.preset,
         num_train_epochs=budget.epochs, per_device_train_batch_size=budget.batch_size,
         learning_rate=budget.gamer_learning_rate, early_stopping_patience=budget.patience, seed=seed,
         on_unknown="skip", use_cpu=device == "cpu", bf16=device == "cuda", overwrite_output_dir=True,
@@ -132,7 +133,7 @@ def train_and_score(setup: dict[str, Any], tokenizer: Path, out: Path, budget: A
     gamer = GamerRecommender(model, tokenizer_, num_beams=budget.num_beams, max_history=budget.max_history,
                              on_unknown="skip")
     result = evaluator.evaluate(gamer, "GAMER")
-    return {"train_seconds": round(train_seconds, 1), "result": result.to_dict()}
+    return {"train_seconds": round(train_seconds, 1), "capped": bool(cap and cap.hit), "result": result.to_dict()}
 
 
 def _target_values(record: dict[str, Any], labels: dict[str, Any], slice_name: str) -> list[float]:
@@ -234,7 +235,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cells", nargs="+", default=[c.name for c in CELLS], choices=[c.name for c in CELLS])
     parser.add_argument("--budget", default="small", help="a quality.py budget: quick, small or full")
     parser.add_argument("--train", action="store_true", help="also train and score one GAMER per cell")
-    parser.add_argument("--max-train-seconds", type=float, default=None, help="cap per GAMER (default: the budget's)")
+    parser.add_argument("--epochs", type=int, help="GAMER epochs (default: the budget's)")
+    parser.add_argument("--max-train-seconds", type=float, default=None, help="wall-clock cap per GAMER (default none)")
+    parser.add_argument("--augmented", action="store_true", help="train on the augmented rows (default: plain)")
     parser.add_argument("--seed", type=int, default=0, help="GAMER and semantic-ID seed")
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--data-dir", type=Path, default=os.environ.get("GAMER_HF_DATA_DIR"))
@@ -252,13 +255,15 @@ def run(args: argparse.Namespace, budget: Any | None = None, quality: Any | None
     """The ablation; `budget` overrides the named one and `quality` the loaded quality.py (tests pass tiny ones)."""
     quality = quality or _quality_module()
     budget = budget or quality.BUDGETS[args.budget]
+    if args.epochs is not None:
+        budget = replace(budget, epochs=args.epochs)
     hf_logging.set_verbosity_error()
     results_file = args.out / "semantic_id_quality.json"
     results: dict[str, Any] = {"datasets": {}}
     if args.resume and results_file.is_file():
         results = json.loads(results_file.read_text())
-    results.update(budget=budget.name, seed=args.seed, data_seed=args.data_seed, device=args.device,
-                   max_train_seconds=args.max_train_seconds or budget.max_train_seconds)
+    results.update(budget=budget.name, epochs=budget.epochs, seed=args.seed, data_seed=args.data_seed,
+                   device=args.device, max_train_seconds=args.max_train_seconds, augmented=args.augmented)
     cells = [c for c in CELLS if c.name in args.cells]
     for name in args.datasets:
         setup = setup_dataset(quality, name, Path(args.data_dir), args.work_dir, budget, args.data_seed)
@@ -280,9 +285,7 @@ def run(args: argparse.Namespace, budget: Any | None = None, quality: Any | None
                 save(results, args.out)
             if args.train and "ids" in record and "gamer" not in record:
                 print(f"[{time.strftime('%H:%M:%S')}] {name} {cell.name}: GAMER", flush=True)
-                record["gamer"] = train_and_score(setup, folder / "tokenizer", folder / "gamer", budget, args.seed,
-                                                  args.max_train_seconds or budget.max_train_seconds, args.device,
-                                                  evaluator)
+                record["gamer"] = train_and_score(setup, folder / "tokenizer", folder / "gamer", budget, args, evaluator)
                 save(results, args.out)
         for cell_name, comparison in compare_cells(data).items():
             data["cells"][cell_name]["comparison"] = comparison
