@@ -16,6 +16,9 @@ Cells (name: embeddings / quantizer / collisions):
     ppmi/balanced/reassign   balanced RQ-KMeans
     ppmi/balanced/append     TIGER's extra disambiguation level instead of reassignment
     item2vec/balanced/reassign, item2vec/balanced/append   skip-gram embeddings
+    */balanced-learned/append  codebooks fitted on the items with learned embeddings only; fallback
+                             items (never in training, or alone in every training sequence) are encoded
+                             with them and take no codebook capacity
 
     nice -n 10 python recipes/bench/semantic_id_quality.py --datasets retailrocket_cml retail_beh_mbht
     nice -n 10 python recipes/bench/semantic_id_quality.py --train --epochs 5
@@ -75,16 +78,17 @@ def _quality_module() -> Any:
 @dataclass(frozen=True)
 class Cell:
     embeddings: str  # "ppmi" or "item2vec"
-    balanced: bool
+    quantizer: str  # "plain", "balanced" or "balanced-learned" (codebooks fitted on learned rows only)
     collisions: str  # "reassign" or "append"
 
     @property
     def name(self) -> str:
-        return f"{self.embeddings}/{'balanced' if self.balanced else 'plain'}/{self.collisions}"
+        return f"{self.embeddings}/{self.quantizer}/{self.collisions}"
 
 
-CELLS = [Cell("ppmi", False, "reassign"), Cell("ppmi", True, "reassign"), Cell("ppmi", True, "append"),
-         Cell("item2vec", True, "reassign"), Cell("item2vec", True, "append")]
+CELLS = [Cell("ppmi", "plain", "reassign"), Cell("ppmi", "balanced", "reassign"), Cell("ppmi", "balanced", "append"),
+         Cell("item2vec", "balanced", "reassign"), Cell("item2vec", "balanced", "append"),
+         Cell("ppmi", "balanced-learned", "append"), Cell("item2vec", "balanced-learned", "append")]
 
 
 def build_cell(prepared: Path, out: Path, cell: Cell, budget: Any, seed: int) -> dict[str, Any]:
@@ -97,8 +101,9 @@ def build_cell(prepared: Path, out: Path, cell: Cell, budget: Any, seed: int) ->
 
     def quantize(collisions: str) -> Any:
         return build_semantic_ids(inputs.item_ids, embeddings=embedded, num_levels=budget.sid_levels,
-                                  codebook_size=budget.sid_codebook, balanced=cell.balanced, collisions=collisions,
-                                  seed=seed, sequences=inputs.sequences)
+                                  codebook_size=budget.sid_codebook, balanced=cell.quantizer != "plain",
+                                  collisions=collisions, seed=seed, sequences=inputs.sequences,
+                                  fit_on="learned" if cell.quantizer == "balanced-learned" else "all")
 
     try:
         sids = quantize(cell.collisions)

@@ -80,3 +80,19 @@ def test_codes_from_collaborative_vectors_agree_with_co_occurrence(collaborative
     assert agreement["chance"] == pytest.approx(29 / 119, abs=0.01)  # 4 balanced first codes of 30 items
     assert agreement["agreement"] > 0.8  # the four first codes are the four communities
     assert result.report.embedding_coverage["fallback_items"] == 0
+
+
+def test_fitting_on_learned_rows_gives_them_the_whole_codebook() -> None:
+    sequences, ids = _communities(groups=4, per_group=30, users=600)
+    ids = ids + [f"unseen{i}" for i in range(360)]  # three fallback items per learned one, as in retailrocket_cml
+    embedded = item_embeddings(ids, kind="collaborative", sequences=sequences, dim=8)
+    learned = ~embedded.fallback_mask
+    assert learned.sum() == 120
+    results = {fit_on: build_semantic_ids(ids, embeddings=embedded, num_levels=2, codebook_size=8, balanced=True,
+                                          sequences=sequences, fit_on=fit_on) for fit_on in ("all", "learned")}  # fmt: skip
+    first = {fit_on: np.array([r.item_index[item][0] for item in ids])[learned] for fit_on, r in results.items()}
+    assert len(set(first["learned"])) == 8 > len(set(first["all"]))  # fitted on learned rows: all codes used
+    assert np.bincount(first["learned"]).max() == 15  # balanced over the 120 learned items
+    assert results["learned"].parameters["fit_on"] == "learned"
+    with pytest.raises(ValueError, match="needs ItemEmbeddings"):
+        build_semantic_ids(ids, embeddings=embedded.vectors, fit_on="learned")
