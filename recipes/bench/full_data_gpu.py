@@ -17,7 +17,6 @@ Outputs: quality.json / quality.md / quality.png and full_data_gpu.md in --out
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import sys
@@ -30,21 +29,16 @@ from typing import Any
 import torch
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import quality  # noqa: E402  (beside this script: the bench this one sizes for a GPU)
+
 DATASET = "retail_beh_mbht"
 MODELS = ["MostPopular", "Repeat", "Repeat+popular", "Repeat+learned", "SASRec+behavior", "TIGER", "GAMER",
           "GAMER+mix", "GAMER+rerank"]
 DEFAULT_OUT = HERE / "results" / "full_data_gpu"
 
 
-def _quality_module() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_quality", HERE / "quality.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def gpu_budget(quality: Any, tiny: bool = False) -> Any:
+def gpu_budget(tiny: bool = False) -> Any:
     """All users and test cases, history 50, ~90 s of training per learned model (`tiny`: a CPU smoke test)."""
     full = replace(quality.BUDGETS["small"], name="gpu_full", max_history=50, max_users=None,
                    max_validation_cases=1000, max_test_cases=None, mixer_cases=1000, epochs=30, patience=3,
@@ -78,10 +72,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace, quality: Any | None = None, dataset: str = DATASET) -> dict[str, Any]:
-    """Run the comparison through quality.run and write full_data_gpu.md; `quality`/`dataset` let tests swap them."""
-    quality = quality or _quality_module()
-    budget = gpu_budget(quality, tiny=args.tiny)
+def run(args: argparse.Namespace, dataset: str = DATASET) -> dict[str, Any]:
+    """Run the comparison through quality.run and write full_data_gpu.md; `dataset` lets tests swap the data."""
+    budget = gpu_budget(tiny=args.tiny)
     argv = ["--datasets", dataset, "--seeds", str(args.seed), "--models", *MODELS, "--data-dir", str(args.data_dir),
             "--work-dir", str(args.work_dir), "--out", str(args.out), "--device", args.device, "--no-progress"]
     if args.resume:

@@ -30,7 +30,6 @@ with --resume.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -60,19 +59,13 @@ from gamer_hf.semantic_ids import build_semantic_ids, item_embeddings, load_inpu
 from gamer_hf.training import TrainArguments, ranking_subset, train
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import quality  # noqa: E402  (beside this script: its data preparation defines the splits compared on)
+
 DEFAULT_OUT = HERE / "results"
 DATASETS = ("retailrocket_cml", "retail_beh_mbht")
 REFERENCE = "ppmi/plain/reassign"
 SLICE_COLUMNS = (ALL_CASES, "explore", "cold")
-
-
-def _quality_module() -> Any:
-    """quality.py as a module: its data preparation defines the splits every bench compares on."""
-    spec = importlib.util.spec_from_file_location("bench_quality", HERE / "quality.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass(frozen=True)
@@ -124,7 +117,7 @@ def build_cell(prepared: Path, out: Path, cell: Cell, budget: Any, seed: int) ->
 def train_and_score(setup: dict[str, Any], tokenizer: Path, out: Path, budget: Any, args: argparse.Namespace,
                     evaluator: Evaluator) -> dict[str, Any]:
     """GAMER on this cell's tokenizer with the bench budget (loss selection, as today's bench), scored on the test cases."""
-    cap = setup["quality"].WallClockCap(args.max_train_seconds) if args.max_train_seconds else None
+    cap = quality.WallClockCap(args.max_train_seconds) if args.max_train_seconds else None
     seed, device = args.seed, args.device
     start = time.perf_counter()
     train(TrainArguments(
@@ -221,7 +214,7 @@ def save(results: dict[str, Any], out: Path) -> None:
         os.replace(tmp, out / name)
 
 
-def setup_dataset(quality: Any, name: str, data_dir: Path, work: Path, budget: Any, data_seed: int) -> dict[str, Any]:
+def setup_dataset(name: str, data_dir: Path, work: Path, budget: Any, data_seed: int) -> dict[str, Any]:
     """The bench's splits for `name` (prepared once, shared with quality.py runs in the same work dir)."""
     root = work / name
     protocol = quality.DATASETS[name]
@@ -229,7 +222,7 @@ def setup_dataset(quality: Any, name: str, data_dir: Path, work: Path, budget: A
     plain = quality._prepare(events, protocol, root / "prepared", budget, 0, data_seed)
     quality._prepare(events, protocol, root / "prepared_aug", budget, budget.augment_copies, data_seed)
     test = ranking_subset(plain.splits["test"], budget.max_test_cases or len(plain.splits["test"]), data_seed)
-    return {"quality": quality, "root": root, "plain": root / "prepared", "augmented": root / "prepared_aug",
+    return {"root": root, "plain": root / "prepared", "augmented": root / "prepared_aug",
             "test": test, "behaviors": dict(plain.metadata["behaviors"]),
             "known": items_seen(plain.splits["train"]["items"]), "items": len(plain.item_ids)}
 
@@ -256,9 +249,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace, budget: Any | None = None, quality: Any | None = None) -> dict[str, Any]:
-    """The ablation; `budget` overrides the named one and `quality` the loaded quality.py (tests pass tiny ones)."""
-    quality = quality or _quality_module()
+def run(args: argparse.Namespace, budget: Any | None = None) -> dict[str, Any]:
+    """The ablation; `budget` overrides the named one (tests pass a tiny one)."""
     budget = budget or quality.BUDGETS[args.budget]
     if args.epochs is not None:
         budget = replace(budget, epochs=args.epochs)
@@ -271,7 +263,7 @@ def run(args: argparse.Namespace, budget: Any | None = None, quality: Any | None
                    device=args.device, max_train_seconds=args.max_train_seconds, augmented=args.augmented)
     cells = [c for c in CELLS if c.name in args.cells]
     for name in args.datasets:
-        setup = setup_dataset(quality, name, Path(args.data_dir), args.work_dir, budget, args.data_seed)
+        setup = setup_dataset(name, Path(args.data_dir), args.work_dir, budget, args.data_seed)
         data = results["datasets"].setdefault(name, {"cells": {}})
         data.update(items=setup["items"], seen_in_training=len(setup["known"]))
         evaluator = Evaluator(setup["test"], setup["behaviors"], batch_size=32, progress=False,

@@ -12,30 +12,19 @@ import pytest
 
 from gamer_hf.data import generate_synthetic, write_synthetic
 
-BENCH = Path(__file__).resolve().parents[2] / "recipes" / "bench"
-
-
-def _load(name: str, file: str):
-    spec = importlib.util.spec_from_file_location(name, BENCH / file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
-def test_ablation_end_to_end_and_resume(tmp_path: Path, monkeypatch) -> None:
+def test_ablation_end_to_end_and_resume(tmp_path: Path, monkeypatch, bench_script) -> None:
     events, items = generate_synthetic(num_users=80, num_items=40, seed=1)
     write_synthetic(tmp_path / "data" / "synthetic", events, items)
-    quality = _load("bench_quality_for_sid", "quality.py")
-    bench = _load("bench_semantic_id_quality", "semantic_id_quality.py")
+    bench = bench_script("semantic_id_quality.py")
+    quality = bench.quality
     monkeypatch.setitem(quality.DATASETS, "synthetic", "session")
     budget = replace(quality.BUDGETS["quick"], epochs=1, max_users=None, max_validation_cases=20, max_test_cases=30,
                      sid_levels=2, sid_codebook=4, num_beams=10)  # fmt: skip
     cells = ["ppmi/plain/reassign", "item2vec/balanced/append"]
     argv = ["--datasets", "synthetic", "--cells", *cells, "--train", "--data-dir", str(tmp_path / "data"),
             "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--device", "cpu"]  # fmt: skip
-    results = bench.run(bench.parse_args(argv), budget=budget, quality=quality)
+    results = bench.run(bench.parse_args(argv), budget=budget)
     data = results["datasets"]["synthetic"]
     assert list(data["cells"]) == cells
     for cell in data["cells"].values():
@@ -50,6 +39,6 @@ def test_ablation_end_to_end_and_resume(tmp_path: Path, monkeypatch) -> None:
     assert "| item2vec/balanced/append |" in markdown and "vs reference" in markdown
     # resume keeps finished cells (their timings stay as recorded)
     stored = json.loads((tmp_path / "out" / "semantic_id_quality.json").read_text())
-    again = bench.run(bench.parse_args([*argv, "--resume"]), budget=budget, quality=quality)
+    again = bench.run(bench.parse_args([*argv, "--resume"]), budget=budget)
     assert again["datasets"]["synthetic"]["cells"][cells[1]]["gamer"]["train_seconds"] == \
         stored["datasets"]["synthetic"]["cells"][cells[1]]["gamer"]["train_seconds"]
