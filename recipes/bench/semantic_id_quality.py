@@ -46,6 +46,7 @@ from gamer_hf.data import load_prepared
 from gamer_hf.evaluation import (
     ALL_CASES,
     Evaluator,
+    as_cases,
     GamerRecommender,
     MostPopular,
     Repeat,
@@ -84,6 +85,25 @@ CELLS = [Cell("ppmi", "plain", "reassign"), Cell("ppmi", "balanced", "reassign")
          Cell("ppmi", "balanced-learned", "append"), Cell("item2vec", "balanced-learned", "append")]
 
 
+def held_out_agreement(item_index: dict[str, tuple[int, ...]], cases: list) -> dict[str, float | int]:
+    """On explore validation cases: how often some target shares the first code of the last prompt item,
+    and how often it would by chance (a random item per target). A generator that first commits to a
+    code near the recent history reaches such targets; training co-occurrence cannot leak into this."""
+    first = {item: codes[0] for item, codes in item_index.items()}
+    sizes: dict[int, int] = {}
+    for code in first.values():
+        sizes[code] = sizes.get(code, 0) + 1
+    hits, chance, count = 0, 0.0, 0
+    for case in cases:
+        if set(case.target_items) & set(case.history_items):
+            continue  # repeat cases: the target is the history item itself
+        last = first[case.history_items[-1]]
+        hits += any(first[item] == last for item in case.target_items)
+        chance += 1.0 - (1.0 - sizes[last] / len(first)) ** len(case.target_items)
+        count += 1
+    return {"agreement": hits / count if count else 0.0, "chance": chance / count if count else 0.0, "cases": count}
+
+
 def build_cell(prepared: Path, out: Path, cell: Cell, budget: Any, seed: int) -> dict[str, Any]:
     """Embed, quantize and save one cell's tokenizer; returns its ID-quality figures."""
     inputs = load_inputs(prepared)
@@ -107,7 +127,8 @@ def build_cell(prepared: Path, out: Path, cell: Cell, budget: Any, seed: int) ->
     save_semantic_ids(sids, out, behaviors=inputs.behaviors, overwrite=True,
                       metadata={"embedding": {"kind": "collaborative", "collaborative": cell.embeddings}})
     report = sids.report
-    return {"codebook_sizes": report.codebook_sizes, "collision_handling": report.collision_handling,
+    validation = as_cases(load_prepared(prepared).splits["validation"])
+    return {"held_out_agreement": held_out_agreement(sids.item_index, validation),"codebook_sizes": report.codebook_sizes, "collision_handling": report.collision_handling,
             "requested_collisions": cell.collisions,
             "collision_rate_per_level": report.collision_rate_per_level, "coverage": report.embedding_coverage,
             "neighbour_agreement": report.neighbour_agreement, "first_level_usage": report.levels[0].usage,
@@ -170,18 +191,20 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [f"**{dataset}** ({data['items']:,} items, {data['seen_in_training']:,} of them in the training "
                   f"sequences)", "",
                   "| Cell | fallback share (all items) | fallback share (training items) | collision rate per level "
-                  "| neighbour agreement (chance) | level-1 usage | embed s |",
-                  "|---|---:|---:|---|---:|---:|---:|"]
+                  "| neighbour agreement (chance) | validation next-item agreement (chance, cases) | level-1 usage "
+                  "| embed s |",
+                  "|---|---:|---:|---|---:|---:|---:|---:|"]
         for name, cell in data["cells"].items():
             if "error" in cell:
-                lines.append(f"| {name} | failed: {cell['error']} | | | | | |")
+                lines.append(f"| {name} | failed: {cell['error']} | | | | | | |")
                 continue
             ids = cell["ids"]
-            coverage, agreement = ids["coverage"], ids["neighbour_agreement"]
+            coverage, agreement, held = ids["coverage"], ids["neighbour_agreement"], ids["held_out_agreement"]
             rates = " / ".join(f"{rate:.3f}" for rate in ids["collision_rate_per_level"])
             handled = "" if ids["collision_handling"] in (ids["requested_collisions"], "none") else f" (fell back to {ids['collision_handling']})"
             lines.append(f"| {name}{handled} | {coverage['fallback_share']:.3f} | {coverage['fallback_share_of_seen']:.3f} | "
                          f"{rates} | {agreement['agreement']:.3f} ({agreement['chance']:.3f}) | "
+                         f"{held['agreement']:.3f} ({held['chance']:.3f}, {held['cases']}) | "
                          f"{ids['first_level_usage']:.2f} | {ids['seconds']['embed']:.1f} |")
         compared = compare_cells(data)
         if compared:

@@ -31,6 +31,8 @@ def test_ablation_end_to_end_and_resume(tmp_path: Path, monkeypatch, bench_scrip
         ids = cell["ids"]
         assert len(ids["collision_rate_per_level"]) == 2 and 0 <= ids["coverage"]["fallback_share_of_seen"] <= 1
         assert ids["neighbour_agreement"]["items"] > 0
+        held = ids["held_out_agreement"]
+        assert 0 < held["cases"] <= 20 and 0.0 <= held["chance"] <= 1.0 and 0.0 <= held["agreement"] <= 1.0
         assert len(cell["gamer"]["result"]["per_case"]["NDCG@10"]) == len(data["cases"]["case_slices"]) == 30
     comparison = data["cells"]["item2vec/balanced/append"]["comparison"]
     assert comparison["all"]["cases"] == sum(b == "buy" for b in data["cases"]["case_behaviors"])
@@ -42,3 +44,16 @@ def test_ablation_end_to_end_and_resume(tmp_path: Path, monkeypatch, bench_scrip
     again = bench.run(bench.parse_args([*argv, "--resume"]), budget=budget)
     assert again["datasets"]["synthetic"]["cells"][cells[1]]["gamer"]["train_seconds"] == \
         stored["datasets"]["synthetic"]["cells"][cells[1]]["gamer"]["train_seconds"]
+
+
+def test_held_out_agreement_by_hand(bench_script) -> None:
+    from gamer_hf.evaluation import as_cases
+
+    bench = bench_script("semantic_id_quality.py")
+    index = {"a": (0, 0), "b": (0, 1), "c": (1, 0), "d": (1, 1)}
+    rows = [("a", ["b"]), ("a", ["c"]), ("c", ["d", "a"]), ("b", ["b"])]  # the last one is a repeat case
+    cases = as_cases([{"user_id": str(i), "history_behaviors": ["click"], "history_items": [last],
+                       "target_behavior": "buy", "target_items": targets} for i, (last, targets) in enumerate(rows)])
+    figures = bench.held_out_agreement(index, cases)
+    assert figures["cases"] == 3 and figures["agreement"] == pytest.approx(2 / 3)
+    assert figures["chance"] == pytest.approx((0.5 + 0.5 + (1 - 0.5**2)) / 3)
