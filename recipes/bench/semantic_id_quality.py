@@ -198,6 +198,8 @@ def markdown(results: dict[str, Any]) -> str:
             if "error" in cell:
                 lines.append(f"| {name} | failed: {cell['error']} | | | | | | |")
                 continue
+            if "ids" not in cell:  # not built yet (an interrupted run)
+                continue
             ids = cell["ids"]
             coverage, agreement, held = ids["coverage"], ids["neighbour_agreement"], ids["held_out_agreement"]
             rates = " / ".join(f"{rate:.3f}" for rate in ids["collision_rate_per_level"])
