@@ -1,6 +1,10 @@
 """Semantic IDs: item embeddings -> short code tuples (RQ-KMeans, RQ-VAE, chunked IDs) -> tokenizer.
 
-Typical use::
+From prepared data to a tokenizer folder in one call (what `gamer-hf semantic-ids` runs)::
+
+    build_tokenizer(SemanticIdArguments(data="runs/shop/prepared", out="runs/shop/tokenizer"))
+
+The parts::
 
     from gamer_hf.semantic_ids import item_embeddings, build_semantic_ids, save_semantic_ids
 
@@ -17,6 +21,7 @@ from .collisions import COLLISION_STRATEGIES, CollisionResolution, resolve_colli
 from .embeddings import COLLABORATIVE_METHODS, EMBEDDING_KINDS, ItemEmbeddings, item_embeddings
 from .item2vec import Item2VecConfig, item2vec_embeddings
 from .inputs import SemanticIdInputs, load_inputs
+from .job import SemanticIdArguments, TokenizerBuild, build_tokenizer
 from .kmeans import KMeansResult, fit_kmeans
 from .report import LevelStats, NeighbourAgreement, SemanticIdReport, build_report, neighbour_agreement
 from .rq_kmeans import RQKMeans
@@ -43,12 +48,15 @@ __all__ = [
     "RQVAE",
     "RQVAEConfig",
     "RQVAEQuantizer",
+    "SemanticIdArguments",
     "SemanticIdInputs",
     "SemanticIdReport",
     "SemanticIds",
+    "TokenizerBuild",
     "atomic_directory",
     "build_report",
     "build_semantic_ids",
+    "build_tokenizer",
     "chunked_ids",
     "collaborative_embeddings",
     "cooccurrence_matrix",

@@ -15,7 +15,7 @@ Typical use::
 from .arguments import ABLATIONS, TrainArguments
 from .checkpoints import CHECKPOINTS_SUBDIR, CheckpointError, list_checkpoints, resolve_resume, validate_checkpoint
 from .output import TRAINING_INFO_FILE
-from .ranking import RANKING_METRIC, RankingSelectionCallback, ranking_subset
+from .ranking import RANKING_METRIC, RankingSelectionCallback
 from .runner import TrainResult, train, training_arguments
 
 __all__ = [
@@ -28,7 +28,6 @@ __all__ = [
     "TrainArguments",
     "TrainResult",
     "list_checkpoints",
-    "ranking_subset",
     "resolve_resume",
     "train",
     "training_arguments",

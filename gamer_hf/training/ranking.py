@@ -11,25 +11,16 @@ best checkpoint and `EarlyStoppingCallback` counts patience, so both use it when
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping
 from typing import Any
 
 from transformers import TrainerCallback
 
-from gamer_hf.evaluation import Evaluator, GamerRecommender, as_cases
+from gamer_hf.evaluation import Evaluator, GamerRecommender
 
-__all__ = ["RANKING_METRIC", "RankingSelectionCallback", "ranking_subset"]
+__all__ = ["RANKING_METRIC", "RankingSelectionCallback"]
 
 RANKING_METRIC = "eval_ndcg10"
-
-
-def ranking_subset(cases: Any, limit: int, seed: int) -> list:
-    """A seeded subset of `limit` validation cases (all of them when fewer), in their order."""
-    rows = list(cases)
-    if len(rows) > limit:
-        rows = [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), limit))]
-    return as_cases(rows)
 
 
 class RankingSelectionCallback(TrainerCallback):

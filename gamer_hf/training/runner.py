@@ -28,12 +28,13 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, Traini
 
 from gamer_hf.data.collator import GamerCollator
 from gamer_hf.data.prepare import load_prepared
+from gamer_hf.evaluation import subset_cases
 
 from .arguments import TrainArguments
 from .checkpoints import CHECKPOINTS_SUBDIR, resolve_resume, validate_checkpoint
 from .model_setup import build_model, check_data, load_tokenizer, tokenizer_dir
 from .output import check_output_dir, finish_staging, publish, staging_dir
-from .ranking import RANKING_METRIC, RankingSelectionCallback, ranking_subset
+from .ranking import RANKING_METRIC, RankingSelectionCallback
 from .run_info import last_eval_loss, training_info
 
 __all__ = ["TrainResult", "cpu_processes_launched", "train", "training_arguments"]
@@ -156,7 +157,7 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
         extra_callbacks.insert(0, EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
     if args.select_by == "ndcg":  # before early stopping, which reads the metric it adds
         extra_callbacks.insert(0, RankingSelectionCallback(
-            ranking_subset(prepared.splits["validation"], args.ranking_cases, args.seed), prepared.metadata["behaviors"],
+            subset_cases(prepared.splits["validation"], args.ranking_cases, args.seed), prepared.metadata["behaviors"],
             num_beams=args.ranking_beams, max_history=max_history, batch_size=args.per_device_eval_batch_size))
     trainer = Trainer(
         model=model,

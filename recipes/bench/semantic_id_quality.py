@@ -53,11 +53,12 @@ from gamer_hf.evaluation import (
     items_seen,
     paired_bootstrap,
     slice_mask,
+    subset_cases,
     target_behavior,
 )
-from gamer_hf.loading import load_gamer
+from gamer_hf.checkpoint import load_checkpoint
 from gamer_hf.semantic_ids import build_semantic_ids, item_embeddings, load_inputs, save_semantic_ids
-from gamer_hf.training import TrainArguments, ranking_subset, train
+from gamer_hf.training import TrainArguments, train
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -148,7 +149,7 @@ def train_and_score(setup: dict[str, Any], tokenizer: Path, out: Path, budget: A
         on_unknown="skip", use_cpu=device == "cpu", bf16=device == "cuda", overwrite_output_dir=True,
         disable_tqdm=True, save_total_limit=1, logging_steps=20), callbacks=[cap] if cap else [])
     train_seconds = time.perf_counter() - start
-    model, tokenizer_ = load_gamer(out, device=device)
+    model, tokenizer_ = load_checkpoint(out, device=device)
     gamer = GamerRecommender(model, tokenizer_, num_beams=budget.num_beams, max_history=budget.max_history,
                              on_unknown="skip")
     result = evaluator.evaluate(gamer, "GAMER")
@@ -246,7 +247,7 @@ def setup_dataset(name: str, data_dir: Path, work: Path, budget: Any, data_seed:
     events = quality.subsample_users(data_dir / name, root / "events", budget.max_users, data_seed)
     plain = quality._prepare(events, protocol, root / "prepared", budget, 0, data_seed)
     quality._prepare(events, protocol, root / "prepared_aug", budget, budget.augment_copies, data_seed)
-    test = ranking_subset(plain.splits["test"], budget.max_test_cases or len(plain.splits["test"]), data_seed)
+    test = as_cases(subset_cases(plain.splits["test"], budget.max_test_cases, data_seed))
     return {"root": root, "plain": root / "prepared", "augmented": root / "prepared_aug",
             "test": test, "behaviors": dict(plain.metadata["behaviors"]),
             "known": items_seen(plain.splits["train"]["items"]), "items": len(plain.item_ids)}

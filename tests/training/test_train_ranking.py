@@ -7,9 +7,9 @@ import json
 import pytest
 
 from gamer_hf.data.prepare import load_prepared
-from gamer_hf.evaluation import Evaluator, GamerRecommender
+from gamer_hf.evaluation import Evaluator, GamerRecommender, as_cases, subset_cases
 from gamer_hf.loading import load_gamer
-from gamer_hf.training import RANKING_METRIC, TRAINING_INFO_FILE, TrainArguments, ranking_subset, train
+from gamer_hf.training import RANKING_METRIC, TRAINING_INFO_FILE, TrainArguments, train
 
 
 def _ranking_log(log_history: list[dict]) -> list[dict]:
@@ -30,7 +30,7 @@ def test_the_published_model_is_the_best_ranking_checkpoint(make_args, prepared_
     # the published weights rank the same validation subset exactly as logged at the selected step
     prepared = load_prepared(prepared_dir)
     model, tokenizer = load_gamer(result.checkpoint_dir, device="cpu")
-    cases = ranking_subset(prepared.splits["validation"], 24, args.seed)
+    cases = as_cases(subset_cases(prepared.splits["validation"], 24, args.seed))
     evaluator = Evaluator(cases, prepared.metadata["behaviors"], k_values=(10,), progress=False)
     recommender = GamerRecommender(model, tokenizer, num_beams=10, max_history=prepared.metadata["max_history"],
                                    on_unknown="skip")  # fmt: skip
