@@ -37,3 +37,23 @@ def _one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def bench_script():
+    """Load a script of recipes/bench by file name as a module (they are scripts, not a package)."""
+    import importlib.util
+    import sys
+
+    folder = Path(__file__).resolve().parents[1] / "recipes" / "bench"
+
+    def load(file: str):
+        name = f"bench_{Path(file).stem}"
+        if name not in sys.modules:
+            spec = importlib.util.spec_from_file_location(name, folder / file)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        return sys.modules[name]
+
+    return load

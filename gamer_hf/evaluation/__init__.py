@@ -15,6 +15,7 @@ The parts::
     report.save_json("eval.json"); report.save_markdown("eval.md"); plot_per_behavior(report, "ndcg.png")
 """
 
+from .bootstrap import Difference, paired_bootstrap
 from .baselines import MostPopular, Repeat, behavior_item_pairs, recent_distinct_items
 from .cases import CASE_COLUMNS, EvalCase, as_cases, ordered_behaviors, target_behavior
 from .evaluator import Evaluator, Recommender
@@ -36,10 +37,22 @@ from .metrics import (
 from .mixing import HistoryMixer
 from .reranking import HISTORY_FEATURES, MODEL_FEATURES, HistoryReranker
 from .plotting import plot_per_behavior
-from .results import EvaluationReport, ModelResult
+from .results import ALL_CASES, EvaluationReport, ModelResult
+from .slices import COLD, EXPLORE, REPEAT, SLICES, case_slice, items_seen, slice_labels, slice_mask
 from .protocol import EVAL_FILES, EvaluateArguments, decode_beams, evaluate_checkpoint, subset_cases
 
 __all__ = [
+    "ALL_CASES",
+    "COLD",
+    "Difference",
+    "EXPLORE",
+    "REPEAT",
+    "SLICES",
+    "case_slice",
+    "items_seen",
+    "paired_bootstrap",
+    "slice_labels",
+    "slice_mask",
     "CASE_COLUMNS",
     "DEFAULT_K_VALUES",
     "MERGED",

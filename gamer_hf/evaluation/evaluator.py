@@ -3,7 +3,9 @@
 GAMER (through `GamerRecommender`) and the rule baselines all implement
 `recommend(cases, top_k) -> list[list[str]]`; the Evaluator calls it on batches of `EvalCase`s that
 share a target behavior (so one batch is one `model.recommend(..., behavior=b)` call), then scores the
-lists per behavior, for the target behavior and merged.
+lists per behavior, for the target behavior and merged, and within the repeat / explore / cold slices
+(`slices.py`; cold needs `known_items`, the items seen in training). The per-case values of the
+headline metrics stay on each result so reports can bootstrap differences on the same cases.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from tqdm.auto import tqdm
 
 from .cases import EvalCase, as_cases, ordered_behaviors, target_behavior
-from .metrics import DEFAULT_K_VALUES, check_k_values, grouped_metrics
+from .metrics import DEFAULT_K_VALUES, METRIC_NAMES, check_k_values, group_means, metric_key, per_case_metrics
 from .results import EvaluationReport, ModelResult
+from .slices import EXPLORE, REPEAT, SLICES, slice_labels, slice_mask
 
 __all__ = ["Recommender", "Evaluator"]
 
@@ -40,7 +43,9 @@ class Evaluator:
         k_values: Sequence[int] = DEFAULT_K_VALUES,
         batch_size: int = 64,
         progress: bool = True,
+        known_items: Iterable[str] | None = None,
     ) -> None:
+        """`known_items`: the item ids seen in training, which defines the cold slice (None: no cold slice)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.behaviors = dict(behaviors)
@@ -60,6 +65,9 @@ class Evaluator:
                 )
             groups[case.target_behavior].append(index)
         self.groups = {b: indices for b, indices in groups.items() if indices}
+        self.case_behaviors = [case.target_behavior for case in self.cases]
+        self.case_slices = slice_labels(self.cases, known_items)
+        self.slice_names = SLICES if known_items is not None else (REPEAT, EXPLORE)
 
     @property
     def top_k(self) -> int:
@@ -86,8 +94,18 @@ class Evaluator:
                     bar.update(len(chunk))
         return out
 
-    def score(self, rankings: Sequence[Sequence[str]], name: str, seconds: float | None = None) -> ModelResult:
-        """Metrics of ranked item-id lists aligned with `self.cases` (longer lists are cut at top_k)."""
+    @property
+    def headline_k(self) -> int:
+        """The cut-off whose per-case values every result keeps: 10 when evaluated, else the largest."""
+        return 10 if 10 in self.k_values else self.top_k
+
+    def score(
+        self, rankings: Sequence[Sequence[str]], name: str, seconds: float | None = None, baseline: bool = False
+    ) -> ModelResult:
+        """Metrics of ranked item-id lists aligned with `self.cases` (longer lists are cut at top_k).
+
+        `baseline` marks a reference model: reports compare every other model with the best of them.
+        """
         if len(rankings) != len(self.cases):
             raise ValueError(f"{name}: {len(rankings)} rankings for {len(self.cases)} test cases")
         for index, ranking in enumerate(rankings):
@@ -97,32 +115,56 @@ class Evaluator:
                     f"{name}: ranking of case {index} (user {self.cases[index].user_id!r}) holds {bad!r} "
                     f"of type {type(bad).__name__}; item ids must be str"
                 )
-        metrics, counts = grouped_metrics(
-            rankings, [c.target_items for c in self.cases], [c.target_behavior for c in self.cases], self.k_values
-        )
+        per_case = per_case_metrics(rankings, [c.target_items for c in self.cases], self.k_values)
         order = list(self.groups)  # behaviors low to high level, as every report lists them
-        metrics = {b: metrics[b] for b in order}
-        counts = {b: counts[b] for b in order}
-        return ModelResult(name, self.target_behavior, metrics, counts, seconds)
+        metrics, counts = group_means(per_case, self.case_behaviors)
+        slices, slice_cases = {}, {}
+        for slice_name in self.slice_names:
+            rows, n = group_means(per_case, self.case_behaviors, slice_mask(self.case_slices, slice_name))
+            slices[slice_name] = {b: rows[b] for b in order if b in rows}
+            slice_cases[slice_name] = {b: n[b] for b in order if b in n}
+        headline = [metric_key(metric, self.headline_k) for metric in METRIC_NAMES if metric != "Recall"]
+        return ModelResult(
+            name,
+            self.target_behavior,
+            {b: metrics[b] for b in order},
+            {b: counts[b] for b in order},
+            seconds,
+            slices=slices,
+            slice_cases=slice_cases,
+            per_case={key: per_case[key].tolist() for key in headline},
+            baseline=baseline,
+        )
 
-    def evaluate(self, recommender: Recommender, name: str | None = None) -> ModelResult:
+    def evaluate(self, recommender: Recommender, name: str | None = None, baseline: bool = False) -> ModelResult:
         """Rank every case with `recommender.recommend` and score it; records wall time in `seconds`."""
         if not isinstance(recommender, Recommender):
             raise TypeError(f"{type(recommender).__name__} has no recommend(cases, top_k) method")
         name = name or type(recommender).__name__
         start = time.perf_counter()
         rankings = self.predict(recommender.recommend, desc=f"evaluate {name}")
-        return self.score(rankings, name, seconds=time.perf_counter() - start)
+        return self.score(rankings, name, seconds=time.perf_counter() - start, baseline=baseline)
 
     def report(self, metadata: Mapping[str, Any] | None = None) -> EvaluationReport:
         """An empty report with this evaluator's behavior table and cut-offs, to `add` results to."""
-        return EvaluationReport(self.behaviors, self.k_values, metadata=dict(metadata or {}))
+        return EvaluationReport(
+            self.behaviors,
+            self.k_values,
+            metadata=dict(metadata or {}),
+            case_behaviors=list(self.case_behaviors),
+            case_slices=list(self.case_slices),
+        )
 
     def evaluate_all(
-        self, recommenders: Mapping[str, Recommender], metadata: Mapping[str, Any] | None = None
+        self,
+        recommenders: Mapping[str, Recommender],
+        metadata: Mapping[str, Any] | None = None,
+        baselines: Iterable[str] = (),
     ) -> EvaluationReport:
-        """Evaluate several named recommenders on the same cases into one report."""
+        """Evaluate several named recommenders on the same cases into one report; `baselines` names the
+        reference models."""
         report = self.report(metadata)
+        baselines = set(baselines)
         for name, recommender in recommenders.items():
-            report.add(self.evaluate(recommender, name))
+            report.add(self.evaluate(recommender, name, baseline=name in baselines))
         return report

@@ -28,6 +28,7 @@ __all__ = [
     "per_case_metrics",
     "ranking_metrics",
     "grouped_metrics",
+    "group_means",
     "merge_metrics",
 ]
 
@@ -124,12 +125,25 @@ def grouped_metrics(
             f"{len(rankings)} rankings, {len(ground_truths)} ground truths and {len(groups)} group labels: "
             "they must align"
         )
+    return group_means(per_case_metrics(rankings, ground_truths, k_values), groups)
+
+
+def group_means(
+    per_case: Mapping[str, np.ndarray], groups: Sequence[str], mask: np.ndarray | None = None
+) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+    """Per group mean of every per-case metric and the group's case count, over the cases `mask` keeps.
+
+    Groups appear in first-seen order; a group with no kept case is left out.
+    """
+    keep = np.ones(len(groups), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    if keep.shape != (len(groups),):
+        raise ValueError(f"mask of shape {keep.shape} does not match {len(groups)} cases")
     members: dict[str, list[int]] = {}
     for index, group in enumerate(groups):
-        members.setdefault(group, []).append(index)
+        if keep[index]:
+            members.setdefault(group, []).append(index)
     metrics = {
-        group: ranking_metrics([rankings[i] for i in rows], [ground_truths[i] for i in rows], k_values)
-        for group, rows in members.items()
+        group: {key: float(values[rows].mean()) for key, values in per_case.items()} for group, rows in members.items()
     }
     return metrics, {group: len(rows) for group, rows in members.items()}
 

@@ -26,6 +26,7 @@ from .mixing import HistoryMixer
 from .plotting import plot_per_behavior
 from .reranking import HistoryReranker
 from .results import EvaluationReport
+from .slices import items_seen
 
 __all__ = ["EVAL_FILES", "EvaluateArguments", "decode_beams", "evaluate_checkpoint", "subset_cases"]
 
@@ -82,7 +83,8 @@ def evaluate_checkpoint(args: EvaluateArguments, progress: bool = True) -> Evalu
     if args.split not in prepared.splits:
         raise ConfigurationError(f"{args.data} has no split {args.split!r}; it has {list(prepared.splits)}")
     cases = subset_cases(prepared.splits[args.split], args.max_cases, args.seed)
-    evaluator = Evaluator(cases, prepared.metadata["behaviors"], batch_size=args.batch_size, progress=progress)
+    evaluator = Evaluator(cases, prepared.metadata["behaviors"], batch_size=args.batch_size, progress=progress,
+                          known_items=items_seen(prepared.splits["train"]["items"]))
     if args.num_beams < evaluator.top_k:
         raise ConfigurationError(f"num_beams={args.num_beams} cannot fill top-{evaluator.top_k} lists: use at least "
                                  f"{evaluator.top_k}")
@@ -99,8 +101,8 @@ def evaluate_checkpoint(args: EvaluateArguments, progress: bool = True) -> Evalu
         mixed = [mixer.mix(row, case, evaluator.top_k) for row, case in zip(generated, evaluator.cases)]
         report.add(evaluator.score(mixed, f"GAMER+repeat{args.repeat_slots}", seconds))
     # Popularity is fit on the histories the cases already show: interactions before the held-out session.
-    report.add(evaluator.evaluate(MostPopular().fit(cases), "MostPopular"))
-    report.add(evaluator.evaluate(Repeat(), "Repeat"))
+    report.add(evaluator.evaluate(MostPopular().fit(cases), "MostPopular", baseline=True))
+    report.add(evaluator.evaluate(Repeat(), "Repeat", baseline=True))
     if args.rerank and args.split != "validation" and "validation" in prepared.splits:
         held_out = subset_cases(prepared.splits["validation"], args.rerank_cases, args.seed)
         _add_reranked(report, evaluator, gamer, held_out, generated, seconds)
@@ -125,4 +127,4 @@ def _add_reranked(report: EvaluationReport, evaluator: Evaluator, gamer: GamerRe
     start = time.perf_counter()
     reranked = gamer.rerank(evaluator.cases, generated, evaluator.top_k)  # the test beams GAMER's row decoded
     report.add(evaluator.score(reranked, "GAMER+rerank", seconds + time.perf_counter() - start))
-    report.add(evaluator.evaluate(learned, "Repeat+learned"))
+    report.add(evaluator.evaluate(learned, "Repeat+learned", baseline=True))

@@ -16,7 +16,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..evaluation.cases import ordered_behaviors
 from ..evaluation.metrics import MERGED, METRIC_NAMES, metric_key
-from ..evaluation.results import EvaluationReport
+from ..evaluation.results import ALL_CASES, EvaluationReport
+from ..evaluation.slices import SLICES
 
 __all__ = ["CARD_TAGS", "NOT_RECORDED", "TEMPLATE_NAME", "build_model_card", "card_data", "load_template"]
 
@@ -226,6 +227,7 @@ def _evaluation_facts(evaluation: dict[str, Any] | None) -> dict[str, Any] | Non
             beaten.append(f"{behavior} ({', '.join(better)})")
     metadata = report.metadata
     return {
+        **_slice_facts(report, ndcg),
         "k": k,
         "headers": headers,
         "rows": rows,
@@ -235,6 +237,36 @@ def _evaluation_facts(evaluation: dict[str, Any] | None) -> dict[str, Any] | Non
         "num_beams": _text(metadata.get("num_beams")),
         "max_history": _text(metadata.get("max_history")),
         "beaten": beaten,
+    }
+
+
+def _slice_facts(report: EvaluationReport, key: str) -> dict[str, Any]:
+    """Target-behavior `key` per repeat / explore / cold slice (with case counts), and each model's
+    paired-bootstrap difference to the best baseline on all target cases and per slice."""
+    target = report.target_behavior
+    names = [name for name in SLICES if any(name in r.slices for r in report.results)]
+    slice_rows = []
+    for result in report.results if names else []:
+        cells = []
+        for name in names:
+            cases = result.slice_cases.get(name, {}).get(target, 0)
+            cells.append(f"{_text(result.slices[name][target][key], '.4f')} ({cases:,})" if cases else "- (0)")
+        slice_rows.append([_text(result.name), *cells])
+    compared = {}
+    for name in (ALL_CASES, *names) if report.case_behaviors else ():
+        found = report.differences(key, target, name)
+        if found is not None:
+            compared[name] = found
+    difference_rows = [
+        [_text(result.name), *(str(diffs[result.name]) if result.name in diffs else "best" if best == result.name
+                               else "-" for best, diffs in compared.values())]
+        for result in report.results
+    ] if compared else []
+    return {
+        "slice_headers": names,
+        "slice_rows": slice_rows,
+        "difference_headers": [f"{name} (best baseline: {best})" for name, (best, _) in compared.items()],
+        "difference_rows": difference_rows,
     }
 
 

@@ -8,28 +8,35 @@ The parts::
 
     from gamer_hf.semantic_ids import item_embeddings, build_semantic_ids, save_semantic_ids
 
-    emb = item_embeddings(item_ids, kind="collaborative", sequences=train_sequences)
-    sids = build_semantic_ids(item_ids, method="rqkmeans", embeddings=emb.vectors, balanced=True)
+    emb = item_embeddings(item_ids, kind="collaborative", sequences=train_sequences, collaborative="item2vec")
+    sids = build_semantic_ids(item_ids, method="rqkmeans", embeddings=emb, balanced=True, sequences=train_sequences)
     print(sids.report.to_table())
     tokenizer = save_semantic_ids(sids, "out/tokenizer", behaviors={"click": 0, "cart": 1, "buy": 2})
 """
 
 from .build import METHODS, SemanticIds, build_semantic_ids
 from .cid import chunked_ids, min_cid_levels
-from .collaborative import collaborative_embeddings, cooccurrence_matrix, ppmi, sequences_from_events
+from .collaborative import collaborative_embeddings, cooccurrence_matrix, ppmi, sequences_from_events, window_pairs
 from .collisions import COLLISION_STRATEGIES, CollisionResolution, resolve_collisions
-from .embeddings import EMBEDDING_KINDS, ItemEmbeddings, item_embeddings
+from .embeddings import COLLABORATIVE_METHODS, EMBEDDING_KINDS, ItemEmbeddings, item_embeddings
+from .item2vec import Item2VecConfig, item2vec_embeddings
 from .inputs import SemanticIdInputs, load_inputs
 from .job import SemanticIdArguments, TokenizerBuild, build_tokenizer
 from .kmeans import KMeansResult, fit_kmeans
-from .report import LevelStats, SemanticIdReport, build_report
+from .report import LevelStats, NeighbourAgreement, SemanticIdReport, build_report, neighbour_agreement
 from .rq_kmeans import RQKMeans
 from .rq_vae import RQVAE, RQVAEConfig, RQVAEQuantizer
 from .text import load_sentence_encoder, text_embeddings, texts_from_items
 from .writer import REPORT_FILENAME, atomic_directory, save_semantic_ids
 
 __all__ = [
+    "COLLABORATIVE_METHODS",
     "COLLISION_STRATEGIES",
+    "Item2VecConfig",
+    "NeighbourAgreement",
+    "item2vec_embeddings",
+    "neighbour_agreement",
+    "window_pairs",
     "EMBEDDING_KINDS",
     "METHODS",
     "REPORT_FILENAME",

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from .cid import chunked_ids
+from .collaborative import cooccurrence_matrix
 from .collisions import resolve_collisions
-from .report import SemanticIdReport, build_report
+from .embeddings import ItemEmbeddings
+from .report import SemanticIdReport, build_report, neighbour_agreement
 from .rq_kmeans import RQKMeans
 from .rq_vae import RQVAEConfig, RQVAEQuantizer
 
 __all__ = ["METHODS", "SemanticIds", "build_semantic_ids"]
 
 METHODS = ("rqkmeans", "rqvae", "cid")
+FIT_ON = ("all", "learned")  # which items' embeddings the quantizer is fitted on
 SID_DEFAULTS = {"num_levels": 4, "codebook_size": 256}  # reference semantic IDs: 4 levels x 256 codes
 CID_DEFAULT_BASE = 64
 
@@ -47,13 +50,16 @@ def build_semantic_ids(
     item_ids: Sequence[str],
     *,
     method: str = "rqkmeans",
-    embeddings: np.ndarray | None = None,
+    embeddings: np.ndarray | ItemEmbeddings | None = None,
     num_levels: int | None = None,
     codebook_size: int | Sequence[int] | None = None,
     balanced: bool = False,
     collisions: str = "append",
     seed: int = 0,
     rqvae_config: RQVAEConfig | None = None,
+    sequences: Sequence[Sequence[str]] | None = None,
+    neighbours: int = 10,
+    fit_on: str = "all",
 ) -> SemanticIds:
     """Codes for `item_ids` with `method` ("rqkmeans", "rqvae" or "cid"), made collision-free.
 
@@ -61,7 +67,18 @@ def build_semantic_ids(
     by cid. Defaults: 4 levels x 256 codes for rqkmeans/rqvae; for cid, base 64 with the fewest
     digits that fit the catalogue. `collisions` is "append" (extra disambiguation level, default)
     or "reassign" (see `collisions.py`); `balanced` applies to rqkmeans only.
+
+    Given `ItemEmbeddings`, the report records their coverage (fallback share, items unseen in
+    training); given the training `sequences`, it records neighbour agreement with each item's
+    `neighbours` strongest co-occurrence neighbours.
+
+    `fit_on="learned"` (rqkmeans/rqvae, with `ItemEmbeddings`) fits the codebooks on the items whose
+    embedding was learned and only encodes the fallback items with them: random rows then take no
+    codebook capacity (with balanced RQ-KMeans, the cap applies to learned items), and fallback items
+    land next to whatever learned region their random direction points to.
     """
+    if fit_on not in FIT_ON:
+        raise ValueError(f"unknown fit_on {fit_on!r}; choose one of {FIT_ON}")
     if method not in METHODS:
         raise ValueError(f"unknown semantic-ID method {method!r}; choose one of {METHODS}")
     ids = [str(item) for item in item_ids]
@@ -70,6 +87,15 @@ def build_semantic_ids(
     if len(set(ids)) != len(ids):
         raise ValueError("build_semantic_ids: item_ids contain duplicates")
     start = time.perf_counter()
+    coverage, learned = {}, None
+    if isinstance(embeddings, ItemEmbeddings):
+        if embeddings.item_ids != ids:
+            raise ValueError("embeddings were computed for other item ids (or another order) than item_ids")
+        if embeddings.fallback_mask is not None:
+            learned = ~embeddings.fallback_mask
+        coverage, embeddings = embeddings.coverage(), embeddings.vectors
+    if fit_on == "learned" and method != "cid" and (learned is None or not learned.any()):
+        raise ValueError("fit_on='learned' needs ItemEmbeddings with at least one learned (non-fallback) row")
     parameters: dict = {"method": method, "collisions": collisions, "seed": seed}
     if method == "cid":
         base = CID_DEFAULT_BASE if codebook_size is None else codebook_size
@@ -87,7 +113,14 @@ def build_semantic_ids(
         else:
             quantizer = RQVAEQuantizer(levels, size, config=rqvae_config, seed=seed)
             parameters["rqvae"] = quantizer.config.to_dict()
-        codes = quantizer.fit_encode(x)
+        if fit_on == "learned":
+            codes = np.empty((len(x), levels), dtype=np.int64)
+            codes[learned] = quantizer.fit_encode(x[learned])
+            if not learned.all():
+                codes[~learned] = quantizer.encode(x[~learned])
+            parameters["fit_on"] = fit_on
+        else:
+            codes = quantizer.fit_encode(x)
         sizes = quantizer.codebook_sizes
         parameters["embedding_dim"] = int(x.shape[1])
     parameters.update(num_levels=len(sizes), codebook_size=list(sizes))
@@ -101,6 +134,10 @@ def build_semantic_ids(
         resolved.applied,
         timings={"quantize": quantized - start, "collisions": time.perf_counter() - quantized},
     )
+    report.embedding_coverage = coverage
+    if sequences is not None:
+        agreement = neighbour_agreement(resolved.codes[:, 0], cooccurrence_matrix(sequences, ids), neighbours)
+        report.neighbour_agreement = asdict(agreement)
     item_index = {item: tuple(int(code) for code in row) for item, row in zip(ids, resolved.codes.tolist())}
     return SemanticIds(
         item_index=item_index, codebook_sizes=resolved.codebook_sizes, report=report, parameters=parameters

@@ -16,7 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.utils.extmath import randomized_svd
 
-__all__ = ["sequences_from_events", "cooccurrence_matrix", "ppmi", "collaborative_embeddings"]
+__all__ = ["sequences_from_events", "window_pairs", "cooccurrence_matrix", "ppmi", "collaborative_embeddings"]
 
 EVENT_COLUMNS = ("user_id", "item_id")
 
@@ -39,6 +39,34 @@ def sequences_from_events(events: pd.DataFrame) -> list[list[str]]:
     return ordered["item_id"].astype(str).groupby(ordered["user_id"], sort=False).agg(list).tolist()
 
 
+def window_pairs(
+    sequences: Iterable[Sequence[str]], item_ids: Sequence[str], *, window: int = 5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row indices (into `item_ids`) of every ordered item pair at most `window` positions apart, and
+    their distance: both directions of each pair, self-pairs and items outside `item_ids` left out
+    (those still occupy their positions)."""
+    if window < 1:
+        raise ValueError(f"co-occurrence window must be >= 1, got {window}")
+    index = pd.Index([str(item) for item in item_ids])
+    if not index.is_unique:
+        raise ValueError("item_ids contain duplicates")
+    sequences = list(sequences)
+    lengths = np.fromiter((len(seq) for seq in sequences), dtype=np.int64, count=len(sequences))
+    flat = pd.Index(np.fromiter(chain.from_iterable(sequences), dtype=object, count=int(lengths.sum())))
+    position = index.get_indexer(flat.astype(str))
+    sequence = np.repeat(np.arange(len(sequences)), lengths)
+    rows, cols, distances = [], [], []
+    for distance in range(1, window + 1):
+        left, right = position[:-distance], position[distance:]
+        keep = (sequence[:-distance] == sequence[distance:]) & (left >= 0) & (right >= 0) & (left != right)
+        rows += [left[keep], right[keep]]
+        cols += [right[keep], left[keep]]
+        distances.append(np.full(2 * int(keep.sum()), distance, dtype=np.int64))
+    empty = np.zeros(0, dtype=np.int64)
+    return (np.concatenate(rows) if rows else empty, np.concatenate(cols) if cols else empty,
+            np.concatenate(distances) if distances else empty)
+
+
 def cooccurrence_matrix(
     sequences: Iterable[Sequence[str]], item_ids: Sequence[str], *, window: int = 5
 ) -> sp.csr_matrix:
@@ -47,27 +75,9 @@ def cooccurrence_matrix(
     Items outside `item_ids` still occupy their positions but add no pairs; self-pairs (an item
     repeated under another behavior) are dropped.
     """
-    if window < 1:
-        raise ValueError(f"co-occurrence window must be >= 1, got {window}")
-    index = pd.Index([str(item) for item in item_ids])
-    if not index.is_unique:
-        raise ValueError("cooccurrence_matrix: item_ids contain duplicates")
-    sequences = list(sequences)
-    lengths = np.fromiter((len(seq) for seq in sequences), dtype=np.int64, count=len(sequences))
-    flat = pd.Index(np.fromiter(chain.from_iterable(sequences), dtype=object, count=int(lengths.sum())))
-    position = index.get_indexer(flat.astype(str))
-    sequence = np.repeat(np.arange(len(sequences)), lengths)
-    rows, cols, weights = [], [], []
-    for distance in range(1, window + 1):
-        left, right = position[:-distance], position[distance:]
-        keep = (sequence[:-distance] == sequence[distance:]) & (left >= 0) & (right >= 0) & (left != right)
-        rows += [left[keep], right[keep]]
-        cols += [right[keep], left[keep]]
-        weights.append(np.full(2 * int(keep.sum()), 1.0 / distance, dtype=np.float32))
-    n = len(index)
-    return sp.coo_matrix(
-        (np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-    ).tocsr()
+    rows, cols, distances = window_pairs(sequences, item_ids, window=window)
+    n = len(item_ids)
+    return sp.coo_matrix((1.0 / distances.astype(np.float32), (rows, cols)), shape=(n, n)).tocsr()
 
 
 def ppmi(counts: sp.csr_matrix, *, alpha: float = 0.75) -> sp.csr_matrix:

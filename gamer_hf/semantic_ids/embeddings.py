@@ -3,19 +3,21 @@
 Kinds:
 - "text": sentence embeddings of each item's side information (see `text.py`), reduced to `dim`
   dimensions with PCA (384 raw dimensions make k-means several times slower for little gain);
-- "collaborative": PPMI-SVD of training co-occurrence (see `collaborative.py`);
+- "collaborative": training co-occurrence, as PPMI-SVD (`collaborative.py`, default) or item2vec
+  skip-gram vectors (`item2vec.py`), chosen with `collaborative=`;
 - "hybrid": both, concatenated with weights sqrt(w) and sqrt(1 - w) so squared distances mix as
   w * text + (1 - w) * collaborative. Id-only side information (category, brand, price bucket)
   leaves many items with identical texts; the collaborative half separates them;
 - "auto": hybrid when there is both an items table and interactions, else whichever exists.
 Every catalogue item gets a row; items without signal for a part get a seeded random row for that
-part (`fallback.py`), and the count is reported.
+part (`fallback.py`), and the count is reported, split into items that occur in the training
+sequences (alone in every sequence they occur in) and items that never occur there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -23,11 +25,13 @@ from sklearn.decomposition import PCA
 
 from .collaborative import collaborative_embeddings
 from .fallback import fill_missing_rows
+from .item2vec import Item2VecConfig, item2vec_embeddings
 from .text import text_embeddings, texts_from_items
 
-__all__ = ["EMBEDDING_KINDS", "ItemEmbeddings", "item_embeddings", "resolve_embedding_kind"]
+__all__ = ["COLLABORATIVE_METHODS", "EMBEDDING_KINDS", "ItemEmbeddings", "item_embeddings", "resolve_embedding_kind"]
 
 EMBEDDING_KINDS = ("auto", "text", "collaborative", "hybrid")
+COLLABORATIVE_METHODS = ("ppmi", "item2vec")
 
 
 @dataclass
@@ -38,6 +42,21 @@ class ItemEmbeddings:
     vectors: np.ndarray
     kind: str
     fallback_items: dict[str, int] = field(default_factory=dict)
+    fallback_mask: np.ndarray | None = None  # rows with a random part (any part)
+    seen_in_training: np.ndarray | None = None  # rows of items that occur in the training sequences
+
+    def coverage(self) -> dict[str, float | int]:
+        """How many items got learned rows: fallback counts over all items and over training items."""
+        n = len(self.item_ids)
+        fallback = self.fallback_mask if self.fallback_mask is not None else np.zeros(n, dtype=bool)
+        out: dict[str, float | int] = {"items": n, "fallback_items": int(fallback.sum()),
+                                       "fallback_share": float(fallback.mean()) if n else 0.0}  # fmt: skip
+        if self.seen_in_training is not None:
+            seen = self.seen_in_training
+            out |= {"seen_in_training": int(seen.sum()), "unseen_in_training": int((~seen).sum()),
+                    "fallback_seen_items": int((fallback & seen).sum()),
+                    "fallback_share_of_seen": float((fallback & seen).sum() / seen.sum()) if seen.any() else 0.0}
+        return out
 
 
 def resolve_embedding_kind(kind: str, *, has_items: bool, has_sequences: bool) -> str:
@@ -69,7 +88,7 @@ def _pca_rows(x: np.ndarray, dim: int, seed: int) -> np.ndarray:
 
 def _text_part(
     item_ids: list[str], items: pd.DataFrame, id_column: str, dim: int, seed: int
-) -> tuple[np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray]:
     texts = texts_from_items(items, id_column=id_column).reindex(item_ids)
     has_signal = texts.fillna("").str.len().to_numpy() > 0
     if not has_signal.any():
@@ -77,16 +96,21 @@ def _text_part(
     encoded = _pca_rows(text_embeddings(texts[has_signal].tolist()), dim, seed)
     vectors = np.zeros((len(item_ids), encoded.shape[1]), dtype=np.float32)
     vectors[has_signal] = encoded
-    return fill_missing_rows(vectors, ~has_signal, seed=seed), int((~has_signal).sum())
+    return fill_missing_rows(vectors, ~has_signal, seed=seed), ~has_signal
 
 
 def _collaborative_part(
-    item_ids: list[str], sequences: Iterable[Sequence[str]], dim: int, window: int, seed: int
-) -> tuple[np.ndarray, int]:
-    vectors, has_signal = collaborative_embeddings(sequences, item_ids, dim=dim, window=window, seed=seed)
+    item_ids: list[str], sequences: list[list[str]], dim: int, window: int, method: str,
+    item2vec: Item2VecConfig | None, seed: int,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    if method == "item2vec":
+        config = replace(item2vec or Item2VecConfig(), window=window)
+        vectors, has_signal = item2vec_embeddings(sequences, item_ids, dim=dim, config=config, seed=seed)
+    else:
+        vectors, has_signal = collaborative_embeddings(sequences, item_ids, dim=dim, window=window, seed=seed)
     if not has_signal.any():
         raise ValueError("no catalogue item co-occurs with another one in the given sequences")
-    return fill_missing_rows(vectors, ~has_signal, seed=seed + 1), int((~has_signal).sum())
+    return fill_missing_rows(vectors, ~has_signal, seed=seed + 1), ~has_signal
 
 
 def item_embeddings(
@@ -99,12 +123,17 @@ def item_embeddings(
     dim: int = 64,
     window: int = 5,
     hybrid_weight: float = 0.5,
+    collaborative: str = "ppmi",
+    item2vec: Item2VecConfig | None = None,
     seed: int = 0,
 ) -> ItemEmbeddings:
     """Embeddings for every id in `item_ids` from side information (`items`) and/or `sequences`.
 
     `dim` is the width of each part: the SVD rank of the collaborative part and the PCA size of
     the text part (so a hybrid row has up to 2 * dim values).
+
+    `collaborative` ("ppmi" or "item2vec") picks how the collaborative part is learned; `item2vec`
+    tunes the skip-gram training (its window is `window`).
 
     `sequences` should hold training interactions only: co-occurrence with held-out items would leak
     the test targets into the codes.
@@ -113,13 +142,27 @@ def item_embeddings(
     concrete = resolve_embedding_kind(kind, has_items=items is not None, has_sequences=sequences is not None)
     if not 0.0 < hybrid_weight < 1.0:
         raise ValueError(f"hybrid_weight must be in (0, 1), got {hybrid_weight}")
-    parts, fallback = [], {}
+    if collaborative not in COLLABORATIVE_METHODS:
+        raise ValueError(f"unknown collaborative embedding method {collaborative!r}; choose one of {COLLABORATIVE_METHODS}")
+    sequences = None if sequences is None else [[str(item) for item in sequence] for sequence in sequences]
+    parts, missing = [], {}
     if concrete in ("text", "hybrid"):
-        vectors, fallback["text"] = _text_part(ids, items, id_column, dim, seed)
+        vectors, missing["text"] = _text_part(ids, items, id_column, dim, seed)
         parts.append(vectors * (np.sqrt(hybrid_weight) if concrete == "hybrid" else 1.0))
     if concrete in ("collaborative", "hybrid"):
-        vectors, fallback["collaborative"] = _collaborative_part(ids, sequences, dim, window, seed)
+        vectors, missing["collaborative"] = _collaborative_part(
+            ids, sequences, dim, window, collaborative, item2vec, seed
+        )
         parts.append(vectors * (np.sqrt(1.0 - hybrid_weight) if concrete == "hybrid" else 1.0))
+    seen = None
+    if sequences is not None:
+        seen_ids = {item for sequence in sequences for item in sequence}
+        seen = np.fromiter((item in seen_ids for item in ids), dtype=bool, count=len(ids))
     return ItemEmbeddings(
-        item_ids=ids, vectors=np.concatenate(parts, axis=1).astype(np.float32), kind=concrete, fallback_items=fallback
+        item_ids=ids,
+        vectors=np.concatenate(parts, axis=1).astype(np.float32),
+        kind=concrete,
+        fallback_items={part: int(mask.sum()) for part, mask in missing.items()},
+        fallback_mask=np.logical_or.reduce(list(missing.values())),
+        seen_in_training=seen,
     )

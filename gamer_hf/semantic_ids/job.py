@@ -39,6 +39,14 @@ class SemanticIdArguments:
         default="auto",
         metadata={"help": "item embeddings: side-info text, training co-occurrence, both (hybrid), or auto"},
     )
+    collaborative: Literal["ppmi", "item2vec"] = field(
+        default="ppmi",
+        metadata={"help": "how co-occurrence becomes vectors: PPMI-SVD or item2vec skip-gram (collaborative, hybrid)"},
+    )
+    fit_on: Literal["all", "learned"] = field(
+        default="all",
+        metadata={"help": "fit the quantizer on every item, or only on items with learned (non-fallback) embeddings"},
+    )
     items: Optional[str] = field(
         default=None, metadata={"help": "items side-information table (overrides the folder's)"}
     )
@@ -89,13 +97,15 @@ def build_tokenizer(args: SemanticIdArguments) -> TokenizerBuild:
             items=inputs.items,
             dim=args.dim,
             window=args.window,
+            collaborative=args.collaborative,
             seed=args.seed,
         )
         embed_seconds = time.perf_counter() - start
-        embeddings = embedded.vectors
+        embeddings = embedded
         metadata["embedding"] = {
             "kind": embedded.kind,
-            "dim": int(embeddings.shape[1]),
+            "collaborative": args.collaborative if embedded.kind in ("collaborative", "hybrid") else None,
+            "dim": int(embedded.vectors.shape[1]),
             "window": args.window,
             "fallback_items": embedded.fallback_items,
         }
@@ -109,6 +119,8 @@ def build_tokenizer(args: SemanticIdArguments) -> TokenizerBuild:
         collisions=args.collisions,
         seed=args.seed,
         rqvae_config=RQVAEConfig(steps=args.rqvae_steps),
+        sequences=inputs.sequences,
+        fit_on=args.fit_on if args.method != "cid" else "all",
     )
     if embeddings is not None:
         semantic_ids.report.timings = {"embed": embed_seconds, **semantic_ids.report.timings}

@@ -1,7 +1,10 @@
 """Quality report of a semantic-ID assignment: collisions, codebook usage and entropy per level.
 
 Low usage or low entropy at a level means the generator wastes vocabulary there; a high collision
-rate means the codes carry less item identity than their length suggests.
+rate means the codes carry less item identity than their length suggests. Two figures say whether
+the codes carry meaning at all: the share of items whose embedding was a random fallback, and
+neighbour agreement, the share of an item's nearest training co-occurrence neighbours that share its
+first code (next to the share expected by chance for first codes of the same sizes).
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 
 from .collisions import collision_ranks
 
-__all__ = ["LevelStats", "SemanticIdReport", "level_stats", "build_report"]
+__all__ = ["LevelStats", "NeighbourAgreement", "SemanticIdReport", "level_stats", "neighbour_agreement", "build_report"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,10 @@ class SemanticIdReport:
     levels: list[LevelStats]
     items_per_first_code: dict[str, float]  # min / median / mean / max over used level-1 codes
     timings: dict[str, float] = field(default_factory=dict)
+    # before handling, per prefix length 1..K: 1 - distinct prefixes / items
+    collision_rate_per_level: list[float] = field(default_factory=list)
+    embedding_coverage: dict[str, float | int] = field(default_factory=dict)  # `ItemEmbeddings.coverage()`
+    neighbour_agreement: dict[str, float | int] = field(default_factory=dict)  # `NeighbourAgreement` as dict
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,6 +69,17 @@ class SemanticIdReport:
             "items per level-1 code: "
             + " | ".join(f"{key} {value:g}" for key, value in self.items_per_first_code.items()),
         ]
+        if self.collision_rate_per_level:
+            lines.append("collision rate per prefix level (before handling): "
+                         + " | ".join(f"{rate:.4f}" for rate in self.collision_rate_per_level))
+        if self.embedding_coverage:
+            lines.append("embeddings: " + " | ".join(f"{key} {value:.4g}" if isinstance(value, float) else
+                                                      f"{key} {value}" for key, value in self.embedding_coverage.items()))
+        if self.neighbour_agreement:
+            agreement = self.neighbour_agreement
+            lines.append(f"neighbour agreement (first code shared with the {agreement['neighbours']} nearest "
+                         f"co-occurrence neighbours): {agreement['agreement']:.4f} vs chance {agreement['chance']:.4f} "
+                         f"over {agreement['items']} items")
         if self.timings:
             lines.append("timings (s): " + " | ".join(f"{key} {value:.2f}" for key, value in self.timings.items()))
         header = f"{'level':>5} {'size':>6} {'used':>6} {'usage':>7} {'entropy':>8} {'norm':>6} {'prefixes':>9}"
@@ -109,6 +128,41 @@ def level_stats(codes: np.ndarray, codebook_sizes: Sequence[int], num_base_level
     return stats
 
 
+@dataclass(frozen=True)
+class NeighbourAgreement:
+    """Mean share of an item's `neighbours` strongest co-occurrence neighbours with its first code,
+    over the `items` that have any, and that share for randomly drawn other items (`chance`)."""
+
+    agreement: float
+    chance: float
+    items: int
+    neighbours: int
+
+
+def neighbour_agreement(first_codes: np.ndarray, cooccurrence: sp.csr_matrix, neighbours: int = 10) -> NeighbourAgreement:
+    """How well level-1 codes group items that users interact with together (see `NeighbourAgreement`)."""
+    if neighbours < 1:
+        raise ValueError(f"neighbours must be >= 1, got {neighbours}")
+    first = np.asarray(first_codes, dtype=np.int64)
+    matrix = sp.csr_matrix(cooccurrence)
+    if matrix.shape != (len(first), len(first)):
+        raise ValueError(f"co-occurrence matrix of shape {matrix.shape} does not match {len(first)} items")
+    matrix.sum_duplicates()
+    sizes = np.bincount(first)
+    shares, chances = [], []
+    for row in range(len(first)):
+        start, end = matrix.indptr[row], matrix.indptr[row + 1]
+        if start == end:
+            continue
+        columns, weights = matrix.indices[start:end], matrix.data[start:end]
+        top = columns[np.lexsort((columns, -weights))[:neighbours]]
+        shares.append(float((first[top] == first[row]).mean()))
+        chances.append((sizes[first[row]] - 1) / max(len(first) - 1, 1))
+    if not shares:
+        return NeighbourAgreement(0.0, 0.0, 0, neighbours)
+    return NeighbourAgreement(float(np.mean(shares)), float(np.mean(chances)), len(shares), neighbours)
+
+
 def build_report(
     method: str,
     base_codes: np.ndarray,
@@ -142,4 +196,7 @@ def build_report(
             "max": float(first.max()),
         },
         timings=dict(timings or {}),
+        collision_rate_per_level=[
+            1.0 - len(np.unique(base_codes[:, : level + 1], axis=0)) / n for level in range(base_codes.shape[1])
+        ],
     )

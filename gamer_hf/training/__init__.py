@@ -15,6 +15,7 @@ Typical use::
 from .arguments import ABLATIONS, TrainArguments
 from .checkpoints import CHECKPOINTS_SUBDIR, CheckpointError, list_checkpoints, resolve_resume, validate_checkpoint
 from .output import TRAINING_INFO_FILE
+from .ranking import RANKING_METRIC, RankingSelectionCallback
 from .runner import TrainResult, train, training_arguments
 
 __all__ = [
@@ -22,6 +23,8 @@ __all__ = [
     "CHECKPOINTS_SUBDIR",
     "TRAINING_INFO_FILE",
     "CheckpointError",
+    "RANKING_METRIC",
+    "RankingSelectionCallback",
     "TrainArguments",
     "TrainResult",
     "list_checkpoints",

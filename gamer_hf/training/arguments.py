@@ -78,11 +78,19 @@ class TrainArguments:
     warmup_ratio: float = field(default=0.04, metadata={"help": "fraction of the steps with linear warm-up, in [0, 1)"})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Transformers scheduler name after warm-up"})
     early_stopping_patience: int = field(
-        default=5, metadata={"help": "evaluations without a better validation loss before stopping; 0 = never stop"}
+        default=5, metadata={"help": "evaluations without a better selection metric (select_by) before stopping; "
+                                     "0 = never stop"}
     )
     early_stopping_threshold: float = field(
         default=0.0, metadata={"help": "how much the validation loss must drop to count as better"}
     )
+    select_by: Literal["loss", "ndcg"] = field(
+        default="loss",
+        metadata={"help": "pick the published checkpoint and early-stop on the validation loss, or on validation "
+                          "NDCG@10 of recommend() over a fixed subset of validation cases (ranking_cases)"},
+    )
+    ranking_cases: int = field(default=500, metadata={"help": "select_by=ndcg: validation cases decoded per evaluation"})
+    ranking_beams: int = field(default=20, metadata={"help": "select_by=ndcg: beam width of that decoding"})
     eval_steps: Optional[int] = field(
         default=None,
         metadata={"help": "evaluate (and save) every N steps instead of every epoch, for runs with few long epochs"},
@@ -137,6 +145,11 @@ class TrainArguments:
             raise ValueError("choose at most one of bf16 and fp16")
         if self.max_history is not None and self.max_history < 1:
             raise ValueError(f"max_history must be >= 1, got {self.max_history}")
+        if self.select_by not in ("loss", "ndcg"):
+            raise ValueError(f"select_by must be 'loss' or 'ndcg', got {self.select_by!r}")
+        if self.ranking_cases < 1 or self.ranking_beams < 10:
+            raise ValueError(f"ranking_cases must be >= 1 and ranking_beams >= 10, got {self.ranking_cases} and "
+                             f"{self.ranking_beams}")
         if self.early_stopping_patience < 0:
             raise ValueError(f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}")
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",

@@ -21,6 +21,7 @@ from gamer_hf.modeling import GamerForCausalLM, GamerTokenizerFast
 
 from .arguments import TrainArguments
 from .output import TRAINING_INFO_FILE
+from .ranking import RANKING_METRIC
 
 __all__ = ["FORMAT_VERSION", "SEMANTIC_IDS_REPORT", "last_eval_loss", "training_info"]
 
@@ -37,6 +38,12 @@ MODEL_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_atte
 def last_eval_loss(log_history: list[dict[str, Any]]) -> float | None:
     losses = [entry["eval_loss"] for entry in log_history if "eval_loss" in entry]
     return losses[-1] if losses else None
+
+
+def _eval_value(log_history: list[dict[str, Any]], key: str, step: int | None) -> float | None:
+    """The logged `key` of the evaluation at `step` (None when it was not logged)."""
+    values = [entry[key] for entry in log_history if key in entry and entry.get("step") == step]
+    return values[-1] if values else None
 
 
 def _semantic_ids(args: TrainArguments, tokenizer_folder: Path, tokenizer: GamerTokenizerFast) -> dict[str, Any]:
@@ -101,7 +108,10 @@ def training_info(
             "max_steps": state.max_steps,
             "epoch": state.epoch,
             "stopped_early": state.global_step < state.max_steps,
-            "best_eval_loss": state.best_metric,
+            "selected_by": args.select_by,
+            "best_eval_loss": state.best_metric if args.select_by == "loss" else _eval_value(
+                state.log_history, "eval_loss", state.best_global_step),
+            "best_eval_ndcg10": _eval_value(state.log_history, RANKING_METRIC, state.best_global_step),
             "best_global_step": state.best_global_step,
             "final_eval_loss": last_eval_loss(state.log_history),
         },

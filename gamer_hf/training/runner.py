@@ -28,11 +28,13 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, Traini
 
 from gamer_hf.data.collator import GamerCollator
 from gamer_hf.data.prepare import load_prepared
+from gamer_hf.evaluation import subset_cases
 
 from .arguments import TrainArguments
 from .checkpoints import CHECKPOINTS_SUBDIR, resolve_resume, validate_checkpoint
 from .model_setup import build_model, check_data, load_tokenizer, tokenizer_dir
 from .output import check_output_dir, finish_staging, publish, staging_dir
+from .ranking import RANKING_METRIC, RankingSelectionCallback
 from .run_info import last_eval_loss, training_info
 
 __all__ = ["TrainResult", "cpu_processes_launched", "train", "training_arguments"]
@@ -42,7 +44,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:
-    """What a finished run produced. `best_metric` is the published model's validation loss."""
+    """What a finished run produced. `best_metric` is the published model's selection metric: its
+    validation loss, or its validation NDCG@10 with `select_by="ndcg"`."""
 
     checkpoint_dir: Path  # the final model folder (= output_dir)
     log_history: list[dict[str, Any]]
@@ -83,8 +86,8 @@ def training_arguments(args: TrainArguments, checkpoints: Path) -> TrainingArgum
         save_steps=args.save_steps or args.eval_steps,
         save_total_limit=args.save_total_limit,
         load_best_model_at_end=True,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
+        metric_for_best_model=RANKING_METRIC if args.select_by == "ndcg" else "eval_loss",
+        greater_is_better=args.select_by == "ndcg",
         prediction_loss_only=True,  # never gather [batch, length, vocab] logits during evaluation
         restore_callback_states_from_checkpoint=True,  # early-stopping patience survives a resume
         logging_strategy="steps",
@@ -153,6 +156,10 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
     extra_callbacks = list(callbacks)
     if args.early_stopping_patience:
         extra_callbacks.insert(0, EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
+    if args.select_by == "ndcg":  # before early stopping, which reads the metric it adds
+        extra_callbacks.insert(0, RankingSelectionCallback(
+            subset_cases(prepared.splits["validation"], args.ranking_cases, args.seed), prepared.metadata["behaviors"],
+            num_beams=args.ranking_beams, max_history=max_history, batch_size=args.per_device_eval_batch_size))
     trainer = Trainer(
         model=model,
         args=hf_args,

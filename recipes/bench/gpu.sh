@@ -17,3 +17,17 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 for preset in ${PRESETS:-base small}; do
   "$PY" recipes/bench/gpu_throughput.py --preset "$preset" --steps "${STEPS:-60}" --batch "${BATCH:-256}" --history 100
 done
+# Full-data comparison (retail_beh_mbht, every user, history 50; about 9 minutes). It needs the whole
+# package and its data stack (datasets, pandas, scikit-learn, accelerate...: carry their wheels in
+# .whl/ when the image lacks them) and the shared data folder: DATA_DIR or GAMER_HF_DATA_DIR.
+DATA="${DATA_DIR:-${GAMER_HF_DATA_DIR:-}}"
+if [ -n "$DATA" ] && [ -d "$DATA/retail_beh_mbht" ]; then
+  mkdir -p .gpu_pkg/full/gamer_hf
+  for entry in gamer_hf/*; do ln -sfn "${PWD}/${entry}" ".gpu_pkg/full/gamer_hf/$(basename "$entry")"; done
+  ln -sfn "${PWD}/modeling" .gpu_pkg/full/gamer_hf/modeling
+  ln -sfn "${PWD}/hub_cards" .gpu_pkg/full/gamer_hf/hub_cards
+  PYTHONPATH="${PWD}/.gpu_pkg/site:${PWD}/.gpu_pkg/full:${PYTHONPATH:-}" \
+    "$PY" recipes/bench/full_data_gpu.py --data-dir "$DATA" --out "${FULL_OUT:-recipes/bench/results/full_data_gpu}"
+else
+  echo "full_data_gpu.py skipped: set DATA_DIR to the folder holding retail_beh_mbht/" >&2
+fi

@@ -22,8 +22,11 @@ Models (names as in the tables):
 
 Protocol: retailrocket_cml and taobao_cml_partial session-wise (last session test, previous one
 validation), retail_beh_mbht leave-one-out on buy. Every learned model gets the same budget: at most
-`epochs` epochs over its training rows, early stopping on the validation loss (patience), the best
-epoch restored, and a wall-clock cap per model's training. Users, validation cases and test cases are
+`epochs` epochs over its training rows, selection and early stopping (patience) on validation NDCG@10 of
+the model's own ranking (the budget's `select_by`, "ndcg"; "loss" for the validation loss), the best
+epoch restored, and a wall-clock cap per model's training. Every table splits the target-behavior cases
+into repeat / explore / cold slices and gives each GAMER row's difference to the best baseline (rules,
+SASRec, TIGER) with a 95% paired bootstrap over the test cases. Users, validation cases and test cases are
 subsampled with a fixed data seed (the same for every model and seed); the seeds vary model
 initialisation and data order (semantic IDs are built once per dataset). Results are written after
 every model, so an interrupted run continues with --resume.
@@ -48,7 +51,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +69,17 @@ from gamer_hf.data import PreparedData, load_prepared, prepare
 from gamer_hf.evaluation import (
     MERGED,
     EvalCase,
+    EvaluationReport,
     Evaluator,
     GamerRecommender,
     HistoryMixer,
     HistoryReranker,
     MostPopular,
+    ModelResult,
     Repeat,
     as_cases,
     decode_beams,
+    items_seen,
     subset_cases,
 )
 from gamer_hf.files import atomic_output, read_json
@@ -90,8 +96,9 @@ GAMER_VARIANTS = {  # name -> (ablation, trained on augmented data)
 RULES = ["MostPopular", "Repeat", "Repeat+popular", "Repeat+learned"]  # no GAMER, no seed: scored once per dataset
 BLENDS = ["GAMER+mix", "GAMER+rerank"]  # made from the trained GAMER's beams, no extra GAMER training
 MODELS = [*RULES, "SASRec", "SASRec+behavior", *GAMER_VARIANTS, *BLENDS]
-# Not run by default: SASRec with the epoch chosen by validation NDCG@10 instead of the validation loss that
-# every other learned model (GAMER's Trainer included) is selected by; shows what the selection rule costs.
+BASELINES = [*RULES, "SASRec", "SASRec+behavior", "TIGER"]  # what GAMER is compared with (paired bootstrap)
+# Not run by default: SASRec with the epoch always chosen by validation NDCG@10 (the default of the budgets too,
+# `select_by`; with select_by="loss" these rows show what the selection rule costs).
 NDCG_SELECTED = ["SASRec:ndcg", "SASRec+behavior:ndcg"]
 # Likewise: GAMER-noaug (the variant whose epochs fit the CPU time cap) trained for the whole budget without
 # early stopping and scored at its last epoch (the Trainer restores the lowest-loss checkpoint; the last one
@@ -125,6 +132,7 @@ class Budget:
     sid_codebook: int
     augment_copies: int
     num_beams: int
+    select_by: str = "ndcg"  # checkpoint / epoch selection of GAMER, TIGER and SASRec: validation "ndcg" or "loss"
 
 
 BUDGETS = {
@@ -187,6 +195,7 @@ class DatasetSetup:
     mixer_cases: list[EvalCase]
     popular: MostPopular  # fit on the training rows: popularity features and fills
     stats: dict[str, Any]
+    known_items: set[str] = field(default_factory=set)  # items of the training rows: the cold slice
 
 
 def _prepare(events: Path, protocol: str, out: Path, budget: Budget, copies: int, data_seed: int) -> PreparedData:
@@ -257,7 +266,8 @@ def setup_dataset(name: str, data_dir: Path, work: Path, budget: Budget, data_se
         **target_diagnostics(plain, test),
     }
     return DatasetSetup(name, root / "prepared", root / "prepared_aug", tokenizer, dict(plain.metadata["behaviors"]),
-                        test, mixer, MostPopular().fit(_popularity_rows(plain)), stats)
+                        test, mixer, MostPopular().fit(_popularity_rows(plain)), stats,
+                        items_seen(plain.splits["train"]["items"]))
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -278,23 +288,24 @@ def run_rules(setup: DatasetSetup, evaluator: Evaluator) -> dict[str, dict[str, 
     learned = _reranker(setup, evaluator, use_model=False).fit(setup.mixer_cases)
     filled = Repeat(fill_with_popular=True).fit(_popularity_rows(load_prepared(setup.plain)))
     models = {"MostPopular": setup.popular, "Repeat": Repeat(), "Repeat+popular": filled, "Repeat+learned": learned}
-    out = {name: {"result": evaluator.evaluate(model, name).to_dict()} for name, model in models.items()}
+    out = {name: {"result": evaluator.evaluate(model, name, baseline=True).to_dict()} for name, model in models.items()}
     out["Repeat+learned"]["reranker"] = learned.to_dict()
     return out
 
 
 def run_sasrec(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, name: str,
                progress: bool) -> dict[str, Any]:
-    """SASRec or SASRec+behavior (name), epoch selected by validation loss, or NDCG@10 for the ':ndcg' names."""
+    """SASRec or SASRec+behavior (name), epoch selected as the budget says, or by NDCG@10 for the ':ndcg' names."""
     base, _, select_by = name.partition(":")
     settings = TrainingSettings(epochs=budget.epochs, batch_size=budget.batch_size,
                                 learning_rate=budget.sasrec_learning_rate, patience=budget.patience,
                                 max_seconds=budget.max_train_seconds, seed=seed, progress=progress,
-                                select_by=select_by or "loss")
+                                select_by=select_by or budget.select_by)
     model = SASRecRecommender.fit_prepared(load_prepared(setup.plain), use_behaviors=base == "SASRec+behavior",
                                            settings=settings)
     fit = model.fit_result
-    return {"result": evaluator.evaluate(model, name).to_dict(), "train_seconds": round(fit.seconds, 1),
+    return {"result": evaluator.evaluate(model, name, baseline=base in BASELINES).to_dict(),
+            "train_seconds": round(fit.seconds, 1),
             "epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch, "stop_reason": fit.stop_reason,
             "selected_by": settings.select_by, "best_metric": fit.best_metric,
             "validation": fit.history}
@@ -329,6 +340,7 @@ def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, wo
         learning_rate=budget.gamer_learning_rate, early_stopping_patience=0 if last_epoch else budget.patience,
         seed=seed, on_unknown="skip", use_cpu=device == "cpu", bf16=device == "cuda", overwrite_output_dir=True,
         disable_tqdm=not progress, save_total_limit=2 if last_epoch else 1, logging_steps=20,  # 1 drops the last
+        select_by=budget.select_by, ranking_cases=budget.max_validation_cases or 500, ranking_beams=budget.num_beams,
     ), callbacks=[cap] if cap else [])
     train_seconds = time.perf_counter() - start
     epochs = [row["epoch"] for row in result.log_history if "eval_loss" in row and "epoch" in row]
@@ -338,9 +350,10 @@ def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, wo
         raise RuntimeError(f"{variant}: the last checkpoint (step {result.global_step}) was not kept; found {chosen}")
     return chosen, {
         "train_seconds": round(train_seconds, 1), "epochs_run": round(max(epochs, default=0.0), 2),
-        "global_step": result.global_step, "best_eval_loss": result.best_metric,
-        "validation": [{"epoch": r["epoch"], "eval_loss": r["eval_loss"]} for r in result.log_history
-                       if "eval_loss" in r],
+        "global_step": result.global_step, "selected_by": budget.select_by,
+        "best_eval_loss": outcome["best_eval_loss"], "best_eval_ndcg10": outcome.get("best_eval_ndcg10"),
+        "validation": [{k: r[k] for k in ("epoch", "eval_loss", "eval_ndcg10") if k in r} for r in result.log_history
+                       if "eval_loss" in r or "eval_ndcg10" in r],
         "stop_reason": "max_seconds" if cap and cap.hit else "early_stopping" if outcome["stopped_early"] else "epochs",
         "evaluated_step": int(chosen.name.split("-")[-1]) if last_epoch else outcome["best_global_step"],
     }
@@ -354,7 +367,8 @@ def score_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, varia
                              on_unknown="skip")
     generated, seconds = decode_beams(evaluator, gamer, f"evaluate {variant}")  # every beam: the blends use them all
     out = {} if blends_only else {  # the scorer cuts the lists at top_k
-        variant: {"result": evaluator.score([[i for i, _ in row] for row in generated], variant, seconds).to_dict(),
+        variant: {"result": evaluator.score([[i for i, _ in row] for row in generated], variant, seconds,
+                                            baseline=variant in BASELINES).to_dict(),
                   **info}}
     if variant != "GAMER":
         return out
@@ -395,8 +409,9 @@ def reblend_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, see
 
 def _headline(result: dict[str, Any]) -> dict[str, float]:
     target = result.get("target", {})
+    explore = result.get("slices", {}).get("explore", {}).get(result.get("target_behavior"), {})
     return {f"target_{k}": target.get(k, float("nan")) for k in HEADLINE} | {
-        f"merged_{k}": result[MERGED][k] for k in HEADLINE}
+        f"merged_{k}": result[MERGED][k] for k in HEADLINE} | {"explore_NDCG@10": explore.get("NDCG@10", float("nan"))}
 
 
 def aggregate(runs: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
@@ -431,21 +446,42 @@ def markdown(results: dict[str, Any]) -> str:
         stats = results["datasets"][dataset]
         lines += [f"**{dataset}** ({stats['protocol']}; {stats['users']:,} users, {stats['items']:,} items; "
                   f"{stats['test_cases_used']:,} of {stats['test_cases_total']:,} test cases)", "",
-                  "| Model | seeds | target HR@10 | target NDCG@10 | merged HR@10 | merged NDCG@10 | train s "
-                  "| epochs |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| Model | seeds | target HR@10 | target NDCG@10 | target explore NDCG@10 | merged HR@10 "
+                  "| merged NDCG@10 | train s | epochs |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         best = max((s["target_NDCG@10_mean"] for m, s in models.items() if not m.startswith("GAMER")),
                    default=float("nan"))  # the best baseline, rules and TIGER included
         for model, s in models.items():
             cells = [f"{s[f'{k}_mean']:.4f} ± {s[f'{k}_std']:.4f}" for k in
-                     ("target_HR@10", "target_NDCG@10", "merged_HR@10", "merged_NDCG@10")]
+                     ("target_HR@10", "target_NDCG@10", "explore_NDCG@10", "merged_HR@10", "merged_NDCG@10")]
             if model.startswith("GAMER") and s["target_NDCG@10_mean"] >= best:
                 cells[1] = f"**{cells[1]}**"
             lines.append(f"| {model} | {s['seeds']} | " + " | ".join(cells) + f" | "
                          f"{_runtime(results['runs'], dataset, model, 'train_seconds')} | "
                          f"{_runtime(results['runs'], dataset, model, 'epochs_run')} |")
-        lines.append("")
+        lines += ["", *bootstrap_table(results, dataset), ""]
     return "\n".join(lines)
+
+
+def bootstrap_table(results: dict[str, Any], dataset: str) -> list[str]:
+    """Per seed: target NDCG@10 of the GAMER rows minus the best baseline (rules, SASRec, TIGER) on the same
+    test cases, all and explore, with 95% paired-bootstrap intervals."""
+    cases = results["datasets"][dataset].get("cases")
+    if not cases:
+        return []
+    lines = ["Target NDCG@10 minus the best baseline on the same cases, mean [95% paired bootstrap over test cases]:",
+             "", "| Model | seed | all | explore |", "|---|---:|---:|---:|"]
+    for seed, models in results["runs"][dataset].items():
+        report = EvaluationReport(cases["behaviors"], case_behaviors=cases["case_behaviors"],
+                                  case_slices=cases["case_slices"])
+        for record in models.values():
+            if record["result"].get("per_case"):
+                report.add(ModelResult.from_dict(record["result"]))
+        compared = [report.differences("NDCG@10", report.target_behavior, name) for name in ("all", "explore")]
+        for name in (m for m in models if m.startswith("GAMER")):
+            cells = [f"{found[1][name]} vs {found[0]}" if found and name in found[1] else "-" for found in compared]
+            lines.append(f"| {name} | {seed} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -537,15 +573,19 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
     results: dict[str, Any] = {"runs": {}, "datasets": {}}
     if args.resume and results_file.is_file():
         results = json.loads(results_file.read_text())
-        if results.get("budget", {}).get("name") != budget.name:
+        if (results.get("budget", {}).get("name"), results.get("budget", {}).get("select_by", "loss")) != (
+                budget.name, budget.select_by):
             raise SystemExit(f"{results_file} holds a {results.get('budget', {}).get('name')!r} run; "
-                             f"--resume needs the same budget ({budget.name!r})")
+                             f"--resume needs the same budget ({budget.name!r}, select_by {budget.select_by!r})")
     results.update(budget=asdict(budget), device=args.device, data_seed=args.data_seed, torch=torch.__version__,
                    started=results.get("started", time.strftime("%Y-%m-%d %H:%M")))
     for dataset in args.datasets:
         setup = setup_dataset(dataset, Path(args.data_dir), args.work_dir, budget, args.data_seed)
         results["datasets"][dataset] = setup.stats
-        evaluator = Evaluator(setup.test_cases, setup.behaviors, batch_size=32, progress=args.progress)
+        evaluator = Evaluator(setup.test_cases, setup.behaviors, batch_size=32, progress=args.progress,
+                              known_items=setup.known_items)
+        results["datasets"][dataset]["cases"] = {"behaviors": setup.behaviors, "case_behaviors": evaluator.case_behaviors,
+                                                 "case_slices": evaluator.case_slices}
         runs = results["runs"].setdefault(dataset, {})
         rules = None
         for seed in args.seeds:

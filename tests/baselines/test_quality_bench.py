@@ -85,7 +85,8 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
 
     runs = results["runs"]["synthetic"]["0"]
     assert sorted(runs) == sorted(models)
-    assert runs["SASRec"]["selected_by"] == "loss" and runs["SASRec:ndcg"]["selected_by"] == "ndcg"
+    assert runs["SASRec"]["selected_by"] == runs["SASRec:ndcg"]["selected_by"] == "ndcg"  # the budget's default
+    assert runs["GAMER"]["selected_by"] == "ndcg" and any("eval_ndcg10" in row for row in runs["GAMER"]["validation"])
     last = runs["GAMER-noaug:last"]
     assert last["stop_reason"] != "early_stopping" and last["evaluated_step"] == last["global_step"]
     assert runs["GAMER"]["evaluated_step"] <= runs["GAMER"]["global_step"]
@@ -101,6 +102,8 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     saved = json.loads((tmp_path / "out" / "quality.json").read_text())
     assert saved["summary"]["synthetic"]["SASRec"]["seeds"] == 1 and saved["budget"]["name"] == "quick"
     table = (tmp_path / "out" / "quality.md").read_text()
+    assert "target explore NDCG@10" in table and "paired bootstrap" in table and "| GAMER | 0 |" in table
+    assert len(results["datasets"]["synthetic"]["cases"]["case_slices"]) == 30
     assert all(f"| {model} | 1 |" in table for model in models)
     assert (tmp_path / "out" / "quality.png").read_bytes()[:4] == b"\x89PNG"
     (tmp_path / "out" / "quality.md").unlink()

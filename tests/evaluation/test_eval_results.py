@@ -35,7 +35,7 @@ def test_markdown_rows_and_columns(report: EvaluationReport) -> None:
     lines = report.to_markdown(digits=3).splitlines()
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     assert header == ["Model", "Behavior", "Cases"] + [f"{m}@{k}" for m in ("HR", "R", "N") for k in (1, 5, 10)]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2 : lines.index("")]]
     assert [(r[0], r[1], r[2]) for r in rows] == [
         (model, behavior, cases)
         for model in ("MostPopular", "Repeat")

@@ -94,6 +94,24 @@ def test_body_compares_gamer_with_the_baselines_per_behavior(card: ModelCard, fa
         assert limitation == []
 
 
+def test_body_shows_slices_and_bootstrap_differences_to_the_best_baseline(card: ModelCard, facts) -> None:
+    from gamer_hf.evaluation import EvaluationReport
+
+    evaluation = facts["evaluation"]
+    report = EvaluationReport.from_dict(evaluation)
+    target, lines = report.target_behavior, card.text.splitlines()
+    assert "| Model | repeat | explore | cold |" in lines
+    for result in report.results:
+        cells = [f"{result.slices[n][target]['NDCG@10']:.4f} ({result.slice_cases[n][target]:,})"
+                 if result.slice_cases[n].get(target) else "- (0)" for n in ("repeat", "explore", "cold")]
+        assert f"| {result.name} | " + " | ".join(cells) + " |" in lines
+    best, diffs = report.differences("NDCG@10", target)
+    assert best in ("MostPopular", "Repeat", "Repeat+learned")
+    header = next(line for line in lines if line.startswith("| Model | all (best baseline:"))
+    assert f"all (best baseline: {best})" in header
+    assert any(line.startswith(f"| GAMER | {diffs['GAMER']} |") for line in lines)
+
+
 def test_body_has_usage_for_this_repo_limitations_and_citation(card: ModelCard, facts) -> None:
     text = card.text
     assert text.count(f'from_pretrained("{REPO_ID}")') == 2  # model and tokenizer, with gamer_hf

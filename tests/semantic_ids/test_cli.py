@@ -99,3 +99,20 @@ def test_prepared_dataset_uses_only_training_sequences(
     assert unseen  # held-out items exist, and they still get codes below
     assert payload["embedding"]["fallback_items"]["collaborative"] >= len(unseen)
     assert sorted(GamerTokenizerFast.from_pretrained(out).item_index) == sorted(prepared.item_ids)
+
+
+def test_item2vec_codes_report_coverage_and_neighbour_agreement(
+    capsys: pytest.CaptureFixture, events_folder: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "tok"
+    argv = ["--data", str(events_folder), "--out", str(out), "--levels", "2", "--codebook_size", "4",
+            "--embedding", "collaborative", "--collaborative", "item2vec", "--dim", "8"]  # fmt: skip
+    code, stdout, _ = _run(capsys, *argv)
+    assert code == 0 and "neighbour agreement" in stdout
+    payload = json.loads((out / REPORT_FILENAME).read_text())
+    assert payload["embedding"]["collaborative"] == "item2vec"
+    coverage = payload["report"]["embedding_coverage"]
+    assert coverage["items"] == len(_all_events_items(events_folder))
+    assert coverage["unseen_in_training"] >= 1  # the held-out-only items of the fixture
+    assert 0.0 <= payload["report"]["neighbour_agreement"]["agreement"] <= 1.0
+    assert len(payload["report"]["collision_rate_per_level"]) == 2

@@ -68,3 +68,27 @@ def test_uniform_level_has_normalized_entropy_one() -> None:
 def test_out_of_range_codes_are_rejected() -> None:
     with pytest.raises(ValueError, match="level 1 has codes outside"):
         level_stats(np.array([[0], [5]]), [4], 1)
+
+
+def test_collision_rate_per_prefix_level(report) -> None:
+    # level 1: 2 distinct first codes for 4 items; level 2: 3 distinct tuples (the overall rate)
+    assert report.collision_rate_per_level == pytest.approx([0.5, 0.25])
+    assert "collision rate per prefix level (before handling): 0.5000 | 0.2500" in report.to_table()
+
+
+def test_neighbour_agreement_by_hand() -> None:
+    import scipy.sparse as sp
+
+    from gamer_hf.semantic_ids.report import neighbour_agreement
+
+    # items 0-2 share first code 0, item 3 has code 1; 0's strongest neighbours are 1 then 3, 3 only sees 2
+    weights = np.zeros((5, 5))
+    weights[0, 1], weights[0, 3], weights[3, 2] = 2.0, 1.0, 1.0
+    first = np.array([0, 0, 0, 1, 1])
+    one = neighbour_agreement(first, sp.csr_matrix(weights), neighbours=1)
+    assert (one.agreement, one.items) == (0.5, 2)  # item 0: 1 of 1 agrees; item 3: 0 of 1
+    assert one.chance == pytest.approx(((3 - 1) / 4 + (2 - 1) / 4) / 2)
+    two = neighbour_agreement(first, sp.csr_matrix(weights), neighbours=2)
+    assert two.agreement == pytest.approx((0.5 + 0.0) / 2)
+    with pytest.raises(ValueError, match="does not match 4 items"):
+        neighbour_agreement(first[:4], sp.csr_matrix(weights))

@@ -1,0 +1,102 @@
+"""Full-data comparison on one GPU: retail_beh_mbht, every user, history 50, within about 9 minutes.
+
+The quality bench (`quality.py`) with a budget sized for one accelerator: all 32,690 users, prompts of
+50 interactions, 5,000 seeded test cases (of about 32,700; decoding all of them twice with 20 beams
+would not fit the 9 minutes, and the paired bootstrap gives the interval), 500 validation cases for
+ranking-based selection, and a wall-clock cap per learned model so that GAMER, TIGER and
+SASRec+behavior train in about 90 s each; the rules (MostPopular, Repeat, Repeat+popular,
+Repeat+learned) and GAMER's blends come from the same cases. The table it writes names the
+accelerator, the budget and the total wall time next to the numbers.
+
+    bash recipes/bench/gpu.sh                                   # throughput check, then this script
+    python recipes/bench/full_data_gpu.py --data-dir /path/to/data
+    python recipes/bench/full_data_gpu.py --tiny --data-dir /path/to/data --device cpu   # minutes, on CPU
+
+Outputs: quality.json / quality.md / quality.png and full_data_gpu.md in --out
+(default recipes/bench/results/full_data_gpu).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import quality  # noqa: E402  (beside this script: the bench this one sizes for a GPU)
+
+DATASET = "retail_beh_mbht"
+MODELS = ["MostPopular", "Repeat", "Repeat+popular", "Repeat+learned", "SASRec+behavior", "TIGER", "GAMER",
+          "GAMER+mix", "GAMER+rerank"]
+DEFAULT_OUT = HERE / "results" / "full_data_gpu"
+
+
+def gpu_budget(tiny: bool = False) -> Any:
+    """All users, 5,000 test cases, history 50, ~90 s of training per learned model (`tiny`: a CPU smoke test)."""
+    full = replace(quality.BUDGETS["small"], name="gpu_full", max_history=50, max_users=None,
+                   max_validation_cases=500, max_test_cases=5000, mixer_cases=500, epochs=30, patience=3,
+                   max_train_seconds=90.0, batch_size=256, sid_codebook=256)
+    if not tiny:
+        return full
+    return replace(full, name="gpu_full-tiny", preset="tiny", max_history=10, max_users=300, max_validation_cases=60,
+                   max_test_cases=60, mixer_cases=30, epochs=1, max_train_seconds=60.0, batch_size=64,
+                   sid_codebook=32, num_beams=10)
+
+
+def device_name(device: str) -> str:
+    """The accelerator as the table names it."""
+    if device == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=os.environ.get("GAMER_HF_DATA_DIR"))
+    parser.add_argument("--work-dir", type=Path, default=Path("runs/bench_full_data_gpu"))
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tiny", action="store_true", help="a small budget that runs in minutes on CPU")
+    parser.add_argument("--resume", action="store_true", help="keep finished models in --out")
+    args = parser.parse_args(argv)
+    if args.data_dir is None:
+        parser.error("give --data-dir or set GAMER_HF_DATA_DIR")
+    return args
+
+
+def run(args: argparse.Namespace, dataset: str = DATASET) -> dict[str, Any]:
+    """Run the comparison through quality.run and write full_data_gpu.md; `dataset` lets tests swap the data."""
+    budget = gpu_budget(tiny=args.tiny)
+    argv = ["--datasets", dataset, "--seeds", str(args.seed), "--models", *MODELS, "--data-dir", str(args.data_dir),
+            "--work-dir", str(args.work_dir), "--out", str(args.out), "--device", args.device, "--no-progress"]
+    if args.resume:
+        argv.append("--resume")
+    start = time.perf_counter()
+    results = quality.run(quality.parse_args(argv), budget)
+    seconds = time.perf_counter() - start
+    header = (f"{dataset}, every user, history {budget.max_history}, on {device_name(args.device)} "
+              f"(budget {budget.name}: preset {budget.preset}, at most {budget.max_train_seconds:.0f} s of training "
+              f"per learned model, seed {args.seed}); total wall time {seconds / 60:.1f} min including data "
+              "preparation and semantic IDs")
+    text = header + "\n\n" + quality.markdown(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    tmp = args.out / ".full_data_gpu.md.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, args.out / "full_data_gpu.md")
+    print(text)
+    results["wall_seconds"] = seconds
+    return results
+
+
+if __name__ == "__main__":
+    run(parse_args())

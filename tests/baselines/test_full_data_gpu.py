@@ -1,0 +1,29 @@
+"""recipes/bench/full_data_gpu.py with its --tiny budget on CPU: every model of the GPU comparison, one table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gamer_hf.data import generate_synthetic, write_synthetic
+
+def test_the_full_budget_is_every_user_with_history_50(bench_script) -> None:
+    budget = bench_script("full_data_gpu.py").gpu_budget()
+    assert (budget.max_users, budget.max_test_cases, budget.max_history) == (None, 5000, 50)
+    assert budget.max_train_seconds * 3 <= 300  # three learned models inside the 9-minute target
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_the_table_with_the_device_named(tmp_path: Path, monkeypatch, bench_script) -> None:
+    events, items = generate_synthetic(num_users=80, num_items=40, seed=1)
+    write_synthetic(tmp_path / "data" / "synthetic", events, items)
+    gpu = bench_script("full_data_gpu.py")
+    monkeypatch.setitem(gpu.quality.DATASETS, "synthetic", "loo")
+    args = gpu.parse_args(["--tiny", "--data-dir", str(tmp_path / "data"), "--work-dir", str(tmp_path / "work"),
+                           "--out", str(tmp_path / "out"), "--device", "cpu"])  # fmt: skip
+    results = gpu.run(args, dataset="synthetic")
+    assert sorted(results["runs"]["synthetic"]["0"]) == sorted(gpu.MODELS)
+    table = (tmp_path / "out" / "full_data_gpu.md").read_text()
+    assert gpu.device_name("cpu") in table and "budget gpu_full-tiny" in table
+    assert all(f"| {model} | 1 |" in table for model in gpu.MODELS)
