@@ -13,11 +13,13 @@ import pytest
 
 from gamer_hf.cli import main
 from gamer_hf.data import generate_synthetic, load_prepared, prepare, write_synthetic
+from gamer_hf.errors import ConfigurationError
 
 METADATA_KEYS = {
     "format_version", "source", "format", "protocol", "behaviors", "target_behavior", "time_resolution", "sessions",
     "max_history", "augment_copies", "seed", "k_core", "min_user_events", "num_users", "num_items", "num_events",
     "events_per_behavior", "num_sessions", "splits", "drop_report", "id_maps", "items_file", "item_index_file",
+    "timestamps",
 }  # fmt: skip
 
 
@@ -56,7 +58,7 @@ def test_overwrite_replaces_a_prepared_folder_but_not_other_folders(tmp_path: Pa
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="not a prepared-data folder"):
+    with pytest.raises(ConfigurationError, match="not a prepared-data folder"):
         prepare(synthetic_folder, out=precious, progress=False)
     assert (precious / "notes.txt").read_text() == "keep me"
 
