@@ -56,6 +56,7 @@ def read_header(path: Path, delimiter: str | None = None) -> list[str]:
 
     Without `delimiter` a line holding a tab and no comma is taken as tab-separated.
     """
+    _require_file(path)
     try:
         with pa.input_stream(str(path), compression="detect") as stream:
             chunk = stream.read(1 << 16).decode("utf-8-sig", errors="replace")
@@ -64,6 +65,12 @@ def read_header(path: Path, delimiter: str | None = None) -> list[str]:
     line = chunk.splitlines()[0] if chunk else ""
     sep = delimiter or ("\t" if "\t" in line and "," not in line else ",")
     return [name.strip() for name in next(csv.reader([line], delimiter=sep), [])]
+
+
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "not found"
+        raise DataValidationError(f"events file {what}", file=str(path), hint="check the path (CLI --events)")
 
 
 def _unreadable(path: Path, error: Exception) -> DataValidationError:
@@ -88,9 +95,7 @@ def read_table(
     if hasattr(source, "data") and hasattr(source, "features"):  # datasets.Dataset without importing it here
         return source.data.table
     path = Path(source)
-    if not path.is_file():
-        what = "is a folder, not a file" if path.is_dir() else "not found"
-        raise DataValidationError(f"events file {what}", file=str(path), hint="check the path (CLI --events)")
+    _require_file(path)
     suffixes = _suffixes(path)
     suffix = suffixes[-1] if suffixes else ""
     try:

@@ -14,6 +14,7 @@ your own runs wrote.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import zipfile
 from collections.abc import Mapping
@@ -43,6 +44,8 @@ SCHEDULER_FILE = "scheduler.pt"
 TORCH_SUFFIXES = {".pt", ".pth", ".bin"}  # torch.save files: zip archives
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 
+logger = logging.getLogger(__name__)
+
 
 class CheckpointError(ValueError):
     """A checkpoint folder is missing, partial or corrupt; the message names the file."""
@@ -58,17 +61,32 @@ def list_checkpoints(root: str | Path) -> list[Path]:
 
 
 def resolve_resume(value: str | None, root: str | Path) -> Path | None:
-    """Turn a `resume_from_checkpoint` value into a checkpoint folder (or None for a fresh start)."""
+    """Turn a `resume_from_checkpoint` value into a checkpoint folder (or None for a fresh start).
+
+    "auto" / "latest" / "true" take the newest complete checkpoint: newer ones that a kill left
+    partial (or that are corrupt) are skipped with a warning naming what is wrong, and left in
+    place (the resumed run rewrites them when it reaches their step). "auto" starts afresh when
+    no complete checkpoint exists; "latest" then refuses. A path is returned as given (the caller
+    validates it and refuses a partial one).
+    """
     if value is None:
         return None
     if value.lower() not in RESUME_LATEST:
         return Path(value)
     found = list_checkpoints(root)
-    if found:
-        return found[-1]
+    for folder in reversed(found):
+        try:
+            validate_checkpoint(folder)
+        except CheckpointError as error:
+            logger.warning("resume_from_checkpoint=%s: skipping %s, kept as it is: %s", value, folder.name, error)
+            continue
+        return folder
     if value.lower() == "auto":
+        if found:
+            logger.warning("resume_from_checkpoint=auto: no complete checkpoint under %s; starting from step 0", root)
         return None
-    raise CheckpointError(f"resume_from_checkpoint={value!r}: no checkpoint-N folder under {root}")
+    skipped = f" ({len(found)} found, none complete; see the warnings above)" if found else ""
+    raise CheckpointError(f"resume_from_checkpoint={value!r}: no complete checkpoint-N folder under {root}{skipped}")
 
 
 def _read_json(path: Path) -> Any:

@@ -30,7 +30,7 @@ from gamer_hf.data.collator import GamerCollator
 from gamer_hf.data.prepare import load_prepared
 
 from .arguments import TrainArguments
-from .checkpoints import CHECKPOINTS_SUBDIR, resolve_resume, validate_checkpoint
+from .checkpoints import CHECKPOINTS_SUBDIR, list_checkpoints, resolve_resume, validate_checkpoint
 from .model_setup import build_model, check_data, load_tokenizer, tokenizer_dir
 from .output import check_output_dir, finish_staging, publish, staging_dir
 from .run_info import last_eval_loss, training_info
@@ -132,7 +132,11 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
     out = Path(args.output_dir)
     checkpoints = out / CHECKPOINTS_SUBDIR
     resume = resolve_resume(args.resume_from_checkpoint, checkpoints)
-    clear_old_checkpoints = check_output_dir(out, resuming=resume is not None, overwrite=args.overwrite_output_dir)
+    # "auto" over partial checkpoints only starts afresh beside them (kept, rewritten at their step)
+    only_partial = resume is None and (args.resume_from_checkpoint or "").lower() == "auto" and bool(
+        list_checkpoints(checkpoints))
+    clear_old_checkpoints = check_output_dir(out, resuming=resume is not None or only_partial,
+                                             overwrite=args.overwrite_output_dir)
     prepared = load_prepared(args.data)
     tokenizer = load_tokenizer(args)
     check_data(tokenizer, prepared.metadata, prepared.item_ids, args.data, args.on_unknown)

@@ -100,7 +100,8 @@ def test_overwrite_replaces_the_model_and_its_old_checkpoints(make_args):
     assert read_info(result.checkpoint_dir)["results"]["global_step"] == 1
 
 
-def test_resumed_run_ends_where_an_uninterrupted_run_ends(make_args, tmp_path):
+@pytest.mark.parametrize("killed_while_saving", [False, True], ids=["killed-after-save", "killed-while-saving"])
+def test_resumed_run_ends_where_an_uninterrupted_run_ends(make_args, tmp_path, caplog, killed_while_saving):
     schedule = dict(max_steps=6, eval_steps=2)
     full = train(make_args(output_dir=tmp_path / "full", **schedule))
     killed = tmp_path / "killed"
@@ -109,6 +110,9 @@ def test_resumed_run_ends_where_an_uninterrupted_run_ends(make_args, tmp_path):
     assert not (killed / TRAINING_INFO_FILE).exists()
     with pytest.raises(FileExistsError, match="checkpoint-4"):  # a fresh start would clobber the run
         train(make_args(output_dir=killed, **schedule))
+    partial = killed / CHECKPOINTS_SUBDIR / "checkpoint-4"
+    if killed_while_saving:  # the Trainer writes trainer_state.json last
+        (partial / "trainer_state.json").unlink()
 
     resumed = train(make_args(output_dir=killed, resume_from_checkpoint="auto", **schedule))
     assert resumed.global_step == full.global_step == 6
@@ -117,6 +121,8 @@ def test_resumed_run_ends_where_an_uninterrupted_run_ends(make_args, tmp_path):
     ours, reference = load_file(killed / "model.safetensors"), load_file(tmp_path / "full" / "model.safetensors")
     assert all(torch.allclose(ours[key], reference[key], atol=1e-6) for key in reference)
     assert AutoModelForCausalLM.from_pretrained(killed).num_parameters() > 0
+    skipped = [record.getMessage() for record in caplog.records if "skipping checkpoint-4" in record.getMessage()]
+    assert len(skipped) == killed_while_saving and all("trainer_state.json" in note for note in skipped)
 
 
 def _truncate(path: Path) -> None:
@@ -140,7 +146,9 @@ def test_a_partial_or_corrupt_checkpoint_is_refused(trained, make_args, tmp_path
     shutil.copytree(source, copy)
     damage(copy / name)
     with pytest.raises(CheckpointError, match=name.replace(".", r"\.")):
-        train(make_args(resume_from_checkpoint="auto"))
+        train(make_args(resume_from_checkpoint=str(copy)))
+    with pytest.raises(CheckpointError, match="none complete"):  # "latest" never starts over
+        train(make_args(resume_from_checkpoint="latest"))
 
 
 def test_a_checkpoint_of_another_architecture_is_refused(trained, make_args):
