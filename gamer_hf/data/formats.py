@@ -165,7 +165,7 @@ def read_tmall(source: TableSource, *, year: int = 2014) -> RawEvents:
                      behaviors=BehaviorTable(PRESETS["tmall"]), items=items, time_text=original)
 
 
-def read_recbole(source: TableSource, *, columns: dict[str, str] | None = None) -> RawEvents:
+def read_recbole(source: TableSource, *, columns: dict[str, str] | None = None, time_unit: str = "auto") -> RawEvents:
     """RecBole atomic `.inter`: tab-separated, header fields typed as `name:type` (types are dropped)."""
     file = source_label(source)
     raw = read_table(source, delimiter="\t")
@@ -175,7 +175,7 @@ def read_recbole(source: TableSource, *, columns: dict[str, str] | None = None) 
                "session_id": "session_id"}
     mapping.update(columns or {})
     table = _select(raw, mapping, file=file, optional=("timestamp", "session_id"))
-    return RawEvents(table, file, "recbole", columns=mapping)
+    return RawEvents(table, file, "recbole", columns=mapping, time_unit=time_unit)
 
 
 def _first_per_item(raw: pa.Table, attributes: list[str]) -> pd.DataFrame | None:

@@ -34,6 +34,7 @@ class DataValidationError(DataError):
         count: int = 1,
         hint: str = "",
     ) -> None:
+        reason = reason.replace("\r", "\\r").replace("\n", "\\n")  # one line, even quoting a parser's snippet
         self.reason, self.file, self.column, self.row, self.value, self.count = reason, file, column, row, value, count
         where = [f"file {file}"]
         if column is not None:
