@@ -57,7 +57,7 @@ _LABELS = {"s": "unix seconds", "ms": "unix milliseconds", "us": "unix microseco
 
 def _strings(values: Column) -> pa.Array:
     if isinstance(values, pd.Series):
-        return pa.array(values.astype(object).where(values.notna(), None), pa.string(), from_pandas=True)
+        return pa.array(values.astype("string"), pa.string(), from_pandas=True)
     return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
