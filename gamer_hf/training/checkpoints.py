@@ -28,8 +28,10 @@ from .arguments import RESUME_LATEST
 __all__ = [
     "CHECKPOINTS_SUBDIR",
     "CheckpointError",
+    "best_checkpoint",
     "list_checkpoints",
     "resolve_resume",
+    "stopped_training",
     "validate_checkpoint",
 ]
 
@@ -87,6 +89,29 @@ def resolve_resume(value: str | None, root: str | Path) -> Path | None:
         return None
     skipped = f" ({len(found)} found, none complete; see the warnings above)" if found else ""
     raise CheckpointError(f"resume_from_checkpoint={value!r}: no complete checkpoint-N folder under {root}{skipped}")
+
+
+def stopped_training(folder: str | Path) -> bool:
+    """Whether the run had already stopped training (max_steps reached, early stopping) when it saved `folder`.
+
+    A kill after the last checkpoint leaves such a folder. The Trainer resuming it trains further
+    (one more step when max_steps ends inside an epoch; on to the next evaluation after early
+    stopping), so the caller publishes the run's best model instead.
+    """
+    state = _read_json(Path(folder) / TRAINER_STATE)
+    control = state.get("stateful_callbacks", {}).get("TrainerControl", {}) if isinstance(state, dict) else {}
+    return bool(control.get("args", {}).get("should_training_stop"))
+
+
+def best_checkpoint(folder: str | Path) -> Path:
+    """The best checkpoint that `folder`'s trainer state records, looked up beside `folder`.
+
+    Falls back to `folder` itself when none is recorded or it is gone, as the Trainer does.
+    """
+    folder = Path(folder)
+    recorded = _read_json(folder / TRAINER_STATE).get("best_model_checkpoint")
+    candidate = folder.parent / Path(recorded).name if recorded else folder
+    return candidate if candidate.is_dir() else folder
 
 
 def _read_json(path: Path) -> Any:

@@ -130,7 +130,8 @@ class Soak:
                                        "prepare_runs_finished_before_kill": 0,
                                        "train_kills": 0, "train_kills_while_saving": 0,
                                        "partial_checkpoints_seen": 0, "resumed_runs_matching": 0,
-                                       "outputs_lost": 0, "hand_work_needed": 0, "failures": []}
+                                       "outputs_lost": 0, "hand_work_needed": 0, "failures": [],
+                                       "failed_cycles": []}
         self.max_weight_diff = 0.0
 
     def _fail(self, what: str) -> None:
@@ -204,18 +205,23 @@ class Soak:
     def train_cycle(self, cycle: int) -> None:
         out = self.work / f"train_{cycle}"
         checkpoints = out / CHECKPOINTS_SUBDIR
-        newest, kills = -1, 0
+        newest, kills, runs = -1, 0, []
         while True:
             log = self.work / "train.log"
+            runs.append({"start": [path.name + ("" if (path / "trainer_state.json").exists() else " (partial)")
+                                   for path in list_checkpoints(checkpoints)]})
             process = _start(self._train_argv(out), log)
             if kills < self.args.kills:
                 if self.rng.random() < 0.5:
                     killed = _kill_while_saving(process, checkpoints, limit_s=2 * self.train_s)
                     self.counts["train_kills_while_saving"] += killed
+                    runs[-1]["kill"] = "while saving"
                 else:
-                    killed = _kill_after(process, self.rng.uniform(0.3, 1.0) * self.train_s)
+                    runs[-1]["kill"] = f"at {self.rng.uniform(0.3, 1.0) * self.train_s:.1f} s"
+                    killed = _kill_after(process, float(runs[-1]["kill"].split()[1]))
             else:
                 killed = _kill_after(process, 10 * self.train_s + 60)
+            runs[-1]["killed"] = killed
             if not killed and process.returncode == 0:
                 break
             if not killed:
@@ -240,6 +246,10 @@ class Soak:
         else:
             self._fail(f"cycle {cycle}: after {kills} kills the run ended at step {step} (reference "
                        f"{self.reference_step}), max weight difference {diff:.3g}")
+            history = json.loads((out / "gamer_training.json").read_text())["log_history"]
+            runs[-1]["logged_steps"] = [entry["step"] for entry in history if "loss" in entry]
+            self.counts["failed_cycles"].append({"cycle": cycle, "runs": runs,
+                                                 "end": [path.name for path in list_checkpoints(checkpoints)]})
 
     def corpus(self) -> dict[str, int]:
         corpus = Path(shutil.copytree(CORPUS, self.work / "bad_inputs"))  # no case can touch the committed files

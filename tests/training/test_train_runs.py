@@ -100,9 +100,14 @@ def test_overwrite_replaces_the_model_and_its_old_checkpoints(make_args):
     assert read_info(result.checkpoint_dir)["results"]["global_step"] == 1
 
 
-@pytest.mark.parametrize("killed_while_saving", [False, True], ids=["killed-after-save", "killed-while-saving"])
-def test_resumed_run_ends_where_an_uninterrupted_run_ends(make_args, tmp_path, caplog, killed_while_saving):
-    schedule = dict(max_steps=6, eval_steps=2)
+@pytest.mark.parametrize(
+    ("max_steps", "killed_while_saving"),
+    [(6, False), (6, True), (4, False)],  # 4 ends inside an epoch: the Trainer itself would take a fifth step
+    ids=["killed-after-save", "killed-while-saving", "killed-after-the-last-save"],
+)
+def test_resumed_run_ends_where_an_uninterrupted_run_ends(make_args, tmp_path, caplog, max_steps,
+                                                          killed_while_saving):
+    schedule = dict(max_steps=max_steps, eval_steps=2)
     full = train(make_args(output_dir=tmp_path / "full", **schedule))
     killed = tmp_path / "killed"
     with pytest.raises(Interrupted):
@@ -115,8 +120,9 @@ def test_resumed_run_ends_where_an_uninterrupted_run_ends(make_args, tmp_path, c
         (partial / "trainer_state.json").unlink()
 
     resumed = train(make_args(output_dir=killed, resume_from_checkpoint="auto", **schedule))
-    assert resumed.global_step == full.global_step == 6
-    assert [entry["step"] for entry in resumed.log_history if "loss" in entry] == list(range(1, 7))
+    assert resumed.global_step == full.global_step == max_steps
+    assert [entry["step"] for entry in resumed.log_history if "loss" in entry] == list(range(1, max_steps + 1))
+    assert read_info(killed)["results"]["global_step"] == max_steps
     assert eval_losses(resumed.log_history) == pytest.approx(eval_losses(full.log_history))
     ours, reference = load_file(killed / "model.safetensors"), load_file(tmp_path / "full" / "model.safetensors")
     assert all(torch.allclose(ours[key], reference[key], atol=1e-6) for key in reference)
