@@ -179,7 +179,7 @@ class Soak:
         good = digest(self.prepared)
         argv = self._prepare_argv(seed=cycle + 1)
         process = _start(argv, self.work / "prepare.log")
-        if self.rng.random() < 0.5:
+        if cycle % 2 == 0:  # alternate, so that every soak has both kinds of kill
             killed = _kill_while_writing(process, self.prepared, 2 * self.prepare_s, self.rng)
             self.counts["prepare_kills_while_writing"] += killed
         else:
@@ -212,7 +212,7 @@ class Soak:
                                    for path in list_checkpoints(checkpoints)]})
             process = _start(self._train_argv(out), log)
             if kills < self.args.kills:
-                if self.rng.random() < 0.5:
+                if (cycle + len(runs)) % 2 == 0:
                     killed = _kill_while_saving(process, checkpoints, limit_s=2 * self.train_s)
                     self.counts["train_kills_while_saving"] += killed
                     runs[-1]["kill"] = "while saving"
