@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, DataError
+from ..files import read_json
 from .behaviors import PRESETS, BehaviorSpec, BehaviorTable
 from .events import EventLog, OnInvalid, RawEvents, validate_events
 from .gamer_json import read_gamer_json
@@ -99,11 +99,7 @@ def read_gamer_folder(source: TableSource) -> RawEvents:
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataValidationError(f"not valid JSON ({error})", file=str(path),
-                                  hint="repair or delete meta.json (levels can also come from --behaviors)") from None
+    meta = read_json(path, error=DataError)
     if not isinstance(meta, dict):
         raise DataValidationError("meta.json must hold a JSON object", file=str(path))
     return meta

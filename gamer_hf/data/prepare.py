@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..errors import ConfigurationError, DataError
+from ..errors import ConfigurationError, DataError, OutputExistsError
+from ..files import ordinary_permissions, read_json
 from .arrays import EventArrays
 from .behaviors import BehaviorSpec, BehaviorTable
 from .checks import unit_label
@@ -121,8 +122,8 @@ def check_output(out: str | os.PathLike) -> Path:
     if parent is not None and not parent.is_dir():
         raise ConfigurationError(f"output {out} lies under {parent}, which is a file; choose a folder path for --out")
     if out.is_dir() and any(out.iterdir()) and not (out / "metadata.json").is_file():
-        raise ConfigurationError(f"output {out} exists and is not a prepared-data folder; refusing to overwrite it "
-                                 "(choose a new or empty folder)")
+        raise OutputExistsError(f"output {out} exists and is not a prepared-data folder; refusing to overwrite it "
+                                "(choose a new or empty folder)")
     return out
 
 
@@ -133,14 +134,8 @@ def _temp_name(out: Path, kind: str) -> str:
 def _make_temp(out: Path, kind: str) -> Path:
     """A fresh temporary sibling of `out`, with the permissions the umask gives a new folder."""
     tmp = Path(tempfile.mkdtemp(prefix=_temp_name(out, kind), dir=out.parent))
-    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700 folders; a prepared folder is shared like any other
+    ordinary_permissions(tmp)  # mkdtemp makes 0700 folders; a prepared folder is shared like any other
     return tmp
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _is_stale(path: Path, host: str, pid: int) -> bool:
@@ -230,12 +225,8 @@ def load_prepared(path: str | os.PathLike) -> PreparedData:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"prepared folder {path.parent} is incomplete: {path.name} is missing; prepare it again") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"prepared file {path} is corrupt: not valid JSON ({error}); prepare it again") from None
+    """A JSON file of a prepared folder; a missing or corrupt one is a DataError naming it."""
+    return read_json(path, error=DataError)
 
 
 def _case_stats(cases: Cases, table: BehaviorTable) -> dict[str, Any]:
