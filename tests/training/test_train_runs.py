@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -119,7 +120,8 @@ def test_resumed_run_ends_where_an_uninterrupted_run_ends(make_args, tmp_path, c
     if killed_while_saving:  # the Trainer writes trainer_state.json last
         (partial / "trainer_state.json").unlink()
 
-    resumed = train(make_args(output_dir=killed, resume_from_checkpoint="auto", **schedule))
+    with caplog.at_level(logging.WARNING, logger="gamer_hf.training.checkpoints"):  # other tests quiet gamer_hf
+        resumed = train(make_args(output_dir=killed, resume_from_checkpoint="auto", **schedule))
     assert resumed.global_step == full.global_step == max_steps
     assert [entry["step"] for entry in resumed.log_history if "loss" in entry] == list(range(1, max_steps + 1))
     assert read_info(killed)["results"]["global_step"] == max_steps
