@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from gamer_hf.data import FORMATS, prepare
+from gamer_hf.data.checks import TIME_UNITS
 
 __all__ = ["PrepareArguments", "run"]
 
@@ -39,14 +40,17 @@ class PrepareArguments:
         default="raise", metadata={"help": "invalid rows: stop with an error naming them, or drop and report"})
     on_duplicate: Optional[str] = field(
         default=None, metadata={"help": "identical rows: raise, drop or keep (default: like --on_invalid)"})
-    time_unit: Optional[str] = field(
-        default=None, metadata={"help": "unit of numeric timestamps for --format events: s, ms, us, ns"})
+    timestamp_unit: Optional[str] = field(
+        default=None, metadata={"help": "numeric timestamps of --format events / recbole: auto (default: detected "
+                                        "from their magnitudes; times before 1990 or after now + 1 day refused), "
+                                        "a unix-epoch unit s, ms, us, ns, min, h, day, or relative[_UNIT] for "
+                                        f"offsets from any origin (not checked); one of {list(TIME_UNITS)}"})
     seed: int = field(default=42, metadata={"help": "augmentation seed"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
 
 def run(args: PrepareArguments) -> int:
-    options = {"time_unit": args.time_unit} if args.time_unit else None
+    options = {"time_unit": args.timestamp_unit} if args.timestamp_unit else None
     prepared = prepare(
         args.events,
         format=args.format,

@@ -6,8 +6,12 @@ appearance in the source), then time, then source order:
     user_id: string, item_id: string, behavior: string, timestamp: float64[, session_id: string]
 
 `timestamp` is in seconds (UTC) unless `time_resolution == "order"`, where it is the event's
-position in its user's sequence. Every rejected row is either an error (`on_invalid="raise"`) or a
-counted `DropReport` entry naming file, column, row and value (`on_invalid="drop"`).
+position in its user's sequence. Numeric source times are read in the unit the file's magnitudes
+show (checks.TimestampProfile) unless one is given; times impossible in that unit (before 1990,
+after now + 1 day, another unit than the rest of the file) are refused. Ids and behaviors lose
+surrounding whitespace (counted); ids longer than checks.MAX_ID_LENGTH are refused. Every
+rejected row is either an error (`on_invalid="raise"`) or a counted `DropReport` entry naming
+file, column, row and value (`on_invalid="drop"`).
 """
 
 from __future__ import annotations
@@ -21,9 +25,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import ConfigurationError
 from .behaviors import BehaviorSpec, BehaviorTable
+from .checks import (
+    DATETIME,
+    MAX_ID_LENGTH,
+    TimestampProfile,
+    overlong_ids,
+    shorten,
+    strip_ids,
+    timestamp_problems,
+    to_seconds,
+)
 from .report import DataValidationError, DropReport
-from .tables import id_strings, timestamp_seconds
+from .tables import id_strings, timestamp_numbers
 
 __all__ = ["RawEvents", "EventLog", "validate_events", "OnInvalid"]
 
@@ -36,6 +51,7 @@ class RawEvents:
     """What a format adapter hands over: canonical column names with raw values, before validation.
 
     `columns` maps canonical names to the source's own names so that errors quote the user's file;
+    `time_unit` is "auto" (detect from magnitudes) or one of checks.TIME_UNITS;
     `time_text` holds the source's timestamp values when the adapter already converted them to seconds.
     Rows in messages are 0-based positions in `table` (data rows of a file, header excluded).
     """
@@ -44,7 +60,7 @@ class RawEvents:
     file: str
     format: str
     columns: dict[str, str] = field(default_factory=dict)
-    time_unit: str = "s"
+    time_unit: str = "auto"
     time_resolution: TimeResolution = "seconds"
     behaviors: BehaviorTable | None = None
     items: pd.DataFrame | None = None
@@ -57,7 +73,11 @@ class RawEvents:
 
 @dataclass
 class EventLog:
-    """Validated events plus everything later steps need to interpret them."""
+    """Validated events plus everything later steps need to interpret them.
+
+    `time_unit` is how source times were read (a checks.TIME_UNITS name, "datetime", or None
+    without a time column); `time_unit_detected` says whether it came from the magnitudes.
+    """
 
     events: datasets.Dataset
     behaviors: BehaviorTable
@@ -67,6 +87,8 @@ class EventLog:
     report: DropReport
     items: pd.DataFrame | None = None
     item_index: dict[str, tuple[str, ...]] | None = None
+    time_unit: str | None = None
+    time_unit_detected: bool = False
 
     @property
     def has_sessions(self) -> bool:
@@ -78,7 +100,7 @@ class _Checker:
 
     def __init__(self, raw: RawEvents, on_invalid: OnInvalid, report: DropReport) -> None:
         if on_invalid not in ("raise", "drop"):
-            raise ValueError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
+            raise ConfigurationError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
         self.raw, self.on_invalid, self.report = raw, on_invalid, report
         self.dropped = np.zeros(raw.table.num_rows, dtype=bool)
 
@@ -98,6 +120,21 @@ class _Checker:
         self.report.add(reason, file=self.raw.file, column=label, rows=list(where[:5]), values=quoted,
                         count=count)
         self.dropped |= bad
+
+    def clean_ids(self, values: pa.Array, column: str, cap: bool = True) -> pa.Array:
+        """Strip surrounding whitespace (counted in the report), then refuse ids over MAX_ID_LENGTH."""
+        stripped, changed = strip_ids(values)
+        changed &= ~self.dropped
+        if changed.any():
+            where = np.flatnonzero(changed)
+            self.report.add("surrounding whitespace", file=self.raw.file, column=self.raw.source_column(column),
+                            rows=list(where[:5]), values=[values[int(i)].as_py() for i in where[:5]],
+                            count=int(changed.sum()), action="stripped")
+        if cap:
+            self.check(overlong_ids(stripped), f"id longer than {MAX_ID_LENGTH} characters", column,
+                       shorten(stripped), hint="check the file's quoting (an open quote swallows the lines after "
+                       "it), or pass on_invalid='drop' (CLI --on_invalid drop) to drop such rows")
+        return stripped
 
 
 def _value_at(values: Any, index: int) -> Any:
@@ -124,12 +161,12 @@ def validate_events(
     """
     table = BehaviorTable.parse(behaviors) if behaviors is not None else raw.behaviors
     if table is None:
-        raise ValueError(
+        raise ConfigurationError(
             f"{raw.file}: the {raw.format!r} format has no behavior preset; pass behaviors, e.g. "
             "'click:0,cart:1,buy:2' (CLI --behaviors)"
         )
     if on_duplicate not in (None, "raise", "drop", "keep"):
-        raise ValueError(f"on_duplicate must be 'raise', 'drop' or 'keep', got {on_duplicate!r}")
+        raise ConfigurationError(f"on_duplicate must be 'raise', 'drop' or 'keep', got {on_duplicate!r}")
     report = DropReport()
     checker = _Checker(raw, on_invalid, report)
     source = raw.table
@@ -139,19 +176,21 @@ def validate_events(
         empty = pc.equal(pc.utf8_trim_whitespace(values), "")
         checker.check(_as_bool(pc.or_kleene(pc.is_null(values), empty)), f"null or empty {name}", name, values)
     behavior_values = id_strings(source["behavior"], file=raw.file, name=raw.source_column("behavior"))
+    sessions = None
+    if "session_id" in source.column_names:
+        sessions = id_strings(source["session_id"], file=raw.file, name=raw.source_column("session_id"))
+        checker.check(_as_bool(pc.is_null(sessions)), "null session id", "session_id", sessions)
+    users, items = checker.clean_ids(users, "user_id"), checker.clean_ids(items, "item_id")
+    behavior_values = checker.clean_ids(behavior_values, "behavior", cap=False)
+    sessions = checker.clean_ids(sessions, "session_id") if sessions is not None else None
     known = pc.fill_null(pc.is_in(behavior_values, value_set=pa.array(table.names)), False).to_numpy(
         zero_copy_only=False
     )
     checker.check(~known, f"behavior not in the level table {table.levels}", "behavior", behavior_values)
     has_time = "timestamp" in source.column_names
+    time_unit, detected = None, False
     if has_time:
-        seconds = timestamp_seconds(source["timestamp"], raw.time_unit)
-        quoted = raw.time_text if raw.time_text is not None else source["timestamp"]
-        checker.check(~np.isfinite(seconds), "null or unparsable timestamp", "timestamp", quoted)
-    sessions = None
-    if "session_id" in source.column_names:
-        sessions = id_strings(source["session_id"], file=raw.file, name=raw.source_column("session_id"))
-        checker.check(_as_bool(pc.is_null(sessions)), "null session id", "session_id", sessions)
+        seconds, time_unit, detected = _read_times(raw, checker)
 
     keep = np.flatnonzero(~checker.dropped)
     take = pa.array(keep)
@@ -202,7 +241,24 @@ def validate_events(
         report=report,
         items=raw.items,
         item_index=raw.item_index,
+        time_unit=time_unit,
+        time_unit_detected=detected,
     )
+
+
+def _read_times(raw: RawEvents, checker: "_Checker") -> tuple[np.ndarray, str, bool]:
+    """Seconds of every row, the unit they were read in, and whether it was detected; refuses impossible times."""
+    numbers, is_datetime = timestamp_numbers(raw.table["timestamp"])
+    detected = raw.time_unit == "auto" and not is_datetime
+    unit = DATETIME if is_datetime else TimestampProfile.of(numbers).detect() if detected else raw.time_unit
+    seconds = to_seconds(numbers, unit)
+    quoted = raw.time_text if raw.time_text is not None else raw.table["timestamp"]
+    checker.check(~np.isfinite(seconds), "null or unparsable timestamp", "timestamp", quoted)
+    hint = ("pass time_unit= (CLI --timestamp_unit) to read them in another unit, e.g. relative for offsets "
+            "from any origin, or on_invalid='drop' (CLI --on_invalid drop) to drop such rows")
+    for reason, bad in timestamp_problems(numbers, unit, detected=detected):
+        checker.check(bad, reason, "timestamp", quoted, hint=hint)
+    return seconds, unit, detected
 
 
 class _DuplicateValues:

@@ -1,7 +1,8 @@
 """Format adapters: each public log layout becomes `RawEvents` with canonical column names.
 
 - events: any table with user_id, item_id, behavior[, timestamp][, session_id] (rename with
-  `columns=`, numeric time unit with `time_unit=`); levels from the user.
+  `columns=`; numeric time unit detected from magnitudes, or given with `time_unit=`, see
+  checks.TIME_UNITS); levels from the user.
 - gamer: a /work/shared/data-style folder (events.csv.gz, meta.json[, items.csv.gz]); levels from
   meta.json's behavior order, else from the folder's row in ../README.md.
 - retailrocket: Kaggle RetailRocket events.csv (ms timestamps); view < cart < buy
@@ -15,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -24,10 +24,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import ConfigurationError, DataError
+from ..files import read_json
 from .behaviors import PRESETS, BehaviorSpec, BehaviorTable
 from .events import EventLog, OnInvalid, RawEvents, validate_events
 from .gamer_json import read_gamer_json
-from .tables import TableSource, read_table, require_columns, source_label, timestamp_seconds
+from .report import DataValidationError
+from .tables import TableSource, read_header, read_table, require_columns, source_label, timestamp_numbers
 
 __all__ = [
     "read_events",
@@ -60,7 +63,7 @@ def _rename_values(column: pa.ChunkedArray, mapping: dict[str, str]) -> pa.Array
 
 
 def read_plain_events(
-    source: TableSource, *, columns: dict[str, str] | None = None, time_unit: str = "s"
+    source: TableSource, *, columns: dict[str, str] | None = None, time_unit: str = "auto"
 ) -> RawEvents:
     """Any table already holding the canonical columns (or renamed with `columns`)."""
     file = source_label(source)
@@ -68,7 +71,8 @@ def read_plain_events(
     mapping = {name: name for name in ("user_id", "item_id", "behavior", "timestamp", "session_id")}
     unknown = sorted(set(columns or {}) - set(mapping))
     if unknown:
-        raise ValueError(f"columns= maps canonical names to yours; {unknown} are not canonical names {list(mapping)}")
+        raise ConfigurationError(f"columns= maps canonical names to yours; {unknown} are not canonical names "
+                                 f"{list(mapping)}")
     mapping.update(columns or {})
     selected = _select(table, mapping, file=file, optional=("timestamp", "session_id"))
     return RawEvents(selected, file, "events", columns=mapping, time_unit=time_unit)
@@ -82,7 +86,7 @@ def read_gamer_folder(source: TableSource) -> RawEvents:
     table = _select(read_table(events_file), {n: n for n in ("user_id", "item_id", "behavior", "timestamp")},
                     file=str(events_file), optional=("timestamp",))
     meta_file = folder / "meta.json"
-    meta: dict[str, Any] = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    meta = _read_meta(meta_file) if meta_file.is_file() else {}
     order = meta.get("stats", {}).get("behavior_order_low_to_high") or _readme_order(folder)
     time_note = str(meta.get("timestamps", "")).upper()
     resolution = "order" if time_note.startswith("NONE") else "day" if "DAY" in time_note else "seconds"
@@ -90,7 +94,15 @@ def read_gamer_folder(source: TableSource) -> RawEvents:
     if (folder / "items.csv.gz").is_file():
         items = read_table(folder / "items.csv.gz").to_pandas()
     return RawEvents(table, str(events_file), "gamer", time_resolution=resolution,
+                     time_unit="relative" if resolution == "order" else "auto",
                      behaviors=BehaviorTable.parse(order) if order else None, items=items)
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    meta = read_json(path, error=DataError)
+    if not isinstance(meta, dict):
+        raise DataValidationError("meta.json must hold a JSON object", file=str(path))
+    return meta
 
 
 def _readme_order(folder: Path) -> list[str] | None:
@@ -127,7 +139,7 @@ def read_taobao(source: TableSource) -> RawEvents:
         raw = raw.rename_columns(names)
     table = _select(raw, {n: n for n in ("user_id", "item_id", "behavior", "timestamp")}, file=file)
     items = _first_per_item(raw, ["category_id"])
-    return RawEvents(table, file, "taobao", behaviors=BehaviorTable(PRESETS["taobao"]), items=items)
+    return RawEvents(table, file, "taobao", time_unit="s", behaviors=BehaviorTable(PRESETS["taobao"]), items=items)
 
 
 def read_tmall(source: TableSource, *, year: int = 2014) -> RawEvents:
@@ -137,7 +149,7 @@ def read_tmall(source: TableSource, *, year: int = 2014) -> RawEvents:
     raw = read_table(source)
     table = _select(raw, mapping, file=file)
     behavior = _rename_values(table["behavior"], {"0": "click", "1": "cart", "2": "buy", "3": "fav"})
-    mmdd = timestamp_seconds(table["timestamp"], "s")
+    mmdd, _ = timestamp_numbers(table["timestamp"])
     dates = pd.to_datetime(
         pd.DataFrame({"year": year, "month": mmdd // 100, "day": mmdd % 100}), errors="coerce", utc=True
     )
@@ -145,11 +157,11 @@ def read_tmall(source: TableSource, *, year: int = 2014) -> RawEvents:
     original = table["timestamp"]
     table = table.set_column(2, "behavior", behavior).set_column(3, "timestamp", pa.array(seconds))
     items = _first_per_item(raw, [c for c in ("cat_id", "seller_id", "brand_id") if c in raw.column_names])
-    return RawEvents(table, file, "tmall", columns=mapping, time_resolution="day",
+    return RawEvents(table, file, "tmall", columns=mapping, time_unit="s", time_resolution="day",
                      behaviors=BehaviorTable(PRESETS["tmall"]), items=items, time_text=original)
 
 
-def read_recbole(source: TableSource, *, columns: dict[str, str] | None = None) -> RawEvents:
+def read_recbole(source: TableSource, *, columns: dict[str, str] | None = None, time_unit: str = "auto") -> RawEvents:
     """RecBole atomic `.inter`: tab-separated, header fields typed as `name:type` (types are dropped)."""
     file = source_label(source)
     raw = read_table(source, delimiter="\t")
@@ -159,7 +171,7 @@ def read_recbole(source: TableSource, *, columns: dict[str, str] | None = None) 
                "session_id": "session_id"}
     mapping.update(columns or {})
     table = _select(raw, mapping, file=file, optional=("timestamp", "session_id"))
-    return RawEvents(table, file, "recbole", columns=mapping)
+    return RawEvents(table, file, "recbole", columns=mapping, time_unit=time_unit)
 
 
 def _first_per_item(raw: pa.Table, attributes: list[str]) -> pd.DataFrame | None:
@@ -192,7 +204,8 @@ def detect_format(source: TableSource) -> str:
             return "gamer"
         if any(path.glob("*.inter.json")):
             return "gamer_json"
-        raise ValueError(f"{path}: folder holds neither events.csv.gz nor *.inter.json; pass format=")
+        raise DataValidationError("folder holds neither events.csv.gz nor *.inter.json", file=str(path),
+                                  hint="pass the events file itself, or format= (CLI --format)")
     name = path.name
     if re.search(r"\.(S?MB)\.(inter|behavior|session|time)\.json$", name) or name.endswith(".behavior_level.json"):
         return "gamer_json"
@@ -203,18 +216,12 @@ def detect_format(source: TableSource) -> str:
     if name.startswith("UserBehavior"):
         return "taobao"
     table = read_table(path) if path.suffix in {".parquet", ".pq", ".jsonl", ".ndjson"} else None
-    header = set(table.column_names) if table is not None else set(_header(path))
+    header = set(table.column_names) if table is not None else set(read_header(path))
     if {"visitorid", "itemid", "event"} <= header:
         return "retailrocket"
     if {"action_type", "time_stamp", "seller_id"} <= header:
         return "tmall"
     return "events"
-
-
-def _header(path: Path) -> list[str]:
-    with pa.input_stream(str(path), compression="detect") as stream:
-        first = stream.read(1 << 16).decode("utf-8", errors="replace").splitlines()
-    return [cell.strip() for cell in re.split(r"[,\t]", first[0])] if first else []
 
 
 def read_events(
@@ -233,12 +240,12 @@ def read_events(
     """
     name = detect_format(source) if format == "auto" else format
     if name not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; choose one of {sorted(FORMATS)} or 'auto'")
+        raise ConfigurationError(f"unknown format {format!r}; choose one of {sorted(FORMATS)} or 'auto'")
     try:
         raw = FORMATS[name](source, **options)
     except TypeError as error:
         if "unexpected keyword" in str(error):
-            raise ValueError(f"format {name!r} does not take option(s) {sorted(options)}: {error}") from error
+            raise ConfigurationError(f"format {name!r} does not take option(s) {sorted(options)}: {error}") from None
         raise
     return validate_events(raw, behaviors, on_invalid=on_invalid, on_duplicate=on_duplicate)
 

@@ -4,10 +4,13 @@ A prepared folder holds `save_to_disk` output of a DatasetDict (train / validati
 `metadata.json`, `items.json` (the item catalogue: contiguous id i -> original item id),
 `users.json` (likewise for users) and, when the source has item side information, `items.parquet`.
 It is written to a temporary sibling folder and renamed into place, so readers never see half a
-preparation.
+preparation; temporaries that a killed run left behind are removed (or, for a previous output
+caught mid-swap, put back) by the next run (`clean_stale_temps`). Folders and files get the
+process umask's permissions.
 
 metadata.json keys: format_version, source, format, protocol, behaviors (name -> level, identity
-order), target_behavior, time_resolution, sessions ({method, gap_minutes}), max_history,
+order), target_behavior, time_resolution, timestamps ({unit, detected}: how source times were
+read, see data.checks), sessions ({method, gap_minutes}), max_history,
 augment_copies, seed, k_core, min_user_events, num_users, num_items, num_events,
 events_per_behavior, num_sessions (session protocol), splits ({train: {...}, validation: {...},
 test: {...}}), drop_report (list of records), id_maps ({users, items} file names), items_file,
@@ -18,8 +21,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,8 +37,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ..errors import ConfigurationError, DataError, OutputExistsError
+from ..files import ordinary_permissions, read_json
 from .arrays import EventArrays
 from .behaviors import BehaviorSpec, BehaviorTable
+from .checks import unit_label
 from .events import EventLog, OnInvalid
 from .filters import filter_k_core, filter_min_user_events
 from .formats import read_events
@@ -42,10 +51,15 @@ from .sessions import SessionMethod, order_by_session, resolve_session_method, s
 from .splits import Cases, Protocol, Split, loo_split, session_split
 from .tables import TableSource
 
-__all__ = ["prepare", "load_prepared", "PreparedData", "format_summary", "FORMAT_VERSION"]
+__all__ = ["prepare", "load_prepared", "PreparedData", "format_summary", "clean_stale_temps", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "validation", "test")
+# Temporary siblings of an output `out`: `.out.prepare-tmp-HOST-PID-XXXX` (being written) and
+# `.out.prepare-old-HOST-PID-XXXX` (the previous output during the swap). Another run's are stale
+# once their process is gone (same host) or, from any host, after STALE_AFTER_S.
+_TEMP_KINDS = ("tmp", "old")
+STALE_AFTER_S = 24 * 3600.0
 
 
 @dataclass
@@ -72,11 +86,10 @@ class PreparedData:
 
     def save(self, out: str | os.PathLike) -> Path:
         """Write atomically: a temporary sibling folder renamed over `out`."""
-        out = Path(out)
-        if out.exists() and any(out.iterdir()) and not (out / "metadata.json").is_file():
-            raise FileExistsError(f"{out} exists and is not a prepared-data folder; refusing to overwrite it")
+        out = check_output(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        clean_stale_temps(out)
+        tmp = _make_temp(out, "tmp")
         try:
             with _quiet_datasets():  # our own progress bar covers saving
                 self.splits.save_to_disk(str(tmp / "splits"))
@@ -88,7 +101,7 @@ class PreparedData:
                 _write_json(tmp / "item_index.json", {k: list(v) for k, v in self.item_index.items()})
             _write_json(tmp / "metadata.json", self.metadata)
             if out.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+                old = _make_temp(out, "old")
                 os.replace(out, old / out.name)
                 os.replace(tmp, out)
                 shutil.rmtree(old, ignore_errors=True)
@@ -98,6 +111,76 @@ class PreparedData:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return out
+
+
+def check_output(out: str | os.PathLike) -> Path:
+    """Refuse an output path that is a file, lies under a file, or is a folder of other content."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigurationError(f"output {out} is a file, not a folder; choose a folder path for --out")
+    parent = next((p for p in out.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigurationError(f"output {out} lies under {parent}, which is a file; choose a folder path for --out")
+    if out.is_dir() and any(out.iterdir()) and not (out / "metadata.json").is_file():
+        raise OutputExistsError(f"output {out} exists and is not a prepared-data folder; refusing to overwrite it "
+                                "(choose a new or empty folder)")
+    return out
+
+
+def _temp_name(out: Path, kind: str) -> str:
+    return f".{out.name}.prepare-{kind}-{socket.gethostname()}-{os.getpid()}-"
+
+
+def _make_temp(out: Path, kind: str) -> Path:
+    """A fresh temporary sibling of `out`, with the permissions the umask gives a new folder."""
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_name(out, kind), dir=out.parent))
+    ordinary_permissions(tmp)  # mkdtemp makes 0700 folders; a prepared folder is shared like any other
+    return tmp
+
+
+def _is_stale(path: Path, host: str, pid: int) -> bool:
+    if pid == os.getpid() and host == socket.gethostname():
+        return False
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age > STALE_AFTER_S:
+        return True
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def clean_stale_temps(out: str | os.PathLike) -> list[Path]:
+    """Remove the temporary siblings of `out` that killed runs of this tool left; return them.
+
+    Only folders named by `_temp_name` count, and only once stale (their process is gone, or
+    older than STALE_AFTER_S), so a concurrent run's work is never touched. A previous output
+    caught between the two renames of a swap (`out` missing, the old copy complete) is renamed
+    back instead of deleted.
+    """
+    out = Path(out)
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.prepare-({'|'.join(_TEMP_KINDS)})-(.+)-(\d+)-[^-]+$")
+    removed: list[Path] = []
+    if not out.parent.is_dir():
+        return removed
+    for path in sorted(out.parent.iterdir()):
+        match = pattern.match(path.name)
+        if not match or not path.is_dir() or not _is_stale(path, match.group(2), int(match.group(3))):
+            continue
+        previous = path / out.name
+        if match.group(1) == "old" and not out.exists() and (previous / "metadata.json").is_file():
+            os.replace(previous, out)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 @contextmanager
@@ -121,23 +204,29 @@ def load_prepared(path: str | os.PathLike) -> PreparedData:
     path = Path(path)
     meta_file = path / "metadata.json"
     if not meta_file.is_file():
-        raise FileNotFoundError(f"{path} is not a prepared-data folder (no metadata.json)")
-    metadata = json.loads(meta_file.read_text(encoding="utf-8"))
-    if metadata.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: prepared with format_version {metadata.get('format_version')}, "
-                         f"this gamer_hf reads {FORMAT_VERSION}; prepare it again")
+        raise DataError(f"{path} is not a prepared-data folder (no metadata.json); run `gamer-hf prepare` first")
+    metadata = _read_json(meta_file)
+    if not isinstance(metadata, dict) or metadata.get("format_version") != FORMAT_VERSION:
+        found = metadata.get("format_version") if isinstance(metadata, dict) else None
+        raise DataError(f"{path}: prepared with format_version {found}, this gamer_hf reads {FORMAT_VERSION}; "
+                        "prepare it again")
     items = pd.read_parquet(path / "items.parquet") if (path / "items.parquet").is_file() else None
     item_index = None
     if (path / "item_index.json").is_file():
-        item_index = {k: tuple(v) for k, v in json.loads((path / "item_index.json").read_text()).items()}
+        item_index = {k: tuple(v) for k, v in _read_json(path / "item_index.json").items()}
     return PreparedData(
         splits=datasets.load_from_disk(str(path / "splits")),
         metadata=metadata,
-        item_ids=json.loads((path / "items.json").read_text(encoding="utf-8")),
-        user_ids=json.loads((path / "users.json").read_text(encoding="utf-8")),
+        item_ids=_read_json(path / "items.json"),
+        user_ids=_read_json(path / "users.json"),
         items=items,
         item_index=item_index,
     )
+
+
+def _read_json(path: Path) -> Any:
+    """A JSON file of a prepared folder; a missing or corrupt one is a DataError naming it."""
+    return read_json(path, error=DataError)
 
 
 def _case_stats(cases: Cases, table: BehaviorTable) -> dict[str, Any]:
@@ -178,15 +267,18 @@ def prepare(
     `target_behavior` (loo) defaults to the unique top-level behavior.
     """
     if protocol not in ("session", "loo"):
-        raise ValueError(f"protocol must be 'session' or 'loo', got {protocol!r}")
+        raise ConfigurationError(f"protocol must be 'session' or 'loo', got {protocol!r}")
     if max_history is not None and max_history < 1:
-        raise ValueError(f"max_history must be >= 1 or None, got {max_history}")
+        raise ConfigurationError(f"max_history must be >= 1 or None, got {max_history}")
+    if out is not None:
+        check_output(out)  # before the work, not after it
+        clean_stale_temps(out)
     with tqdm(total=6, desc="prepare", unit="step", disable=not progress) as steps:
 
         steps.set_postfix_str("read")
         if isinstance(events, EventLog):
             if behaviors is not None:
-                raise ValueError("behaviors are fixed by the EventLog; pass them to read_events instead")
+                raise ConfigurationError("behaviors are fixed by the EventLog; pass them to read_events instead")
             log = events
         else:
             log = read_events(events, format, behaviors, on_invalid=on_invalid, on_duplicate=on_duplicate,
@@ -199,8 +291,9 @@ def prepare(
         arrays = filter_min_user_events(arrays, min_user_events, report, file=log.source)
         arrays = filter_k_core(arrays, k_core, report, file=log.source)
         if len(arrays) == 0:
-            raise ValueError(f"{log.source}: no events left after validation and filtering; see the drop report:\n"
-                             f"{report.format()}")
+            drops = "; ".join(record.describe() for record in report.records) or "the log holds no events"
+            raise DataError(f"{log.source}: no events left after validation and filtering ({drops}); lower "
+                            "min_user_events / k_core or check the file")
         steps.update()
 
         steps.set_postfix_str("sessions")
@@ -224,7 +317,7 @@ def prepare(
         else:
             target = target_behavior or table.target
             if target not in table:
-                raise ValueError(f"target behavior {target!r} is not one of {table.names}")
+                raise ConfigurationError(f"target behavior {target!r} is not one of {table.names}")
             split = loo_split(arrays, table.names.index(target), max_history=max_history)
         steps.update()
 
@@ -247,6 +340,7 @@ def prepare(
             "behaviors": table.levels,
             "target_behavior": target,
             "time_resolution": log.time_resolution,
+            "timestamps": {"unit": log.time_unit, "detected": log.time_unit_detected},
             "sessions": sessions,
             "max_history": max_history,
             "augment_copies": augment_copies,
@@ -291,6 +385,10 @@ def format_summary(metadata: dict[str, Any]) -> str:
         f"events        {metadata['num_events']:,} ("
         + ", ".join(f"{b} {n:,}" for b, n in metadata["events_per_behavior"].items()) + ")",
     ]
+    times = metadata.get("timestamps") or {}
+    if times.get("unit"):
+        how = "detected from their magnitudes" if times["detected"] else "as given"
+        lines.append(f"timestamps    {unit_label(times['unit'])} ({how})")
     if metadata["num_sessions"] is not None:
         gap = metadata["sessions"]["gap_minutes"]
         how = metadata["sessions"]["method"] + (f", {gap:g} min gap" if gap else "")

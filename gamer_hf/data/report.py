@@ -1,7 +1,8 @@
-"""Validation errors and the drop report: every removed or rejected event is accounted for.
+"""Validation errors and the drop report: every removed, rejected or cleaned event is accounted for.
 
 Readers either raise `DataValidationError` (the default) or, when asked to drop, record each
-problem as a `DropRecord` so that `prepare` can print exactly what left the data and why.
+problem as a `DropRecord` so that `prepare` can print exactly what left the data and why. Values
+cleaned in place (ids stripped of surrounding whitespace) are records too, with action "stripped".
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class DataValidationError(DataError):
         count: int = 1,
         hint: str = "",
     ) -> None:
+        reason = reason.replace("\r", "\\r").replace("\n", "\\n")  # one line, even quoting a parser's snippet
         self.reason, self.file, self.column, self.row, self.value, self.count = reason, file, column, row, value, count
         where = [f"file {file}"]
         if column is not None:
@@ -55,6 +57,7 @@ class DropRecord:
 
     `rows` are 0-based data rows of `file` with their `values`; filters that remove whole users or
     items leave `rows` empty and quote example ids in `values`. `count` is always the exact number.
+    `action` is "dropped" (the rows left the data) or "stripped" (the values were cleaned, rows kept).
     """
 
     reason: str
@@ -63,6 +66,7 @@ class DropRecord:
     count: int
     rows: list[int] = field(default_factory=list)
     values: list[Any] = field(default_factory=list)
+    action: str = "dropped"
 
     def describe(self) -> str:
         if self.rows:
@@ -70,7 +74,8 @@ class DropRecord:
         else:
             examples = "e.g. " + ", ".join(repr(v) for v in self.values) if self.values else ""
         column = f" column {self.column!r}" if self.column else ""
-        return f"dropped {self.count:,} ({self.reason}) in {self.file}{column}" + (f" [{examples}]" if examples else "")
+        return (f"{self.action} {self.count:,} ({self.reason}) in {self.file}{column}"
+                + (f" [{examples}]" if examples else ""))
 
 
 @dataclass
@@ -80,12 +85,13 @@ class DropReport:
     records: list[DropRecord] = field(default_factory=list)
 
     def add(
-        self, reason: str, *, file: str, column: str | None, rows: list[int], values: list[Any], count: int
+        self, reason: str, *, file: str, column: str | None, rows: list[int], values: list[Any], count: int,
+        action: str = "dropped",
     ) -> None:
         if count:
             self.records.append(
                 DropRecord(reason, file, column, int(count), [int(r) for r in rows[:MAX_EXAMPLES]],
-                           [_plain(v) for v in values[:MAX_EXAMPLES]])
+                           [_plain(v) for v in values[:MAX_EXAMPLES]], action)
             )
 
     def extend(self, other: "DropReport") -> None:
@@ -93,7 +99,8 @@ class DropReport:
 
     @property
     def total(self) -> int:
-        return sum(record.count for record in self.records)
+        """Rows dropped (cleaned values are not counted: their rows stay)."""
+        return sum(record.count for record in self.records if record.action == "dropped")
 
     def __bool__(self) -> bool:
         return bool(self.records)
@@ -106,9 +113,12 @@ class DropReport:
         return cls([DropRecord(**record) for record in records])
 
     def format(self) -> str:
-        if not self.records:
-            return "drops: none"
-        return "\n".join(["drops:"] + [f"  {record.describe()}" for record in self.records])
+        drops = [record for record in self.records if record.action == "dropped"]
+        fixes = [record for record in self.records if record.action != "dropped"]
+        lines = ["drops:" if drops else "drops: none"] + [f"  {record.describe()}" for record in drops]
+        if fixes:
+            lines += ["cleaned:"] + [f"  {record.describe()}" for record in fixes]
+        return "\n".join(lines)
 
 
 def _plain(value: Any) -> Any:

@@ -6,6 +6,7 @@ leading zeros; numbers are parsed later, column by column, where a failure can n
 
 from __future__ import annotations
 
+import csv
 import difflib
 import os
 from pathlib import Path
@@ -27,16 +28,11 @@ __all__ = [
     "source_label",
     "require_columns",
     "id_strings",
-    "timestamp_seconds",
-    "TIME_UNITS",
+    "read_header",
+    "timestamp_numbers",
 ]
 
 TableSource = Union[str, os.PathLike, pd.DataFrame, "datasets.Dataset", pa.Table]  # noqa: F821
-
-# Numeric timestamp units: sub-second units are divided (exact for decimal milliseconds), others multiplied.
-_PER_SECOND = {"ms": 1e3, "us": 1e6, "ns": 1e9}
-_SECONDS_PER = {"s": 1.0, "min": 60.0, "h": 3600.0, "day": 86400.0}
-TIME_UNITS = tuple(_SECONDS_PER) + tuple(_PER_SECOND)
 
 _TAB_SUFFIXES = {".tsv", ".inter", ".tab"}
 _JSONL_SUFFIXES = {".jsonl", ".ndjson"}
@@ -55,10 +51,34 @@ def _suffixes(path: Path) -> list[str]:
     return parts[:-1] if parts and parts[-1] in {".gz", ".bz2", ".zst", ".xz"} else parts
 
 
-def _first_line(path: Path) -> str:
-    with pa.input_stream(str(path), compression="detect") as stream:
-        chunk = stream.read(1 << 16).decode("utf-8-sig", errors="replace")
-    return chunk.splitlines()[0] if chunk else ""
+def read_header(path: Path, delimiter: str | None = None) -> list[str]:
+    """Column names of a delimited file's first line, parsed as CSV (quoted names lose their quotes).
+
+    Without `delimiter` a line holding a tab and no comma is taken as tab-separated.
+    """
+    _require_file(path)
+    try:
+        with pa.input_stream(str(path), compression="detect") as stream:
+            chunk = stream.read(1 << 16).decode("utf-8-sig", errors="replace")
+    except (OSError, pa.ArrowInvalid) as error:
+        raise _unreadable(path, error) from None
+    line = chunk.splitlines()[0] if chunk else ""
+    sep = delimiter or ("\t" if "\t" in line and "," not in line else ",")
+    return [name.strip() for name in next(csv.reader([line], delimiter=sep), [])]
+
+
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "not found"
+        raise DataValidationError(f"events file {what}", file=str(path), hint="check the path (CLI --events)")
+
+
+def _unreadable(path: Path, error: Exception) -> DataValidationError:
+    compressed = path.suffix.lower() in {".gz", ".bz2", ".zst", ".xz"}
+    what = "truncated or damaged compressed file" if compressed else "unreadable file"
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return DataValidationError(f"{what} ({message})", file=str(path),
+                               hint="the file is incomplete or corrupt; copy or download it again")
 
 
 def read_table(
@@ -75,17 +95,19 @@ def read_table(
     if hasattr(source, "data") and hasattr(source, "features"):  # datasets.Dataset without importing it here
         return source.data.table
     path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"events file not found: {path}")
+    _require_file(path)
     suffixes = _suffixes(path)
     suffix = suffixes[-1] if suffixes else ""
-    if suffix in _PARQUET_SUFFIXES:
-        return pq.read_table(path)
-    if suffix in _JSONL_SUFFIXES:
-        with pa.input_stream(str(path), compression="detect") as stream:
-            return pajson.read_json(stream)
+    try:
+        if suffix in _PARQUET_SUFFIXES:
+            return pq.read_table(path)
+        if suffix in _JSONL_SUFFIXES:
+            with pa.input_stream(str(path), compression="detect") as stream:
+                return pajson.read_json(stream)
+    except (OSError, pa.ArrowInvalid) as error:
+        raise _unreadable(path, error) from None
     sep = delimiter or ("\t" if suffix in _TAB_SUFFIXES else ",")
-    names = column_names or [name.strip() for name in _first_line(path).split(sep)]
+    names = column_names or read_header(path, sep)
     read_options = pacsv.ReadOptions(column_names=names, skip_rows=0 if column_names else 1, block_size=1 << 24)
     convert = pacsv.ConvertOptions(
         column_types={name: pa.string() for name in names}, strings_can_be_null=True, null_values=[""]
@@ -94,7 +116,11 @@ def read_table(
         return pacsv.read_csv(path, read_options=read_options, parse_options=pacsv.ParseOptions(delimiter=sep),
                               convert_options=convert)
     except pa.ArrowInvalid as error:
-        raise DataValidationError(f"cannot parse as delimited text ({error})", file=str(path)) from error
+        if "compress" in str(error).lower():
+            raise _unreadable(path, error) from None
+        raise DataValidationError(f"cannot parse as delimited text ({error})", file=str(path)) from None
+    except OSError as error:
+        raise _unreadable(path, error) from None
 
 
 def require_columns(table: pa.Table, needed: list[str], *, file: str, hint: str = "") -> None:
@@ -143,23 +169,24 @@ def _float_ids(array: pa.Array) -> pa.Array:
     return pc.if_else(mask, pa.scalar(None, pa.string()), as_int.cast(pa.string()))
 
 
-def timestamp_seconds(column: pa.ChunkedArray | pa.Array, unit: str) -> np.ndarray:
-    """Float seconds; NaN marks null or unparsable values (the caller reports them with their rows).
+def timestamp_numbers(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, bool]:
+    """Raw time values as floats, and whether they were date-times (then already UTC seconds).
 
-    Numbers are read in `unit` (see TIME_UNITS); date-time strings and Arrow timestamps are read as
-    UTC when they carry no zone. The first non-null value decides between number and date-time.
+    NaN marks null or unparsable values (the caller reports them with their rows). Date-time
+    strings and Arrow timestamps without a zone are read as UTC. The first non-null value decides
+    between number and date-time; numbers keep their unit, which the caller detects or is given.
     """
     array = _flat(column)
     kind = array.type
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
-        return _datetime_seconds(pd.Series(array.to_pandas()))
+        return _datetime_seconds(pd.Series(array.to_pandas())), True
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        return _numeric_seconds(pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False), unit)
+        return pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64, copy=False), False
     if pa.types.is_null(kind):
-        return np.full(len(array), np.nan)
-    strings = array.cast(pa.string())
+        return np.full(len(array), np.nan), False
+    strings = pc.utf8_trim_whitespace(array.cast(pa.string()))
     try:
-        return _numeric_seconds(pc.cast(strings, pa.float64()).to_numpy(zero_copy_only=False), unit)
+        return pc.cast(strings, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64, copy=False), False
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     series = pd.Series(strings.to_pandas())
@@ -168,17 +195,8 @@ def timestamp_seconds(column: pa.ChunkedArray | pa.Array, unit: str) -> np.ndarr
     try:
         float(first)
     except ValueError:
-        return _datetime_seconds(series)
-    return _numeric_seconds(pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan), unit)
-
-
-def _numeric_seconds(values: np.ndarray, unit: str) -> np.ndarray:
-    if unit not in TIME_UNITS:
-        raise ValueError(f"unknown time unit {unit!r}; choose one of {list(TIME_UNITS)}")
-    values = values.astype(np.float64, copy=False)
-    if unit in _PER_SECOND:
-        return values / _PER_SECOND[unit]
-    return values * _SECONDS_PER[unit] if unit != "s" else values
+        return _datetime_seconds(series), True
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan), False
 
 
 def _datetime_seconds(series: pd.Series) -> np.ndarray:

@@ -13,6 +13,7 @@ your own runs wrote.
 
 from __future__ import annotations
 
+import logging
 import re
 import zipfile
 from collections.abc import Mapping
@@ -28,8 +29,10 @@ from .arguments import RESUME_LATEST
 __all__ = [
     "CHECKPOINTS_SUBDIR",
     "CheckpointError",
+    "best_checkpoint",
     "list_checkpoints",
     "resolve_resume",
+    "stopped_training",
     "validate_checkpoint",
 ]
 
@@ -44,6 +47,8 @@ SCHEDULER_FILE = "scheduler.pt"
 TORCH_SUFFIXES = {".pt", ".pth", ".bin"}  # torch.save files: zip archives
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 
+logger = logging.getLogger(__name__)
+
 
 def list_checkpoints(root: str | Path) -> list[Path]:
     """`checkpoint-N` folders under `root`, oldest (smallest N) first."""
@@ -55,17 +60,55 @@ def list_checkpoints(root: str | Path) -> list[Path]:
 
 
 def resolve_resume(value: str | None, root: str | Path) -> Path | None:
-    """Turn a `resume_from_checkpoint` value into a checkpoint folder (or None for a fresh start)."""
+    """Turn a `resume_from_checkpoint` value into a checkpoint folder (or None for a fresh start).
+
+    "auto" / "latest" / "true" take the newest complete checkpoint: newer ones that a kill left
+    partial (or that are corrupt) are skipped with a warning naming what is wrong, and left in
+    place (the resumed run rewrites them when it reaches their step). "auto" starts afresh when
+    no complete checkpoint exists; "latest" then refuses. A path is returned as given (the caller
+    validates it and refuses a partial one).
+    """
     if value is None:
         return None
     if value.lower() not in RESUME_LATEST:
         return Path(value)
     found = list_checkpoints(root)
-    if found:
-        return found[-1]
+    for folder in reversed(found):
+        try:
+            validate_checkpoint(folder)
+        except CheckpointError as error:
+            logger.warning("resume_from_checkpoint=%s: skipping %s, kept as it is: %s", value, folder.name, error)
+            continue
+        return folder
     if value.lower() == "auto":
+        if found:
+            logger.warning("resume_from_checkpoint=auto: no complete checkpoint under %s; starting from step 0", root)
         return None
-    raise CheckpointError(f"resume_from_checkpoint={value!r}: no checkpoint-N folder under {root}")
+    skipped = f" ({len(found)} found, none complete; see the warnings above)" if found else ""
+    raise CheckpointError(f"resume_from_checkpoint={value!r}: no complete checkpoint-N folder under {root}{skipped}")
+
+
+def stopped_training(folder: str | Path) -> bool:
+    """Whether the run had already stopped training (max_steps reached, early stopping) when it saved `folder`.
+
+    A kill after the last checkpoint leaves such a folder. The Trainer resuming it trains further
+    (one more step when max_steps ends inside an epoch; on to the next evaluation after early
+    stopping), so the caller publishes the run's best model instead.
+    """
+    state = _read_json(Path(folder) / TRAINER_STATE)
+    control = state.get("stateful_callbacks", {}).get("TrainerControl", {}) if isinstance(state, dict) else {}
+    return bool(control.get("args", {}).get("should_training_stop"))
+
+
+def best_checkpoint(folder: str | Path) -> Path:
+    """The best checkpoint that `folder`'s trainer state records, looked up beside `folder`.
+
+    Falls back to `folder` itself when none is recorded or it is gone, as the Trainer does.
+    """
+    folder = Path(folder)
+    recorded = _read_json(folder / TRAINER_STATE).get("best_model_checkpoint")
+    candidate = folder.parent / Path(recorded).name if recorded else folder
+    return candidate if candidate.is_dir() else folder
 
 
 def _read_json(path: Path) -> Any:

@@ -24,14 +24,22 @@ from typing import Any
 
 import torch
 from accelerate import PartialState
-from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainerState, TrainingArguments, set_seed
 
 from gamer_hf.data.collator import GamerCollator
 from gamer_hf.data.prepare import load_prepared
 from gamer_hf.evaluation import subset_cases
 
 from .arguments import TrainArguments
-from .checkpoints import CHECKPOINTS_SUBDIR, resolve_resume, validate_checkpoint
+from .checkpoints import (
+    CHECKPOINTS_SUBDIR,
+    TRAINER_STATE,
+    best_checkpoint,
+    list_checkpoints,
+    resolve_resume,
+    stopped_training,
+    validate_checkpoint,
+)
 from .model_setup import build_model, check_data, load_tokenizer, tokenizer_dir
 from .output import check_output_dir, finish_staging, publish, staging_dir
 from .ranking import RANKING_METRIC, RankingSelectionCallback
@@ -135,7 +143,11 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
     out = Path(args.output_dir)
     checkpoints = out / CHECKPOINTS_SUBDIR
     resume = resolve_resume(args.resume_from_checkpoint, checkpoints)
-    clear_old_checkpoints = check_output_dir(out, resuming=resume is not None, overwrite=args.overwrite_output_dir)
+    # "auto" over partial checkpoints only starts afresh beside them (kept, rewritten at their step)
+    only_partial = resume is None and (args.resume_from_checkpoint or "").lower() == "auto" and bool(
+        list_checkpoints(checkpoints))
+    clear_old_checkpoints = check_output_dir(out, resuming=resume is not None or only_partial,
+                                             overwrite=args.overwrite_output_dir)
     prepared = load_prepared(args.data)
     tokenizer = load_tokenizer(args)
     check_data(tokenizer, prepared.metadata, prepared.item_ids, args.data, args.on_unknown)
@@ -144,9 +156,13 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
     state = PartialState()
     set_seed(args.seed)
     model = build_model(args, tokenizer, augmented=prepared.metadata.get("augment_copies", 0) > 0)
+    finished = False
     if resume is not None:
         step = validate_checkpoint(resume, *_expected_weights(model))
         logger.info("resuming from %s (step %d)", resume, step)
+        finished = stopped_training(resume)
+    if finished:  # killed after its last checkpoint: publish that run's best model, train no further
+        model = type(model).from_pretrained(best_checkpoint(resume), use_safetensors=True)
     if clear_old_checkpoints and state.is_main_process:
         shutil.rmtree(checkpoints)
     state.wait_for_everyone()
@@ -169,7 +185,10 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
         processing_class=tokenizer,
         callbacks=extra_callbacks,
     )
-    trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
+    if finished:
+        trainer.state = TrainerState.load_from_json(str(resume / TRAINER_STATE))
+    else:
+        trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
     _publish_best(trainer, state, out, info=lambda: training_info(
         args, prepared.metadata, tokenizer_dir(args), tokenizer, trainer.model, trainer.state, state.num_processes))
     history = trainer.state.log_history

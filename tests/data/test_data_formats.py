@@ -91,7 +91,8 @@ def test_integer_ids_become_strings(levels: dict[str, int]) -> None:
 def test_column_mapping_and_time_unit(levels: dict[str, int]) -> None:
     frame = CANONICAL.rename(columns={"user_id": "visitor", "timestamp": "ts_ms"})
     frame["ts_ms"] *= 1000
-    log = read_events(frame, "events", levels, columns={"user_id": "visitor", "timestamp": "ts_ms"}, time_unit="ms")
+    log = read_events(frame, "events", levels, columns={"user_id": "visitor", "timestamp": "ts_ms"},
+                      time_unit="relative_ms")
     assert _rows(log) == _expected_rows()
 
 

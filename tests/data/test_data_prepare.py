@@ -5,19 +5,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from gamer_hf.cli import main
 from gamer_hf.data import generate_synthetic, load_prepared, prepare, write_synthetic
+from gamer_hf.data.prepare import STALE_AFTER_S, clean_stale_temps
+from gamer_hf.errors import ConfigurationError
 
 METADATA_KEYS = {
     "format_version", "source", "format", "protocol", "behaviors", "target_behavior", "time_resolution", "sessions",
     "max_history", "augment_copies", "seed", "k_core", "min_user_events", "num_users", "num_items", "num_events",
     "events_per_behavior", "num_sessions", "splits", "drop_report", "id_maps", "items_file", "item_index_file",
+    "timestamps",
 }  # fmt: skip
 
 
@@ -56,7 +62,7 @@ def test_overwrite_replaces_a_prepared_folder_but_not_other_folders(tmp_path: Pa
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="not a prepared-data folder"):
+    with pytest.raises(ConfigurationError, match="not a prepared-data folder"):
         prepare(synthetic_folder, out=precious, progress=False)
     assert (precious / "notes.txt").read_text() == "keep me"
 
@@ -126,3 +132,70 @@ def test_console_script(tmp_path: Path, synthetic_folder: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "saved to" in result.stdout and (tmp_path / "o" / "metadata.json").is_file()
     shutil.rmtree(tmp_path / "o")
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The id of a process that has exited (ids are not reused this quickly)."""
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(finished.stdout)
+
+
+def _temp(parent: Path, kind: str, pid: int, *, age_s: float = 0.0) -> Path:
+    path = parent / f".prepared.prepare-{kind}-{socket.gethostname()}-{pid}-x{int(age_s)}"
+    path.mkdir()
+    (path / "splits").mkdir()
+    stamp = time.time() - age_s
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def test_stale_temps_of_killed_runs_are_cleaned_and_nothing_else(tmp_path: Path, synthetic_folder: Path,
+                                                                 dead_pid: int) -> None:
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as alive:
+        try:
+            killed = _temp(tmp_path, "tmp", dead_pid)
+            running = _temp(tmp_path, "tmp", alive.pid)
+            abandoned = _temp(tmp_path, "tmp", alive.pid, age_s=STALE_AFTER_S + 60)
+            other_output = tmp_path / f".other.prepare-tmp-{socket.gethostname()}-{dead_pid}-abc123"
+            other_output.mkdir()
+            foreign = tmp_path / ".prepared.backup"
+            foreign.mkdir()
+            prepare(synthetic_folder, out=tmp_path / "prepared", progress=False)
+            left = {path.name for path in tmp_path.iterdir()}
+        finally:
+            alive.kill()
+    assert killed.name not in left and abandoned.name not in left
+    assert {running.name, other_output.name, foreign.name, "prepared"} <= left
+
+
+def test_a_previous_output_caught_mid_swap_is_put_back(tmp_path: Path, synthetic_folder: Path, dead_pid: int) -> None:
+    prepare(synthetic_folder, out=tmp_path / "prepared", max_history=5, progress=False)
+    old = _temp(tmp_path, "old", dead_pid)
+    os.replace(tmp_path / "prepared", old / "prepared")  # killed between the two renames of a swap
+    assert clean_stale_temps(tmp_path / "prepared") == [old]
+    assert load_prepared(tmp_path / "prepared").metadata["max_history"] == 5
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["prepared"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_prepared_folders_follow_the_umask(tmp_path: Path, synthetic_folder: Path, umask: int) -> None:
+    previous = os.umask(umask)
+    try:
+        out = prepare(synthetic_folder, out=tmp_path / "prepared", progress=False) and tmp_path / "prepared"
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
+    assert stat.S_IMODE((out / "metadata.json").stat().st_mode) == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("where", ["file", "under-a-file"])
+def test_an_output_on_a_file_is_refused_before_any_work(tmp_path: Path, synthetic_folder: Path, where: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "taken"
+    blocker.write_text("keep me")
+    out = blocker if where == "file" else blocker / "prepared"
+    monkeypatch.setattr(sys.modules["gamer_hf.data.prepare"], "read_events", lambda *a, **k: pytest.fail("read first"))
+    with pytest.raises(ConfigurationError, match=f"output {out} .*file"):
+        prepare(synthetic_folder, out=out, progress=False)
+    assert blocker.read_text() == "keep me"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -19,35 +20,65 @@ def checkpoint(trained, tmp_path) -> Path:
     return Path(shutil.copytree(source, tmp_path / source.name))
 
 
+@pytest.fixture
+def checkpoints(trained, tmp_path) -> list[Path]:
+    """Private copies of the shared run's two kept checkpoints (oldest first), free to damage."""
+    root = shutil.copytree(trained.checkpoint_dir / CHECKPOINTS_SUBDIR, tmp_path / CHECKPOINTS_SUBDIR)
+    return list_checkpoints(root)
+
+
+def test_auto_without_checkpoints_starts_afresh_and_latest_refuses(tmp_path):
+    assert resolve_resume(None, tmp_path) is None
+    assert resolve_resume("auto", tmp_path) is None
+    with pytest.raises(CheckpointError, match="no complete checkpoint-N folder"):
+        resolve_resume("latest", tmp_path)
+    assert resolve_resume(str(tmp_path / "checkpoint-3"), tmp_path) == tmp_path / "checkpoint-3"
+
+
+def _no_trainer_state(folder: Path) -> None:  # what a kill while saving leaves: it is written last
+    (folder / "trainer_state.json").unlink()
+
+
+def _truncated_weights(folder: Path) -> None:
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+
+
+@pytest.mark.parametrize("value", ["auto", "latest", "TRUE"])
+@pytest.mark.parametrize(
+    ("damaged", "expected"),
+    [((), 1), ((1,), 0), ((0, 1), None)],
+    ids=["all-complete", "newest-partial", "none-complete"],
+)
+@pytest.mark.parametrize("damage", [_no_trainer_state, _truncated_weights])
+def test_resume_takes_the_newest_complete_checkpoint_and_keeps_partial_ones(
+    checkpoints, caplog, value, damaged, expected, damage
+):
+    assert len(checkpoints) == 2
+    for index in damaged:
+        damage(checkpoints[index])
+    before = {path: sorted(p.name for p in path.iterdir()) for path in checkpoints}
+    root = checkpoints[0].parent
+    with caplog.at_level(logging.WARNING, logger="gamer_hf.training.checkpoints"):
+        if expected is None and value != "auto":
+            with pytest.raises(CheckpointError, match="none complete"):
+                resolve_resume(value, root)
+            resolved = None
+        else:
+            resolved = resolve_resume(value, root)
+    assert resolved == (None if expected is None else checkpoints[expected])
+    notes = [record.getMessage() for record in caplog.records]
+    for index in damaged:
+        assert any(f"skipping {checkpoints[index].name}" in note for note in notes)
+    assert {path: sorted(p.name for p in path.iterdir()) for path in checkpoints} == before  # nothing deleted
+
+
 def test_checkpoints_are_ordered_by_step_not_by_name(tmp_path):
     for step in (10, 9, 100):
         (tmp_path / f"checkpoint-{step}").mkdir()
     (tmp_path / "checkpoint-final").mkdir()
     (tmp_path / "checkpoint-7").write_text("a file, not a checkpoint")
     assert [path.name for path in list_checkpoints(tmp_path)] == ["checkpoint-9", "checkpoint-10", "checkpoint-100"]
-
-
-@pytest.mark.parametrize(
-    ("value", "existing", "expected"),
-    [
-        (None, [3], None),
-        ("auto", [], None),
-        ("auto", [3, 12], "checkpoint-12"),
-        ("latest", [3, 12], "checkpoint-12"),
-        ("TRUE", [5], "checkpoint-5"),
-    ],
-)
-def test_resume_values_pick_the_newest_checkpoint(tmp_path, value, existing, expected):
-    for step in existing:
-        (tmp_path / f"checkpoint-{step}").mkdir()
-    resolved = resolve_resume(value, tmp_path)
-    assert (resolved.name if resolved else None) == expected
-
-
-def test_resume_latest_without_checkpoints_is_an_error_and_paths_pass_through(tmp_path):
-    with pytest.raises(CheckpointError, match="no checkpoint-N folder"):
-        resolve_resume("latest", tmp_path)
-    assert resolve_resume(str(tmp_path / "checkpoint-3"), tmp_path) == tmp_path / "checkpoint-3"
 
 
 def test_an_intact_checkpoint_passes_and_reports_its_step(checkpoint):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -100,8 +101,14 @@ def test_overwrite_replaces_the_model_and_its_old_checkpoints(make_args):
     assert read_info(result.checkpoint_dir)["results"]["global_step"] == 1
 
 
-def test_resumed_run_ends_where_an_uninterrupted_run_ends(make_args, tmp_path):
-    schedule = dict(max_steps=6, eval_steps=2)
+@pytest.mark.parametrize(
+    ("max_steps", "killed_while_saving"),
+    [(6, False), (6, True), (4, False)],  # 4 ends inside an epoch: the Trainer itself would take a fifth step
+    ids=["killed-after-save", "killed-while-saving", "killed-after-the-last-save"],
+)
+def test_resumed_run_ends_where_an_uninterrupted_run_ends(make_args, tmp_path, caplog, max_steps,
+                                                          killed_while_saving):
+    schedule = dict(max_steps=max_steps, eval_steps=2)
     full = train(make_args(output_dir=tmp_path / "full", **schedule))
     killed = tmp_path / "killed"
     with pytest.raises(Interrupted):
@@ -109,14 +116,21 @@ def test_resumed_run_ends_where_an_uninterrupted_run_ends(make_args, tmp_path):
     assert not (killed / TRAINING_INFO_FILE).exists()
     with pytest.raises(FileExistsError, match="checkpoint-4"):  # a fresh start would clobber the run
         train(make_args(output_dir=killed, **schedule))
+    partial = killed / CHECKPOINTS_SUBDIR / "checkpoint-4"
+    if killed_while_saving:  # the Trainer writes trainer_state.json last
+        (partial / "trainer_state.json").unlink()
 
-    resumed = train(make_args(output_dir=killed, resume_from_checkpoint="auto", **schedule))
-    assert resumed.global_step == full.global_step == 6
-    assert [entry["step"] for entry in resumed.log_history if "loss" in entry] == list(range(1, 7))
+    with caplog.at_level(logging.WARNING, logger="gamer_hf.training.checkpoints"):  # other tests quiet gamer_hf
+        resumed = train(make_args(output_dir=killed, resume_from_checkpoint="auto", **schedule))
+    assert resumed.global_step == full.global_step == max_steps
+    assert [entry["step"] for entry in resumed.log_history if "loss" in entry] == list(range(1, max_steps + 1))
+    assert read_info(killed)["results"]["global_step"] == max_steps
     assert eval_losses(resumed.log_history) == pytest.approx(eval_losses(full.log_history))
     ours, reference = load_file(killed / "model.safetensors"), load_file(tmp_path / "full" / "model.safetensors")
     assert all(torch.allclose(ours[key], reference[key], atol=1e-6) for key in reference)
     assert AutoModelForCausalLM.from_pretrained(killed).num_parameters() > 0
+    skipped = [record.getMessage() for record in caplog.records if "skipping checkpoint-4" in record.getMessage()]
+    assert len(skipped) == killed_while_saving and all("trainer_state.json" in note for note in skipped)
 
 
 def _truncate(path: Path) -> None:
@@ -140,7 +154,9 @@ def test_a_partial_or_corrupt_checkpoint_is_refused(trained, make_args, tmp_path
     shutil.copytree(source, copy)
     damage(copy / name)
     with pytest.raises(CheckpointError, match=name.replace(".", r"\.")):
-        train(make_args(resume_from_checkpoint="auto"))
+        train(make_args(resume_from_checkpoint=str(copy)))
+    with pytest.raises(CheckpointError, match="none complete"):  # "latest" never starts over
+        train(make_args(resume_from_checkpoint="latest"))
 
 
 def test_a_checkpoint_of_another_architecture_is_refused(trained, make_args):
