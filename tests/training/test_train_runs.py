@@ -94,8 +94,8 @@ def test_a_folder_of_other_files_is_refused(make_args, tmp_path):
 
 
 def test_overwrite_replaces_the_model_and_its_old_checkpoints(make_args):
-    train(make_args(max_steps=2, eval_steps=2))
-    result = train(make_args(max_steps=1, eval_steps=1, overwrite_output_dir=True))
+    train(make_args(max_steps=2, eval_steps=2, keep_checkpoints=True))
+    result = train(make_args(max_steps=1, eval_steps=1, overwrite_output_dir=True, keep_checkpoints=True))
     assert [path.name for path in list_checkpoints(result.checkpoint_dir / CHECKPOINTS_SUBDIR)] == ["checkpoint-1"]
     assert read_info(result.checkpoint_dir)["results"]["global_step"] == 1
 
