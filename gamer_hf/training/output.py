@@ -59,9 +59,9 @@ def check_output_dir(out: Path, resuming: bool, overwrite: bool) -> bool:
     if resuming:
         return False
     if finished:
+        resumable = ", or resume_from_checkpoint=auto to continue its stopped run" if checkpoints else ""
         raise FileExistsError(f"output_dir {out} already holds a finished model ({TRAINING_INFO_FILE}); pass "
-                              "overwrite_output_dir=true to replace it, or resume_from_checkpoint=auto to continue "
-                              "its run")
+                              f"overwrite_output_dir=true to replace it{resumable}")
     if checkpoints:
         raise FileExistsError(f"{out / CHECKPOINTS_SUBDIR} holds checkpoints of an earlier run (newest "
                               f"{checkpoints[-1].name}); pass resume_from_checkpoint=auto to continue it or "

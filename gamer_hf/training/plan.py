@@ -102,11 +102,12 @@ class TrainingPlan:
             + (f" (preset {self.preset})" if self.preset else " (fine-tuning)"),
             f"  data           {self.train_rows:,} training rows, history length {self.max_history or 'full'}",
             f"  batch          {self.global_batch_size:,} rows per step ({self.per_device_batch_size} per device x "
-            f"{self.gradient_accumulation_steps} accumulation x {self.num_processes} processes)",
+            f"{self.gradient_accumulation_steps} accumulation x {_count(self.num_processes, 'process')})",
             f"  steps          {self.steps_per_epoch:,} per epoch, {self.total_steps:,} in total "
             f"({self.epochs:.3g} epochs)" + (f", resuming at step {self.start_step:,}" if self.start_step else ""),
-            f"  validation     {cases} cases, up to {self.evaluations} evaluations of {self.eval_batches} batches",
-            f"  device         {self.device}, {self.threads} CPU threads",
+            f"  validation     {cases} cases, up to {_count(self.evaluations, 'evaluation')} of "
+            f"{_count(self.eval_batches, 'batch')}",
+            f"  device         {self.device}, {_count(self.threads, 'CPU thread')}",
         ]
         estimate = self.estimated_seconds
         if self.times is None:
@@ -119,6 +120,11 @@ class TrainingPlan:
             lines.append("  to make it shorter:")
             lines += [f"    {hint}" for hint in hints]
         return "\n".join(lines)
+
+
+def _count(number: int, noun: str) -> str:
+    plural = noun + ("es" if noun.endswith(("s", "ch")) else "s")
+    return f"{number:,} {noun if number == 1 else plural}"
 
 
 def _duration(seconds: float) -> str:

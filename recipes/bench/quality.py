@@ -331,6 +331,7 @@ def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, wo
         learning_rate=budget.gamer_learning_rate, early_stopping_patience=0 if last_epoch else budget.patience,
         seed=seed, on_unknown="skip", use_cpu=device == "cpu", bf16=device == "cuda", overwrite_output_dir=True,
         disable_tqdm=not progress, save_total_limit=2 if last_epoch else 1, logging_steps=20,  # 1 drops the last
+        keep_checkpoints=last_epoch,  # the last epoch's checkpoint is scored
     ), callbacks=[cap] if cap else [])
     train_seconds = time.perf_counter() - start
     epochs = [row["epoch"] for row in result.log_history if "eval_loss" in row and "epoch" in row]

@@ -36,6 +36,18 @@ def test_cli_trains_from_a_recipe_with_overriding_flags(prepared_dir, tokenizer_
     assert not (tmp_path / "from-recipe").exists()
 
 
+def test_cli_says_where_kept_checkpoints_are(prepared_dir, tokenizer_dir, tmp_path, capsys):
+    common = ["--data", str(prepared_dir), "--tokenizer", str(tokenizer_dir), "--preset", "tiny", "--max_steps", "2",
+              "--eval_steps", "1", "--disable_tqdm", "true"]
+    assert main(["train", *common, "--output_dir", str(tmp_path / "done")]) == 0
+    assert "checkpoints" not in capsys.readouterr().out  # a completed run keeps none
+    assert not (tmp_path / "done" / "checkpoints").exists()
+    assert main(["train", *common, "--output_dir", str(tmp_path / "kept"), "--keep_checkpoints", "true"]) == 0
+    printed = capsys.readouterr().out
+    assert f"checkpoints for resuming or inspection: {tmp_path / 'kept' / 'checkpoints'} (checkpoint-1, checkpoint-2)" \
+        in printed
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -121,7 +121,8 @@ def test_warm_up_rows_spread_over_the_split():
 
 
 def test_the_plan_is_printed_with_the_progress_bars(make_args, capsys):
-    train(make_args(max_steps=2, eval_steps=2, disable_tqdm=False))
+    result = train(make_args(max_steps=2, eval_steps=2, disable_tqdm=False))
     printed = capsys.readouterr().err
     assert printed.index("training plan") < printed.index("it/s")  # before the first step
     assert "2 in total" in printed and "estimate" in printed
+    assert f"0/{result.plan.eval_batches} [" in printed  # the validation bar counts the planned batches
