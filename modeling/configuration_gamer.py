@@ -8,6 +8,7 @@ derive every token's role (pad, behavior, code level) from its id alone:
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -17,7 +18,9 @@ from typing import Any
 from transformers import PreTrainedConfig
 
 __all__ = [
+    "CUSTOM_PIPELINES",
     "GamerConfig",
+    "PIPELINE_TASK",
     "GAMER_PRESETS",
     "NUM_SPECIAL_TOKENS",
     "code_token_offsets",
@@ -186,6 +189,19 @@ class GamerConfig(PreTrainedConfig):
         return code_token_offsets(self.num_behaviors, self.codebook_sizes)
 
     @property
+    def custom_pipelines(self) -> dict[str, Any]:
+        """The pipeline the checkpoint ships, for `pipeline()` without gamer_hf; empty once an installed
+        gamer_hf registered the task, so that the installed pipeline runs without remote code."""
+        from transformers.pipelines import PIPELINE_REGISTRY  # heavy: only when a pipeline is built
+
+        # a fresh copy: `pipeline()` replaces the class names with classes in the dict it is given
+        return {} if PIPELINE_TASK in PIPELINE_REGISTRY.supported_tasks else copy.deepcopy(CUSTOM_PIPELINES)
+
+    @custom_pipelines.setter
+    def custom_pipelines(self, value: Any) -> None:
+        """Derived, never stored: config.json's copy is written by `write_remote_code`."""
+
+    @property
     def target_behavior(self) -> str:
         return self.behavior_names[self.behavior_levels.index(max(self.behavior_levels))]
 
@@ -208,12 +224,18 @@ class GamerConfig(PreTrainedConfig):
 
 
 # ----- remote code: what a checkpoint needs to load with trust_remote_code=True -----
-REMOTE_CODE_FILES = ("configuration_gamer.py", "modeling_gamer.py", "tokenization_gamer.py", "generation_gamer.py")
+REMOTE_CODE_FILES = ("configuration_gamer.py", "modeling_gamer.py", "tokenization_gamer.py", "generation_gamer.py",
+                     "pipeline_gamer.py")
 AUTO_MAP = {
     "AutoConfig": "configuration_gamer.GamerConfig",
     "AutoModel": "modeling_gamer.GamerModel",
     "AutoModelForCausalLM": "modeling_gamer.GamerForCausalLM",
     "AutoTokenizer": [None, "tokenization_gamer.GamerTokenizerFast"],
+}
+# How `transformers.pipeline()` finds a task a model ships (the layout `Pipeline.save_pretrained` writes).
+PIPELINE_TASK = "next-item-recommendation"
+CUSTOM_PIPELINES = {
+    PIPELINE_TASK: {"impl": "pipeline_gamer.NextItemRecommendationPipeline", "pt": ["AutoModelForCausalLM"]}
 }
 
 
@@ -231,7 +253,10 @@ def write_remote_code(save_directory: str | os.PathLike, json_name: str) -> None
             shutil.copyfile(source, target / name)
     path = target / json_name
     payload = json.loads(path.read_text(encoding="utf-8"))
-    payload["auto_map"] = AUTO_MAP if json_name == "config.json" else {"AutoTokenizer": AUTO_MAP["AutoTokenizer"]}
+    if json_name == "config.json":
+        payload.update(auto_map=AUTO_MAP, custom_pipelines=CUSTOM_PIPELINES)
+    else:
+        payload["auto_map"] = {"AutoTokenizer": AUTO_MAP["AutoTokenizer"]}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)

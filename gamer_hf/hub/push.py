@@ -23,7 +23,6 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 from transformers import PreTrainedModel
 
-from .. import pipeline as pipeline_module
 from .card import build_model_card
 from .checkpoint import (
     EVAL_RESULTS_FILE,
@@ -39,7 +38,7 @@ from .checkpoint import (
 __all__ = ["DEFAULT_COMMIT_MESSAGE", "PIPELINE_FILE", "PushResult", "build_upload_folder", "push_to_hub"]
 
 DEFAULT_COMMIT_MESSAGE = "Upload GAMER checkpoint"
-PIPELINE_FILE = "pipeline_gamer.py"  # gamer_hf/pipeline.py, for users without gamer_hf
+PIPELINE_FILE = "pipeline_gamer.py"  # written by save_pretrained with the model code, for users without gamer_hf
 PLOT_FILE = "eval_ndcg10.png"
 # Files an earlier push may have left that would contradict this one (other weight layouts, facts
 # this checkpoint does not have); deleted in the same commit when the new upload lacks them.
@@ -94,7 +93,6 @@ def build_upload_folder(
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    shutil.copyfile(pipeline_module.__file__, out / PIPELINE_FILE)
     for name in EXTRA_FILES:
         if folder is not None and (folder / name).is_file():
             if name.endswith(".json"):  # the records name local folders: publish only their last part
