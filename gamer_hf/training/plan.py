@@ -188,15 +188,16 @@ def _timed(run, repeats: int = 3, quick: float = 0.5) -> float:
 
 
 def measure_seconds(model: torch.nn.Module, train_batch: Mapping[str, torch.Tensor],
-                    eval_batch: Mapping[str, torch.Tensor], device: torch.device,
+                    eval_batch: Mapping[str, torch.Tensor] | None, device: torch.device,
                     autocast_dtype: torch.dtype | None = None) -> StepTimes:
-    """Time a training batch and a validation batch on a copy of `model`; `model` and the RNGs are left as they were."""
+    """Time a training batch and a validation batch (0 s without one) on a copy of `model`; `model` and the
+    RNGs are left as they were."""
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         twin = copy.deepcopy(model).to(device).train()
         optimizer = torch.optim.AdamW(twin.parameters(), lr=0.0)
         train_inputs = {key: value.to(device) for key, value in train_batch.items()}
-        eval_inputs = {key: value.to(device) for key, value in eval_batch.items()}
+        eval_inputs = {key: value.to(device) for key, value in (eval_batch or {}).items()}
         autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
                     else nullcontext())
 
@@ -215,8 +216,10 @@ def measure_seconds(model: torch.nn.Module, train_batch: Mapping[str, torch.Tens
 
         train_seconds = _timed(step)
         twin.eval()
-        eval_seconds = _timed(evaluate)
+        eval_seconds = _timed(evaluate) if eval_inputs else 0.0
         del twin, optimizer
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the copy's memory goes back before the run allocates its own
     return StepTimes(train_batch=train_seconds, eval_batch=eval_seconds)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from gamer_hf.data.collator import GamerCollator
@@ -130,8 +131,8 @@ def _publish_best(trainer: Trainer, state: PartialState, out: Path, info: Callab
 
 def _step_times(trainer: Trainer, args: TrainArguments, hf_args: TrainingArguments) -> StepTimes:
     """Measured on a copy of the model with batches of typical rows (spread over each split)."""
-    def batch(dataset: Any, size: int) -> dict[str, torch.Tensor]:
-        return trainer.data_collator(list(dataset.select(spread_rows(len(dataset), size))))
+    def batch(dataset: Any, size: int) -> dict[str, torch.Tensor] | None:
+        return trainer.data_collator(list(dataset.select(spread_rows(len(dataset), size)))) if len(dataset) else None
 
     dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
     return measure_seconds(trainer.model, batch(trainer.train_dataset, args.per_device_train_batch_size),
@@ -141,8 +142,9 @@ def _step_times(trainer: Trainer, args: TrainArguments, hf_args: TrainingArgumen
 def _announce(trainer: Trainer, args: TrainArguments, hf_args: TrainingArguments, state: PartialState,
               max_history: int | None, validation_split_cases: int, start_step: int) -> TrainingPlan:
     """Build the plan (timing a warm-up batch on the main process), log it, and print it with the progress bars."""
-    times = _step_times(trainer, args, hf_args) if args.measure_step_time and state.is_main_process else None
-    state.wait_for_everyone()
+    times = [_step_times(trainer, args, hf_args) if args.measure_step_time and state.is_main_process else None]
+    if state.num_processes > 1:
+        broadcast_object_list(times, from_process=0)  # every process returns the same plan
     plan = build_plan(
         num_parameters=trainer.model.num_parameters(), preset=None if args.init_from else args.preset_name,
         train_rows=len(trainer.train_dataset), validation_cases=len(trainer.eval_dataset),
@@ -150,7 +152,7 @@ def _announce(trainer: Trainer, args: TrainArguments, hf_args: TrainingArguments
         per_device_eval_batch_size=args.per_device_eval_batch_size,
         gradient_accumulation_steps=args.gradient_accumulation_steps, num_processes=state.num_processes,
         num_train_epochs=args.num_train_epochs, max_steps=args.max_steps, eval_steps=args.eval_steps,
-        max_history=max_history, start_step=start_step, device=str(hf_args.device), times=times,
+        max_history=max_history, start_step=start_step, device=str(hf_args.device), times=times[0],
     )
     if state.is_main_process:
         logger.info("%s", plan.render())
