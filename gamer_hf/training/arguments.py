@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
+from gamer_hf.errors import ConfigurationError
+
 from .eval_sample import DEFAULT_MAX_EVAL_SAMPLES
 
 __all__ = ["ABLATIONS", "PRESET_DEFAULT", "RESUME_LATEST", "TrainArguments"]
@@ -155,6 +157,9 @@ class TrainArguments:
             raise ValueError("choose at most one of bf16 and fp16")
         if self.max_history is not None and self.max_history < 1:
             raise ValueError(f"max_history must be >= 1, got {self.max_history}")
+        if self.max_eval_samples < 0:
+            raise ConfigurationError(f"max_eval_samples must be >= 0 (0 = the whole validation split), got "
+                                     f"{self.max_eval_samples}")
         if self.early_stopping_patience < 0:
             raise ValueError(f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}")
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",

@@ -8,6 +8,7 @@ import pytest
 from transformers import TrainerCallback
 
 from gamer_hf.cli import parse_command_args
+from gamer_hf.errors import ConfigurationError
 from gamer_hf.data.prepare import load_prepared
 from gamer_hf.training import TrainArguments, train
 from gamer_hf.training.eval_sample import DEFAULT_MAX_EVAL_SAMPLES, evaluation_sample
@@ -38,6 +39,8 @@ def test_the_default_applies_from_the_command_line_and_python(prepared_dir, toke
     assert TrainArguments(data="d", tokenizer="t", output_dir="o").max_eval_samples == DEFAULT_MAX_EVAL_SAMPLES
     assert len(evaluation_sample(split, DEFAULT_MAX_EVAL_SAMPLES)) == 2000
     assert parse_command_args(TrainArguments, [*argv, "--max_eval_samples", "0"]).max_eval_samples == 0
+    with pytest.raises(ConfigurationError, match="max_eval_samples must be >= 0"):
+        TrainArguments(data="d", tokenizer="t", output_dir="o", max_eval_samples=-5)
 
 
 class RecordEvaluatedCases(TrainerCallback):
