@@ -67,7 +67,8 @@ class TrainingPlan:
 
     @property
     def estimated_seconds(self) -> float | None:
-        """Training steps left plus every evaluation, from the measured warm-up (an upper bound)."""
+        """Training steps left plus every evaluation, from the measured warm-up; early stopping may end
+        sooner, and saving checkpoints and the data loader's work come on top."""
         if self.times is None:
             return None
         batches = (self.total_steps - self.start_step) * self.gradient_accumulation_steps
@@ -113,7 +114,7 @@ class TrainingPlan:
         if self.times is None:
             lines.append("  estimate       not measured (measure_step_time=false)")
         else:
-            lines.append(f"  estimate       {_duration(estimate)} at most ({self.times.train_batch:.3g} s per "
+            lines.append(f"  estimate       about {_duration(estimate)} ({self.times.train_batch:.3g} s per "
                          f"training batch, {self.times.eval_batch:.3g} s per validation batch, measured just now)")
         hints = self.shorter()
         if hints:

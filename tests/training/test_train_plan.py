@@ -92,7 +92,7 @@ def test_a_long_run_says_how_to_make_it_shorter():
     for hint in ("--max_history 25", "--max_steps 626", "--preset tiny", "--max_eval_samples 1000"):
         assert hint in text
     assert "2,000 of 21,000 (max_eval_samples" in text
-    assert "h at most" in text
+    assert "estimate       about 2" in text and " h (12 s per training batch" in text
 
 
 def test_a_short_run_has_no_hints_and_an_unmeasured_one_says_so():
