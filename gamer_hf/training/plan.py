@@ -2,7 +2,7 @@
 
 A run on a large catalogue can take hours, and the first sign used to be the progress bar's ETA.
 `build_plan` counts what the Trainer will do (rows, steps per epoch and in total, evaluations) with
-the Trainer's own arithmetic, and `measure_seconds` times one training step and one validation
+the Trainer's own arithmetic, and `measure_seconds` times one training batch and one validation
 batch on a copy of the model, so that the estimate is measured on this machine and the run itself
 is untouched: the copy's weights, its gradients and the RNG draws of its dropout are thrown away.
 """
