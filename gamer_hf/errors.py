@@ -15,6 +15,7 @@ __all__ = [
     "GamerError",
     "HubError",
     "InputError",
+    "OutputExistsError",
 ]
 
 
@@ -40,3 +41,7 @@ class ConfigurationError(GamerError, ValueError):
 
 class InputError(GamerError, ValueError):
     """A request (history, behavior, item, top_k, ...) cannot be answered as given."""
+
+
+class OutputExistsError(ConfigurationError, FileExistsError):
+    """The output location holds something this run must not replace (the path and the flag to pass named)."""

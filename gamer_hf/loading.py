@@ -1,27 +1,24 @@
-"""Load a GAMER checkpoint directory (model + tokenizer with its item index) for inference."""
+"""Inference helpers the CLI and the server share: load a checkpoint on the best device, parse the
+CLI's history syntax, and answer one history with typed errors (`InputError` for a request the
+checkpoint cannot answer, e.g. an unknown item or behavior)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import torch
-
+from .checkpoint import default_device, load_checkpoint
+from .errors import InputError
 from .modeling import GamerForCausalLM, GamerTokenizerFast
 
-__all__ = ["load_gamer", "parse_history"]
+Ranked = list[tuple[str, float]]
+
+__all__ = ["default_device", "load_gamer", "parse_history", "recommend_items"]
 
 
 def load_gamer(path: str | os.PathLike, device: str | None = None) -> tuple[GamerForCausalLM, GamerTokenizerFast]:
-    """Model in eval mode and its tokenizer; refuses folders that are not complete checkpoints."""
-    folder = Path(path)
-    missing = [name for name in ("config.json", "model.safetensors", "tokenizer_config.json", "item_index.json")
-               if not (folder / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{folder} is not a GAMER checkpoint: missing {', '.join(missing)}")
-    model = GamerForCausalLM.from_pretrained(folder).eval()
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device), GamerTokenizerFast.from_pretrained(folder)
+    """Model in eval mode on `device` (default: CUDA when present) and its tokenizer, through the one
+    checkpoint loader (`gamer_hf.checkpoint.load_checkpoint`): incomplete or corrupt folders raise CheckpointError."""
+    return load_checkpoint(path, device=device or default_device())
 
 
 def parse_history(text: str) -> list[tuple[str, str]]:
@@ -30,6 +27,32 @@ def parse_history(text: str) -> list[tuple[str, str]]:
     for position, chunk in enumerate(part.strip() for part in text.split(",") if part.strip()):
         behavior, sep, item = chunk.partition(":")
         if not sep or not behavior or not item:
-            raise ValueError(f"history entry {position + 1} {chunk!r} must look like behavior:item_id")
+            raise InputError(f"history entry {position + 1} {chunk!r} must look like behavior:item_id")
         pairs.append((behavior.strip(), item.strip()))
     return pairs
+
+
+def recommend_items(
+    model: GamerForCausalLM,
+    tokenizer: GamerTokenizerFast,
+    history: list[tuple[str, str]],
+    *,
+    behavior: str | None = None,
+    top_k: int = 10,
+    num_beams: int = 20,
+    exclude_history: bool = False,
+    on_unknown: str = "raise",
+) -> tuple[str, Ranked]:
+    """The requested behavior (default: the target behavior) and the top-`top_k` (item, score) pairs, best first.
+
+    `num_beams` is raised to `top_k` when smaller. The model's own ValueErrors (unknown item or
+    behavior, a malformed history) become InputError, so callers catch one type.
+    """
+    behavior = behavior or tokenizer.target_behavior
+    try:
+        [ranked] = model.recommend(tokenizer, [history], behavior=behavior, top_k=top_k,
+                                   num_beams=max(num_beams, top_k), exclude_history=exclude_history,
+                                   on_unknown=on_unknown)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    return behavior, ranked

@@ -12,6 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .evaluation import EvaluationReport, ordered_behaviors
+from .files import atomic_output
 
 __all__ = ["plot_training_summary"]
 
@@ -40,7 +41,6 @@ def plot_training_summary(
     metric_axes.legend(fontsize="small")
     figure.tight_layout()
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    with atomic_output(path) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
     return path

@@ -1,7 +1,14 @@
-"""The `gamer-hf` command line: one subcommand per step, each an argument dataclass plus a run().
+"""The `gamer-hf` command line: one subcommand per step, each an argument dataclass plus a run()
+that calls one library function and prints its result.
 
 Every subcommand accepts `--config recipe.yaml`; flags given on the command line override the
 recipe's values, so a recipe can be shared and tweaked without editing it.
+
+Error policy (one place, every command): a mistake the user can fix -- any `GamerError`, a
+`ValueError` from an argument check, a missing or unwritable file, an HTTP or connection error
+from the Hub -- prints one line `gamer-hf COMMAND: error: ...` naming the problem and exits 2;
+the library writes its outputs atomically, so nothing half-written is left. `--debug` (anywhere
+on the command line) shows the traceback instead. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,9 +21,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+from huggingface_hub.errors import HTTPError as HubHTTPError
 from transformers import HfArgumentParser
 
-__all__ = ["main", "COMMANDS", "parse_command_args"]
+from ..errors import ConfigurationError, GamerError
+
+__all__ = ["main", "COMMANDS", "USER_ERRORS", "parse_command_args"]
+
+# What a user's mistake raises, as opposed to a bug. OSError covers only the file errors a wrong
+# path gives; the Hub's HTTP errors (a refused token, an unreachable endpoint) come from outside.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    GamerError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+    PermissionError, HubHTTPError,
+)
+DEBUG_FLAG = "--debug"
 
 # subcommand -> (module, argument dataclass name, one-line help). Modules load lazily so that
 # `gamer-hf --help` stays fast and one broken optional dependency cannot break every command.
@@ -46,15 +64,18 @@ def parse_command_args(dataclass_type: type, argv: list[str]) -> Any:
     defaults: dict[str, Any] = {}
     if known.config is not None:
         if not known.config.is_file():
-            raise SystemExit(f"gamer-hf: recipe file not found: {known.config}")
-        loaded = yaml.safe_load(known.config.read_text()) or {}
+            raise ConfigurationError(f"recipe file not found: {known.config}")
+        try:
+            loaded = yaml.safe_load(known.config.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigurationError(f"recipe {known.config} is not valid YAML: {' '.join(str(error).split())}") from None
         if not isinstance(loaded, dict):
-            raise SystemExit(f"gamer-hf: recipe {known.config} must be a mapping of argument: value")
+            raise ConfigurationError(f"recipe {known.config} must be a mapping of argument: value")
         fields = {f.name for f in dataclasses.fields(dataclass_type)}
         unknown = sorted(set(loaded) - fields)
         if unknown:
-            raise SystemExit(
-                f"gamer-hf: recipe {known.config} has unknown keys {unknown}; valid keys: {sorted(fields)}"
+            raise ConfigurationError(
+                f"recipe {known.config} has unknown keys {unknown}; valid keys: {sorted(fields)}"
             )
         defaults = loaded
     parser.set_defaults(**defaults)
@@ -66,12 +87,24 @@ def parse_command_args(dataclass_type: type, argv: list[str]) -> Any:
     return args
 
 
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line (HTTP errors and YAML errors span several)."""
+    text = " ".join(str(error).split())
+    if isinstance(error, OSError) and not isinstance(error, HubHTTPError) and error.filename is not None \
+            and error.strerror:
+        text = f"{error.strerror}: {error.filename}"
+    return text or type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv
+    argv = [arg for arg in argv if arg != DEBUG_FLAG]
     if not argv or argv[0] in {"-h", "--help"}:
         lines = ["usage: gamer-hf COMMAND [--config recipe.yaml] [options]", "", "commands:"]
         lines += [f"  {name:<14}{help_}" for name, (_, _, help_) in COMMANDS.items()]
-        lines += ["", "Run `gamer-hf COMMAND --help` for the options of one command."]
+        lines += ["", "Run `gamer-hf COMMAND --help` for the options of one command; add --debug to see the "
+                  "traceback of an error."]
         print("\n".join(lines))
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
@@ -79,8 +112,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gamer-hf: unknown command {command!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     dataclass_type, run = _load(command)
-    args = parse_command_args(dataclass_type, rest)
-    result = run(args)
+    try:
+        result = run(parse_command_args(dataclass_type, rest))
+    except USER_ERRORS as error:
+        if debug:
+            raise
+        print(f"gamer-hf {command}: error: {_one_line(error)} (--debug shows the traceback)", file=sys.stderr)
+        return 2
     return int(result) if isinstance(result, int) else 0
 
 

@@ -7,7 +7,6 @@ Example:
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
@@ -48,29 +47,25 @@ class PrepareArguments:
 
 def run(args: PrepareArguments) -> int:
     options = {"time_unit": args.time_unit} if args.time_unit else None
-    try:
-        prepared = prepare(
-            args.events,
-            format=args.format,
-            behaviors=args.behaviors,
-            protocol=args.protocol,
-            out=args.out,
-            max_history=args.max_history,
-            augment_copies=args.augment_copies,
-            session_by=args.session_by,
-            session_gap_minutes=args.session_gap_minutes,
-            target_behavior=args.target_behavior,
-            k_core=args.k_core,
-            min_user_events=args.min_user_events,
-            on_invalid=args.on_invalid,
-            on_duplicate=args.on_duplicate,
-            seed=args.seed,
-            progress=args.progress,
-            format_options=options,
-        )
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"gamer-hf prepare: error: {error}", file=sys.stderr)
-        return 2
+    prepared = prepare(
+        args.events,
+        format=args.format,
+        behaviors=args.behaviors,
+        protocol=args.protocol,
+        out=args.out,
+        max_history=args.max_history,
+        augment_copies=args.augment_copies,
+        session_by=args.session_by,
+        session_gap_minutes=args.session_gap_minutes,
+        target_behavior=args.target_behavior,
+        k_core=args.k_core,
+        min_user_events=args.min_user_events,
+        on_invalid=args.on_invalid,
+        on_duplicate=args.on_duplicate,
+        seed=args.seed,
+        progress=args.progress,
+        format_options=options,
+    )
     print(prepared.summary())
     print(f"saved to {args.out}")
     return 0

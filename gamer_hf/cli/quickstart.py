@@ -2,7 +2,9 @@
 
 Synthetic default data (or `--events FILE`) -> prepare -> semantic IDs -> train -> evaluate against
 the popularity and repeat baselines (and GAMER+rerank vs Repeat+learned, fit on validation) -> a
-metrics table, top-10 lists for one user under each behavior, the checkpoint in `./gamer/` (so `AutoModel.from_pretrained("gamer")` loads it) and a plot.
+metrics table, top-10 lists for one user under each behavior, the checkpoint in `./gamer/` (so
+`AutoModel.from_pretrained("gamer")` loads it) and a plot. Each step is the library function the
+matching command calls; a failing step raises and stops the quickstart (exit 2 with its message).
 """
 
 from __future__ import annotations
@@ -14,13 +16,11 @@ from typing import Any, Optional
 
 from ..data.prepare import load_prepared, prepare
 from ..data.synthetic import generate_synthetic, write_synthetic
-from ..evaluation import EvaluationReport
-from ..loading import load_gamer
+from ..evaluation import EvaluateArguments, EvaluationReport, evaluate_checkpoint
+from ..loading import load_gamer, recommend_items
 from ..plotting import plot_training_summary
+from ..semantic_ids import SemanticIdArguments, build_tokenizer
 from ..training import TrainArguments, train
-from .evaluate import EvaluateArguments, evaluate_checkpoint
-from .semantic_ids import SemanticIdArguments
-from .semantic_ids import run as build_tokenizer
 
 __all__ = ["QuickstartArguments", "run"]
 
@@ -70,13 +70,12 @@ def _show_recommendations(model_dir: Path, data_dir: Path) -> None:
     history = list(zip(case["history_behaviors"], case["history_items"]))
     print(f"\nuser {case['user_id']}: last interactions {history[-5:]}")
     for behavior in tokenizer.behaviors:
-        [recs] = model.recommend(tokenizer, [history], behavior=behavior, top_k=10, on_unknown="skip")
+        _, recs = recommend_items(model, tokenizer, history, behavior=behavior, top_k=10, on_unknown="skip")
         print(f"  top-10 under {behavior!r}: {[item for item, _ in recs]}")
 
 
 def run(args: QuickstartArguments) -> int:
-    work = Path(args.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
+    work = Path(args.work_dir)  # created by the first step that writes into it
     data_dir = _prepare(args, work)
     tokenizer_dir = work / "tokenizer"
     build_tokenizer(SemanticIdArguments(

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..loading import load_gamer, parse_history
+from ..loading import load_gamer, parse_history, recommend_items
 
 __all__ = ["RecommendArguments", "run"]
 
@@ -24,12 +24,11 @@ class RecommendArguments:
 
 
 def run(args: RecommendArguments) -> int:
+    history = parse_history(args.history)
     model, tokenizer = load_gamer(args.model)
-    behavior = args.behavior or tokenizer.target_behavior
-    [recs] = model.recommend(
-        tokenizer, [parse_history(args.history)], behavior=behavior, top_k=args.top_k,
-        num_beams=max(args.num_beams, args.top_k), exclude_history=args.exclude_history,
-        on_unknown="skip" if args.skip_unknown else "raise",
+    behavior, recs = recommend_items(
+        model, tokenizer, history, behavior=args.behavior, top_k=args.top_k, num_beams=args.num_beams,
+        exclude_history=args.exclude_history, on_unknown="skip" if args.skip_unknown else "raise",
     )
     if args.json:
         print(json.dumps({"behavior": behavior, "items": [{"item_id": i, "score": s} for i, s in recs]}))

@@ -1,6 +1,10 @@
 """Full-catalogue evaluation of GAMER and rule baselines: HR/Recall/NDCG@K per behavior, target and merged.
 
-Typical use::
+A checkpoint with its baselines and rerankers in one call (what `gamer-hf evaluate` runs)::
+
+    report = evaluate_checkpoint(EvaluateArguments(model="runs/shop/gamer", data="runs/shop/prepared"))
+
+The parts::
 
     evaluator = Evaluator(test_cases, behaviors={"click": 1, "cart": 2, "buy": 3})
     report = evaluator.evaluate_all({
@@ -33,6 +37,7 @@ from .mixing import HistoryMixer
 from .reranking import HISTORY_FEATURES, MODEL_FEATURES, HistoryReranker
 from .plotting import plot_per_behavior
 from .results import EvaluationReport, ModelResult
+from .protocol import EVAL_FILES, EvaluateArguments, decode_beams, evaluate_checkpoint, subset_cases
 
 __all__ = [
     "CASE_COLUMNS",
@@ -41,7 +46,9 @@ __all__ = [
     "MODEL_FEATURES",
     "METRIC_NAMES",
     "RANKING_METRIC_PATH",
+    "EVAL_FILES",
     "EvalCase",
+    "EvaluateArguments",
     "EvaluationReport",
     "Evaluator",
     "GamerRecommender",
@@ -55,6 +62,8 @@ __all__ = [
     "as_cases",
     "behavior_item_pairs",
     "check_k_values",
+    "decode_beams",
+    "evaluate_checkpoint",
     "grouped_metrics",
     "hit_matrix",
     "load_ranking_metric",
@@ -65,6 +74,7 @@ __all__ = [
     "per_case_metrics",
     "plot_per_behavior",
     "ranking_metrics",
+    "subset_cases",
     "recent_distinct_items",
     "target_behavior",
 ]

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .atomic import atomic_output
+from ..files import atomic_output
 from .cases import ordered_behaviors
 from .metrics import MERGED
 from .results import EvaluationReport

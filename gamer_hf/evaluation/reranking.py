@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_output
+from ..files import atomic_output, read_json
 from .baselines import MostPopular, recent_distinct_items
 from .cases import EvalCase, as_cases
 
@@ -203,4 +203,4 @@ class HistoryReranker:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], popular: MostPopular | None = None) -> HistoryReranker:
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")), popular)
+        return cls.from_dict(read_json(path), popular)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_output
+from ..files import atomic_output, read_json
 from .cases import ordered_behaviors, target_behavior
 from .metrics import DEFAULT_K_VALUES, MERGED, METRIC_NAMES, check_k_values, merge_metrics, metric_key
 
@@ -127,7 +127,7 @@ class EvaluationReport:
 
     @classmethod
     def load_json(cls, path: str | os.PathLike[str]) -> EvaluationReport:
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        return cls.from_dict(read_json(path))
 
     def to_markdown(self, digits: int = 4) -> str:
         """One row per model and behavior (low to high level, then merged); columns HR@K, R@K, N@K."""

@@ -19,7 +19,8 @@ files; for those, push the final folder with `push_to_hub` / `gamer-hf push`.
 """
 
 from .card import CARD_TAGS, NOT_RECORDED, build_model_card, card_data, load_template
-from .checkpoint import REQUIRED_FILES, CheckpointError, check_checkpoint_dir, load_checkpoint
+from ..checkpoint import REQUIRED_FILES, check_checkpoint_dir, load_checkpoint
+from ..errors import CheckpointError, HubError
 from .push import DEFAULT_COMMIT_MESSAGE, PIPELINE_FILE, PushResult, build_upload_folder, push_to_hub
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "PIPELINE_FILE",
     "REQUIRED_FILES",
     "CheckpointError",
+    "HubError",
     "PushResult",
     "build_model_card",
     "build_upload_folder",

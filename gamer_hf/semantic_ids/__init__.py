@@ -1,6 +1,10 @@
 """Semantic IDs: item embeddings -> short code tuples (RQ-KMeans, RQ-VAE, chunked IDs) -> tokenizer.
 
-Typical use::
+From prepared data to a tokenizer folder in one call (what `gamer-hf semantic-ids` runs)::
+
+    build_tokenizer(SemanticIdArguments(data="runs/shop/prepared", out="runs/shop/tokenizer"))
+
+The parts::
 
     from gamer_hf.semantic_ids import item_embeddings, build_semantic_ids, save_semantic_ids
 
@@ -16,6 +20,7 @@ from .collaborative import collaborative_embeddings, cooccurrence_matrix, ppmi, 
 from .collisions import COLLISION_STRATEGIES, CollisionResolution, resolve_collisions
 from .embeddings import EMBEDDING_KINDS, ItemEmbeddings, item_embeddings
 from .inputs import SemanticIdInputs, load_inputs
+from .job import SemanticIdArguments, TokenizerBuild, build_tokenizer
 from .kmeans import KMeansResult, fit_kmeans
 from .report import LevelStats, SemanticIdReport, build_report
 from .rq_kmeans import RQKMeans
@@ -36,12 +41,15 @@ __all__ = [
     "RQVAE",
     "RQVAEConfig",
     "RQVAEQuantizer",
+    "SemanticIdArguments",
     "SemanticIdInputs",
     "SemanticIdReport",
     "SemanticIds",
+    "TokenizerBuild",
     "atomic_directory",
     "build_report",
     "build_semantic_ids",
+    "build_tokenizer",
     "chunked_ids",
     "collaborative_embeddings",
     "cooccurrence_matrix",

@@ -15,7 +15,6 @@ dataset); items that appear only in an items table are not part of it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import Any
 
 import pandas as pd
 
+from ..errors import DataError
+from ..files import read_json
 from .collaborative import sequences_from_events
 
 __all__ = ["SemanticIdInputs", "load_inputs", "read_items_table"]
@@ -84,7 +85,7 @@ def _load_raw(folder: Path, behaviors: Mapping[str, int] | None) -> SemanticIdIn
         train = events.merge(held_out, on=keys, how="left", indicator=True).query("_merge == 'left_only'")
     if behaviors is None:
         meta_file = folder / "meta.json"
-        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        meta = read_json(meta_file, {}, error=DataError)
         behaviors = _behavior_levels(meta, meta_file, events["behavior"].unique().tolist())
     items_file = folder / "items.csv.gz"
     return SemanticIdInputs(

@@ -13,7 +13,6 @@ your own runs wrote.
 
 from __future__ import annotations
 
-import json
 import re
 import zipfile
 from collections.abc import Mapping
@@ -22,6 +21,8 @@ from typing import Any
 
 from safetensors import SafetensorError, safe_open
 
+from ..errors import CheckpointError
+from ..files import read_json
 from .arguments import RESUME_LATEST
 
 __all__ = [
@@ -42,10 +43,6 @@ OPTIMIZER_FILES = ("optimizer.pt", "optimizer.bin")  # plain / FSDP full-state c
 SCHEDULER_FILE = "scheduler.pt"
 TORCH_SUFFIXES = {".pt", ".pth", ".bin"}  # torch.save files: zip archives
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder is missing, partial or corrupt; the message names the file."""
 
 
 def list_checkpoints(root: str | Path) -> list[Path]:
@@ -75,10 +72,7 @@ def _read_json(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path.parent} is incomplete: {path.name} is missing "
                               "(was the run killed while saving?)")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"checkpoint file {path} is corrupt: not valid JSON ({error})") from None
+    return read_json(path)
 
 
 def _safetensors_shapes(path: Path) -> dict[str, list[int]]:

@@ -11,6 +11,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from gamer_hf import checkpoint
+from gamer_hf.errors import DataError
 from gamer_hf.modeling import GamerConfig, GamerForCausalLM, GamerTokenizerFast
 
 from .arguments import ABLATIONS, TrainArguments
@@ -26,11 +28,7 @@ def tokenizer_dir(args: TrainArguments) -> Path:
 
 
 def load_tokenizer(args: TrainArguments) -> GamerTokenizerFast:
-    folder = tokenizer_dir(args)
-    if not (folder / "tokenizer_config.json").is_file():
-        raise FileNotFoundError(f"{folder} is not a GAMER tokenizer folder (no tokenizer_config.json); "
-                                "write one with `gamer-hf semantic-ids`")
-    return GamerTokenizerFast.from_pretrained(str(folder))
+    return checkpoint.load_tokenizer(tokenizer_dir(args))
 
 
 def check_data(tokenizer: GamerTokenizerFast, metadata: dict[str, Any], item_ids: list[str], data: str,
@@ -38,14 +36,14 @@ def check_data(tokenizer: GamerTokenizerFast, metadata: dict[str, Any], item_ids
     """Refuse data the tokenizer cannot encode; return how many catalogue items it does not know."""
     for name, level in metadata["behaviors"].items():
         if name not in tokenizer.behaviors:
-            raise ValueError(f"{data}: behavior {name!r} is not in the tokenizer's behaviors "
+            raise DataError(f"{data}: behavior {name!r} is not in the tokenizer's behaviors "
                              f"{list(tokenizer.behaviors)}")
         if tokenizer.behaviors[name] != level:
-            raise ValueError(f"{data}: behavior {name!r} has level {level} but the tokenizer gives it "
+            raise DataError(f"{data}: behavior {name!r} has level {level} but the tokenizer gives it "
                              f"{tokenizer.behaviors[name]}; build the tokenizer from this data")
     unknown = [item for item in item_ids if str(item) not in tokenizer.item_index]
     if unknown and on_unknown == "raise":
-        raise ValueError(f"{data}: {len(unknown)} of {len(item_ids)} items have no semantic ID in the tokenizer "
+        raise DataError(f"{data}: {len(unknown)} of {len(item_ids)} items have no semantic ID in the tokenizer "
                          f"(first: {unknown[:5]}); build semantic IDs for this data, or pass on_unknown=skip")
     if unknown:
         logger.warning("%d of %d items of %s have no semantic ID; their interactions are skipped",
@@ -53,25 +51,13 @@ def check_data(tokenizer: GamerTokenizerFast, metadata: dict[str, Any], item_ids
     return len(unknown)
 
 
-def _check_layout(tokenizer: GamerTokenizerFast, config: GamerConfig, where: str) -> None:
-    ours = (list(tokenizer.behaviors), list(tokenizer.behaviors.values()), list(tokenizer.codebook_sizes))
-    theirs = (config.behavior_names, config.behavior_levels, config.codebook_sizes)
-    if ours != theirs:
-        raise ValueError(f"the tokenizer (behaviors {ours[0]}, levels {ours[1]}, codebooks {ours[2]}) does not "
-                         f"match the model in {where} (behaviors {theirs[0]}, levels {theirs[1]}, "
-                         f"codebooks {theirs[2]})")
-
-
 def build_model(args: TrainArguments, tokenizer: GamerTokenizerFast, augmented: bool) -> GamerForCausalLM:
     """A fresh model of the preset (with the ablation applied), or the `init_from` checkpoint.
 
     `augmented` records whether the training data carries augmented views (config.use_augmentation).
     """
-    if args.init_from is not None:
-        if not (Path(args.init_from) / "config.json").is_file():
-            raise FileNotFoundError(f"init_from={args.init_from} is not a model folder (no config.json)")
-        model = GamerForCausalLM.from_pretrained(args.init_from, use_safetensors=True)
-        _check_layout(tokenizer, model.config, args.init_from)
+    if args.init_from is not None:  # the one verified loader: every tensor present, finite and unchanged
+        model, _ = checkpoint.load_checkpoint(args.init_from, tokenizer=tokenizer)
     else:
         config = GamerConfig.from_preset(args.preset_name, tokenizer=tokenizer, **ABLATIONS[args.ablation])
         model = GamerForCausalLM(config)

@@ -17,11 +17,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import TRAINING_INFO_FILE, record_checksums
+from ..errors import ConfigurationError, OutputExistsError
+from ..files import ordinary_permissions, replace_directory
 from .checkpoints import CHECKPOINTS_SUBDIR, TRAINER_STATE, list_checkpoints
 
 __all__ = ["TRAINING_INFO_FILE", "check_output_dir", "finish_staging", "prune_checkpoints", "publish", "staging_dir"]
 
-TRAINING_INFO_FILE = "gamer_training.json"
 # The Trainer pickles its TrainingArguments next to every save; a published model does not need it.
 PICKLED_ARGS_FILE = "training_args.bin"
 
@@ -37,14 +39,14 @@ def check_output_dir(out: Path, resuming: bool, overwrite: bool) -> bool:
     Returns True when earlier checkpoints must be deleted first (overwrite without resuming).
     """
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"output_dir {out} exists and is not a folder")
+        raise OutputExistsError(f"output_dir {out} exists and is not a folder")
     here = Path.cwd().resolve()
     if out.resolve() == here or out.resolve() in here.parents:
-        raise ValueError(f"output_dir {out} is or holds the working directory; the finished model replaces "
+        raise ConfigurationError(f"output_dir {out} is or holds the working directory; the finished model replaces "
                          "output_dir as a whole, so choose a folder inside it")
     stranded = staging_dir(out) / CHECKPOINTS_SUBDIR
     if stranded.exists():
-        raise FileExistsError(f"{stranded} holds the checkpoints of a run whose final save was interrupted; move "
+        raise OutputExistsError(f"{stranded} holds the checkpoints of a run whose final save was interrupted; move "
                               f"it back to {out / CHECKPOINTS_SUBDIR} (or delete it) and run again")
     entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
     checkpoints = list_checkpoints(out / CHECKPOINTS_SUBDIR)
@@ -54,31 +56,29 @@ def check_output_dir(out: Path, resuming: bool, overwrite: bool) -> bool:
     foreign = [name for name in entries if name != CHECKPOINTS_SUBDIR]
     if foreign and not finished:
         what = "a model that `gamer-hf train` did not write" if "config.json" in entries else "other files"
-        raise FileExistsError(f"output_dir {out} holds {what} (first: {foreign[0]}); choose a new folder or pass "
+        raise OutputExistsError(f"output_dir {out} holds {what} (first: {foreign[0]}); choose a new folder or pass "
                               "overwrite_output_dir=true to replace its contents")
     if resuming:
         return False
     if finished:
         resumable = ", or resume_from_checkpoint=auto to continue its stopped run" if checkpoints else ""
-        raise FileExistsError(f"output_dir {out} already holds a finished model ({TRAINING_INFO_FILE}); pass "
-                              f"overwrite_output_dir=true to replace it{resumable}")
+        raise OutputExistsError(f"output_dir {out} already holds a finished model ({TRAINING_INFO_FILE}); pass "
+                                f"overwrite_output_dir=true to replace it{resumable}")
     if checkpoints:
-        raise FileExistsError(f"{out / CHECKPOINTS_SUBDIR} holds checkpoints of an earlier run (newest "
+        raise OutputExistsError(f"{out / CHECKPOINTS_SUBDIR} holds checkpoints of an earlier run (newest "
                               f"{checkpoints[-1].name}); pass resume_from_checkpoint=auto to continue it or "
                               "overwrite_output_dir=true to start over")
     return False
 
 
 def finish_staging(staging: Path, info: dict[str, Any]) -> None:
-    """Add the training facts a model card reads, drop the pickled TrainingArguments, and give every
-    file ordinary permissions (some savers create theirs 0600 through temporary files)."""
+    """Add the training facts a model card reads and the weights digest the loader verifies, drop the
+    pickled TrainingArguments, and give every file ordinary permissions (some savers create theirs
+    0600 through temporary files)."""
     (staging / PICKLED_ARGS_FILE).unlink(missing_ok=True)
     (staging / TRAINING_INFO_FILE).write_text(json.dumps(info, indent=1, default=str) + "\n", encoding="utf-8")
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in staging.iterdir():
-        if path.is_file():
-            path.chmod(0o666 & ~umask)
+    record_checksums(staging)
+    ordinary_permissions(staging)
 
 
 def publish(staging: Path, out: Path) -> None:
@@ -94,18 +94,11 @@ def publish(staging: Path, out: Path) -> None:
     if carried:
         os.replace(kept, staging / CHECKPOINTS_SUBDIR)
     try:
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old)  # `old` is empty, so the rename may replace it
-        try:
-            os.replace(staging, out)
-        except BaseException:
-            os.replace(old, out)
-            raise
+        replace_directory(staging, out)
     except BaseException:
         if carried and (staging / CHECKPOINTS_SUBDIR).exists():
             os.replace(staging / CHECKPOINTS_SUBDIR, kept)
         raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _resume_set(checkpoints: list[Path]) -> set[Path]:

@@ -7,7 +7,6 @@ semantic-ID report, the Trainer state); nothing is recomputed.
 from __future__ import annotations
 
 import dataclasses
-import json
 import platform
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import transformers
 from transformers import TrainerState
 
 from gamer_hf import __version__
+from gamer_hf.files import read_json
 from gamer_hf.modeling import GamerForCausalLM, GamerTokenizerFast
 
 from .arguments import TrainArguments
@@ -34,10 +34,6 @@ MODEL_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_atte
               "training_temperature", "vocab_size")
 
 
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
 def last_eval_loss(log_history: list[dict[str, Any]]) -> float | None:
     losses = [entry["eval_loss"] for entry in log_history if "eval_loss" in entry]
     return losses[-1] if losses else None
@@ -52,9 +48,9 @@ def _semantic_ids(args: TrainArguments, tokenizer_folder: Path, tokenizer: Gamer
         "codebook_sizes": list(tokenizer.codebook_sizes),
         "method": None,
     }
-    recorded = _read_json(tokenizer_folder / SEMANTIC_IDS_REPORT)
+    recorded = read_json(tokenizer_folder / SEMANTIC_IDS_REPORT, None)
     if recorded is None and args.init_from is not None:
-        recorded = (_read_json(Path(args.init_from) / TRAINING_INFO_FILE) or {}).get("semantic_ids")
+        recorded = (read_json(Path(args.init_from) / TRAINING_INFO_FILE, None) or {}).get("semantic_ids")
     if isinstance(recorded, dict):
         facts.update({key: value for key, value in recorded.items() if key not in ("tokenizer", "num_items")})
     return facts
@@ -79,7 +75,7 @@ def training_info(
     world_size: int,
 ) -> dict[str, Any]:
     """The content of `gamer_training.json` for a run that just ended with `state`."""
-    previous = _read_json(Path(args.init_from) / TRAINING_INFO_FILE) if args.init_from else None
+    previous = read_json(Path(args.init_from) / TRAINING_INFO_FILE, None) if args.init_from else None
     return {
         "format_version": FORMAT_VERSION,
         "versions": {"gamer_hf": __version__, "transformers": transformers.__version__, "torch": torch.__version__,

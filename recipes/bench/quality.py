@@ -44,7 +44,6 @@ import argparse
 import json
 import logging
 import os
-import random
 import shutil
 import sys
 import time
@@ -62,8 +61,7 @@ from transformers import TrainerCallback
 from transformers.utils import logging as hf_logging
 
 from gamer_hf.baselines import SASRecRecommender, TrainingSettings
-from gamer_hf.cli.semantic_ids import SemanticIdArguments
-from gamer_hf.cli.semantic_ids import run as build_tokenizer
+from gamer_hf.checkpoint import load_checkpoint
 from gamer_hf.data import PreparedData, load_prepared, prepare
 from gamer_hf.evaluation import (
     MERGED,
@@ -75,9 +73,11 @@ from gamer_hf.evaluation import (
     MostPopular,
     Repeat,
     as_cases,
+    decode_beams,
+    subset_cases,
 )
-from gamer_hf.loading import load_gamer
-from gamer_hf.semantic_ids import REPORT_FILENAME
+from gamer_hf.files import atomic_output, read_json
+from gamer_hf.semantic_ids import REPORT_FILENAME, SemanticIdArguments, build_tokenizer
 from gamer_hf.training import CHECKPOINTS_SUBDIR, TRAINING_INFO_FILE, TrainArguments, list_checkpoints, train
 
 DATASETS = {"retailrocket_cml": "session", "taobao_cml_partial": "session", "retail_beh_mbht": "loo"}
@@ -166,17 +166,12 @@ def subsample_users(source: Path, out: Path, max_users: int | None, seed: int) -
         return out
     keep = set(np.random.default_rng(seed).choice(users, size=max_users, replace=False).tolist())
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".events.csv.gz.tmp"
-    events[events["user_id"].isin(keep)].to_csv(tmp, index=False, compression={"method": "gzip", "compresslevel": 1})
+    tmp = out / ".events.csv.gz.tmp"  # gzip records the name and the time: both fixed, the subsample is byte-identical
+    events[events["user_id"].isin(keep)].to_csv(tmp, index=False,
+                                                compression={"method": "gzip", "compresslevel": 1, "mtime": 0})
     os.replace(tmp, out / "events.csv.gz")
     shutil.copyfile(source / "meta.json", out / "meta.json")
     return out
-
-
-def _select(dataset: Any, limit: int | None, seed: int) -> Any:
-    if limit is None or len(dataset) <= limit:
-        return dataset
-    return dataset.select(sorted(random.Random(seed).sample(range(len(dataset)), limit)))
 
 
 @dataclass
@@ -200,7 +195,7 @@ def _prepare(events: Path, protocol: str, out: Path, budget: Budget, copies: int
     prepared = prepare(events, protocol=protocol, max_history=budget.max_history, augment_copies=copies,
                        seed=data_seed, progress=False)
     # Early stopping reads the whole validation split every epoch: keep a seeded subset of it.
-    prepared.splits["validation"] = _select(prepared.splits["validation"], budget.max_validation_cases, data_seed)
+    prepared.splits["validation"] = subset_cases(prepared.splits["validation"], budget.max_validation_cases, data_seed)
     prepared.save(out)
     return load_prepared(out)
 
@@ -222,7 +217,7 @@ def target_diagnostics(prepared: PreparedData, cases: Sequence[EvalCase]) -> dic
 
 def _semantic_id_summary(tokenizer: Path) -> dict[str, Any]:
     """Codebooks, collisions and how many items had no training signal (random fallback embeddings)."""
-    written = json.loads((tokenizer / REPORT_FILENAME).read_text())
+    written = read_json(tokenizer / REPORT_FILENAME)
     report = written["report"]
     return {"codebook_sizes": report["codebook_sizes"], "collision_rate": report["collision_rate"],
             "collision_handling": report["collision_handling"], "embedding": written.get("embedding")}
@@ -239,17 +234,20 @@ def setup_dataset(name: str, data_dir: Path, work: Path, budget: Budget, data_se
         if plain.splits[split]["user_id"] != augmented.splits[split]["user_id"]:
             raise RuntimeError(f"{name}: the {split} cases of the plain and augmented preparations differ")
     tokenizer = root / "tokenizer"
-    # Reassigning last-level codes keeps K tokens per item; when a prefix is full, append a level instead.
-    for collisions in ("reassign", "append"):
-        if (tokenizer / "tokenizer_config.json").is_file():
-            break
-        build_tokenizer(SemanticIdArguments(
-            data=str(root / "prepared"), out=str(tokenizer), method="rqkmeans", levels=budget.sid_levels,
-            codebook_size=budget.sid_codebook, collisions=collisions, seed=data_seed, overwrite=True))
     if not (tokenizer / "tokenizer_config.json").is_file():
-        raise RuntimeError(f"{name}: building semantic IDs failed (see the error above)")
-    test = as_cases(_select(plain.splits["test"], budget.max_test_cases, data_seed))
-    mixer = as_cases(_select(plain.splits["validation"], budget.mixer_cases, data_seed + 1))
+        def build(collisions: str) -> None:
+            build_tokenizer(SemanticIdArguments(
+                data=str(root / "prepared"), out=str(tokenizer), method="rqkmeans", levels=budget.sid_levels,
+                codebook_size=budget.sid_codebook, collisions=collisions, seed=data_seed, overwrite=True))
+
+        # Reassigning last-level codes keeps K tokens per item; when a prefix is full, append a level instead.
+        try:
+            build("reassign")
+        except ValueError as error:
+            print(f"{name}: {error}; appending a semantic-ID level instead", flush=True)
+            build("append")
+    test = as_cases(subset_cases(plain.splits["test"], budget.max_test_cases, data_seed))
+    mixer = as_cases(subset_cases(plain.splits["validation"], budget.mixer_cases, data_seed + 1))
     stats = {
         "protocol": protocol, "users": plain.metadata["num_users"], "items": plain.metadata["num_items"],
         "events": plain.metadata["num_events"], "train_rows": len(plain.splits["train"]),
@@ -335,7 +333,7 @@ def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, wo
     ), callbacks=[cap] if cap else [])
     train_seconds = time.perf_counter() - start
     epochs = [row["epoch"] for row in result.log_history if "eval_loss" in row and "epoch" in row]
-    outcome = json.loads((result.checkpoint_dir / TRAINING_INFO_FILE).read_text())["results"]
+    outcome = read_json(result.checkpoint_dir / TRAINING_INFO_FILE)["results"]
     chosen = list_checkpoints(result.checkpoint_dir / CHECKPOINTS_SUBDIR)[-1] if last_epoch else result.checkpoint_dir
     if last_epoch and chosen.name != f"checkpoint-{result.global_step}":
         raise RuntimeError(f"{variant}: the last checkpoint (step {result.global_step}) was not kept; found {chosen}")
@@ -352,23 +350,17 @@ def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, wo
 def score_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, variant: str, checkpoint: Path,
                 info: dict[str, Any], device: str, progress: bool, blends_only: bool = False) -> dict[str, dict[str, Any]]:
     """Score a trained GAMER checkpoint; the full GAMER also yields the BLENDS (only those with `blends_only`)."""
-    model, tokenizer = load_gamer(checkpoint, device=device)
+    model, tokenizer = load_checkpoint(checkpoint, device=device)
     gamer = GamerRecommender(model, tokenizer, num_beams=budget.num_beams, max_history=budget.max_history,
                              on_unknown="skip")
-
-    def beams(chooser: Evaluator, desc: str) -> list[list[tuple[str, float]]]:  # every beam: the blends use them all
-        return chooser.predict(lambda cases, _: gamer.generate(cases, budget.num_beams), desc=desc)
-
-    start = time.perf_counter()
-    generated = beams(evaluator, f"evaluate {variant}")
-    seconds = time.perf_counter() - start
+    generated, seconds = decode_beams(evaluator, gamer, f"evaluate {variant}")  # every beam: the blends use them all
     out = {} if blends_only else {  # the scorer cuts the lists at top_k
         variant: {"result": evaluator.score([[i for i, _ in row] for row in generated], variant, seconds).to_dict(),
                   **info}}
     if variant != "GAMER":
         return out
     chooser = Evaluator(setup.mixer_cases, setup.behaviors, batch_size=evaluator.batch_size, progress=progress)
-    held_out = beams(chooser, "validation beams")
+    held_out, _ = decode_beams(chooser, gamer, "validation beams")
     candidates = _score_mixers(chooser, held_out)
     mixer, validation_ndcg = max(candidates, key=lambda pair: pair[1])
     mixed = [mixer.mix(row, case, evaluator.top_k) for row, case in zip(generated, evaluator.cases)]
@@ -474,18 +466,16 @@ def plot(results: dict[str, Any], path: Path) -> None:
         axes.set(title=dataset, ylabel="NDCG@10")
         axes.legend(fontsize="small")
     figure.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    with atomic_output(path) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
 
 
 def save(results: dict[str, Any], out: Path) -> None:
     results["summary"] = aggregate(results["runs"])
     out.mkdir(parents=True, exist_ok=True)
     for name, text in (("quality.json", json.dumps(results, indent=1) + "\n"), ("quality.md", markdown(results))):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+        with atomic_output(out / name) as temporary:
+            temporary.write_text(text)
     if any(results["summary"].values()):
         plot(results, out / "quality.png")
 

@@ -551,6 +551,9 @@ class _HubHandler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         self._body_consumed = False
         split = urlsplit(self.path)
+        if self.server.hub.take_fault(self.command, unquote(split.path)):
+            self.close_connection = True  # no answer at all: to the client the server died mid-request
+            return
         self.query = parse_qs(split.query, keep_blank_values=True)
         segments = [unquote(s) for s in split.path.strip("/").split("/")] if split.path.strip("/") else []
         try:
@@ -624,8 +627,12 @@ class _HubHandler(BaseHTTPRequestHandler):
 
     @property
     def _authenticated(self) -> bool:
-        """Any bearer token is accepted: the server only checks that the client sends one."""
-        return self.headers.get("Authorization", "").startswith("Bearer ")
+        """Any bearer token is accepted (the server only checks that the client sends one), unless
+        `HubServer.check_token` is set: then only `HubServer.token` is."""
+        header = self.headers.get("Authorization", "")
+        if self.server.hub.check_token:
+            return header == f"Bearer {self.server.hub.token}"
+        return header.startswith("Bearer ")
 
     def _require_auth(self) -> None:
         if not self._authenticated:
@@ -1016,6 +1023,8 @@ class HubServer:
         self.store = HubStore(self.root)
         self.requests: list[RecordedRequest] = []
         self.errors: list[str] = []  # tracebacks of requests that crashed the server (answered 500)
+        self.check_token = False  # True: any token but `token` is refused with 401, as the Hub does
+        self._faults: list[tuple[str, str]] = []  # (method, path pattern) of requests to drop unanswered
         self._record_lock = threading.Lock()
         self._httpd: _HubHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -1026,6 +1035,20 @@ class HubServer:
             raise RuntimeError("HubServer is not started")
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}"
+
+    def drop_once(self, method: str, path_pattern: str) -> None:
+        """Close the connection of the next `method` request whose path matches the fnmatch `path_pattern`
+        without answering it (a server dying mid-upload)."""
+        with self._record_lock:
+            self._faults.append((method, path_pattern))
+
+    def take_fault(self, method: str, path: str) -> bool:
+        with self._record_lock:
+            for fault in self._faults:
+                if fault[0] == method and fnmatch.fnmatch(path, fault[1]):
+                    self._faults.remove(fault)
+                    return True
+        return False
 
     def record(self, request: RecordedRequest) -> None:
         with self._record_lock:

@@ -26,7 +26,7 @@ from .hub_server import HubServer
 UPLOADED = {
     "README.md", "config.json", "generation_config.json", "model.safetensors", "tokenizer_config.json",
     "tokenizer.json", "item_index.json", "pipeline_gamer.py", "gamer_training.json", "eval_results.json",
-    "eval_ndcg10.png", *REMOTE_CODE_FILES,
+    "eval_ndcg10.png", "gamer_checksums.json", *REMOTE_CODE_FILES,
 }
 
 LOAD_FROM_HUB = r"""
@@ -131,6 +131,8 @@ def test_push_uploads_a_complete_checkpoint_in_one_commit(published: Published) 
         local = json.loads((published.checkpoint / name).read_text())
         assert json.loads(_read(published.server, GAMER_REPO, name)) == _without_local_paths(local)
     assert files["pipeline_gamer.py"] == hashlib.sha256(Path(pipeline_gamer.__file__).read_bytes()).hexdigest()
+    checksums = json.loads(_read(published.server, GAMER_REPO, "gamer_checksums.json"))  # the uploaded weights' digest
+    assert checksums["model.safetensors"]["sha256"] == files["model.safetensors"]
     config = json.loads(_read(published.server, GAMER_REPO, "config.json"))
     tokenizer_config = json.loads(_read(published.server, GAMER_REPO, "tokenizer_config.json"))
     assert config["auto_map"] == AUTO_MAP

@@ -1,0 +1,117 @@
+"""The semantic-ID job: prepared data (or a raw events folder) -> item embeddings -> code tuples -> a
+tokenizer folder. `gamer-hf semantic-ids`, the quickstart and the benchmarks call `build_tokenizer`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+from ..modeling import GamerTokenizerFast
+from .build import SemanticIds, build_semantic_ids
+from .embeddings import item_embeddings
+from .inputs import load_inputs
+from .rq_vae import RQVAEConfig
+from .writer import save_semantic_ids
+
+__all__ = ["SemanticIdArguments", "TokenizerBuild", "build_tokenizer"]
+
+
+@dataclass
+class SemanticIdArguments:
+    """What `build_tokenizer` builds; also the arguments of `gamer-hf semantic-ids`."""
+
+    data: str = field(
+        metadata={"help": "raw events folder (events.csv.gz, meta.json[, items.csv.gz]) or a prepared dataset dir"}
+    )
+    out: str = field(metadata={"help": "output tokenizer directory (written atomically)"})
+    method: Literal["rqkmeans", "rqvae", "cid"] = field(
+        default="rqkmeans", metadata={"help": "residual k-means, RQ-VAE, or chunked ids (no embeddings)"}
+    )
+    levels: Optional[int] = field(
+        default=None, metadata={"help": "code levels before disambiguation (default 4; cid: fewest that fit)"}
+    )
+    codebook_size: Optional[int] = field(
+        default=None, metadata={"help": "codes per level (default 256; cid: base, default 64)"}
+    )
+    embedding: Literal["auto", "text", "collaborative", "hybrid"] = field(
+        default="auto",
+        metadata={"help": "item embeddings: side-info text, training co-occurrence, both (hybrid), or auto"},
+    )
+    items: Optional[str] = field(
+        default=None, metadata={"help": "items side-information table (overrides the folder's)"}
+    )
+    behaviors: Optional[str] = field(
+        default=None, metadata={"help": "behavior levels when the data has none, e.g. 'click<fav=cart<buy'"}
+    )
+    balanced: bool = field(default=False, metadata={"help": "rqkmeans: near-equal cluster sizes per level"})
+    collisions: Literal["append", "reassign"] = field(
+        default="append", metadata={"help": "make tuples unique by appending a level or reassigning last codes"}
+    )
+    dim: int = field(
+        default=64, metadata={"help": "size of each embedding part: co-occurrence SVD rank, text PCA size"}
+    )
+    window: int = field(default=5, metadata={"help": "co-occurrence window (positions) within a user sequence"})
+    rqvae_steps: int = field(default=300, metadata={"help": "rqvae: training steps"})
+    seed: int = field(default=0, metadata={"help": "seed for embeddings fallback, quantizers and cid shuffle"})
+    overwrite: bool = field(default=False, metadata={"help": "replace a non-empty output directory"})
+
+
+@dataclass
+class TokenizerBuild:
+    """What `build_tokenizer` wrote: the tokenizer, the semantic IDs with their report, and the recorded facts."""
+
+    tokenizer: GamerTokenizerFast
+    semantic_ids: SemanticIds
+    metadata: dict[str, Any]  # data, source and (unless cid) the embedding kind, size and fallback items
+
+
+def _behavior_levels(spec: str | None) -> dict[str, int] | None:
+    if spec is None:
+        return None
+    from gamer_hf.data.behaviors import BehaviorTable
+
+    return BehaviorTable.parse(spec).levels
+
+
+def build_tokenizer(args: SemanticIdArguments) -> TokenizerBuild:
+    """Embed the catalogue, quantize it into unique code tuples, and write the tokenizer folder `args.out` atomically."""
+    inputs = load_inputs(args.data, items_file=args.items, behaviors=_behavior_levels(args.behaviors))
+    metadata: dict[str, Any] = {"data": str(args.data), "source": inputs.source}
+    embeddings, embed_seconds = None, 0.0
+    if args.method != "cid":
+        start = time.perf_counter()
+        embedded = item_embeddings(
+            inputs.item_ids,
+            kind=args.embedding,
+            sequences=inputs.sequences,
+            items=inputs.items,
+            dim=args.dim,
+            window=args.window,
+            seed=args.seed,
+        )
+        embed_seconds = time.perf_counter() - start
+        embeddings = embedded.vectors
+        metadata["embedding"] = {
+            "kind": embedded.kind,
+            "dim": int(embeddings.shape[1]),
+            "window": args.window,
+            "fallback_items": embedded.fallback_items,
+        }
+    semantic_ids = build_semantic_ids(
+        inputs.item_ids,
+        method=args.method,
+        embeddings=embeddings,
+        num_levels=args.levels,
+        codebook_size=args.codebook_size,
+        balanced=args.balanced,
+        collisions=args.collisions,
+        seed=args.seed,
+        rqvae_config=RQVAEConfig(steps=args.rqvae_steps),
+    )
+    if embeddings is not None:
+        semantic_ids.report.timings = {"embed": embed_seconds, **semantic_ids.report.timings}
+    tokenizer = save_semantic_ids(semantic_ids, args.out, behaviors=inputs.behaviors, overwrite=args.overwrite,
+                                  metadata=metadata)
+    return TokenizerBuild(tokenizer, semantic_ids, metadata)

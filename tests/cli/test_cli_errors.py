@@ -1,0 +1,104 @@
+"""The CLI's one error policy: every subcommand meets a bad input with one line naming the problem and
+exit code 2, leaves no partial output, and shows the traceback only with --debug. The broken
+checkpoints of conftest.BROKEN are refused by every command that loads a checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gamer_hf.checkpoint import load_checkpoint
+from gamer_hf.cli import COMMANDS, main
+from gamer_hf.errors import CheckpointError
+
+from .conftest import BROKEN
+
+DEAD_HUB = "http://127.0.0.1:9"  # the discard port: nothing listens, so any Hub call would fail differently
+
+
+def _fails(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> str:
+    """Run the CLI in-process; assert exit 2 and one stderr line `gamer-hf CMD: error: ...` matching `message`."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith(f"gamer-hf {argv[0]}: error: ")]
+    assert len(lines) == 1, err[-3000:]
+    assert "Traceback" not in err
+    assert re.search(message, lines[0]), lines[0]
+    return lines[0]
+
+
+def _bad_inputs(tmp_path: Path, prepared: Path, tokenizer: Path, checkpoint: Path) -> dict[str, tuple[list[str], str]]:
+    missing = tmp_path / "no_such_file.csv"
+    return {
+        "prepare": (["--events", str(missing), "--out", str(tmp_path / "p")], re.escape(str(missing))),
+        "semantic-ids": (["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "t")], "not found"),
+        "train": (["--data", str(prepared), "--tokenizer", str(tokenizer), "--output_dir", str(checkpoint)],
+                  "already holds a finished model"),
+        "evaluate": (["--model", str(checkpoint), "--data", str(prepared), "--split", "nosuch"], "no split 'nosuch'"),
+        "recommend": (["--model", str(checkpoint), "--history", "click:not-an-item"], "unknown item 'not-an-item'"),
+        "quickstart": (["--events", str(missing), "--work_dir", str(tmp_path / "q"), "--output_dir",
+                        str(tmp_path / "g")], re.escape(str(missing))),
+        "push": (["--model", str(tmp_path / "nowhere"), "--repo_id", "org/x"], "is not a folder"),
+    }
+
+
+def test_every_subcommand_reports_a_bad_input_in_one_line(tmp_path, capsys, prepared, tokenizer, checkpoint) -> None:
+    cases = _bad_inputs(tmp_path, prepared, tokenizer, checkpoint)
+    assert set(cases) == set(COMMANDS)  # a new command needs its bad-input case here
+    before = sorted(p.name for p in checkpoint.iterdir())
+    for command, (argv, message) in cases.items():
+        _fails(capsys, [command, *argv], message)
+    assert sorted(p.name for p in checkpoint.iterdir()) == before  # nothing written beside the model
+    assert not any(p.name in ("p", "t", "q", "g") for p in tmp_path.iterdir())  # no partial output
+
+
+def test_debug_shows_the_traceback(capsys, checkpoint: Path) -> None:
+    with pytest.raises(ValueError, match="unknown item"):
+        main(["recommend", "--debug", "--model", str(checkpoint), "--history", "click:not-an-item"])
+
+
+def test_a_broken_recipe_is_one_line(tmp_path: Path, capsys) -> None:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("data: [unclosed\n")
+    _fails(capsys, ["train", "--config", str(recipe)], "not valid YAML")
+    _fails(capsys, ["train", "--config", str(tmp_path / "none.yaml")], "recipe file not found")
+
+
+@pytest.mark.parametrize("broken", sorted(BROKEN))
+def test_loader_refuses_broken_checkpoints(broken_checkpoints: dict[str, Path], broken: str) -> None:
+    with pytest.raises(CheckpointError, match=BROKEN[broken][1]):
+        load_checkpoint(broken_checkpoints[broken])
+
+
+def test_loader_accepts_the_good_checkpoint_and_old_ones_without_a_digest(checkpoint: Path, tmp_path: Path,
+                                                                          caplog) -> None:
+    model, tokenizer = load_checkpoint(checkpoint)
+    assert not model.training and len(tokenizer.item_index) > 0
+    old = shutil.copytree(checkpoint, tmp_path / "old", ignore=shutil.ignore_patterns("checkpoints"))
+    (old / "gamer_checksums.json").unlink()
+    with caplog.at_level(logging.WARNING, logger="gamer_hf.checkpoint"):  # other tests quiet "gamer_hf"
+        load_checkpoint(old)
+    assert "without a corruption check" in caplog.text
+
+
+@pytest.mark.parametrize("broken", sorted(BROKEN))
+@pytest.mark.parametrize("command", ["recommend", "train", "evaluate", "push"])
+def test_every_loading_command_refuses_broken_checkpoints(broken_checkpoints, broken, command, prepared, tmp_path,
+                                                          capsys, monkeypatch) -> None:
+    folder = broken_checkpoints[broken]
+    monkeypatch.setenv("HF_ENDPOINT", DEAD_HUB)  # push must refuse before it contacts any Hub
+    before = sorted(p.name for p in folder.iterdir())
+    argv = {
+        "recommend": ["--model", str(folder), "--history", "click:x"],
+        "train": ["--data", str(prepared), "--init_from", str(folder), "--output_dir", str(tmp_path / "tuned"),
+                  "--max_steps", "1"],
+        "evaluate": ["--model", str(folder), "--data", str(prepared), "--max_cases", "4"],
+        "push": ["--model", str(folder), "--repo_id", "org/broken"],
+    }[command]
+    line = _fails(capsys, [command, *argv], BROKEN[broken][1])
+    assert str(folder) in line
+    assert sorted(p.name for p in folder.iterdir()) == before and not (tmp_path / "tuned").exists()
