@@ -12,7 +12,7 @@ from .modeling import GamerForCausalLM, GamerTokenizerFast
 
 Ranked = list[tuple[str, float]]
 
-__all__ = ["default_device", "load_gamer", "parse_history", "recommend_items"]
+__all__ = ["default_device", "load_gamer", "parse_history", "recommend_items", "unknown_interactions"]
 
 
 def load_gamer(path: str | os.PathLike, device: str | None = None) -> tuple[GamerForCausalLM, GamerTokenizerFast]:
@@ -30,6 +30,12 @@ def parse_history(text: str) -> list[tuple[str, str]]:
             raise InputError(f"history entry {position + 1} {chunk!r} must look like behavior:item_id")
         pairs.append((behavior.strip(), item.strip()))
     return pairs
+
+
+def unknown_interactions(tokenizer: GamerTokenizerFast, history: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (behavior, item) pairs of `history` the checkpoint cannot encode (`on_unknown="skip"` drops them)."""
+    return [(behavior, item) for behavior, item in history
+            if behavior not in tokenizer.behaviors or str(item) not in tokenizer.item_index]
 
 
 def recommend_items(

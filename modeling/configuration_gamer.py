@@ -8,6 +8,7 @@ derive every token's role (pad, behavior, code level) from its id alone:
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -20,7 +21,9 @@ import torch
 from transformers import PreTrainedConfig
 
 __all__ = [
+    "CUSTOM_PIPELINES",
     "GamerConfig",
+    "PIPELINE_TASK",
     "GAMER_PRESETS",
     "GamerVocabLayout",
     "NUM_SPECIAL_TOKENS",
@@ -268,6 +271,19 @@ class GamerConfig(PreTrainedConfig):
         return (self.max_position_embeddings - 1 - self.num_code_levels) // (self.num_code_levels + 1)
 
     @property
+    def custom_pipelines(self) -> dict[str, Any]:
+        """The pipeline the checkpoint ships, for `pipeline()` without gamer_hf; empty once an installed
+        gamer_hf registered the task, so that the installed pipeline runs without remote code."""
+        from transformers.pipelines import PIPELINE_REGISTRY  # heavy: only when a pipeline is built
+
+        # a fresh copy: `pipeline()` replaces the class names with classes in the dict it is given
+        return {} if PIPELINE_TASK in PIPELINE_REGISTRY.supported_tasks else copy.deepcopy(CUSTOM_PIPELINES)
+
+    @custom_pipelines.setter
+    def custom_pipelines(self, value: Any) -> None:
+        """Derived, never stored: config.json's copy is written by `write_remote_code`."""
+
+    @property
     def target_behavior(self) -> str:
         return self.layout.target_behavior
 
@@ -292,12 +308,18 @@ class GamerConfig(PreTrainedConfig):
 # ----- remote code: what a checkpoint needs to load with trust_remote_code=True -----
 REMOTE_CODE_FILES = (
     "configuration_gamer.py", "modeling_gamer.py", "tokenization_gamer.py", "generation_gamer.py", "cache_gamer.py",
+    "pipeline_gamer.py",
 )
 AUTO_MAP = {
     "AutoConfig": "configuration_gamer.GamerConfig",
     "AutoModel": "modeling_gamer.GamerModel",
     "AutoModelForCausalLM": "modeling_gamer.GamerForCausalLM",
     "AutoTokenizer": [None, "tokenization_gamer.GamerTokenizerFast"],
+}
+# How `transformers.pipeline()` finds a task a model ships (the layout `Pipeline.save_pretrained` writes).
+PIPELINE_TASK = "next-item-recommendation"
+CUSTOM_PIPELINES = {
+    PIPELINE_TASK: {"impl": "pipeline_gamer.NextItemRecommendationPipeline", "pt": ["AutoModelForCausalLM"]}
 }
 
 
@@ -315,7 +337,10 @@ def write_remote_code(save_directory: str | os.PathLike, json_name: str) -> None
             shutil.copyfile(source, target / name)
     path = target / json_name
     payload = json.loads(path.read_text(encoding="utf-8"))
-    payload["auto_map"] = AUTO_MAP if json_name == "config.json" else {"AutoTokenizer": AUTO_MAP["AutoTokenizer"]}
+    if json_name == "config.json":
+        payload.update(auto_map=AUTO_MAP, custom_pipelines=CUSTOM_PIPELINES)
+    else:
+        payload["auto_map"] = {"AutoTokenizer": AUTO_MAP["AutoTokenizer"]}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)

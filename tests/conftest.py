@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -57,3 +61,33 @@ def bench_script():
         return sys.modules[name]
 
     return load
+
+
+# Prefix of a script run as a user who never installed gamer_hf: importing it fails from the first line.
+WITHOUT_GAMER_HF = r"""
+import sys
+sys.modules["gamer_hf"] = None
+try:
+    import gamer_hf  # noqa: F401
+    raise SystemExit("gamer_hf should not be importable here")
+except ImportError:
+    pass
+"""
+
+
+@pytest.fixture
+def run_without_gamer_hf(tmp_path: Path) -> Callable[..., Any]:
+    """Run `script` (given `args` as sys.argv[1:]) where gamer_hf cannot be imported, offline and with an empty
+    HF_HOME; returns the JSON the script printed on its last line."""
+
+    def run(script: str, *args: str) -> Any:
+        result = subprocess.run(
+            [sys.executable, "-c", WITHOUT_GAMER_HF + script, *args],
+            capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin", "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1",
+                 "OMP_NUM_THREADS": "1"},
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    return run

@@ -3,6 +3,7 @@ loaded from a folder or given objects, with clear errors for malformed input."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from transformers import AutoModel, pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast
+from gamer_hf.modeling.configuration_gamer import CUSTOM_PIPELINES
 from gamer_hf.pipeline import TASK, NextItemRecommendationPipeline, register_pipeline
 
 BEHAVIORS = {"view": 0, "cart": 1, "buy": 2}
@@ -122,3 +124,38 @@ def test_registration_is_idempotent(monkeypatch: pytest.MonkeyPatch) -> None:
     register_pipeline()
     assert calls == []  # no re-registration, so no "already registered. Overwriting" warning
     assert PIPELINE_REGISTRY.supported_tasks[TASK]["impl"] is NextItemRecommendationPipeline
+
+
+def test_a_saved_checkpoint_names_its_pipeline(saved: Path, model) -> None:
+    config = json.loads((saved / "config.json").read_text())
+    assert config["custom_pipelines"] == CUSTOM_PIPELINES
+    assert config["custom_pipelines"][TASK]["impl"] == "pipeline_gamer.NextItemRecommendationPipeline"
+    assert (saved / "pipeline_gamer.py").is_file()
+    assert model.config.custom_pipelines == {}  # gamer_hf registered the task: the installed pipeline runs
+
+
+REMOTE_PIPELINE = r"""
+import json, sys
+from transformers import pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
+path, histories = sys.argv[1], json.loads(sys.argv[2])
+assert "next-item-recommendation" not in PIPELINE_REGISTRY.get_supported_tasks()
+try:  # without trust_remote_code (and no answer to transformers' prompt), nothing of the checkpoint runs
+    pipeline("next-item-recommendation", model=path)
+    raise SystemExit("remote code ran without trust_remote_code")
+except ValueError as error:
+    assert "trust_remote_code" in str(error), error
+print()  # the prompt leaves its line open
+recommender = pipeline("next-item-recommendation", model=path, trust_remote_code=True, device="cpu")
+again = pipeline("next-item-recommendation", model=path, trust_remote_code=True, device="cpu")
+histories = [[tuple(pair) for pair in history] for history in histories]
+print(json.dumps({"modules": [type(obj).__module__ for obj in (recommender, recommender.model, again)],
+                  "one": recommender(histories[0], top_k=4), "many": again(histories, top_k=3)}))
+"""
+
+
+def test_remote_code_pipeline_without_gamer_hf(saved: Path, model, tokenizer, run_without_gamer_hf) -> None:
+    out = run_without_gamer_hf(REMOTE_PIPELINE, str(saved), json.dumps(HISTORIES))
+    assert all(module.startswith("transformers_modules.") for module in out["modules"]), out["modules"]
+    assert _rows([out["one"]]) == model.recommend(tokenizer, HISTORIES[:1], top_k=4)
+    assert _rows(out["many"]) == model.recommend(tokenizer, HISTORIES, top_k=3)

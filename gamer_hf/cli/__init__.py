@@ -56,12 +56,31 @@ def _load(command: str) -> tuple[type, Callable[[Any], Any]]:
     return getattr(module, class_name), module.run
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Append "(default: X)" only where it tells something: not when the help already states its
+    default, not for None (the help says what leaving it out means), not for a `--no_X` switch."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.default is None or isinstance(action, argparse._StoreFalseAction):
+            return text
+        return super()._get_help_string(action)
+
+
+def _describe_negations(parser: argparse.ArgumentParser) -> None:
+    """HfArgumentParser gives each `--no_X` switch the help of `--X`, which then reads backwards."""
+    for action in parser._actions:
+        if isinstance(action, argparse._StoreFalseAction) and action.option_strings[0].startswith("--no_"):
+            action.help = f"turn --{action.dest} off (the same as --{action.dest} false)"
+
+
 def parse_command_args(dataclass_type: type, argv: list[str]) -> Any:
     """Parse argv for one subcommand: values from `--config FILE` first, then explicit flags."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", type=Path, default=None)
     known, rest = pre.parse_known_args(argv)
-    parser = HfArgumentParser(dataclass_type)
+    parser = HfArgumentParser(dataclass_type, formatter_class=HelpFormatter)
+    _describe_negations(parser)
     defaults: dict[str, Any] = {}
     if known.config is not None:
         if not known.config.is_file():

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..loading import load_gamer, parse_history, recommend_items
+from ..errors import InputError
+from ..loading import load_gamer, parse_history, recommend_items, unknown_interactions
 
 __all__ = ["RecommendArguments", "run"]
 
@@ -26,6 +28,16 @@ class RecommendArguments:
 def run(args: RecommendArguments) -> int:
     history = parse_history(args.history)
     model, tokenizer = load_gamer(args.model)
+    unknown = unknown_interactions(tokenizer, history)
+    listed = ", ".join(f"{behavior}:{item}" for behavior, item in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+    if unknown and not args.skip_unknown:
+        raise InputError(f"{len(unknown)} history entries are unknown to {args.model} ({listed}); pass "
+                         "--skip_unknown to drop them")
+    if unknown:
+        print(f"skipped {len(unknown)} unknown history entries ({listed})", file=sys.stderr)
+        if len(unknown) == len(history):
+            print("no history entry is known: recommending from an empty history (the requested behavior alone)",
+                  file=sys.stderr)
     behavior, recs = recommend_items(
         model, tokenizer, history, behavior=args.behavior, top_k=args.top_k, num_beams=args.num_beams,
         exclude_history=args.exclude_history, on_unknown="skip" if args.skip_unknown else "raise",

@@ -23,4 +23,7 @@ def run(args: TrainArguments) -> int:
         print(f"trained {result.global_step} steps; best eval loss {_loss(result.best_metric)}, "
               f"final eval loss {_loss(result.final_eval_loss)}")
         print(f"saved the best model to {result.checkpoint_dir}")
+        if result.kept_checkpoints:
+            names = ", ".join(path.name for path in result.kept_checkpoints)
+            print(f"checkpoints for resuming or inspection: {result.kept_checkpoints[0].parent} ({names})")
     return 0

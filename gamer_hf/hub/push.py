@@ -31,7 +31,6 @@ from huggingface_hub.errors import HfHubHTTPError, HTTPError
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 from transformers import PreTrainedModel
 
-from .. import pipeline as pipeline_module
 from ..checkpoint import (
     EVAL_RESULTS_FILE,
     EXTRA_FILES,
@@ -49,7 +48,7 @@ from .card import build_model_card
 __all__ = ["DEFAULT_COMMIT_MESSAGE", "PIPELINE_FILE", "PushResult", "build_upload_folder", "push_to_hub"]
 
 DEFAULT_COMMIT_MESSAGE = "Upload GAMER checkpoint"
-PIPELINE_FILE = "pipeline_gamer.py"  # gamer_hf/pipeline.py, for users without gamer_hf
+PIPELINE_FILE = "pipeline_gamer.py"  # written by save_pretrained with the model code, for users without gamer_hf
 HANDLER_FILE = "handler.py"  # gamer_hf/serve/handler.py: the Inference Endpoints custom handler
 HANDLER_SOURCE = Path(__file__).resolve().parents[1] / "serve" / HANDLER_FILE  # a path: push needs no serve extra
 PLOT_FILE = "eval_ndcg10.png"
@@ -125,7 +124,6 @@ def _stage(verified: _Verified, out: Path, repo_id: str, dataset_id: str | None)
     model.save_pretrained(out)
     record_checksums(out)  # downloaders verify the weights against the digest of what was uploaded
     tokenizer.save_pretrained(out)
-    shutil.copyfile(pipeline_module.__file__, out / PIPELINE_FILE)
     shutil.copyfile(HANDLER_SOURCE, out / HANDLER_FILE)
     for name in EXTRA_FILES:
         if folder is not None and (folder / name).is_file():

@@ -11,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
+from gamer_hf.errors import ConfigurationError
+
+from .eval_sample import DEFAULT_MAX_EVAL_SAMPLES
+
 __all__ = ["ABLATIONS", "PRESET_DEFAULT", "RESUME_LATEST", "TrainArguments"]
 
 # Ablation name -> GamerConfig overrides (DESIGN.md section 3). "tiger" switches every GAMER
@@ -99,7 +103,23 @@ class TrainArguments:
         default=None, metadata={"help": "with eval_steps: save every N steps (a multiple of eval_steps; default equal)"}
     )
     save_total_limit: Optional[int] = field(
-        default=2, metadata={"help": "checkpoints kept in <output_dir>/checkpoints (the best one is always kept)"}
+        default=2, metadata={"help": "checkpoints kept in <output_dir>/checkpoints during the run (the best one is "
+                                     "always kept)"}
+    )
+    keep_checkpoints: bool = field(
+        default=False,
+        metadata={"help": "keep <output_dir>/checkpoints as they are once the run has finished; by default a "
+                          "completed run deletes them and a stopped one keeps only the newest (what resuming needs)"},
+    )
+    max_eval_samples: int = field(
+        default=DEFAULT_MAX_EVAL_SAMPLES,
+        metadata={"help": "validation cases scored at each evaluation: a fixed sample of the validation split, the "
+                          "same every time; 0 = the whole split"},
+    )
+    measure_step_time: bool = field(
+        default=True,
+        metadata={"help": "time one training and one validation batch on a copy of the model before training, for "
+                          "the plan's time estimate (the run itself is unchanged)"},
     )
     logging_steps: int = field(default=10, metadata={"help": "log the training loss every N steps"})
     seed: int = field(default=42, metadata={"help": "seed for model initialisation and data order"})
@@ -150,6 +170,9 @@ class TrainArguments:
         if self.ranking_cases < 1 or self.ranking_beams < 10:
             raise ValueError(f"ranking_cases must be >= 1 and ranking_beams >= 10, got {self.ranking_cases} and "
                              f"{self.ranking_beams}")
+        if self.max_eval_samples < 0:
+            raise ConfigurationError(f"max_eval_samples must be >= 0 (0 = the whole validation split), got "
+                                     f"{self.max_eval_samples}")
         if self.early_stopping_patience < 0:
             raise ValueError(f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}")
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",

@@ -1,7 +1,8 @@
 """The output folder: refuse to clobber earlier work, and publish the final model in one swap.
 
 Layout: `<output_dir>` is the final (best) model, loadable with `from_pretrained`, plus
-`gamer_training.json`; `<output_dir>/checkpoints/checkpoint-N` are the Trainer's checkpoints.
+`gamer_training.json`; `<output_dir>/checkpoints/checkpoint-N` are the Trainer's checkpoints,
+pruned once the model is published to what resuming still needs (nothing after a completed run).
 The final model is written completely into a staging sibling and swapped in with renames, so a
 reader (or a crash) never sees an old config next to new weights; the checkpoints folder moves
 along with it.
@@ -11,15 +12,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..checkpoint import TRAINING_INFO_FILE, record_checksums
 from ..errors import ConfigurationError, OutputExistsError
 from ..files import ordinary_permissions, replace_directory
-from .checkpoints import CHECKPOINTS_SUBDIR, list_checkpoints
+from .checkpoints import CHECKPOINTS_SUBDIR, TRAINER_STATE, list_checkpoints
 
-__all__ = ["TRAINING_INFO_FILE", "check_output_dir", "finish_staging", "publish", "staging_dir"]
+__all__ = ["TRAINING_INFO_FILE", "check_output_dir", "finish_staging", "prune_checkpoints", "publish", "staging_dir"]
 
 # The Trainer pickles its TrainingArguments next to every save; a published model does not need it.
 PICKLED_ARGS_FILE = "training_args.bin"
@@ -58,9 +61,9 @@ def check_output_dir(out: Path, resuming: bool, overwrite: bool) -> bool:
     if resuming:
         return False
     if finished:
+        resumable = ", or resume_from_checkpoint=auto to continue its stopped run" if checkpoints else ""
         raise OutputExistsError(f"output_dir {out} already holds a finished model ({TRAINING_INFO_FILE}); pass "
-                              "overwrite_output_dir=true to replace it, or resume_from_checkpoint=auto to continue "
-                              "its run")
+                                f"overwrite_output_dir=true to replace it{resumable}")
     if checkpoints:
         raise OutputExistsError(f"{out / CHECKPOINTS_SUBDIR} holds checkpoints of an earlier run (newest "
                               f"{checkpoints[-1].name}); pass resume_from_checkpoint=auto to continue it or "
@@ -96,3 +99,33 @@ def publish(staging: Path, out: Path) -> None:
         if carried and (staging / CHECKPOINTS_SUBDIR).exists():
             os.replace(staging / CHECKPOINTS_SUBDIR, kept)
         raise
+
+
+def _resume_set(checkpoints: list[Path]) -> set[Path]:
+    """The newest checkpoint and the best one its trainer state names (loaded at the end of a resumed run)."""
+    newest = checkpoints[-1]
+    try:
+        best = json.loads((newest / TRAINER_STATE).read_text(encoding="utf-8")).get("best_model_checkpoint")
+    except (OSError, ValueError):
+        best = None
+    named = {path for path in checkpoints if best is not None and path.name == Path(best).name}
+    return {newest, *named}
+
+
+def prune_checkpoints(root: Path, completed: bool) -> None:
+    """Delete the checkpoints a finished run no longer needs.
+
+    A completed run keeps none; a run stopped before its end keeps what resuming it needs. What is
+    deleted is first renamed into one hidden folder, so a crash midway never leaves a half-deleted
+    checkpoint behind under a `checkpoint-N` name.
+    """
+    found = list_checkpoints(root)
+    keep = set() if completed or not found else _resume_set(found)
+    dropped = [path for path in found if path not in keep]
+    if dropped:
+        trash = Path(tempfile.mkdtemp(prefix=".deleting-", dir=root))
+        for path in dropped:
+            os.replace(path, trash / path.name)
+        shutil.rmtree(trash, ignore_errors=True)
+    if not keep and root.is_dir() and not any(root.iterdir()):
+        root.rmdir()

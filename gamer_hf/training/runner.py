@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 
 import torch
 from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainerState, TrainingArguments, set_seed
 
 from gamer_hf.data.collator import GamerCollator
@@ -40,8 +42,10 @@ from .checkpoints import (
     stopped_training,
     validate_checkpoint,
 )
+from .eval_sample import evaluation_sample
 from .model_setup import build_model, check_data, load_tokenizer, tokenizer_dir
-from .output import check_output_dir, finish_staging, publish, staging_dir
+from .output import check_output_dir, finish_staging, prune_checkpoints, publish, staging_dir
+from .plan import StepTimes, TrainingPlan, build_plan, measure_seconds, spread_rows
 from .ranking import RANKING_METRIC, RankingSelectionCallback
 from .run_info import last_eval_loss, training_info
 
@@ -60,6 +64,8 @@ class TrainResult:
     best_metric: float | None
     global_step: int
     final_eval_loss: float | None  # the last evaluation's loss (the model at the last step)
+    plan: TrainingPlan  # what the run announced before its first step
+    kept_checkpoints: list[Path]  # left in <output_dir>/checkpoints: none after a completed run
 
 
 def cpu_processes_launched() -> bool:
@@ -134,6 +140,56 @@ def _publish_best(trainer: Trainer, state: PartialState, out: Path, info: Callab
     state.wait_for_everyone()
 
 
+def _step_times(trainer: Trainer, args: TrainArguments, hf_args: TrainingArguments) -> StepTimes:
+    """Measured on a copy of the model with batches of typical rows (spread over each split)."""
+    def batch(dataset: Any, size: int) -> dict[str, torch.Tensor] | None:
+        return trainer.data_collator(list(dataset.select(spread_rows(len(dataset), size)))) if len(dataset) else None
+
+    dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
+    return measure_seconds(trainer.model, batch(trainer.train_dataset, args.per_device_train_batch_size),
+                           batch(trainer.eval_dataset, args.per_device_eval_batch_size), hf_args.device, dtype)
+
+
+def _announce(trainer: Trainer, args: TrainArguments, hf_args: TrainingArguments, state: PartialState,
+              max_history: int | None, validation_split_cases: int, start_step: int) -> TrainingPlan:
+    """Build the plan (timing a warm-up batch on the main process), log it, and print it with the progress bars."""
+    times = [_step_times(trainer, args, hf_args) if args.measure_step_time and state.is_main_process else None]
+    if state.num_processes > 1:
+        broadcast_object_list(times, from_process=0)  # every process returns the same plan
+    plan = build_plan(
+        num_parameters=trainer.model.num_parameters(), preset=None if args.init_from else args.preset_name,
+        train_rows=len(trainer.train_dataset), validation_cases=len(trainer.eval_dataset),
+        validation_split_cases=validation_split_cases, per_device_batch_size=args.per_device_train_batch_size,
+        per_device_eval_batch_size=args.per_device_eval_batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps, num_processes=state.num_processes,
+        num_train_epochs=args.num_train_epochs, max_steps=args.max_steps, eval_steps=args.eval_steps,
+        max_history=max_history, start_step=start_step, device=str(hf_args.device), times=times[0],
+    )
+    if state.is_main_process:
+        logger.info("%s", plan.render())
+        if not hf_args.disable_tqdm:
+            print(plan.render(), file=sys.stderr, flush=True)
+    return plan
+
+
+def _completed(trainer: Trainer) -> bool:
+    """The run reached its last step, or early stopping ended it (resuming would stop again at once)."""
+    stopper = next((c for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStoppingCallback)), None)
+    early = stopper is not None and stopper.early_stopping_patience_counter >= stopper.early_stopping_patience
+    return early or trainer.state.global_step >= trainer.state.max_steps
+
+
+def _tidy_checkpoints(trainer: Trainer, args: TrainArguments, state: PartialState, checkpoints: Path) -> list[Path]:
+    """Prune the checkpoints once the model is published (unless kept on request) and say what is left."""
+    if state.is_main_process and not args.keep_checkpoints:
+        prune_checkpoints(checkpoints, completed=_completed(trainer))
+    state.wait_for_everyone()
+    kept = list_checkpoints(checkpoints)
+    if kept and state.is_main_process:
+        logger.info("checkpoints kept in %s: %s", checkpoints, ", ".join(path.name for path in kept))
+    return kept
+
+
 def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> TrainResult:
     """Train (or fine-tune, or resume) GAMER and publish the best model to `args.output_dir`.
 
@@ -157,9 +213,10 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
     set_seed(args.seed)
     model = build_model(args, tokenizer, augmented=prepared.metadata.get("augment_copies", 0) > 0)
     finished = False
+    start_step = 0
     if resume is not None:
-        step = validate_checkpoint(resume, *_expected_weights(model))
-        logger.info("resuming from %s (step %d)", resume, step)
+        start_step = validate_checkpoint(resume, *_expected_weights(model))
+        logger.info("resuming from %s (step %d)", resume, start_step)
         finished = stopped_training(resume)
     if finished:  # killed after its last checkpoint: publish that run's best model, train no further
         model = type(model).from_pretrained(best_checkpoint(resume), use_safetensors=True)
@@ -180,17 +237,19 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
         model=model,
         args=hf_args,
         train_dataset=prepared.splits["train"],
-        eval_dataset=prepared.splits["validation"],
+        eval_dataset=evaluation_sample(prepared.splits["validation"], args.max_eval_samples),
         data_collator=GamerCollator(tokenizer, max_history=max_history, on_unknown=args.on_unknown),
         processing_class=tokenizer,
         callbacks=extra_callbacks,
     )
+    plan = _announce(trainer, args, hf_args, state, max_history, len(prepared.splits["validation"]), start_step)
     if finished:
         trainer.state = TrainerState.load_from_json(str(resume / TRAINER_STATE))
     else:
         trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
     _publish_best(trainer, state, out, info=lambda: training_info(
         args, prepared.metadata, tokenizer_dir(args), tokenizer, trainer.model, trainer.state, state.num_processes))
+    kept = _tidy_checkpoints(trainer, args, state, checkpoints)
     history = trainer.state.log_history
     return TrainResult(
         checkpoint_dir=out,
@@ -198,4 +257,6 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
         best_metric=trainer.state.best_metric,
         global_step=trainer.state.global_step,
         final_eval_loss=last_eval_loss(history),
+        plan=plan,
+        kept_checkpoints=kept,
     )

@@ -341,6 +341,7 @@ def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, wo
         seed=seed, on_unknown="skip", use_cpu=device == "cpu", bf16=device == "cuda", overwrite_output_dir=True,
         disable_tqdm=not progress, save_total_limit=2 if last_epoch else 1, logging_steps=20,  # 1 drops the last
         select_by=budget.select_by, ranking_cases=budget.max_validation_cases or 500, ranking_beams=budget.num_beams,
+        keep_checkpoints=last_epoch,  # the last epoch's checkpoint is scored
     ), callbacks=[cap] if cap else [])
     train_seconds = time.perf_counter() - start
     epochs = [row["epoch"] for row in result.log_history if "eval_loss" in row and "epoch" in row]

@@ -4,6 +4,7 @@ checkpoints of conftest.BROKEN are refused by every command that loads a checkpo
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
@@ -39,7 +40,7 @@ def _bad_inputs(tmp_path: Path, prepared: Path, tokenizer: Path, checkpoint: Pat
         "train": (["--data", str(prepared), "--tokenizer", str(tokenizer), "--output_dir", str(checkpoint)],
                   "already holds a finished model"),
         "evaluate": (["--model", str(checkpoint), "--data", str(prepared), "--split", "nosuch"], "no split 'nosuch'"),
-        "recommend": (["--model", str(checkpoint), "--history", "click:not-an-item"], "unknown item 'not-an-item'"),
+        "recommend": (["--model", str(checkpoint), "--history", "click:not-an-item"], r"unknown to .*\(click:not-an-item\); pass --skip_unknown"),
         "quickstart": (["--events", str(missing), "--work_dir", str(tmp_path / "q"), "--output_dir",
                         str(tmp_path / "g")], re.escape(str(missing))),
         "push": (["--model", str(tmp_path / "nowhere"), "--repo_id", "org/x"], "is not a folder"),
@@ -58,7 +59,7 @@ def test_every_subcommand_reports_a_bad_input_in_one_line(tmp_path, capsys, prep
 
 
 def test_debug_shows_the_traceback(capsys, checkpoint: Path) -> None:
-    with pytest.raises(ValueError, match="unknown item"):
+    with pytest.raises(ValueError, match="unknown to .*--skip_unknown"):
         main(["recommend", "--debug", "--model", str(checkpoint), "--history", "click:not-an-item"])
 
 
@@ -104,3 +105,14 @@ def test_every_loading_command_refuses_broken_checkpoints(broken_checkpoints, br
     line = _fails(capsys, [command, *argv], BROKEN[broken][1])
     assert str(folder) in line
     assert sorted(p.name for p in folder.iterdir()) == before and not (tmp_path / "tuned").exists()
+
+
+def test_recommend_names_unknown_entries_and_the_flag_that_skips_them(checkpoint, capsys):
+    assert main(["recommend", "--model", str(checkpoint), "--history", "click:no-such-item"]) == 2
+    error = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(error) == 1 and "click:no-such-item" in error[0] and "--skip_unknown" in error[0]
+    assert main(["recommend", "--model", str(checkpoint), "--history", "click:no-such-item,like:x",
+                 "--skip_unknown", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped 2 unknown history entries" in captured.err and "empty history" in captured.err
+    assert json.loads(captured.out.strip().splitlines()[-1])["items"]

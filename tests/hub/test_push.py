@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-import gamer_hf.pipeline as pipeline_module
+from gamer_hf.modeling import pipeline_gamer
 from gamer_hf.cli import main as cli_main
 from gamer_hf.hub import CheckpointError, build_upload_folder, push_to_hub
 from gamer_hf.hub.push import _without_local_paths
@@ -130,7 +130,7 @@ def test_push_uploads_a_complete_checkpoint_in_one_commit(published: Published) 
     for name in ("eval_results.json", "gamer_training.json"):  # the same records, local folders cut to their names
         local = json.loads((published.checkpoint / name).read_text())
         assert json.loads(_read(published.server, GAMER_REPO, name)) == _without_local_paths(local)
-    assert files["pipeline_gamer.py"] == hashlib.sha256(Path(pipeline_module.__file__).read_bytes()).hexdigest()
+    assert files["pipeline_gamer.py"] == hashlib.sha256(Path(pipeline_gamer.__file__).read_bytes()).hexdigest()
     checksums = json.loads(_read(published.server, GAMER_REPO, "gamer_checksums.json"))  # the uploaded weights' digest
     assert checksums["model.safetensors"]["sha256"] == files["model.safetensors"]
     config = json.loads(_read(published.server, GAMER_REPO, "config.json"))

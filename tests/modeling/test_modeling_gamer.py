@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -186,12 +184,6 @@ def test_auto_classes_round_trip(saved: Path, tokenizer, model, histories) -> No
 
 REMOTE_SCRIPT = r"""
 import json, sys
-sys.modules["gamer_hf"] = None  # importing gamer_hf now fails, as for a user who never installed it
-try:
-    import gamer_hf  # noqa: F401
-    raise SystemExit("gamer_hf should not be importable here")
-except ImportError:
-    pass
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 path, histories = sys.argv[1], json.loads(sys.argv[2])
@@ -207,15 +199,8 @@ print(json.dumps(out))
 """
 
 
-def test_remote_code_without_gamer_hf(saved: Path, tokenizer, model, histories, tmp_path: Path) -> None:
-    env_home = tmp_path / "hf_home"
-    result = subprocess.run(
-        [sys.executable, "-c", REMOTE_SCRIPT, str(saved), json.dumps(histories)],
-        capture_output=True, text=True, timeout=300,
-        env={"PATH": "/usr/bin:/bin", "HF_HOME": str(env_home), "HF_HUB_OFFLINE": "1"}, cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+def test_remote_code_without_gamer_hf(saved: Path, tokenizer, model, histories, run_without_gamer_hf) -> None:
+    out = run_without_gamer_hf(REMOTE_SCRIPT, str(saved), json.dumps(histories))
     batch = _batch(tokenizer, histories)
     assert torch.allclose(torch.tensor(out["logits"]), model(**batch).logits, atol=1e-6)
     assert torch.allclose(torch.tensor(out["hidden"]), model.model(**batch).last_hidden_state, atol=1e-6)

@@ -68,5 +68,7 @@ def make_args(prepared_dir: Path, tokenizer_dir: Path, tmp_path: Path) -> Callab
 
 @pytest.fixture(scope="session")
 def trained(prepared_dir: Path, tokenizer_dir: Path, training_root: Path) -> TrainResult:
-    """Three epochs of the tiny preset, evaluated and saved every epoch (several tests read it)."""
-    return train(base_arguments(prepared_dir, tokenizer_dir, training_root / "trained", num_train_epochs=3))
+    """Three epochs of the tiny preset, evaluated and saved every epoch (several tests read it and its
+    checkpoints, which a completed run would otherwise delete)."""
+    return train(base_arguments(prepared_dir, tokenizer_dir, training_root / "trained", num_train_epochs=3,
+                                keep_checkpoints=True))

@@ -36,6 +36,18 @@ def test_cli_trains_from_a_recipe_with_overriding_flags(prepared_dir, tokenizer_
     assert not (tmp_path / "from-recipe").exists()
 
 
+def test_cli_says_where_kept_checkpoints_are(prepared_dir, tokenizer_dir, tmp_path, capsys):
+    common = ["--data", str(prepared_dir), "--tokenizer", str(tokenizer_dir), "--preset", "tiny", "--max_steps", "2",
+              "--eval_steps", "1", "--disable_tqdm", "true"]
+    assert main(["train", *common, "--output_dir", str(tmp_path / "done")]) == 0
+    assert "checkpoints" not in capsys.readouterr().out  # a completed run keeps none
+    assert not (tmp_path / "done" / "checkpoints").exists()
+    assert main(["train", *common, "--output_dir", str(tmp_path / "kept"), "--keep_checkpoints", "true"]) == 0
+    printed = capsys.readouterr().out
+    assert f"checkpoints for resuming or inspection: {tmp_path / 'kept' / 'checkpoints'} (checkpoint-1, checkpoint-2)" \
+        in printed
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -51,12 +63,14 @@ def test_two_cpu_processes_under_accelerate_launch(prepared_dir, tokenizer_dir, 
         "-m", "gamer_hf.cli", "train",
         "--data", str(prepared_dir), "--tokenizer", str(tokenizer_dir), "--output_dir", str(out),
         "--preset", "tiny", "--max_steps", "3", "--eval_steps", "3", "--per_device_train_batch_size", "8",
-        "--logging_steps", "1", "--disable_tqdm", "true",
+        "--logging_steps", "1", "--disable_tqdm", "false",
     ]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert done.stdout.count("saved the best model to") == 1  # only the main process reports
+    assert done.stderr.count("training plan") == 1 and "x 2 processes)" in done.stderr  # and announces the plan
     info = json.loads((out / TRAINING_INFO_FILE).read_text())
     assert info["world_size"] == 2 and info["global_batch_size"] == 16
     assert info["results"]["global_step"] == 3 and info["results"]["best_eval_loss"] is not None
+    assert not (out / "checkpoints").exists()  # the completed run's checkpoints were pruned once, by the main process
     assert isinstance(AutoModelForCausalLM.from_pretrained(out), GamerForCausalLM)

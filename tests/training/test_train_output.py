@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 from gamer_hf.training import output
-from gamer_hf.training.output import check_output_dir, publish, staging_dir
+from gamer_hf.training.output import check_output_dir, prune_checkpoints, publish, staging_dir
 
 
 @pytest.fixture
@@ -64,3 +65,37 @@ def test_checkpoints_stranded_by_an_interrupted_publish_are_reported(tmp_path):
 @pytest.mark.parametrize(("resuming", "overwrite", "clears"), [(False, True, True), (True, True, False)])
 def test_overwrite_clears_old_checkpoints_only_for_a_fresh_start(finished, resuming, overwrite, clears):
     assert check_output_dir(finished, resuming=resuming, overwrite=overwrite) is clears
+
+
+def _checkpoints(root: Path, steps: list[int], best: int | None) -> None:
+    for step in steps:
+        folder = root / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        state = {"global_step": step, "best_model_checkpoint": None if best is None else str(root / f"checkpoint-{best}")}
+        (folder / "trainer_state.json").write_text(json.dumps(state))
+
+
+@pytest.mark.parametrize(
+    ("steps", "best", "kept"),
+    [([2, 4, 6], 2, ["checkpoint-2", "checkpoint-6"]),  # the best is loaded at the end of a resumed run
+     ([2, 4, 6], 6, ["checkpoint-6"]),
+     ([2, 4, 6], None, ["checkpoint-6"])],
+)
+def test_a_stopped_run_keeps_what_resuming_needs(tmp_path, steps, best, kept):
+    root = tmp_path / "checkpoints"
+    _checkpoints(root, steps, best)
+    prune_checkpoints(root, completed=False)
+    assert sorted(path.name for path in root.iterdir()) == kept  # nothing else left, no hidden trash
+
+
+def test_a_completed_run_keeps_no_checkpoints(tmp_path):
+    root = tmp_path / "checkpoints"
+    _checkpoints(root, [2, 4], 2)
+    (root / "notes.txt").write_text("the user's")
+    prune_checkpoints(root, completed=True)
+    assert [path.name for path in root.iterdir()] == ["notes.txt"]  # only checkpoint-N folders are deleted
+    (root / "notes.txt").unlink()
+    _checkpoints(root, [8], 8)
+    prune_checkpoints(root, completed=True)
+    assert not root.exists()
+    prune_checkpoints(root, completed=True)  # nothing to prune is fine

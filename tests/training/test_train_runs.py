@@ -95,10 +95,39 @@ def test_a_folder_of_other_files_is_refused(make_args, tmp_path):
 
 
 def test_overwrite_replaces_the_model_and_its_old_checkpoints(make_args):
-    train(make_args(max_steps=2, eval_steps=2))
-    result = train(make_args(max_steps=1, eval_steps=1, overwrite_output_dir=True))
+    train(make_args(max_steps=2, eval_steps=2, keep_checkpoints=True))
+    result = train(make_args(max_steps=1, eval_steps=1, overwrite_output_dir=True, keep_checkpoints=True))
     assert [path.name for path in list_checkpoints(result.checkpoint_dir / CHECKPOINTS_SUBDIR)] == ["checkpoint-1"]
     assert read_info(result.checkpoint_dir)["results"]["global_step"] == 1
+
+
+class StopAt(TrainerCallback):
+    """Ends a run before its last step, as a wall-clock cap or a user's callback would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_training_stop = True
+
+
+def test_a_completed_run_deletes_its_checkpoints(make_args):
+    result = train(make_args(max_steps=3, eval_steps=1))
+    assert result.kept_checkpoints == [] and not (result.checkpoint_dir / CHECKPOINTS_SUBDIR).exists()
+    assert AutoModelForCausalLM.from_pretrained(result.checkpoint_dir).num_parameters() > 0
+
+
+def test_a_stopped_run_keeps_what_resuming_needs_and_says_where(make_args, tmp_path):
+    schedule = dict(max_steps=6, eval_steps=1, save_total_limit=4)
+    stopped = train(make_args(**schedule), callbacks=[StopAt(3)])
+    best = read_info(stopped.checkpoint_dir)["results"]["best_global_step"]
+    assert [path.name for path in stopped.kept_checkpoints] == sorted({f"checkpoint-{best}", "checkpoint-3"},
+                                                                      key=lambda name: int(name.split("-")[1]))
+    assert list_checkpoints(stopped.checkpoint_dir / CHECKPOINTS_SUBDIR) == stopped.kept_checkpoints
+    resumed = train(make_args(resume_from_checkpoint="auto", **schedule))
+    assert resumed.global_step == 6 and resumed.kept_checkpoints == []
+    assert not (resumed.checkpoint_dir / CHECKPOINTS_SUBDIR).exists()
 
 
 @pytest.mark.parametrize(
@@ -173,6 +202,7 @@ def test_early_stopping_ends_a_run_whose_validation_loss_stops_improving(make_ar
     assert info["results"]["stopped_early"]
     assert len(eval_losses(result.log_history)) <= patience + 1 < epochs
     assert result.global_step < info["results"]["max_steps"]
+    assert result.kept_checkpoints == [] and not (result.checkpoint_dir / CHECKPOINTS_SUBDIR).exists()
 
 
 def test_fine_tuning_starts_from_the_checkpoint_and_its_tokenizer(trained, make_args, tmp_path):
