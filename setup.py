@@ -21,7 +21,7 @@ setup(
     # run gamer_hf/__init__.py (which imports torch to register the Auto classes).
     py_modules=["gamer_hf_entry"],
     package_dir={"gamer_hf.modeling": "modeling", "gamer_hf.hub_cards": "hub_cards"},
-    package_data={"gamer_hf": ["metrics/*/*"], "gamer_hf.hub_cards": ["*.md"]},
+    package_data={"gamer_hf": ["metrics/*/*", "recipes/*.yaml"], "gamer_hf.hub_cards": ["*.md"]},
     include_package_data=True,
     install_requires=[
         "torch>=2.1,<2.14",

@@ -1,7 +1,7 @@
 """The `gamer-hf` command line: one subcommand per step, each an argument dataclass plus a run()
 that calls one library function and prints its result.
 
-Every subcommand accepts `--config recipe.yaml`; flags given on the command line override the
+Every subcommand accepts `--config recipe.yaml` (or an installed recipe's name: `--config quickstart`); flags given on the command line override the
 recipe's values, so a recipe can be shared and tweaked without editing it.
 
 Error policy (one place, every command): a mistake the user can fix -- any `GamerError`, a
@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import importlib
 import sys
-from pathlib import Path
 from typing import Any, Callable
 
 import yaml
@@ -27,6 +26,7 @@ from transformers import HfArgumentParser
 from gamer_hf_entry import COMMANDS, DEBUG_FLAG, answer_without_command
 
 from ..errors import ConfigurationError, GamerError
+from ..recipes import resolve_recipe
 
 __all__ = ["main", "COMMANDS", "USER_ERRORS", "parse_command_args"]
 
@@ -49,13 +49,12 @@ def _load(command: str) -> tuple[type, Callable[[Any], Any]]:
 def parse_command_args(dataclass_type: type, argv: list[str]) -> Any:
     """Parse argv for one subcommand: values from `--config FILE` first, then explicit flags."""
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", type=Path, default=None)
+    pre.add_argument("--config", default=None)
     known, rest = pre.parse_known_args(argv)
     parser = HfArgumentParser(dataclass_type)
     defaults: dict[str, Any] = {}
     if known.config is not None:
-        if not known.config.is_file():
-            raise ConfigurationError(f"recipe file not found: {known.config}")
+        known.config = resolve_recipe(known.config)  # a file, or an installed recipe's name
         try:
             loaded = yaml.safe_load(known.config.read_text()) or {}
         except yaml.YAMLError as error:
