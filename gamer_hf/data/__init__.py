@@ -31,7 +31,7 @@ from .gamer_json import read_gamer_json
 from .prepare import PreparedData, format_summary, load_prepared, prepare
 from .report import DataValidationError, DropRecord, DropReport
 from .sessions import session_ranks
-from .synthetic import SYNTHETIC_BEHAVIORS, generate_synthetic, write_synthetic
+from .synthetic import SYNTHETIC_BEHAVIORS, generate_synthetic, write_synthetic, write_synthetic_log
 
 __all__ = [
     "BehaviorTable",
@@ -55,4 +55,5 @@ __all__ = [
     "session_ranks",
     "validate_events",
     "write_synthetic",
+    "write_synthetic_log",
 ]

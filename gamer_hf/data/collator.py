@@ -6,20 +6,155 @@ scored (full-sequence LM loss). Validation/test rows (`history_*`, `target_behav
 then the target item's codes, with labels only on those codes, so the Trainer's eval loss scores
 exactly the held-out targets. Use `remove_unused_columns=False` in TrainingArguments so the
 Trainer hands these columns to the collator.
+
+Collation is vectorized: every item's code tokens sit in one array indexed by item number (built
+once per tokenizer index), so a batch costs one dictionary lookup per id and a few numpy gathers
+instead of a Python loop that builds token lists pair by pair.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from itertools import chain
+from dataclasses import dataclass
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
+
+from .arrays import ranges_to_flat
 
 __all__ = ["GamerCollator"]
 
 IGNORE_INDEX = -100
+UNKNOWN = -1
+
+
+@dataclass(frozen=True)
+class _TokenTable:
+    """Item id -> item number -> code token ids (row UNKNOWN is a pad sentinel); behavior -> token id."""
+
+    item_numbers: dict[str, int]
+    item_tokens: np.ndarray  # [num_items + 1, num_levels]
+    behavior_tokens: dict[str, int]
+
+    @classmethod
+    def build(cls, tokenizer: Any) -> "_TokenTable":
+        item_ids = tokenizer.item_ids
+        codes = tokenizer.item_code_tensor.numpy().reshape(len(item_ids), tokenizer.num_levels)
+        tokens = np.full((len(item_ids) + 1, tokenizer.num_levels), tokenizer.pad_token_id, dtype=np.int64)
+        tokens[:-1] = codes + np.asarray(tokenizer.code_token_offsets, dtype=np.int64)
+        behaviors = {name: tokenizer.behavior_token_id(name) for name in tokenizer.behaviors}
+        return cls({item: i for i, item in enumerate(item_ids)}, tokens, behaviors)
+
+    def items(self, values: Sequence[Any]) -> np.ndarray:
+        """Item numbers, UNKNOWN when absent; ids that miss are retried as str(id), as the tokenizer does."""
+        return _lookup(self.item_numbers, values, retry_as_str=True)
+
+    def behaviors(self, values: Sequence[Any]) -> np.ndarray:
+        return _lookup(self.behavior_tokens, values)
+
+
+def _lookup(mapping: dict[Any, int], values: Sequence[Any], retry_as_str: bool = False) -> np.ndarray:
+    """mapping[value] for every value (UNKNOWN when absent); an Arrow array looks up its distinct values only."""
+    if isinstance(values, pa.Array):
+        encoded = pc.dictionary_encode(values)
+        found = _lookup(mapping, encoded.dictionary.to_pylist(), retry_as_str)
+        indices = pc.fill_null(encoded.indices, len(found)).to_numpy(zero_copy_only=False)  # null -> UNKNOWN
+        return np.append(found, UNKNOWN)[indices]
+    numbers = np.fromiter(map(mapping.get, values, repeat(UNKNOWN)), np.int64, count=len(values))
+    if retry_as_str:
+        for position in np.flatnonzero(numbers == UNKNOWN):
+            numbers[position] = mapping.get(str(values[position]), UNKNOWN)
+    return numbers
+
+
+def _value(values: Sequence[Any], position: int) -> Any:
+    value = values[int(position)]
+    return value.as_py() if isinstance(value, pa.Scalar) else value
+
+
+@dataclass
+class _Batch:
+    """The batch's columns flattened in row order (lists, or Arrow arrays for an Arrow batch), with
+    interactions already trimmed to the history window.
+
+    Gathering rows stops at the first row with neither training nor evaluation columns
+    (`bad_row`), so errors in the rows before it are still reported first, as a row loop would.
+    """
+
+    behaviors: Sequence[Any]
+    items: Sequence[Any]
+    counts: np.ndarray  # interactions per row
+    evaluation: np.ndarray  # per row: evaluation (True) or training (False)
+    requested: Sequence[Any]  # target_behavior per evaluation row
+    targets: Sequence[Any]
+    target_counts: np.ndarray  # targets per evaluation row
+    bad_row: Mapping[str, Any] | None
+
+    @classmethod
+    def gather(cls, rows: Sequence[Mapping[str, Any]], max_history: int | None) -> "_Batch":
+        behaviors, items, counts, evaluation, requested, targets, target_counts = [], [], [], [], [], [], []
+        bad_row = None
+        for row in rows:
+            if "items" in row:
+                pair_behaviors, pair_items = row["behaviors"], row["items"]
+                window = None if max_history is None else max_history + 1
+            elif "target_items" in row:
+                pair_behaviors, pair_items, window = row["history_behaviors"], row["history_items"], max_history
+                requested.append(row["target_behavior"])
+                targets.append(row["target_items"])
+                target_counts.append(len(row["target_items"]))
+            else:
+                bad_row = row
+                break
+            evaluation.append("items" not in row)
+            end = min(len(pair_behaviors), len(pair_items))  # pairs, as zip() makes them
+            start = 0 if window is None else end - min(end, window)
+            whole = start == 0 and end == len(pair_behaviors) == len(pair_items)  # prepared rows: no copy
+            behaviors.append(pair_behaviors if whole else pair_behaviors[start:end])
+            items.append(pair_items if whole else pair_items[start:end])
+            counts.append(end - start)
+        return cls(list(chain.from_iterable(behaviors)), list(chain.from_iterable(items)),
+                   np.array(counts, dtype=np.int64), np.array(evaluation, dtype=bool), requested,
+                   list(chain.from_iterable(targets)), np.array(target_counts, dtype=np.int64), bad_row)
+
+    @classmethod
+    def gather_arrow(cls, batch: pa.Table | pa.RecordBatch, max_history: int | None) -> "_Batch":
+        """The same from an Arrow batch of one split's rows, without turning them into Python objects."""
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        if "items" in table.column_names:
+            window = None if max_history is None else max_history + 1
+            columns, evaluation = ("behaviors", "items"), False
+        elif "target_items" in table.column_names:
+            columns, window, evaluation = ("history_behaviors", "history_items"), max_history, True
+        else:
+            nothing = np.zeros(0, dtype=np.int64)
+            return cls([], [], nothing, nothing.astype(bool), [], [], nothing, dict.fromkeys(table.column_names))
+        behaviors, items = (table[name].combine_chunks() for name in columns)
+        behavior_offsets, item_offsets = behaviors.offsets.to_numpy(), items.offsets.to_numpy()
+        end = np.minimum(np.diff(behavior_offsets), np.diff(item_offsets))  # pairs, as zip() makes them
+        start = np.zeros_like(end) if window is None else end - np.minimum(end, window)
+        behaviors, items = (lists.values.take(ranges_to_flat(offsets[:-1] + start, offsets[:-1] + end)[1])
+                            for lists, offsets in ((behaviors, behavior_offsets), (items, item_offsets)))
+        requested, targets, target_counts = [], [], np.zeros(0, dtype=np.int64)
+        if evaluation:
+            requested = table["target_behavior"].combine_chunks()
+            lists = table["target_items"].combine_chunks()
+            offsets = lists.offsets.to_numpy()
+            targets, target_counts = lists.values.slice(offsets[0], offsets[-1] - offsets[0]), np.diff(offsets)
+        return cls(behaviors, items, (end - start).astype(np.int64), np.full(len(end), evaluation), requested,
+                   targets, target_counts.astype(np.int64), None)
+
+    @property
+    def interaction_rows(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self.counts)), self.counts)
+
+    @property
+    def target_rows(self) -> np.ndarray:
+        return np.repeat(np.flatnonzero(self.evaluation), self.target_counts)
 
 
 class GamerCollator:
@@ -39,54 +174,104 @@ class GamerCollator:
     ) -> None:
         if on_unknown not in ("raise", "skip"):
             raise ValueError(f"on_unknown must be 'raise' or 'skip', got {on_unknown!r}")
+        if max_history is not None and max_history < 0:
+            raise ValueError(f"max_history must be None or >= 0, got {max_history}")
         self.tokenizer, self.max_history, self.on_unknown = tokenizer, max_history, on_unknown
         self.pad_to_multiple_of = pad_to_multiple_of
+        self._table: _TokenTable | None = None
 
-    def _training(self, row: Mapping[str, Any]) -> list[tuple[list[int], int]]:
-        pairs = list(zip(row["behaviors"], row["items"]))
-        if self.max_history is not None:
-            pairs = pairs[-(self.max_history + 1):]
-        ids = self.tokenizer.encode_interactions(pairs, on_unknown=self.on_unknown)
-        return [(ids, 0)] if ids else []
+    def _token_table(self) -> _TokenTable:
+        """Built on first use (the tokenizer's item index is fixed once it is constructed)."""
+        if self._table is None:
+            self._table = _TokenTable.build(self.tokenizer)
+        return self._table
 
-    def _evaluation(self, row: Mapping[str, Any]) -> list[tuple[list[int], int]]:
-        history = list(zip(row["history_behaviors"], row["history_items"]))
-        if self.max_history is not None:
-            history = history[len(history) - min(len(history), self.max_history):]
-        prompt = self.tokenizer.encode_interactions(history, on_unknown=self.on_unknown)
-        prompt.append(self.tokenizer.behavior_token_id(row["target_behavior"]))
-        examples = []
-        for item in row["target_items"]:
-            if self.on_unknown == "skip" and str(item) not in self.tokenizer.item_index:
-                continue
-            codes = self.tokenizer.item_token_ids(item)
-            examples.append((prompt + codes, len(prompt)))
-        return examples
-
-    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        examples: list[tuple[list[int], int]] = []  # (token ids, first position whose label counts)
-        for row in rows:
-            if "items" in row:
-                examples.extend(self._training(row))
-            elif "target_items" in row:
-                examples.extend(self._evaluation(row))
-            else:
-                raise ValueError(f"row has neither training nor evaluation columns: {sorted(row)}")
-        if not examples:
+    def __call__(self, rows: Sequence[Mapping[str, Any]] | pa.Table | pa.RecordBatch) -> dict[str, torch.Tensor]:
+        """Rows as the Trainer's DataLoader hands them over, or one Arrow batch of a split's rows, which
+        the DataLoader fetches without making Python objects:
+        `DataLoader(split.with_format("arrow"), batch_size=None, sampler=BatchSampler(...))`."""
+        table = self._token_table()
+        if isinstance(rows, (pa.Table, pa.RecordBatch)):
+            batch = _Batch.gather_arrow(rows, self.max_history)
+        else:
+            batch = _Batch.gather(rows, self.max_history)
+        behaviors, items = table.behaviors(batch.behaviors), table.items(batch.items)
+        requested, targets = table.behaviors(batch.requested), table.items(batch.targets)
+        known, known_targets = (behaviors != UNKNOWN) & (items != UNKNOWN), targets != UNKNOWN
+        strict = self.on_unknown == "raise"  # an unknown requested behavior raises either way
+        self._raise_first_unknown(batch, ~known & strict, requested == UNKNOWN, ~known_targets & strict)
+        if batch.bad_row is not None:
+            raise ValueError(f"row has neither training nor evaluation columns: {sorted(batch.bad_row)}")
+        tokens, lengths, first = _examples(table, batch, behaviors[known], items[known], requested,
+                                           targets[known_targets], known, known_targets)
+        if not lengths.size:
             raise ValueError("no example left in this batch (all interactions unknown to the tokenizer?)")
-        lengths = np.array([len(ids) for ids, _ in examples])
+        return self._pad(tokens, lengths, first)
+
+    def _raise_first_unknown(
+        self, batch: _Batch, bad_pairs: np.ndarray, bad_requests: np.ndarray, bad_targets: np.ndarray
+    ) -> None:
+        """Raise the tokenizer's own error for the first unknown id in row order, if there is one."""
+        failing = [batch.interaction_rows[bad_pairs], np.flatnonzero(batch.evaluation)[bad_requests],
+                   batch.target_rows[bad_targets]]
+        rows = [found.min() for found in failing if found.size]
+        if not rows:
+            return
+        row = min(rows)
+        pairs = np.flatnonzero(bad_pairs & (batch.interaction_rows == row))
+        targets = np.flatnonzero(bad_targets & (batch.target_rows == row))
+        if pairs.size:
+            self.tokenizer.encode_interactions([(_value(batch.behaviors, pairs[0]), _value(batch.items, pairs[0]))])
+        elif row in failing[1]:
+            self.tokenizer.behavior_token_id(_value(batch.requested, np.cumsum(batch.evaluation)[row] - 1))
+        else:
+            self.tokenizer.item_token_ids(_value(batch.targets, targets[0]))
+        raise ValueError(f"row {row} of the batch has an id the tokenizer does not know")
+
+    def _pad(self, tokens: np.ndarray, lengths: np.ndarray, first: np.ndarray) -> dict[str, torch.Tensor]:
         width = int(lengths.max())
         if self.pad_to_multiple_of:
             width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
         columns = np.arange(width)
         filled = columns < lengths[:, None]  # right padding: tokens first, pads after
-        ids = np.full((len(examples), width), self.tokenizer.pad_token_id, dtype=np.int64)
-        ids[filled] = np.fromiter(chain.from_iterable(ids for ids, _ in examples), dtype=np.int64,
-                                  count=int(lengths.sum()))
-        scored = filled & (columns >= np.array([first for _, first in examples])[:, None])
+        ids = np.full((len(lengths), width), self.tokenizer.pad_token_id, dtype=np.int64)
+        ids[filled] = tokens
+        scored = filled & (columns >= first[:, None])
         # numpy for the arithmetic: tiny torch ops stall when the intra-op pool competes for busy cores
         input_ids = torch.from_numpy(ids)
         code = self.tokenizer.code_token_mask(input_ids).numpy()
         labels = np.where(scored & code, ids, IGNORE_INDEX)
         return {"input_ids": input_ids, "attention_mask": torch.from_numpy(filled.astype(np.int64)),
                 "labels": torch.from_numpy(labels)}
+
+
+def _examples(
+    table: _TokenTable, batch: _Batch, behaviors: np.ndarray, items: np.ndarray, requested: np.ndarray,
+    targets: np.ndarray, known: np.ndarray, known_targets: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flat token ids of every example in order, their lengths and first scored positions.
+
+    All tokens come from one pool: the kept interactions as `[beh, c1..cK]` blocks, then one
+    requested-behavior token per evaluation row, then the kept targets' codes. An example is up to
+    three ranges of that pool: its row's history, the requested behavior, one target's codes.
+    """
+    levels = table.item_tokens.shape[1]
+    rows = len(batch.counts)
+    history = np.bincount(batch.interaction_rows[known], minlength=rows) * (levels + 1)
+    history_start = np.cumsum(history) - history
+    blocks = np.concatenate([behaviors[:, None], table.item_tokens[items]], axis=1).ravel()
+    pool = np.concatenate([blocks, requested, table.item_tokens[targets].ravel()])
+    request_start = blocks.size + np.cumsum(batch.evaluation) - 1  # read at evaluation rows only
+    target_start = blocks.size + requested.size + levels * np.arange(targets.size)
+
+    training = np.flatnonzero(~batch.evaluation & (history > 0))
+    example_row = np.concatenate([training, batch.target_rows[known_targets]])
+    evaluation = np.r_[np.zeros(training.size, dtype=bool), np.ones(targets.size, dtype=bool)]
+    order = np.argsort(example_row, kind="stable")  # row order; a row's targets stay in order
+    example_row, evaluation = example_row[order], evaluation[order]
+    starts = np.stack([history_start[example_row], np.where(evaluation, request_start[example_row], 0),
+                       np.r_[np.zeros(training.size, dtype=np.int64), target_start][order]], axis=1)
+    lengths = np.stack([history[example_row], evaluation.astype(np.int64), evaluation * levels], axis=1)
+    _, source = ranges_to_flat(starts.ravel(), (starts + lengths).ravel())
+    first = np.where(evaluation, history[example_row] + 1, 0)
+    return pool[source], lengths.sum(axis=1), first

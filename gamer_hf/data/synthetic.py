@@ -19,16 +19,21 @@ about a million events in a few seconds.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 
-__all__ = ["generate_synthetic", "write_synthetic", "SYNTHETIC_BEHAVIORS"]
+__all__ = ["generate_synthetic", "write_synthetic", "write_synthetic_log", "SYNTHETIC_BEHAVIORS", "BLOCK_USERS"]
 
 SYNTHETIC_BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
 
@@ -66,8 +71,40 @@ def _brand_names(rng: np.random.Generator, count: int) -> list[str]:
     return brands
 
 
-def _items(rng: np.random.Generator, num_items: int, num_groups: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Item table plus each item's group and its popularity weight."""
+@dataclass
+class _Catalogue:
+    """Items as numbers (attributes, popularity, category structure); titles are made on demand."""
+
+    ids: np.ndarray  # int64 item ids
+    group: np.ndarray
+    brand: np.ndarray
+    color: np.ndarray
+    material: np.ndarray
+    model: np.ndarray
+    categories: np.ndarray  # object: category name per group
+    brand_names: np.ndarray  # object
+    popularity: np.ndarray
+    series: np.ndarray  # next item of each item's category chain
+    successors: np.ndarray  # [groups, 2] complementary categories
+    group_start: np.ndarray  # items are sorted by group: group g is group_start[g]:group_start[g + 1]
+    cumulative: np.ndarray  # cumulative popularity, for sampling by popularity inside a group
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.categories)
+
+    def table(self, rows: slice = slice(None)) -> pd.DataFrame:
+        """The item table (item_id, title, category, brand, color) of `rows`."""
+        group, brand, color = self.group[rows], self.brand[rows], self.color[rows]
+        titles = (self.brand_names[brand] + " " + np.array(_MATERIALS, dtype=object)[self.material[rows]] + " "
+                  + np.array(_COLORS, dtype=object)[color] + " " + self.categories[group] + " "
+                  + self.model[rows].astype(str))
+        return pd.DataFrame({"item_id": self.ids[rows].astype(str), "title": titles.astype(str),
+                             "category": self.categories[group].astype(str),
+                             "brand": self.brand_names[brand].astype(str), "color": np.array(_COLORS)[color]})
+
+
+def _catalogue(rng: np.random.Generator, num_items: int, num_groups: int) -> _Catalogue:
     group = np.sort(rng.integers(0, num_groups, num_items))
     group[:num_groups] = np.arange(num_groups)  # every group has at least one item
     group.sort()
@@ -76,52 +113,49 @@ def _items(rng: np.random.Generator, num_items: int, num_groups: int) -> tuple[p
     brand = brand_of_group[group, rng.integers(0, 4, num_items)]
     color = rng.integers(0, len(_COLORS), num_items)
     material = rng.integers(0, len(_MATERIALS), num_items)
-    categories = np.array(_category_names(num_groups), dtype=object)
-    brand_names = np.array(brands, dtype=object)
-    model = rng.integers(100, 999, num_items).astype(str)
-    titles = (brand_names[brand] + " " + np.array(_MATERIALS, dtype=object)[material] + " "
-              + np.array(_COLORS, dtype=object)[color] + " " + categories[group] + " " + model)
-    ids = (rng.choice(900_000, size=num_items, replace=False) + 100_000).astype(str)
-    table = pd.DataFrame({"item_id": ids, "title": titles.astype(str), "category": categories[group].astype(str),
-                          "brand": brand_names[brand].astype(str), "color": np.array(_COLORS)[color]})
+    model = rng.integers(100, 999, num_items)
+    # six-digit ids up to 900k items, wider beyond (Taobao-sized catalogues)
+    space = 900_000 if num_items <= 900_000 else 10 ** len(str(10 * num_items)) - 100_000
+    ids = rng.choice(space, size=num_items, replace=False) + 100_000
     popularity = rng.pareto(1.2, num_items) + 1.0
-    return table, group, popularity
+    group_start = np.searchsorted(group, np.arange(num_groups + 1))
+    series = np.empty(num_items, dtype=np.int64)
+    for g in range(num_groups):  # one permutation per category: small loop over groups, not events
+        chain = rng.permutation(np.arange(group_start[g], group_start[g + 1]))
+        series[chain] = np.roll(chain, -1)
+    successors = rng.integers(0, num_groups, size=(num_groups, 2))
+    return _Catalogue(ids, group, brand, color, material, model, np.array(_category_names(num_groups), dtype=object),
+                      np.array(brands, dtype=object), popularity, series, successors, group_start,
+                      np.cumsum(popularity))
 
 
-def generate_synthetic(
-    num_users: int = 2000,
-    num_items: int = 1000,
+def _groups(num_items: int, num_groups: int | None) -> int:
+    return num_groups or max(2, min(len(_NOUNS) * len(_QUALIFIERS), num_items // 25))
+
+
+def _user_events(
+    rng: np.random.Generator,
+    catalogue: _Catalogue,
+    num_users: int,
     *,
-    num_groups: int | None = None,
-    sessions_per_user: float = 4.0,
-    clicks_per_session: float = 6.0,
-    seed: int = 0,
-    start: str = "2024-01-01",
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Events (user_id, item_id, behavior, timestamp in unix seconds) and items (item_id, title,
-    category, brand, color). Expected size: num_users * sessions_per_user * clicks_per_session
-    clicks, plus about 25% cart and buy events. Behaviors: click < cart < buy."""
-    if num_users < 1 or num_items < 2:
-        raise ValueError("need at least one user and two items")
-    rng = np.random.default_rng(seed)
-    groups = num_groups or max(2, min(len(_NOUNS) * len(_QUALIFIERS), num_items // 25))
-    items, group, popularity = _items(rng, num_items, groups)
+    sessions_per_user: float,
+    clicks_per_session: float,
+    start: str,
+    quality: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(user, item, behavior, time) of `num_users` users, sorted by user, time, behavior.
 
-    # category structure: popularity sampling inside a group, a "series" chain, complementary groups
-    group_start = np.searchsorted(group, np.arange(groups + 1))
-    cumulative = np.cumsum(popularity)
+    `quality` (each item's conversion propensity) is drawn here when not given, where the
+    single-block generator has always drawn it, so that its logs stay the same for a seed.
+    """
+    group, series, successors = catalogue.group, catalogue.series, catalogue.successors
+    groups, group_start, cumulative = catalogue.num_groups, catalogue.group_start, catalogue.cumulative
     low = np.r_[0.0, cumulative][group_start[:-1]]
     high = cumulative[group_start[1:] - 1]
-    series = np.empty(num_items, dtype=np.int64)
-    for g in range(groups):  # one permutation per category: small loop over groups, not events
-        members = np.arange(group_start[g], group_start[g + 1])
-        chain = rng.permutation(members)
-        series[chain] = np.roll(chain, -1)
-    successors = rng.integers(0, groups, size=(groups, 2))
 
     def popular_in(g: np.ndarray) -> np.ndarray:
         target = low[g] + rng.random(g.size) * (high[g] - low[g])
-        return np.minimum(np.searchsorted(cumulative, target, side="right"), group_start[g + 1] - 1)
+        return np.minimum(_sorted_search(cumulative, target), group_start[g + 1] - 1)
 
     # users: three favourite categories with Dirichlet weights
     favourites = rng.integers(0, groups, size=(num_users, 3))
@@ -179,7 +213,8 @@ def generate_synthetic(
     following = np.where(np.r_[click_new_session[1:], True] | np.r_[first_of_user[1:], True], 60.0, following)
 
     # funnel on the same item inside the session: cart then buy before the next click
-    quality = 0.2 + 1.6 * rng.beta(3, 3, num_items)  # item conversion propensity, mean 1
+    if quality is None:
+        quality = _quality(rng, len(group))
     cart = rng.random(click_user.size) < np.where(click_revisit, 0.30, 0.12) * quality[click_item]
     buy = cart & (rng.random(click_user.size) < 0.6 * quality[click_item].clip(max=1.5))
     user = np.concatenate([click_user, click_user[cart], click_user[buy]])
@@ -189,14 +224,135 @@ def generate_synthetic(
     time = np.concatenate([click_time, click_time[cart] + 0.3 * following[cart],
                            click_time[buy] + 0.6 * following[buy]])
     order = np.lexsort((behavior, time, user))
-    user_ids = (rng.choice(9_000_000, size=num_users, replace=False) + 1_000_000).astype(str)
-    events = pa.table({
-        "user_id": pa.array(user_ids).take(pa.array(user[order])),
-        "item_id": pa.array(items["item_id"].to_numpy().astype(str)).take(pa.array(item[order])),
-        "behavior": pa.array(list(SYNTHETIC_BEHAVIORS)).take(pa.array(behavior[order])),
-        "timestamp": pa.array(np.floor(time[order]).astype(np.int64)),
-    }).to_pandas()
-    return events, items
+    return user[order], item[order], behavior[order], np.floor(time[order]).astype(np.int64)
+
+
+def _sorted_search(cumulative: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """np.searchsorted(side="right") with the values searched in ascending order: the same answer,
+    about 3x faster on a catalogue of 500k items (the binary searches stay in cache)."""
+    order = np.argsort(values)
+    found = np.empty(values.size, dtype=np.int64)
+    found[order] = np.searchsorted(cumulative, values[order], side="right")
+    return found
+
+
+def _quality(rng: np.random.Generator, num_items: int) -> np.ndarray:
+    return 0.2 + 1.6 * rng.beta(3, 3, num_items)  # item conversion propensity, mean 1
+
+
+def _events_table(user_ids: pa.Array, item_ids: pa.Array, user: np.ndarray, item: np.ndarray,
+                  behavior: np.ndarray, time: np.ndarray) -> pa.Table:
+    return pa.table({
+        "user_id": user_ids.take(pa.array(user)),
+        "item_id": item_ids.take(pa.array(item)),
+        "behavior": pa.array(list(SYNTHETIC_BEHAVIORS)).take(pa.array(behavior)),
+        "timestamp": pa.array(time),
+    })
+
+
+def generate_synthetic(
+    num_users: int = 2000,
+    num_items: int = 1000,
+    *,
+    num_groups: int | None = None,
+    sessions_per_user: float = 4.0,
+    clicks_per_session: float = 6.0,
+    seed: int = 0,
+    start: str = "2024-01-01",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Events (user_id, item_id, behavior, timestamp in unix seconds) and items (item_id, title,
+    category, brand, color). Expected size: num_users * sessions_per_user * clicks_per_session
+    clicks, plus about 25% cart and buy events. Behaviors: click < cart < buy. In memory: use
+    `write_synthetic_log` for logs of tens of millions of events."""
+    if num_users < 1 or num_items < 2:
+        raise ValueError("need at least one user and two items")
+    rng = np.random.default_rng(seed)
+    catalogue = _catalogue(rng, num_items, _groups(num_items, num_groups))
+    user, item, behavior, time = _user_events(rng, catalogue, num_users, sessions_per_user=sessions_per_user,
+                                              clicks_per_session=clicks_per_session, start=start)
+    user_ids = pa.array((rng.choice(9_000_000, size=num_users, replace=False) + 1_000_000).astype(str))
+    events = _events_table(user_ids, pa.array(catalogue.ids.astype(str)), user, item, behavior, time)
+    return events.to_pandas(), catalogue.table()
+
+
+BLOCK_USERS = 4096  # users per random stream in write_synthetic_log: the unit its randomness comes in
+_USER_ID_SPACE, _USER_ID_STEP = 9_000_000, 7_368_787  # coprime: user u gets 1_000_000 + u * step mod space
+
+
+def write_synthetic_log(
+    folder: str | os.PathLike,
+    num_users: int,
+    num_items: int,
+    *,
+    num_groups: int | None = None,
+    sessions_per_user: float = 4.0,
+    clicks_per_session: float = 6.0,
+    seed: int = 0,
+    start: str = "2024-01-01",
+    chunk_blocks: int = 16,
+) -> Path:
+    """Write a synthetic log of any size in bounded memory, in the folder layout `write_synthetic` makes.
+
+    Users come in blocks of BLOCK_USERS, each drawn from its own generator (seed, block), so the
+    log depends on the seed and sizes only, never on `chunk_blocks` (how many blocks are built
+    and appended at once: the memory knob). The item catalogue is `generate_synthetic`'s for the
+    same seed and sizes; the events are not (they come from per-block streams). Memory grows with
+    the catalogue and the chunk, not with the number of events.
+    """
+    if num_users < 1 or num_items < 2:
+        raise ValueError("need at least one user and two items")
+    if num_users > _USER_ID_SPACE:
+        raise ValueError(f"at most {_USER_ID_SPACE:,} users (their ids are 7 digits), got {num_users:,}")
+    if chunk_blocks < 1:
+        raise ValueError(f"chunk_blocks must be >= 1, got {chunk_blocks}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    catalogue = _catalogue(rng, num_items, _groups(num_items, num_groups))
+    quality = _quality(rng, num_items)
+    item_ids = pa.array(catalogue.ids.astype(str))
+    seen = np.zeros(num_items, dtype=bool)
+    per_behavior = np.zeros(len(SYNTHETIC_BEHAVIORS), dtype=np.int64)
+    blocks = range(-(-num_users // BLOCK_USERS))
+    options = pacsv.WriteOptions(include_header=False, quoting_style="none")
+    with _atomic_gzip(folder / "events.csv.gz") as handle:
+        handle.write(b"user_id,item_id,behavior,timestamp\n")
+        for first in range(0, len(blocks), chunk_blocks):
+            parts = []
+            for block in blocks[first:first + chunk_blocks]:
+                users = min(BLOCK_USERS, num_users - block * BLOCK_USERS)
+                user, item, behavior, time = _user_events(
+                    np.random.default_rng([seed, block]), catalogue, users, sessions_per_user=sessions_per_user,
+                    clicks_per_session=clicks_per_session, start=start, quality=quality)
+                parts.append((user + block * BLOCK_USERS, item, behavior, time))
+            user, item, behavior, time = (np.concatenate(column) for column in zip(*parts))
+            user_ids = pa.array((1_000_000 + np.unique(user) * _USER_ID_STEP % _USER_ID_SPACE).astype(str))
+            table = _events_table(user_ids, item_ids, user - user[0], item, behavior, time)
+            pacsv.write_csv(table, handle, write_options=options)
+            seen[item] = True
+            per_behavior += np.bincount(behavior, minlength=len(per_behavior))
+    with _atomic_gzip(folder / "items.csv.gz") as handle:
+        for first in range(0, num_items, 1 << 18):
+            catalogue.table(slice(first, first + (1 << 18))).to_csv(handle, index=False, header=first == 0)
+    parameters = {"num_users": num_users, "num_items": num_items, "num_groups": num_groups,
+                  "sessions_per_user": sessions_per_user, "clicks_per_session": clicks_per_session, "seed": seed,
+                  "start": start, "block_users": BLOCK_USERS}
+    stats = {"users": num_users, "items": int(seen.sum()), "interactions": int(per_behavior.sum()),
+             "per_behavior": dict(zip(SYNTHETIC_BEHAVIORS, per_behavior.tolist()))}
+    _write_meta(folder, "gamer_hf.data.synthetic.write_synthetic_log", parameters, stats)
+    return folder
+
+
+@contextmanager
+def _atomic_gzip(path: Path) -> Iterator[Any]:
+    """A gzip stream (fast level 1) to a hidden temporary that replaces `path` only when complete."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with gzip.open(tmp, "wb", compresslevel=1) as handle:
+            yield handle
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_synthetic(folder: str | os.PathLike, events: pd.DataFrame, items: pd.DataFrame,
@@ -204,26 +360,24 @@ def write_synthetic(folder: str | os.PathLike, events: pd.DataFrame, items: pd.D
     """Write the canonical folder layout (events.csv.gz, items.csv.gz, meta.json) read by format "gamer"."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    gzip = {"method": "gzip", "compresslevel": 1}
     for name, frame in (("events.csv.gz", events), ("items.csv.gz", items)):
-        tmp = folder / f".{name}.tmp"
-        frame.to_csv(tmp, index=False, compression=gzip)
-        os.replace(tmp, folder / name)
+        with _atomic_gzip(folder / name) as handle:
+            frame.to_csv(handle, index=False)
     counts = events["behavior"].value_counts()
+    stats = {"users": int(events["user_id"].nunique()), "items": int(events["item_id"].nunique()),
+             "interactions": len(events), "per_behavior": {b: int(counts.get(b, 0)) for b in SYNTHETIC_BEHAVIORS}}
+    _write_meta(folder, "gamer_hf.data.synthetic.generate_synthetic", parameters or {}, stats)
+    return folder
+
+
+def _write_meta(folder: Path, origin: str, parameters: dict[str, Any], stats: dict[str, Any]) -> None:
     meta = {
-        "origin": "gamer_hf.data.synthetic.generate_synthetic",
-        "parameters": parameters or {},
+        "origin": origin,
+        "parameters": parameters,
         "timestamps": "unix seconds",
         "item_side_info": "items.csv.gz: title, category, brand, color",
-        "stats": {
-            "users": int(events["user_id"].nunique()),
-            "items": int(events["item_id"].nunique()),
-            "interactions": len(events),
-            "per_behavior": {b: int(counts.get(b, 0)) for b in SYNTHETIC_BEHAVIORS},
-            "behavior_order_low_to_high": list(SYNTHETIC_BEHAVIORS),
-        },
+        "stats": {**stats, "behavior_order_low_to_high": list(SYNTHETIC_BEHAVIORS)},
     }
     tmp = folder / ".meta.json.tmp"
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, folder / "meta.json")
-    return folder

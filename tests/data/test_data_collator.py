@@ -1,12 +1,17 @@
-"""GamerCollator against the tokenizer contract: padding, labels on code tokens, eval-loss targets."""
+"""GamerCollator against the tokenizer contract (padding, labels on code tokens, eval-loss targets) and against
+the pair-by-pair loop collator it replaced, on synthetic and real rows."""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast
-from gamer_hf.data import GamerCollator, prepare
+from gamer_hf.data import SYNTHETIC_BEHAVIORS, GamerCollator, generate_synthetic, prepare
 
 NUM_LEVELS = 2
 
@@ -93,3 +98,167 @@ def test_model_takes_the_batch(prepared, tokenizer) -> None:
         with torch.no_grad():
             loss = model(**batch).loss
         assert torch.isfinite(loss)
+
+
+# ----- the vectorized collator against the pair-by-pair loop it replaced (recipes/bench/data_pipeline.py) -----
+
+BENCH = Path(__file__).resolve().parents[2] / "recipes" / "bench" / "data_pipeline.py"
+
+
+@pytest.fixture(scope="module")
+def loop_collator() -> type:
+    spec = importlib.util.spec_from_file_location("bench_data_pipeline", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.LoopCollator
+
+
+@pytest.fixture(scope="module")
+def synthetic_prepared():
+    events, _ = generate_synthetic(num_users=120, num_items=90, seed=3)
+    return prepare(events, behaviors=SYNTHETIC_BEHAVIORS, protocol="session", max_history=None, augment_copies=1,
+                   progress=False)
+
+
+def _batches(prepared, size: int) -> list[list[dict]]:
+    """Mixed batches: training rows interleaved with validation and test rows."""
+    rows = [row for split in ("train", "validation", "test") for row in prepared.splits[split]]
+    rows = rows[::2] + rows[1::2]
+    return [rows[i:i + size] for i in range(0, len(rows), size)]
+
+
+def _assert_same(vectorized: GamerCollator, loop, batches: list[list[dict]]) -> None:
+    for batch in batches:
+        expected, got = loop(batch), vectorized(batch)
+        assert set(got) == set(expected)
+        for key in expected:
+            assert torch.equal(got[key], expected[key]), key
+
+
+@pytest.mark.parametrize("max_history", [None, 0, 1, 4])
+@pytest.mark.parametrize("on_unknown", ["raise", "skip"])
+def test_vectorized_equals_loop_on_synthetic_rows(synthetic_prepared, loop_collator, levels, max_history,
+                                                  on_unknown) -> None:
+    items = synthetic_prepared.item_ids
+    if on_unknown == "skip":
+        items = items[::3] + items[1::3]  # a third of the items have no semantic ID
+    index = {item: (i % 5, i // 5) for i, item in enumerate(items)}
+    tokenizer = GamerTokenizerFast.from_items(index, levels, codebook_size=[5, 64])
+    options = {"max_history": max_history, "on_unknown": on_unknown, "pad_to_multiple_of": 8}
+    _assert_same(GamerCollator(tokenizer, **options), loop_collator(tokenizer, **options),
+                 _batches(synthetic_prepared, 37))
+
+
+@pytest.mark.realdata
+def test_vectorized_equals_loop_on_a_real_dataset(data_dir, loop_collator) -> None:
+    prepared = prepare(data_dir / "retailrocket_cml", protocol="loo", max_history=20, augment_copies=1,
+                       progress=False)
+    index = {item: (i % 64, i // 64) for i, item in enumerate(prepared.item_ids)}
+    tokenizer = GamerTokenizerFast.from_items(index, prepared.metadata["behaviors"], codebook_size=[64, 512])
+    batches = _batches(prepared, 256)
+    assert sum(map(len, batches)) > 4000
+    _assert_same(GamerCollator(tokenizer, max_history=20), loop_collator(tokenizer, max_history=20), batches)
+
+
+def _raised(collate, rows) -> str:
+    with pytest.raises(ValueError) as error:
+        collate(rows)
+    return str(error.value)
+
+
+@pytest.mark.parametrize("unknown", ["history item", "target item", "target behavior", "history behavior"])
+def test_errors_name_the_first_unknown_id_as_the_loop_did(prepared, levels, loop_collator, unknown) -> None:
+    index = {item: (i,) for i, item in enumerate(prepared.item_ids)}
+    tokenizer = GamerTokenizerFast.from_items(index, levels)
+    rows = [dict(row) for row in prepared.splits["test"]] + [dict(prepared.splits["train"][0])]
+    bad = rows[1]
+    if unknown == "history item":
+        bad["history_items"] = bad["history_items"][:-1] + ["nope"]
+    elif unknown == "target item":
+        bad["target_items"] = ["nope"]
+        rows[2]["history_items"] = ["later"] * len(rows[2]["history_items"])  # a later row's error stays unseen
+    elif unknown == "target behavior":
+        bad["target_behavior"] = "wishlist"
+    else:
+        bad["history_behaviors"] = ["wishlist"] + bad["history_behaviors"][1:]
+    message = _raised(GamerCollator(tokenizer), rows)
+    assert message == _raised(loop_collator(tokenizer), rows)
+    assert ("wishlist" if "behavior" in unknown else "'nope'") in message
+    assert _raised(GamerCollator(tokenizer), rows[:1] + [{"user_id": "u"}] + rows[1:]).startswith("row has neither")
+
+
+def test_skip_still_refuses_an_unknown_requested_behavior(prepared, tokenizer) -> None:
+    row = dict(prepared.splits["test"][0], target_behavior="wishlist")
+    with pytest.raises(ValueError, match="wishlist"):
+        GamerCollator(tokenizer, on_unknown="skip")([row])
+
+
+def test_negative_max_history_is_refused(tokenizer) -> None:
+    with pytest.raises(ValueError, match="max_history"):
+        GamerCollator(tokenizer, max_history=-1)
+
+
+# ----- Arrow batches: the same output without Python rows -----
+
+def _arrow_batches(prepared, size: int) -> list:
+    """Per split, Arrow slices (offsets not starting at zero) as `with_format("arrow")` DataLoaders hand them over."""
+    return [prepared.splits[split].with_format("arrow")[start:start + size]
+            for split in ("train", "validation", "test") for start in range(0, len(prepared.splits[split]), size)]
+
+
+def _as_rows(batch) -> list[dict]:
+    return batch.to_pylist()
+
+
+@pytest.mark.parametrize("max_history", [None, 0, 3])
+@pytest.mark.parametrize("on_unknown", ["raise", "skip"])
+def test_arrow_batches_collate_like_their_rows(synthetic_prepared, levels, max_history, on_unknown) -> None:
+    items = synthetic_prepared.item_ids
+    if on_unknown == "skip":
+        items = items[1::2]
+    tokenizer = GamerTokenizerFast.from_items({item: (i % 5, i // 5) for i, item in enumerate(items)}, levels,
+                                              codebook_size=[5, 64])
+    collator = GamerCollator(tokenizer, max_history=max_history, on_unknown=on_unknown)
+    batches = _arrow_batches(synthetic_prepared, 29)
+    assert any(batch["user_id"].chunks[0].offset for batch in batches)  # sliced views, not fresh tables
+    for batch in batches:
+        expected, got = collator(_as_rows(batch)), collator(batch)
+        for key in expected:
+            assert torch.equal(got[key], expected[key]), key
+    record_batch = batches[0].to_batches()[0]
+    assert torch.equal(collator(record_batch)["input_ids"], collator(_as_rows(batches[0]))["input_ids"])
+
+
+@pytest.mark.realdata
+def test_arrow_batches_collate_like_their_rows_on_a_real_dataset(data_dir) -> None:
+    prepared = prepare(data_dir / "retailrocket_cml", protocol="loo", max_history=20, progress=False)
+    index = {item: (i % 64, i // 64) for i, item in enumerate(prepared.item_ids)}
+    tokenizer = GamerTokenizerFast.from_items(index, prepared.metadata["behaviors"], codebook_size=[64, 512])
+    collator = GamerCollator(tokenizer, max_history=20)
+    for batch in _arrow_batches(prepared, 256):
+        expected, got = collator(_as_rows(batch)), collator(batch)
+        assert all(torch.equal(got[key], expected[key]) for key in expected)
+
+
+def test_arrow_batches_raise_the_same_errors(prepared, levels) -> None:
+    known = prepared.item_ids[:-1]
+    tokenizer = GamerTokenizerFast.from_items({item: (i,) for i, item in enumerate(known)}, levels)
+    test = prepared.splits["test"].with_format("arrow")[:]
+    collator = GamerCollator(tokenizer)
+    assert _raised(collator, test) == _raised(collator, _as_rows(test))
+    assert _raised(collator, test.drop_columns(["target_items"])).startswith("row has neither")
+
+
+def test_an_arrow_dataloader_covers_the_split_like_the_row_dataloader(prepared, tokenizer) -> None:
+    """The README's recipe: a with_format("arrow") split, batch_size=None and a BatchSampler."""
+    split, collator = prepared.splits["train"], GamerCollator(tokenizer)
+    arrow = DataLoader(split.with_format("arrow"), batch_size=None, collate_fn=collator,
+                       sampler=BatchSampler(RandomSampler(split), 3, drop_last=False))
+    rows = DataLoader(split, batch_size=3, collate_fn=collator)
+
+    def totals(loader: DataLoader) -> tuple[int, int]:
+        batches = list(loader)
+        return (sum(int(b["attention_mask"].sum()) for b in batches),
+                sum(int(b["labels"].ne(-100).sum()) for b in batches))
+
+    assert totals(arrow) == totals(rows) != (0, 0)

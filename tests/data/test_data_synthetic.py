@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -9,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gamer_hf.data import SYNTHETIC_BEHAVIORS, generate_synthetic, read_events, write_synthetic
+from gamer_hf.data import (SYNTHETIC_BEHAVIORS, generate_synthetic, read_events, synthetic, write_synthetic,
+                           write_synthetic_log)
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +97,54 @@ def test_written_folder_reads_back(tmp_path: Path, log) -> None:
     assert read.format == "gamer" and read.behaviors.levels == SYNTHETIC_BEHAVIORS
     assert read.events.num_rows == 500 and read.items is not None and len(read.items) == len(items)
     assert sorted(p.name for p in folder.iterdir()) == ["events.csv.gz", "items.csv.gz", "meta.json"]
+
+
+# ----- write_synthetic_log: large logs in bounded memory -----
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Blocks of 64 users so that a few hundred users span several blocks and chunks."""
+    monkeypatch.setattr(synthetic, "BLOCK_USERS", 64)
+    return 64
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return {name: gzip.decompress((folder / name).read_bytes()) for name in ("events.csv.gz", "items.csv.gz")}
+
+
+def test_chunked_log_does_not_depend_on_chunking(tmp_path: Path, small_blocks: int) -> None:
+    written = {chunk: write_synthetic_log(tmp_path / str(chunk), 300, 150, seed=4, chunk_blocks=chunk)
+               for chunk in (1, 2, 10)}
+    reference = _contents(written[1])
+    for folder in written.values():
+        assert _contents(folder) == reference
+        assert sorted(p.name for p in folder.iterdir()) == ["events.csv.gz", "items.csv.gz", "meta.json"]
+    other = write_synthetic_log(tmp_path / "other", 300, 150, seed=5)
+    assert _contents(other)["events.csv.gz"] != reference["events.csv.gz"]
+
+
+def test_chunked_log_reads_back_with_its_stats_and_structure(tmp_path: Path, small_blocks: int) -> None:
+    folder = write_synthetic_log(tmp_path / "log", 300, 150, seed=4, chunk_blocks=2)
+    stats = json.loads((folder / "meta.json").read_text())["stats"]
+    log = read_events(folder)
+    events = log.events.to_pandas()
+    assert log.format == "gamer" and log.behaviors.levels == SYNTHETIC_BEHAVIORS
+    assert len(events) == stats["interactions"] and events["user_id"].nunique() == stats["users"] == 300
+    assert events["item_id"].nunique() == stats["items"] and len(log.items) == 150
+    assert events["behavior"].value_counts().to_dict() == stats["per_behavior"]
+    _, items = generate_synthetic(num_users=300, num_items=150, seed=4)
+    pd.testing.assert_frame_equal(log.items.astype(str), items.astype(str))  # the same catalogue
+    gaps = events.groupby("user_id", sort=False)["timestamp"].diff().dropna()
+    assert not gaps.between(1900, 7100).any()  # sessions as in generate_synthetic
+    carts = events[events["behavior"] == "cart"].merge(events[events["behavior"] == "click"], on=["user_id", "item_id"])
+    assert (carts["timestamp_y"] <= carts["timestamp_x"]).groupby([carts["user_id"], carts["item_id"]]).any().all()
+
+
+@pytest.mark.parametrize(("options", "message"), [({"chunk_blocks": 0}, "chunk_blocks"),
+                                                  ({"num_users": 9_000_001}, "at most"),
+                                                  ({"num_items": 1}, "two items")])
+def test_chunked_log_refuses_bad_sizes(tmp_path: Path, options: dict, message: str) -> None:
+    arguments = {"num_users": 10, "num_items": 10, **options}
+    with pytest.raises(ValueError, match=message):
+        write_synthetic_log(tmp_path / "log", arguments.pop("num_users"), arguments.pop("num_items"), **arguments)
+    assert not (tmp_path / "log").exists()
