@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "recommend": ("gamer_hf.cli.recommend", "RecommendArguments", "top-K items for one history under a behavior"),
     "quickstart": ("gamer_hf.cli.quickstart", "QuickstartArguments", "the whole job on synthetic data (or --events FILE)"),
     "push": ("gamer_hf.cli.push", "PushArguments", "upload a checkpoint with remote code and a model card"),
+    "serve": ("gamer_hf.cli.serve", "ServeArguments", "micro-batched HTTP recommendation service (FastAPI)"),
 }
 
 

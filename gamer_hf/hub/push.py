@@ -50,6 +50,8 @@ __all__ = ["DEFAULT_COMMIT_MESSAGE", "PIPELINE_FILE", "PushResult", "build_uploa
 
 DEFAULT_COMMIT_MESSAGE = "Upload GAMER checkpoint"
 PIPELINE_FILE = "pipeline_gamer.py"  # gamer_hf/pipeline.py, for users without gamer_hf
+HANDLER_FILE = "handler.py"  # gamer_hf/serve/handler.py: the Inference Endpoints custom handler
+HANDLER_SOURCE = Path(__file__).resolve().parents[1] / "serve" / HANDLER_FILE  # a path: push needs no serve extra
 PLOT_FILE = "eval_ndcg10.png"
 # Files an earlier push may have left that would contradict this one (other weight layouts, facts
 # this checkpoint does not have); deleted in the same commit when the new upload lacks them.
@@ -124,6 +126,7 @@ def _stage(verified: _Verified, out: Path, repo_id: str, dataset_id: str | None)
     record_checksums(out)  # downloaders verify the weights against the digest of what was uploaded
     tokenizer.save_pretrained(out)
     shutil.copyfile(pipeline_module.__file__, out / PIPELINE_FILE)
+    shutil.copyfile(HANDLER_SOURCE, out / HANDLER_FILE)
     for name in EXTRA_FILES:
         if folder is not None and (folder / name).is_file():
             if name.endswith(".json"):  # the records name local folders: publish only their last part

@@ -43,6 +43,7 @@ def _bad_inputs(tmp_path: Path, prepared: Path, tokenizer: Path, checkpoint: Pat
         "quickstart": (["--events", str(missing), "--work_dir", str(tmp_path / "q"), "--output_dir",
                         str(tmp_path / "g")], re.escape(str(missing))),
         "push": (["--model", str(tmp_path / "nowhere"), "--repo_id", "org/x"], "is not a folder"),
+        "serve": (["--model", str(tmp_path / "nowhere"), "--port", "0"], "neither a checkpoint folder nor a Hub repo"),
     }
 
 
@@ -86,7 +87,7 @@ def test_loader_accepts_the_good_checkpoint_and_old_ones_without_a_digest(checkp
 
 
 @pytest.mark.parametrize("broken", sorted(BROKEN))
-@pytest.mark.parametrize("command", ["recommend", "train", "evaluate", "push"])
+@pytest.mark.parametrize("command", ["recommend", "train", "evaluate", "push", "serve"])
 def test_every_loading_command_refuses_broken_checkpoints(broken_checkpoints, broken, command, prepared, tmp_path,
                                                           capsys, monkeypatch) -> None:
     folder = broken_checkpoints[broken]
@@ -98,6 +99,7 @@ def test_every_loading_command_refuses_broken_checkpoints(broken_checkpoints, br
                   "--max_steps", "1"],
         "evaluate": ["--model", str(folder), "--data", str(prepared), "--max_cases", "4"],
         "push": ["--model", str(folder), "--repo_id", "org/broken"],
+        "serve": ["--model", str(folder), "--port", "0"],  # refused before the port opens
     }[command]
     line = _fails(capsys, [command, *argv], BROKEN[broken][1])
     assert str(folder) in line

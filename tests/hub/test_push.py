@@ -25,8 +25,8 @@ from .hub_server import HubServer
 
 UPLOADED = {
     "README.md", "config.json", "generation_config.json", "model.safetensors", "tokenizer_config.json",
-    "tokenizer.json", "item_index.json", "pipeline_gamer.py", "gamer_training.json", "eval_results.json",
-    "eval_ndcg10.png", "gamer_checksums.json", *REMOTE_CODE_FILES,
+    "tokenizer.json", "item_index.json", "pipeline_gamer.py", "handler.py", "gamer_training.json",
+    "eval_results.json", "eval_ndcg10.png", "gamer_checksums.json", *REMOTE_CODE_FILES,
 }
 
 LOAD_FROM_HUB = r"""

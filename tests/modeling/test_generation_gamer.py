@@ -100,6 +100,19 @@ def test_exclude_history(tokenizer, model, histories) -> None:
         assert [item for item, _ in row] == [item for item, _ in full if item not in seen][:10]
 
 
+def test_exclude_items(tokenizer, model, histories) -> None:
+    plain = model.recommend(tokenizer, histories, top_k=20, num_beams=40)
+    dropped = [{item for item, _ in row[:3]} | {"not-an-item"} for row in plain]
+    excluded = model.recommend(tokenizer, histories, top_k=10, num_beams=40, exclude_items=dropped)
+    for full, row, gone in zip(plain, excluded, dropped):
+        assert [item for item, _ in row] == [item for item, _ in full if item not in gone][:10]
+    both = model.recommend(tokenizer, histories, top_k=10, num_beams=40, exclude_history=True, exclude_items=dropped)
+    for history, row, gone in zip(histories, both, dropped):
+        assert not ({item for _, item in history} | gone) & {item for item, _ in row}
+    with pytest.raises(ValueError, match="exclude_items"):
+        model.recommend(tokenizer, histories, exclude_items=dropped[:1])
+
+
 def test_top_k_needs_beams(tokenizer, model, histories) -> None:
     with pytest.raises(ValueError, match="num_beams"):
         model.recommend(tokenizer, histories, top_k=30, num_beams=20)

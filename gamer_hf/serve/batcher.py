@@ -1,0 +1,102 @@
+"""Dynamic micro-batching: concurrent requests wait a few milliseconds and are decoded in one call.
+
+Decoding runs on one worker thread (the model is not re-entrant, and torch releases the GIL), so
+the event loop keeps answering health checks and accepting requests while a batch decodes; the
+requests that arrive meanwhile form the next batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Generic, TypeVar
+
+__all__ = ["MicroBatcher"]
+
+Request = TypeVar("Request")
+Answer = TypeVar("Answer")
+
+
+class MicroBatcher(Generic[Request, Answer]):
+    """Queue requests; take up to `max_batch_size` once the oldest has waited `max_wait_ms` (or the batch is full).
+
+    `run(batch)` returns one answer per request, in order; `on_batch(size)` and `on_queue(depth)`
+    report to metrics.
+    """
+
+    def __init__(self, run: Callable[[Sequence[Request]], Sequence[Answer]], max_batch_size: int = 64,
+                 max_wait_ms: float = 5.0, on_batch: Callable[[int], Any] = lambda size: None,
+                 on_queue: Callable[[int], Any] = lambda depth: None) -> None:
+        self._run, self.max_batch_size, self.max_wait = run, max_batch_size, max_wait_ms / 1000
+        self._on_batch, self._on_queue = on_batch, on_queue
+        self._pending: deque[tuple[float, Request, asyncio.Future[Answer]]] = deque()
+        self._arrived = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gamer-decode")
+        self._worker: asyncio.Task[None] | None = None
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting for a batch (not counting the batch being decoded)."""
+        return len(self._pending)
+
+    def start(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._loop(), name="gamer-micro-batcher")
+
+    async def stop(self) -> None:
+        """Stop taking batches (the batch in flight finishes first) and release the worker thread."""
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        for _, _, future in self._pending:
+            future.cancel()
+        self._executor.shutdown(wait=True)
+
+    async def submit(self, request: Request) -> Answer:
+        [answer] = await self.submit_many([request])
+        return answer
+
+    async def submit_many(self, requests: Sequence[Request]) -> list[Answer]:
+        """Enqueue requests together (they may still be split across batches) and await their answers in order."""
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in requests]
+        now = time.monotonic()
+        self._pending.extend((now, request, future) for request, future in zip(requests, futures))
+        self._on_queue(len(self._pending))
+        self._arrived.set()
+        return list(await asyncio.gather(*futures))
+
+    async def _next_batch(self) -> list[tuple[float, Request, asyncio.Future[Answer]]]:
+        while not self._pending:
+            self._arrived.clear()
+            await self._arrived.wait()
+        deadline = self._pending[0][0] + self.max_wait
+        while len(self._pending) < self.max_batch_size and (remaining := deadline - time.monotonic()) > 0:
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
+                break
+        batch = [self._pending.popleft() for _ in range(min(self.max_batch_size, len(self._pending)))]
+        self._on_queue(len(self._pending))
+        return batch
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [entry for entry in await self._next_batch() if not entry[2].cancelled()]
+            if not batch:
+                continue
+            self._on_batch(len(batch))
+            try:
+                answers = await loop.run_in_executor(self._executor, self._run, [request for _, request, _ in batch])
+            except Exception as error:  # noqa: BLE001 - `run` isolates request failures; this is a bug, told to all
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, _, future), answer in zip(batch, answers):
+                if not future.done():
+                    future.set_result(answer)

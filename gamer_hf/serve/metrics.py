@@ -1,0 +1,32 @@
+"""The service's Prometheus metrics, on a registry of its own (several apps in one process stay apart)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "ServiceMetrics"]
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class ServiceMetrics:
+    """Requests by path and status, latency, micro-batch sizes and the queue depth."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("gamer_requests", "HTTP requests answered", ["path", "status"], registry=self.registry)
+        self.latency = Histogram("gamer_request_latency_seconds", "time from request to response", ["path"],
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch_size = Histogram("gamer_batch_size", "requests decoded together in one recommend() call",
+                                    buckets=BATCH_BUCKETS, registry=self.registry)
+        self.queue_depth = Gauge("gamer_queue_depth", "requests waiting for a batch", registry=self.registry)
+        self.in_flight = Gauge("gamer_requests_in_flight", "requests being answered", registry=self.registry)
+
+    def observe(self, path: str, status: int, seconds: float) -> None:
+        self.requests.labels(path=path, status=str(status)).inc()
+        self.latency.labels(path=path).observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

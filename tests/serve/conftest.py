@@ -1,0 +1,109 @@
+"""A tiny checkpoint and the real server in a subprocess on a free loopback port (one per test module)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast
+
+BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
+NUM_ITEMS = 150
+MAX_HISTORY = 12
+
+
+def random_histories(tokenizer: GamerTokenizerFast, count: int, seed: int, max_len: int = 8) -> list[list[list[str]]]:
+    rng = random.Random(seed)
+    items, behaviors = list(tokenizer.item_index), list(tokenizer.behaviors)
+    return [[[rng.choice(behaviors), rng.choice(items)] for _ in range(rng.randint(1, max_len))] for _ in range(count)]
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny preset with random weights over 150 items, saved as a user's checkpoint folder."""
+    rng = random.Random(0)
+    codes = rng.sample([(a, b, c) for a in range(6) for b in range(6) for c in range(6)], NUM_ITEMS)
+    tokenizer = GamerTokenizerFast.from_items({f"sku{i}": code for i, code in enumerate(codes)},
+                                              behaviors=BEHAVIORS, codebook_size=6)
+    torch.manual_seed(0)
+    model = GamerForCausalLM(GamerConfig.from_preset("tiny", tokenizer=tokenizer)).eval()
+    folder = tmp_path_factory.mktemp("serve") / "gamer-tiny"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def loaded(checkpoint: Path):
+    from gamer_hf.loading import load_gamer
+
+    return load_gamer(checkpoint, device="cpu")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """`gamer-hf serve` as a user starts it; `stop()` sends SIGTERM and returns the exit code."""
+
+    def __init__(self, model: Path | str, *flags: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.terminated = False
+        command = [sys.executable, "-m", "gamer_hf.cli", "serve", "--model", str(model), "--port", str(self.port),
+                   "--log-level", "warning", *flags]
+        self.process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def wait_ready(self, timeout: float = 120.0) -> "ServerProcess":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.process.stdout.read()}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("server not ready in time")
+
+    def terminate(self) -> None:
+        """One SIGTERM (a second one would stop the server without draining)."""
+        if not self.terminated and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.terminated = True
+
+    def stop(self, timeout: float = 60.0) -> int:
+        self.terminate()
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+    def output(self) -> str:
+        return self.process.stdout.read() if self.process.stdout else ""
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint: Path) -> Iterator[ServerProcess]:
+    """One server for the module: batches of up to 16, a 30 ms window so that concurrent requests meet."""
+    process = ServerProcess(checkpoint, "--max-batch-size", "16", "--max-wait-ms", "30",
+                            "--max-history", str(MAX_HISTORY), "--max-body-bytes", "65536").wait_ready()
+    yield process
+    assert process.stop() == 0, process.output()

@@ -1,0 +1,124 @@
+"""Readiness before and after loading (in process, the load held back) and settings checks; the README's
+server as written: its curl example, then a draining SIGTERM with requests in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shlex
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from gamer_hf.errors import ConfigurationError
+from gamer_hf.serve import Recommender, ServeSettings, create_app
+
+from .conftest import ServerProcess, random_histories
+from .test_app import assert_same
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+
+GOOD = {"history": [["click", "sku1"], ["cart", "sku2"]], "top_k": 3}
+
+
+def test_ready_only_once_loaded_and_warmed_up(loaded) -> None:
+    release = threading.Event()
+
+    def load() -> Recommender:
+        assert release.wait(60)
+        return Recommender(*loaded, name="held-back")
+
+    with TestClient(create_app(load)) as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/ready").status_code == 503
+        refused = client.post("/v1/recommend", json=GOOD)
+        assert refused.status_code == 503 and refused.json()["error"]["field"] == "server"
+        release.set()
+        deadline = time.monotonic() + 60
+        while client.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline, "never became ready"
+            time.sleep(0.05)
+        assert client.post("/v1/recommend", json=GOOD).status_code == 200
+        assert client.get("/ready").json() == {"status": "ready", "model": "held-back"}
+
+
+def test_a_failed_load_is_told_by_ready(loaded) -> None:
+    def load() -> Recommender:
+        raise FileNotFoundError("model.safetensors is missing")
+
+    with TestClient(create_app(load)) as client:
+        deadline = time.monotonic() + 30
+        while "missing" not in client.get("/ready").text:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert client.get("/ready").status_code == 503
+        assert client.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize(("setting", "value"), [("max_batch_size", 0), ("max_wait_ms", -1), ("max_body_bytes", 0)])
+def test_bad_settings_refused_up_front(setting: str, value: float) -> None:
+    with pytest.raises(ConfigurationError, match=setting.replace("_", "-")):
+        ServeSettings(**{setting: value})
+
+
+def _readme_serve_lines() -> tuple[list[str], list[str]]:
+    block = re.search(r"```bash\n(.*?)```", README.split("## Serve", 1)[1], re.S).group(1)
+    [serve] = [shlex.split(line) for line in block.splitlines() if line.startswith("gamer-hf serve")]
+    [curl] = [shlex.split(line) for line in block.splitlines() if line.startswith("curl ")]
+    return serve, curl
+
+
+@pytest.fixture(scope="module")
+def readme_server(checkpoint: Path) -> Iterator[ServerProcess]:
+    """The README's `gamer-hf serve` command with the test's tiny checkpoint for `gamer`, on a free port."""
+    serve, _ = _readme_serve_lines()
+    flags = dict(zip(serve[2::2], serve[3::2], strict=True))
+    assert flags.pop("--model") == "gamer" and flags.pop("--port") == "8000"
+    server = ServerProcess(checkpoint, *(part for pair in flags.items() for part in pair)).wait_ready()
+    yield server
+    server.stop()
+
+
+def test_readme_curl_example(readme_server: ServerProcess, checkpoint: Path, loaded) -> None:
+    _, curl = _readme_serve_lines()
+    url = next(arg for arg in curl if arg.startswith("http://"))
+    curl[curl.index(url)] = url.replace(":8000", f":{readme_server.port}")
+    answer = json.loads(subprocess.run(curl, capture_output=True, text=True, timeout=60, check=True).stdout)
+    body = json.loads(curl[curl.index("-d") + 1])
+    model, tokenizer = loaded
+    [expected] = model.recommend(tokenizer, [[tuple(p) for p in body["history"]]], behavior=body["behavior"],
+                                 top_k=body["top_k"], num_beams=20)
+    assert_same(answer, expected)
+    assert answer["model"] == checkpoint.name and answer["truncated"] is False
+
+
+def test_sigterm_drains_in_flight_requests_then_exits_0(readme_server: ServerProcess, loaded) -> None:
+    """Last in the module: it ends the server. Wide batch bodies keep the decoder busy while the signal lands."""
+    _, tokenizer = loaded
+    heavy = {"requests": [{"history": h, "top_k": 100, "num_beams": 150}
+                          for h in random_histories(tokenizer, 512, seed=21, max_len=12)]}
+    url = readme_server.url
+
+    async def scenario() -> tuple[list[httpx.Response], httpx.Response]:
+        async with httpx.AsyncClient(timeout=300) as client:
+            in_flight = [asyncio.create_task(client.post(f"{url}/v1/recommend/batch", json=heavy)) for _ in range(3)]
+            while "gamer_queue_depth 0.0" in (await client.get(f"{url}/metrics")).text:
+                await asyncio.sleep(0.02)  # until the bodies are queued
+            readme_server.terminate()
+            await asyncio.sleep(0.05)
+            late = await client.post(f"{url}/v1/recommend", json=GOOD)  # the port stays open while draining
+            assert not all(task.done() for task in in_flight), "the load finished before the signal: make it wider"
+            return list(await asyncio.gather(*in_flight)), late
+
+    answered, late = asyncio.run(scenario())
+    assert [r.status_code for r in answered] == [200] * 3
+    assert all(len(r.json()["results"]) == 512 for r in answered)
+    assert late.status_code == 503 and "shutting down" in late.json()["error"]["message"]
+    assert readme_server.stop() == 0

@@ -1,0 +1,62 @@
+"""The Ray Serve recipe, started as a user starts it on 127.0.0.1: the same answers as `gamer-hf serve`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import MAX_HISTORY, free_port
+from .test_app import alone, assert_same
+
+pytest.importorskip("ray.serve")
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "serve" / "ray_serve.py"
+
+
+@pytest.mark.slow
+def test_ray_serve_deployment_answers_like_the_server(checkpoint: Path, loaded) -> None:
+    port = free_port()
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": ray_tmp}
+    process = subprocess.Popen(
+        [sys.executable, str(RECIPE), "--model", str(checkpoint), "--port", str(port),
+         "--max-history", str(MAX_HISTORY), "--max-wait-ms", "20"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert process.poll() is None, process.stdout.read()[-6000:]
+            assert time.monotonic() < deadline, "the Ray Serve deployment did not become ready"
+            try:
+                if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        history = [["click", "sku1"], ["cart", "sku2"], ["buy", "sku5"]]
+        body = {"history": history, "behavior": "cart", "top_k": 7}
+        response = httpx.post(f"{url}/v1/recommend", json=body, timeout=60)
+        assert response.status_code == 200, response.text
+        assert_same(response.json(), alone(loaded, history, "cart", 7))
+        bad = httpx.post(f"{url}/v1/recommend", json={"history": history, "top_k": 0}, timeout=60)
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "top_k"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        finally:
+            shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert process.returncode == 0
