@@ -19,8 +19,11 @@ setup(
     # modeling/ and hub_cards/ live at the top of the repo (they ship inside checkpoints and are
     # edited as templates) and are installed as gamer_hf.modeling and gamer_hf.hub_cards.
     packages=find_packages(include=["gamer_hf", "gamer_hf.*"]) + ["gamer_hf.modeling", "gamer_hf.hub_cards"],
+    # gamer_hf_entry is the console script: outside the package so that `gamer-hf --help` does not
+    # run gamer_hf/__init__.py (which imports torch to register the Auto classes).
+    py_modules=["gamer_hf_entry"],
     package_dir={"gamer_hf.modeling": "modeling", "gamer_hf.hub_cards": "hub_cards"},
-    package_data={"gamer_hf": ["metrics/*/*"], "gamer_hf.hub_cards": ["*.md"]},
+    package_data={"gamer_hf": ["metrics/*/*", "recipes/*.yaml"], "gamer_hf.hub_cards": ["*.md"]},
     include_package_data=True,
     install_requires=[
         "torch>=2.1,<2.14",
@@ -50,7 +53,7 @@ setup(
                  *SERVE, "ray[serve]>=2.60"],
         "tensorboard": ["tensorboard>=2.14"],
     },
-    entry_points={"console_scripts": ["gamer-hf=gamer_hf.cli:main"]},
+    entry_points={"console_scripts": ["gamer-hf=gamer_hf_entry:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",

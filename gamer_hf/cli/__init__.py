@@ -1,7 +1,7 @@
 """The `gamer-hf` command line: one subcommand per step, each an argument dataclass plus a run()
 that calls one library function and prints its result.
 
-Every subcommand accepts `--config recipe.yaml`; flags given on the command line override the
+Every subcommand accepts `--config recipe.yaml` (or an installed recipe's name: `--config quickstart`); flags given on the command line override the
 recipe's values, so a recipe can be shared and tweaked without editing it.
 
 Error policy (one place, every command): a mistake the user can fix -- any `GamerError`, a
@@ -17,14 +17,16 @@ import argparse
 import dataclasses
 import importlib
 import sys
-from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 from huggingface_hub.errors import HTTPError as HubHTTPError
 from transformers import HfArgumentParser
 
+from gamer_hf_entry import COMMANDS, DEBUG_FLAG, answer_without_command
+
 from ..errors import ConfigurationError, GamerError
+from ..recipes import resolve_recipe
 
 __all__ = ["main", "COMMANDS", "USER_ERRORS", "parse_command_args"]
 
@@ -34,20 +36,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     GamerError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
     PermissionError, HubHTTPError,
 )
-DEBUG_FLAG = "--debug"
-
-# subcommand -> (module, argument dataclass name, one-line help). Modules load lazily so that
-# `gamer-hf --help` stays fast and one broken optional dependency cannot break every command.
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    "prepare": ("gamer_hf.cli.prepare", "PrepareArguments", "events -> sessions -> splits -> training sequences"),
-    "semantic-ids": ("gamer_hf.cli.semantic_ids", "SemanticIdArguments", "item embeddings -> code tuples -> tokenizer"),
-    "train": ("gamer_hf.cli.train", "TrainArguments", "train GAMER with the Trainer (works under accelerate launch)"),
-    "evaluate": ("gamer_hf.cli.evaluate", "EvaluateArguments", "full-catalogue HR/Recall/NDCG per behavior, with baselines"),
-    "recommend": ("gamer_hf.cli.recommend", "RecommendArguments", "top-K items for one history under a behavior"),
-    "quickstart": ("gamer_hf.cli.quickstart", "QuickstartArguments", "the whole job on synthetic data (or --events FILE)"),
-    "push": ("gamer_hf.cli.push", "PushArguments", "upload a checkpoint with remote code and a model card"),
-    "serve": ("gamer_hf.cli.serve", "ServeArguments", "micro-batched HTTP recommendation service (FastAPI)"),
-}
+# COMMANDS (subcommand -> module, argument dataclass, help) lives in gamer_hf_entry, the console
+# script, which answers `gamer-hf --help` without importing this package (and torch).
 
 
 def _load(command: str) -> tuple[type, Callable[[Any], Any]]:
@@ -77,14 +67,13 @@ def _describe_negations(parser: argparse.ArgumentParser) -> None:
 def parse_command_args(dataclass_type: type, argv: list[str]) -> Any:
     """Parse argv for one subcommand: values from `--config FILE` first, then explicit flags."""
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", type=Path, default=None)
+    pre.add_argument("--config", default=None)
     known, rest = pre.parse_known_args(argv)
     parser = HfArgumentParser(dataclass_type, formatter_class=HelpFormatter)
     _describe_negations(parser)
     defaults: dict[str, Any] = {}
     if known.config is not None:
-        if not known.config.is_file():
-            raise ConfigurationError(f"recipe file not found: {known.config}")
+        known.config = resolve_recipe(known.config)  # a file, or an installed recipe's name
         try:
             loaded = yaml.safe_load(known.config.read_text()) or {}
         except yaml.YAMLError as error:
@@ -120,17 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in argv
     argv = [arg for arg in argv if arg != DEBUG_FLAG]
-    if not argv or argv[0] in {"-h", "--help"}:
-        lines = ["usage: gamer-hf COMMAND [--config recipe.yaml] [options]", "", "commands:"]
-        lines += [f"  {name:<14}{help_}" for name, (_, _, help_) in COMMANDS.items()]
-        lines += ["", "Run `gamer-hf COMMAND --help` for the options of one command; add --debug to see the "
-                  "traceback of an error."]
-        print("\n".join(lines))
-        return 0 if argv else 2
+    code = answer_without_command(argv)
+    if code is not None:
+        return code
     command, rest = argv[0], argv[1:]
-    if command not in COMMANDS:
-        print(f"gamer-hf: unknown command {command!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
-        return 2
     dataclass_type, run = _load(command)
     try:
         result = run(parse_command_args(dataclass_type, rest))

@@ -120,7 +120,10 @@ def _add_reranked(report: EvaluationReport, evaluator: Evaluator, gamer: GamerRe
     popular = MostPopular().fit(held_out)
     try:
         learned = HistoryReranker(behaviors, popular, use_model=False).fit(held_out)
-        gamer.fit_reranker(held_out, HistoryReranker(behaviors, popular))
+        # The fit's beam search is most of its time: decode it under its own bar, in the evaluator's batches.
+        fit_on = Evaluator(held_out, behaviors, batch_size=evaluator.batch_size, progress=evaluator.progress)
+        fit_beams, _ = decode_beams(fit_on, gamer, desc="fit reranker on validation")
+        gamer.fit_reranker(fit_on.cases, HistoryReranker(behaviors, popular), generated=fit_beams)
     except ValueError as error:  # e.g. no validation target in any pool: nothing to learn from
         logger.warning("skipping GAMER+rerank and Repeat+learned: %s", error)
         return

@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+from tqdm.auto import tqdm
 
 from gamer_hf.cli import main
 from gamer_hf.data import load_prepared
 from gamer_hf.errors import InputError, OutputExistsError
 from gamer_hf.evaluation import EvaluateArguments, evaluate_checkpoint, subset_cases
+from gamer_hf.evaluation import evaluator as evaluator_module
 from gamer_hf.loading import load_gamer, parse_history, recommend_items
 from gamer_hf.semantic_ids import SemanticIdArguments, build_tokenizer
 
@@ -45,6 +47,29 @@ def test_evaluate_command_writes_the_report_evaluate_checkpoint_returns(checkpoi
     written = json.loads((tmp_path / "cli" / "eval_results.json").read_text())
     assert [row["name"] for row in written["results"]] == [result.name for result in report.results]
     assert [row["metrics"] for row in written["results"]] == [result.to_dict()["metrics"] for result in report.results]
+
+
+class _RecordedBars(tqdm):
+    """tqdm that records each bar it opens (description, total), silently."""
+
+    opened: list[tuple[str, int]] = []
+
+    def __init__(self, *args, **kwargs) -> None:
+        type(self).opened.append((kwargs.get("desc", ""), kwargs.get("total")))
+        super().__init__(*args, **{**kwargs, "disable": True})
+
+
+def test_evaluate_shows_one_bar_per_decode_and_one_for_the_reranker_fit(
+        checkpoint: Path, prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(evaluator_module, "tqdm", _RecordedBars)
+    monkeypatch.setattr(_RecordedBars, "opened", [])
+    arguments = ["--model", str(checkpoint), "--data", str(prepared), "--max_cases", "12", "--num_beams", "10",
+                 "--rerank_cases", "9"]
+    assert main(["evaluate", *arguments, "--out", str(tmp_path / "cli")]) == 0
+    descriptions = [desc for desc, _ in _RecordedBars.opened]
+    assert descriptions.count("evaluate GAMER") == 1
+    assert [total for desc, total in _RecordedBars.opened if desc == "fit reranker on validation"] == [9]
+    assert len(descriptions) == len(set(descriptions))  # no step shows its bar twice
 
 
 def test_evaluate_refuses_a_file_as_output_folder(checkpoint: Path, prepared: Path, tmp_path: Path) -> None:

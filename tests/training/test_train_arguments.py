@@ -11,6 +11,7 @@ from accelerate.commands.config.config_args import load_config_from_file
 from gamer_hf.cli import parse_command_args
 from gamer_hf.data.prepare import load_prepared
 from gamer_hf.modeling import GAMER_PRESETS, GamerTokenizerFast
+from gamer_hf.recipes import RECIPES_DIR, recipe_names
 from gamer_hf.training import ABLATIONS, TrainArguments, training_arguments
 from gamer_hf.training.model_setup import build_model, check_data
 
@@ -92,16 +93,22 @@ def test_behaviors_with_other_levels_are_refused(tokenizer_dir, prepared_dir):
         check_data(flat, prepared.metadata, prepared.item_ids, "data", on_unknown="raise")
 
 
-@pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda path: path.stem)
-def test_training_recipes_parse_as_train_arguments(recipe):
+FOLDERS = ["--data", "data", "--tokenizer", "tokenizer", "--output_dir", "gamer"]
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_training_recipes_parse_as_train_arguments(name):
+    recipe = RECIPES_DIR / f"{name}.yaml"
     assert recipe.read_text().startswith("#")  # each recipe says which folders it expects
-    args = parse_command_args(TrainArguments, ["--config", str(recipe)])
-    assert set(yaml.safe_load(recipe.read_text())) <= set(vars(args))
-    assert Path(args.data).name == "prepared" and Path(args.tokenizer).name == "tokenizer"
+    settings = yaml.safe_load(recipe.read_text())
+    assert not {"data", "tokenizer", "output_dir"} & set(settings)  # folders come from the command line
+    args = parse_command_args(TrainArguments, ["--config", name, *FOLDERS])
+    assert {key: getattr(args, key) for key in settings} == settings
+    assert (args.data, args.tokenizer, args.output_dir) == ("data", "tokenizer", "gamer")
 
 
 def test_paper_reference_recipe_matches_the_paper():
-    args = parse_command_args(TrainArguments, ["--config", str(RECIPES / "paper_reference.yaml")])
+    args = parse_command_args(TrainArguments, ["--config", "paper_reference", *FOLDERS])
     assert args.per_device_train_batch_size * args.gradient_accumulation_steps == 4096
     assert (args.preset, args.learning_rate, args.warmup_ratio, args.lr_scheduler_type) == ("base", 5e-4, 0.04, "cosine")
     assert (args.num_train_epochs, args.early_stopping_patience, args.max_history) == (200, 20, 100)
