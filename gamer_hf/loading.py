@@ -48,17 +48,19 @@ def recommend_items(
     num_beams: int = 20,
     exclude_history: bool = False,
     on_unknown: str = "raise",
+    max_history: int | None = None,
 ) -> tuple[str, Ranked]:
     """The requested behavior (default: the target behavior) and the top-`top_k` (item, score) pairs, best first.
 
-    `num_beams` is raised to `top_k` when smaller. The model's own ValueErrors (unknown item or
+    `num_beams` is raised to `top_k` when smaller; `max_history` (default: the length the checkpoint
+    was trained with) keeps the most recent interactions. The model's own ValueErrors (unknown item or
     behavior, a malformed history) become InputError, so callers catch one type.
     """
     behavior = behavior or tokenizer.target_behavior
     try:
         [ranked] = model.recommend(tokenizer, [history], behavior=behavior, top_k=top_k,
                                    num_beams=max(num_beams, top_k), exclude_history=exclude_history,
-                                   on_unknown=on_unknown)
+                                   on_unknown=on_unknown, max_history=max_history)
     except ValueError as error:
         raise InputError(str(error)) from None
     return behavior, ranked

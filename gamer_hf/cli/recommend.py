@@ -20,6 +20,10 @@ class RecommendArguments:
     behavior: Optional[str] = field(default=None, metadata={"help": "requested behavior (default: the target behavior)"})
     top_k: int = field(default=10, metadata={"help": "how many items to return"})
     num_beams: int = field(default=20, metadata={"help": "beam width of the constrained search (>= top_k)"})
+    max_history: Optional[int] = field(
+        default=None,
+        metadata={"help": "most recent interactions read (default: the history length the checkpoint was trained with)"},
+    )
     exclude_history: bool = field(default=False, metadata={"help": "leave out items already in the history"})
     skip_unknown: bool = field(default=False, metadata={"help": "drop history items the checkpoint does not know"})
     json: bool = field(default=False, metadata={"help": "print JSON instead of a table"})
@@ -40,7 +44,7 @@ def run(args: RecommendArguments) -> int:
                   file=sys.stderr)
     behavior, recs = recommend_items(
         model, tokenizer, history, behavior=args.behavior, top_k=args.top_k, num_beams=args.num_beams,
-        exclude_history=args.exclude_history, on_unknown="skip" if args.skip_unknown else "raise",
+        exclude_history=args.exclude_history, max_history=args.max_history, on_unknown="skip" if args.skip_unknown else "raise",
     )
     if args.json:
         print(json.dumps({"behavior": behavior, "items": [{"item_id": i, "score": s} for i, s in recs]}))

@@ -116,3 +116,21 @@ def test_recommend_names_unknown_entries_and_the_flag_that_skips_them(checkpoint
     captured = capsys.readouterr()
     assert "skipped 2 unknown history entries" in captured.err and "empty history" in captured.err
     assert json.loads(captured.out.strip().splitlines()[-1])["items"]
+
+
+def test_recommend_max_history_keeps_the_most_recent_interactions(checkpoint, capsys):
+    from gamer_hf.loading import load_gamer
+
+    _, tokenizer = load_gamer(checkpoint)
+    first, last = list(tokenizer.item_ids)[:2]
+    behavior = next(iter(tokenizer.behaviors))
+
+    def recommend(history: str, *flags: str) -> list:
+        assert main(["recommend", "--model", str(checkpoint), "--history", history, "--json", *flags]) == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])["items"]
+
+    assert recommend(f"{behavior}:{first},{behavior}:{last}", "--max_history", "1") == recommend(f"{behavior}:{last}")
+    for bad in ("0", "-3"):
+        line = _fails(capsys, ["recommend", "--model", str(checkpoint), "--history", f"{behavior}:{last}",
+                               "--max_history", bad], "max_history")
+        assert bad in line
