@@ -89,15 +89,23 @@ def resolve_resume(value: str | None, root: str | Path) -> Path | None:
 
 
 def stopped_training(folder: str | Path) -> bool:
-    """Whether the run had already stopped training (max_steps reached, early stopping) when it saved `folder`.
+    """Whether the run had completed (max_steps reached, or early stopping) when it saved `folder`.
 
     A kill after the last checkpoint leaves such a folder. The Trainer resuming it trains further
     (one more step when max_steps ends inside an epoch; on to the next evaluation after early
-    stopping), so the caller publishes the run's best model instead.
+    stopping), so the caller publishes the run's best model instead. A run stopped by some other
+    callback (a wall-clock cap) has not completed: resuming it goes on training.
     """
     state = _read_json(Path(folder) / TRAINER_STATE)
-    control = state.get("stateful_callbacks", {}).get("TrainerControl", {}) if isinstance(state, dict) else {}
-    return bool(control.get("args", {}).get("should_training_stop"))
+    callbacks = state.get("stateful_callbacks", {}) if isinstance(state, dict) else {}
+    if not callbacks.get("TrainerControl", {}).get("args", {}).get("should_training_stop"):
+        return False
+    if state.get("max_steps", 0) > 0 and state.get("global_step", 0) >= state["max_steps"]:
+        return True
+    stopper = callbacks.get("EarlyStoppingCallback", {})
+    stoppers = stopper if isinstance(stopper, list) else [stopper]
+    return any(entry.get("attributes", {}).get("early_stopping_patience_counter", 0)
+               >= entry.get("args", {}).get("early_stopping_patience", float("inf")) for entry in stoppers)
 
 
 def best_checkpoint(folder: str | Path) -> Path:
