@@ -19,6 +19,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
+from transformers.integrations.moe import _grouped_mm
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions, CausalLMOutputWithCrossAttentions
@@ -52,8 +53,11 @@ class GamerRMSNorm(nn.Module):
 class GamerExpertFFN(nn.Module):
     """Position-routed SwiGLU experts (0 pad, 1 behavior token, 2..K+1 code levels); no gate, no aux loss.
 
-    Tokens are grouped by expert and each group runs one matmul, so cost is a handful of dense
-    matmuls whatever the batch. With `use_expert_ffn=False` it is a single dense SwiGLU.
+    Tokens are sorted by expert and each projection is one grouped matmul over the expert groups
+    (Transformers' `grouped_mm` dispatch, as its MoE experts use it). Every shape is fixed by the
+    number of tokens, not by how many go to each expert, so `torch.compile(fullgraph=True)` traces
+    it. (Transformers' experts interface itself cannot host it: the behavior-injection layers feed
+    the experts wider inputs than their outputs.) With `use_expert_ffn=False` it is one dense SwiGLU.
     """
 
     def __init__(self, config: GamerConfig, input_size: int) -> None:
@@ -65,26 +69,24 @@ class GamerExpertFFN(nn.Module):
         self.act_fn = ACT2FN[config.hidden_act]
         self.dropout = nn.Dropout(config.ffn_dropout)
 
-    def _expert(self, x: torch.Tensor, expert: int) -> torch.Tensor:
-        gate, up = (x @ self.gate_up_proj[expert]).chunk(2, dim=-1)
-        return self.dropout(self.act_fn(gate) * up) @ self.down_proj[expert]
+    def _swiglu(self, gate_up: torch.Tensor) -> torch.Tensor:
+        gate, up = gate_up.chunk(2, dim=-1)
+        return self.dropout(self.act_fn(gate) * up)
 
     def forward(self, hidden_states: torch.Tensor, item_position_ids: torch.Tensor) -> torch.Tensor:
         if self.num_experts == 1:
-            return self._expert(hidden_states, 0)
+            return self._swiglu(hidden_states @ self.gate_up_proj[0]) @ self.down_proj[0]
         flat = hidden_states.reshape(-1, hidden_states.shape[-1])
         routes = item_position_ids.reshape(-1)
         order = torch.argsort(routes, stable=True)
-        counts = torch.bincount(routes, minlength=self.num_experts).tolist()
-        outputs = [
-            self._expert(group, expert)
-            for expert, group in enumerate(flat[order].split(counts))
-            if counts[expert]
-        ]
-        if not outputs:
-            return hidden_states.new_zeros(*hidden_states.shape[:-1], self.down_proj.shape[-1])
-        grouped = torch.cat(outputs)  # in the compute dtype (bf16 under autocast)
-        out = torch.empty_like(grouped)
+        experts = torch.arange(self.num_experts, device=routes.device)
+        offsets = (routes[:, None] == experts).sum(0).cumsum(0).to(torch.int32)  # end of each expert's group
+        gate_up_proj, down_proj = self.gate_up_proj, self.down_proj
+        if torch.is_autocast_enabled(flat.device.type):  # grouped_mm is not autocast-aware: cast as a matmul would
+            dtype = torch.get_autocast_dtype(flat.device.type)
+            gate_up_proj, down_proj = gate_up_proj.to(dtype), down_proj.to(dtype)
+        grouped = _grouped_mm(self._swiglu(_grouped_mm(flat[order], gate_up_proj, offsets)), down_proj, offsets)
+        out = torch.empty_like(grouped)  # in the compute dtype (bf16 under autocast)
         out[order] = grouped
         return out.view(*hidden_states.shape[:-1], -1)
 
@@ -377,7 +379,7 @@ class GamerPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = False
     _supports_flex_attn = False
     _supports_attention_backend = False
-    _can_compile_fullgraph = False
+    _can_compile_fullgraph = True
     # `cross_attentions` are the cross-level layers' weights (one entry per cross-level layer), returned with
     # `output_attentions` as Transformers does for encoder-decoder cross-attention.
     _can_record_outputs = {
@@ -500,9 +502,12 @@ class GamerModel(GamerPreTrainedModel):
         """
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
-        # Unlike `merge_with_config_defaults`, a training forward builds no cache unless asked (nothing reads it,
-        # and packed rows are recognised only without one).
-        use_cache = (self.config.use_cache and not self.training) if use_cache is None else use_cache
+        # Packed rows (position_ids restarting per sequence, no mask, no cache: as create_causal_mask reads them).
+        packed = position_ids is not None and attention_mask is None and cache is None
+        # Unlike `merge_with_config_defaults`, a training forward or a packed batch builds no cache unless asked
+        # (nothing reads it, and no decoding continues packed rows).
+        if use_cache is None:
+            use_cache = self.config.use_cache and not self.training and not packed
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
             use_cache = False
         roles = self._roles(input_ids, behavior_ids, item_position_ids, cache)
@@ -519,7 +524,6 @@ class GamerModel(GamerPreTrainedModel):
                             f"{type(cache).__name__}: pass GamerCache(config=model.config) or let the model create it")
         past_seen = cache.get_seq_length() if cache is not None else 0
         length = inputs_embeds.shape[1]
-        packed = position_ids is not None and attention_mask is None and cache is None  # as create_causal_mask
         if position_ids is None:
             if attention_mask is not None and attention_mask.dim() == 2:
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -length:]
@@ -530,7 +534,7 @@ class GamerModel(GamerPreTrainedModel):
             config=self.config,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
-            cache=cache,
+            cache=None if packed else cache,
             position_ids=position_ids,
         )
         token_behavior = roles.behavior_ids
