@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
@@ -245,6 +246,7 @@ class GamerAttention(nn.Module):
         if beams is not None:
             key, value, attention_mask = beams.update(key, value, cache_idx, cross_level)
             query = beams.fold(query)
+            attention_mask = self._beam_mask_for_backend(attention_mask, query.dtype)
         elif cache is not None:
             update = cache.update_cross_level if cross_level else cache.update
             key, value = update(key, value, cache_idx)
@@ -263,6 +265,19 @@ class GamerAttention(nn.Module):
         )
         attn_output = attn_output.reshape(*attn_output.shape[:2], -1).contiguous()
         return (attn_output if beams is None else beams.unfold(attn_output)), attn_weights
+
+    def _beam_mask_for_backend(self, allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The shared-prompt beams' boolean mask in the form the backend takes: flex adds a tensor mask to the
+        scores (so it becomes additive); flash takes no such mask at all."""
+        implementation = self.config._attn_implementation
+        if implementation == "flex_attention":
+            return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+        if implementation.startswith("flash_attention"):
+            raise ValueError(
+                "recommend() decodes a prompt's beams as the query rows of one call with a per-beam mask, which flash "
+                "attention cannot take: use model.set_attn_implementation('sdpa') (or 'flex_attention') for it"
+            )
+        return allowed
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
@@ -376,8 +391,9 @@ class GamerPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["GamerDecoderLayer"]
     _supports_sdpa = True
-    _supports_flash_attn = False
-    _supports_flex_attn = False
+    # Flash attention takes causal (and varlen packed) masks only: GAMER's self-attention, not the cross-level rule.
+    _supports_flash_attn = True
+    _supports_flex_attn = True
     _supports_attention_backend = False
     _can_compile_fullgraph = True
     # `cross_attentions` are the cross-level layers' weights (one entry per cross-level layer), returned with
@@ -387,6 +403,18 @@ class GamerPreTrainedModel(PreTrainedModel):
         "attentions": OutputRecorder(GamerAttention, index=1, layer_name="self_attn"),
         "cross_attentions": OutputRecorder(GamerCrossLevelAttention, index=1, layer_name="cross_attn"),
     }
+
+    def _check_and_adjust_attn_implementation(self, attn_implementation: str | None, *args: Any, **kwargs: Any) -> str:
+        """Refuse flash attention up front where the model has cross-level layers: their mask (a key of strictly
+        lower level, per token) is no causal or sliding-window pattern a flash kernel can take."""
+        if (attn_implementation or "").startswith("flash_attention") and self.config.cross_level_layers:
+            raise ValueError(
+                f"attn_implementation={attn_implementation!r} cannot run GAMER's cross-level layers "
+                f"(cross_level_layers={self.config.cross_level_layers}): flash kernels take causal masks only, not "
+                "the rule 'read earlier tokens of strictly lower level'. Use 'sdpa' or 'flex_attention', or a config "
+                "with cross_level_layers=[]"
+            )
+        return super()._check_and_adjust_attn_implementation(attn_implementation, *args, **kwargs)
 
     def save_pretrained(self, save_directory, *args: Any, **kwargs: Any) -> None:
         """Save as usual, plus the remote-code files and a complete `auto_map` (pushed with them too)."""
@@ -467,6 +495,38 @@ class GamerModel(GamerPreTrainedModel):
         own = key_index[None, None, :] == query_index[None, :, None]
         allowed = allowed | (own & ~has_key[..., None])
         return allowed[:, None], has_key
+
+    def _level_block_mask(
+        self,
+        query_behavior_ids: torch.Tensor,
+        key_behavior_ids: torch.Tensor,
+        past_seen: int | torch.Tensor,
+        sequence_ids: torch.Tensor | None,
+        custom_mask: torch.Tensor | None,
+        has_key: torch.Tensor,
+    ) -> BlockMask:
+        """The cross-level rule of `_level_mask` as a flex-attention `BlockMask`: the same rule written as a
+        `mask_mod` over the tokens' levels, so blocks with no readable key are skipped by the kernel."""
+        query_level = self.level_table[query_behavior_ids]
+        key_level = self.level_table[key_behavior_ids]
+        key_real = key_behavior_ids > 0
+        custom = None
+        if custom_mask is not None:
+            custom = (custom_mask if custom_mask.dtype == torch.bool else custom_mask == 0).any(1)
+
+        def cross_level(batch_idx, head_idx, q_idx, kv_idx):
+            position = q_idx + past_seen
+            allowed = (kv_idx <= position) & key_real[batch_idx, kv_idx]
+            allowed = allowed & (key_level[batch_idx, kv_idx] < query_level[batch_idx, q_idx])
+            if sequence_ids is not None:
+                allowed = allowed & (sequence_ids[batch_idx, kv_idx] == sequence_ids[batch_idx, q_idx])
+            if custom is not None:
+                allowed = allowed & custom[batch_idx, q_idx, kv_idx]
+            return allowed | ((kv_idx == position) & ~has_key[batch_idx, q_idx])
+
+        batch, num_queries = query_behavior_ids.shape
+        return create_block_mask(cross_level, batch, None, num_queries, key_behavior_ids.shape[-1],
+                                 device=key_behavior_ids.device)
 
     def _roles(self, input_ids, behavior_ids, item_position_ids, cache) -> GamerTokenRoles:
         if behavior_ids is not None and item_position_ids is not None:
@@ -549,6 +609,9 @@ class GamerModel(GamerPreTrainedModel):
             sequence_ids = (position_ids == 0).cumsum(-1) if packed else None
             custom = attention_mask if attention_mask is not None and attention_mask.dim() == 4 else None
             level_mask, has_key = self._level_mask(token_behavior, key_behavior, past_seen, sequence_ids, custom)
+            if self.config._attn_implementation == "flex_attention":
+                level_mask = self._level_block_mask(token_behavior, key_behavior, past_seen, sequence_ids, custom,
+                                                    has_key)
         return self._run_layers(inputs_embeds, position_ids, causal_mask, level_mask, has_key, roles, cache, kwargs,
                                 return_cache=use_cache)
 
