@@ -57,7 +57,7 @@ from gamer_hf.evaluation import (
     target_behavior,
 )
 from gamer_hf.checkpoint import load_checkpoint
-from gamer_hf.semantic_ids import build_semantic_ids, item_embeddings, load_inputs, save_semantic_ids
+from gamer_hf.semantic_ids import REPORT_FILENAME, build_semantic_ids, item_embeddings, load_inputs, save_semantic_ids
 from gamer_hf.training import TrainArguments, train
 
 HERE = Path(__file__).resolve().parent
@@ -138,7 +138,8 @@ def build_cell(prepared: Path, out: Path, cell: Cell, budget: Any, seed: int) ->
 
 def train_and_score(setup: dict[str, Any], tokenizer: Path, out: Path, budget: Any, args: argparse.Namespace,
                     evaluator: Evaluator) -> dict[str, Any]:
-    """GAMER on this cell's tokenizer with the bench budget (loss selection, as today's bench), scored on the test cases."""
+    """GAMER on this cell's tokenizer with the bench budget (epoch selected as the budget's `select_by` says, validation
+    NDCG@10 by default, as quality.py), scored on the test cases."""
     cap = quality.WallClockCap(args.max_train_seconds) if args.max_train_seconds else None
     seed, device = args.seed, args.device
     start = time.perf_counter()
@@ -147,7 +148,8 @@ def train_and_score(setup: dict[str, Any], tokenizer: Path, out: Path, budget: A
         num_train_epochs=budget.epochs, per_device_train_batch_size=budget.batch_size,
         learning_rate=budget.gamer_learning_rate, early_stopping_patience=budget.patience, seed=seed,
         on_unknown="skip", use_cpu=device == "cpu", bf16=device == "cuda", overwrite_output_dir=True,
-        disable_tqdm=True, save_total_limit=1, logging_steps=20), callbacks=[cap] if cap else [])
+        disable_tqdm=True, save_total_limit=1, logging_steps=20, select_by=budget.select_by,
+        ranking_cases=budget.max_validation_cases or 500, ranking_beams=budget.num_beams), callbacks=[cap] if cap else [])
     train_seconds = time.perf_counter() - start
     model, tokenizer_ = load_checkpoint(out, device=device)
     gamer = GamerRecommender(model, tokenizer_, num_beams=budget.num_beams, max_history=budget.max_history,
@@ -285,7 +287,7 @@ def run(args: argparse.Namespace, budget: Any | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"datasets": {}}
     if args.resume and results_file.is_file():
         results = json.loads(results_file.read_text())
-    results.update(budget=budget.name, epochs=budget.epochs, seed=args.seed, data_seed=args.data_seed,
+    results.update(budget=budget.name, epochs=budget.epochs, select_by=budget.select_by, seed=args.seed, data_seed=args.data_seed,
                    device=args.device, max_train_seconds=args.max_train_seconds, augmented=args.augmented)
     cells = [c for c in CELLS if c.name in args.cells]
     for name in args.datasets:
@@ -299,7 +301,7 @@ def run(args: argparse.Namespace, budget: Any | None = None) -> dict[str, Any]:
         for cell in cells:
             record = data["cells"].setdefault(cell.name, {})
             folder = setup["root"] / "sid_ablation" / cell.name.replace("/", "-")
-            if "ids" not in record:
+            if "ids" not in record or not (folder / "tokenizer" / REPORT_FILENAME).is_file():  # (re)build a lost one
                 print(f"[{time.strftime('%H:%M:%S')}] {name} {cell.name}: semantic IDs", flush=True)
                 try:
                     record["ids"] = build_cell(setup["plain"], folder / "tokenizer", cell, budget, args.seed)
