@@ -136,7 +136,7 @@ def gamer_rows(evaluator: Evaluator, gamer: GamerRecommender, name: str = "GAMER
     # The validation decoding is most of the blends' time: under its own bar, in the evaluator's batches.
     held_out = Evaluator(validation, evaluator.behaviors, evaluator.k_values, batch_size=evaluator.batch_size,
                          progress=evaluator.progress)
-    held_out_beams, _ = decode_beams(held_out, gamer, "validation beams")
+    held_out_beams, _ = decode_beams(held_out, gamer, "validation: choose mixer, fit reranker")
     if mixers:
         mixer, score, candidates = choose_mixer(held_out, held_out_beams, mixers)
         mixed = [mixer.mix(row, case, evaluator.top_k) for row, case in zip(generated, evaluator.cases)]

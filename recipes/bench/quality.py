@@ -227,6 +227,7 @@ def setup_dataset(name: str, data_dir: Path, work: Path, budget: Budget, data_se
     """Subsample, prepare (plain and augmented, same held-out cases), build semantic IDs, pick test cases."""
     root = work / name
     protocol = DATASETS[name]
+    start = time.perf_counter()
     events = subsample_users(data_dir / name, root / "events", budget.max_users, data_seed)
     plain = _prepare(events, protocol, root / "prepared", budget, 0, data_seed)
     augmented = _prepare(events, protocol, root / "prepared_aug", budget, budget.augment_copies, data_seed)
@@ -246,6 +247,10 @@ def setup_dataset(name: str, data_dir: Path, work: Path, budget: Budget, data_se
         except ValueError as error:
             print(f"{name}: {error}; appending a semantic-ID level instead", flush=True)
             build("append")
+    timing = root / "setup_seconds.json"  # measured when the setup was built; a resumed run reuses it
+    if not timing.is_file():
+        with atomic_output(timing) as temporary:
+            temporary.write_text(json.dumps(round(time.perf_counter() - start, 1)))
     test = as_cases(subset_cases(plain.splits["test"], budget.max_test_cases, data_seed))
     mixer = as_cases(subset_cases(plain.splits["validation"], budget.mixer_cases, data_seed + 1))
     stats = {
@@ -253,7 +258,7 @@ def setup_dataset(name: str, data_dir: Path, work: Path, budget: Budget, data_se
         "events": plain.metadata["num_events"], "train_rows": len(plain.splits["train"]),
         "train_rows_augmented": len(augmented.splits["train"]), "validation_cases": len(plain.splits["validation"]),
         "test_cases_total": plain.metadata["splits"]["test"]["cases"], "test_cases_used": len(test),
-        "semantic_ids": _semantic_id_summary(tokenizer),
+        "semantic_ids": _semantic_id_summary(tokenizer), "setup_seconds": read_json(timing),
         **target_diagnostics(plain, test),
     }
     return DatasetSetup(name, root / "prepared", root / "prepared_aug", tokenizer, dict(plain.metadata["behaviors"]),
@@ -398,7 +403,8 @@ def markdown(results: dict[str, Any]) -> str:
     for dataset, models in results["summary"].items():
         stats = results["datasets"][dataset]
         lines += [f"**{dataset}** ({stats['protocol']}; {stats['users']:,} users, {stats['items']:,} items; "
-                  f"{stats['test_cases_used']:,} of {stats['test_cases_total']:,} test cases)", "",
+                  f"{stats['test_cases_used']:,} of {stats['test_cases_total']:,} test cases; data and semantic IDs "
+                  f"{stats.get('setup_seconds', '-')} s)", "",
                   "| Model | seeds | target HR@10 | target NDCG@10 | target explore NDCG@10 | merged HR@10 "
                   "| merged NDCG@10 | train s | epochs |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
