@@ -69,6 +69,8 @@ from gamer_hf.baselines import SASRecRecommender, TrainingSettings
 from gamer_hf.checkpoint import load_checkpoint
 from gamer_hf.data import PreparedData, load_prepared, prepare
 from gamer_hf.evaluation import (
+    ALL_CASES,
+    EXPLORE,
     MERGED,
     RULES,
     EvalCase,
@@ -422,21 +424,38 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+LEARNED = ("SASRec", "SASRec+behavior", "TIGER")  # issue 16's first goal compares GAMER with the best of these
+GOAL_COLUMNS = (  # header, slice, the references (None: every baseline)
+    ("all", ALL_CASES, None), ("explore", EXPLORE, None), ("explore vs best learned", EXPLORE, LEARNED),
+    ("all vs Repeat+learned", ALL_CASES, ("Repeat+learned",)))
+
+
+def _comparison(cases: dict[str, Any], models: dict[str, Any], references: Sequence[str] | None,
+                slice_name: str) -> tuple[str, dict] | None:
+    """The best of `references` (None: every baseline) on a slice's target cases, and each model's paired-bootstrap
+    difference to it."""
+    report = EvaluationReport(cases["behaviors"], case_behaviors=cases["case_behaviors"],
+                              case_slices=cases["case_slices"])
+    for name, record in models.items():
+        if record["result"].get("per_case") and (references is None or name in references or name.startswith("GAMER")):
+            result = ModelResult.from_dict(record["result"])
+            result.baseline = result.baseline if references is None else name in references
+            report.add(result)
+    return report.differences("NDCG@10", report.target_behavior, slice_name)
+
+
 def bootstrap_table(results: dict[str, Any], dataset: str) -> list[str]:
-    """Per seed: target NDCG@10 of the GAMER rows minus the best baseline (rules, SASRec, TIGER) on the same
-    test cases, all and explore, with 95% paired-bootstrap intervals."""
+    """Per seed: target NDCG@10 of the GAMER rows minus a reference on the same test cases, with 95% paired-bootstrap
+    intervals: the best baseline (rules, SASRec, TIGER) on all and explore cases, the best learned baseline on
+    explore cases and Repeat+learned on all cases (the issue's two goals)."""
     cases = results["datasets"][dataset].get("cases")
     if not cases:
         return []
-    lines = ["Target NDCG@10 minus the best baseline on the same cases, mean [95% paired bootstrap over test cases]:",
-             "", "| Model | seed | all | explore |", "|---|---:|---:|---:|"]
+    lines = ["Target NDCG@10 minus a reference on the same cases, mean [95% paired bootstrap over test cases] vs "
+             "the reference named:", "", "| Model | seed | " + " | ".join(h for h, _, _ in GOAL_COLUMNS) + " |",
+             "|---|---:|" + "---:|" * len(GOAL_COLUMNS)]
     for seed, models in results["runs"][dataset].items():
-        report = EvaluationReport(cases["behaviors"], case_behaviors=cases["case_behaviors"],
-                                  case_slices=cases["case_slices"])
-        for record in models.values():
-            if record["result"].get("per_case"):
-                report.add(ModelResult.from_dict(record["result"]))
-        compared = [report.differences("NDCG@10", report.target_behavior, name) for name in ("all", "explore")]
+        compared = [_comparison(cases, models, references, slice_name) for _, slice_name, references in GOAL_COLUMNS]
         for name in (m for m in models if m.startswith("GAMER")):
             cells = [f"{found[1][name]} vs {found[0]}" if found and name in found[1] else "-" for found in compared]
             lines.append(f"| {name} | {seed} | " + " | ".join(cells) + " |")
