@@ -50,7 +50,7 @@ class PrepareArguments:
 
 
 def run(args: PrepareArguments) -> int:
-    options = {"time_unit": args.timestamp_unit} if args.timestamp_unit else None
+    options = {"timestamp_unit": args.timestamp_unit} if args.timestamp_unit else None
     prepared = prepare(
         args.events,
         format=args.format,
