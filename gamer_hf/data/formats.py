@@ -24,6 +24,7 @@ from typing import Any, Callable
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ..errors import ConfigurationError, DataError
 from ..files import read_json
@@ -240,8 +241,10 @@ def detect_format(source: TableSource) -> str:
             return "gamer"
         if any(path.glob("*.inter.json")):
             return "gamer_json"
-        raise DataValidationError("folder holds neither events.csv.gz nor *.inter.json", file=str(path),
-                                  hint="pass the events file itself, or format= (CLI --format)")
+        if any(path.rglob("*.parquet")) or any(path.rglob("*.pq")):
+            return "events"  # a warehouse export: shards of one table
+        raise DataValidationError("folder holds neither events.csv.gz, *.inter.json nor Parquet shards",
+                                  file=str(path), hint="pass the events file itself, or format= (CLI --format)")
     name = path.name
     if re.search(r"\.(S?MB)\.(inter|behavior|session|time)\.json$", name) or name.endswith(".behavior_level.json"):
         return "gamer_json"
@@ -251,8 +254,15 @@ def detect_format(source: TableSource) -> str:
         return "gamer"
     if name.startswith("UserBehavior"):
         return "taobao"
-    table = read_table(path) if path.suffix in {".parquet", ".pq", ".jsonl", ".ndjson"} else None
-    header = set(table.column_names) if table is not None else set(read_header(path))
+    if path.suffix in {".parquet", ".pq"} and path.is_file():
+        try:
+            header = set(pq.read_schema(path).names)  # the footer only: the file may be huge
+        except (OSError, pa.ArrowInvalid):
+            header = set(read_table(path).column_names)  # raises the error naming the damaged file
+    elif path.suffix in {".parquet", ".pq", ".jsonl", ".ndjson"}:
+        header = set(read_table(path).column_names)
+    else:
+        header = set(read_header(path))
     if {"visitorid", "itemid", "event"} <= header:
         return "retailrocket"
     if {"action_type", "time_stamp", "seller_id"} <= header:

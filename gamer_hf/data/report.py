@@ -97,6 +97,20 @@ class DropReport:
     def extend(self, other: "DropReport") -> None:
         self.records.extend(other.records)
 
+    def merge_repeats(self) -> "DropReport":
+        """One record per (reason, file, column, action): what chunk-by-chunk validation reports as one file's."""
+        merged: dict[tuple, DropRecord] = {}
+        for record in self.records:
+            key = (record.reason, record.file, record.column, record.action)
+            if key not in merged:
+                merged[key] = DropRecord(**asdict(record))
+                continue
+            into = merged[key]
+            into.count += record.count
+            into.rows = (into.rows + record.rows)[:MAX_EXAMPLES]
+            into.values = (into.values + record.values)[:MAX_EXAMPLES]
+        return DropReport(list(merged.values()))
+
     @property
     def total(self) -> int:
         """Rows dropped (cleaned values are not counted: their rows stay)."""
