@@ -103,9 +103,13 @@ class _Checker:
             raise ConfigurationError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
         self.raw, self.on_invalid, self.report, self.row_offset = raw, on_invalid, report, row_offset
         self.dropped = np.zeros(raw.table.num_rows, dtype=bool)
+        # the rule (its place in the fixed order of checks) of every record this checker added: chunks of
+        # one file merge their records back into that order (DropReport.merge_repeats)
+        self.rule, self.record_rules = 0, []
 
     def check(self, bad: np.ndarray, reason: str, column: str | None, values: Any, policy: str | None = None,
               hint: str = "pass on_invalid='drop' (CLI --on_invalid drop) to drop such rows and report them") -> None:
+        self.rule += 1
         bad = bad & ~self.dropped
         count = int(bad.sum())
         if not count:
@@ -118,10 +122,12 @@ class _Checker:
                                       value=quoted[0], count=count, hint=hint)
         self.report.add(reason, file=self.raw.file, column=label, rows=list(where[:5] + self.row_offset),
                         values=quoted, count=count)
+        self.record_rules.append(self.rule)
         self.dropped |= bad
 
     def clean_ids(self, values: pa.Array, column: str, cap: bool = True) -> pa.Array:
         """Strip surrounding whitespace (counted in the report), then refuse ids over MAX_ID_LENGTH."""
+        self.rule += 1
         stripped, changed = strip_ids(values)
         changed &= ~self.dropped
         if changed.any():
@@ -129,6 +135,7 @@ class _Checker:
             self.report.add("surrounding whitespace", file=self.raw.file, column=self.raw.source_column(column),
                             rows=list(where[:5] + self.row_offset), values=[values[int(i)].as_py() for i in where[:5]],
                             count=int(changed.sum()), action="stripped")
+            self.record_rules.append(self.rule)
         if cap:
             self.check(overlong_ids(stripped), f"id longer than {MAX_ID_LENGTH} characters", column,
                        shorten(stripped), hint="check the file's quoting (an open quote swallows the lines after "

@@ -200,12 +200,15 @@ def _read_validated(source: _Source, behaviors: BehaviorSpec | None, on_invalid:
     files: list[str] = []
     first: RawEvents | None = None
     levels, has_sessions, seq, item_seq = None, False, 0, 0
+    rules: list[int] = []
     for raw, row in source.chunks():
         first = first or raw
         levels = levels or behavior_table(raw, behaviors)
         if raw.file not in files:
             files.append(raw.file)
-        rows = check_rows(raw, levels, _Checker(raw, on_invalid, report, row_offset=row), unit)
+        checker = _Checker(raw, on_invalid, report, row_offset=row)
+        rows = check_rows(raw, levels, checker, unit)
+        rules.extend(checker.record_rules)
         has_sessions = rows.sessions is not None
         n = len(rows.keep)
         columns = {
@@ -228,6 +231,7 @@ def _read_validated(source: _Source, behaviors: BehaviorSpec | None, on_invalid:
         steps.set_postfix_str(f"read {seq:,} events")
     if first is None or not valid.close():
         raise DataValidationError("the log holds no events", file=str(source.path))
+    report.records[:] = report.merge_repeats(rules).records
     return _Validated(levels, first.format, str(source.path) if len(files) > 1 else first.file, files, unit,
                       first.time_resolution if unit is not None else "order", has_sessions, items.close())
 
@@ -263,7 +267,6 @@ def prepare_out_of_core(
         report = DropReport()
         steps.set_postfix_str("read")
         log = _read_validated(source, behaviors, on_invalid, work, report, steps)
-        report = report.merge_repeats()
         steps.update()
 
         steps.set_postfix_str("sort and filter")

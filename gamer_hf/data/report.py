@@ -97,10 +97,18 @@ class DropReport:
     def extend(self, other: "DropReport") -> None:
         self.records.extend(other.records)
 
-    def merge_repeats(self) -> "DropReport":
-        """One record per (reason, file, column, action): what chunk-by-chunk validation reports as one file's."""
+    def merge_repeats(self, rules: list[int] | None = None) -> "DropReport":
+        """One record per (reason, file, column, action): what chunk-by-chunk validation reports as one file's.
+
+        `rules` (one per record) puts the merged records of each file in the order of the rules that made them.
+        """
+        records = self.records
+        if rules is not None:
+            files = {record.file: n for n, record in enumerate(reversed(records))}  # first appearance of a file
+            order = sorted(range(len(records)), key=lambda i: (-files[records[i].file], rules[i], i))
+            records = [records[i] for i in order]
         merged: dict[tuple, DropRecord] = {}
-        for record in self.records:
+        for record in records:
             key = (record.reason, record.file, record.column, record.action)
             if key not in merged:
                 merged[key] = DropRecord(**asdict(record))
