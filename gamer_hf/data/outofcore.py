@@ -83,8 +83,8 @@ from .tables import iter_table_chunks, read_table, timestamp_numbers
 __all__ = ["prepare_out_of_core", "reads_in_chunks", "CHUNKED_FORMATS"]
 
 CHUNKED_FORMATS = ("events", "gamer", "taobao", "retailrocket", "tmall")
-CHUNK_BYTES = 64 << 20  # of CSV text per chunk (about a million events)
-BLOCK_EVENTS = 1 << 20  # events per block of whole users in step 3
+CHUNK_BYTES = 16 << 20  # of CSV text per chunk (about 400,000 events)
+BLOCK_EVENTS = 1 << 19  # events per block of whole users in step 3
 
 
 def reads_in_chunks(path: Path, format: str) -> bool:
@@ -255,7 +255,7 @@ def prepare_out_of_core(
     seed: int = 42,
     progress: bool = True,
     format_options: dict[str, Any] | None = None,
-    memory_limit: str = "2GB",
+    memory_limit: str = "1GB",
     block_events: int = BLOCK_EVENTS,
 ) -> PreparedData:
     """`prepare(..., engine="duckdb")`: the same prepared folder, built out of core (see the module docstring)."""
