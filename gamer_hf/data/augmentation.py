@@ -46,7 +46,8 @@ def augmentation_keep_masks(
     for k in range(1, copies + 1):
         stream = np.random.PCG64(np.random.SeedSequence([seed, k]))
         stream.advance(offset)  # one 64-bit draw per event before this block
-        order = np.lexsort((np.random.Generator(stream).random(n), group))  # a random permutation inside every (user, behavior)
+        # a random permutation inside every (user, behavior)
+        order = np.lexsort((np.random.Generator(stream).random(n), group))
         grouped = group[order]
         starts = np.r_[0, np.flatnonzero(grouped[1:] != grouped[:-1]) + 1]
         sizes = np.diff(np.r_[starts, n])

@@ -87,7 +87,7 @@ def plain_events(table: pa.Table, file: str, *, columns: dict[str, str] | None =
 
 
 def _unit_option(timestamp_unit: str, time_unit: str | None) -> str:
-    """`time_unit=` is the old name of `timestamp_unit=` (the CLI's --timestamp_unit); it still works, with a warning."""
+    """`time_unit=` is the old name of `timestamp_unit=` (the CLI flag's name); it still works, with a warning."""
     if time_unit is None:
         return timestamp_unit
     warnings.warn("time_unit= is deprecated; pass timestamp_unit= (the name of the CLI flag --timestamp_unit)",

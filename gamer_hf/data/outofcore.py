@@ -341,7 +341,8 @@ def _build_blocks(work: Path, plan: Any, levels: BehaviorTable, user_ids: pa.Arr
         steps.set_postfix_str(f"split {first + count:,} of {len(user_ids):,} users")
 
     for batch in pq.ParquetFile(work / "sorted.parquet").iter_batches(batch_size=min(1 << 18, block_events)):
-        pending = pa.Table.from_batches([batch]) if pending is None else pa.concat_tables([pending, pa.Table.from_batches([batch])])
+        table = pa.Table.from_batches([batch])
+        pending = table if pending is None else pa.concat_tables([pending, table])
         if pending.num_rows < block_events:
             continue
         users = pending["user"].to_numpy()
@@ -393,8 +394,8 @@ class _Database:
         keys = "user_id, item_id, behavior, timestamp" + (", session_id" if self.has_sessions else "")
         self.sql(f"CREATE TABLE firsts AS SELECT {keys}, min(seq) AS first FROM ev GROUP BY ALL "
                  "HAVING count(*) > 1")
-        self.sql(f"CREATE TABLE dup AS SELECT e.seq, e.src_file, e.src_row, e.user_id, e.item_id, e.behavior, e.timestamp "
-                 f"FROM ev e JOIN firsts f USING ({keys}) WHERE e.seq <> f.first")
+        self.sql("CREATE TABLE dup AS SELECT e.seq, e.src_file, e.src_row, e.user_id, e.item_id, e.behavior, "
+                 f"e.timestamp FROM ev e JOIN firsts f USING ({keys}) WHERE e.seq <> f.first")
         per_file = self.sql("SELECT src_file, count(*) FROM dup GROUP BY src_file ORDER BY min(seq)").fetchall()
         for file, count in per_file:
             examples = self.sql("SELECT src_row, user_id, item_id, behavior, timestamp FROM dup WHERE src_file = ? "
@@ -414,7 +415,8 @@ class _Database:
         self.sql("CREATE TABLE users0 AS SELECT user_id, min(seq) AS first FROM ev GROUP BY user_id")
         sessions = ", e.session_id" if self.has_sessions else ""
         self.sql(f"CREATE TABLE c AS SELECT e.user_id, e.item_id, e.behavior, e.timestamp{sessions}, "
-                 "row_number() OVER (ORDER BY u.first, e.timestamp, e.seq) AS pos FROM ev e JOIN users0 u USING (user_id)")
+                 "row_number() OVER (ORDER BY u.first, e.timestamp, e.seq) AS pos "
+                 "FROM ev e JOIN users0 u USING (user_id)")
         self.sql("DROP TABLE ev")
 
     def filter_min_user_events(self, minimum: int, report: DropReport, file: str) -> None:

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
