@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from gamer_hf.cli import main
 from gamer_hf.data import DataValidationError, PreparedData, generate_synthetic, load_prepared, prepare, write_synthetic
 from gamer_hf.data import outofcore
 from gamer_hf.data.outofcore import prepare_out_of_core
@@ -94,7 +95,8 @@ def test_a_folder_of_parquet_shards(tmp_path: Path, synthetic_events) -> None:
     assert duck.metadata["source"] == str(shards)
 
 
-def test_a_bad_row_is_named_by_its_shard_row_and_value(tmp_path: Path, synthetic_events) -> None:
+def test_a_bad_row_is_named_by_its_shard_row_and_value(tmp_path: Path, synthetic_events,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
     events = synthetic_events[0]
     shards = tmp_path / "export"
     shards.mkdir()
@@ -108,6 +110,13 @@ def test_a_bad_row_is_named_by_its_shard_row_and_value(tmp_path: Path, synthetic
     assert f"file {shards / 'b.parquet'}" in message and "row 417" in message and "'wishlist'" in message
     assert "column 'behavior'" in message
     assert list(tmp_path.iterdir()) == [shards]  # no output, no staging left
+    argv = ["prepare", "--events", str(shards), "--behaviors", "click:0,cart:1,buy:2", "--out", str(tmp_path / "o"),
+            "--engine", "duckdb", "--no_progress"]  # fmt: skip
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert str(shards / "b.parquet") in error and "row 417" in error and "'wishlist'" in error
+    assert main(argv + ["--on_invalid", "drop"]) == 0
+    assert "dropped 1 (behavior not in the level table" in capsys.readouterr().out
 
 
 def test_a_failure_leaves_the_previous_output(tmp_path: Path, synthetic_folder: Path,
