@@ -336,7 +336,7 @@ def prepare(
 
 
 # File inputs at least this large go out of core with engine="auto" (when there is an output folder).
-OUT_OF_CORE_BYTES = 256 << 20
+OUT_OF_CORE_BYTES = 64 << 20
 
 
 def choose_engine(engine: str, events: Any, format: str, out: str | os.PathLike | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ from gamer_hf.data import DataValidationError, PreparedData, generate_synthetic,
 from gamer_hf.data import outofcore
 from gamer_hf.data.outofcore import prepare_out_of_core
 from gamer_hf.data.prepare import choose_engine
+from gamer_hf.errors import ConfigurationError
 
 SPLITS = ("train", "validation", "test")
 
@@ -155,3 +157,23 @@ def test_gzip_csv_without_header_in_chunks(tmp_path: Path, synthetic_events, sma
     duck = prepare(path, out=tmp_path / "duck", engine="duckdb", progress=False)
     assert duck.metadata["format"] == "taobao"
     assert_same_preparation(memory, duck)
+
+
+def test_auto_takes_duckdb_for_large_files_only_where_it_can(tmp_path: Path, synthetic_folder: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    prepare_module = sys.modules[choose_engine.__module__]  # the module, not the function of the same name
+    out = tmp_path / "out"
+    events_file = synthetic_folder / "events.csv.gz"
+    inter = tmp_path / "log.inter"
+    inter.write_text("user_id:token\titem_id:token\tbehavior:token\n" + "u\ti\tclick\n" * 200)
+    monkeypatch.setattr(prepare_module, "OUT_OF_CORE_BYTES", 1024)
+    assert choose_engine("auto", synthetic_folder, "auto", out) == "duckdb"  # a gamer folder over the size
+    assert choose_engine("auto", synthetic_folder, "auto", None) == "memory"  # nowhere to spill
+    assert choose_engine("auto", inter, "auto", out) == "memory"  # recbole is read in memory only
+    assert choose_engine("auto", pd.DataFrame(), "auto", out) == "memory"
+    monkeypatch.setattr(prepare_module, "OUT_OF_CORE_BYTES", events_file.stat().st_size + 1)
+    assert choose_engine("auto", events_file, "gamer", out) == "memory"
+    with pytest.raises(ConfigurationError, match="out="):
+        prepare(synthetic_folder, engine="duckdb", progress=False)
+    with pytest.raises(ConfigurationError, match="engine must be"):
+        prepare(synthetic_folder, engine="spark", progress=False)
