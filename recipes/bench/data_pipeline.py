@@ -162,8 +162,9 @@ def run_workload(args: argparse.Namespace) -> dict[str, Any]:
                         else (Path(args.data_dir) / "retail_beh_mbht", "loo"))
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp()) / "prepared"
     prepare(source, protocol=protocol, max_history=args.max_history, augment_copies=args.augment_copies,
-            out=out, progress=False, engine=args.engine)
-    result.update(seconds=time.perf_counter() - start, peak_rss_mib=_peak_rss_mib(), engine=args.engine)
+            out=out, progress=False, engine=args.engine, memory_limit=args.memory_limit)
+    result.update(seconds=time.perf_counter() - start, peak_rss_mib=_peak_rss_mib(), engine=args.engine,
+                  memory_limit=args.memory_limit)
     prepared = load_prepared(out)  # memory-mapped, as training reads it
     meta = prepared.metadata
     result.update(events=meta["num_events"], users=meta["num_users"], items=meta["num_items"],
@@ -200,7 +201,8 @@ def compare_engines(args: argparse.Namespace) -> list[dict[str, Any]]:
             outs = {}
             for engine in args.engines:
                 outs[engine] = Path(scratch) / f"prepared_{events}_{engine}"
-                result = _child(args, "prepare", folder=folder, engine=engine, out=outs[engine], collate_rows=0)
+                result = _child(args, "prepare", folder=folder, engine=engine, out=outs[engine], collate_rows=0,
+                                memory_limit=args.memory_limit)
                 rows.append(result | {"workload": f"synthetic {events:,}", "generated": generated})
             if len(outs) > 1:
                 rows[-1]["same_as_first"] = _same_splits(*list(outs.values())[:2])
@@ -317,6 +319,7 @@ def main() -> None:
     parser.add_argument("--engines", nargs="+", choices=["memory", "duckdb"],
                         help="measure prepare alone with these engines on the same logs")
     parser.add_argument("--engine", default="memory", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-limit", default="1GB", help="DuckDB's memory_limit for the duckdb engine")
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--workload", choices=["generate", "prepare", "retail_beh_mbht"], help=argparse.SUPPRESS)
     parser.add_argument("--events", type=int, help=argparse.SUPPRESS)
