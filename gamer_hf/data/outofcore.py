@@ -255,7 +255,7 @@ def prepare_out_of_core(
     seed: int = 42,
     progress: bool = True,
     format_options: dict[str, Any] | None = None,
-    memory_limit: str = "1GB",
+    memory_limit: str = "512MB",
     block_events: int = BLOCK_EVENTS,
 ) -> PreparedData:
     """`prepare(..., engine="duckdb")`: the same prepared folder, built out of core (see the module docstring)."""

@@ -261,7 +261,7 @@ def prepare(
     progress: bool = True,
     format_options: dict[str, Any] | None = None,
     engine: str = "auto",
-    memory_limit: str = "1GB",
+    memory_limit: str = "512MB",
 ) -> PreparedData:
     """Turn an event log into train / validation / test datasets (and save them when `out` is given).
 

@@ -319,7 +319,7 @@ def main() -> None:
     parser.add_argument("--engines", nargs="+", choices=["memory", "duckdb"],
                         help="measure prepare alone with these engines on the same logs")
     parser.add_argument("--engine", default="memory", help=argparse.SUPPRESS)
-    parser.add_argument("--memory-limit", default="1GB", help="DuckDB's memory_limit for the duckdb engine")
+    parser.add_argument("--memory-limit", default="512MB", help="DuckDB's memory_limit for the duckdb engine")
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--workload", choices=["generate", "prepare", "retail_beh_mbht"], help=argparse.SUPPRESS)
     parser.add_argument("--events", type=int, help=argparse.SUPPRESS)
@@ -371,7 +371,7 @@ events file, filter, sessionize, split, build and augment training sequences, sa
 _ENGINES_EXPLANATION = """Prepare alone (session protocol, max_history 50, 2 augmented copies, saved) of the same
 synthetic events.csv.gz, each engine in a fresh process (peak RSS = its `ru_maxrss`, imports
 included): `memory` holds the log in Arrow/numpy, `duckdb` is the out-of-core engine
-(`gamer_hf.data.outofcore` defaults: DuckDB memory_limit 1GB, chunks of 16 MiB of CSV, blocks of 512k events).
+(`gamer_hf.data.outofcore`: chunks of 16 MiB of CSV, blocks of 512k events, DuckDB memory_limit as in the command, 512MB by default).
 "same splits": the two prepared folders hold equal splits, id maps and metadata."""
 
 _NOTES = """Collation: the vectorized collator looks ids up in a dictionary (an Arrow batch: only its
