@@ -63,6 +63,10 @@ class DataReport:
     repeats: dict[str, RepeatShare]  # behavior -> its test cases' repeat figures
     warnings: list[DataWarning] = field(default_factory=list)
 
+    def lacks_target_cases(self, split: str) -> bool:
+        """True when there is a target behavior and `split` has no case of it (nothing to fit or select on)."""
+        return self.target_behavior is not None and not self.target_cases.get(split)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
