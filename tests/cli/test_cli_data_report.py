@@ -39,10 +39,10 @@ def test_evaluate_warns_and_fits_no_reranker_without_target_validation_cases(
                      "--num_beams", "10", "--out", str(tmp_path)]) == 0
     warned = [record.getMessage() for record in caplog.records]
     assert any("'buy' never occurs in the training sequences and has 0 validation cases" in m for m in warned)
-    assert any(m.startswith("skipping GAMER+rerank and Repeat+learned: the validation split has no case of the "
-                            "target behavior 'buy'") for m in warned)
+    assert any(m.startswith("skipping GAMER+mix, GAMER+rerank and Repeat+learned: the validation split has no "
+                            "case of the target behavior 'buy'") for m in warned)
     saved = json.loads((tmp_path / "eval_results.json").read_text())
-    assert {result["name"] for result in saved["results"]}.isdisjoint({"GAMER+rerank", "Repeat+learned"})
+    assert {result["name"] for result in saved["results"]}.isdisjoint({"GAMER+mix", "GAMER+rerank", "Repeat+learned"})
     report = saved["metadata"]["data_report"]
     assert report["target_cases"]["validation"] == 0 and report["warnings"][0]["kind"] == "target_absent"
 
