@@ -42,6 +42,7 @@ from .arrays import EventArrays
 from .behaviors import BehaviorSpec, BehaviorTable
 from .build import SplitPlan, build_splits, plan_splits
 from .checks import unit_label
+from .diagnostics import diagnose
 from .events import EventLog, OnInvalid
 from .filters import filter_k_core, filter_min_user_events
 from .formats import read_events
@@ -81,7 +82,8 @@ class PreparedData:
         return DropReport.from_list(self.metadata["drop_report"])
 
     def summary(self) -> str:
-        return format_summary(self.metadata)
+        """What `gamer-hf prepare` prints: the figures of `format_summary`, then the data report's findings."""
+        return format_summary(self.metadata) + "\n" + diagnose(self.splits, self.metadata).format()
 
     def save(self, out: str | os.PathLike) -> Path:
         """Write atomically: a temporary sibling folder renamed over `out`."""
