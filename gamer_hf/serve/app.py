@@ -179,7 +179,7 @@ def create_app(load: Callable[[], Recommender], settings: ServeSettings | None =
             state.load_error = f"{type(error).__name__}: {error}"
             return
         state.batcher = MicroBatcher(
-            recommender.run, state.settings.max_batch_size, state.settings.max_wait_ms,
+            state.metrics.decoding.track_inprogress()(recommender.run), state.settings.max_batch_size, state.settings.max_wait_ms,
             on_batch=state.metrics.batch_size.observe, on_queue=state.metrics.queue_depth.set,
         )
         state.batcher.start()
@@ -248,7 +248,7 @@ def create_app(load: Callable[[], Recommender], settings: ServeSettings | None =
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        """Prometheus text format: requests by path and status, latency, batch sizes, queue depth."""
+        """Prometheus text format: requests by path and status, latency, batch sizes, queue depth, batches decoding."""
         return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app
