@@ -94,6 +94,8 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(server: ServerProcess, l
                 assert not all(task.done() for task in in_flight), "the load finished before it was seen queued"
                 await asyncio.sleep(0.01)
             server.terminate()
+            while (await client.get(f"{url}/ready")).status_code == 200:
+                await asyncio.sleep(0.01)  # until the signal is handled
             late = await client.post(f"{url}/v1/recommend", json=GOOD)  # the port stays open while draining
             assert not all(task.done() for task in in_flight), "the load finished before the signal: make it wider"
             return list(await asyncio.gather(*in_flight)), late
