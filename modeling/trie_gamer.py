@@ -36,6 +36,8 @@ class ItemTrie:
             self.child_ptr.append(torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)]))
             self.child_codes.append(keys % size)
             nodes, num_nodes = children, keys.numel()
+        if num_nodes != self.num_items:
+            raise ValueError("the item index maps two items to the same code tuple; semantic IDs must be unique")
         self.leaf_to_item = torch.full((num_nodes,), -1, dtype=torch.long)
         self.leaf_to_item[nodes] = torch.arange(self.num_items)
         self.item_to_leaf = nodes
@@ -76,6 +78,16 @@ class ItemTrie:
         idx = torch.searchsorted(keys, query).clamp(max=keys.numel() - 1)
         found = (keys[idx] == query) & (nodes >= 0) & (codes >= 0) & (codes < self.codebook_sizes[depth])
         return torch.where(found, idx, torch.full_like(idx, -1))
+
+    def items_of(self, codes: torch.Tensor) -> torch.Tensor:
+        """Item rows of `[N, K]` code values, -1 for a path no item has (decoding without a dict of tuples)."""
+        codes = codes.to(self.leaf_to_item.device)
+        if self.num_items == 0:
+            return torch.full(codes.shape[:1], -1, dtype=torch.long, device=codes.device)
+        nodes = torch.zeros(codes.shape[0], dtype=torch.long, device=codes.device)
+        for depth in range(self.num_levels):
+            nodes = self.step(nodes, depth, codes[:, depth])
+        return torch.where(nodes >= 0, self.leaf_to_item[nodes.clamp(min=0)], -1)
 
     def allowed(self, nodes: torch.Tensor, depth: int) -> torch.Tensor:
         """Boolean [*nodes.shape, C_depth]: which codes continue each node to a real item."""
