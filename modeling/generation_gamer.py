@@ -172,8 +172,9 @@ def _decode_step(model: Any, cache: Any, tokens: torch.Tensor, position: torch.T
 
 def _excluded_leaves(tokenizer: Any, trie: ItemTrie, exclude: Sequence[set[str]], device: torch.device) -> torch.Tensor:
     """Sorted keys user * num_leaves + leaf for every (user, history item) pair to keep out of the results."""
-    position = {item: i for i, item in enumerate(tokenizer.item_ids)}
-    rows = [(user, position[item]) for user, items in enumerate(exclude) for item in items if item in position]
+    pairs = [(user, item) for user, items in enumerate(exclude) for item in items]
+    found = tokenizer.item_index.rows([item for _, item in pairs]).tolist()  # one vectorized lookup
+    rows = [(user, row) for (user, _), row in zip(pairs, found) if row >= 0]
     if not rows:
         return torch.empty(0, dtype=torch.long, device=device)
     users, item_rows = torch.tensor(rows, device=device).T
