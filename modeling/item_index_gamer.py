@@ -87,7 +87,17 @@ class ItemIndex(Mapping):
         self._lengths = np.diff(self._starts) - 1
         self._width = int(self._lengths.max()) if len(self._lengths) else 0
         self.item_ids = ItemIds(buffer.tobytes(), self._starts)
-        self._check_sorted(where)
+        self._keys = None  # ids of at most 8 bytes (numeric ids): one big-endian integer each, searched in C
+        if self._width <= 8:
+            padded = np.zeros((len(self), 8), dtype=np.uint8)
+            padded[np.arange(8) < self._lengths[:, None]] = buffer[buffer != 0]
+            self._keys = padded.view(">u8").reshape(-1)
+            wrong = np.flatnonzero(self._keys[1:] <= self._keys[:-1])
+            if wrong.size:
+                raise ValueError(f"{where}: item ids are not sorted and unique at row {int(wrong[0]) + 1} "
+                                 f"({self.item_ids[int(wrong[0])]!r} then {self.item_ids[int(wrong[0]) + 1]!r})")
+        else:
+            self._check_sorted(where)
 
     # ----- construction -----
     @classmethod
@@ -199,6 +209,12 @@ class ItemIndex(Mapping):
         lengths = lengths[fits]
         joined = np.frombuffer(b"".join(encoded if len(fits) == len(encoded) else [encoded[i] for i in fits]),
                                dtype=np.uint8)
+        if self._keys is not None:
+            keys = _padded(joined, np.cumsum(lengths) - lengths, lengths, 8).view(">u8").reshape(-1)
+            candidate = np.minimum(np.searchsorted(self._keys, keys), len(self) - 1)
+            hit = (self._keys[candidate] == keys) & (self._lengths[candidate] == lengths)  # a NUL in a query pads alike
+            found[fits[hit]] = candidate[hit]
+            return found
         queries = _padded(joined, np.cumsum(lengths) - lengths, lengths, self._width)
         low, high = np.zeros(len(fits), dtype=np.int64), np.full(len(fits), len(self), dtype=np.int64)
         while (active := np.flatnonzero(low < high)).size:

@@ -19,17 +19,20 @@ BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
 IDS = ["10", "9", "100", "a", "ab", "b", "", "é", "日本", "z" * 30, "0", "-1", "a b"]
 
 
-@pytest.fixture(scope="module")
-def index() -> tuple[dict[str, tuple[int, ...]], ItemIndex]:
+SHORT_IDS = [item for item in IDS if len(item.encode()) <= 8]  # searched as 8-byte integer keys
+
+
+@pytest.fixture(scope="module", params=["long", "short"])
+def index(request) -> tuple[dict[str, tuple[int, ...]], ItemIndex]:
     rng = np.random.default_rng(0)
-    mapping = {item: tuple(int(c) for c in rng.integers(0, 300, 3)) for item in IDS}
+    mapping = {item: tuple(int(c) for c in rng.integers(0, 300, 3)) for item in (IDS if request.param == "long" else SHORT_IDS)}
     return mapping, ItemIndex.from_mapping(mapping)
 
 
 def test_lookups_agree_with_a_dict(index) -> None:
     mapping, built = index
-    assert list(built.item_ids) == sorted(IDS) and built == mapping
-    queries = [*IDS, "1", "a\0", "aa", "z" * 31, "zz", "日", "e", 10, None]
+    assert list(built.item_ids) == sorted(mapping) and built == mapping
+    queries = [*IDS, "1", "a\0", "aa", "z" * 31, "zz", "日", "e", "12345678", "123456789", 10, None]
     rows = built.rows(queries)
     for query, row in zip(queries, rows.tolist()):
         assert row == built.row(query if isinstance(query, str) else str(query))
@@ -44,7 +47,7 @@ def test_save_load_round_trip_is_compact(index, tmp_path: Path) -> None:
     built.save(tmp_path / "index.safetensors")
     tensors = load_file(tmp_path / "index.safetensors")
     assert tensors["codes"].dtype == np.int16  # codes up to 299 do not fit uint8
-    assert tensors["item_ids"].nbytes == sum(len(item.encode()) + 1 for item in IDS)
+    assert tensors["item_ids"].nbytes == sum(len(item.encode()) + 1 for item in mapping)
     assert ItemIndex.load(tmp_path / "index.safetensors") == mapping
 
 
