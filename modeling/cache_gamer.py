@@ -7,9 +7,10 @@ mask sizes and compilability read as for any decoder. Two named parts sit beside
 - `roles`: the behavior identity of every cached token (0 for pads), which the cross-level rule
   reads for each key and which a fed-back code token inherits from the last cached one.
 
-Both are layers of the same kind as the self-attention ones (dynamic or static), so beam reordering,
-cropping (assisted decoding) and batch expansion move all three together. `GamerBeamCache` is the
-shared-prompt state `recommend()` decodes its beams on, made from a filled GAMER cache.
+All are layers of one kind (dynamic, static, or `GamerBeamLayer` for beams that share their prompt), so
+beam reordering, cropping (assisted decoding) and batch expansion move all three together.
+`GamerBeamCache` is the state `recommend()` and `score_items()` decode on: each prompt's keys once,
+then one block of per-beam slots per step, read through a 4D mask by the ordinary forward.
 """
 
 from __future__ import annotations
