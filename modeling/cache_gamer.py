@@ -178,10 +178,11 @@ class GamerBeamLayer(CacheLayerMixin):
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         """Keep the beams `beam_idx` (flat rows of `batch * width` beams, each among its own prompt's)."""
-        batch = self.keys.shape[0] if self.is_initialized else None
-        if batch is None:
-            return
-        parents = _parents(beam_idx.to(self.device), batch, self.width, self.num_beams)
+        if self.is_initialized:
+            self.select_beams(_parents(beam_idx.to(self.device), self.keys.shape[0], self.width, self.num_beams))
+
+    def select_beams(self, parents: torch.Tensor) -> None:
+        """Keep, per prompt, the beams `parents` ([batch, new_width] indices among its live beams)."""
         if self.steps:
             for blocks in self._blocks():
                 index = parents[:, None, None, :, None].expand(*blocks.shape[:3], parents.shape[1], blocks.shape[-1])
@@ -214,7 +215,7 @@ def _parents(beam_idx: torch.Tensor, batch: int, width: int, num_beams: int) -> 
     """[batch, new_width] beam indices within each prompt from flat rows of `batch * width` beams."""
     if beam_idx.numel() % batch:
         raise ValueError(f"{beam_idx.numel()} beam rows do not split evenly over {batch} prompts")
-    rows = beam_idx.view(batch, -1)
+    rows = beam_idx.reshape(batch, -1)
     parents = rows - torch.arange(batch, device=rows.device)[:, None] * width
     if rows.shape[1] > num_beams or bool(((parents < 0) | (parents >= width)).any()):
         raise ValueError(f"beam rows must stay within their prompt's {width} beams and number at most "
@@ -227,7 +228,7 @@ class GamerBeamCache(GamerCacheMixin, Cache):
 
     Self-attention layers, cross-level layers and roles are all `GamerBeamLayer`s: the prefill fills the
     prompt once per prompt (`[batch, ...]`), and each decode step feeds `[batch, width]` tokens, one per
-    live beam, with `beam_mask(width)` as its 4D attention mask and explicit `position_ids`. Rows of the
+    live beam, with `beam_mask()` as its 4D attention mask and explicit `position_ids`. Rows of the
     logical batch are `batch * width` beams (prompt-major), which `reorder_cache` selects as beam search does.
     """
 
@@ -248,6 +249,12 @@ class GamerBeamCache(GamerCacheMixin, Cache):
     def width(self) -> int:
         """Live beams per prompt."""
         return self.layers[0].width
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """As `GamerBeamLayer.reorder_cache`, with the rows checked once for all layers and parts."""
+        parents = _parents(beam_idx.to(self._mask.device), self._mask.shape[0], self.width, self.num_beams)
+        for layer in [*self.layers, *self._parts]:
+            layer.select_beams(parents)
 
     def beam_mask(self) -> torch.Tensor:
         """Boolean [batch, 1, width, keys] mask of the next decode step (its queries are the new block)."""
