@@ -267,8 +267,11 @@ def _decode_step(model: Any, cache: GamerBeamCache, tokens: torch.Tensor, positi
 
     Every beam sits at the same position after its prompt; its roles follow from the token ids and the cache.
     """
-    step = model(input_ids=tokens, attention_mask=cache.beam_mask(), position_ids=position.expand_as(tokens),
-                 cache=cache, use_cache=True)
+    allowed = cache.beam_mask()
+    dtype = model.dtype  # additive (0 where allowed): the form every backend takes, flex included
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+    step = model(input_ids=tokens, attention_mask=mask, position_ids=position.expand_as(tokens), cache=cache,
+                 use_cache=True)
     return torch.log_softmax(step.logits.float(), dim=-1)
 
 
