@@ -7,9 +7,10 @@ mask sizes and compilability read as for any decoder. Two named parts sit beside
 - `roles`: the behavior identity of every cached token (0 for pads), which the cross-level rule
   reads for each key and which a fed-back code token inherits from the last cached one.
 
-Both are layers of the same kind as the self-attention ones (dynamic or static), so beam reordering,
-cropping (assisted decoding) and batch expansion move all three together. `GamerBeamCache` is the
-shared-prompt state `recommend()` decodes its beams on, made from a filled GAMER cache.
+All are layers of one kind (dynamic, static, or `GamerBeamLayer` for beams that share their prompt), so
+beam reordering, cropping (assisted decoding) and batch expansion move all three together.
+`GamerBeamCache` is the state `recommend()` and `score_items()` decode on: each prompt's keys once,
+then one block of per-beam slots per step, read through a 4D mask by the ordinary forward.
 """
 
 from __future__ import annotations
@@ -109,86 +110,158 @@ def gamer_cache_like(cache: Cache, config: PreTrainedConfig) -> GamerCacheMixin:
     raise TypeError(f"GAMER decodes with GamerCache or GamerStaticCache, not {type(cache).__name__}")
 
 
-class GamerBeamCache:
-    """Decoding state for beams that share one prompt (used by `recommend()`), made from a prefill cache.
+class GamerBeamLayer(CacheLayerMixin):
+    """One layer's keys and values for beams that share their prompt, preallocated.
 
-    The prompt's keys and values stay `[batch, ...]` and are never copied per beam; each beam keeps
-    only the few code tokens it generated. A prompt's beams are folded into the query rows of one
-    attention call (through the model's attention interface) over the prompt and all beams' tokens,
-    masked so each beam reads the prompt and its own tokens: the same result as a per-beam copy.
+    Layout along the sequence axis: the prompt's tokens (written once by the prefill), then one block of
+    `num_beams` slots per decode step; slot `b` of every block holds beam `b`'s token of that step
+    (`reorder_cache` keeps it so). A step's queries are its beams' tokens, one per slot of the new block,
+    and read the prompt and their own slots: the mask `GamerBeamCache.beam_mask` gives that rule, so
+    the attention layers run as for any cache and any attention backend. The prompt is never copied per beam.
     """
 
-    def __init__(self, prefill: GamerCacheMixin, attention_mask: torch.Tensor, cross_allowed: torch.Tensor | None) -> None:
-        self.prefix = [(layer.keys, layer.values) for layer in prefill.layers]
-        self.cross_prefix = [(layer.keys, layer.values) for layer in prefill.cross_level_layers]
-        self.prefix_valid = attention_mask.bool()  # [B, T] keys of the prompt that self-attention reads
-        self.cross_allowed = cross_allowed  # [B, T] prompt keys of strictly lower level than the request
-        self.suffix: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.beams = 1
+    is_compileable = False
+    is_croppable = True
+    is_sliding = False
 
-    @classmethod
-    def from_prefill(cls, prefill: GamerCacheMixin, attention_mask: torch.Tensor, requested_level: torch.Tensor | None,
-                     level_table: torch.Tensor) -> "GamerBeamCache":
-        """`requested_level` [batch]: level of the behavior each prompt asks for (None without cross-level layers);
-        the cross-level layers of a generated code read the prompt keys of strictly lower level."""
-        cross_allowed = None
-        if requested_level is not None:
-            key_behavior = prefill.roles.keys[:, 0, :, 0]
-            cross_allowed = (key_behavior > 0) & (level_table.to(key_behavior.device)[key_behavior] < requested_level[:, None])
-        return cls(prefill, attention_mask, cross_allowed)
+    def __init__(self, num_beams: int, max_new_tokens: int) -> None:
+        super().__init__()
+        self.num_beams = num_beams
+        self.max_new_tokens = max_new_tokens
+        self.prompt_length = 0
+        self.steps = 0  # filled blocks
+        self.width = 1  # live beams per prompt (slots in use per block)
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        batch, heads, self.prompt_length, _ = key_states.shape
+        capacity = self.prompt_length + self.max_new_tokens * self.num_beams
+        self.keys = key_states.new_zeros(batch, heads, capacity, key_states.shape[-1])
+        self.values = value_states.new_zeros(batch, heads, capacity, value_states.shape[-1])
+        self.device = key_states.device
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prefill writes the prompt; each later call writes one block ([batch, heads, width, dim])."""
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+            start = 0
+        else:
+            if self.steps == self.max_new_tokens:
+                raise ValueError(f"this beam cache holds {self.max_new_tokens} decode steps; all are filled")
+            if key_states.shape[-2] != self.width:
+                raise ValueError(f"a decode step feeds one token per live beam ({self.width}), got "
+                                 f"{key_states.shape[-2]}")
+            start = self.prompt_length + self.steps * self.num_beams
+            self.steps += 1
+        self.keys[:, :, start : start + key_states.shape[-2]] = key_states
+        self.values[:, :, start : start + value_states.shape[-2]] = value_states
+        end = self.get_seq_length()
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+    def get_seq_length(self) -> int:
+        """Slots read by the next step's keys so far (the prompt and the filled blocks)."""
+        return self.prompt_length + self.steps * self.num_beams if self.is_initialized else 0
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.get_seq_length() + query_length, 0
+
+    def get_max_length(self) -> int:
+        return self.prompt_length + self.max_new_tokens * self.num_beams if self.is_initialized else -1
+
+    def _blocks(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Views [batch, heads, steps, num_beams, dim] of the filled blocks."""
+        span = slice(self.prompt_length, self.get_seq_length())
+        batch, heads, _, dim = self.keys.shape
+        return (self.keys[:, :, span].view(batch, heads, self.steps, self.num_beams, dim),
+                self.values[:, :, span].view(batch, heads, self.steps, self.num_beams, -1))
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """Keep the beams `beam_idx` (flat rows of `batch * width` beams, each among its own prompt's)."""
+        if self.is_initialized:
+            self.select_beams(_parents(beam_idx.to(self.device), self.keys.shape[0], self.width, self.num_beams))
+
+    def select_beams(self, parents: torch.Tensor) -> None:
+        """Keep, per prompt, the beams `parents` ([batch, new_width] indices among its live beams)."""
+        if self.steps:
+            for blocks in self._blocks():
+                index = parents[:, None, None, :, None].expand(*blocks.shape[:3], parents.shape[1], blocks.shape[-1])
+                blocks[..., : parents.shape[1], :] = blocks.gather(3, index)
+        self.width = parents.shape[1]
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self.reorder_cache(indices)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.is_initialized:
+            rows = torch.arange(self.keys.shape[0] * self.width, device=self.device)
+            self.reorder_cache(rows.repeat_interleave(repeats))
+
+    def crop(self, tokens_to_remove: int) -> None:
+        """Drop the last `-tokens_to_remove` decode steps of every beam (never the prompt)."""
+        if tokens_to_remove > 0 or -tokens_to_remove > self.steps:
+            raise ValueError(f"crop takes a negative count of at most the {self.steps} decoded tokens, "
+                             f"got {tokens_to_remove}")
+        self.steps += tokens_to_remove
+
+    def reset(self) -> None:
+        """Drop the buffers: the next update is a new prompt's prefill, whatever its length."""
+        self.keys = self.values = None
+        self.is_initialized = False
+        self.prompt_length, self.steps, self.width = 0, 0, 1
+
+
+def _parents(beam_idx: torch.Tensor, batch: int, width: int, num_beams: int) -> torch.Tensor:
+    """[batch, new_width] beam indices within each prompt from flat rows of `batch * width` beams."""
+    if beam_idx.numel() % batch:
+        raise ValueError(f"{beam_idx.numel()} beam rows do not split evenly over {batch} prompts")
+    rows = beam_idx.reshape(batch, -1)
+    parents = rows - torch.arange(batch, device=rows.device)[:, None] * width
+    if rows.shape[1] > num_beams or bool(((parents < 0) | (parents >= width)).any()):
+        raise ValueError(f"beam rows must stay within their prompt's {width} beams and number at most "
+                         f"{num_beams} per prompt")
+    return parents
+
+
+class GamerBeamCache(GamerCacheMixin, Cache):
+    """Decoding state of `recommend()` and `score_items()`: beams that share one prompt, as a `Cache`.
+
+    Self-attention layers, cross-level layers and roles are all `GamerBeamLayer`s: the prefill fills the
+    prompt once per prompt (`[batch, ...]`), and each decode step feeds `[batch, width]` tokens, one per
+    live beam, with `beam_mask()` as its 4D attention mask and explicit `position_ids`. Rows of the
+    logical batch are `batch * width` beams (prompt-major), which `reorder_cache` selects as beam search does.
+    """
+
+    def __init__(self, config: PreTrainedConfig, attention_mask: torch.Tensor, num_beams: int, max_new_tokens: int
+                 ) -> None:
+        def make_layer() -> GamerBeamLayer:
+            return GamerBeamLayer(num_beams, max_new_tokens)
+
+        super().__init__(layers=[make_layer() for _ in range(config.num_hidden_layers)])
+        self._init_parts(config, make_layer)
+        self.num_beams = num_beams
+        # [batch, 1, num_beams, prompt + steps * num_beams]: a beam reads the prompt's real tokens and its own slots.
+        own = torch.eye(num_beams, dtype=torch.bool, device=attention_mask.device).repeat(1, max_new_tokens)
+        prompt = attention_mask.bool()[:, None, None, :].expand(-1, 1, num_beams, -1)
+        self._mask = torch.cat([prompt, own.expand(attention_mask.shape[0], 1, -1, -1)], dim=-1)
 
     @property
-    def batch_size(self) -> int:
-        return self.prefix_valid.shape[0]
+    def width(self) -> int:
+        """Live beams per prompt."""
+        return self.layers[0].width
 
-    def select_beams(self, rows: torch.Tensor, beams: int) -> None:
-        """Keep the generated tokens of the beams in `rows` (indices into the current beams)."""
-        self.suffix = {i: (k[rows], v[rows]) for i, (k, v) in self.suffix.items()}
-        self.beams = beams
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """As `GamerBeamLayer.reorder_cache`, with the rows checked once for all layers and parts."""
+        parents = _parents(beam_idx.to(self._mask.device), self._mask.shape[0], self.width, self.num_beams)
+        for layer in [*self.layers, *self._parts]:
+            layer.select_beams(parents)
 
-    def cross_has_key(self) -> torch.Tensor | None:
-        if self.cross_allowed is None:
+    def beam_mask(self) -> torch.Tensor:
+        """Boolean [batch, 1, width, keys] mask of the next decode step (its queries are the new block)."""
+        return self._mask[:, :, : self.width, : self.get_seq_length() + self.num_beams]
+
+    def last_behavior_ids(self) -> torch.Tensor | None:
+        """Every beam continues its prompt, whose last token is the requested behavior."""
+        if not self.roles.is_initialized:
             return None
-        return self.cross_allowed.any(-1).repeat_interleave(self.beams)[:, None]
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, index: int, cross_level: bool = False
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Keys, values and boolean mask for the fed tokens' queries folded as `fold` does.
-
-        `key_states`/`value_states`: [batch * beams, kv_heads, 1, dim] of one fed token per beam. The keys
-        are the shared prompt followed by every beam's generated tokens ([batch, kv_heads, T + beams * s,
-        dim]); the mask [batch, 1, beams, keys] lets a beam read the prompt's real keys and its own tokens.
-        Cross-level layers read only the prompt (generated codes share the requested level).
-        """
-        batch, beams = self.batch_size, self.beams
-        if cross_level:
-            keys, values = self.cross_prefix[index]
-            allowed = self.cross_allowed[:, None, :].expand(batch, beams, -1)
-            # A beam with nothing to read gets one key, so softmax stays finite; the layer's gate zeroes it.
-            first = torch.arange(allowed.shape[-1], device=allowed.device) == 0
-            return keys, values, (allowed | (first & ~allowed.any(-1, keepdim=True)))[:, None]
-        if index in self.suffix:
-            key_states = torch.cat([self.suffix[index][0], key_states], dim=-2)
-            value_states = torch.cat([self.suffix[index][1], value_states], dim=-2)
-        self.suffix[index] = (key_states, value_states)
-        prefix_k, prefix_v = self.prefix[index]
-        generated = key_states.shape[-2]
-
-        def per_prompt(states: torch.Tensor) -> torch.Tensor:  # [B*beams, kv, s, d] -> [B, kv, beams*s, d]
-            kv_heads, dim = states.shape[1], states.shape[-1]
-            return states.view(batch, beams, kv_heads, generated, dim).transpose(1, 2).reshape(batch, kv_heads, -1, dim)
-
-        keys = torch.cat([prefix_k, per_prompt(key_states)], dim=-2)
-        values = torch.cat([prefix_v, per_prompt(value_states)], dim=-2)
-        own = torch.eye(beams, dtype=torch.bool, device=keys.device).repeat_interleave(generated, dim=1)
-        allowed = torch.cat([self.prefix_valid[:, None, :].expand(batch, beams, -1), own.expand(batch, -1, -1)], -1)
-        return keys, values, allowed[:, None]
-
-    def fold(self, query: torch.Tensor) -> torch.Tensor:
-        """[batch * beams, heads, 1, dim] -> [batch, heads, beams, dim]: a prompt's beams are its query rows."""
-        heads, dim = query.shape[1], query.shape[-1]
-        return query.view(self.batch_size, self.beams, heads, dim).transpose(1, 2)
-
-    def unfold(self, attn_output: torch.Tensor) -> torch.Tensor:
-        """Attention output [batch, beams, heads * dim] -> [batch * beams, 1, heads * dim]."""
-        return attn_output.reshape(self.batch_size * self.beams, 1, -1)
+        return self.roles.keys[:, 0, self.roles.prompt_length - 1, 0]

@@ -101,7 +101,14 @@ class GamerVocabLayout:
 
     @property
     def target_behavior(self) -> str:
-        return self.behavior_names[self.behavior_levels.index(max(self.behavior_levels))]
+        """The one behavior at the top level; a table without exactly one has no target behavior."""
+        if not self.behavior_names:
+            raise ValueError("behavior table is empty: the target behavior is the one at the top level")
+        top = max(self.behavior_levels)
+        names = [name for name, level in zip(self.behavior_names, self.behavior_levels) if level == top]
+        if len(names) != 1:
+            raise ValueError(f"behaviors {names} share the top level {top}: the target behavior must be unique")
+        return names[0]
 
     def behavior_token_id(self, name: str) -> int:
         if name not in self.behavior_names:

@@ -80,15 +80,15 @@ def beam_search_items(
     trie = ItemTrie.for_tokenizer(tokenizer).to(input_ids.device)
     offsets = tokenizer.code_token_offsets
     batch, device = input_ids.shape[0], input_ids.device
-    log_probs, cache, position, behavior_id = _prefill(model, input_ids, attention_mask)
+    cache = GamerBeamCache(model.config, attention_mask, num_beams, trie.num_levels - 1)
+    log_probs, position = _prefill(model, input_ids, attention_mask, cache)
     excluded_leaves = _excluded_leaves(tokenizer, trie, exclude, device) if exclude else None
 
     nodes = torch.zeros(batch, 1, dtype=torch.long, device=device)
     scores = torch.zeros(batch, 1, device=device)
     for depth in range(trie.num_levels):
         size = trie.codebook_sizes[depth]
-        level_lp = log_probs[:, offsets[depth] : offsets[depth] + size].view(batch, -1, size)
-        candidates = scores[..., None] + level_lp
+        candidates = scores[..., None] + log_probs[..., offsets[depth] : offsets[depth] + size]
         allowed = trie.allowed(nodes, depth)
         if excluded_leaves is not None and depth == trie.num_levels - 1:
             allowed &= ~_leaf_excluded(trie, nodes, excluded_leaves, depth)
@@ -99,11 +99,9 @@ def beam_search_items(
         nodes = trie.step(nodes.gather(1, parent), depth, codes)
         if depth == trie.num_levels - 1:
             break
-        # Rows follow their parent beam: the first time this expands each prefill row to its beams.
-        rows = (parent + torch.arange(batch, device=device)[:, None] * previous).view(-1)
-        cache.select_beams(rows, scores.shape[1])
-        position, behavior_id = position[rows] + 1, behavior_id[rows]
-        log_probs = _decode_step(model, cache, codes + offsets[depth], position, behavior_id, depth)
+        # Beams follow their parent: the first time this expands each prompt to its beams.
+        cache.reorder_cache((parent + torch.arange(batch, device=device)[:, None] * previous).view(-1))
+        log_probs = _decode_step(model, cache, codes + offsets[depth], position + 1 + depth)
     items = trie.leaf_to_item[nodes.clamp(min=0)]
     ids = tokenizer.item_ids
     results = []
@@ -127,47 +125,38 @@ def score_candidate_items(
     """
     offsets = tokenizer.code_token_offsets
     batch, width, levels = codes.shape
-    log_probs, cache, position, behavior_id = _prefill(model, input_ids, attention_mask)
+    cache = GamerBeamCache(model.config, attention_mask, width, levels - 1)
+    log_probs, position = _prefill(model, input_ids, attention_mask, cache)
     scores = torch.zeros(batch, width, device=input_ids.device)
     for depth in range(levels):
         tokens = codes[..., depth] + offsets[depth]
-        scores += log_probs.view(batch, -1, log_probs.shape[-1]).expand(batch, width, -1).gather(-1, tokens[..., None])[..., 0]
+        scores += log_probs.expand(batch, width, -1).gather(-1, tokens[..., None])[..., 0]
         if depth == levels - 1:
             break
-        if depth == 0:  # each prompt row becomes one row per candidate
-            rows = torch.arange(batch, device=input_ids.device).repeat_interleave(width)
-            cache.select_beams(rows, width)
-            position, behavior_id = position[rows], behavior_id[rows]
-        position = position + 1
-        log_probs = _decode_step(model, cache, tokens.view(-1), position, behavior_id, depth)
+        if depth == 0:  # each prompt becomes one beam per candidate
+            cache.reorder_cache(torch.arange(batch, device=input_ids.device).repeat_interleave(width))
+        log_probs = _decode_step(model, cache, tokens, position + 1 + depth)
     return scores
 
 
-def _prefill(model: Any, input_ids: torch.LongTensor, attention_mask: torch.LongTensor):
-    """Encode the prompts once: next-token log-probs, the shared beam cache, last positions and behavior ids."""
-    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, logits_to_keep=1)
-    layout = model.config.layout
-    behavior_id = layout.behavior_identity(input_ids[:, -1])
-    level_table = layout.level_table().to(input_ids.device)
-    requested = level_table[behavior_id] if model.config.cross_level_layers else None
-    # the prompt is never copied per beam
-    cache = GamerBeamCache.from_prefill(out.cache, attention_mask, requested, level_table)
+def _prefill(model: Any, input_ids: torch.LongTensor, attention_mask: torch.LongTensor, cache: GamerBeamCache):
+    """Encode the prompts once into `cache`: next-token log-probs [batch, 1, vocab] and each prompt's last position."""
+    out = model(input_ids=input_ids, attention_mask=attention_mask, cache=cache, use_cache=True, logits_to_keep=1)
     position = (attention_mask.long().sum(-1) - 1)[:, None]
-    return torch.log_softmax(out.logits[:, -1].float(), dim=-1), cache, position, behavior_id
+    return torch.log_softmax(out.logits.float(), dim=-1), position
 
 
-def _decode_step(model: Any, cache: Any, tokens: torch.Tensor, position: torch.Tensor, behavior_id: torch.Tensor,
-                 depth: int) -> torch.Tensor:
-    """Feed one code token per row (level `depth`) on the shared cache; next-token log-probs per row."""
-    step = model(
-        input_ids=tokens.reshape(-1, 1),
-        position_ids=position,
-        cache=cache,
-        use_cache=True,
-        behavior_ids=behavior_id[:, None],
-        item_position_ids=torch.full_like(position, depth + 2),
-    )
-    return torch.log_softmax(step.logits[:, -1].float(), dim=-1)
+def _decode_step(model: Any, cache: GamerBeamCache, tokens: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    """Feed one code token per live beam ([batch, width]) on the shared prompts; log-probs [batch, width, vocab].
+
+    Every beam sits at the same position after its prompt; its roles follow from the token ids and the cache.
+    """
+    allowed = cache.beam_mask()
+    dtype = model.dtype  # additive (0 where allowed): the form every backend takes, flex included
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+    step = model(input_ids=tokens, attention_mask=mask, position_ids=position.expand_as(tokens), cache=cache,
+                 use_cache=True)
+    return torch.log_softmax(step.logits.float(), dim=-1)
 
 
 def _excluded_leaves(tokenizer: Any, trie: ItemTrie, exclude: Sequence[set[str]], device: torch.device) -> torch.Tensor:

@@ -30,7 +30,7 @@ from transformers.utils import can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .cache_gamer import GamerBeamCache, GamerCache, GamerCacheMixin, gamer_cache_like
+from .cache_gamer import GamerCache, GamerCacheMixin, gamer_cache_like
 from .configuration_gamer import GamerConfig, save_with_remote_code
 from .generation_gamer import GamerGenerationMixin
 
@@ -238,16 +238,8 @@ class GamerAttention(nn.Module):
     def attend(
         self, query, key, value, attention_mask, cache: Cache | None, cache_idx: int, cross_level: bool, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Attention through the configured interface; output before o_proj.
-
-        On the shared-prompt beam state, a prompt's beams become the query rows of one call (`GamerBeamCache`).
-        """
-        beams = cache if isinstance(cache, GamerBeamCache) else None
-        if beams is not None:
-            key, value, attention_mask = beams.update(key, value, cache_idx, cross_level)
-            query = beams.fold(query)
-            attention_mask = self._beam_mask_for_backend(attention_mask, query.dtype)
-        elif cache is not None:
+        """Attention through the configured interface; output before o_proj."""
+        if cache is not None:
             update = cache.update_cross_level if cross_level else cache.update
             key, value = update(key, value, cache_idx)
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
@@ -264,20 +256,7 @@ class GamerAttention(nn.Module):
             **kwargs,
         )
         attn_output = attn_output.reshape(*attn_output.shape[:2], -1).contiguous()
-        return (attn_output if beams is None else beams.unfold(attn_output)), attn_weights
-
-    def _beam_mask_for_backend(self, allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """The shared-prompt beams' boolean mask in the form the backend takes: flex adds a tensor mask to the
-        scores (so it becomes additive); flash takes no such mask at all."""
-        implementation = self.config._attn_implementation
-        if implementation == "flex_attention":
-            return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
-        if implementation.startswith("flash_attention"):
-            raise ValueError(
-                "recommend() decodes a prompt's beams as the query rows of one call with a per-beam mask, which flash "
-                "attention cannot take: use model.set_attn_implementation('sdpa') (or 'flex_attention') for it"
-            )
-        return allowed
+        return attn_output, attn_weights
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
@@ -573,10 +552,6 @@ class GamerModel(GamerPreTrainedModel):
         roles = self._roles(input_ids, behavior_ids, item_position_ids, cache)
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
-        if isinstance(cache, GamerBeamCache):
-            if position_ids is None:
-                raise ValueError("decoding with a GamerBeamCache needs explicit position_ids")
-            return self._run_layers(inputs_embeds, position_ids, None, None, cache.cross_has_key(), roles, cache, kwargs)
         if use_cache and cache is None:
             cache = GamerCache(config=self.config)
         if cache is not None and not isinstance(cache, GamerCacheMixin):

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..modeling import GamerVocabLayout
+
 __all__ = ["EvalCase", "CASE_COLUMNS", "as_cases", "target_behavior", "ordered_behaviors"]
 
 CASE_COLUMNS: tuple[str, ...] = (
@@ -62,14 +64,8 @@ def as_cases(rows: Iterable[Mapping[str, Any] | EvalCase]) -> list[EvalCase]:
 
 
 def target_behavior(behaviors: Mapping[str, int]) -> str:
-    """The top-level behavior: the unique one with the highest level."""
-    if not behaviors:
-        raise ValueError("behavior table is empty: give a mapping name -> level such as {'click': 1, 'buy': 3}")
-    top = max(behaviors.values())
-    names = [name for name, level in behaviors.items() if level == top]
-    if len(names) != 1:
-        raise ValueError(f"behaviors {names} share the top level {top}: the target behavior must be unique")
-    return names[0]
+    """The target behavior of a name -> level table, by the vocabulary layout's rule (as the tokenizer and model)."""
+    return GamerVocabLayout(tuple(behaviors), tuple(behaviors.values()), ()).target_behavior
 
 
 def ordered_behaviors(behaviors: Mapping[str, int]) -> list[str]:

@@ -1,8 +1,19 @@
-"""recommend() (prefill once, shared cache, vectorized trie) vs stock generate(num_beams, prefix_allowed_tokens_fn).
+"""recommend() against its baselines, on one model and one set of histories per section.
 
-Same model, inputs and outputs; reports the speed ratio and checks the top-N lists are identical.
+Sections (`--sections`, default all):
+- `stock`: recommend() (prefill once, beams sharing the prompt in `GamerBeamCache`, vectorized trie)
+  vs stock `generate(num_beams, prefix_allowed_tokens_fn)`; speed ratio and identical top-N lists;
+- `prefill`: recommend() against one forward of the same prompts (the prefill it cannot avoid),
+  interleaved over `--rounds` rounds, CPU time of this process (one torch thread, so other jobs on a
+  shared machine count far less than in wall time) and wall time; recommend() split into encoding,
+  prefill forward, decode steps and the rest of the search (the forwards are timed by hooks);
+- `constraint`: the trie constraint's share of decode time (`ItemTrie.allowed`/`step` of the
+  tokenizer's trie, timed on that instance, over everything recommend() does after its prefill) at
+  `--items` and at `--constraint-items` (synthetic codes).
 
-    python recipes/bench/recommend_speed.py --preset small --items 10000 --history 50 --batch 64
+The `prefill` and `constraint` sections read CPU clocks: they are meant for CPU runs.
+
+    OMP_NUM_THREADS=1 python recipes/bench/recommend_speed.py --sections prefill constraint --batch 32
 """
 
 from __future__ import annotations
@@ -10,11 +21,17 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import torch
 
-from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast, make_prefix_allowed_tokens_fn
+from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast, ItemTrie, make_prefix_allowed_tokens_fn
+
+SECTIONS = ("stock", "prefill", "constraint")
 
 
 def catalogue(num_items: int, levels: int, codebook: int, seed: int) -> dict[str, tuple[int, ...]]:
@@ -54,16 +71,142 @@ def timed(fn, repeats: int):
     return best, out
 
 
+def clocks() -> tuple[float, float]:
+    """(CPU seconds of this process, wall seconds)."""
+    return time.process_time(), time.perf_counter()
+
+
+@contextmanager
+def forward_clock(model: torch.nn.Module) -> Iterator[list[tuple[float, float]]]:
+    """CPU-time (start, end) of every top-level forward of `model` while open."""
+    spans: list[tuple[float, float]] = []
+    starts: list[float] = []
+    pre = model.register_forward_pre_hook(lambda *_: starts.append(time.process_time()))
+    post = model.register_forward_hook(lambda *_: spans.append((starts.pop(), time.process_time())))
+    try:
+        yield spans
+    finally:
+        pre.remove()
+        post.remove()
+
+
+@contextmanager
+def method_clock(obj: Any, names: tuple[str, ...]) -> Iterator[list[float]]:
+    """CPU seconds spent in the named methods of one instance (`obj.name` shadowed while open)."""
+    total = [0.0]
+
+    def clocked(method: Callable) -> Callable:
+        def run(*args, **kwargs):
+            start = time.process_time()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                total[0] += time.process_time() - start
+        return run
+
+    for name in names:
+        setattr(obj, name, clocked(getattr(obj, name)))
+    try:
+        yield total
+    finally:
+        for name in names:
+            delattr(obj, name)
+
+
+def split_recommend(model, tok, histories, beams: int) -> dict[str, float]:
+    """CPU seconds of one recommend() call: before the prefill, the prefill forward, the decode forwards and
+    everything else after the prefill (beam selection, constraint, results)."""
+    with forward_clock(model) as spans:
+        start, _ = clocks()
+        model.recommend(tok, histories, behavior="buy", top_k=beams, num_beams=beams, batch_size=len(histories))
+        end, _ = clocks()
+    (prefill_start, prefill_end), decodes = spans[0], spans[1:]
+    decode_forwards = sum(b - a for a, b in decodes)
+    return {"total": end - start, "encode": prefill_start - start, "prefill": prefill_end - prefill_start,
+            "decode_forwards": decode_forwards, "after_prefill": end - prefill_end,
+            "search": end - prefill_end - decode_forwards}
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
+
+
+def stock_section(tok, model, histories, batch, beams: int, repeats: int) -> dict[str, Any]:
+    prefix_fn = make_prefix_allowed_tokens_fn(tok)
+
+    def stock():
+        with torch.no_grad():
+            out = model.generate(
+                **batch, max_new_tokens=tok.num_levels, num_beams=beams, num_return_sequences=beams,
+                do_sample=False, length_penalty=0.0, prefix_allowed_tokens_fn=prefix_fn,
+            )
+        return tok.decode_items(out[:, batch["input_ids"].shape[1] :].cpu())
+
+    def fast():
+        return model.recommend(tok, histories, behavior="buy", top_k=beams, num_beams=beams, batch_size=len(histories))
+
+    t_stock, stock_items = timed(stock, repeats)
+    t_fast, fast_recs = timed(fast, repeats)
+    return {"stock_generate_s": round(t_stock, 3), "recommend_s": round(t_fast, 3),
+            "speedup": round(t_stock / t_fast, 2), "identical_top": [i for row in fast_recs for i, _ in row] == stock_items}
+
+
+def prefill_section(tok, model, histories, batch, beams: int, rounds: int) -> dict[str, Any]:
+    """recommend() / prefill per round (CPU and wall), the two measured back to back in alternating order."""
+
+    def prefill() -> None:
+        with torch.no_grad():
+            model(**batch, use_cache=True, logits_to_keep=1)
+
+    def recommend() -> None:
+        model.recommend(tok, histories, behavior="buy", top_k=beams, num_beams=beams, batch_size=len(histories))
+
+    cpu_ratio, wall_ratio, prefill_cpu, recommend_cpu = [], [], [], []
+    for round_ in range(rounds):
+        seconds = {}
+        for name, fn in sorted({"prefill": prefill, "recommend": recommend}.items(), reverse=bool(round_ % 2)):
+            cpu0, wall0 = clocks()
+            fn()
+            cpu1, wall1 = clocks()
+            seconds[name] = (cpu1 - cpu0, wall1 - wall0)
+        prefill_cpu.append(seconds["prefill"][0])
+        recommend_cpu.append(seconds["recommend"][0])
+        cpu_ratio.append(seconds["recommend"][0] / seconds["prefill"][0])
+        wall_ratio.append(seconds["recommend"][1] / seconds["prefill"][1])
+    parts = [split_recommend(model, tok, histories, beams) for _ in range(rounds)]
+    share = {key: spread([p[key] / p["prefill"] for p in parts]) for key in ("encode", "decode_forwards", "search")}
+    return {"rounds": rounds, "prefill_cpu_s": spread(prefill_cpu), "recommend_cpu_s": spread(recommend_cpu),
+            "recommend_over_prefill_cpu": spread(cpu_ratio), "recommend_over_prefill_wall": spread(wall_ratio),
+            "parts_over_prefill_cpu": share}
+
+
+def constraint_section(tok, model, histories, beams: int, rounds: int) -> dict[str, Any]:
+    """Share of the time after the prefill spent in the trie (`allowed` and `step` of the tokenizer's trie)."""
+    trie = ItemTrie.for_tokenizer(tok).to(model.device)  # the instance recommend() decodes with
+    shares, trie_s, after_s = [], [], []
+    for _ in range(rounds):
+        with method_clock(trie, ("allowed", "step")) as in_trie:
+            parts = split_recommend(model, tok, histories, beams)
+        shares.append(in_trie[0] / parts["after_prefill"])
+        trie_s.append(in_trie[0])
+        after_s.append(parts["after_prefill"])
+    return {"items": len(tok.item_index), "trie_cpu_s": spread(trie_s), "after_prefill_cpu_s": spread(after_s),
+            "trie_share_of_decode": spread(shares)}
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--preset", default="small")
     parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--constraint-items", type=int, default=1_000_000)
     parser.add_argument("--levels", type=int, default=4)
     parser.add_argument("--codebook", type=int, default=256)
     parser.add_argument("--history", type=int, default=50)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--beams", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="best of N for the stock comparison")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the prefill and constraint sections")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
@@ -71,30 +214,23 @@ def main() -> None:
     model.to(args.device)
     histories = histories_for(tok, args.batch, args.history, seed=1)
     batch = tok.encode_histories(histories, behavior="buy", return_tensors="pt").to(args.device)
-    prefix_fn = make_prefix_allowed_tokens_fn(tok)
-
-    def stock():
-        with torch.no_grad():
-            out = model.generate(
-                **batch, max_new_tokens=tok.num_levels, num_beams=args.beams, num_return_sequences=args.beams,
-                do_sample=False, length_penalty=0.0, prefix_allowed_tokens_fn=prefix_fn,
-            )
-        return tok.decode_items(out[:, batch["input_ids"].shape[1] :].cpu())
-
-    def fast():
-        return model.recommend(tok, histories, behavior="buy", top_k=args.beams, num_beams=args.beams, batch_size=args.batch)
-
-    fast()  # warm-up (builds the trie once, as a served model would)
-    t_stock, stock_items = timed(stock, args.repeats)
-    t_fast, fast_recs = timed(fast, args.repeats)
-    fast_items = [item for row in fast_recs for item, _ in row]
-    result = {
-        "preset": args.preset, "items": args.items, "history": args.history, "batch": args.batch,
-        "beams": args.beams, "device": args.device, "stock_generate_s": round(t_stock, 3),
-        "recommend_s": round(t_fast, 3), "speedup": round(t_stock / t_fast, 2),
-        "identical_top": fast_items == stock_items,
-    }
-    print(json.dumps(result))
+    model.recommend(tok, histories, behavior="buy", top_k=args.beams, num_beams=args.beams)  # warm-up, builds the trie
+    setup = {"preset": args.preset, "items": args.items, "history": args.history, "batch": args.batch,
+             "beams": args.beams, "device": args.device, "threads": torch.get_num_threads()}
+    if "stock" in args.sections:
+        print(json.dumps({"section": "stock", **setup, **stock_section(tok, model, histories, batch, args.beams,
+                                                                       args.repeats)}), flush=True)
+    if "prefill" in args.sections:
+        print(json.dumps({"section": "prefill", **setup, **prefill_section(tok, model, histories, batch, args.beams,
+                                                                           args.rounds)}), flush=True)
+    if "constraint" in args.sections:
+        print(json.dumps({"section": "constraint", **setup,
+                          **constraint_section(tok, model, histories, args.beams, args.rounds)}), flush=True)
+        big, _ = build(args.constraint_items, args.levels, args.codebook, args.preset, seed=0)
+        big_histories = histories_for(big, args.batch, args.history, seed=1)
+        model.recommend(big, big_histories[:1], behavior="buy", top_k=args.beams, num_beams=args.beams)  # trie
+        print(json.dumps({"section": "constraint", **setup,
+                          **constraint_section(big, model, big_histories, args.beams, args.rounds)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -50,3 +50,12 @@ def test_target_behavior_is_the_unique_top_level(behaviors: dict[str, int]) -> N
         target_behavior({"click": 1, "cart": 3, "buy": 3})
     with pytest.raises(ValueError, match="empty"):
         target_behavior({})
+
+
+def test_target_behavior_is_the_tokenizers_rule() -> None:
+    """The evaluation's target behavior comes from the same layout rule as the tokenizer's (table order aside)."""
+    from gamer_hf import GamerTokenizerFast
+
+    table = {"buy": 3, "click": 1, "cart": 2}
+    tok = GamerTokenizerFast.from_items({"a": (0, 1), "b": (1, 0)}, behaviors=table, codebook_size=2)
+    assert target_behavior(table) == tok.target_behavior == "buy"
