@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
@@ -48,6 +49,7 @@ from .output import check_output_dir, finish_staging, prune_checkpoints, publish
 from .plan import StepTimes, TrainingPlan, build_plan, measure_seconds, spread_rows
 from .ranking import RANKING_METRIC, RankingSelectionCallback
 from .run_info import last_eval_loss, training_info
+from .sharding import ProcessShardTrainer, process_shard
 
 __all__ = ["TrainResult", "cpu_processes_launched", "train", "training_arguments"]
 
@@ -151,15 +153,15 @@ def _step_times(trainer: Trainer, args: TrainArguments, hf_args: TrainingArgumen
 
 
 def _announce(trainer: Trainer, args: TrainArguments, hf_args: TrainingArguments, state: PartialState,
-              max_history: int | None, validation_split_cases: int, start_step: int) -> TrainingPlan:
+              max_history: int | None, splits: datasets.DatasetDict, start_step: int) -> TrainingPlan:
     """Build the plan (timing a warm-up batch on the main process), log it, and print it with the progress bars."""
     times = [_step_times(trainer, args, hf_args) if args.measure_step_time and state.is_main_process else None]
     if state.num_processes > 1:
         broadcast_object_list(times, from_process=0)  # every process returns the same plan
     plan = build_plan(
         num_parameters=trainer.model.num_parameters(), preset=None if args.init_from else args.preset_name,
-        train_rows=len(trainer.train_dataset), validation_cases=len(trainer.eval_dataset),
-        validation_split_cases=validation_split_cases, per_device_batch_size=args.per_device_train_batch_size,
+        train_rows=len(splits["train"]), validation_cases=len(trainer.eval_dataset),
+        validation_split_cases=len(splits["validation"]), per_device_batch_size=args.per_device_train_batch_size,
         per_device_eval_batch_size=args.per_device_eval_batch_size,
         gradient_accumulation_steps=args.gradient_accumulation_steps, num_processes=state.num_processes,
         num_train_epochs=args.num_train_epochs, max_steps=args.max_steps, eval_steps=args.eval_steps,
@@ -233,16 +235,16 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
         extra_callbacks.insert(0, RankingSelectionCallback(
             subset_cases(prepared.splits["validation"], args.ranking_cases, args.seed), prepared.metadata["behaviors"],
             num_beams=args.ranking_beams, max_history=max_history, batch_size=args.per_device_eval_batch_size))
-    trainer = Trainer(
+    trainer = ProcessShardTrainer(
         model=model,
         args=hf_args,
-        train_dataset=prepared.splits["train"],
+        train_dataset=process_shard(prepared.splits["train"], state.process_index, state.num_processes),
         eval_dataset=evaluation_sample(prepared.splits["validation"], args.max_eval_samples),
         data_collator=GamerCollator(tokenizer, max_history=max_history, on_unknown=args.on_unknown),
         processing_class=tokenizer,
         callbacks=extra_callbacks,
     )
-    plan = _announce(trainer, args, hf_args, state, max_history, len(prepared.splits["validation"]), start_step)
+    plan = _announce(trainer, args, hf_args, state, max_history, prepared.splits, start_step)
     if finished:
         trainer.state = TrainerState.load_from_json(str(resume / TRAINER_STATE))
     else:
