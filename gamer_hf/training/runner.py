@@ -37,6 +37,7 @@ from .arguments import TrainArguments
 from .checkpoints import (
     CHECKPOINTS_SUBDIR,
     TRAINER_STATE,
+    ChecksumCallback,
     best_checkpoint,
     list_checkpoints,
     resolve_resume,
@@ -181,10 +182,10 @@ def _completed(trainer: Trainer) -> bool:
     return early or trainer.state.global_step >= trainer.state.max_steps
 
 
-def _tidy_checkpoints(trainer: Trainer, args: TrainArguments, state: PartialState, checkpoints: Path) -> list[Path]:
+def _tidy_checkpoints(args: TrainArguments, state: PartialState, checkpoints: Path, completed: bool) -> list[Path]:
     """Prune the checkpoints once the model is published (unless kept on request) and say what is left."""
     if state.is_main_process and not args.keep_checkpoints:
-        prune_checkpoints(checkpoints, completed=_completed(trainer))
+        prune_checkpoints(checkpoints, completed=completed)
     state.wait_for_everyone()
     kept = list_checkpoints(checkpoints)
     if kept and state.is_main_process:
@@ -221,18 +222,20 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
         logger.info("resuming from %s (step %d)", resume, start_step)
         finished = stopped_training(resume)
     if finished:  # killed after its last checkpoint: publish that run's best model, train no further
-        model = type(model).from_pretrained(best_checkpoint(resume), use_safetensors=True)
+        best = best_checkpoint(resume)
+        validate_checkpoint(best, *_expected_weights(model))
+        model = type(model).from_pretrained(best, use_safetensors=True)
     if clear_old_checkpoints and state.is_main_process:
         shutil.rmtree(checkpoints)
     state.wait_for_everyone()
 
     max_history = args.max_history if args.max_history is not None else prepared.metadata.get("max_history")
     model.config.max_history = max_history  # recommend() cuts histories to the trained length by default
-    extra_callbacks = list(callbacks)
+    extra_callbacks = [ChecksumCallback(), *callbacks]
     if args.early_stopping_patience:
-        extra_callbacks.insert(0, EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
+        extra_callbacks.insert(1, EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
     if args.select_by == "ndcg":  # before early stopping, which reads the metric it adds
-        extra_callbacks.insert(0, RankingSelectionCallback(
+        extra_callbacks.insert(1, RankingSelectionCallback(
             subset_cases(prepared.splits["validation"], args.ranking_cases, args.seed), prepared.metadata["behaviors"],
             num_beams=args.ranking_beams, max_history=max_history, batch_size=args.per_device_eval_batch_size))
     trainer = ProcessShardTrainer(
@@ -251,7 +254,7 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
         trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
     _publish_best(trainer, state, out, info=lambda: training_info(
         args, prepared.metadata, tokenizer_dir(args), tokenizer, trainer.model, trainer.state, state.num_processes))
-    kept = _tidy_checkpoints(trainer, args, state, checkpoints)
+    kept = _tidy_checkpoints(args, state, checkpoints, completed=finished or _completed(trainer))
     history = trainer.state.log_history
     return TrainResult(
         checkpoint_dir=out,
