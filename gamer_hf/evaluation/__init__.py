@@ -40,6 +40,7 @@ from .plotting import plot_per_behavior
 from .results import ALL_CASES, EvaluationReport, ModelResult
 from .slices import COLD, EXPLORE, REPEAT, SLICES, case_slice, items_seen, slice_labels, slice_mask
 from .protocol import EVAL_FILES, EvaluateArguments, decode_beams, evaluate_checkpoint, subset_cases
+from .user_sample import distinct_items, sample_users
 
 __all__ = [
     "ALL_CASES",
@@ -49,9 +50,11 @@ __all__ = [
     "REPEAT",
     "SLICES",
     "case_slice",
+    "distinct_items",
     "items_seen",
     "paired_bootstrap",
     "slice_labels",
+    "sample_users",
     "slice_mask",
     "CASE_COLUMNS",
     "DEFAULT_K_VALUES",
