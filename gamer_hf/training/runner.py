@@ -26,11 +26,12 @@ from typing import Any
 import datasets
 import torch
 from accelerate import PartialState
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import DistributedType, broadcast_object_list, parse_flag_from_env
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainerState, TrainingArguments, set_seed
 
 from gamer_hf.data.collator import GamerCollator
 from gamer_hf.data.prepare import load_prepared
+from gamer_hf.errors import ConfigurationError
 from gamer_hf.evaluation import subset_cases
 
 from .arguments import TrainArguments
@@ -175,6 +176,24 @@ def _announce(trainer: Trainer, args: TrainArguments, hf_args: TrainingArguments
     return plan
 
 
+# What an `accelerate launch` config asks for (the launcher sets these) -> the engine that must then run.
+ENGINES = {"ACCELERATE_USE_FSDP": DistributedType.FSDP, "ACCELERATE_USE_DEEPSPEED": DistributedType.DEEPSPEED}
+
+
+def check_engine(distributed_type: DistributedType) -> None:
+    """Refuse a launch whose FSDP / DeepSpeed config accelerate did not apply, before any step.
+
+    Accelerate turns FSDP on only over accelerator devices: on CPU it runs an fsdp.yaml launch as
+    plain (unsharded) training without a word, which is not what the config promised.
+    """
+    for variable, engine in ENGINES.items():
+        if parse_flag_from_env(variable) and distributed_type != engine:
+            raise ConfigurationError(
+                f"accelerate launch asked for {engine.value} ({variable}=true) but accelerate runs this job as "
+                f"{distributed_type.value}: it applies {engine.value} only on GPUs (or other accelerators); on CPU "
+                "launch with recipes/accelerate/cpu_2proc.yaml instead")
+
+
 def _completed(trainer: Trainer) -> bool:
     """The run reached its last step, or early stopping ended it (resuming would stop again at once)."""
     stopper = next((c for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStoppingCallback)), None)
@@ -225,9 +244,6 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
         best = best_checkpoint(resume)
         validate_checkpoint(best, *_expected_weights(model))
         model = type(model).from_pretrained(best, use_safetensors=True)
-    if clear_old_checkpoints and state.is_main_process:
-        shutil.rmtree(checkpoints)
-    state.wait_for_everyone()
 
     max_history = args.max_history if args.max_history is not None else prepared.metadata.get("max_history")
     model.config.max_history = max_history  # recommend() cuts histories to the trained length by default
@@ -247,6 +263,10 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
         processing_class=tokenizer,
         callbacks=extra_callbacks,
     )
+    check_engine(trainer.accelerator.distributed_type)
+    if clear_old_checkpoints and state.is_main_process:  # only once nothing can refuse the run any more
+        shutil.rmtree(checkpoints)
+    state.wait_for_everyone()
     plan = _announce(trainer, args, hf_args, state, max_history, prepared.splits, start_step)
     if finished:
         trainer.state = TrainerState.load_from_json(str(resume / TRAINER_STATE))

@@ -16,6 +16,7 @@ from gamer_hf import GamerForCausalLM, GamerTokenizerFast
 from gamer_hf.data.collator import GamerCollator
 from gamer_hf.data.prepare import load_prepared
 from gamer_hf.training import CHECKPOINTS_SUBDIR, TRAINING_INFO_FILE, CheckpointError, list_checkpoints, train
+from gamer_hf.errors import ConfigurationError
 from gamer_hf.training.checkpoints import stopped_training
 
 
@@ -252,3 +253,14 @@ def test_gradient_accumulation_weighs_every_code_token_equally(make_args, tmp_pa
     second = [entry for entry in split.log_history if "loss" in entry][0]
     assert second["loss"] == pytest.approx(first["loss"], rel=1e-5)
     assert second["grad_norm"] == pytest.approx(first["grad_norm"], rel=1e-4)
+
+
+def test_an_fsdp_launch_on_cpu_is_refused_before_anything_is_replaced(make_args, monkeypatch):
+    first = train(make_args(max_steps=1, eval_steps=1, keep_checkpoints=True))
+    kept = sorted(path.name for path in first.kept_checkpoints)
+    # What `accelerate launch --config_file recipes/accelerate/fsdp.yaml` sets; accelerate ignores it on CPU.
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(ConfigurationError, match="ACCELERATE_USE_FSDP=true.*only on GPUs"):
+        train(make_args(max_steps=1, overwrite_output_dir=True))
+    assert sorted(path.name for path in list_checkpoints(first.checkpoint_dir / CHECKPOINTS_SUBDIR)) == kept
+    assert read_info(first.checkpoint_dir)["results"]["global_step"] == 1  # the finished model is untouched
