@@ -10,7 +10,10 @@ whose peak RSS (`ru_maxrss`) is its own. The smallest size is the baseline of th
 Generated and prepared folders are kept under `--work` and reused by later runs (preparing 10M
 events in memory takes minutes); delete the folder to start over.
 
-    nice -n 10 python recipes/bench/train_stream.py --num-events 1000000 10000000 --work /tmp/train_stream --write-results
+    nice -n 10 python recipes/bench/train_stream.py --num-events 1000000 10000000 --work /tmp/train_stream \
+        --out recipes/bench/results/train_stream.json
+
+The table it prints goes into RESULTS.md, section "Streaming training (issue 14)".
 """
 
 from __future__ import annotations
@@ -23,12 +26,11 @@ import platform
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
-SECTION = "## Streaming training (issue 14)"
 EVENTS_PER_USER = 29.5  # write_synthetic_log defaults: ~4 sessions x 6 clicks plus carts and buys
 
 
@@ -36,9 +38,27 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _current_rss_mib() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _rss_parts_mib() -> dict[str, float]:
+    """Anonymous (heap: what grows if something is materialized) and file-backed (memory-mapped Arrow pages,
+    reclaimable page cache) resident memory, from /proc/self/status."""
+    with open("/proc/self/status") as handle:
+        fields = dict(line.split(":", 1) for line in handle if line.startswith(("RssAnon", "RssFile")))
+    return {name: int(value.split()[0]) / 1024 for name, value in fields.items()}
+
+
+class PeakSampler(threading.Thread):
+    """The largest anonymous and file-backed RSS seen, sampled every 20 ms (the kernel keeps only the total's)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peaks = _rss_parts_mib()
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            for name, value in _rss_parts_mib().items():
+                self.peaks[name] = max(self.peaks[name], value)
+            time.sleep(0.02)
 
 
 def build_data(folder: Path, events: int, num_items: int, max_history: int) -> dict[str, Any]:
@@ -67,6 +87,8 @@ def train_once(folder: Path, max_steps: int, batch_size: int) -> dict[str, Any]:
     from gamer_hf.training import TrainArguments, train
 
     imports = _peak_rss_mib()
+    sampler = PeakSampler()
+    sampler.start()
     start = time.perf_counter()
     out = folder / "model"
     result = train(TrainArguments(
@@ -74,8 +96,11 @@ def train_once(folder: Path, max_steps: int, batch_size: int) -> dict[str, Any]:
         max_steps=max_steps, eval_steps=max_steps, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=batch_size, max_eval_samples=500, logging_steps=max_steps,
         measure_step_time=False, overwrite_output_dir=True, disable_tqdm=True, seed=0))
-    return {"import_rss_mib": imports, "peak_rss_mib": _peak_rss_mib(), "end_rss_mib": _current_rss_mib(),
-            "seconds": time.perf_counter() - start, "global_step": result.global_step}
+    sampler.running = False
+    sampler.join()
+    return {"import_rss_mib": imports, "peak_rss_mib": _peak_rss_mib(), "peak_anon_mib": sampler.peaks["RssAnon"],
+            "peak_file_mib": sampler.peaks["RssFile"], "seconds": time.perf_counter() - start,
+            "global_step": result.global_step}
 
 
 def _child(stage: str, **options: Any) -> dict[str, Any]:
@@ -99,30 +124,20 @@ def _machine(load: float) -> str:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    base = rows[0]["train"]["peak_rss_mib"]
-    lines = ["| events | users | items | train rows | steps | train wall | peak RSS | of which imports "
-             "| RSS at the end | vs smallest |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    base = rows[0]["train"]
+    lines = ["| events | users | items | train rows | steps | train wall | peak RSS (vs smallest) | of which imports "
+             "| peak anonymous (vs smallest) | peak file-backed (vs smallest) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         data, run = row["data"], row["train"]
+        ratio = {key: run[key] / base[key] for key in ("peak_rss_mib", "peak_anon_mib", "peak_file_mib")}
         lines.append(f"| {data['events']:,} | {data['users']:,} | {data['items']:,} | {data['train_rows']:,} "
-                     f"| {run['global_step']} | {run['seconds']:.1f} s | {run['peak_rss_mib']:,.0f} MiB "
-                     f"| {run['import_rss_mib']:,.0f} MiB | {run['end_rss_mib']:,.0f} MiB "
-                     f"| **{run['peak_rss_mib'] / base:.2f}x** |")
+                     f"| {run['global_step']} | {run['seconds']:.1f} s "
+                     f"| {run['peak_rss_mib']:,.0f} MiB (**{ratio['peak_rss_mib']:.2f}x**) "
+                     f"| {run['import_rss_mib']:,.0f} MiB "
+                     f"| {run['peak_anon_mib']:,.0f} MiB (**{ratio['peak_anon_mib']:.2f}x**) "
+                     f"| {run['peak_file_mib']:,.0f} MiB ({ratio['peak_file_mib']:.2f}x) |")
     return "\n".join(lines)
-
-
-def write_section(body: str) -> None:
-    """Replace (or append) only this script's section of RESULTS.md."""
-    text = RESULTS.read_text() if RESULTS.is_file() else "# Benchmark results\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body.rstrip("\n") + "\n"
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body.rstrip("\n") + "\n" + (text[end:] if end >= 0 else "")
-    tmp = RESULTS.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, RESULTS)
 
 
 def main() -> None:
@@ -134,7 +149,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--work", help="folder for logs, prepared data and models (kept, reused); required")
     parser.add_argument("--data-only", action="store_true", help="build the data of every size and stop")
-    parser.add_argument("--write-results", action="store_true", help="update this script's section of RESULTS.md")
+    parser.add_argument("--out", help="also write the figures as JSON here (e.g. recipes/bench/results/train_stream.json)")
     parser.add_argument("--stage", choices=["data", "train"], help=argparse.SUPPRESS)
     parser.add_argument("--events", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
@@ -158,21 +173,10 @@ def main() -> None:
     for row, events in zip(rows, sorted(args.num_events)):
         folder = Path(args.work) / f"synthetic_{events}_{args.num_items}"
         row["train"] = _child("train", folder=folder, max_steps=args.max_steps, batch_size=args.batch_size)
-    table = _table(rows)
-    print(table)
-    if args.write_results:
-        command = "nice -n 10 python recipes/bench/train_stream.py " + " ".join(sys.argv[1:])
-        write_section("\n\n".join([SECTION, _EXPLANATION, f"    {command}", f"Machine: {_machine(load)}.", table,
-                                   _NOTES]) + "\n")
+    print(f"Machine: {_machine(load)}.\n\n{_table(rows)}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"machine": _machine(load), "command": sys.argv, "rows": rows}, indent=1))
 
-
-_EXPLANATION = """`recipes/bench/train_stream.py` trains the tiny preset for a few steps (batch 64, one
-evaluation of 500 validation cases, the model published) on synthetic logs of two sizes that share
-one 50,000-item catalogue, prepared with today's in-memory `prepare` (max_history 50); each run is
-a fresh process and its peak RSS is that process's `ru_maxrss`, imports included. Training reads
-the splits memory-mapped; the pages it touches count in RSS (file-backed, reclaimable)."""
-
-_NOTES = ""
 
 if __name__ == "__main__":
     main()
