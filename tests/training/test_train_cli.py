@@ -85,7 +85,7 @@ def test_two_cpu_processes_under_accelerate_launch_train_on_disjoint_shards(prep
         "--num_processes", "2", "--main_process_port", str(_free_port()),
         str(script), str(tmp_path), "train",
         "--data", str(prepared_dir), "--tokenizer", str(tokenizer_dir), "--output_dir", str(out),
-        "--preset", "tiny", "--num_train_epochs", "1", "--per_device_train_batch_size", "8",
+        "--preset", "tiny", "--num_train_epochs", "1", "--per_device_train_batch_size", "16",
         "--measure_step_time", "false", "--logging_steps", "1", "--disable_tqdm", "false",
     ]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400)
@@ -102,8 +102,8 @@ def test_two_cpu_processes_under_accelerate_launch_train_on_disjoint_shards(prep
     assert set(rows[0]) | set(rows[1]) <= {(row["user_id"], *row["items"]) for row in train}
 
     info = json.loads((out / TRAINING_INFO_FILE).read_text())
-    assert info["world_size"] == 2 and info["global_batch_size"] == 16
-    assert info["results"]["global_step"] == math.ceil(share / 8) and info["results"]["best_eval_loss"] is not None
+    assert info["world_size"] == 2 and info["global_batch_size"] == 32
+    assert info["results"]["global_step"] == math.ceil(share / 16) and info["results"]["best_eval_loss"] is not None
     assert not (out / "checkpoints").exists()  # the completed run's checkpoints were pruned once, by the main process
     assert not list(tmp_path.glob(".ddp.*"))  # one publish: no staging folder left behind
     assert isinstance(AutoModelForCausalLM.from_pretrained(out), GamerForCausalLM)
