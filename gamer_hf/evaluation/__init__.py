@@ -4,6 +4,12 @@ A checkpoint with its baselines and rerankers in one call (what `gamer-hf evalua
 
     report = evaluate_checkpoint(EvaluateArguments(model="runs/shop/gamer", data="runs/shop/prepared"))
 
+The same rows for any trained checkpoint (what the quality benchmark runs per model)::
+
+    popular = MostPopular().fit(prepared.splits["train"])
+    rows = gamer_rows(evaluator, GamerRecommender(model, tokenizer), validation=validation_cases, popular=popular)
+    rows |= rule_rows(evaluator, popular, validation_cases)   # name -> Scored(result, details)
+
 The parts::
 
     evaluator = Evaluator(test_cases, behaviors={"click": 1, "cart": 2, "buy": 3})
@@ -34,12 +40,22 @@ from .metrics import (
     per_case_metrics,
     ranking_metrics,
 )
-from .mixing import HistoryMixer
+from .mixing import MIXER_GRID, HistoryMixer, choose_mixer
 from .reranking import HISTORY_FEATURES, MODEL_FEATURES, HistoryReranker
 from .plotting import plot_per_behavior
 from .results import ALL_CASES, EvaluationReport, ModelResult
 from .slices import COLD, EXPLORE, REPEAT, SLICES, case_slice, items_seen, slice_labels, slice_mask
-from .protocol import EVAL_FILES, EvaluateArguments, decode_beams, evaluate_checkpoint, subset_cases
+from .protocol import (
+    EVAL_FILES,
+    RULES,
+    EvaluateArguments,
+    Scored,
+    decode_beams,
+    evaluate_checkpoint,
+    gamer_rows,
+    rule_rows,
+    subset_cases,
+)
 from .user_sample import distinct_items, sample_users
 
 __all__ = [
@@ -59,6 +75,7 @@ __all__ = [
     "CASE_COLUMNS",
     "DEFAULT_K_VALUES",
     "MERGED",
+    "MIXER_GRID",
     "MODEL_FEATURES",
     "METRIC_NAMES",
     "RANKING_METRIC_PATH",
@@ -75,11 +92,15 @@ __all__ = [
     "MostPopular",
     "Recommender",
     "Repeat",
+    "RULES",
+    "Scored",
     "as_cases",
     "behavior_item_pairs",
     "check_k_values",
+    "choose_mixer",
     "decode_beams",
     "evaluate_checkpoint",
+    "gamer_rows",
     "grouped_metrics",
     "hit_matrix",
     "load_ranking_metric",
@@ -90,6 +111,7 @@ __all__ = [
     "per_case_metrics",
     "plot_per_behavior",
     "ranking_metrics",
+    "rule_rows",
     "subset_cases",
     "recent_distinct_items",
     "target_behavior",

@@ -21,6 +21,7 @@ __all__ = ["MostPopular", "Repeat", "recent_distinct_items", "behavior_item_pair
 
 _EVENT_COLUMNS = ("behavior", "item_id")
 _SEQUENCE_COLUMNS = ("history_behaviors", "history_items")
+_TRAINING_COLUMNS = ("behaviors", "items")  # the rows of a prepared train split
 
 
 def _column_names(train: Any) -> set[str]:
@@ -56,17 +57,18 @@ def behavior_item_pairs(train: Any) -> Iterator[tuple[str, str]]:
     if set(_EVENT_COLUMNS) <= names:
         for behavior, item in zip(*(_column(train, c) for c in _EVENT_COLUMNS)):
             yield str(behavior), str(item)
-    elif set(_SEQUENCE_COLUMNS) <= names:
-        for row, (behaviors, items) in enumerate(zip(*(_column(train, c) for c in _SEQUENCE_COLUMNS))):
+    elif set(_SEQUENCE_COLUMNS) <= names or set(_TRAINING_COLUMNS) <= names:
+        columns = _SEQUENCE_COLUMNS if set(_SEQUENCE_COLUMNS) <= names else _TRAINING_COLUMNS
+        for row, (behaviors, items) in enumerate(zip(*(_column(train, c) for c in columns))):
             if len(behaviors) != len(items):
                 raise ValueError(
-                    f"training row {row}: history_behaviors has {len(behaviors)} entries, history_items {len(items)}"
+                    f"training row {row}: {columns[0]} has {len(behaviors)} entries, {columns[1]} {len(items)}"
                 )
             yield from ((str(b), str(i)) for b, i in zip(behaviors, items))
     else:
         raise ValueError(
             f"training data has columns {sorted(names)}: expected events {list(_EVENT_COLUMNS)} "
-            f"or sequences {list(_SEQUENCE_COLUMNS)}"
+            f"or sequences {list(_SEQUENCE_COLUMNS)} or {list(_TRAINING_COLUMNS)}"
         )
 
 

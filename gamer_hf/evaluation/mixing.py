@@ -11,19 +11,26 @@ Two blends, one parameter each:
   P_repeat puts weight proportional to 1 / (recency rank + 1) on the distinct history items.
   a = 0 keeps the generated order (history-only items go last), a = 1 puts the repeat list first.
   Ties keep the generated order, then recency.
+
+`choose_mixer` picks one of a grid (`MIXER_GRID` by default) by NDCG@10 on validation cases, so the
+blend's one parameter is never chosen on the cases it is scored on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .baselines import recent_distinct_items
 from .cases import EvalCase
 
-__all__ = ["HistoryMixer"]
+if TYPE_CHECKING:
+    from .evaluator import Evaluator
+
+__all__ = ["MIXER_GRID", "HistoryMixer", "choose_mixer"]
 
 
 @dataclass(frozen=True)
@@ -70,3 +77,26 @@ class HistoryMixer:
                 score[index[item]] += alpha * p
         order = np.argsort(-score, kind="stable")
         return [candidates[i] for i in order[:top_k]]
+
+
+# alpha=1 is "the repeat list first, GAMER fills the rest" (repeat_slots=K is the same list at K).
+MIXER_GRID: tuple[HistoryMixer, ...] = (*(HistoryMixer(repeat_slots=n) for n in (1, 2, 3, 5)),
+                                        *(HistoryMixer(alpha=a) for a in (0.25, 0.5, 0.75, 1.0)))
+
+
+def choose_mixer(
+    evaluator: Evaluator, generated: Sequence[Sequence[tuple[str, float]]], mixers: Sequence[HistoryMixer] = MIXER_GRID
+) -> tuple[HistoryMixer, float, list[tuple[HistoryMixer, float]]]:
+    """The mixer of `mixers` with the best target-behavior NDCG@10 (merged when no case has the target behavior)
+    on the evaluator's cases (validation: never the scored split), that score, and every candidate's score.
+    `generated`: the model's scored beams for those cases; ties go to the earlier mixer."""
+    if not mixers:
+        raise ValueError("choose_mixer needs at least one candidate mixer")
+    scores = []
+    for mixer in mixers:
+        mixed = [mixer.mix(row, case, evaluator.top_k) for row, case in zip(generated, evaluator.cases)]
+        result = evaluator.score(mixed, "mix")
+        rows = result.target if result.target_behavior in result.metrics else result.merged
+        scores.append((mixer, rows[f"NDCG@{evaluator.headline_k}"]))
+    best, score = max(scores, key=lambda pair: pair[1])
+    return best, score, scores

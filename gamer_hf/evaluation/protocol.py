@@ -1,10 +1,12 @@
 """The evaluation protocol of a trained checkpoint: which models are scored on which cases, and where
-the report goes. `gamer-hf evaluate`, the quickstart and the benchmarks call these functions.
+the report goes. `gamer-hf evaluate`, the quickstart and the benchmarks call these functions:
+`rule_rows` scores the rules, `gamer_rows` one GAMER checkpoint with its blends, and
+`evaluate_checkpoint` is both on one checkpoint and its prepared data, written beside it.
 
-GAMER's beams are decoded once per case and reused: the plain row, the history-mixed row and the
+GAMER's beams are decoded once per case and reused: the plain row, the history-mixed rows and the
 reranked row are cut from the same beams, so their differences are the blend's, not the decoder's.
-Rerankers are fit only on validation cases (never on the split being scored), with popularity
-counted on those cases' histories, so no fitted feature has seen a held-out target.
+The mixer is chosen and the rerankers are fit only on validation cases (never on the split being
+scored), with popularity counted on the training rows, so no fitted feature has seen a held-out target.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,21 +23,32 @@ from ..checkpoint import EVAL_RESULTS_FILE, default_device, load_checkpoint
 from ..data.prepare import load_prepared
 from ..errors import ConfigurationError, OutputExistsError
 from .baselines import MostPopular, Repeat
+from .cases import EvalCase, as_cases
 from .evaluator import Evaluator
 from .gamer_recommender import GamerRecommender
-from .mixing import HistoryMixer
+from .mixing import MIXER_GRID, HistoryMixer, choose_mixer
 from .plotting import plot_per_behavior
 from .reranking import HistoryReranker
-from .results import EvaluationReport
+from .results import EvaluationReport, ModelResult
 from .user_sample import distinct_items, sample_users
 
-__all__ = ["EVAL_FILES", "EvaluateArguments", "decode_beams", "evaluate_checkpoint", "subset_cases"]
+__all__ = ["EVAL_FILES", "RULES", "EvaluateArguments", "Scored", "decode_beams", "evaluate_checkpoint", "gamer_rows",
+           "rule_rows", "subset_cases"]
 
 logger = logging.getLogger(__name__)
 
 EVAL_FILES = (EVAL_RESULTS_FILE, "eval_results.md", "eval_ndcg10.png")  # written beside the checkpoint
 
 Beams = list[list[tuple[str, float]]]
+RULES = ("MostPopular", "Repeat", "Repeat+popular", "Repeat+learned")  # what `rule_rows` scores
+
+
+@dataclass
+class Scored:
+    """One row of a report and how it was made (the chosen mixer, the fitted reranker), JSON-ready."""
+
+    result: ModelResult
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -54,9 +68,12 @@ class EvaluateArguments:
     repeat_slots: int = field(
         default=3, metadata={"help": "also score GAMER with the n most recent history items first (0: skip)"}
     )
+    mix: bool = field(default=True, metadata={
+        "help": "also score GAMER+mix: the history blend of a small grid that is best on the validation split"})
     rerank: bool = field(default=True, metadata={
         "help": "also score GAMER+rerank and Repeat+learned: HistoryRerankers fit on the validation split"})
-    rerank_cases: int = field(default=1000, metadata={"help": "validation cases the rerankers are fit on (seeded subset)"})
+    rerank_cases: int = field(default=1000, metadata={
+        "help": "validation cases the mixer is chosen and the rerankers are fit on (seeded subset)"})
     out: Optional[str] = field(default=None, metadata={"help": "output folder (default: the checkpoint)"})
     seed: int = field(default=0, metadata={"help": "seed of the case subset"})
 
@@ -75,9 +92,83 @@ def decode_beams(evaluator: Evaluator, gamer: GamerRecommender, desc: str = "eva
     return generated, time.perf_counter() - start
 
 
+def rule_rows(evaluator: Evaluator, popular: MostPopular, validation: Sequence[EvalCase] | None = None,
+              names: Sequence[str] = RULES) -> dict[str, Scored]:
+    """The rules of `names` on the evaluator's cases: MostPopular (`popular`, fit on training rows), Repeat, Repeat
+    filled with `popular`, and Repeat+learned (a model-free HistoryReranker fit on `validation`; skipped, with a
+    warning, without validation cases or when they give it nothing to learn)."""
+    unknown = sorted(set(names) - set(RULES))
+    if unknown:
+        raise ValueError(f"unknown rules {unknown}; choose from {list(RULES)}")
+    filled = Repeat(fill_with_popular=True)
+    filled.popular = popular
+    rules: dict[str, Any] = {"MostPopular": popular, "Repeat": Repeat(), "Repeat+popular": filled}
+    out = {name: Scored(evaluator.evaluate(rules[name], name, baseline=True)) for name in names if name in rules}
+    if "Repeat+learned" in names and validation is not None:
+        reranker = HistoryReranker(evaluator.behaviors, popular, use_model=False, popular_pool=evaluator.top_k)
+        try:
+            reranker.fit(validation)
+        except ValueError as error:  # e.g. no validation target in any pool: nothing to learn from
+            logger.warning("skipping Repeat+learned: %s", error)
+        else:
+            out["Repeat+learned"] = Scored(evaluator.evaluate(reranker, "Repeat+learned", baseline=True),
+                                           {"reranker": reranker.to_dict()})
+    return out
+
+
+def gamer_rows(evaluator: Evaluator, gamer: GamerRecommender, name: str = "GAMER", *, baseline: bool = False,
+               validation: Sequence[EvalCase] | None = None, popular: MostPopular | None = None,
+               mixers: Sequence[HistoryMixer] = MIXER_GRID, repeat_slots: int = 0,
+               rerank: bool = True) -> dict[str, Scored]:
+    """One GAMER checkpoint on the evaluator's cases, its beams decoded once: `name`; `name`+repeatN (the N most
+    recent history items first) when `repeat_slots`; and with `validation` cases, whose beams are decoded once
+    too, `name`+mix (the best of `mixers` on them, when any) and `name`+rerank (a HistoryReranker over beams,
+    history and `popular` items fit on them, when `rerank`). `baseline` marks the plain row a reference (TIGER)."""
+    if gamer.num_beams < evaluator.top_k:
+        raise ValueError(f"num_beams={gamer.num_beams} cannot fill top-{evaluator.top_k} lists: use at least "
+                         f"{evaluator.top_k}")
+    generated, seconds = decode_beams(evaluator, gamer, f"evaluate {name}")  # every beam: the blends use them all
+    out = {name: Scored(evaluator.score([[item for item, _ in row] for row in generated], name, seconds, baseline))}
+    if repeat_slots:
+        mixer = HistoryMixer(repeat_slots=repeat_slots)
+        mixed = [mixer.mix(row, case, evaluator.top_k) for row, case in zip(generated, evaluator.cases)]
+        out[f"{name}+repeat{repeat_slots}"] = Scored(evaluator.score(mixed, f"{name}+repeat{repeat_slots}", seconds),
+                                                     {"mixer": _mixer_dict(mixer)})
+    if validation is None or not (mixers or rerank):
+        return out
+    # The validation decoding is most of the blends' time: under its own bar, in the evaluator's batches.
+    held_out = Evaluator(validation, evaluator.behaviors, evaluator.k_values, batch_size=evaluator.batch_size,
+                         progress=evaluator.progress)
+    held_out_beams, _ = decode_beams(held_out, gamer, "validation: choose mixer, fit reranker")
+    if mixers:
+        mixer, score, candidates = choose_mixer(held_out, held_out_beams, mixers)
+        mixed = [mixer.mix(row, case, evaluator.top_k) for row, case in zip(generated, evaluator.cases)]
+        out[f"{name}+mix"] = Scored(evaluator.score(mixed, f"{name}+mix", seconds), {
+            "mixer": _mixer_dict(mixer), "validation_ndcg10": score,
+            "candidates": [[_mixer_dict(m), s] for m, s in candidates]})
+    if rerank:
+        reranker = HistoryReranker(evaluator.behaviors, popular, popular_pool=evaluator.top_k)
+        try:
+            gamer.fit_reranker(held_out.cases, reranker, generated=held_out_beams)
+        except ValueError as error:  # e.g. no validation target in any pool: nothing to learn from
+            logger.warning("skipping %s+rerank: %s", name, error)
+            return out
+        start = time.perf_counter()
+        reranked = gamer.rerank(evaluator.cases, generated, evaluator.top_k)  # the beams the plain row decoded
+        out[f"{name}+rerank"] = Scored(evaluator.score(reranked, f"{name}+rerank",
+                                                       seconds + time.perf_counter() - start),
+                                       {"reranker": reranker.to_dict()})
+    return out
+
+
+def _mixer_dict(mixer: HistoryMixer) -> dict[str, Any]:
+    return asdict(mixer) | {"behaviors": None if mixer.behaviors is None else sorted(mixer.behaviors)}
+
+
 def evaluate_checkpoint(args: EvaluateArguments, progress: bool = True) -> EvaluationReport:
-    """GAMER (decoded once, scored plain, history-mixed and reranked), MostPopular, Repeat and Repeat+learned on
-    the same cases; the report is also written beside the checkpoint (or to `args.out`) for the model card."""
+    """GAMER (decoded once, scored plain, history-mixed and reranked), MostPopular, Repeat, Repeat+popular and
+    Repeat+learned on the same cases; the report is also written beside the checkpoint (or to `args.out`) for the
+    model card."""
     out = Path(args.out or args.model)
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"out={out} is a file; the report needs a folder ({', '.join(EVAL_FILES)})")
@@ -99,40 +190,17 @@ def evaluate_checkpoint(args: EvaluateArguments, progress: bool = True) -> Evalu
         "users": len({case.user_id for case in evaluator.cases}), "max_test_users": args.max_test_users,
         "num_beams": args.num_beams, "max_history": max_history,
     })
-    generated, seconds = decode_beams(evaluator, gamer)  # every beam: the mixer fills from them, the reranker pools them
-    report.add(evaluator.score([[item for item, _ in row] for row in generated], "GAMER", seconds))
-    if args.repeat_slots:
-        mixer = HistoryMixer(repeat_slots=args.repeat_slots)
-        mixed = [mixer.mix(row, case, evaluator.top_k) for row, case in zip(generated, evaluator.cases)]
-        report.add(evaluator.score(mixed, f"GAMER+repeat{args.repeat_slots}", seconds))
-    # Popularity is fit on the histories the cases already show: interactions before the held-out session.
-    report.add(evaluator.evaluate(MostPopular().fit(cases), "MostPopular", baseline=True))
-    report.add(evaluator.evaluate(Repeat(), "Repeat", baseline=True))
-    if args.rerank and args.split != "validation" and "validation" in prepared.splits:
-        held_out = subset_cases(prepared.splits["validation"], args.rerank_cases, args.seed)
-        _add_reranked(report, evaluator, gamer, held_out, generated, seconds)
+    validation = None
+    if (args.mix or args.rerank) and args.split != "validation" and "validation" in prepared.splits:
+        validation = as_cases(subset_cases(prepared.splits["validation"], args.rerank_cases, args.seed))
+    popular = MostPopular().fit(prepared.splits["train"])
+    rows = gamer_rows(evaluator, gamer, validation=validation, popular=popular, mixers=MIXER_GRID if args.mix else (),
+                      repeat_slots=args.repeat_slots, rerank=args.rerank)
+    rows |= rule_rows(evaluator, popular, validation if args.rerank else None)
+    for scored in rows.values():
+        report.add(scored.result)
     out.mkdir(parents=True, exist_ok=True)
     report.save_json(out / EVAL_FILES[0])
     report.save_markdown(out / EVAL_FILES[1])
     plot_per_behavior(report, out / EVAL_FILES[2])
     return report
-
-
-def _add_reranked(report: EvaluationReport, evaluator: Evaluator, gamer: GamerRecommender, held_out: Any,
-                  generated: Beams, seconds: float) -> None:
-    """GAMER+rerank and its model-free twin Repeat+learned, both fit on validation cases."""
-    behaviors = evaluator.behaviors
-    popular = MostPopular().fit(held_out)
-    try:
-        learned = HistoryReranker(behaviors, popular, use_model=False).fit(held_out)
-        # The fit's beam search is most of its time: decode it under its own bar, in the evaluator's batches.
-        fit_on = Evaluator(held_out, behaviors, batch_size=evaluator.batch_size, progress=evaluator.progress)
-        fit_beams, _ = decode_beams(fit_on, gamer, desc="fit reranker on validation")
-        gamer.fit_reranker(fit_on.cases, HistoryReranker(behaviors, popular), generated=fit_beams)
-    except ValueError as error:  # e.g. no validation target in any pool: nothing to learn from
-        logger.warning("skipping GAMER+rerank and Repeat+learned: %s", error)
-        return
-    start = time.perf_counter()
-    reranked = gamer.rerank(evaluator.cases, generated, evaluator.top_k)  # the test beams GAMER's row decoded
-    report.add(evaluator.score(reranked, "GAMER+rerank", seconds + time.perf_counter() - start))
-    report.add(evaluator.evaluate(learned, "Repeat+learned", baseline=True))

@@ -24,17 +24,20 @@ Protocol: retailrocket_cml and taobao_cml_partial session-wise (last session tes
 validation), retail_beh_mbht leave-one-out on buy. Every learned model gets the same budget: at most
 `epochs` epochs over its training rows, selection and early stopping (patience) on validation NDCG@10 of
 the model's own ranking (the budget's `select_by`, "ndcg"; "loss" for the validation loss), the best
-epoch restored, and a wall-clock cap per model's training. Every table splits the target-behavior cases
-into repeat / explore / cold slices and gives each GAMER row's difference to the best baseline (rules,
-SASRec, TIGER) with a 95% paired bootstrap over the test cases. Users, validation cases and test cases are
+epoch restored; no wall-clock cap, so a loaded machine changes how long a run takes, not what it computes.
+The scoring is gamer_hf.evaluation's (`rule_rows`, `gamer_rows`: the protocol of `gamer-hf evaluate`);
+this script prepares the data, trains the models and tabulates. Every table splits the target-behavior
+cases into repeat / explore / cold slices and gives each GAMER row's difference to the best baseline
+(rules, SASRec, TIGER) with a 95% paired bootstrap over the test cases. Users, validation cases and test cases are
 subsampled with a fixed data seed (the same for every model and seed); the seeds vary model
 initialisation and data order (semantic IDs are built once per dataset). Results are written after
 every model, so an interrupted run continues with --resume.
 
     nice -n 10 python recipes/bench/quality.py --datasets retailrocket_cml --seeds 0 1 2
-    python recipes/bench/quality.py --quick                 # minutes: smoke test of the whole pipeline
-    python recipes/bench/quality.py --full                  # reference settings, for a GPU
-    python recipes/bench/quality.py --epochs 15 --max-train-seconds 0 --out recipes/bench/results/budget_study \
+    python recipes/bench/quality.py --budget quick          # minutes: smoke test of the whole pipeline
+    nice -n 10 python recipes/bench/quality.py --budget cpu5k --resume   # issue 16's CPU bench (5,000 users)
+    python recipes/bench/quality.py --budget full           # reference settings, for a GPU
+    python recipes/bench/quality.py --epochs 15 --out recipes/bench/results/budget_study \
         --work-dir runs/bench_quality_long --datasets retail_beh_mbht --seeds 0   # is it the training budget?
 
 Data: --data-dir or $GAMER_HF_DATA_DIR (folders events.csv.gz + meta.json). Outputs: quality.json,
@@ -60,26 +63,27 @@ import pandas as pd
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from transformers import TrainerCallback
 from transformers.utils import logging as hf_logging
 
 from gamer_hf.baselines import SASRecRecommender, TrainingSettings
 from gamer_hf.checkpoint import load_checkpoint
 from gamer_hf.data import PreparedData, load_prepared, prepare
 from gamer_hf.evaluation import (
+    ALL_CASES,
+    EXPLORE,
     MERGED,
+    RULES,
     EvalCase,
     EvaluationReport,
     Evaluator,
     GamerRecommender,
-    HistoryMixer,
-    HistoryReranker,
     MostPopular,
     ModelResult,
-    Repeat,
+    Scored,
     as_cases,
-    decode_beams,
+    gamer_rows,
     items_seen,
+    rule_rows,
     subset_cases,
 )
 from gamer_hf.files import atomic_output, read_json
@@ -93,20 +97,18 @@ GAMER_VARIANTS = {  # name -> (ablation, trained on augmented data)
     "GAMER-noaug": ("none", False),
     "GAMER-nocross": ("no_cross_level", True),
 }
-RULES = ["MostPopular", "Repeat", "Repeat+popular", "Repeat+learned"]  # no GAMER, no seed: scored once per dataset
 BLENDS = ["GAMER+mix", "GAMER+rerank"]  # made from the trained GAMER's beams, no extra GAMER training
-MODELS = [*RULES, "SASRec", "SASRec+behavior", *GAMER_VARIANTS, *BLENDS]
+MODELS = [*RULES,  # the rules: no GAMER, no seed, scored once per dataset
+ "SASRec", "SASRec+behavior", *GAMER_VARIANTS, *BLENDS]
 BASELINES = [*RULES, "SASRec", "SASRec+behavior", "TIGER"]  # what GAMER is compared with (paired bootstrap)
 # Not run by default: SASRec with the epoch always chosen by validation NDCG@10 (the default of the budgets too,
 # `select_by`; with select_by="loss" these rows show what the selection rule costs).
 NDCG_SELECTED = ["SASRec:ndcg", "SASRec+behavior:ndcg"]
-# Likewise: GAMER-noaug (the variant whose epochs fit the CPU time cap) trained for the whole budget without
+# Likewise: GAMER-noaug trained for the whole budget without
 # early stopping and scored at its last epoch (the Trainer restores the lowest-loss checkpoint; the last one
 # is kept beside it).
 LAST_EPOCH = ["GAMER-noaug:last"]
 DIAGNOSTICS = NDCG_SELECTED + LAST_EPOCH
-# alpha=1 is "the repeat list first, GAMER fills the rest" (repeat_slots=K is the same list at K).
-MIXERS = [HistoryMixer(repeat_slots=n) for n in (1, 2, 3, 5)] + [HistoryMixer(alpha=a) for a in (0.25, 0.5, 0.75, 1.0)]
 HEADLINE = ("HR@10", "NDCG@10")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -124,7 +126,6 @@ class Budget:
     mixer_cases: int  # validation cases on which GAMER+mix picks its HistoryMixer and the rerankers are fit
     epochs: int
     patience: int
-    max_train_seconds: float | None  # wall-clock cap on each model's training
     batch_size: int
     gamer_learning_rate: float
     sasrec_learning_rate: float
@@ -135,30 +136,22 @@ class Budget:
     select_by: str = "ndcg"  # checkpoint / epoch selection of GAMER, TIGER and SASRec: validation "ndcg" or "loss"
 
 
+def _budget(name: str, preset: str, max_history: int, users: int | None, validation: int | None, test: int | None,
+            mixer: int, epochs: int, patience: int, batch_size: int, gamer_lr: float, levels: int, codebook: int,
+            beams: int) -> Budget:
+    return Budget(name, preset, max_history, users, validation, test, mixer, epochs, patience, batch_size, gamer_lr,
+                  1e-3, levels, codebook, augment_copies=2, num_beams=beams)
+
+
+# Step budgets only (epochs, patience): a wall-clock cap on a shared machine gives each run a share of the compute
+# that depends on the neighbours, not on the model.
 BUDGETS = {
-    "quick": Budget("quick", "tiny", 10, 300, 60, 60, 30, 1, 1, 60.0, 64, 2e-3, 1e-3, 3, 32, 1, 10),
-    "small": Budget("small", "small", 20, 2500, 300, 500, 300, 6, 2, 150.0, 64, 2e-3, 1e-3, 3, 64, 2, 20),
-    "full": Budget("full", "base", 100, None, None, None, 1000, 200, 20, None, 256, 5e-4, 1e-3, 4, 256, 2, 20),
+    "quick": _budget("quick", "tiny", 10, 300, 60, 60, 30, 1, 1, 64, 2e-3, 3, 32, 10),
+    "small": _budget("small", "small", 20, 2500, 300, 500, 300, 6, 2, 64, 2e-3, 3, 64, 20),
+    # issue 16's CPU bench: >= 5,000 sampled users and 1,000 test cases per dataset, every behavior.
+    "cpu5k": _budget("cpu5k", "small", 20, 5000, 500, 1000, 500, 6, 2, 64, 2e-3, 3, 64, 20),
+    "full": _budget("full", "base", 100, None, None, None, 1000, 200, 20, 256, 5e-4, 4, 256, 20),
 }
-
-
-class WallClockCap(TrainerCallback):
-    """Stop the Trainer after `seconds` of training, evaluating and saving once more so the best model counts."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.start = 0.0
-        self.hit = False
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if time.perf_counter() - self.start > self.seconds:
-            self.hit = True
-            control.should_training_stop = True
-            control.should_evaluate = control.should_save = True
-        return control
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -236,6 +229,7 @@ def setup_dataset(name: str, data_dir: Path, work: Path, budget: Budget, data_se
     """Subsample, prepare (plain and augmented, same held-out cases), build semantic IDs, pick test cases."""
     root = work / name
     protocol = DATASETS[name]
+    start = time.perf_counter()
     events = subsample_users(data_dir / name, root / "events", budget.max_users, data_seed)
     plain = _prepare(events, protocol, root / "prepared", budget, 0, data_seed)
     augmented = _prepare(events, protocol, root / "prepared_aug", budget, budget.augment_copies, data_seed)
@@ -255,6 +249,10 @@ def setup_dataset(name: str, data_dir: Path, work: Path, budget: Budget, data_se
         except ValueError as error:
             print(f"{name}: {error}; appending a semantic-ID level instead", flush=True)
             build("append")
+    timing = root / "setup_seconds.json"  # measured when the setup was built; a resumed run reuses it
+    if not timing.is_file():
+        with atomic_output(timing) as temporary:
+            temporary.write_text(json.dumps(round(time.perf_counter() - start, 1)))
     test = as_cases(subset_cases(plain.splits["test"], budget.max_test_cases, data_seed))
     mixer = as_cases(subset_cases(plain.splits["validation"], budget.mixer_cases, data_seed + 1))
     stats = {
@@ -262,35 +260,25 @@ def setup_dataset(name: str, data_dir: Path, work: Path, budget: Budget, data_se
         "events": plain.metadata["num_events"], "train_rows": len(plain.splits["train"]),
         "train_rows_augmented": len(augmented.splits["train"]), "validation_cases": len(plain.splits["validation"]),
         "test_cases_total": plain.metadata["splits"]["test"]["cases"], "test_cases_used": len(test),
-        "semantic_ids": _semantic_id_summary(tokenizer),
+        "semantic_ids": _semantic_id_summary(tokenizer), "setup_seconds": read_json(timing),
         **target_diagnostics(plain, test),
     }
     return DatasetSetup(name, root / "prepared", root / "prepared_aug", tokenizer, dict(plain.metadata["behaviors"]),
-                        test, mixer, MostPopular().fit(_popularity_rows(plain)), stats,
+                        test, mixer, MostPopular().fit(plain.splits["train"]), stats,
                         items_seen(plain.splits["train"]["items"]))
 
 
 # --------------------------------------------------------------------------------------------- models
 
 
-def _popularity_rows(prepared: PreparedData) -> dict[str, list]:
-    train = prepared.splits["train"]
-    return {"history_behaviors": train["behaviors"], "history_items": train["items"]}
-
-
-def _reranker(setup: DatasetSetup, evaluator: Evaluator, use_model: bool) -> HistoryReranker:
-    return HistoryReranker(setup.behaviors, setup.popular, use_model=use_model, popular_pool=evaluator.top_k)
-
-
 def run_rules(setup: DatasetSetup, evaluator: Evaluator) -> dict[str, dict[str, Any]]:
-    """MostPopular (fit on the training rows), pure Repeat, Repeat filled with MostPopular and the learned repeat
-    rule (fit on the validation cases): deterministic, scored once per dataset."""
-    learned = _reranker(setup, evaluator, use_model=False).fit(setup.mixer_cases)
-    filled = Repeat(fill_with_popular=True).fit(_popularity_rows(load_prepared(setup.plain)))
-    models = {"MostPopular": setup.popular, "Repeat": Repeat(), "Repeat+popular": filled, "Repeat+learned": learned}
-    out = {name: {"result": evaluator.evaluate(model, name, baseline=True).to_dict()} for name, model in models.items()}
-    out["Repeat+learned"]["reranker"] = learned.to_dict()
-    return out
+    """The rules, deterministic, scored once per dataset (gamer_hf.evaluation.rule_rows)."""
+    return _records(rule_rows(evaluator, setup.popular, setup.mixer_cases))
+
+
+def _records(rows: dict[str, Scored], **info: Any) -> dict[str, dict[str, Any]]:
+    """The results file's records: the result, how the row was made, and what training did."""
+    return {name: {"result": row.result.to_dict(), **info, **row.details} for name, row in rows.items()}
 
 
 def run_sasrec(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, name: str,
@@ -299,8 +287,7 @@ def run_sasrec(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: 
     base, _, select_by = name.partition(":")
     settings = TrainingSettings(epochs=budget.epochs, batch_size=budget.batch_size,
                                 learning_rate=budget.sasrec_learning_rate, patience=budget.patience,
-                                max_seconds=budget.max_train_seconds, seed=seed, progress=progress,
-                                select_by=select_by or budget.select_by)
+                                seed=seed, progress=progress, select_by=select_by or budget.select_by)
     model = SASRecRecommender.fit_prepared(load_prepared(setup.plain), use_behaviors=base == "SASRec+behavior",
                                            settings=settings)
     fit = model.fit_result
@@ -309,17 +296,6 @@ def run_sasrec(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: 
             "epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch, "stop_reason": fit.stop_reason,
             "selected_by": settings.select_by, "best_metric": fit.best_metric,
             "validation": fit.history}
-
-
-def _score_mixers(evaluator: Evaluator, generated: list) -> list[tuple[HistoryMixer, float]]:
-    """Target-behavior NDCG@10 of every candidate mixer on the evaluator's cases (merged when no target case)."""
-    scores = []
-    for mixer in MIXERS:
-        mixed = [mixer.mix(row, case, evaluator.top_k) for row, case in zip(generated, evaluator.cases)]
-        result = evaluator.score(mixed, "mix")
-        rows = result.target if result.target_behavior in result.metrics else result.merged
-        scores.append((mixer, rows["NDCG@10"]))
-    return scores
 
 
 def _gamer_dir(work: Path, setup: DatasetSetup, seed: int, variant: str) -> Path:
@@ -331,7 +307,6 @@ def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, wo
     """Train one GAMER variant through gamer_hf.training; returns the checkpoint to score and what training did."""
     last_epoch = variant in LAST_EPOCH
     ablation, augmented = GAMER_VARIANTS[variant.partition(":")[0]]
-    cap = WallClockCap(budget.max_train_seconds) if budget.max_train_seconds else None
     start = time.perf_counter()
     result = train(TrainArguments(
         data=str(setup.augmented if augmented else setup.plain), tokenizer=str(setup.tokenizer),
@@ -342,7 +317,7 @@ def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, wo
         disable_tqdm=not progress, save_total_limit=2 if last_epoch else 1, logging_steps=20,  # 1 drops the last
         select_by=budget.select_by, ranking_cases=budget.max_validation_cases or 500, ranking_beams=budget.num_beams,
         keep_checkpoints=last_epoch,  # the last epoch's checkpoint is scored
-    ), callbacks=[cap] if cap else [])
+    ))
     train_seconds = time.perf_counter() - start
     epochs = [row["epoch"] for row in result.log_history if "eval_loss" in row and "epoch" in row]
     outcome = read_json(result.checkpoint_dir / TRAINING_INFO_FILE)["results"]
@@ -355,54 +330,38 @@ def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, wo
         "best_eval_loss": outcome["best_eval_loss"], "best_eval_ndcg10": outcome.get("best_eval_ndcg10"),
         "validation": [{k: r[k] for k in ("epoch", "eval_loss", "eval_ndcg10") if k in r} for r in result.log_history
                        if "eval_loss" in r or "eval_ndcg10" in r],
-        "stop_reason": "max_seconds" if cap and cap.hit else "early_stopping" if outcome["stopped_early"] else "epochs",
+        "stop_reason": "early_stopping" if outcome["stopped_early"] else "epochs",
         "evaluated_step": int(chosen.name.split("-")[-1]) if last_epoch else outcome["best_global_step"],
     }
 
 
 def score_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, variant: str, checkpoint: Path,
-                info: dict[str, Any], device: str, progress: bool, blends_only: bool = False) -> dict[str, dict[str, Any]]:
-    """Score a trained GAMER checkpoint; the full GAMER also yields the BLENDS (only those with `blends_only`)."""
+                info: dict[str, Any], device: str, blends: bool = True) -> dict[str, dict[str, Any]]:
+    """A trained GAMER checkpoint through gamer_hf.evaluation.gamer_rows; the full GAMER (with `blends`) also
+    yields the BLENDS, the mixer chosen and the reranker fit on the validation cases."""
     model, tokenizer = load_checkpoint(checkpoint, device=device)
     gamer = GamerRecommender(model, tokenizer, num_beams=budget.num_beams, max_history=budget.max_history,
                              on_unknown="skip")
-    generated, seconds = decode_beams(evaluator, gamer, f"evaluate {variant}")  # every beam: the blends use them all
-    out = {} if blends_only else {  # the scorer cuts the lists at top_k
-        variant: {"result": evaluator.score([[i for i, _ in row] for row in generated], variant, seconds,
-                                            baseline=variant in BASELINES).to_dict(),
-                  **info}}
-    if variant != "GAMER":
-        return out
-    chooser = Evaluator(setup.mixer_cases, setup.behaviors, batch_size=evaluator.batch_size, progress=progress)
-    held_out, _ = decode_beams(chooser, gamer, "validation beams")
-    candidates = _score_mixers(chooser, held_out)
-    mixer, validation_ndcg = max(candidates, key=lambda pair: pair[1])
-    mixed = [mixer.mix(row, case, evaluator.top_k) for row, case in zip(generated, evaluator.cases)]
-    out["GAMER+mix"] = {"result": evaluator.score(mixed, "GAMER+mix", seconds).to_dict(), **info,
-                        "mixer": asdict(mixer) | {"behaviors": None}, "validation_ndcg10": validation_ndcg,
-                        "candidates": [[asdict(m) | {"behaviors": None}, s] for m, s in candidates]}
-    gamer.fit_reranker(chooser.cases, _reranker(setup, evaluator, use_model=True), held_out)
-    start = time.perf_counter()
-    reranked = gamer.rerank(evaluator.cases, generated, evaluator.top_k)
-    seconds += time.perf_counter() - start  # decoding plus pooling, scoring and ranking
-    out["GAMER+rerank"] = {"result": evaluator.score(reranked, "GAMER+rerank", seconds).to_dict(), **info,
-                           "reranker": gamer.reranker.to_dict()}
-    return out
+    with_blends = blends and variant == "GAMER"
+    rows = gamer_rows(evaluator, gamer, variant, baseline=variant in BASELINES,
+                      validation=setup.mixer_cases if with_blends else None, popular=setup.popular)
+    return _records(rows, **info)
 
 
 def run_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, variant: str, work: Path,
               device: str, progress: bool) -> dict[str, dict[str, Any]]:
     """Train one GAMER variant and score it."""
     checkpoint, info = train_gamer(setup, budget, seed, variant, work, device, progress)
-    return score_gamer(setup, evaluator, budget, variant, checkpoint, info, device, progress)
+    return score_gamer(setup, evaluator, budget, variant, checkpoint, info, device)
 
 
 def reblend_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, work: Path, trained: dict,
-                  device: str, progress: bool) -> dict[str, dict[str, Any]]:
+                  device: str) -> dict[str, dict[str, Any]]:
     """The BLENDS again from the GAMER model this run already trained (e.g. after widening the mixer grid)."""
     info = {k: v for k, v in trained.items() if k != "result"}
     checkpoint = _gamer_dir(work, setup, seed, "GAMER")
-    return score_gamer(setup, evaluator, budget, "GAMER", checkpoint, info, device, progress, blends_only=True)
+    return {name: record for name, record in score_gamer(setup, evaluator, budget, "GAMER", checkpoint, info,
+                                                         device).items() if name in BLENDS}
 
 
 # -------------------------------------------------------------------------------------------- results
@@ -446,7 +405,8 @@ def markdown(results: dict[str, Any]) -> str:
     for dataset, models in results["summary"].items():
         stats = results["datasets"][dataset]
         lines += [f"**{dataset}** ({stats['protocol']}; {stats['users']:,} users, {stats['items']:,} items; "
-                  f"{stats['test_cases_used']:,} of {stats['test_cases_total']:,} test cases)", "",
+                  f"{stats['test_cases_used']:,} of {stats['test_cases_total']:,} test cases; data and semantic IDs "
+                  f"{stats.get('setup_seconds', '-')} s)", "",
                   "| Model | seeds | target HR@10 | target NDCG@10 | target explore NDCG@10 | merged HR@10 "
                   "| merged NDCG@10 | train s | epochs |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -464,21 +424,38 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+LEARNED = ("SASRec", "SASRec+behavior", "TIGER")  # issue 16's first goal compares GAMER with the best of these
+GOAL_COLUMNS = (  # header, slice, the references (None: every baseline)
+    ("all", ALL_CASES, None), ("explore", EXPLORE, None), ("explore vs best learned", EXPLORE, LEARNED),
+    ("all vs Repeat+learned", ALL_CASES, ("Repeat+learned",)))
+
+
+def _comparison(cases: dict[str, Any], models: dict[str, Any], references: Sequence[str] | None,
+                slice_name: str) -> tuple[str, dict] | None:
+    """The best of `references` (None: every baseline) on a slice's target cases, and each model's paired-bootstrap
+    difference to it."""
+    report = EvaluationReport(cases["behaviors"], case_behaviors=cases["case_behaviors"],
+                              case_slices=cases["case_slices"])
+    for name, record in models.items():
+        if record["result"].get("per_case") and (references is None or name in references or name.startswith("GAMER")):
+            result = ModelResult.from_dict(record["result"])
+            result.baseline = result.baseline if references is None else name in references
+            report.add(result)
+    return report.differences("NDCG@10", report.target_behavior, slice_name)
+
+
 def bootstrap_table(results: dict[str, Any], dataset: str) -> list[str]:
-    """Per seed: target NDCG@10 of the GAMER rows minus the best baseline (rules, SASRec, TIGER) on the same
-    test cases, all and explore, with 95% paired-bootstrap intervals."""
+    """Per seed: target NDCG@10 of the GAMER rows minus a reference on the same test cases, with 95% paired-bootstrap
+    intervals: the best baseline (rules, SASRec, TIGER) on all and explore cases, the best learned baseline on
+    explore cases and Repeat+learned on all cases (the issue's two goals)."""
     cases = results["datasets"][dataset].get("cases")
     if not cases:
         return []
-    lines = ["Target NDCG@10 minus the best baseline on the same cases, mean [95% paired bootstrap over test cases]:",
-             "", "| Model | seed | all | explore |", "|---|---:|---:|---:|"]
+    lines = ["Target NDCG@10 minus a reference on the same cases, mean [95% paired bootstrap over test cases] vs "
+             "the reference named:", "", "| Model | seed | " + " | ".join(h for h, _, _ in GOAL_COLUMNS) + " |",
+             "|---|---:|" + "---:|" * len(GOAL_COLUMNS)]
     for seed, models in results["runs"][dataset].items():
-        report = EvaluationReport(cases["behaviors"], case_behaviors=cases["case_behaviors"],
-                                  case_slices=cases["case_slices"])
-        for record in models.values():
-            if record["result"].get("per_case"):
-                report.add(ModelResult.from_dict(record["result"]))
-        compared = [report.differences("NDCG@10", report.target_behavior, name) for name in ("all", "explore")]
+        compared = [_comparison(cases, models, references, slice_name) for _, slice_name, references in GOAL_COLUMNS]
         for name in (m for m in models if m.startswith("GAMER")):
             cells = [f"{found[1][name]} vs {found[0]}" if found and name in found[1] else "-" for found in compared]
             lines.append(f"| {name} | {seed} | " + " | ".join(cells) + " |")
@@ -524,16 +501,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS + DIAGNOSTICS)
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="tiny budget: minutes, a smoke test")
-    size.add_argument("--full", action="store_true", help="reference settings (all users and cases, base preset)")
+    parser.add_argument("--budget", default="small", choices=list(BUDGETS),
+                        help="quick: minutes, a smoke test; small: 2,500 users; cpu5k: issue 16's CPU bench (5,000 "
+                             "users, 1,000 test cases); full: reference settings for a GPU")
     parser.add_argument("--data-dir", type=Path, default=os.environ.get("GAMER_HF_DATA_DIR"))
     parser.add_argument("--work-dir", type=Path, default=Path("runs/bench_quality"))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the user and case subsamples")
     parser.add_argument("--epochs", type=int, help="override the budget's epochs (the budget is renamed: a study)")
-    parser.add_argument("--max-train-seconds", type=float,
-                        help="override the budget's wall-clock cap per model; 0 removes it (renames the budget)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--resume", action="store_true", help="keep finished (dataset, seed, model) runs in --out")
     parser.add_argument("--redo", nargs="+", default=[], choices=MODELS + DIAGNOSTICS,
@@ -549,18 +524,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def budget_for(args: argparse.Namespace, budget: Budget | None = None) -> Budget:
-    """The flags' budget (or `budget`) with --epochs / --max-train-seconds applied; an overridden budget gets its own
-    name, so --resume never mixes its runs with the standard ones."""
-    budget = budget or BUDGETS["quick" if args.quick else "full" if args.full else "small"]
-    changes: dict[str, Any] = {}
-    if args.epochs is not None:
-        changes["epochs"] = args.epochs
-    if args.max_train_seconds is not None:
-        changes["max_train_seconds"] = args.max_train_seconds or None
-    if not changes:
+    """The flags' budget (or `budget`) with --epochs applied; an overridden budget gets its own name, so --resume
+    never mixes its runs with the standard ones."""
+    budget = budget or BUDGETS[args.budget]
+    if args.epochs is None:
         return budget
-    suffix = "".join(f"-{key}={value}" for key, value in changes.items())
-    return replace(budget, name=budget.name + suffix, **changes)
+    return replace(budget, name=f"{budget.name}-epochs={args.epochs}", epochs=args.epochs)
 
 
 def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any]:
@@ -600,8 +569,7 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
             blends = [m for m in BLENDS if m in todo]
             if blends and "GAMER" in done:  # the blends are made from GAMER's generated lists
                 print(f"[{time.strftime('%H:%M:%S')}] {dataset} seed {seed}: {blends} from the trained GAMER")
-                scored = reblend_gamer(setup, evaluator, budget, seed, args.work_dir, done["GAMER"], args.device,
-                                       args.progress)
+                scored = reblend_gamer(setup, evaluator, budget, seed, args.work_dir, done["GAMER"], args.device)
                 done.update({m: scored[m] for m in blends})
                 save(results, args.out)
             elif blends and "GAMER" not in todo:

@@ -6,7 +6,7 @@ figures of each: the share of items whose embedding is a random fallback (over a
 and over the items that occur in training), the collision rate per prefix level before handling,
 and neighbour agreement (share of an item's 10 strongest training co-occurrence neighbours that share
 its first code, next to chance). With --train, one GAMER per cell is trained on the same budget (a fixed
-number of epochs, no wall-clock cap by default: on a shared machine a time cap would give the cells
+number of epochs, never a wall-clock cap: on a shared machine a time cap would give the cells
 different numbers of steps; on the plain training rows unless --augmented) and scored on the same test cases (target-behavior NDCG@10 on all, explore and cold cases), each cell
 against the reference cell with a paired bootstrap over the test cases (one training seed: the
 interval covers test-case sampling, not training noise).
@@ -57,7 +57,7 @@ from gamer_hf.evaluation import (
     target_behavior,
 )
 from gamer_hf.checkpoint import load_checkpoint
-from gamer_hf.semantic_ids import build_semantic_ids, item_embeddings, load_inputs, save_semantic_ids
+from gamer_hf.semantic_ids import REPORT_FILENAME, build_semantic_ids, item_embeddings, load_inputs, save_semantic_ids
 from gamer_hf.training import TrainArguments, train
 
 HERE = Path(__file__).resolve().parent
@@ -138,8 +138,8 @@ def build_cell(prepared: Path, out: Path, cell: Cell, budget: Any, seed: int) ->
 
 def train_and_score(setup: dict[str, Any], tokenizer: Path, out: Path, budget: Any, args: argparse.Namespace,
                     evaluator: Evaluator) -> dict[str, Any]:
-    """GAMER on this cell's tokenizer with the bench budget (loss selection, as today's bench), scored on the test cases."""
-    cap = quality.WallClockCap(args.max_train_seconds) if args.max_train_seconds else None
+    """GAMER on this cell's tokenizer with the bench budget (epoch selected as the budget's `select_by` says, validation
+    NDCG@10 by default, as quality.py), scored on the test cases."""
     seed, device = args.seed, args.device
     start = time.perf_counter()
     train(TrainArguments(
@@ -147,13 +147,14 @@ def train_and_score(setup: dict[str, Any], tokenizer: Path, out: Path, budget: A
         num_train_epochs=budget.epochs, per_device_train_batch_size=budget.batch_size,
         learning_rate=budget.gamer_learning_rate, early_stopping_patience=budget.patience, seed=seed,
         on_unknown="skip", use_cpu=device == "cpu", bf16=device == "cuda", overwrite_output_dir=True,
-        disable_tqdm=True, save_total_limit=1, logging_steps=20), callbacks=[cap] if cap else [])
+        disable_tqdm=True, save_total_limit=1, logging_steps=20, select_by=budget.select_by,
+        ranking_cases=budget.max_validation_cases or 500, ranking_beams=budget.num_beams))
     train_seconds = time.perf_counter() - start
     model, tokenizer_ = load_checkpoint(out, device=device)
     gamer = GamerRecommender(model, tokenizer_, num_beams=budget.num_beams, max_history=budget.max_history,
                              on_unknown="skip")
     result = evaluator.evaluate(gamer, "GAMER")
-    return {"train_seconds": round(train_seconds, 1), "capped": bool(cap and cap.hit), "result": result.to_dict()}
+    return {"train_seconds": round(train_seconds, 1), "result": result.to_dict()}
 
 
 def _target_values(record: dict[str, Any], labels: dict[str, Any], slice_name: str) -> list[float]:
@@ -257,10 +258,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--cells", nargs="+", default=[c.name for c in CELLS], choices=[c.name for c in CELLS])
-    parser.add_argument("--budget", default="small", help="a quality.py budget: quick, small or full")
+    parser.add_argument("--budget", default="small", choices=list(quality.BUDGETS), help="a quality.py budget")
     parser.add_argument("--train", action="store_true", help="also train and score one GAMER per cell")
     parser.add_argument("--epochs", type=int, help="GAMER epochs (default: the budget's)")
-    parser.add_argument("--max-train-seconds", type=float, default=None, help="wall-clock cap per GAMER (default none)")
     parser.add_argument("--augmented", action="store_true", help="train on the augmented rows (default: plain)")
     parser.add_argument("--seed", type=int, default=0, help="GAMER and semantic-ID seed")
     parser.add_argument("--data-seed", type=int, default=0)
@@ -285,9 +285,9 @@ def run(args: argparse.Namespace, budget: Any | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"datasets": {}}
     if args.resume and results_file.is_file():
         results = json.loads(results_file.read_text())
-    results.update(budget=budget.name, epochs=budget.epochs, seed=args.seed, data_seed=args.data_seed,
-                   device=args.device, max_train_seconds=args.max_train_seconds, augmented=args.augmented)
-    cells = [c for c in CELLS if c.name in args.cells]
+    results.update(budget=budget.name, epochs=budget.epochs, select_by=budget.select_by, seed=args.seed, data_seed=args.data_seed,
+                   device=args.device, augmented=args.augmented)
+    cells = [next(c for c in CELLS if c.name == name) for name in dict.fromkeys(args.cells)]  # in the given order
     for name in args.datasets:
         setup = setup_dataset(name, Path(args.data_dir), args.work_dir, budget, args.data_seed)
         data = results["datasets"].setdefault(name, {"cells": {}})
@@ -299,7 +299,7 @@ def run(args: argparse.Namespace, budget: Any | None = None) -> dict[str, Any]:
         for cell in cells:
             record = data["cells"].setdefault(cell.name, {})
             folder = setup["root"] / "sid_ablation" / cell.name.replace("/", "-")
-            if "ids" not in record:
+            if "ids" not in record or not (folder / "tokenizer" / REPORT_FILENAME).is_file():  # (re)build a lost one
                 print(f"[{time.strftime('%H:%M:%S')}] {name} {cell.name}: semantic IDs", flush=True)
                 try:
                     record["ids"] = build_cell(setup["plain"], folder / "tokenizer", cell, budget, args.seed)

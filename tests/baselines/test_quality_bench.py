@@ -11,9 +11,8 @@ from types import ModuleType
 
 import numpy as np
 import pytest
-from transformers import TrainerControl
-
-from gamer_hf.data import SYNTHETIC_BEHAVIORS, generate_synthetic, write_synthetic
+from gamer_hf.data import generate_synthetic, write_synthetic
+from gamer_hf.evaluation import MIXER_GRID
 
 SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "bench" / "quality.py"
 
@@ -63,16 +62,6 @@ def test_user_subsample_is_seeded_and_keeps_the_layout(quality, data_dir, tmp_pa
     assert quality.subsample_users(data_dir / "synthetic", tmp_path / "d", 10_000, seed=5) == data_dir / "synthetic"
 
 
-def test_wall_clock_cap_stops_after_evaluating_and_saving(quality, monkeypatch) -> None:
-    clock = iter([100.0, 100.5, 102.5])
-    monkeypatch.setattr(quality.time, "perf_counter", lambda: next(clock))
-    cap = quality.WallClockCap(seconds=2.0)
-    cap.on_train_begin(None, None, TrainerControl())
-    assert not cap.on_step_end(None, None, TrainerControl()).should_training_stop
-    control = cap.on_step_end(None, None, TrainerControl())
-    assert cap.hit and control.should_training_stop and control.should_evaluate and control.should_save
-
-
 def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(quality.DATASETS, "synthetic", "session")
     budget = replace(quality.BUDGETS["quick"], epochs=2, max_users=None, max_validation_cases=20, max_test_cases=30,
@@ -90,7 +79,7 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     last = runs["GAMER-noaug:last"]
     assert last["stop_reason"] != "early_stopping" and last["evaluated_step"] == last["global_step"]
     assert runs["GAMER"]["evaluated_step"] <= runs["GAMER"]["global_step"]
-    assert runs["GAMER+mix"]["mixer"] in [dict(vars(m), behaviors=None) for m in quality.MIXERS]
+    assert runs["GAMER+mix"]["mixer"] in [dict(vars(m), behaviors=None) for m in MIXER_GRID]  # the library's grid
     learned, reranked = runs["Repeat+learned"]["reranker"], runs["GAMER+rerank"]["reranker"]
     assert not learned["use_model"] and reranked["use_model"]
     assert learned["weights"]["fit_cases"] == reranked["weights"]["fit_cases"] == 12  # the validation cases, not test
@@ -123,10 +112,16 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
 
 
 @pytest.mark.parametrize(
-    ("flags", "name", "epochs", "cap"),
-    [([], "small", 6, 150.0), (["--epochs", "12"], "small-epochs=12", 12, 150.0),
-     (["--epochs", "12", "--max-train-seconds", "0"], "small-epochs=12-max_train_seconds=None", 12, None)],
+    ("flags", "name", "epochs", "users"),
+    [([], "small", 6, 2500), (["--epochs", "12"], "small-epochs=12", 12, 2500),
+     (["--budget", "cpu5k"], "cpu5k", 6, 5000)],
 )
-def test_budget_overrides_rename_the_budget(quality, flags, name, epochs, cap) -> None:
+def test_budget_flags_name_the_budget(quality, flags, name, epochs, users) -> None:
     budget = quality.budget_for(quality.parse_args(["--data-dir", ".", *flags]))
-    assert (budget.name, budget.epochs, budget.max_train_seconds) == (name, epochs, cap)
+    assert (budget.name, budget.epochs, budget.max_users) == (name, epochs, users)
+    assert not hasattr(budget, "max_train_seconds")  # step budgets only: no wall-clock cap
+
+
+def test_the_issue_16_cpu_bench_is_a_named_preset(quality) -> None:
+    budget = quality.BUDGETS["cpu5k"]
+    assert budget.max_users >= 5000 and budget.max_test_cases >= 1000 and budget.select_by == "ndcg"

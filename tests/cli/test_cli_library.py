@@ -69,7 +69,7 @@ class _RecordedBars(tqdm):
         super().__init__(*args, **{**kwargs, "disable": True})
 
 
-def test_evaluate_shows_one_bar_per_decode_and_one_for_the_reranker_fit(
+def test_evaluate_shows_one_bar_per_decode_and_one_for_the_validation_blends(
         checkpoint: Path, prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(evaluator_module, "tqdm", _RecordedBars)
     monkeypatch.setattr(_RecordedBars, "opened", [])
@@ -78,7 +78,7 @@ def test_evaluate_shows_one_bar_per_decode_and_one_for_the_reranker_fit(
     assert main(["evaluate", *arguments, "--out", str(tmp_path / "cli")]) == 0
     descriptions = [desc for desc, _ in _RecordedBars.opened]
     assert descriptions.count("evaluate GAMER") == 1
-    assert [total for desc, total in _RecordedBars.opened if desc == "fit reranker on validation"] == [9]
+    assert [total for desc, total in _RecordedBars.opened if desc == "validation: choose mixer, fit reranker"] == [9]
     assert len(descriptions) == len(set(descriptions))  # no step shows its bar twice
 
 

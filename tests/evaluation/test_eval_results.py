@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gamer_hf.evaluation import EvaluationReport, Evaluator, ModelResult, MostPopular, Repeat, plot_per_behavior
-from gamer_hf.evaluation.atomic import atomic_output
+from gamer_hf.files import atomic_output
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ def test_ablation_end_to_end_and_resume(tmp_path: Path, monkeypatch, bench_scrip
     results = bench.run(bench.parse_args(argv), budget=budget)
     data = results["datasets"]["synthetic"]
     assert list(data["cells"]) == cells
+    assert results["select_by"] == "ndcg"  # each cell's GAMER is selected as the quality bench's are
     for cell in data["cells"].values():
         ids = cell["ids"]
         assert len(ids["collision_rate_per_level"]) == 2 and 0 <= ids["coverage"]["fallback_share_of_seen"] <= 1
