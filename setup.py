@@ -37,6 +37,7 @@ setup(
         "numpy>=1.24",
         "pandas>=2.0",
         "pyarrow>=14",
+        "duckdb>=1.1",
         "pyyaml>=6",
         "tqdm>=4.60",
         "matplotlib>=3.7",

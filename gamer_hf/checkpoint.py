@@ -182,8 +182,9 @@ def load_checkpoint(
     folder = Path(folder)
     check_checkpoint_dir(folder)
     weights = folder / WEIGHTS_FILE
-    verbosity = hf_logging.get_verbosity()
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # its load report of missing keys is replaced by the error below
+    hf_logging.disable_progress_bar()  # its "Loading weights" bar on every load; logged warnings are not affected
     try:
         model, info = GamerForCausalLM.from_pretrained(  # mismatches are listed in `info`, then refused
             folder, use_safetensors=True, output_loading_info=True, ignore_mismatched_sizes=True)
@@ -192,6 +193,8 @@ def load_checkpoint(
                               f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     problems = {key: sorted(info[key])[:3] + ([f"... {len(info[key])} in all"] if len(info[key]) > 3 else [])
                 for key in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(key)}
     if problems:

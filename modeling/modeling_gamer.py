@@ -15,10 +15,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
+from transformers.integrations.moe import _grouped_mm
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions, CausalLMOutputWithCrossAttentions
@@ -52,8 +54,11 @@ class GamerRMSNorm(nn.Module):
 class GamerExpertFFN(nn.Module):
     """Position-routed SwiGLU experts (0 pad, 1 behavior token, 2..K+1 code levels); no gate, no aux loss.
 
-    Tokens are grouped by expert and each group runs one matmul, so cost is a handful of dense
-    matmuls whatever the batch. With `use_expert_ffn=False` it is a single dense SwiGLU.
+    Tokens are sorted by expert and each projection is one grouped matmul over the expert groups
+    (Transformers' `grouped_mm` dispatch, as its MoE experts use it). Every shape is fixed by the
+    number of tokens, not by how many go to each expert, so `torch.compile(fullgraph=True)` traces
+    it. (Transformers' experts interface itself cannot host it: the behavior-injection layers feed
+    the experts wider inputs than their outputs.) With `use_expert_ffn=False` it is one dense SwiGLU.
     """
 
     def __init__(self, config: GamerConfig, input_size: int) -> None:
@@ -65,26 +70,24 @@ class GamerExpertFFN(nn.Module):
         self.act_fn = ACT2FN[config.hidden_act]
         self.dropout = nn.Dropout(config.ffn_dropout)
 
-    def _expert(self, x: torch.Tensor, expert: int) -> torch.Tensor:
-        gate, up = (x @ self.gate_up_proj[expert]).chunk(2, dim=-1)
-        return self.dropout(self.act_fn(gate) * up) @ self.down_proj[expert]
+    def _swiglu(self, gate_up: torch.Tensor) -> torch.Tensor:
+        gate, up = gate_up.chunk(2, dim=-1)
+        return self.dropout(self.act_fn(gate) * up)
 
     def forward(self, hidden_states: torch.Tensor, item_position_ids: torch.Tensor) -> torch.Tensor:
         if self.num_experts == 1:
-            return self._expert(hidden_states, 0)
+            return self._swiglu(hidden_states @ self.gate_up_proj[0]) @ self.down_proj[0]
         flat = hidden_states.reshape(-1, hidden_states.shape[-1])
         routes = item_position_ids.reshape(-1)
         order = torch.argsort(routes, stable=True)
-        counts = torch.bincount(routes, minlength=self.num_experts).tolist()
-        outputs = [
-            self._expert(group, expert)
-            for expert, group in enumerate(flat[order].split(counts))
-            if counts[expert]
-        ]
-        if not outputs:
-            return hidden_states.new_zeros(*hidden_states.shape[:-1], self.down_proj.shape[-1])
-        grouped = torch.cat(outputs)  # in the compute dtype (bf16 under autocast)
-        out = torch.empty_like(grouped)
+        experts = torch.arange(self.num_experts, device=routes.device)
+        offsets = (routes[:, None] == experts).sum(0).cumsum(0).to(torch.int32)  # end of each expert's group
+        gate_up_proj, down_proj = self.gate_up_proj, self.down_proj
+        if torch.is_autocast_enabled(flat.device.type):  # grouped_mm is not autocast-aware: cast as a matmul would
+            dtype = torch.get_autocast_dtype(flat.device.type)
+            gate_up_proj, down_proj = gate_up_proj.to(dtype), down_proj.to(dtype)
+        grouped = _grouped_mm(self._swiglu(_grouped_mm(flat[order], gate_up_proj, offsets)), down_proj, offsets)
+        out = torch.empty_like(grouped)  # in the compute dtype (bf16 under autocast)
         out[order] = grouped
         return out.view(*hidden_states.shape[:-1], -1)
 
@@ -243,6 +246,7 @@ class GamerAttention(nn.Module):
         if beams is not None:
             key, value, attention_mask = beams.update(key, value, cache_idx, cross_level)
             query = beams.fold(query)
+            attention_mask = self._beam_mask_for_backend(attention_mask, query.dtype)
         elif cache is not None:
             update = cache.update_cross_level if cross_level else cache.update
             key, value = update(key, value, cache_idx)
@@ -261,6 +265,19 @@ class GamerAttention(nn.Module):
         )
         attn_output = attn_output.reshape(*attn_output.shape[:2], -1).contiguous()
         return (attn_output if beams is None else beams.unfold(attn_output)), attn_weights
+
+    def _beam_mask_for_backend(self, allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The shared-prompt beams' boolean mask in the form the backend takes: flex adds a tensor mask to the
+        scores (so it becomes additive); flash takes no such mask at all."""
+        implementation = self.config._attn_implementation
+        if implementation == "flex_attention":
+            return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+        if implementation.startswith("flash_attention"):
+            raise ValueError(
+                "recommend() decodes a prompt's beams as the query rows of one call with a per-beam mask, which flash "
+                "attention cannot take: use model.set_attn_implementation('sdpa') (or 'flex_attention') for it"
+            )
+        return allowed
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
@@ -374,10 +391,11 @@ class GamerPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["GamerDecoderLayer"]
     _supports_sdpa = True
-    _supports_flash_attn = False
-    _supports_flex_attn = False
+    # Flash attention takes causal (and varlen packed) masks only: GAMER's self-attention, not the cross-level rule.
+    _supports_flash_attn = True
+    _supports_flex_attn = True
     _supports_attention_backend = False
-    _can_compile_fullgraph = False
+    _can_compile_fullgraph = True
     # `cross_attentions` are the cross-level layers' weights (one entry per cross-level layer), returned with
     # `output_attentions` as Transformers does for encoder-decoder cross-attention.
     _can_record_outputs = {
@@ -385,6 +403,18 @@ class GamerPreTrainedModel(PreTrainedModel):
         "attentions": OutputRecorder(GamerAttention, index=1, layer_name="self_attn"),
         "cross_attentions": OutputRecorder(GamerCrossLevelAttention, index=1, layer_name="cross_attn"),
     }
+
+    def _check_and_adjust_attn_implementation(self, attn_implementation: str | None, *args: Any, **kwargs: Any) -> str:
+        """Refuse flash attention up front where the model has cross-level layers: their mask (a key of strictly
+        lower level, per token) is no causal or sliding-window pattern a flash kernel can take."""
+        if (attn_implementation or "").startswith("flash_attention") and self.config.cross_level_layers:
+            raise ValueError(
+                f"attn_implementation={attn_implementation!r} cannot run GAMER's cross-level layers "
+                f"(cross_level_layers={self.config.cross_level_layers}): flash kernels take causal masks only, not "
+                "the rule 'read earlier tokens of strictly lower level'. Use 'sdpa' or 'flex_attention', or a config "
+                "with cross_level_layers=[]"
+            )
+        return super()._check_and_adjust_attn_implementation(attn_implementation, *args, **kwargs)
 
     def save_pretrained(self, save_directory, *args: Any, **kwargs: Any) -> None:
         """Save as usual, plus the remote-code files and a complete `auto_map` (pushed with them too)."""
@@ -466,6 +496,38 @@ class GamerModel(GamerPreTrainedModel):
         allowed = allowed | (own & ~has_key[..., None])
         return allowed[:, None], has_key
 
+    def _level_block_mask(
+        self,
+        query_behavior_ids: torch.Tensor,
+        key_behavior_ids: torch.Tensor,
+        past_seen: int | torch.Tensor,
+        sequence_ids: torch.Tensor | None,
+        custom_mask: torch.Tensor | None,
+        has_key: torch.Tensor,
+    ) -> BlockMask:
+        """The cross-level rule of `_level_mask` as a flex-attention `BlockMask`: the same rule written as a
+        `mask_mod` over the tokens' levels, so blocks with no readable key are skipped by the kernel."""
+        query_level = self.level_table[query_behavior_ids]
+        key_level = self.level_table[key_behavior_ids]
+        key_real = key_behavior_ids > 0
+        custom = None
+        if custom_mask is not None:
+            custom = (custom_mask if custom_mask.dtype == torch.bool else custom_mask == 0).any(1)
+
+        def cross_level(batch_idx, head_idx, q_idx, kv_idx):
+            position = q_idx + past_seen
+            allowed = (kv_idx <= position) & key_real[batch_idx, kv_idx]
+            allowed = allowed & (key_level[batch_idx, kv_idx] < query_level[batch_idx, q_idx])
+            if sequence_ids is not None:
+                allowed = allowed & (sequence_ids[batch_idx, kv_idx] == sequence_ids[batch_idx, q_idx])
+            if custom is not None:
+                allowed = allowed & custom[batch_idx, q_idx, kv_idx]
+            return allowed | ((kv_idx == position) & ~has_key[batch_idx, q_idx])
+
+        batch, num_queries = query_behavior_ids.shape
+        return create_block_mask(cross_level, batch, None, num_queries, key_behavior_ids.shape[-1],
+                                 device=key_behavior_ids.device)
+
     def _roles(self, input_ids, behavior_ids, item_position_ids, cache) -> GamerTokenRoles:
         if behavior_ids is not None and item_position_ids is not None:
             return GamerTokenRoles(item_position_ids, behavior_ids)
@@ -500,9 +562,12 @@ class GamerModel(GamerPreTrainedModel):
         """
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
-        # Unlike `merge_with_config_defaults`, a training forward builds no cache unless asked (nothing reads it,
-        # and packed rows are recognised only without one).
-        use_cache = (self.config.use_cache and not self.training) if use_cache is None else use_cache
+        # Packed rows (position_ids restarting per sequence, no mask, no cache: as create_causal_mask reads them).
+        packed = position_ids is not None and attention_mask is None and cache is None
+        # Unlike `merge_with_config_defaults`, a training forward or a packed batch builds no cache unless asked
+        # (nothing reads it, and no decoding continues packed rows).
+        if use_cache is None:
+            use_cache = self.config.use_cache and not self.training and not packed
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
             use_cache = False
         roles = self._roles(input_ids, behavior_ids, item_position_ids, cache)
@@ -519,7 +584,6 @@ class GamerModel(GamerPreTrainedModel):
                             f"{type(cache).__name__}: pass GamerCache(config=model.config) or let the model create it")
         past_seen = cache.get_seq_length() if cache is not None else 0
         length = inputs_embeds.shape[1]
-        packed = position_ids is not None and attention_mask is None and cache is None  # as create_causal_mask
         if position_ids is None:
             if attention_mask is not None and attention_mask.dim() == 2:
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -length:]
@@ -530,7 +594,7 @@ class GamerModel(GamerPreTrainedModel):
             config=self.config,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
-            cache=cache,
+            cache=None if packed else cache,
             position_ids=position_ids,
         )
         token_behavior = roles.behavior_ids
@@ -545,6 +609,9 @@ class GamerModel(GamerPreTrainedModel):
             sequence_ids = (position_ids == 0).cumsum(-1) if packed else None
             custom = attention_mask if attention_mask is not None and attention_mask.dim() == 4 else None
             level_mask, has_key = self._level_mask(token_behavior, key_behavior, past_seen, sequence_ids, custom)
+            if self.config._attn_implementation == "flex_attention":
+                level_mask = self._level_block_mask(token_behavior, key_behavior, past_seen, sequence_ids, custom,
+                                                    has_key)
         return self._run_layers(inputs_embeds, position_ids, causal_mask, level_mask, has_key, roles, cache, kwargs,
                                 return_cache=use_cache)
 

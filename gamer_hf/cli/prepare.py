@@ -46,11 +46,16 @@ class PrepareArguments:
                                         "a unix-epoch unit s, ms, us, ns, min, h, day, or relative[_UNIT] for "
                                         f"offsets from any origin (not checked); one of {list(TIME_UNITS)}"})
     seed: int = field(default=42, metadata={"help": "augmentation seed"})
+    engine: Literal["auto", "memory", "duckdb"] = field(
+        default="auto", metadata={"help": "memory: the log in memory; duckdb: out of core, same splits, bounded memory "
+                                          "(auto: duckdb for files of 64 MiB or more and folders of Parquet shards)"})
+    memory_limit: str = field(default="512MB", metadata={"help": "DuckDB's memory cap with --engine duckdb; it spills "
+                                                               "to the output's staging folder past it"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
 
 def run(args: PrepareArguments) -> int:
-    options = {"time_unit": args.timestamp_unit} if args.timestamp_unit else None
+    options = {"timestamp_unit": args.timestamp_unit} if args.timestamp_unit else None
     prepared = prepare(
         args.events,
         format=args.format,
@@ -69,6 +74,8 @@ def run(args: PrepareArguments) -> int:
         seed=args.seed,
         progress=args.progress,
         format_options=options,
+        engine=args.engine,
+        memory_limit=args.memory_limit,
     )
     print(prepared.summary())
     print(f"saved to {args.out}")

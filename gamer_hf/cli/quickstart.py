@@ -78,10 +78,12 @@ def run(args: QuickstartArguments) -> int:
     work = Path(args.work_dir)  # created by the first step that writes into it
     data_dir = _prepare(args, work)
     tokenizer_dir = work / "tokenizer"
-    build_tokenizer(SemanticIdArguments(
+    built = build_tokenizer(SemanticIdArguments(
         data=str(data_dir), out=str(tokenizer_dir), method=args.semantic_ids, levels=args.levels,
         codebook_size=args.codebook_size, seed=args.seed, overwrite=True,
     ))
+    for warning in built.semantic_ids.report.warnings:  # e.g. 3 x 16 codes on a large --events log
+        print(f"semantic IDs: warning: {warning}")
     result = train(TrainArguments(
         data=str(data_dir), tokenizer=str(tokenizer_dir), output_dir=args.output_dir, preset=args.preset,
         num_train_epochs=args.num_train_epochs, per_device_train_batch_size=args.batch_size,

@@ -4,7 +4,10 @@ For x copies and each ratio r = k/x (k = 1..x), every user's view k drops
 floor(n_b * k / (x * L_b)) randomly chosen interactions of each behavior b below the top level,
 where n_b counts the user's b-interactions in the training history and L_b is b's 1-based
 hierarchy rank. Top-level interactions are never dropped. Exact integer arithmetic keeps the
-counts free of floating-point rounding. Views are seeded and reproducible.
+counts free of floating-point rounding. Views are seeded and reproducible: view k draws one
+uniform number per event from its own stream (seed, k), so a block of users that starts `offset`
+events into the training history draws exactly what the whole history would (`offset=`), and an
+out-of-core preparation that builds sequences block by block gives the same views.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ def drop_counts(counts: np.ndarray, hierarchy: np.ndarray, droppable: np.ndarray
 
 
 def augmentation_keep_masks(
-    users: np.ndarray, behaviors: np.ndarray, table: BehaviorTable, copies: int, seed: int
+    users: np.ndarray, behaviors: np.ndarray, table: BehaviorTable, copies: int, seed: int, offset: int = 0
 ) -> np.ndarray:
     """Boolean keep masks of shape (copies, n): row k-1 is view k over the given events.
 
     `users` and `behaviors` are codes of one split's events (users contiguous, time ascending);
-    `behaviors` index `table.names`. The original view (keep everything) is not included.
+    `behaviors` index `table.names`; `offset` is the position of the first of them in the whole
+    training history. The original view (keep everything) is not included.
     """
     if copies < 0:
         raise ValueError(f"augment_copies must be >= 0, got {copies}")
@@ -39,9 +43,11 @@ def augmentation_keep_masks(
     hierarchy = np.array([table.hierarchy_rank(name) for name in names], dtype=np.int64)
     droppable = np.array([table.level(name) < table.top_level for name in names])
     group = users.astype(np.int64) * len(names) + behaviors
-    rng = np.random.default_rng(seed)
     for k in range(1, copies + 1):
-        order = np.lexsort((rng.random(n), group))  # a random permutation inside every (user, behavior)
+        stream = np.random.PCG64(np.random.SeedSequence([seed, k]))
+        stream.advance(offset)  # one 64-bit draw per event before this block
+        # a random permutation inside every (user, behavior)
+        order = np.lexsort((np.random.Generator(stream).random(n), group))
         grouped = group[order]
         starts = np.r_[0, np.flatnonzero(grouped[1:] != grouped[:-1]) + 1]
         sizes = np.diff(np.r_[starts, n])

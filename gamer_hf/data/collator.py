@@ -1,4 +1,5 @@
-"""Batches of prepared rows for the model: right-padded input_ids, attention_mask and labels.
+"""Batches of prepared rows for the model: right-padded input_ids, attention_mask and labels, or
+(`pack=True`, where it saves rows) packed rows: input_ids, position_ids restarting per example, labels.
 
 Training rows (`behaviors`, `items`) become `[beh, c1..cK]` per interaction with every code token
 scored (full-sequence LM loss). Validation/test rows (`history_*`, `target_behavior`,
@@ -162,7 +163,9 @@ class GamerCollator:
 
     `max_history` trims training rows to their last max_history + 1 interactions and prompts to
     their last max_history; `on_unknown="skip"` drops interactions and targets the tokenizer's item
-    index does not know (e.g. items without semantic IDs) instead of raising.
+    index does not know (e.g. items without semantic IDs) instead of raising. `pack=True` packs the
+    examples first-fit into rows as wide as the longest one whenever that needs fewer rows than padding
+    (histories of mixed length); the loss and its gradients are those of the padded batch.
     """
 
     def __init__(
@@ -171,13 +174,14 @@ class GamerCollator:
         max_history: int | None = None,
         on_unknown: str = "raise",
         pad_to_multiple_of: int | None = None,
+        pack: bool = False,
     ) -> None:
         if on_unknown not in ("raise", "skip"):
             raise ValueError(f"on_unknown must be 'raise' or 'skip', got {on_unknown!r}")
         if max_history is not None and max_history < 0:
             raise ValueError(f"max_history must be None or >= 0, got {max_history}")
         self.tokenizer, self.max_history, self.on_unknown = tokenizer, max_history, on_unknown
-        self.pad_to_multiple_of = pad_to_multiple_of
+        self.pad_to_multiple_of, self.pack = pad_to_multiple_of, pack
         self._table: _TokenTable | None = None
 
     def _token_table(self) -> _TokenTable:
@@ -206,7 +210,17 @@ class GamerCollator:
                                            targets[known_targets], known, known_targets)
         if not lengths.size:
             raise ValueError("no example left in this batch (all interactions unknown to the tokenizer?)")
+        if self.pack:
+            rows = _pack_rows(lengths, self._width(lengths))
+            if rows.max() + 1 < len(lengths):  # packing saves whole rows of padding
+                return self._packed(tokens, lengths, first, rows)
         return self._pad(tokens, lengths, first)
+
+    def _width(self, lengths: np.ndarray) -> int:
+        width = int(lengths.max())
+        if self.pad_to_multiple_of:
+            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        return width
 
     def _raise_first_unknown(
         self, batch: _Batch, bad_pairs: np.ndarray, bad_requests: np.ndarray, bad_targets: np.ndarray
@@ -229,9 +243,7 @@ class GamerCollator:
         raise ValueError(f"row {row} of the batch has an id the tokenizer does not know")
 
     def _pad(self, tokens: np.ndarray, lengths: np.ndarray, first: np.ndarray) -> dict[str, torch.Tensor]:
-        width = int(lengths.max())
-        if self.pad_to_multiple_of:
-            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        width = self._width(lengths)
         columns = np.arange(width)
         filled = columns < lengths[:, None]  # right padding: tokens first, pads after
         ids = np.full((len(lengths), width), self.tokenizer.pad_token_id, dtype=np.int64)
@@ -243,6 +255,49 @@ class GamerCollator:
         labels = np.where(scored & code, ids, IGNORE_INDEX)
         return {"input_ids": input_ids, "attention_mask": torch.from_numpy(filled.astype(np.int64)),
                 "labels": torch.from_numpy(labels)}
+
+    def _packed(self, tokens: np.ndarray, lengths: np.ndarray, first: np.ndarray,
+                rows: np.ndarray) -> dict[str, torch.Tensor]:
+        """Examples laid end to end in `rows` (the packed row of each), `position_ids` restarting at every
+        example and no attention_mask: that is how the model (and Transformers' mask utilities) recognise
+        packed rows, keeping attention and the cross-level rule inside each example.
+
+        A row's unused tail is padding that starts a "sequence" of its own (position 0), so no real token
+        reads it. Labels need no boundary marks: every example starts with a behavior token, never scored,
+        so the loss's one-token shift never scores a token of one example from the end of the one before.
+        """
+        width, num_rows = self._width(lengths), int(rows.max()) + 1
+        used = np.bincount(rows, weights=lengths, minlength=num_rows).astype(np.int64)
+        order = np.argsort(rows, kind="stable")  # by row, in batch order inside a row
+        column = np.empty_like(lengths)
+        column[order] = np.cumsum(lengths[order]) - lengths[order] - (np.cumsum(used) - used)[rows[order]]
+        example_start = np.cumsum(lengths) - lengths  # in `tokens`, which lists the examples in batch order
+        token = np.arange(lengths.sum())
+        target = token + np.repeat(rows * width + column - example_start, lengths)
+        position = token - np.repeat(example_start, lengths)
+        columns = np.arange(width)
+        ids = np.full((num_rows, width), self.tokenizer.pad_token_id, dtype=np.int64)
+        position_ids = np.maximum(columns - used[:, None], 0)  # each tail: its own sequence from 0
+        scored = np.zeros((num_rows, width), dtype=bool)
+        ids.ravel()[target], position_ids.ravel()[target] = tokens, position
+        scored.ravel()[target] = position >= np.repeat(first, lengths)
+        input_ids = torch.from_numpy(ids)
+        labels = np.where(scored & self.tokenizer.code_token_mask(input_ids).numpy(), ids, IGNORE_INDEX)
+        return {"input_ids": input_ids, "position_ids": torch.from_numpy(position_ids),
+                "labels": torch.from_numpy(labels)}
+
+
+def _pack_rows(lengths: np.ndarray, width: int) -> np.ndarray:
+    """Row of each example when packed first-fit decreasing into rows of `width` tokens (a few Python steps
+    per example, none per token)."""
+    rows, fill = np.empty(len(lengths), dtype=np.int64), []
+    for example in np.argsort(-lengths, kind="stable"):
+        row = next((r for r, used in enumerate(fill) if used + lengths[example] <= width), len(fill))
+        if row == len(fill):
+            fill.append(0)
+        fill[row] += int(lengths[example])
+        rows[example] = row
+    return rows
 
 
 def _examples(

@@ -40,7 +40,7 @@ from .checks import (
 from .report import DataValidationError, DropReport
 from .tables import id_strings, timestamp_numbers
 
-__all__ = ["RawEvents", "EventLog", "validate_events", "OnInvalid"]
+__all__ = ["RawEvents", "EventLog", "validate_events", "OnInvalid", "CheckedRows", "check_rows", "decide_time_unit"]
 
 OnInvalid = Literal["raise", "drop"]
 TimeResolution = Literal["seconds", "day", "order"]
@@ -98,14 +98,18 @@ class EventLog:
 class _Checker:
     """Applies one rule at a time: raise on the first offending row, or record and mark drops."""
 
-    def __init__(self, raw: RawEvents, on_invalid: OnInvalid, report: DropReport) -> None:
+    def __init__(self, raw: RawEvents, on_invalid: OnInvalid, report: DropReport, row_offset: int = 0) -> None:
         if on_invalid not in ("raise", "drop"):
             raise ConfigurationError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
-        self.raw, self.on_invalid, self.report = raw, on_invalid, report
+        self.raw, self.on_invalid, self.report, self.row_offset = raw, on_invalid, report, row_offset
         self.dropped = np.zeros(raw.table.num_rows, dtype=bool)
+        # the rule (its place in the fixed order of checks) of every record this checker added: chunks of
+        # one file merge their records back into that order (DropReport.merge_repeats)
+        self.rule, self.record_rules = 0, []
 
     def check(self, bad: np.ndarray, reason: str, column: str | None, values: Any, policy: str | None = None,
               hint: str = "pass on_invalid='drop' (CLI --on_invalid drop) to drop such rows and report them") -> None:
+        self.rule += 1
         bad = bad & ~self.dropped
         count = int(bad.sum())
         if not count:
@@ -114,22 +118,24 @@ class _Checker:
         label = self.raw.source_column(column) if column else None
         quoted = [_value_at(values, i) for i in where[:5]]
         if (policy or self.on_invalid) == "raise":
-            raise DataValidationError(
-                reason, file=self.raw.file, column=label, row=int(where[0]), value=quoted[0], count=count, hint=hint
-            )
-        self.report.add(reason, file=self.raw.file, column=label, rows=list(where[:5]), values=quoted,
-                        count=count)
+            raise DataValidationError(reason, file=self.raw.file, column=label, row=int(where[0]) + self.row_offset,
+                                      value=quoted[0], count=count, hint=hint)
+        self.report.add(reason, file=self.raw.file, column=label, rows=list(where[:5] + self.row_offset),
+                        values=quoted, count=count)
+        self.record_rules.append(self.rule)
         self.dropped |= bad
 
     def clean_ids(self, values: pa.Array, column: str, cap: bool = True) -> pa.Array:
         """Strip surrounding whitespace (counted in the report), then refuse ids over MAX_ID_LENGTH."""
+        self.rule += 1
         stripped, changed = strip_ids(values)
         changed &= ~self.dropped
         if changed.any():
             where = np.flatnonzero(changed)
             self.report.add("surrounding whitespace", file=self.raw.file, column=self.raw.source_column(column),
-                            rows=list(where[:5]), values=[values[int(i)].as_py() for i in where[:5]],
+                            rows=list(where[:5] + self.row_offset), values=[values[int(i)].as_py() for i in where[:5]],
                             count=int(changed.sum()), action="stripped")
+            self.record_rules.append(self.rule)
         if cap:
             self.check(overlong_ids(stripped), f"id longer than {MAX_ID_LENGTH} characters", column,
                        shorten(stripped), hint="check the file's quoting (an open quote swallows the lines after "
@@ -147,28 +153,53 @@ def _as_bool(array: pa.Array) -> np.ndarray:
     return pc.fill_null(array, True).to_numpy(zero_copy_only=False)
 
 
-def validate_events(
-    raw: RawEvents,
-    behaviors: BehaviorSpec | None = None,
-    *,
-    on_invalid: OnInvalid = "raise",
-    on_duplicate: Literal["raise", "drop", "keep"] | None = None,
-) -> EventLog:
-    """Check ids, behaviors, timestamps and duplicates, then sort into the canonical table.
-
-    `behaviors` overrides the adapter's preset. `on_duplicate` defaults to `on_invalid`; "keep"
-    accepts identical rows (e.g. repeated clicks in day-resolution logs) as repeated events.
-    """
+def behavior_table(raw: RawEvents, behaviors: BehaviorSpec | None) -> BehaviorTable:
+    """The levels a log is read with: `behaviors` when given, else the adapter's preset."""
     table = BehaviorTable.parse(behaviors) if behaviors is not None else raw.behaviors
     if table is None:
         raise ConfigurationError(
             f"{raw.file}: the {raw.format!r} format has no behavior preset; pass behaviors, e.g. "
             "'click:0,cart:1,buy:2' (CLI --behaviors)"
         )
+    return table
+
+
+def duplicate_policy(on_invalid: OnInvalid, on_duplicate: str | None) -> str:
+    """What identical rows get: `on_duplicate`, defaulting to `on_invalid`."""
     if on_duplicate not in (None, "raise", "drop", "keep"):
         raise ConfigurationError(f"on_duplicate must be 'raise', 'drop' or 'keep', got {on_duplicate!r}")
-    report = DropReport()
-    checker = _Checker(raw, on_invalid, report)
+    return on_duplicate or on_invalid
+
+
+DUPLICATE_REASON = "duplicate row (same user, item, behavior and timestamp)"
+DUPLICATE_HINT = ("pass on_duplicate='drop' or 'keep' (CLI --on_duplicate) to drop them (reported) or keep them as "
+                  "repeated events")
+
+
+def describe_duplicate(user: str, item: str, behavior: str, timestamp: float) -> str:
+    """How a duplicate row is quoted in messages and the drop report."""
+    return f"user_id={user}, item_id={item}, behavior={behavior}, timestamp={timestamp:.15g}"
+
+
+@dataclass
+class CheckedRows:
+    """The rows of one table (or chunk) that passed every per-row rule, with their cleaned values."""
+
+    keep: np.ndarray  # positions in the table
+    users: pa.Array
+    items: pa.Array
+    behaviors: pa.Array
+    sessions: pa.Array | None
+    seconds: np.ndarray | None  # None without a time column
+
+
+def check_rows(raw: RawEvents, table: BehaviorTable, checker: "_Checker",
+               time_unit: tuple[str, bool] | None = None) -> CheckedRows:
+    """Apply the per-row rules (ids, behaviors, timestamps) to one table or chunk, in their fixed order.
+
+    `time_unit` is the file's (unit, detected) when a reader decided it over every chunk
+    (`decide_time_unit` on merged profiles); without it the table's own magnitudes decide.
+    """
     source = raw.table
     users = id_strings(source["user_id"], file=raw.file, name=raw.source_column("user_id"))
     items = id_strings(source["item_id"], file=raw.file, name=raw.source_column("item_id"))
@@ -187,27 +218,53 @@ def validate_events(
         zero_copy_only=False
     )
     checker.check(~known, f"behavior not in the level table {table.levels}", "behavior", behavior_values)
+    seconds = _read_times(raw, checker, time_unit) if "timestamp" in source.column_names else None
+    keep = np.flatnonzero(~checker.dropped)
+    take = pa.array(keep)
+    return CheckedRows(keep, users.take(take), items.take(take), behavior_values.take(take),
+                       sessions.take(take) if sessions is not None else None,
+                       seconds[keep] if seconds is not None else None)
+
+
+def decide_time_unit(requested: str, is_datetime: bool, profile: TimestampProfile) -> tuple[str, bool]:
+    """The unit a file's times are read in, and whether its magnitudes (`profile`, of the whole file) chose it."""
+    detected = requested == "auto" and not is_datetime
+    return (DATETIME if is_datetime else profile.detect() if detected else requested), detected
+
+
+def validate_events(
+    raw: RawEvents,
+    behaviors: BehaviorSpec | None = None,
+    *,
+    on_invalid: OnInvalid = "raise",
+    on_duplicate: Literal["raise", "drop", "keep"] | None = None,
+) -> EventLog:
+    """Check ids, behaviors, timestamps and duplicates, then sort into the canonical table.
+
+    `behaviors` overrides the adapter's preset. `on_duplicate` defaults to `on_invalid`; "keep"
+    accepts identical rows (e.g. repeated clicks in day-resolution logs) as repeated events.
+    """
+    table = behavior_table(raw, behaviors)
+    policy = duplicate_policy(on_invalid, on_duplicate)
+    report = DropReport()
+    checker = _Checker(raw, on_invalid, report)
+    source = raw.table
     has_time = "timestamp" in source.column_names
     time_unit, detected = None, False
     if has_time:
-        seconds, time_unit, detected = _read_times(raw, checker)
-
-    keep = np.flatnonzero(~checker.dropped)
-    take = pa.array(keep)
-    users, items, behavior_values = users.take(take), items.take(take), behavior_values.take(take)
-    sessions = sessions.take(take) if sessions is not None else None
+        numbers, is_datetime = timestamp_numbers(source["timestamp"])
+        time_unit, detected = decide_time_unit(raw.time_unit, is_datetime, TimestampProfile.of(numbers))
+    rows = check_rows(raw, table, checker, (time_unit, detected) if has_time else None)
+    keep, users, items, behavior_values, sessions = rows.keep, rows.users, rows.items, rows.behaviors, rows.sessions
     user_codes = _codes(users)
-    time = seconds[keep] if has_time else np.arange(len(keep), dtype=np.float64)
-    duplicate_policy = on_duplicate or on_invalid
-    if has_time and duplicate_policy != "keep":
+    time = rows.seconds if has_time else np.arange(len(keep), dtype=np.float64)
+    if has_time and policy != "keep":
         duplicate = _duplicates(user_codes, _codes(items), _codes(behavior_values), time,
                                 _codes(sessions) if sessions is not None else None)
         full = np.zeros(source.num_rows, dtype=bool)
         full[keep[duplicate]] = True
         described = _DuplicateValues(users, items, behavior_values, time, keep)
-        checker.check(full, "duplicate row (same user, item, behavior and timestamp)", None, described,
-                      policy=duplicate_policy, hint="pass on_duplicate='drop' or 'keep' (CLI --on_duplicate) to "
-                      "drop them (reported) or keep them as repeated events")
+        checker.check(full, DUPLICATE_REASON, None, described, policy=policy, hint=DUPLICATE_HINT)
         if duplicate.any():
             keep, survivors = keep[~duplicate], pa.array(np.flatnonzero(~duplicate))
             users, items = users.take(survivors), items.take(survivors)
@@ -246,19 +303,23 @@ def validate_events(
     )
 
 
-def _read_times(raw: RawEvents, checker: "_Checker") -> tuple[np.ndarray, str, bool]:
-    """Seconds of every row, the unit they were read in, and whether it was detected; refuses impossible times."""
+def _read_times(raw: RawEvents, checker: "_Checker", time_unit: tuple[str, bool]) -> np.ndarray:
+    """Seconds of every row read in the file's unit; refuses unparsable and impossible times."""
     numbers, is_datetime = timestamp_numbers(raw.table["timestamp"])
-    detected = raw.time_unit == "auto" and not is_datetime
-    unit = DATETIME if is_datetime else TimestampProfile.of(numbers).detect() if detected else raw.time_unit
+    unit, detected = time_unit
+    if is_datetime != (unit == DATETIME):
+        raise DataValidationError(
+            "timestamps mix date-times and numbers", file=raw.file, column=raw.source_column("timestamp"),
+            row=checker.row_offset, value=_value_at(raw.table["timestamp"], 0),
+            hint="write every timestamp the same way (all numbers or all date-times)")
     seconds = to_seconds(numbers, unit)
     quoted = raw.time_text if raw.time_text is not None else raw.table["timestamp"]
     checker.check(~np.isfinite(seconds), "null or unparsable timestamp", "timestamp", quoted)
-    hint = ("pass time_unit= (CLI --timestamp_unit) to read them in another unit, e.g. relative for offsets "
+    hint = ("pass timestamp_unit= (CLI --timestamp_unit) to read them in another unit, e.g. relative for offsets "
             "from any origin, or on_invalid='drop' (CLI --on_invalid drop) to drop such rows")
     for reason, bad in timestamp_problems(numbers, unit, detected=detected):
         checker.check(bad, reason, "timestamp", quoted, hint=hint)
-    return seconds, unit, detected
+    return seconds
 
 
 class _DuplicateValues:
@@ -269,8 +330,8 @@ class _DuplicateValues:
 
     def __getitem__(self, row: int) -> str:
         i = int(np.searchsorted(self.keep, row))
-        return (f"user_id={self.users[i].as_py()}, item_id={self.items[i].as_py()}, "
-                f"behavior={self.behaviors[i].as_py()}, timestamp={self.time[i]:.15g}")
+        return describe_duplicate(self.users[i].as_py(), self.items[i].as_py(), self.behaviors[i].as_py(),
+                                  self.time[i])
 
 
 def _codes(values: pa.Array) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Format adapters: each public log layout becomes `RawEvents` with canonical column names.
 
 - events: any table with user_id, item_id, behavior[, timestamp][, session_id] (rename with
-  `columns=`; numeric time unit detected from magnitudes, or given with `time_unit=`, see
+  `columns=`; numeric time unit detected from magnitudes, or given with `timestamp_unit=`, see
   checks.TIME_UNITS); levels from the user.
 - gamer: a /work/shared/data-style folder (events.csv.gz, meta.json[, items.csv.gz]); levels from
   meta.json's behavior order, else from the folder's row in ../README.md.
@@ -17,12 +17,14 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ..errors import ConfigurationError, DataError
 from ..files import read_json
@@ -63,11 +65,17 @@ def _rename_values(column: pa.ChunkedArray, mapping: dict[str, str]) -> pa.Array
 
 
 def read_plain_events(
-    source: TableSource, *, columns: dict[str, str] | None = None, time_unit: str = "auto"
+    source: TableSource, *, columns: dict[str, str] | None = None, timestamp_unit: str = "auto",
+    time_unit: str | None = None,
 ) -> RawEvents:
     """Any table already holding the canonical columns (or renamed with `columns`)."""
-    file = source_label(source)
-    table = read_table(source)
+    return plain_events(read_table(source), source_label(source), columns=columns,
+                        timestamp_unit=_unit_option(timestamp_unit, time_unit))
+
+
+def plain_events(table: pa.Table, file: str, *, columns: dict[str, str] | None = None,
+                 timestamp_unit: str = "auto") -> RawEvents:
+    """`read_plain_events` of a table already read (one chunk of a large file)."""
     mapping = {name: name for name in ("user_id", "item_id", "behavior", "timestamp", "session_id")}
     unknown = sorted(set(columns or {}) - set(mapping))
     if unknown:
@@ -75,27 +83,45 @@ def read_plain_events(
                                  f"{list(mapping)}")
     mapping.update(columns or {})
     selected = _select(table, mapping, file=file, optional=("timestamp", "session_id"))
-    return RawEvents(selected, file, "events", columns=mapping, time_unit=time_unit)
+    return RawEvents(selected, file, "events", columns=mapping, time_unit=timestamp_unit)
+
+
+def _unit_option(timestamp_unit: str, time_unit: str | None) -> str:
+    """`time_unit=` is the old name of `timestamp_unit=` (the CLI flag's name); it still works, with a warning."""
+    if time_unit is None:
+        return timestamp_unit
+    warnings.warn("time_unit= is deprecated; pass timestamp_unit= (the name of the CLI flag --timestamp_unit)",
+                  FutureWarning, stacklevel=3)
+    return time_unit
 
 
 def read_gamer_folder(source: TableSource) -> RawEvents:
     """A folder of /work/shared/data (events.csv.gz, meta.json, optional items.csv.gz)."""
+    events_file = gamer_events_file(source)
+    raw = gamer_events(read_table(events_file), str(events_file))
+    items_file = events_file.parent / "items.csv.gz"
+    raw.items = read_table(items_file).to_pandas() if items_file.is_file() else None
+    return raw
+
+
+def gamer_events_file(source: TableSource) -> Path:
     path = Path(source)
-    events_file = path / "events.csv.gz" if path.is_dir() else path
-    folder = events_file.parent
-    table = _select(read_table(events_file), {n: n for n in ("user_id", "item_id", "behavior", "timestamp")},
-                    file=str(events_file), optional=("timestamp",))
+    return path / "events.csv.gz" if path.is_dir() else path
+
+
+def gamer_events(table: pa.Table, file: str) -> RawEvents:
+    """Events of a gamer folder already read (one chunk of it); levels and time resolution from the folder."""
+    folder = Path(file).parent
+    table = _select(table, {n: n for n in ("user_id", "item_id", "behavior", "timestamp")}, file=file,
+                    optional=("timestamp",))
     meta_file = folder / "meta.json"
     meta = _read_meta(meta_file) if meta_file.is_file() else {}
     order = meta.get("stats", {}).get("behavior_order_low_to_high") or _readme_order(folder)
     time_note = str(meta.get("timestamps", "")).upper()
     resolution = "order" if time_note.startswith("NONE") else "day" if "DAY" in time_note else "seconds"
-    items = None
-    if (folder / "items.csv.gz").is_file():
-        items = read_table(folder / "items.csv.gz").to_pandas()
-    return RawEvents(table, str(events_file), "gamer", time_resolution=resolution,
+    return RawEvents(table, file, "gamer", time_resolution=resolution,
                      time_unit="relative" if resolution == "order" else "auto",
-                     behaviors=BehaviorTable.parse(order) if order else None, items=items)
+                     behaviors=BehaviorTable.parse(order) if order else None)
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
@@ -121,22 +147,30 @@ def _readme_order(folder: Path) -> list[str] | None:
 
 def read_retailrocket(source: TableSource) -> RawEvents:
     """Kaggle RetailRocket `events.csv`: timestamp (ms), visitorid, event, itemid, transactionid."""
-    file = source_label(source)
+    return retailrocket_events(read_table(source), source_label(source))
+
+
+def retailrocket_events(table: pa.Table, file: str) -> RawEvents:
     mapping = {"user_id": "visitorid", "item_id": "itemid", "behavior": "event", "timestamp": "timestamp"}
-    table = _select(read_table(source), mapping, file=file)
+    table = _select(table, mapping, file=file)
     renamed = _rename_values(table["behavior"], {"view": "view", "addtocart": "cart", "transaction": "buy"})
     table = table.set_column(table.column_names.index("behavior"), "behavior", renamed)
     return RawEvents(table, file, "retailrocket", columns=mapping, time_unit="ms",
                      behaviors=BehaviorTable(PRESETS["retailrocket"]))
 
 
+TAOBAO_COLUMNS = ["user_id", "item_id", "category_id", "behavior", "timestamp"]
+
+
 def read_taobao(source: TableSource) -> RawEvents:
     """Tianchi `UserBehavior.csv` (no header): user, item, category, behavior (pv/fav/cart/buy), unix seconds."""
-    file = source_label(source)
-    names = ["user_id", "item_id", "category_id", "behavior", "timestamp"]
-    raw = read_table(source, column_names=names)  # names apply to files; in-memory tables keep theirs
-    if raw.num_columns == len(names) and raw.column_names != names:
-        raw = raw.rename_columns(names)
+    # names apply to files; in-memory tables keep theirs
+    return taobao_events(read_table(source, column_names=TAOBAO_COLUMNS), source_label(source))
+
+
+def taobao_events(raw: pa.Table, file: str) -> RawEvents:
+    if raw.num_columns == len(TAOBAO_COLUMNS) and raw.column_names != TAOBAO_COLUMNS:
+        raw = raw.rename_columns(TAOBAO_COLUMNS)
     table = _select(raw, {n: n for n in ("user_id", "item_id", "behavior", "timestamp")}, file=file)
     items = _first_per_item(raw, ["category_id"])
     return RawEvents(table, file, "taobao", time_unit="s", behaviors=BehaviorTable(PRESETS["taobao"]), items=items)
@@ -144,9 +178,11 @@ def read_taobao(source: TableSource) -> RawEvents:
 
 def read_tmall(source: TableSource, *, year: int = 2014) -> RawEvents:
     """IJCAI-15 `user_log_format1.csv`; time_stamp is MMDD of `year`, action_type 0 click 1 cart 2 buy 3 fav."""
-    file = source_label(source)
+    return tmall_events(read_table(source), source_label(source), year=year)
+
+
+def tmall_events(raw: pa.Table, file: str, *, year: int = 2014) -> RawEvents:
     mapping = {"user_id": "user_id", "item_id": "item_id", "behavior": "action_type", "timestamp": "time_stamp"}
-    raw = read_table(source)
     table = _select(raw, mapping, file=file)
     behavior = _rename_values(table["behavior"], {"0": "click", "1": "cart", "2": "buy", "3": "fav"})
     mmdd, _ = timestamp_numbers(table["timestamp"])
@@ -161,7 +197,8 @@ def read_tmall(source: TableSource, *, year: int = 2014) -> RawEvents:
                      behaviors=BehaviorTable(PRESETS["tmall"]), items=items, time_text=original)
 
 
-def read_recbole(source: TableSource, *, columns: dict[str, str] | None = None, time_unit: str = "auto") -> RawEvents:
+def read_recbole(source: TableSource, *, columns: dict[str, str] | None = None, timestamp_unit: str = "auto",
+                 time_unit: str | None = None) -> RawEvents:
     """RecBole atomic `.inter`: tab-separated, header fields typed as `name:type` (types are dropped)."""
     file = source_label(source)
     raw = read_table(source, delimiter="\t")
@@ -171,7 +208,7 @@ def read_recbole(source: TableSource, *, columns: dict[str, str] | None = None, 
                "session_id": "session_id"}
     mapping.update(columns or {})
     table = _select(raw, mapping, file=file, optional=("timestamp", "session_id"))
-    return RawEvents(table, file, "recbole", columns=mapping, time_unit=time_unit)
+    return RawEvents(table, file, "recbole", columns=mapping, time_unit=_unit_option(timestamp_unit, time_unit))
 
 
 def _first_per_item(raw: pa.Table, attributes: list[str]) -> pd.DataFrame | None:
@@ -204,8 +241,10 @@ def detect_format(source: TableSource) -> str:
             return "gamer"
         if any(path.glob("*.inter.json")):
             return "gamer_json"
-        raise DataValidationError("folder holds neither events.csv.gz nor *.inter.json", file=str(path),
-                                  hint="pass the events file itself, or format= (CLI --format)")
+        if any(path.rglob("*.parquet")) or any(path.rglob("*.pq")):
+            return "events"  # a warehouse export: shards of one table
+        raise DataValidationError("folder holds neither events.csv.gz, *.inter.json nor Parquet shards",
+                                  file=str(path), hint="pass the events file itself, or format= (CLI --format)")
     name = path.name
     if re.search(r"\.(S?MB)\.(inter|behavior|session|time)\.json$", name) or name.endswith(".behavior_level.json"):
         return "gamer_json"
@@ -215,8 +254,15 @@ def detect_format(source: TableSource) -> str:
         return "gamer"
     if name.startswith("UserBehavior"):
         return "taobao"
-    table = read_table(path) if path.suffix in {".parquet", ".pq", ".jsonl", ".ndjson"} else None
-    header = set(table.column_names) if table is not None else set(read_header(path))
+    if path.suffix in {".parquet", ".pq"} and path.is_file():
+        try:
+            header = set(pq.read_schema(path).names)  # the footer only: the file may be huge
+        except (OSError, pa.ArrowInvalid):
+            header = set(read_table(path).column_names)  # raises the error naming the damaged file
+    elif path.suffix in {".parquet", ".pq", ".jsonl", ".ndjson"}:
+        header = set(read_table(path).column_names)
+    else:
+        header = set(read_header(path))
     if {"visitorid", "itemid", "event"} <= header:
         return "retailrocket"
     if {"action_type", "time_stamp", "seller_id"} <= header:
@@ -236,7 +282,7 @@ def read_events(
     """Read a log into the canonical, validated events table.
 
     `format` is one of FORMATS or "auto"; `behaviors` overrides the format's preset levels;
-    `options` go to the adapter (`columns={"user_id": "visitor"}`, `time_unit="ms"`, `year=2014`).
+    `options` go to the adapter (`columns={"user_id": "visitor"}`, `timestamp_unit="ms"`, `year=2014`).
     """
     name = detect_format(source) if format == "auto" else format
     if name not in FORMATS:

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -41,14 +40,15 @@ from ..errors import ConfigurationError, DataError, OutputExistsError
 from ..files import ordinary_permissions, read_json
 from .arrays import EventArrays
 from .behaviors import BehaviorSpec, BehaviorTable
+from .build import SplitPlan, build_splits, plan_splits
 from .checks import unit_label
+from .diagnostics import diagnose
 from .events import EventLog, OnInvalid
 from .filters import filter_k_core, filter_min_user_events
 from .formats import read_events
 from .report import DropReport
-from .sequences import cases_table, training_table
-from .sessions import SessionMethod, order_by_session, resolve_session_method, session_ranks
-from .splits import Cases, Protocol, Split, loo_split, session_split
+from .sessions import SessionMethod
+from .splits import Protocol
 from .tables import TableSource
 
 __all__ = ["prepare", "load_prepared", "PreparedData", "format_summary", "clean_stale_temps", "FORMAT_VERSION"]
@@ -82,35 +82,49 @@ class PreparedData:
         return DropReport.from_list(self.metadata["drop_report"])
 
     def summary(self) -> str:
-        return format_summary(self.metadata)
+        """What `gamer-hf prepare` prints: the figures of `format_summary`, then the data report's findings."""
+        return format_summary(self.metadata) + "\n" + diagnose(self.splits, self.metadata).format()
 
     def save(self, out: str | os.PathLike) -> Path:
         """Write atomically: a temporary sibling folder renamed over `out`."""
-        out = check_output(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        clean_stale_temps(out)
-        tmp = _make_temp(out, "tmp")
-        try:
+        with staged_output(out) as tmp:
             with _quiet_datasets():  # our own progress bar covers saving
                 self.splits.save_to_disk(str(tmp / "splits"))
-            _write_json(tmp / "items.json", self.item_ids)
-            _write_json(tmp / "users.json", self.user_ids)
-            if self.items is not None:
-                self.items.to_parquet(tmp / "items.parquet", index=False)
-            if self.item_index is not None:
-                _write_json(tmp / "item_index.json", {k: list(v) for k, v in self.item_index.items()})
-            _write_json(tmp / "metadata.json", self.metadata)
-            if out.exists():
-                old = _make_temp(out, "old")
-                os.replace(out, old / out.name)
-                os.replace(tmp, out)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return out
+            write_prepared_files(tmp, self.metadata, self.item_ids, self.user_ids, self.items, self.item_index)
+        return Path(out)
+
+
+@contextmanager
+def staged_output(out: str | os.PathLike) -> Iterator[Path]:
+    """A temporary sibling of `out` to write a prepared folder into; renamed over `out` on success only."""
+    out = check_output(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(out)
+    tmp = _make_temp(out, "tmp")
+    try:
+        yield tmp
+        if out.exists():
+            old = _make_temp(out, "old")
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_prepared_files(folder: Path, metadata: dict[str, Any], item_ids: list[str], user_ids: list[str],
+                         items: pd.DataFrame | None, item_index: dict[str, tuple[str, ...]] | None) -> None:
+    """Everything of a prepared folder but the splits: the id maps, side information and metadata.json (last)."""
+    _write_json(folder / "items.json", item_ids)
+    _write_json(folder / "users.json", user_ids)
+    if items is not None:
+        items.to_parquet(folder / "items.parquet", index=False)
+    if item_index is not None:
+        _write_json(folder / "item_index.json", {k: list(v) for k, v in item_index.items()})
+    _write_json(folder / "metadata.json", metadata)
 
 
 def check_output(out: str | os.PathLike) -> Path:
@@ -229,17 +243,6 @@ def _read_json(path: Path) -> Any:
     return read_json(path, error=DataError)
 
 
-def _case_stats(cases: Cases, table: BehaviorTable) -> dict[str, Any]:
-    per_behavior = np.bincount(cases.behaviors, minlength=len(table))
-    return {
-        "cases": len(cases),
-        "users": int(np.unique(cases.users).size),
-        "cases_per_behavior": {name: int(n) for name, n in zip(table.names, per_behavior)},
-        "target_items": int(cases.target_offsets[-1]),
-        "skipped_empty_history": cases.skipped_empty_history,
-    }
-
-
 def prepare(
     events: TableSource | EventLog,
     *,
@@ -259,12 +262,17 @@ def prepare(
     seed: int = 42,
     progress: bool = True,
     format_options: dict[str, Any] | None = None,
+    engine: str = "auto",
+    memory_limit: str = "512MB",
 ) -> PreparedData:
     """Turn an event log into train / validation / test datasets (and save them when `out` is given).
 
     `events` is a path, a DataFrame, a Dataset or an already-read `EventLog`. `max_history` caps
     both training sequences (max_history + 1 interactions) and evaluation prompts; None keeps all.
-    `target_behavior` (loo) defaults to the unique top-level behavior.
+    `target_behavior` (loo) defaults to the unique top-level behavior. `engine`: "memory" holds
+    the log in Arrow/numpy; "duckdb" prepares out of core (gamer_hf.data.outofcore, same splits,
+    bounded memory, needs `out`; `memory_limit` caps DuckDB, which spills past it); "auto" picks
+    DuckDB for folders of Parquet shards and files of OUT_OF_CORE_BYTES or more.
     """
     if protocol not in ("session", "loo"):
         raise ConfigurationError(f"protocol must be 'session' or 'loo', got {protocol!r}")
@@ -273,7 +281,18 @@ def prepare(
     if out is not None:
         check_output(out)  # before the work, not after it
         clean_stale_temps(out)
-    with tqdm(total=6, desc="prepare", unit="step", disable=not progress) as steps:
+    chosen = choose_engine(engine, events, format, out)
+    if chosen == "duckdb":
+        from .outofcore import prepare_out_of_core
+
+        return prepare_out_of_core(
+            events, out, format=format, behaviors=behaviors, protocol=protocol, max_history=max_history,
+            augment_copies=augment_copies, session_by=session_by, session_gap_minutes=session_gap_minutes,
+            target_behavior=target_behavior, k_core=k_core, min_user_events=min_user_events, on_invalid=on_invalid,
+            on_duplicate=on_duplicate, seed=seed, progress=progress, format_options=format_options,
+            memory_limit=memory_limit,
+        )
+    with tqdm(total=5, desc="prepare", unit="step", disable=not progress) as steps:
 
         steps.set_postfix_str("read")
         if isinstance(events, EventLog):
@@ -290,88 +309,96 @@ def prepare(
         arrays = EventArrays.from_log(log)
         arrays = filter_min_user_events(arrays, min_user_events, report, file=log.source)
         arrays = filter_k_core(arrays, k_core, report, file=log.source)
-        if len(arrays) == 0:
-            drops = "; ".join(record.describe() for record in report.records) or "the log holds no events"
-            raise DataError(f"{log.source}: no events left after validation and filtering ({drops}); lower "
-                            "min_user_events / k_core or check the file")
-        steps.update()
-
-        steps.set_postfix_str("sessions")
-        table = log.behaviors
-        sessions: dict[str, Any] = {"method": None, "gap_minutes": None}
-        if protocol == "session":
-            method = resolve_session_method(session_by, has_given=arrays.given_sessions is not None,
-                                            time_resolution=log.time_resolution)
-            ranks = session_ranks(arrays.users, arrays.time, method, gap_minutes=session_gap_minutes,
-                                  given=arrays.given_sessions)
-            if method == "given":
-                order = order_by_session(arrays.users, ranks)
-                arrays, ranks = arrays.take(order), ranks[order]
-            sessions = {"method": method, "gap_minutes": session_gap_minutes if method == "gap" else None}
+        require_events(len(arrays), report, log.source)
         steps.update()
 
         steps.set_postfix_str("split")
-        if protocol == "session":
-            split: Split = session_split(arrays, ranks, max_history=max_history)
-            target = target_behavior or (table.target if len(table.top_behaviors) == 1 else None)
-        else:
-            target = target_behavior or table.target
-            if target not in table:
-                raise ConfigurationError(f"target behavior {target!r} is not one of {table.names}")
-            split = loo_split(arrays, table.names.index(target), max_history=max_history)
-        steps.update()
-
-        steps.set_postfix_str("sequences")
-        train, train_stats = training_table(arrays, split.train, max_history=max_history, copies=augment_copies,
-                                            seed=seed)
-        splits = datasets.DatasetDict({
-            "train": datasets.Dataset(train),
-            "validation": datasets.Dataset(cases_table(arrays, split.validation)),
-            "test": datasets.Dataset(cases_table(arrays, split.test)),
-        })
+        plan = plan_splits(log.behaviors, protocol=protocol, session_by=session_by,
+                           session_gap_minutes=session_gap_minutes, target_behavior=target_behavior,
+                           has_given_sessions=arrays.given_sessions is not None,
+                           time_resolution=log.time_resolution, max_history=max_history,
+                           augment_copies=augment_copies, seed=seed)
+        tables, stats = build_splits(arrays, plan)
+        splits = datasets.DatasetDict({name: datasets.Dataset(table) for name, table in tables.items()})
         steps.update()
 
         item_ids = arrays.item_ids.to_pylist()
-        metadata: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "source": log.source,
-            "format": log.format,
-            "protocol": protocol,
-            "behaviors": table.levels,
-            "target_behavior": target,
-            "time_resolution": log.time_resolution,
-            "timestamps": {"unit": log.time_unit, "detected": log.time_unit_detected},
-            "sessions": sessions,
-            "max_history": max_history,
-            "augment_copies": augment_copies,
-            "seed": seed,
-            "k_core": k_core,
-            "min_user_events": min_user_events,
-            "num_users": arrays.num_users,
-            "num_items": arrays.num_items,
-            "num_events": len(arrays),
-            "events_per_behavior": arrays.behavior_counts(),
-            "num_sessions": split.stats.get("sessions"),
-            "splits": {
-                "train": train_stats,
-                "validation": _case_stats(split.validation, table),
-                "test": _case_stats(split.test, table),
-                "unused_events": split.stats["unused_events"],
-            },
-            "drop_report": report.to_list(),
-            "id_maps": {"users": "users.json", "items": "items.json"},
-            "items_file": "items.parquet" if log.items is not None else None,
-            "item_index_file": "item_index.json" if log.item_index is not None else None,
-        }
+        metadata = prepared_metadata(log, plan, stats, report, num_items=arrays.num_items, k_core=k_core,
+                                     min_user_events=min_user_events)
         items = None
         if log.items is not None:
             items = log.items[log.items["item_id"].astype(str).isin(set(item_ids))].reset_index(drop=True)
         prepared = PreparedData(splits, metadata, item_ids, arrays.user_ids.to_pylist(), items, log.item_index)
+        steps.update()
         steps.set_postfix_str("save" if out is not None else "done")
         if out is not None:
             prepared.save(out)
         steps.update()
     return prepared
+
+
+# File inputs at least this large go out of core with engine="auto" (when there is an output folder).
+OUT_OF_CORE_BYTES = 64 << 20
+
+
+def choose_engine(engine: str, events: Any, format: str, out: str | os.PathLike | None) -> str:
+    """ "memory" or "duckdb" for `engine` ("auto": DuckDB for folders of shards and files of OUT_OF_CORE_BYTES)."""
+    if engine not in ("auto", "memory", "duckdb"):
+        raise ConfigurationError(f"engine must be 'auto', 'memory' or 'duckdb', got {engine!r}")
+    if engine == "memory":
+        return engine
+    path = Path(events) if isinstance(events, (str, os.PathLike)) else None
+    if engine == "duckdb":
+        if path is None:
+            raise ConfigurationError("engine='duckdb' reads files; pass the events file or folder, not an object")
+        if out is None:
+            raise ConfigurationError("engine='duckdb' writes its splits to disk; pass out= (CLI --out)")
+        return engine
+    from .outofcore import reads_in_chunks
+
+    if path is None or out is None or not reads_in_chunks(path, format):
+        return "memory"
+    shards = path.is_dir() and not (path / "events.csv.gz").is_file() and not any(path.glob("*.inter.json"))
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+    return "duckdb" if shards or size >= OUT_OF_CORE_BYTES else "memory"
+
+
+def require_events(count: int, report: DropReport, source: str) -> None:
+    if count == 0:
+        drops = "; ".join(record.describe() for record in report.records) or "the log holds no events"
+        raise DataError(f"{source}: no events left after validation and filtering ({drops}); lower "
+                        "min_user_events / k_core or check the file")
+
+
+def prepared_metadata(log: EventLog, plan: SplitPlan, stats: dict[str, Any], report: DropReport, *,
+                      num_items: int, k_core: int, min_user_events: int) -> dict[str, Any]:
+    """metadata.json of a preparation (keys in the module docstring); `log` may hold no events (out of core)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "source": log.source,
+        "format": log.format,
+        "protocol": plan.protocol,
+        "behaviors": plan.table.levels,
+        "target_behavior": plan.target,
+        "time_resolution": log.time_resolution,
+        "timestamps": {"unit": log.time_unit, "detected": log.time_unit_detected},
+        "sessions": plan.sessions,
+        "max_history": plan.max_history,
+        "augment_copies": plan.augment_copies,
+        "seed": plan.seed,
+        "k_core": k_core,
+        "min_user_events": min_user_events,
+        "num_users": stats["num_users"],
+        "num_items": num_items,
+        "num_events": stats["num_events"],
+        "events_per_behavior": stats["events_per_behavior"],
+        "num_sessions": stats["num_sessions"],
+        "splits": stats["splits"],
+        "drop_report": report.to_list(),
+        "id_maps": {"users": "users.json", "items": "items.json"},
+        "items_file": "items.parquet" if log.items is not None else None,
+        "item_index_file": "item_index.json" if log.item_index is not None else None,
+    }
 
 
 def format_summary(metadata: dict[str, Any]) -> str:

@@ -97,6 +97,28 @@ class DropReport:
     def extend(self, other: "DropReport") -> None:
         self.records.extend(other.records)
 
+    def merge_repeats(self, rules: list[int] | None = None) -> "DropReport":
+        """One record per (reason, file, column, action): what chunk-by-chunk validation reports as one file's.
+
+        `rules` (one per record) puts the merged records of each file in the order of the rules that made them.
+        """
+        records = self.records
+        if rules is not None:
+            files = {record.file: n for n, record in enumerate(reversed(records))}  # first appearance of a file
+            order = sorted(range(len(records)), key=lambda i: (-files[records[i].file], rules[i], i))
+            records = [records[i] for i in order]
+        merged: dict[tuple, DropRecord] = {}
+        for record in records:
+            key = (record.reason, record.file, record.column, record.action)
+            if key not in merged:
+                merged[key] = DropRecord(**asdict(record))
+                continue
+            into = merged[key]
+            into.count += record.count
+            into.rows = (into.rows + record.rows)[:MAX_EXAMPLES]
+            into.values = (into.values + record.values)[:MAX_EXAMPLES]
+        return DropReport(list(merged.values()))
+
     @property
     def total(self) -> int:
         """Rows dropped (cleaned values are not counted: their rows stay)."""

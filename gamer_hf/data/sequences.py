@@ -30,18 +30,21 @@ def _take(ids: pa.Array, codes: np.ndarray) -> pa.Array:
 
 
 def training_table(
-    arrays: EventArrays, train: np.ndarray, *, max_history: int | None, copies: int, seed: int
+    arrays: EventArrays, train: np.ndarray, *, max_history: int | None, copies: int, seed: int,
+    augment_offset: int = 0,
 ) -> tuple[pa.Table, dict[str, int]]:
     """One row per user and view: the original training history and up to `copies` augmented views.
 
     Augmentation drops before truncation; each view then keeps its last `max_history + 1`
     interactions. Augmented views shorter than 2 are skipped; the original is kept when non-empty.
-    Rows are ordered by user, original first.
+    Rows are ordered by user, original first. `augment_offset`: training events of the users
+    before these ones (a block of a larger log; see augmentation_keep_masks).
     """
     index = np.flatnonzero(train)
     users = arrays.users[index]
     views = np.vstack([np.ones((1, index.size), dtype=bool),
-                       augmentation_keep_masks(users, arrays.behaviors[index], arrays.behavior_table, copies, seed)])
+                       augmentation_keep_masks(users, arrays.behaviors[index], arrays.behavior_table, copies, seed,
+                                                               offset=augment_offset)])
     window = max_history + 1 if max_history else None
     has_history = np.bincount(users, minlength=arrays.num_users) > 0
     keys, picks, skipped = [], [], 0

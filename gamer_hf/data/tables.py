@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import difflib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Union
 
@@ -30,6 +31,8 @@ __all__ = [
     "id_strings",
     "read_header",
     "timestamp_numbers",
+    "table_files",
+    "iter_table_chunks",
 ]
 
 TableSource = Union[str, os.PathLike, pd.DataFrame, "datasets.Dataset", pa.Table]  # noqa: F821
@@ -106,21 +109,75 @@ def read_table(
                 return pajson.read_json(stream)
     except (OSError, pa.ArrowInvalid) as error:
         raise _unreadable(path, error) from None
+    read_options, parse_options, convert = _csv_options(path, suffix, column_names, delimiter)
+    try:
+        return pacsv.read_csv(path, read_options=read_options, parse_options=parse_options, convert_options=convert)
+    except (OSError, pa.ArrowInvalid) as error:
+        raise _csv_error(path, error) from None
+
+
+def _csv_options(path: Path, suffix: str, column_names: list[str] | None, delimiter: str | None,
+                 block_size: int = 1 << 24) -> tuple[pacsv.ReadOptions, pacsv.ParseOptions, pacsv.ConvertOptions]:
+    """Every column as a string (ids keep leading zeros), the first line the header unless names are given."""
     sep = delimiter or ("\t" if suffix in _TAB_SUFFIXES else ",")
     names = column_names or read_header(path, sep)
-    read_options = pacsv.ReadOptions(column_names=names, skip_rows=0 if column_names else 1, block_size=1 << 24)
+    read_options = pacsv.ReadOptions(column_names=names, skip_rows=0 if column_names else 1, block_size=block_size)
     convert = pacsv.ConvertOptions(
         column_types={name: pa.string() for name in names}, strings_can_be_null=True, null_values=[""]
     )
-    try:
-        return pacsv.read_csv(path, read_options=read_options, parse_options=pacsv.ParseOptions(delimiter=sep),
-                              convert_options=convert)
-    except pa.ArrowInvalid as error:
-        if "compress" in str(error).lower():
-            raise _unreadable(path, error) from None
-        raise DataValidationError(f"cannot parse as delimited text ({error})", file=str(path)) from None
-    except OSError as error:
-        raise _unreadable(path, error) from None
+    return read_options, pacsv.ParseOptions(delimiter=sep), convert
+
+
+def _csv_error(path: Path, error: Exception) -> DataValidationError:
+    if isinstance(error, pa.ArrowInvalid) and "compress" not in str(error).lower():
+        return DataValidationError(f"cannot parse as delimited text ({error})", file=str(path))
+    return _unreadable(path, error)
+
+
+def table_files(source: str | os.PathLike) -> list[Path]:
+    """The files of a source: itself, or a folder's Parquet shards (recursively, in name order)."""
+    path = Path(source)
+    if not path.is_dir():
+        _require_file(path)
+        return [path]
+    shards = sorted(p for p in path.rglob("*") if p.is_file() and _suffixes(p)[-1:] in ([".parquet"], [".pq"]))
+    if not shards:
+        raise DataValidationError("folder holds no Parquet shards (*.parquet)", file=str(path),
+                                  hint="pass a file, or a folder of Parquet files as warehouses export them")
+    return shards
+
+
+def iter_table_chunks(
+    source: str | os.PathLike, *, column_names: list[str] | None = None, delimiter: str | None = None,
+    chunk_bytes: int = 1 << 26,
+) -> Iterator[tuple[str, int, pa.Table]]:
+    """(file, first row, table) of consecutive chunks of a CSV/TSV[.gz] or Parquet file or a folder of shards.
+
+    Chunks are read with the options `read_table` uses, so a chunk holds what the same rows of a
+    whole-file read hold; rows are 0-based data rows of their own file.
+    """
+    for path in table_files(source):
+        suffixes = _suffixes(path)
+        suffix = suffixes[-1] if suffixes else ""
+        row = 0
+        try:
+            if suffix in _PARQUET_SUFFIXES:
+                # about chunk_bytes of a CSV: ~64 bytes per event row
+                batches = pq.ParquetFile(path).iter_batches(batch_size=max(1, chunk_bytes // 64))
+            elif suffix in _JSONL_SUFFIXES:
+                raise DataValidationError("JSON Lines files are read whole, not in chunks", file=str(path),
+                                          hint="convert the file to CSV or Parquet, or use engine='memory'")
+            else:
+                read_options, parse_options, convert = _csv_options(path, suffix, column_names, delimiter,
+                                                                    block_size=chunk_bytes)
+                batches = pacsv.open_csv(path, read_options=read_options, parse_options=parse_options,
+                                         convert_options=convert)
+            for batch in batches:
+                if batch.num_rows:
+                    yield str(path), row, pa.Table.from_batches([batch])
+                    row += batch.num_rows
+        except (OSError, pa.ArrowInvalid) as error:
+            raise _csv_error(path, error) from None
 
 
 def require_columns(table: pa.Table, needed: list[str], *, file: str, hint: str = "") -> None:

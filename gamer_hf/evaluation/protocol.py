@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..checkpoint import EVAL_RESULTS_FILE, default_device, load_checkpoint
+from ..data.diagnostics import diagnose
 from ..data.prepare import load_prepared
 from ..errors import ConfigurationError, OutputExistsError
 from .baselines import MostPopular, Repeat
@@ -176,6 +177,9 @@ def evaluate_checkpoint(args: EvaluateArguments, progress: bool = True) -> Evalu
     prepared = load_prepared(args.data)
     if args.split not in prepared.splits:
         raise ConfigurationError(f"{args.data} has no split {args.split!r}; it has {list(prepared.splits)}")
+    data_report = diagnose(prepared.splits, prepared.metadata)  # warned here, recorded for the model card
+    for warning in data_report.warnings:
+        logger.warning("%s: %s", args.data, warning.message)
     cases = subset_cases(sample_users(prepared.splits[args.split], args.max_test_users, args.seed), args.max_cases,
                          args.seed)
     evaluator = Evaluator(cases, prepared.metadata["behaviors"], batch_size=args.batch_size, progress=progress,
@@ -188,11 +192,15 @@ def evaluate_checkpoint(args: EvaluateArguments, progress: bool = True) -> Evalu
     report = evaluator.report(metadata={
         "checkpoint": str(args.model), "data": str(args.data), "split": args.split, "cases": len(evaluator.cases),
         "users": len({case.user_id for case in evaluator.cases}), "max_test_users": args.max_test_users,
-        "num_beams": args.num_beams, "max_history": max_history,
+        "num_beams": args.num_beams, "max_history": max_history, "data_report": data_report.to_dict(),
     })
     validation = None
     if (args.mix or args.rerank) and args.split != "validation" and "validation" in prepared.splits:
-        validation = as_cases(subset_cases(prepared.splits["validation"], args.rerank_cases, args.seed))
+        if data_report.lacks_target_cases("validation"):  # a fit on other behaviors' cases would pass silently
+            logger.warning("skipping GAMER+mix, GAMER+rerank and Repeat+learned: the validation split has no case of "
+                           "the target behavior %r to choose or fit them on", data_report.target_behavior)
+        else:
+            validation = as_cases(subset_cases(prepared.splits["validation"], args.rerank_cases, args.seed))
     popular = MostPopular().fit(prepared.splits["train"])
     rows = gamer_rows(evaluator, gamer, validation=validation, popular=popular, mixers=MIXER_GRID if args.mix else (),
                       repeat_slots=args.repeat_slots, rerank=args.rerank)

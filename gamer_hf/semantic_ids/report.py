@@ -9,6 +9,7 @@ first code (next to the share expected by chance for first codes of the same siz
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -17,7 +18,12 @@ import scipy.sparse as sp
 
 from .collisions import collision_ranks
 
-__all__ = ["LevelStats", "NeighbourAgreement", "SemanticIdReport", "level_stats", "neighbour_agreement", "build_report"]
+__all__ = ["COLLISION_WARNING_RATE", "LevelStats", "NeighbourAgreement", "SemanticIdReport", "build_report",
+           "collision_warnings", "fitting_sizes", "level_stats", "neighbour_agreement"]
+
+COLLISION_WARNING_RATE = 0.3  # more items than this sharing their tuple before handling: warn
+# Codebook sizes `fitting_sizes` picks from: powers of two, at most the reference 256 codes per level.
+SIZE_CHOICES = (8, 16, 32, 64, 128, 256)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class SemanticIdReport:
     collision_rate_per_level: list[float] = field(default_factory=list)
     embedding_coverage: dict[str, float | int] = field(default_factory=dict)  # `ItemEmbeddings.coverage()`
     neighbour_agreement: dict[str, float | int] = field(default_factory=dict)  # `NeighbourAgreement` as dict
+    warnings: list[str] = field(default_factory=list)  # `collision_warnings`, one line each
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,6 +99,7 @@ class SemanticIdReport:
             )
         if any(stats.disambiguation for stats in self.levels):
             lines.append("* disambiguation level appended to resolve collisions")
+        lines += [f"warning: {warning}" for warning in self.warnings]
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -200,3 +208,54 @@ def build_report(
             1.0 - len(np.unique(base_codes[:, : level + 1], axis=0)) / n for level in range(base_codes.shape[1])
         ],
     )
+
+
+def _fits(num_items: int, levels: int, size: int) -> bool:
+    """Room for every item in the prefixes before the last level (k-means fills codebooks unevenly, so the
+    last level is left to tell apart the few items that share a prefix)."""
+    return size ** (levels - 1) >= num_items
+
+
+def fitting_sizes(num_items: int, levels: int | None = None, codebook_size: int | None = None) -> tuple[int, int]:
+    """(levels, codebook size) for a catalogue of `num_items`, keeping whichever the user gave: the fewest
+    levels (3 at least) and then the smallest power-of-two size up to 256 with `size ** (levels - 1) >=
+    num_items`; 4 x 256, the reference, when nothing smaller fits."""
+    if num_items < 1:
+        raise ValueError(f"num_items must be >= 1, got {num_items}")
+    if levels is not None and codebook_size is not None:
+        return levels, codebook_size
+    if levels is not None:
+        return levels, next((size for size in SIZE_CHOICES if _fits(num_items, levels, size)), SIZE_CHOICES[-1])
+    if codebook_size is not None:
+        levels = 3
+        while not _fits(num_items, levels, max(codebook_size, 2)):
+            levels += 1
+        return levels, codebook_size
+    for candidate in (3, 4):
+        size = next((size for size in SIZE_CHOICES if _fits(num_items, candidate, size)), None)
+        if size is not None:
+            return candidate, size
+    return 4, SIZE_CHOICES[-1]
+
+
+def _shape(sizes: Sequence[int]) -> str:
+    return f"{len(sizes)} levels x {sizes[0]} codes" if len(set(sizes)) == 1 else f"codebook sizes {list(sizes)}"
+
+
+def collision_warnings(report: SemanticIdReport, threshold: float = COLLISION_WARNING_RATE) -> list[str]:
+    """One line when more than `threshold` of the items shared their tuple before handling, naming the cause:
+    sizes too small for the catalogue (with sizes that fit), or embeddings that do not tell items apart."""
+    if report.collision_rate <= threshold:
+        return []
+    sizes = [stats.codebook_size for stats in report.levels if not stats.disambiguation]
+    shared = (f"{report.collision_rate:.0%} of the {report.num_items:,} items share their code tuple with another "
+              f"item (before handling)")
+    if math.prod(sizes[:-1]) < report.num_items:
+        levels, size = fitting_sizes(report.num_items)
+        return [f"{shared}: {_shape(sizes)} leave {math.prod(sizes[:-1]):,} prefixes before "
+                f"the last level for {report.num_items:,} items; use --levels {levels} --codebook_size {size} (what "
+                "leaving both out picks for this catalogue)"]
+    return [f"{shared} although {_shape(sizes)} fit the catalogue: their embeddings do not "
+            "tell them apart (items without side information or co-occurrence get the same or random vectors); "
+            f"the {report.collision_handling} step keeps them distinct, but their codes carry no meaning: try "
+            "--embedding hybrid or --fit_on learned"]

@@ -67,6 +67,12 @@ class TrainArguments:
         default="raise",
         metadata={"help": "items of the data missing from the tokenizer: refuse to train, or drop them"},
     )
+    pack_sequences: bool = field(
+        default=True,
+        metadata={"help": "pack the sequences of a batch into shared rows (position_ids restarting per sequence) "
+                          "wherever that saves rows of padding, as histories of mixed length do; the loss is "
+                          "that of the padded batch"},
+    )
     num_train_epochs: float = field(default=10.0, metadata={"help": "epochs over the training sequences"})
     max_steps: int = field(default=-1, metadata={"help": "optimizer steps; overrides num_train_epochs when > 0"})
     per_device_train_batch_size: int = field(default=64, metadata={"help": "training sequences per device and step"})

@@ -259,7 +259,8 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
         args=hf_args,
         train_dataset=process_shard(prepared.splits["train"], state.process_index, state.num_processes),
         eval_dataset=evaluation_sample(prepared.splits["validation"], args.max_eval_samples),
-        data_collator=GamerCollator(tokenizer, max_history=max_history, on_unknown=args.on_unknown),
+        data_collator=GamerCollator(tokenizer, max_history=max_history, on_unknown=args.on_unknown,
+                                    pack=args.pack_sequences),
         processing_class=tokenizer,
         callbacks=extra_callbacks,
     )

@@ -11,6 +11,12 @@ Workloads, each in a fresh subprocess so that its peak resident memory is its ow
 - retail_beh_mbht: prepare and collate the real leave-one-out benchmark from GAMER_HF_DATA_DIR.
 
     python recipes/bench/data_pipeline.py --num-events 1000000 10000000 --write-results
+
+`--engines memory duckdb` instead measures prepare alone with each engine on the same logs (the
+in-memory path against the out-of-core DuckDB path, `prepare(engine=...)`), checks that both wrote
+the same splits, and writes the "Out-of-core preparation" part of the section:
+
+    python recipes/bench/data_pipeline.py --num-events 1000000 10000000 --engines memory duckdb --write-results
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Any
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Data pipeline"
+ENGINES = "### Out-of-core preparation (issue 14)"
 EVENTS_PER_USER = 29.5  # generate_synthetic defaults: ~4 sessions x 6 clicks plus carts and buys
 
 
@@ -153,21 +160,78 @@ def run_workload(args: argparse.Namespace) -> dict[str, Any]:
         return result
     source, protocol = ((args.folder, "session") if args.workload == "prepare"
                         else (Path(args.data_dir) / "retail_beh_mbht", "loo"))
-    with tempfile.TemporaryDirectory() as tmp:
-        prepare(source, protocol=protocol, max_history=args.max_history, augment_copies=args.augment_copies,
-                out=Path(tmp) / "prepared", progress=False)
-        result.update(seconds=time.perf_counter() - start, peak_rss_mib=_peak_rss_mib())
-        prepared = load_prepared(Path(tmp) / "prepared")  # memory-mapped, as training reads it
-        meta = prepared.metadata
-        result.update(events=meta["num_events"], users=meta["num_users"], items=meta["num_items"],
-                      train_rows=meta["splits"]["train"]["rows"], protocol=protocol,
-                      collate=_tokenize(prepared, args.max_history, args.collate_rows))
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp()) / "prepared"
+    prepare(source, protocol=protocol, max_history=args.max_history, augment_copies=args.augment_copies,
+            out=out, progress=False, engine=args.engine, memory_limit=args.memory_limit)
+    result.update(seconds=time.perf_counter() - start, peak_rss_mib=_peak_rss_mib(), engine=args.engine,
+                  memory_limit=args.memory_limit)
+    prepared = load_prepared(out)  # memory-mapped, as training reads it
+    meta = prepared.metadata
+    result.update(events=meta["num_events"], users=meta["num_users"], items=meta["num_items"],
+                  train_rows=meta["splits"]["train"]["rows"], protocol=protocol)
+    if args.collate_rows:
+        result["collate"] = _tokenize(prepared, args.max_history, args.collate_rows)
     return result
+
+
+def _same_splits(first: Path, second: Path) -> bool:
+    """Whether two prepared folders hold equal splits and metadata (compared in memory-mapped batches)."""
+    from gamer_hf.data import load_prepared
+
+    a, b = load_prepared(first), load_prepared(second)
+    if a.metadata != b.metadata or a.item_ids != b.item_ids or a.user_ids != b.user_ids:
+        return False
+    for name in ("train", "validation", "test"):
+        x, y = a.splits[name].data.table, b.splits[name].data.table
+        if x.schema != y.schema or x.num_rows != y.num_rows:
+            return False
+        for start in range(0, x.num_rows, 100_000):
+            if not x.slice(start, 100_000).equals(y.slice(start, 100_000)):
+                return False
+    return True
+
+
+def compare_engines(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Generate each log once, prepare it with every engine in its own process, check the outputs agree."""
+    rows = []
+    with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
+        for events in sorted(args.num_events):
+            folder = Path(scratch) / f"synthetic_{events}"
+            generated = _child(args, "generate", events=events, folder=folder)
+            outs = {}
+            for engine in args.engines:
+                outs[engine] = Path(scratch) / f"prepared_{events}_{engine}"
+                result = _child(args, "prepare", folder=folder, engine=engine, out=outs[engine], collate_rows=0,
+                                memory_limit=args.memory_limit)
+                rows.append(result | {"workload": f"synthetic {events:,}", "generated": generated})
+            if len(outs) > 1:
+                rows[-1]["same_as_first"] = _same_splits(*list(outs.values())[:2])
+                print(f"{events:,} events: same splits and metadata: {rows[-1]['same_as_first']}", flush=True)
+            for path in [folder, *outs.values()]:
+                subprocess.run(["rm", "-rf", str(path)], check=True)
+    return rows
+
+
+def _engine_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| log | events | users | items | engine | prepare | peak RSS | of which imports | RSS vs memory engine "
+             "| RSS vs its smallest log | same splits |", "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"]
+    smallest = {}
+    for r in sorted(rows, key=lambda r: -r["events"]):
+        smallest[r["engine"]] = r
+    memory = {r["events"]: r for r in rows if r["engine"] == "memory"}
+    for r in rows:
+        against = f"{r['peak_rss_mib'] / memory[r['events']]['peak_rss_mib']:.2f}x" if r["events"] in memory else "-"
+        same = {True: "yes", False: "**no**"}.get(r.get("same_as_first"), "")
+        lines.append(f"| {r['workload']} | {r['events']:,} | {r['users']:,} | {r['items']:,} | {r['engine']} "
+                     f"| {r['seconds']:.1f} s | {r['peak_rss_mib']:,.0f} MiB | {r['import_rss_mib']:,.0f} MiB "
+                     f"| {against} | {r['peak_rss_mib'] / smallest[r['engine']]['peak_rss_mib']:.2f}x | {same} |")
+    return "\n".join(lines)
 
 
 def _child(args: argparse.Namespace, workload: str, **options: Any) -> dict[str, Any]:
     command = [sys.executable, __file__, "--workload", workload, "--max-history", str(args.max_history),
-               "--augment-copies", str(args.augment_copies), "--collate-rows", str(args.collate_rows)]
+               "--augment-copies", str(args.augment_copies)]
+    options.setdefault("collate_rows", args.collate_rows)
     for key, value in options.items():
         command += [f"--{key.replace('_', '-')}", str(value)]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -220,14 +284,21 @@ def _tables(generated: list[dict], prepared: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_section(body: str) -> None:
-    """Replace (or append) only the `## Data pipeline` section of RESULTS.md."""
+def write_section(body: str, heading: str = SECTION) -> None:
+    """Replace (or append) only the `## Data pipeline` section of RESULTS.md, or one `### ` part of it."""
     text = RESULTS.read_text() if RESULTS.is_file() else "# Benchmark results\n"
-    start = text.find(SECTION)
-    if start < 0:
+    start = text.find(heading)
+    if start < 0 and heading != SECTION:  # a new part goes at the end of the section
+        section = text.find(SECTION)
+        start = text.find("\n## ", section + len(SECTION)) + 1 if section >= 0 else -1
+        start = start if start > 0 else len(text)
+        text = text[:start].rstrip("\n") + "\n\n" + body.rstrip("\n") + "\n\n" + text[start:]
+    elif start < 0:
         text = text.rstrip("\n") + "\n\n" + body.rstrip("\n") + "\n"
     else:
-        end = text.find("\n## ", start + len(SECTION))
+        end = text.find("\n## ", start + len(heading))
+        part_end = text.find("\n### ", start + len(heading)) if heading != SECTION else -1
+        end = part_end if part_end >= 0 and (end < 0 or part_end < end) else end
         text = text[:start] + body.rstrip("\n") + "\n" + (text[end:] if end >= 0 else "")
     tmp = RESULTS.with_suffix(".md.tmp")
     tmp.write_text(text)
@@ -245,6 +316,11 @@ def main() -> None:
     parser.add_argument("--augment-copies", type=int, default=2)
     parser.add_argument("--scratch", default=None, help="folder for the generated logs (default: a temp dir)")
     parser.add_argument("--write-results", action="store_true", help="update the Data pipeline section of RESULTS.md")
+    parser.add_argument("--engines", nargs="+", choices=["memory", "duckdb"],
+                        help="measure prepare alone with these engines on the same logs")
+    parser.add_argument("--engine", default="memory", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-limit", default="512MB", help="DuckDB's memory_limit for the duckdb engine")
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--workload", choices=["generate", "prepare", "retail_beh_mbht"], help=argparse.SUPPRESS)
     parser.add_argument("--events", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
@@ -253,6 +329,16 @@ def main() -> None:
         print(json.dumps(run_workload(args)))
         return
     args.load = os.getloadavg()[0]
+    if args.engines:
+        rows = compare_engines(args)
+        table = _engine_table(rows)
+        print(table)
+        if args.write_results:
+            command = "python recipes/bench/data_pipeline.py " + " ".join(sys.argv[1:])
+            loads = f"load average {os.getloadavg()[0]:.1f} at the end"
+            write_section("\n\n".join([ENGINES, _ENGINES_EXPLANATION, f"    {command}",
+                                        f"Machine: {_machine(args)}; {loads}.", table]) + "\n", ENGINES)
+        return
     generated, prepared = [], []
     with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
         for events in sorted(args.num_events):
@@ -281,6 +367,12 @@ process's `ru_maxrss`, imports (torch, transformers, datasets) included, and the
 column is the RSS right after them. The synthetic log is written by `write_synthetic_log`
 (events.csv.gz) and prepared session-wise from that file; "prepare" = read and validate the
 events file, filter, sessionize, split, build and augment training sequences, save atomically."""
+
+_ENGINES_EXPLANATION = """Prepare alone (session protocol, max_history 50, 2 augmented copies, saved) of the same
+synthetic events.csv.gz, each engine in a fresh process (peak RSS = its `ru_maxrss`, imports
+included): `memory` holds the log in Arrow/numpy, `duckdb` is the out-of-core engine
+(`gamer_hf.data.outofcore`: chunks of 16 MiB of CSV, blocks of 512k events, DuckDB memory_limit as in the command, 512MB by default).
+"same splits": the two prepared folders hold equal splits, id maps and metadata."""
 
 _NOTES = """Collation: the vectorized collator looks ids up in a dictionary (an Arrow batch: only its
 distinct ids) and builds all sequences of a batch with numpy gathers from a token table indexed by

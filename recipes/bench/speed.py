@@ -15,7 +15,10 @@ Four measurements (random token content: cost does not depend on it):
 5. packed vs padded training on a realistic length mix (histories of varying length): the same
    sequences left-padded to the longest, or packed first-fit into rows of that length with
    `position_ids` restarting per sequence; sequences/s of both and the loss difference;
-6. recommend() against one prefill forward of the same prompts (its floor).
+6. recommend() against one prefill forward of the same prompts (its floor);
+7. the expert FFN's dispatch: the grouped matmul the model uses (fixed shapes, compiles fullgraph)
+   against the per-expert loop it replaced (`bincount` + `split`, reproduced here as the baseline),
+   forward + backward of every expert FFN of a training batch, interleaved rounds, median ratio and range.
 
     python recipes/bench/speed.py                       # everything, CPU sizes, JSON to recipes/bench/results/
     python recipes/bench/speed.py --quick               # seconds, for a smoke test
@@ -55,7 +58,7 @@ from recommend_speed import build, catalogue, histories_for, timed  # noqa: E402
 
 BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "speed.json"
-SECTIONS = ("train", "recommend", "history", "catalogue", "packing", "prefill")
+SECTIONS = ("train", "recommend", "history", "catalogue", "packing", "prefill", "experts")
 
 
 def _training_batch(tok: GamerTokenizerFast, batch: int, history: int, device: str) -> dict[str, torch.Tensor]:
@@ -321,6 +324,51 @@ def recommend_vs_prefill(preset: str, items: int, history: int, batch: int, beam
             "recommend_over_prefill": round(recommend_s / prefill_s, 2)}
 
 
+def loop_experts(ffn: torch.nn.Module, hidden_states: torch.Tensor, routes: torch.Tensor) -> torch.Tensor:
+    """The expert dispatch the model had before (one matmul per expert group found by `bincount`): the baseline."""
+    flat, routes = hidden_states.reshape(-1, hidden_states.shape[-1]), routes.reshape(-1)
+    order = torch.argsort(routes, stable=True)
+    counts = torch.bincount(routes, minlength=ffn.num_experts).tolist()
+    outputs = [ffn._swiglu(group @ ffn.gate_up_proj[e]) @ ffn.down_proj[e]
+               for e, group in enumerate(flat[order].split(counts)) if counts[e]]
+    grouped = torch.cat(outputs)
+    out = torch.empty_like(grouped)
+    out[order] = grouped
+    return out.view(*hidden_states.shape[:-1], -1)
+
+
+def expert_dispatch(preset: str, items: int, batch: int, history: int, rounds: int, device: str) -> dict[str, Any]:
+    """Forward + backward of every layer's expert FFN on one training batch's shapes, grouped vs loop."""
+    tok, model = build(items, 4, 256, preset, seed=0)
+    model.to(device).train()
+    inputs = _training_batch(tok, batch, history, device)
+    roles = model.model._roles(inputs["input_ids"], None, None, None)
+    layers = [layer.mlp for layer in model.model.layers]
+    hidden = [torch.randn(*inputs["input_ids"].shape, ffn.gate_up_proj.shape[1], device=device, requires_grad=True)
+              for ffn in layers]
+
+    def step(dispatch) -> None:
+        for ffn, states in zip(layers, hidden):
+            dispatch(ffn, states, roles.item_position_ids).sum().backward()
+        sync(device)
+
+    grouped = lambda ffn, states, routes: ffn(states, routes)  # noqa: E731
+    for dispatch in (grouped, loop_experts):
+        step(dispatch)  # warm-up
+    ratios, times = [], {"grouped": [], "loop": []}
+    for _ in range(rounds):  # interleaved, so both see the same load
+        for name, dispatch in (("grouped", grouped), ("loop", loop_experts)):
+            start = time.perf_counter()
+            step(dispatch)
+            times[name].append(time.perf_counter() - start)
+        ratios.append(times["loop"][-1] / times["grouped"][-1])
+    return {"preset": preset, "batch": batch, "history": history, "tokens": int(inputs["input_ids"].numel()),
+            "rounds": rounds, "grouped_s_median": round(float(np.median(times["grouped"])), 4),
+            "loop_s_median": round(float(np.median(times["loop"])), 4),
+            "loop_over_grouped_median": round(float(np.median(ratios)), 3),
+            "loop_over_grouped_range": [round(min(ratios), 3), round(max(ratios), 3)]}
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The tables RESULTS.md shows, from the JSON (only the sections that ran)."""
     lines: list[str] = []
@@ -366,6 +414,13 @@ def markdown(results: dict[str, Any]) -> str:
                   "|---|---:|---:|---:|---:|---:|---:|---:|",
                   f"| {r['preset']} | {r['items']:,} | {r['history']} | {r['batch']} | {r['beams']} | "
                   f"{r['prefill_s']} s | {r['recommend_s']} s | **{r['recommend_over_prefill']}x** |"]
+    if "expert_dispatch" in results:
+        e = results["expert_dispatch"]
+        lines += ["", "| preset | batch x tokens | rounds | grouped (median) | loop (median) | loop / grouped: median "
+                      "[range] |", "|---|---|---:|---:|---:|---|",
+                  f"| {e['preset']} | {e['batch']} x {e['tokens'] // e['batch']} | {e['rounds']} | "
+                  f"{e['grouped_s_median']} s | {e['loop_s_median']} s | **{e['loop_over_grouped_median']}x** "
+                  f"[{e['loop_over_grouped_range'][0]}, {e['loop_over_grouped_range'][1]}] |"]
     return "\n".join(lines) + "\n"
 
 
@@ -427,6 +482,10 @@ def main() -> None:
         results["recommend_vs_prefill"] = recommend_vs_prefill("small", args.items, 50, args.rec_batch, args.beams,
                                                                args.repeats, args.device)
         print(json.dumps(results["recommend_vs_prefill"]), flush=True)
+    if "experts" in sections:
+        results["expert_dispatch"] = expert_dispatch("small", args.items, args.train_batch, args.train_history,
+                                                     max(3, 5 * args.repeats), args.device)
+        print(json.dumps(results["expert_dispatch"]), flush=True)
     results["load_average_at_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(f".{args.out.name}.tmp")

@@ -1,8 +1,11 @@
 """`gamer-hf --help` answers from the console-script module alone: no torch, no transformers, no
-gamer_hf package import (which registers the Auto classes and so imports both)."""
+gamer_hf package import (which registers the Auto classes and so imports both); `gamer-hf recommend`
+imports the model stack only, and prints no progress bar."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +20,28 @@ import gamer_hf_entry
 code = gamer_hf_entry.main({argv!r})
 print('LOADED', sorted({{'torch', 'transformers', 'gamer_hf'}} & set(sys.modules)), code)
 """
+
+
+# What `recommend` must not import: the data, training, evaluation and serving stacks and their libraries.
+HEAVY = ("pandas", "pyarrow", "datasets", "sklearn", "matplotlib", "duckdb", "evaluate", "fastapi", "uvicorn",
+         "sentence_transformers", "gamer_hf.data", "gamer_hf.training", "gamer_hf.evaluation", "gamer_hf.semantic_ids",
+         "gamer_hf.baselines", "gamer_hf.hub", "gamer_hf.serve")
+RECOMMEND_PROBE = """
+import sys
+import gamer_hf_entry
+code = gamer_hf_entry.main({argv!r})
+print('HEAVY', sorted(name for name in {heavy!r} if name in sys.modules), code)
+"""
+
+
+def test_recommend_imports_the_model_stack_only_and_prints_no_bar(checkpoint: Path) -> None:
+    first, second = json.loads((checkpoint / "item_index.json").read_text())["item_ids"][:2]
+    argv = ["recommend", "--model", str(checkpoint), "--history", f"click:{first},cart:{second}", "--top_k", "3"]
+    done = subprocess.run([sys.executable, "-c", RECOMMEND_PROBE.format(argv=argv, heavy=HEAVY)], capture_output=True,
+                          text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert "top-3 under 'buy'" in done.stdout
+    assert done.stdout.splitlines()[-1] == "HEAVY [] 0"
+    assert "Loading weights" not in done.stderr and "it/s" not in done.stderr
 
 
 def test_installed_console_script_does_not_import_torch() -> None:

@@ -45,7 +45,7 @@ def _paths(case: dict[str, Any], corpus: Path, tmp_path: Path) -> tuple[Path, Pa
 def _library_options(case: dict[str, Any]) -> dict[str, Any]:
     options = {key: value for key, value in case["prepare"].items() if key != "events"}
     if "time_unit" in options:
-        options["format_options"] = {"time_unit": options.pop("time_unit")}
+        options["format_options"] = {"timestamp_unit": options.pop("time_unit")}
     return options
 
 

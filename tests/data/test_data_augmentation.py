@@ -55,6 +55,16 @@ def test_views_drop_exactly_the_formula(log: tuple[np.ndarray, np.ndarray], copi
     assert np.array_equal(masks, again)  # seeded
 
 
+@pytest.mark.parametrize("cut", [7, 12, 19])  # boundaries between users
+def test_blocks_of_users_draw_what_the_whole_history_draws(cut: int) -> None:
+    users = np.repeat(np.arange(4), [7, 5, 7, 6])
+    behaviors = np.arange(len(users)) % 3
+    whole = augmentation_keep_masks(users, behaviors, TABLE, 3, seed=4)
+    head = augmentation_keep_masks(users[:cut], behaviors[:cut], TABLE, 3, seed=4)
+    tail = augmentation_keep_masks(users[cut:], behaviors[cut:], TABLE, 3, seed=4, offset=cut)
+    assert np.array_equal(np.hstack([head, tail]), whole)
+
+
 def test_different_seeds_choose_different_events() -> None:
     users = np.zeros(200, dtype=np.int64)
     behaviors = np.zeros(200, dtype=np.int64)

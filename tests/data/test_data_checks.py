@@ -79,7 +79,7 @@ def test_date_times_must_lie_between_1990_and_tomorrow() -> None:
 
 def test_an_unknown_unit_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="unknown timestamp unit 'hours'"):
-        _log([START, START + 1], time_unit="hours")
+        _log([START, START + 1], timestamp_unit="hours")
 
 
 def test_mixed_units_drop_the_minority_and_record_the_detected_unit() -> None:
@@ -91,10 +91,10 @@ def test_mixed_units_drop_the_minority_and_record_the_detected_unit() -> None:
 
 
 def test_a_given_relative_unit_accepts_offsets_an_epoch_unit_refuses() -> None:
-    log = _log([-60, 0, 60], time_unit="relative")
+    log = _log([-60, 0, 60], timestamp_unit="relative")
     assert log.events["timestamp"] == [-60.0, 0.0, 60.0] and (log.time_unit, log.time_unit_detected) == ("relative", False)
     with pytest.raises(DataValidationError, match=r"before 1990-01-01 .* row 0, value -60"):
-        _log([-60, 0, 60], time_unit="s")
+        _log([-60, 0, 60], timestamp_unit="s")
     with pytest.raises(DataValidationError, match=r"row 0, value -60"):  # detected: offsets are non-negative
         _log([-60, 0, 60])
 

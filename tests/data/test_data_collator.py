@@ -262,3 +262,70 @@ def test_an_arrow_dataloader_covers_the_split_like_the_row_dataloader(prepared, 
                 sum(int(b["labels"].ne(-100).sum()) for b in batches))
 
     assert totals(arrow) == totals(rows) != (0, 0)
+
+
+# ----- packed batches -----
+
+
+def _examples_of(batch: dict[str, torch.Tensor]) -> list[tuple[list[int], list[int]]]:
+    """(input_ids, labels) of every example, from a padded or a packed batch."""
+    if "attention_mask" in batch:
+        return [(batch["input_ids"][r][m.bool()].tolist(), batch["labels"][r][m.bool()].tolist())
+                for r, m in enumerate(batch["attention_mask"])]
+    found = []
+    for ids, labels, positions in zip(batch["input_ids"], batch["labels"], batch["position_ids"]):
+        starts = [*(positions == 0).nonzero()[:, 0].tolist(), len(positions)]
+        found += [(ids[a:b].tolist(), labels[a:b].tolist()) for a, b in zip(starts, starts[1:])]
+    return found
+
+
+def test_packed_rows_hold_the_padded_examples(synthetic_prepared, levels) -> None:
+    index = {item: (i % 5, i // 5) for i, item in enumerate(synthetic_prepared.item_ids)}
+    tokenizer = GamerTokenizerFast.from_items(index, levels, codebook_size=[5, 64])
+    for rows in _batches(synthetic_prepared, 37):
+        padded = GamerCollator(tokenizer, pad_to_multiple_of=8)(rows)
+        packed = GamerCollator(tokenizer, pad_to_multiple_of=8, pack=True)(rows)
+        assert set(packed) == {"input_ids", "position_ids", "labels"}  # no mask: the model reads it as packed
+        assert packed["input_ids"].shape[1] == padded["input_ids"].shape[1]
+        assert packed["input_ids"].shape[0] < padded["input_ids"].shape[0]
+        pads = [([tokenizer.pad_token_id] * len(ids), [-100] * len(ids))
+                for ids, _ in _examples_of(packed) if set(ids) == {tokenizer.pad_token_id}]  # row tails
+        assert sorted(_examples_of(packed)) == sorted(_examples_of(padded) + pads)
+
+
+def test_packing_is_skipped_where_it_saves_no_row(prepared, tokenizer) -> None:
+    rows = [prepared.splits["train"][0]]
+    assert torch.equal(GamerCollator(tokenizer, pack=True)(rows)["attention_mask"],
+                       GamerCollator(tokenizer)(rows)["attention_mask"])
+
+
+@pytest.mark.realdata
+def test_packed_loss_and_gradients_equal_padded_on_real_data(data_dir) -> None:
+    """A slice of the real retailrocket log (76 users, histories of 1 to 51 interactions), training and validation
+    rows."""
+    import pandas as pd
+
+    events = pd.read_csv(data_dir / "retailrocket_cml" / "events.csv.gz", nrows=15000, dtype={"item_id": str})
+    prepared = prepare(events, behaviors={"click": 0, "cart": 1, "buy": 2}, protocol="loo", max_history=50,
+                       progress=False)
+    index = {item: (i % 16, i // 16) for i, item in enumerate(prepared.item_ids)}
+    tokenizer = GamerTokenizerFast.from_items(index, prepared.metadata["behaviors"], codebook_size=[16, 1024])
+    torch.manual_seed(0)
+    config = GamerConfig.from_preset("tiny", tokenizer=tokenizer, cross_level_layers=[0, 1])
+    model = GamerForCausalLM(config)  # tiny preset: no dropout
+    for split in ("train", "validation"):
+        model.train(split == "train")  # as the Trainer trains and evaluates
+        rows = list(prepared.splits[split].select(range(48)))
+        padded, packed = GamerCollator(tokenizer)(rows), GamerCollator(tokenizer, pack=True)(rows)
+        assert packed["input_ids"].numel() < 0.7 * padded["input_ids"].numel(), split  # real lengths vary
+        gradients = []
+        for batch in (padded, packed):
+            model.zero_grad()
+            loss = model(**batch).loss
+            loss.backward()
+            gradients.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+        (padded_loss, padded_grads), (packed_loss, packed_grads) = gradients
+        assert torch.allclose(packed_loss, padded_loss, atol=1e-5)
+        assert len(packed_grads) == len(padded_grads)
+        for a, b in zip(packed_grads, padded_grads):
+            assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)

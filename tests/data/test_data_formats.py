@@ -88,12 +88,16 @@ def test_integer_ids_become_strings(levels: dict[str, int]) -> None:
     assert log.report.records[0].reason == "null or empty item_id"
 
 
-def test_column_mapping_and_time_unit(levels: dict[str, int]) -> None:
+def test_column_mapping_and_timestamp_unit(levels: dict[str, int]) -> None:
     frame = CANONICAL.rename(columns={"user_id": "visitor", "timestamp": "ts_ms"})
     frame["ts_ms"] *= 1000
     log = read_events(frame, "events", levels, columns={"user_id": "visitor", "timestamp": "ts_ms"},
-                      time_unit="relative_ms")
+                      timestamp_unit="relative_ms")
     assert _rows(log) == _expected_rows()
+    with pytest.warns(FutureWarning, match="timestamp_unit="):  # the old keyword still works
+        old = read_events(frame, "events", levels, columns={"user_id": "visitor", "timestamp": "ts_ms"},
+                          time_unit="relative_ms")
+    assert _rows(old) == _expected_rows()
 
 
 def test_datetime_strings_are_utc_seconds(levels: dict[str, int]) -> None:

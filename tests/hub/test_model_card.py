@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from huggingface_hub import ModelCard
 
+from gamer_hf.data.diagnostics import DataReport, DataWarning
 from gamer_hf.hub import CARD_TAGS, NOT_RECORDED, build_model_card, load_template
 from gamer_hf.loading import load_gamer
 
@@ -172,3 +174,19 @@ def test_pushed_card_loads_and_validates_on_the_hub(published: Published, monkey
     assert {r.metric_name: r.metric_value for r in card.data.eval_results} == {
         f"{key} ({target})": value for key, value in measured.items()}
     assert any(r.path == "/api/validate-yaml" for r in published.server.requests)
+
+
+def test_card_shows_the_data_report_evaluate_recorded(card: ModelCard, facts) -> None:
+    report = DataReport.from_dict(facts["evaluation"]["metadata"]["data_report"])
+    assert f"| Users with training history | {report.training_users:,} of {report.users:,} |" in card.text
+    buy = report.repeats["buy"]
+    assert f"buy: last item {buy.share(buy.last_item):.0%}, anywhere {buy.share(buy.in_prompt):.0%} of {buy.cases:,}" \
+        in card.text
+    evaluation = copy.deepcopy(facts["evaluation"])
+    flagged = dataclasses.replace(report, warnings=[DataWarning("trivial_targets", "5 of 5 test buy cases repeat")])
+    evaluation["metadata"]["data_report"] = flagged.to_dict()
+    warned = build_model_card(facts["model"], facts["tokenizer"], REPO_ID, evaluation=evaluation)
+    assert "- Data: 5 of 5 test buy cases repeat." in warned.text.split("## Limitations", 1)[1]
+    del evaluation["metadata"]["data_report"]  # evaluated before the data report existed
+    older = build_model_card(facts["model"], facts["tokenizer"], REPO_ID, evaluation=evaluation)
+    assert f"| Users with training history | {NOT_RECORDED} |" in older.text and "- Data:" not in older.text

@@ -56,6 +56,7 @@ def test_text_embeddings_from_items_file(
     assert code == 0
     payload = json.loads((out / REPORT_FILENAME).read_text())
     assert payload["embedding"]["kind"] == "text" and payload["embedding"]["dim"] == 64  # PCA of the 384-d text vectors
+    assert "text encoder: all-MiniLM-L6-v2" in stdout and payload["embedding"]["text_encoder"].startswith("all-MiniLM")
     # Items with identical side info (same category and price bucket) must still be told apart.
     codes = GamerTokenizerFast.from_pretrained(out).item_index.values()
     assert len(set(codes)) == len(_all_events_items(events_folder))
