@@ -53,14 +53,15 @@ REQUIRED_FILES: dict[str, str] = {
     "config.json": "model configuration",
     WEIGHTS_FILE: "weights",
     "tokenizer_config.json": "tokenizer configuration",
-    "item_index.json": "item index (item id -> semantic ID)",
+    "item_index.safetensors": "item index (item id -> semantic ID)",
 }
+LEGACY_ITEM_INDEX_FILE = "item_index.json"  # what checkpoints before the binary index hold instead; still loads
 CHECKSUMS_FILE = "gamer_checksums.json"  # {"model.safetensors": {"sha256": ..., "bytes": ...}}
 TRAINING_INFO_FILE = "gamer_training.json"  # written by gamer_hf.training
 EVAL_RESULTS_FILE = "eval_results.json"  # written by `gamer-hf evaluate`
 # Facts published beside the model when the checkpoint folder has them.
 EXTRA_FILES = (TRAINING_INFO_FILE, EVAL_RESULTS_FILE, "eval_ndcg10.png")
-_JSON_FILES = ("config.json", "tokenizer_config.json", "item_index.json", CHECKSUMS_FILE, TRAINING_INFO_FILE,
+_JSON_FILES = ("config.json", "tokenizer_config.json", LEGACY_ITEM_INDEX_FILE, CHECKSUMS_FILE, TRAINING_INFO_FILE,
                EVAL_RESULTS_FILE)
 _CHUNK = 1 << 20
 
@@ -108,7 +109,8 @@ def check_checkpoint_dir(folder: str | os.PathLike, verify_weights: bool = True)
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder} is not a folder; give the checkpoint folder `gamer-hf train` wrote")
-    missing = [f"{name} ({what})" for name, what in REQUIRED_FILES.items() if not (folder / name).is_file()]
+    missing = [f"{name} ({what})" for name, what in REQUIRED_FILES.items() if not (folder / name).is_file()
+               and not (name == "item_index.safetensors" and (folder / LEGACY_ITEM_INDEX_FILE).is_file())]
     if missing:
         pickled = " (pytorch_model.bin is not accepted: weights are read from safetensors only)" if (
             folder / "pytorch_model.bin").exists() else ""
@@ -158,12 +160,12 @@ def load_tokenizer(folder: str | os.PathLike) -> GamerTokenizerFast:
     if not (folder / "tokenizer_config.json").is_file():
         raise CheckpointError(f"{folder} is not a GAMER tokenizer folder (no tokenizer_config.json); write one with "
                               "`gamer-hf semantic-ids`")
-    for name in ("tokenizer_config.json", "item_index.json"):
+    for name in ("tokenizer_config.json", LEGACY_ITEM_INDEX_FILE):
         read_json(folder / name, None)
     try:
         return GamerTokenizerFast.from_pretrained(str(folder))
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
-        raise CheckpointError(f"{folder}: the tokenizer files (tokenizer_config.json, item_index.json) do not load "
+        raise CheckpointError(f"{folder}: the tokenizer files (tokenizer_config.json, item_index.safetensors) do not load "
                               f"({error}); rebuild them with `gamer-hf semantic-ids` or restore them") from None
 
 

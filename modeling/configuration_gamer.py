@@ -308,7 +308,7 @@ class GamerConfig(PreTrainedConfig):
 # ----- remote code: what a checkpoint needs to load with trust_remote_code=True -----
 REMOTE_CODE_FILES = (
     "configuration_gamer.py", "modeling_gamer.py", "tokenization_gamer.py", "generation_gamer.py", "cache_gamer.py",
-    "pipeline_gamer.py",
+    "pipeline_gamer.py", "trie_gamer.py", "item_index_gamer.py",
 )
 AUTO_MAP = {
     "AutoConfig": "configuration_gamer.GamerConfig",

@@ -13,16 +13,20 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer, pre_tokenizers
 from tokenizers.models import WordLevel
 from transformers import BatchEncoding, PreTrainedTokenizerFast
 
 from .configuration_gamer import NUM_SPECIAL_TOKENS, GamerVocabLayout, save_with_remote_code
+from .item_index_gamer import ItemIds, ItemIndex
+from .trie_gamer import ItemTrie
 
 __all__ = ["GamerTokenizerFast"]
 
-ITEM_INDEX_FILE = "item_index.json"
+ITEM_INDEX_FILE = "item_index.safetensors"
+LEGACY_ITEM_INDEX_FILE = "item_index.json"  # what releases before the binary index wrote; still read
 SPECIAL_TOKENS = ("<pad>", "<eos>", "<unk>")
 assert len(SPECIAL_TOKENS) == NUM_SPECIAL_TOKENS
 
@@ -41,10 +45,12 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
     """WordLevel tokenizer over behavior and (level, code) tokens, plus the item index.
 
     The vocabulary is a pure function of the behavior table and codebook sizes, so it is rebuilt
-    on load instead of trusted from `tokenizer.json`; the item index is saved as `item_index.json`.
+    on load instead of trusted from `tokenizer.json`; the item index is saved as `item_index.safetensors`
+    (see `item_index_gamer.py`), and an older checkpoint's `item_index.json` still loads.
     """
 
-    vocab_files_names = {"tokenizer_file": "tokenizer.json", "item_index_file": ITEM_INDEX_FILE}
+    vocab_files_names = {"tokenizer_file": "tokenizer.json", "item_index_file": ITEM_INDEX_FILE,
+                         "legacy_item_index_file": LEGACY_ITEM_INDEX_FILE}
     model_input_names = ["input_ids", "attention_mask"]
     padding_side = "left"
     # There is no slow counterpart: keep "GamerTokenizerFast" as the saved tokenizer_class.
@@ -56,14 +62,18 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
         codebook_sizes: Sequence[int] | None = None,
         item_index: Mapping[str, Sequence[int]] | None = None,
         item_index_file: str | None = None,
+        legacy_item_index_file: str | None = None,
         behavior_table: Sequence[Sequence[Any]] | None = None,
         **kwargs: Any,
     ) -> None:
         behaviors = behavior_table if behaviors is None else behaviors
         if behaviors is None or codebook_sizes is None:
             raise ValueError("GamerTokenizerFast needs `behaviors` (name -> level) and `codebook_sizes`")
-        if item_index is None and item_index_file is not None:
-            item_index = _read_item_index(item_index_file)
+        loaded = item_index is None and item_index_file is not None
+        if loaded:
+            item_index = ItemIndex.load(item_index_file)
+        elif item_index is None and legacy_item_index_file is not None:
+            item_index = _read_legacy_item_index(legacy_item_index_file)
         for key in ("tokenizer_file", "tokenizer_object", "vocab", "merges", "pad_token", "eos_token", "unk_token"):
             kwargs.pop(key, None)
         pairs = behaviors.items() if isinstance(behaviors, Mapping) else behaviors
@@ -82,8 +92,9 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
             codebook_sizes=self.codebook_sizes,
             **kwargs,
         )
-        self.item_index: dict[str, tuple[int, ...]] = {}
-        self._set_item_index(item_index or {})
+        # A saved index was checked for duplicate code tuples when it was built; its trie (which checks
+        # again) is built on first use, so loading stays a file read at millions of items.
+        self._set_item_index(item_index if item_index is not None else {}, build_trie=not loaded)
 
     # ----- construction -----
     @classmethod
@@ -95,13 +106,10 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
         **kwargs: Any,
     ) -> "GamerTokenizerFast":
         """Build from an item -> code tuple map; `codebook_size` defaults to max code + 1 per level."""
-        index = {str(item): tuple(int(c) for c in codes) for item, codes in item_index.items()}
-        lengths = {len(codes) for codes in index.values()}
-        if len(lengths) > 1:
-            raise ValueError(f"all code tuples must have the same length, got lengths {sorted(lengths)}")
-        num_levels = lengths.pop() if lengths else (len(codebook_size) if isinstance(codebook_size, Sequence) else 0)
+        index = ItemIndex.from_mapping(item_index)
+        num_levels = index.codes.shape[1] if len(index) else (len(codebook_size) if isinstance(codebook_size, Sequence) else 0)
         if codebook_size is None:
-            sizes = [max(codes[level] for codes in index.values()) + 1 for level in range(num_levels)]
+            sizes = (index.codes.max(0) + 1).tolist() if len(index) else []
         elif isinstance(codebook_size, int):
             sizes = [codebook_size] * num_levels
         else:
@@ -116,22 +124,23 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
             tokens += [_code_token(level, code) for code in range(size)]
         return tokens
 
-    def _set_item_index(self, item_index: Mapping[str, Sequence[int]]) -> None:
-        index = {str(item): tuple(int(c) for c in codes) for item, codes in item_index.items()}
-        for item, codes in index.items():
-            if len(codes) != self.num_levels:
-                raise ValueError(f"item {item!r} has {len(codes)} codes, expected {self.num_levels}")
-            for level, code in enumerate(codes):
-                if not 0 <= code < self.codebook_sizes[level]:
-                    raise ValueError(
-                        f"item {item!r}: code {code} at level {level + 1} is outside [0, {self.codebook_sizes[level]})"
-                    )
-        self.item_index = index
-        self._item_ids = list(index)
-        self._tokens_by_item = {item: self._codes_to_token_ids(codes) for item, codes in index.items()}
-        self._item_by_codes = {codes: item for item, codes in index.items()}
-        if len(self._item_by_codes) != len(index):
-            raise ValueError("the item index maps two items to the same code tuple; semantic IDs must be unique")
+    def _set_item_index(self, item_index: Mapping[str, Sequence[int]], build_trie: bool = True) -> None:
+        """Validate with whole-array checks (a per-item Python loop takes minutes at millions of items)."""
+        index = ItemIndex.from_mapping(item_index)
+        codes = index.codes
+        if len(index) and codes.shape[1] != self.num_levels:
+            raise ValueError(f"item {index.item_ids[0]!r} has {codes.shape[1]} codes, expected {self.num_levels}")
+        if len(index):
+            bad = (codes < 0) | (codes >= np.asarray(self.codebook_sizes, dtype=np.int64))
+            if bad.any():
+                row, level = (int(v) for v in np.argwhere(bad)[0])
+                raise ValueError(f"item {index.item_ids[row]!r}: code {int(codes[row, level])} at level {level + 1} "
+                                 f"is outside [0, {self.codebook_sizes[level]})")
+        self.item_index: ItemIndex = index
+        self._item_codes = torch.from_numpy(codes.reshape(len(index), self.num_levels))
+        self._token_table = codes.reshape(len(index), self.num_levels) + np.asarray(self.code_token_offsets, dtype=np.int64)
+        if build_trie:
+            ItemTrie.for_tokenizer(self)
 
     # ----- layout -----
     @property
@@ -166,10 +175,10 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
         return self.layout.code_token_ids(codes)
 
     def item_token_ids(self, item_id: str) -> list[int]:
-        try:
-            return self._tokens_by_item[str(item_id)]
-        except KeyError:
-            raise ValueError(f"unknown item {item_id!r}: it is not in the tokenizer's item index") from None
+        row = self.item_index.row(str(item_id))
+        if row < 0:
+            raise ValueError(f"unknown item {item_id!r}: it is not in the tokenizer's item index")
+        return self._token_table[row].tolist()
 
     def code_token_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
         """True where a token is a semantic-ID code (the only tokens the LM loss scores)."""
@@ -182,26 +191,43 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
         Malformed entries (not a pair, a None or float item id of a known behavior) always raise, naming the
         entry: they mean the history was built wrongly, not that the catalogue lacks an item.
         """
+        return self._encode_many([pairs], on_unknown, name_history=False)[0]
+
+    def _encode_many(self, histories: Sequence[Sequence[Interaction]], on_unknown: str,
+                     name_history: bool = True) -> list[list[int]]:
+        """`encode_interactions` of several histories with one vectorized item lookup for all of them."""
         if on_unknown not in ("raise", "skip"):
             raise ValueError(f"on_unknown must be 'raise' or 'skip', got {on_unknown!r}")
         behavior_ids = {name: self.layout.behavior_token_id(name) for name in self.behaviors}
-        ids: list[int] = []
-        for position, pair in enumerate(pairs):
-            behavior, item = _unpack_interaction(pair, position)
-            beh = behavior_ids.get(behavior)
-            if beh is None:
-                if on_unknown == "skip":
-                    continue
-                raise ValueError(f"unknown behavior {behavior!r} in history; known: {list(self.behaviors)}")
-            _check_item_id(item, position)
-            codes = self._tokens_by_item.get(str(item))
-            if codes is None:
-                if on_unknown == "skip":
-                    continue
-                raise ValueError(f"unknown item {item!r} in history: it is not in the tokenizer's item index")
-            ids.append(beh)
-            ids.extend(codes)
-        return ids
+        entries, items = [], []
+        for index, pairs in enumerate(histories):
+            for position, pair in enumerate(pairs):
+                label = index if name_history else None
+                behavior, item = _unpack_interaction(pair, position, label)
+                beh = behavior_ids.get(behavior)
+                if beh is not None:
+                    _check_item_id(item, position, label)
+                entries.append((index, beh, behavior, item))
+                items.append(item if beh is not None else "")
+        rows = self.item_index.rows(items).tolist()
+        kept: list[list[int]] = [[] for _ in histories]
+        for (index, beh, behavior, item), row in zip(entries, rows):
+            if beh is not None and row >= 0:
+                kept[index].append(row)
+                kept[index].append(beh)
+            elif on_unknown == "raise":
+                where = f"history {index}, " if name_history else ""
+                if beh is None:
+                    raise ValueError(f"{where}unknown behavior {behavior!r} in history; known: {list(self.behaviors)}")
+                raise ValueError(f"{where}unknown item {item!r} in history: it is not in the tokenizer's item index")
+        return [self._interleave(flat) for flat in kept]
+
+    def _interleave(self, flat: list[int]) -> list[int]:
+        """[row, behavior token, row, ...] -> [behavior token, code tokens..., ...]."""
+        if not flat:
+            return []
+        pairs = np.asarray(flat, dtype=np.int64).reshape(-1, 2)
+        return np.concatenate([pairs[:, 1:], self._token_table[pairs[:, 0]]], axis=1).reshape(-1).tolist()
 
     def encode_histories(
         self,
@@ -221,11 +247,7 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
             if len(requested) != len(histories):
                 raise ValueError(f"got {len(requested)} behaviors for {len(histories)} histories")
         sequences = []
-        for index, (history, beh) in enumerate(zip(histories, requested)):
-            try:
-                ids = self.encode_interactions(history, on_unknown=on_unknown)
-            except ValueError as error:
-                raise ValueError(f"history {index}, {error}") from None
+        for ids, beh in zip(self._encode_many(histories, on_unknown), requested):
             if max_history is not None:
                 ids = ids[len(ids) - min(len(ids), max_history * (self.num_levels + 1)) :]
             if beh is not None:
@@ -240,24 +262,25 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
     def decode_items(self, codes: torch.Tensor | Sequence[Sequence[int]], token_ids: bool = True) -> list[str | None]:
         """Map [N, K] code token ids (or raw code values, `token_ids=False`) to item ids; None off the index."""
         rows = codes.tolist() if isinstance(codes, torch.Tensor) else [list(row) for row in codes]
-        shift = self.code_token_offsets if token_ids else [0] * self.num_levels
-        items: list[str | None] = []
-        for row in rows:
-            if len(row) != self.num_levels:
-                raise ValueError(f"expected {self.num_levels} codes per row, got {len(row)}")
-            items.append(self._item_by_codes.get(tuple(v - o for v, o in zip(row, shift))))
-        return items
+        bad = next((row for row in rows if len(row) != self.num_levels), None)
+        if bad is not None:
+            raise ValueError(f"expected {self.num_levels} codes per row, got {len(bad)}")
+        if not rows:
+            return []
+        shift = torch.tensor(self.code_token_offsets if token_ids else [0] * self.num_levels)
+        found = ItemTrie.for_tokenizer(self).items_of(torch.tensor(rows, dtype=torch.long) - shift).tolist()
+        ids = self.item_ids
+        return [ids[row] if row >= 0 else None for row in found]
 
     @property
     def item_code_tensor(self) -> torch.Tensor:
-        """[num_items, K] code values in item-index order (row i is item `self.item_ids[i]`)."""
-        return torch.tensor([self.item_index[item] for item in self._item_ids], dtype=torch.long).reshape(
-            len(self._item_ids), self.num_levels
-        )
+        """[num_items, K] code values in item-index order (row i is item `self.item_ids[i]`); shared, do not modify."""
+        return self._item_codes
 
     @property
-    def item_ids(self) -> list[str]:
-        return list(self._item_ids)
+    def item_ids(self) -> ItemIds:
+        """The catalogue's ids in row order (sorted), as a read-only sequence decoded on access, not a copy."""
+        return self.item_index.item_ids
 
     # ----- persistence -----
     def save_pretrained(self, save_directory, *args: Any, **kwargs: Any) -> tuple[str, ...]:
@@ -267,35 +290,36 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
     def _save_pretrained(self, save_directory, file_names, legacy_format=None, filename_prefix=None):
         files = super()._save_pretrained(save_directory, file_names, legacy_format, filename_prefix)
         path = os.path.join(str(save_directory), (filename_prefix + "-" if filename_prefix else "") + ITEM_INDEX_FILE)
-        payload = {"item_ids": self._item_ids, "codes": [list(self.item_index[i]) for i in self._item_ids]}
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, separators=(",", ":"))
-        os.replace(tmp, path)
+        self.item_index.save(path)
         return files + (path,)
 
 
-def _unpack_interaction(pair: Any, position: int) -> Interaction:
+def _entry(position: int, history: int | None) -> str:
+    return f"entry {position}" if history is None else f"history {history}, entry {position}"
+
+
+def _unpack_interaction(pair: Any, position: int, history: int | None = None) -> Interaction:
     """(behavior, item) of one history entry, refusing what is not a pair with a string behavior."""
     if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
-        raise ValueError(f"entry {position}: expected a (behavior, item_id) pair, got {pair!r}")
+        raise ValueError(f"{_entry(position, history)}: expected a (behavior, item_id) pair, got {pair!r}")
     behavior, item = pair
     if not isinstance(behavior, str):
-        raise ValueError(f"entry {position}: behavior must be a string, got {behavior!r} "
+        raise ValueError(f"{_entry(position, history)}: behavior must be a string, got {behavior!r} "
                          f"({type(behavior).__name__})")
     return behavior, item
 
 
-def _check_item_id(item: Any, position: int) -> None:
+def _check_item_id(item: Any, position: int, history: int | None = None) -> None:
     """Item ids are strings or ints; None, floats and bools mean the history was built wrongly."""
     if item is None or isinstance(item, (bool, float)) or not isinstance(item, (str, numbers.Integral)):
         why = ("a missing id" if item is None else
                "a float id usually comes from a column read with missing values; cast ids to str" if isinstance(item, float)
                else "item ids are strings or ints")
-        raise ValueError(f"entry {position}: item id {item!r} ({type(item).__name__}) is not valid: {why}")
+        raise ValueError(f"{_entry(position, history)}: item id {item!r} ({type(item).__name__}) is not valid: {why}")
 
 
-def _read_item_index(path: str) -> dict[str, tuple[int, ...]]:
+def _read_legacy_item_index(path: str) -> ItemIndex:
+    """`item_index.json` of earlier releases: {"item_ids": [...], "codes": [[...], ...]}."""
     with open(path, encoding="utf-8") as handle:
         payload = json.load(handle)
     try:
@@ -304,4 +328,6 @@ def _read_item_index(path: str) -> dict[str, tuple[int, ...]]:
         raise ValueError(f"{path}: expected an object with 'item_ids' and 'codes' lists") from None
     if len(item_ids) != len(codes):
         raise ValueError(f"{path}: {len(item_ids)} item_ids but {len(codes)} code rows")
-    return {str(item): tuple(row) for item, row in zip(item_ids, codes)}
+    if len({len(row) for row in codes}) > 1:
+        raise ValueError(f"{path}: code rows of different lengths")
+    return ItemIndex.from_pairs(item_ids, codes, where=path)

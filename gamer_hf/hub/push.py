@@ -34,6 +34,7 @@ from transformers import PreTrainedModel
 from ..checkpoint import (
     EVAL_RESULTS_FILE,
     EXTRA_FILES,
+    LEGACY_ITEM_INDEX_FILE,
     TRAINING_INFO_FILE,
     check_checkpoint_dir,
     check_finite,
@@ -54,7 +55,8 @@ HANDLER_SOURCE = Path(__file__).resolve().parents[1] / "serve" / HANDLER_FILE  #
 PLOT_FILE = "eval_ndcg10.png"
 # Files an earlier push may have left that would contradict this one (other weight layouts, facts
 # this checkpoint does not have); deleted in the same commit when the new upload lacks them.
-STALE_PATTERNS = (*EXTRA_FILES, "model.safetensors.index.json", "model-*.safetensors", "pytorch_model*.bin")
+STALE_PATTERNS = (*EXTRA_FILES, "model.safetensors.index.json", "model-*.safetensors", "pytorch_model*.bin",
+                  LEGACY_ITEM_INDEX_FILE)
 
 
 @dataclass(frozen=True)

@@ -82,8 +82,9 @@ def _pca_rows(x: np.ndarray, dim: int, seed: int) -> np.ndarray:
     if components == x.shape[1]:
         return x
     reduced = PCA(n_components=components, svd_solver="randomized", random_state=seed).fit_transform(x)
+    reduced = reduced.astype(np.float32, copy=False)
     norms = np.linalg.norm(reduced, axis=1, keepdims=True)
-    return np.divide(reduced, norms, out=np.zeros_like(reduced), where=norms > 0).astype(np.float32)
+    return np.divide(reduced, norms, out=reduced, where=norms > 0)  # rows of norm 0 are zero already
 
 
 def _text_part(
@@ -148,19 +149,19 @@ def item_embeddings(
     parts, missing = [], {}
     if concrete in ("text", "hybrid"):
         vectors, missing["text"] = _text_part(ids, items, id_column, dim, seed)
-        parts.append(vectors * (np.sqrt(hybrid_weight) if concrete == "hybrid" else 1.0))
+        parts.append(vectors * np.float32(np.sqrt(hybrid_weight)) if concrete == "hybrid" else vectors)
     if concrete in ("collaborative", "hybrid"):
         vectors, missing["collaborative"] = _collaborative_part(
             ids, sequences, dim, window, collaborative, item2vec, seed
         )
-        parts.append(vectors * (np.sqrt(1.0 - hybrid_weight) if concrete == "hybrid" else 1.0))
+        parts.append(vectors * np.float32(np.sqrt(1.0 - hybrid_weight)) if concrete == "hybrid" else vectors)
     seen = None
     if sequences is not None:
         seen_ids = {item for sequence in sequences for item in sequence}
         seen = np.fromiter((item in seen_ids for item in ids), dtype=bool, count=len(ids))
     return ItemEmbeddings(
         item_ids=ids,
-        vectors=np.concatenate(parts, axis=1).astype(np.float32),
+        vectors=(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)).astype(np.float32, copy=False),
         kind=concrete,
         fallback_items={part: int(mask.sum()) for part, mask in missing.items()},
         fallback_mask=np.logical_or.reduce(list(missing.values())),

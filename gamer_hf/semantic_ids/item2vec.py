@@ -123,7 +123,8 @@ def item2vec_embeddings(
             _averaged_step(outputs, output_rows, output_grad, rate)
             _averaged_step(inputs, center, grad_u, rate)
 
-    vectors[has_signal] = inputs.numpy()[has_signal]
+    vectors = inputs.numpy()  # trained in place: no second [n, dim] copy at millions of items
+    vectors[~has_signal] = 0.0
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+    np.divide(vectors, norms, out=vectors, where=norms > 0)
     return vectors, has_signal & (norms[:, 0] > 0)

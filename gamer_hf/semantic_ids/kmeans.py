@@ -1,21 +1,36 @@
-"""K-means for one quantization level: plain (sklearn Lloyd) or balanced (equal-capacity clusters).
+"""K-means for one quantization level: plain or balanced (equal-capacity clusters).
 
 Balanced clusters matter for semantic IDs because a skewed first level puts most of the catalogue
 behind a few codes, which makes collisions and long beams far more likely.
+
+Up to `MINIBATCH_ABOVE` points the centers come from sklearn's full-batch Lloyd k-means. Past it
+(million-item catalogues) they come from sklearn's `MiniBatchKMeans`, which passes over the data in
+batches and never holds more than a batch of distances, and the balanced refinement runs on a
+uniform sample before one capacitated assignment of every point; distances are always computed in
+chunks, so memory stays at the embeddings plus a few `[chunk, k]` blocks. sklearn rather than faiss:
+it is already a dependency, its wheels need no CPU-specific build, and at 4 levels x 256 codes the
+distance matmuls (numpy BLAS) dominate either way.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.cluster import KMeans, kmeans_plusplus
+import scipy.sparse as sp
+from sklearn.cluster import KMeans, MiniBatchKMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
-__all__ = ["KMeansResult", "fit_kmeans", "nearest_centers", "squared_distances", "balanced_assign"]
+__all__ = ["MINIBATCH_ABOVE", "KMeansResult", "balanced_assign", "balanced_assign_points", "fit_kmeans",
+           "nearest_centers", "squared_distances"]
+
+MINIBATCH_ABOVE = 200_000  # points; at or below it the full-batch path (and its exact results) is kept
+REFINE_SAMPLE = 256  # points per cluster the mini-batch path refines balanced centers on
+_CHUNK = 16384
 
 
 @dataclass(frozen=True)
@@ -34,7 +49,7 @@ def squared_distances(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return np.maximum(dist, 0.0, out=dist)
 
 
-def nearest_centers(x: np.ndarray, centers: np.ndarray, chunk: int = 16384) -> np.ndarray:
+def nearest_centers(x: np.ndarray, centers: np.ndarray, chunk: int = _CHUNK) -> np.ndarray:
     """Index of the nearest center per row, chunked so memory stays bounded for large catalogues."""
     out = np.empty(len(x), dtype=np.int64)
     for start in range(0, len(x), chunk):
@@ -49,17 +64,30 @@ def balanced_assign(dist: np.ndarray, capacity: int) -> np.ndarray:
     each cluster keeps its closest proposers up to its remaining capacity. A kept point is never
     displaced, so the result is a greedy (not optimal) capacitated assignment.
     """
-    n, k = dist.shape
+    return _capacitated(dist.shape[0], dist.shape[1], capacity, lambda rows: dist[rows], chunk=max(len(dist), 1))
+
+
+def balanced_assign_points(x: np.ndarray, centers: np.ndarray, capacity: int, chunk: int = _CHUNK) -> np.ndarray:
+    """`balanced_assign(squared_distances(x, centers), capacity)` without the `[n, k]` matrix: rows in chunks."""
+    return _capacitated(len(x), len(centers), capacity, lambda rows: squared_distances(x[rows], centers), chunk)
+
+
+def _capacitated(n: int, k: int, capacity: int, distances: Callable[[np.ndarray], np.ndarray], chunk: int) -> np.ndarray:
     if capacity * k < n:
         raise ValueError(f"capacity {capacity} x {k} clusters cannot hold {n} points")
     remaining = np.full(k, capacity, dtype=np.int64)
     labels = np.full(n, -1, dtype=np.int64)
     pending = np.arange(n)
     while pending.size:
-        candidate = dist[pending]
-        candidate[:, remaining == 0] = np.inf
-        choice = candidate.argmin(1)
-        order = np.lexsort((candidate[np.arange(pending.size), choice], choice))
+        full = remaining == 0
+        choice = np.empty(pending.size, dtype=np.int64)
+        nearest = np.empty(pending.size, dtype=np.float32)
+        for start in range(0, pending.size, chunk):
+            candidate = distances(pending[start : start + chunk])
+            candidate[:, full] = np.inf
+            choice[start : start + chunk] = candidate.argmin(1)
+            nearest[start : start + chunk] = candidate[np.arange(len(candidate)), choice[start : start + chunk]]
+        order = np.lexsort((nearest, choice))
         sorted_choice = choice[order]
         rank = np.arange(order.size) - np.searchsorted(sorted_choice, sorted_choice, side="left")
         accepted = rank < remaining[sorted_choice]
@@ -83,6 +111,7 @@ def fit_kmeans(
     balanced: bool = False,
     max_iter: int = 50,
     balanced_iter: int = 10,
+    minibatch: bool | None = None,
 ) -> KMeansResult:
     """Cluster `x` into at most `n_clusters` groups.
 
@@ -90,15 +119,40 @@ def fit_kmeans(
     assignment (capacity `ceil(n / n_clusters)`) and center updates, so cluster sizes differ by at
     most one capacity unit. Fewer distinct points than clusters never raises: each distinct point
     becomes a center (deep residual levels of small catalogues hit this).
+
+    `minibatch` (default: more than `MINIBATCH_ABOVE` points) takes the bounded-memory path described
+    in the module docstring; the cap on cluster sizes holds on both paths.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 2 or len(x) == 0:
         raise ValueError(f"k-means needs a non-empty [n, d] array, got shape {x.shape}")
     if n_clusters < 1:
         raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
-    # Cheap bound first: np.unique over all rows is only needed when n is already small.
-    if len(x) <= n_clusters or len(np.unique(x, axis=0)) <= n_clusters:
+    minibatch = len(x) > MINIBATCH_ABOVE if minibatch is None else minibatch
+    if len(x) <= n_clusters or _few_distinct(x, n_clusters, minibatch, seed):
         return _distinct_points_fit(x)
+    centers, labels = (_minibatch_centers if minibatch else _lloyd_centers)(x, n_clusters, seed, max_iter)
+    if not balanced:
+        return KMeansResult(centers=centers, labels=nearest_centers(x, centers) if labels is None else labels)
+    if minibatch:  # refine on a sample, then one capacitated pass over everything
+        sample = np.random.default_rng(seed).choice(len(x), min(len(x), REFINE_SAMPLE * n_clusters), replace=False)
+        centers = _balanced_refine(x[np.sort(sample)], centers, balanced_iter)[0]
+        labels = balanced_assign_points(x, centers, math.ceil(len(x) / n_clusters))
+        return KMeansResult(centers=_means(x, labels, centers), labels=labels)
+    centers, labels = _balanced_refine(x, centers, balanced_iter)
+    return KMeansResult(centers=centers, labels=labels)
+
+
+def _few_distinct(x: np.ndarray, n_clusters: int, minibatch: bool, seed: int) -> bool:
+    """No more distinct rows than clusters; past the mini-batch size a sample rules that out first."""
+    if minibatch:
+        probe = x[np.random.default_rng(seed).choice(len(x), min(len(x), 4 * n_clusters + 1), replace=False)]
+        if len(np.unique(probe, axis=0)) > n_clusters:
+            return False
+    return len(np.unique(x, axis=0)) <= n_clusters
+
+
+def _lloyd_centers(x: np.ndarray, n_clusters: int, seed: int, max_iter: int) -> tuple[np.ndarray, np.ndarray]:
     # k-means++ is one small BLAS call per center; with several BLAS threads on a busy machine the
     # thread hand-offs cost 10-25x the arithmetic, so the seeding runs single-threaded.
     with threadpool_limits(limits=1):
@@ -106,20 +160,39 @@ def fit_kmeans(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         km = KMeans(n_clusters=n_clusters, init=init, n_init=1, max_iter=max_iter, random_state=seed).fit(x)
-    centers = km.cluster_centers_.astype(np.float32)
-    labels = km.labels_.astype(np.int64)
-    if not balanced:
-        return KMeansResult(centers=centers, labels=labels)
-    capacity = math.ceil(len(x) / n_clusters)
-    for _ in range(balanced_iter):
-        new_labels = balanced_assign(squared_distances(x, centers), capacity)
-        counts = np.bincount(new_labels, minlength=n_clusters)
-        sums = np.zeros_like(centers)
-        np.add.at(sums, new_labels, x)
-        filled = counts > 0
-        centers[filled] = sums[filled] / counts[filled, None]
+    return km.cluster_centers_.astype(np.float32), km.labels_.astype(np.int64)
+
+
+def _minibatch_centers(x: np.ndarray, n_clusters: int, seed: int, max_iter: int) -> tuple[np.ndarray, None]:
+    """Centers only: the labels of every point are one chunked pass later (sklearn would hold them all anyway)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        km = MiniBatchKMeans(n_clusters=n_clusters, batch_size=max(4096, 16 * n_clusters), n_init=1,
+                             max_iter=max_iter, random_state=seed, compute_labels=False).fit(x)
+    return km.cluster_centers_.astype(np.float32), None
+
+
+def _means(x: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Mean of each cluster's rows; a cluster left empty keeps its center."""
+    counts = np.bincount(labels, minlength=len(centers))
+    one_hot = sp.csr_matrix((np.ones(len(labels), dtype=np.float32), (labels, np.arange(len(labels)))),
+                            shape=(len(centers), len(labels)))
+    sums = np.asarray(one_hot @ x)  # one pass over x (np.add.at takes seconds per million rows)
+    out = centers.copy()
+    filled = counts > 0
+    out[filled] = sums[filled] / counts[filled, None]
+    return out
+
+
+def _balanced_refine(x: np.ndarray, centers: np.ndarray, rounds: int) -> tuple[np.ndarray, np.ndarray]:
+    """Alternate capacitated assignment (capacity ceil(n / k)) and center updates until labels settle."""
+    capacity = math.ceil(len(x) / len(centers))
+    labels = nearest_centers(x, centers)
+    for _ in range(rounds):
+        new_labels = balanced_assign_points(x, centers, capacity)
+        centers = _means(x, new_labels, centers)
         converged = np.array_equal(new_labels, labels)
         labels = new_labels
         if converged:
             break
-    return KMeansResult(centers=centers, labels=labels)
+    return centers, labels

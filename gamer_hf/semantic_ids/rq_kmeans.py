@@ -28,6 +28,12 @@ def per_level_sizes(codebook_size: int | Sequence[int], num_levels: int) -> list
     return sizes
 
 
+def _subtract_centers(residual: np.ndarray, centers: np.ndarray, labels: np.ndarray, chunk: int = 1 << 16) -> None:
+    """residual -= centers[labels] in place, in chunks: no second [n, d] array at millions of items."""
+    for start in range(0, len(residual), chunk):
+        residual[start : start + chunk] -= centers[labels[start : start + chunk]]
+
+
 class RQKMeans:
     """Fit one k-means codebook per level on the residuals of the previous levels.
 
@@ -62,7 +68,7 @@ class RQKMeans:
             )
             self.codebooks.append(result.centers)
             codes[:, level] = result.labels
-            residual -= result.centers[result.labels]
+            _subtract_centers(residual, result.centers, result.labels)
         return codes
 
     def encode(self, x: np.ndarray) -> np.ndarray:
@@ -73,7 +79,7 @@ class RQKMeans:
         codes = np.empty((len(residual), self.num_levels), dtype=np.int64)
         for level, centers in enumerate(self.codebooks):
             codes[:, level] = nearest_centers(residual, centers)
-            residual -= centers[codes[:, level]]
+            _subtract_centers(residual, centers, codes[:, level])
         return codes
 
     def decode(self, codes: np.ndarray) -> np.ndarray:

@@ -174,15 +174,20 @@ def create_app(load: Callable[[], Recommender], settings: ServeSettings | None =
         try:
             recommender = await asyncio.to_thread(load)
             await asyncio.to_thread(recommender.warm_up)
+
+            def decode(batch: list[PreparedRequest]) -> list[RecommendResponse | RequestError]:
+                with state.metrics.decoding.track_inprogress():  # /metrics tells when a batch is decoding
+                    return recommender.run(batch)
+
+            state.batcher = MicroBatcher(
+                decode, state.settings.max_batch_size, state.settings.max_wait_ms,
+                on_batch=state.metrics.batch_size.observe, on_queue=state.metrics.queue_depth.set,
+            )
+            state.batcher.start()
         except Exception as error:  # noqa: BLE001 - reported by /ready; the process keeps answering /health
             logger.exception("loading the checkpoint failed")
             state.load_error = f"{type(error).__name__}: {error}"
             return
-        state.batcher = MicroBatcher(
-            recommender.run, state.settings.max_batch_size, state.settings.max_wait_ms,
-            on_batch=state.metrics.batch_size.observe, on_queue=state.metrics.queue_depth.set,
-        )
-        state.batcher.start()
         state.recommender = recommender
         logger.info("ready: %s (max batch %d, max wait %.1f ms)", recommender.name,
                     state.settings.max_batch_size, state.settings.max_wait_ms)
@@ -248,7 +253,7 @@ def create_app(load: Callable[[], Recommender], settings: ServeSettings | None =
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        """Prometheus text format: requests by path and status, latency, batch sizes, queue depth."""
+        """Prometheus text format: requests by path and status, latency, batch sizes, queue depth, batches decoding."""
         return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -201,10 +201,12 @@ class Recommender:
         return answers  # type: ignore[return-value]
 
     def _recommend(self, requests: Sequence[PreparedRequest], num_beams: int) -> list[list[tuple[str, float]]]:
+        exclude = [r.exclude for r in requests]
         return self.model.recommend(
             self.tokenizer, [r.history for r in requests], behavior=[r.behavior for r in requests],
             top_k=max(r.top_k for r in requests), num_beams=num_beams, max_history=self.max_history,
-            exclude_items=[r.exclude for r in requests], batch_size=len(requests),
+            # None unless someone excludes: an exclusion list costs a pass over the catalogue (~50 ms at 30k items)
+            exclude_items=exclude if any(exclude) else None, batch_size=len(requests),
         )
 
     def _alone(self, request: PreparedRequest) -> list[tuple[str, float]] | RequestError:

@@ -12,7 +12,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class ServiceMetrics:
-    """Requests by path and status, latency, micro-batch sizes and the queue depth."""
+    """Requests by path and status, latency, micro-batch sizes, the queue depth and the batch being decoded."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -23,6 +23,8 @@ class ServiceMetrics:
                                     buckets=BATCH_BUCKETS, registry=self.registry)
         self.queue_depth = Gauge("gamer_queue_depth", "requests waiting for a batch", registry=self.registry)
         self.in_flight = Gauge("gamer_requests_in_flight", "requests being answered", registry=self.registry)
+        self.decoding = Gauge("gamer_batches_decoding", "micro-batches inside recommend() now (one decode thread: 0 or 1)",
+                              registry=self.registry)
 
     def observe(self, path: str, status: int, seconds: float) -> None:
         self.requests.labels(path=path, status=str(status)).inc()

@@ -41,7 +41,7 @@ def check_data(tokenizer: GamerTokenizerFast, metadata: dict[str, Any], item_ids
         if tokenizer.behaviors[name] != level:
             raise DataError(f"{data}: behavior {name!r} has level {level} but the tokenizer gives it "
                              f"{tokenizer.behaviors[name]}; build the tokenizer from this data")
-    unknown = [item for item in item_ids if str(item) not in tokenizer.item_index]
+    unknown = [item for item, row in zip(item_ids, tokenizer.item_index.rows(item_ids)) if row < 0]
     if unknown and on_unknown == "raise":
         raise DataError(f"{data}: {len(unknown)} of {len(item_ids)} items have no semantic ID in the tokenizer "
                          f"(first: {unknown[:5]}); build semantic IDs for this data, or pass on_unknown=skip")

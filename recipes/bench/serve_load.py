@@ -49,7 +49,7 @@ def build_checkpoint(work: Path, steps: int, max_history: int) -> Path:
     from gamer_hf.semantic_ids import build_semantic_ids, save_semantic_ids
     from gamer_hf.training import TrainArguments, train
 
-    model_dir = work / ("model" if steps else "model_init")
+    model_dir = work / (f"model_{steps}_steps" if steps else "model_init")
     if (model_dir / "model.safetensors").is_file():
         return model_dir
     data_dir = os.environ.get("GAMER_HF_DATA_DIR")
@@ -159,6 +159,8 @@ class LevelResult:
     p99_ms: float
     mean_batch: float
     errors: int
+    client_cpu_ms: float  # the load client's own CPU per request (it shares the machine with the server)
+    load_avg: float  # 1-minute load average at the end of the level
     malformed: int = 0
     malformed_refused: int = 0
 
@@ -190,15 +192,15 @@ async def drive(url: str, bodies: list[Any], concurrency: int, max_seconds: floa
                 answers[index] = (0, repr(error), time.perf_counter() - started)
 
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
-        return answers, time.perf_counter() - started
+        return answers, time.perf_counter() - started, time.process_time() - cpu
 
 
 def run_level(server: Server, config: str, bodies: list[Any], concurrency: int, repeat: int,
               max_seconds: float, malformed: set[int] = frozenset()):
     before = server.batch_totals()
-    answers, seconds = asyncio.run(drive(server.url, bodies, concurrency, max_seconds))
+    answers, seconds, client_cpu = asyncio.run(drive(server.url, bodies, concurrency, max_seconds))
     after = server.batch_totals()
     good = [i for i in answers if i not in malformed]
     latencies = [answers[i][2] * 1000 for i in good]
@@ -209,6 +211,7 @@ def run_level(server: Server, config: str, bodies: list[Any], concurrency: int, 
         p95_ms=round(percentile(latencies, 0.95), 1), p99_ms=round(percentile(latencies, 0.99), 1),
         mean_batch=round((after[0] - before[0]) / batches, 2) if batches else 0.0,
         errors=sum(answers[i][0] != 200 for i in good),
+        client_cpu_ms=round(1000 * client_cpu / max(1, len(answers)), 2), load_avg=round(os.getloadavg()[0], 1),
         malformed=sum(i in malformed for i in answers),
         malformed_refused=sum(i in malformed and 400 <= answers[i][0] < 500 for i in answers),
     )
@@ -265,6 +268,8 @@ def summarise(results: list[LevelResult], levels: list[int]) -> list[dict[str, A
                     "p95": statistics.median(r.p95_ms for r in runs), "p99": statistics.median(r.p99_ms for r in runs),
                     "batch": statistics.mean(r.mean_batch for r in runs), "errors": sum(r.errors for r in runs),
                     "requests": sum(r.requests for r in runs),
+                    "client_cpu_ms": statistics.median(r.client_cpu_ms for r in runs),
+                    "load": [r.load_avg for r in runs],
                 })
     return rows
 
@@ -279,14 +284,16 @@ def render(report: dict[str, Any]) -> str:
         f"{report['max_wait_ms']:g}`, unbatched = `--max-batch-size 1`; each level sends up to {report['count']} "
         f"requests (at most {report['max_seconds']:g} s), the two servers interleaved {report['repeats']}x under "
         "the same machine load (a shared 2-core CPU with other jobs running: figures vary run to run).", "",
-        "| server | concurrency | requests/s (runs) | p50 ms | p95 ms | p99 ms | p99/p50 | mean batch | errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| server | concurrency | requests/s (runs) | p50 ms | p95 ms | p99 ms | p99/p50 | mean batch | errors "
+        "| client CPU ms/request | load average (runs) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         rps = " / ".join(f"{v:.1f}" for v in row["rps"])
         lines.append(f"| {row['config']} | {row['concurrency']} | {statistics.mean(row['rps']):.1f} ({rps}) | "
                      f"{row['p50']:.0f} | {row['p95']:.0f} | {row['p99']:.0f} | {row['p99'] / row['p50']:.1f} | "
-                     f"{row['batch']:.1f} | {row['errors']} / {row['requests']} |")
+                     f"{row['batch']:.1f} | {row['errors']} / {row['requests']} | {row['client_cpu_ms']:.1f} | "
+                     f"{' / '.join(f'{v:.1f}' for v in row['load'])} |")
     ratio = report["ratio_c32"]
     lines += [
         "",
@@ -324,8 +331,11 @@ def write_section(text: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None, help="checkpoint (default: build one under --work)")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/gamer_serve_bench"))
-    parser.add_argument("--train-steps", type=int, default=140, help="about 10 epochs of retailrocket_cml; 0: untrained weights")
+    parser.add_argument("--work", type=Path, default=HERE / "results" / "serve_load_work",
+                        help="data, tokenizer and the trained checkpoint, reused by reruns (git-ignored)")
+    parser.add_argument("--train-steps", type=int, default=20,
+                        help="14 steps are one epoch of retailrocket_cml (about 40 s a step on the loaded 2-core "
+                             "machine); 0: untrained weights")
     parser.add_argument("--max-history", type=int, default=50)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
     parser.add_argument("--count", type=int, default=256, help="requests per concurrency level and run")

@@ -73,8 +73,8 @@ def _flipped_byte(folder: Path) -> None:
 
 
 def _corrupt_item_index(folder: Path) -> None:
-    text = (folder / "item_index.json").read_text()
-    (folder / "item_index.json").write_text(text[: len(text) // 2])
+    data = (folder / "item_index.safetensors").read_bytes()
+    (folder / "item_index.safetensors").write_bytes(data[: len(data) // 2])
 
 
 # corruption -> (how to make it, what the one-line error must say)
@@ -83,7 +83,7 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str]] = {
     "other_shapes_than_weights": (_config(intermediate_size=96), "does not fit .*mismatched_keys"),  # weights: 128
     "nan_weights": (_nan_weights, "non-finite"),
     "flipped_byte": (_flipped_byte, f"differs from the .* recorded in {CHECKSUMS_FILE}"),
-    "corrupt_item_index": (_corrupt_item_index, r"item_index\.json is corrupt: not valid JSON"),
+    "corrupt_item_index": (_corrupt_item_index, r"item_index\.safetensors is corrupt"),
 }
 
 

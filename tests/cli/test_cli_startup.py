@@ -4,13 +4,13 @@ imports the model stack only, and prints no progress bar."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from safetensors.numpy import load_file
 
 import gamer_hf_entry
 
@@ -35,7 +35,8 @@ print('HEAVY', sorted(name for name in {heavy!r} if name in sys.modules), code)
 
 
 def test_recommend_imports_the_model_stack_only_and_prints_no_bar(checkpoint: Path) -> None:
-    first, second = json.loads((checkpoint / "item_index.json").read_text())["item_ids"][:2]
+    ids = load_file(checkpoint / "item_index.safetensors")["item_ids"].tobytes().decode().split("\0")
+    first, second = ids[:2]
     argv = ["recommend", "--model", str(checkpoint), "--history", f"click:{first},cart:{second}", "--top_k", "3"]
     done = subprocess.run([sys.executable, "-c", RECOMMEND_PROBE.format(argv=argv, heavy=HEAVY)], capture_output=True,
                           text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})

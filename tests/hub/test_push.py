@@ -25,7 +25,7 @@ from .hub_server import HubServer
 
 UPLOADED = {
     "README.md", "config.json", "generation_config.json", "model.safetensors", "tokenizer_config.json",
-    "tokenizer.json", "item_index.json", "pipeline_gamer.py", "handler.py", "gamer_training.json",
+    "tokenizer.json", "item_index.safetensors", "pipeline_gamer.py", "handler.py", "gamer_training.json",
     "eval_results.json", "eval_ndcg10.png", "gamer_checksums.json", *REMOTE_CODE_FILES,
 }
 
@@ -208,7 +208,7 @@ def test_model_and_trainer_push_to_hub_make_loadable_repos(hub_in_process: HubSe
 
     for repo_id in ("org/model-push", "org/save-push", "org/trainer-push"):
         files = _repo_files(hub_in_process, repo_id)
-        assert set(files) >= {"config.json", "model.safetensors", "tokenizer_config.json", "item_index.json",
+        assert set(files) >= {"config.json", "model.safetensors", "tokenizer_config.json", "item_index.safetensors",
                               *REMOTE_CODE_FILES}, repo_id
         assert json.loads(_read(hub_in_process, repo_id, "config.json"))["auto_map"] == AUTO_MAP
         loaded, loaded_tokenizer = AutoModelForCausalLM.from_pretrained(repo_id), AutoTokenizer.from_pretrained(repo_id)
@@ -240,7 +240,7 @@ def _foreign_eval_results(folder: Path) -> None:
         (lambda folder: (folder / "model.safetensors").unlink(), "model.safetensors"),
         (lambda folder: (folder / "config.json").unlink(), "config.json"),
         (lambda folder: (folder / "tokenizer_config.json").unlink(), "tokenizer_config.json"),
-        (lambda folder: (folder / "item_index.json").unlink(), "item_index.json"),
+        (lambda folder: (folder / "item_index.safetensors").unlink(), "item_index.safetensors"),
         (_corrupt_header, "model.safetensors"),
         (_pickled_weights, "pytorch_model.bin"),
         (lambda folder: (folder / "gamer_training.json").write_text("{truncated"), "gamer_training.json"),

@@ -4,8 +4,16 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.metrics import adjusted_rand_score
 
-from gamer_hf.semantic_ids.kmeans import balanced_assign, fit_kmeans, nearest_centers, squared_distances
+from gamer_hf.semantic_ids.kmeans import (
+    MINIBATCH_ABOVE,
+    balanced_assign,
+    balanced_assign_points,
+    fit_kmeans,
+    nearest_centers,
+    squared_distances,
+)
 
 
 def test_squared_distances_match_brute_force(blobs: np.ndarray) -> None:
@@ -67,3 +75,24 @@ def test_balanced_assign_rejects_impossible_capacity() -> None:
 def test_fit_kmeans_rejects_bad_input(bad: np.ndarray) -> None:
     with pytest.raises(ValueError, match="non-empty"):
         fit_kmeans(bad, 2)
+
+
+def test_chunked_capacitated_assignment_equals_the_full_matrix_one(blobs: np.ndarray) -> None:
+    centers = blobs[::75]
+    expected = balanced_assign(squared_distances(blobs, centers), 80)
+    np.testing.assert_array_equal(balanced_assign_points(blobs, centers, 80, chunk=7), expected)
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_minibatch_path_agrees_with_full_batch(blobs: np.ndarray, balanced: bool) -> None:
+    full = fit_kmeans(blobs, 8, seed=0, balanced=balanced, minibatch=False)
+    mini = fit_kmeans(blobs, 8, seed=0, balanced=balanced, minibatch=True)
+    assert adjusted_rand_score(full.labels, mini.labels) > 0.95
+    if balanced:
+        assert np.bincount(mini.labels, minlength=8).max() <= math.ceil(len(blobs) / 8)
+
+
+def test_minibatch_is_the_default_only_past_the_threshold(blobs: np.ndarray) -> None:
+    assert len(blobs) <= MINIBATCH_ABOVE
+    default, full = fit_kmeans(blobs, 8, seed=3, balanced=True), fit_kmeans(blobs, 8, seed=3, balanced=True, minibatch=False)
+    np.testing.assert_array_equal(default.labels, full.labels)

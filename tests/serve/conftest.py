@@ -1,9 +1,16 @@
-"""A tiny checkpoint and the real server in a subprocess on a free loopback port (one per test module)."""
+"""A tiny checkpoint and the real server in a subprocess on a free loopback port, shared by the session.
+
+The server is the README's `gamer-hf serve` command (its batching flags as written) plus two limits
+the tests need; one process serves every test until one of them ends it (the draining SIGTERM test),
+after which the next test that asks gets a fresh one.
+"""
 
 from __future__ import annotations
 
 import os
 import random
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -21,6 +28,7 @@ from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast
 BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
 NUM_ITEMS = 150
 MAX_HISTORY = 12
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
 
 def random_histories(tokenizer: GamerTokenizerFast, count: int, seed: int, max_len: int = 8) -> list[list[list[str]]]:
@@ -69,7 +77,8 @@ class ServerProcess:
         self.process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-    def wait_ready(self, timeout: float = 120.0) -> "ServerProcess":
+    def wait_ready(self, timeout: float = 300.0) -> "ServerProcess":
+        """Polls /ready; stops the process when it exits or misses the deadline (it is never left behind)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -80,7 +89,8 @@ class ServerProcess:
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        raise AssertionError("server not ready in time")
+        self.process.kill()
+        raise AssertionError(f"server not ready in {timeout:.0f} s:\n{self.process.communicate()[0][-3000:]}")
 
     def terminate(self) -> None:
         """One SIGTERM (a second one would stop the server without draining)."""
@@ -100,10 +110,50 @@ class ServerProcess:
         return self.process.stdout.read() if self.process.stdout else ""
 
 
-@pytest.fixture(scope="module")
-def server(checkpoint: Path) -> Iterator[ServerProcess]:
-    """One server for the module: batches of up to 16, a 30 ms window so that concurrent requests meet."""
-    process = ServerProcess(checkpoint, "--max-batch-size", "16", "--max-wait-ms", "30",
-                            "--max-history", str(MAX_HISTORY), "--max-body-bytes", "65536").wait_ready()
-    yield process
-    assert process.stop() == 0, process.output()
+def readme_serve_lines() -> tuple[list[str], list[str]]:
+    """The README's "Serve" block: the `gamer-hf serve` command and the `curl` example, as argument lists."""
+    block = re.search(r"```bash\n(.*?)```", README.split("## Serve", 1)[1], re.S).group(1)
+    [serve] = [shlex.split(line) for line in block.splitlines() if line.startswith("gamer-hf serve")]
+    [curl] = [shlex.split(line) for line in block.splitlines() if line.startswith("curl ")]
+    return serve, curl
+
+
+class Servers:
+    """The session's server: started on first use, started again after a test has stopped it."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        serve, _ = readme_serve_lines()
+        flags = dict(zip(serve[2::2], serve[3::2], strict=True))
+        assert flags.pop("--model") == "gamer" and flags.pop("--port") == "8000"
+        # a short max history (the truncation test) and a small body limit (the 413 test), which the README leaves out
+        self.flags = [part for pair in flags.items() for part in pair] + [
+            "--max-history", str(MAX_HISTORY), "--max-body-bytes", "65536"]
+        self.checkpoint, self.current, self.failure = checkpoint, None, None
+
+    def get(self) -> ServerProcess:
+        if self.failure is not None:  # one failed start is told to every test, not retried by each
+            raise AssertionError(self.failure)
+        if self.current is None or self.current.terminated:
+            try:
+                self.current = ServerProcess(self.checkpoint, *self.flags).wait_ready()
+            except AssertionError as error:
+                self.failure = str(error)
+                raise
+        return self.current
+
+    def close(self) -> None:
+        if self.current is not None and not self.current.terminated:
+            assert self.current.stop() == 0, self.current.output()
+
+
+@pytest.fixture(scope="session")
+def servers(checkpoint: Path) -> Iterator[Servers]:
+    pool = Servers(checkpoint)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def server(servers: Servers) -> ServerProcess:
+    """The running server of the session (the README's command on the tiny checkpoint, on a free port)."""
+    return servers.get()

@@ -37,11 +37,14 @@ async def post_all(url: str, bodies: list[Any]) -> list[httpx.Response]:
         ])
 
 
-def metric(server: ServerProcess, name: str) -> dict[tuple, float]:
-    text = httpx.get(f"{server.url}/metrics").text
+def parse_metrics(text: str) -> dict[tuple, float]:
     return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples
-            if sample.name.startswith(name)}
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def metric(server: ServerProcess, name: str) -> dict[tuple, float]:
+    samples = parse_metrics(httpx.get(f"{server.url}/metrics").text)
+    return {key: value for key, value in samples.items() if key[0].startswith(name)}
 
 
 def test_concurrent_answers_equal_recommend_alone_and_are_batched(server: ServerProcess, loaded) -> None:
@@ -156,23 +159,30 @@ def test_batch_body_with_one_bad_request_names_it(server: ServerProcess) -> None
 
 
 def test_health_answers_while_a_batch_decodes(server: ServerProcess, loaded) -> None:
+    """/health answered between two /metrics reads that both show the same batch inside recommend()."""
     _, tokenizer = loaded
     heavy = {"requests": [{"history": h, "top_k": 100, "num_beams": 200}
                           for h in random_histories(tokenizer, 64, seed=13, max_len=MAX_HISTORY)]}
 
-    async def race() -> bool:
-        """Poll /health while three heavy batches decode; True once it answers with a decode still running."""
-        async with httpx.AsyncClient(timeout=120) as client:
-            decoding = asyncio.gather(*(client.post(f"{server.url}/v1/recommend/batch", json=heavy) for _ in range(3)))
-            answered_during_decode = False
-            while not decoding.done() and not answered_during_decode:
-                health = await client.get(f"{server.url}/health")
-                answered_during_decode = health.status_code == 200 and not decoding.done()
-                await asyncio.sleep(0.05)
-            assert all(response.status_code == 200 for response in await decoding)
-            return answered_during_decode
+    async def decoder_state(client: httpx.AsyncClient) -> tuple[float, float]:
+        """(batches decoding now, batches started so far)."""
+        samples = parse_metrics((await client.get(f"{server.url}/metrics")).text)
+        return samples[("gamer_batches_decoding", ())], samples[("gamer_batch_size_count", ())]
 
-    assert asyncio.run(race())
+    async def race() -> tuple[float, float] | None:
+        async with httpx.AsyncClient(timeout=120) as client:
+            decoding = asyncio.gather(*(client.post(f"{server.url}/v1/recommend/batch", json=heavy) for _ in range(2)))
+            during = None
+            while not decoding.done() and during is None:
+                before = await decoder_state(client)
+                health = await client.get(f"{server.url}/health")
+                if health.status_code == 200 and before[0] == 1 and await decoder_state(client) == before:
+                    during = before
+            assert all(response.status_code == 200 for response in await decoding)
+            assert (await decoder_state(client))[0] == 0
+            return during
+
+    assert asyncio.run(race()) is not None, "/health never answered while a batch was decoding"
 
 
 def test_metrics_in_prometheus_format(server: ServerProcess) -> None:
@@ -181,7 +191,7 @@ def test_metrics_in_prometheus_format(server: ServerProcess) -> None:
     samples = metric(server, "gamer_")
     names = {name for name, _ in samples}
     assert {"gamer_requests_total", "gamer_request_latency_seconds_bucket", "gamer_batch_size_bucket",
-            "gamer_queue_depth"} <= names
+            "gamer_queue_depth", "gamer_batches_decoding"} <= names
     assert samples[("gamer_requests_total", (("path", "/v1/recommend"), ("status", "200")))] >= 1
     assert samples[("gamer_requests_total", (("path", "/v1/recommend"), ("status", "422")))] >= 1
 

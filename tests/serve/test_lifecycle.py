@@ -1,16 +1,13 @@
 """Readiness before and after loading (in process, the load held back) and settings checks; the README's
-server as written: its curl example, then a draining SIGTERM with requests in flight."""
+server: its curl example, then a draining SIGTERM with requests in flight."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
-import shlex
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,10 +17,8 @@ from fastapi.testclient import TestClient
 from gamer_hf.errors import ConfigurationError
 from gamer_hf.serve import Recommender, ServeSettings, create_app
 
-from .conftest import ServerProcess, random_histories
-from .test_app import assert_same
-
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+from .conftest import ServerProcess, random_histories, readme_serve_lines
+from .test_app import assert_same, parse_metrics
 
 GOOD = {"history": [["click", "sku1"], ["cart", "sku2"]], "top_k": 3}
 
@@ -68,28 +63,10 @@ def test_bad_settings_refused_up_front(setting: str, value: float) -> None:
         ServeSettings(**{setting: value})
 
 
-def _readme_serve_lines() -> tuple[list[str], list[str]]:
-    block = re.search(r"```bash\n(.*?)```", README.split("## Serve", 1)[1], re.S).group(1)
-    [serve] = [shlex.split(line) for line in block.splitlines() if line.startswith("gamer-hf serve")]
-    [curl] = [shlex.split(line) for line in block.splitlines() if line.startswith("curl ")]
-    return serve, curl
-
-
-@pytest.fixture(scope="module")
-def readme_server(checkpoint: Path) -> Iterator[ServerProcess]:
-    """The README's `gamer-hf serve` command with the test's tiny checkpoint for `gamer`, on a free port."""
-    serve, _ = _readme_serve_lines()
-    flags = dict(zip(serve[2::2], serve[3::2], strict=True))
-    assert flags.pop("--model") == "gamer" and flags.pop("--port") == "8000"
-    server = ServerProcess(checkpoint, *(part for pair in flags.items() for part in pair)).wait_ready()
-    yield server
-    server.stop()
-
-
-def test_readme_curl_example(readme_server: ServerProcess, checkpoint: Path, loaded) -> None:
-    _, curl = _readme_serve_lines()
+def test_readme_curl_example(server: ServerProcess, checkpoint: Path, loaded) -> None:
+    _, curl = readme_serve_lines()
     url = next(arg for arg in curl if arg.startswith("http://"))
-    curl[curl.index(url)] = url.replace(":8000", f":{readme_server.port}")
+    curl[curl.index(url)] = url.replace(":8000", f":{server.port}")
     answer = json.loads(subprocess.run(curl, capture_output=True, text=True, timeout=60, check=True).stdout)
     body = json.loads(curl[curl.index("-d") + 1])
     model, tokenizer = loaded
@@ -99,26 +76,32 @@ def test_readme_curl_example(readme_server: ServerProcess, checkpoint: Path, loa
     assert answer["model"] == checkpoint.name and answer["truncated"] is False
 
 
-def test_sigterm_drains_in_flight_requests_then_exits_0(readme_server: ServerProcess, loaded) -> None:
-    """Last in the module: it ends the server. Wide batch bodies keep the decoder busy while the signal lands."""
+def test_sigterm_drains_in_flight_requests_then_exits_0(server: ServerProcess, loaded) -> None:
+    """Ends the session's server (a later test gets a fresh one). The signal lands while a batch decodes
+    (the decoding gauge says so) and more wait in the queue."""
     _, tokenizer = loaded
     heavy = {"requests": [{"history": h, "top_k": 100, "num_beams": 150}
-                          for h in random_histories(tokenizer, 512, seed=21, max_len=12)]}
-    url = readme_server.url
+                          for h in random_histories(tokenizer, 128, seed=21, max_len=12)]}
+    url = server.url
 
     async def scenario() -> tuple[list[httpx.Response], httpx.Response]:
         async with httpx.AsyncClient(timeout=300) as client:
             in_flight = [asyncio.create_task(client.post(f"{url}/v1/recommend/batch", json=heavy)) for _ in range(3)]
-            while "gamer_queue_depth 0.0" in (await client.get(f"{url}/metrics")).text:
-                await asyncio.sleep(0.02)  # until the bodies are queued
-            readme_server.terminate()
-            await asyncio.sleep(0.05)
+            while True:
+                samples = parse_metrics((await client.get(f"{url}/metrics")).text)
+                if samples[("gamer_batches_decoding", ())] == 1 and samples[("gamer_queue_depth", ())] > 0:
+                    break
+                assert not all(task.done() for task in in_flight), "the load finished before it was seen queued"
+                await asyncio.sleep(0.01)
+            server.terminate()
+            while (await client.get(f"{url}/ready")).status_code == 200:
+                await asyncio.sleep(0.01)  # until the signal is handled
             late = await client.post(f"{url}/v1/recommend", json=GOOD)  # the port stays open while draining
             assert not all(task.done() for task in in_flight), "the load finished before the signal: make it wider"
             return list(await asyncio.gather(*in_flight)), late
 
     answered, late = asyncio.run(scenario())
     assert [r.status_code for r in answered] == [200] * 3
-    assert all(len(r.json()["results"]) == 512 for r in answered)
+    assert all(len(r.json()["results"]) == 128 for r in answered)
     assert late.status_code == 503 and "shutting down" in late.json()["error"]["message"]
-    assert readme_server.stop() == 0
+    assert server.stop() == 0

@@ -25,7 +25,10 @@ RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "serve" / "ray_serve.
 def test_ray_serve_deployment_answers_like_the_server(checkpoint: Path, loaded) -> None:
     port = free_port()
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": ray_tmp}
+    # Ray Serve gives its HTTP proxy 5 s to report ready and 10 s per health check, which a loaded CI machine
+    # misses (the proxy is then killed and serve.start fails); the test is about the deployment, not that race
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": ray_tmp,
+           "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "120", "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "120"}
     process = subprocess.Popen(
         [sys.executable, str(RECIPE), "--model", str(checkpoint), "--port", str(port),
          "--max-history", str(MAX_HISTORY), "--max-wait-ms", "20"],

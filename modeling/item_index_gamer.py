@@ -1,0 +1,256 @@
+"""The item index (item id -> semantic-ID code tuple) as three arrays, saved as one safetensors file.
+
+A catalogue of millions of items cannot be a Python dict of tuples: building one takes longer than
+loading the model, and a JSON file of it is the largest thing in a checkpoint. Here the ids are kept
+sorted, as one UTF-8 byte buffer (each id followed by a NUL byte) with start offsets, next to a
+`[num_items, K]` code array in the same row order. Loading is reading two tensors and one scan for
+the NULs; lookups are binary searches (vectorized with numpy for a batch of ids, `bisect` for one).
+
+Why safetensors and not Arrow/Parquet: this file ships inside checkpoints as remote code, which may
+import only torch, transformers, tokenizers, safetensors and numpy; safetensors is already how the
+weights load, is never unpickled, and is stored as an LFS blob on the Hub. The NUL separators
+replace an offsets tensor (8 bytes per item, a third of the file for short numeric ids), so NUL is
+the one character an item id may not contain.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ITEM_INDEX_FORMAT", "ItemIds", "ItemIndex"]
+
+ITEM_INDEX_FORMAT = "gamer-item-index/1"
+_SEARCH_CHUNK = 1 << 18  # ids per vectorized binary search (bounds the padded [chunk, width] byte arrays)
+
+
+def _padded(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
+    """`[len(starts), width]` bytes of each slice of `buffer`, zero past its end (zero sorts first, as a shorter id does)."""
+    inside = np.arange(width) < lengths[:, None]
+    out = np.zeros(inside.shape, dtype=np.uint8)
+    out[inside] = buffer[(starts[:, None] + np.arange(width))[inside]]
+    return out
+
+
+def _less(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise lexicographic a < b of zero-padded byte rows (UTF-8 byte order is code point order)."""
+    differ = a != b
+    first = differ.argmax(1)
+    rows = np.arange(len(a))
+    return differ.any(1) & (a[rows, first] < b[rows, first])
+
+
+class ItemIds(Sequence):
+    """Read-only view of the sorted item ids: one id is decoded when asked for, all of them in one split."""
+
+    def __init__(self, buffer: bytes, starts: np.ndarray) -> None:
+        self._buffer = buffer
+        self._starts = starts  # [n + 1]: id i is buffer[starts[i] : starts[i + 1] - 1]
+
+    def __len__(self) -> int:
+        return len(self._starts) - 1
+
+    def __getitem__(self, position: Any) -> Any:
+        if isinstance(position, slice):
+            return [self[i] for i in range(*position.indices(len(self)))]
+        if position < 0:
+            position += len(self)
+        if not 0 <= position < len(self):
+            raise IndexError(f"item position {position} is outside the index of {len(self)} items")
+        return self._buffer[int(self._starts[position]) : int(self._starts[position + 1]) - 1].decode("utf-8")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._buffer.decode("utf-8").split("\0")[:-1])
+
+    def __repr__(self) -> str:
+        return f"ItemIds({len(self)} items)"
+
+
+class ItemIndex(Mapping):
+    """Item id -> code tuple; rows are the ids in sorted order, `codes[row]` their semantic ID."""
+
+    def __init__(self, buffer: np.ndarray, codes: np.ndarray, where: str = "item index") -> None:
+        buffer = np.ascontiguousarray(buffer, dtype=np.uint8).reshape(-1)
+        codes = np.asarray(codes)
+        if codes.ndim != 2:
+            raise ValueError(f"{where}: codes must be a [num_items, num_levels] array, got shape {codes.shape}")
+        ends = np.flatnonzero(buffer == 0)
+        if len(ends) != len(codes) or (len(buffer) and buffer[-1] != 0):
+            raise ValueError(f"{where}: {len(ends)} NUL-terminated item ids but {len(codes)} code rows")
+        self.codes = codes.astype(np.int64)
+        self._bytes = buffer
+        self._starts = np.concatenate([[0], ends + 1]).astype(np.int64)
+        self._lengths = np.diff(self._starts) - 1
+        self._width = int(self._lengths.max()) if len(self._lengths) else 0
+        self.item_ids = ItemIds(buffer.tobytes(), self._starts)
+        self._keys = None  # ids of at most 8 bytes (numeric ids): one big-endian integer each, searched in C
+        if self._width <= 8:
+            padded = np.zeros((len(self), 8), dtype=np.uint8)
+            padded[np.arange(8) < self._lengths[:, None]] = buffer[buffer != 0]
+            self._keys = padded.view(">u8").reshape(-1)
+            wrong = np.flatnonzero(self._keys[1:] <= self._keys[:-1])
+            if wrong.size:
+                raise ValueError(f"{where}: item ids are not sorted and unique at row {int(wrong[0]) + 1} "
+                                 f"({self.item_ids[int(wrong[0])]!r} then {self.item_ids[int(wrong[0]) + 1]!r})")
+        else:
+            self._check_sorted(where)
+
+    # ----- construction -----
+    @classmethod
+    def from_pairs(cls, item_ids: Sequence[Any], codes: Any, where: str = "item index") -> "ItemIndex":
+        """From ids in any order and their code rows; ids become str and are sorted (duplicates refused)."""
+        ids = [str(item) for item in item_ids]
+        codes = np.asarray(codes, dtype=np.int64).reshape(len(ids), -1) if len(ids) else np.asarray(codes).reshape(0, -1)
+        if "\0" in "".join(ids):
+            bad = next(item for item in ids if "\0" in item)
+            raise ValueError(f"{where}: item id {bad!r} contains a NUL character, which item ids may not hold")
+        if not ids:
+            return cls(np.zeros(0, dtype=np.uint8), codes, where)
+        try:
+            encoded = np.array(ids, dtype=np.bytes_)  # ASCII ids (the usual case) convert in one call
+        except UnicodeEncodeError:
+            try:
+                encoded = np.array([item.encode("utf-8") for item in ids], dtype=np.bytes_)
+            except UnicodeEncodeError as error:
+                raise ValueError(f"{where}: an item id is not valid Unicode ({error})") from None
+        order = np.argsort(encoded, kind="stable")  # byte order of UTF-8 is code point order, as str sorts
+        fixed = encoded[order]
+        rows = np.zeros((len(ids), fixed.itemsize + 1), dtype=np.uint8)
+        rows[:, :-1] = fixed.view(np.uint8).reshape(len(ids), fixed.itemsize)
+        # each id's bytes and one NUL: the padding is NUL too, so keep columns up to the id's length
+        lengths = np.char.str_len(fixed)
+        return cls(rows[np.arange(rows.shape[1]) <= lengths[:, None]], codes[order], where)
+
+    @classmethod
+    def from_mapping(cls, index: Mapping[Any, Sequence[int]], where: str = "item index") -> "ItemIndex":
+        if isinstance(index, ItemIndex):
+            return index
+        lengths = {len(codes) for codes in index.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"all code tuples must have the same length, got lengths {sorted(lengths)}")
+        rows = [list(codes) for codes in index.values()]
+        return cls.from_pairs(list(index), np.asarray(rows, dtype=np.int64).reshape(len(rows), lengths.pop() if lengths else 0),
+                              where)
+
+    def _check_sorted(self, where: str) -> None:
+        """Strictly increasing ids, checked with the same vectorized comparison the lookups use."""
+        for start in range(0, len(self) - 1, _SEARCH_CHUNK):
+            stop = min(start + _SEARCH_CHUNK + 1, len(self))
+            segment = self._bytes[self._starts[start] : self._starts[stop]]
+            inside = np.arange(self._width) < self._lengths[start:stop, None]
+            padded = np.zeros(inside.shape, dtype=np.uint8)
+            padded[inside] = segment[segment != 0]  # a contiguous run of ids is the buffer without its NULs
+            wrong = np.flatnonzero(~_less(padded[:-1], padded[1:]))
+            if wrong.size:
+                row = start + int(wrong[0])
+                raise ValueError(f"{where}: item ids are not sorted and unique at row {row + 1} "
+                                 f"({self.item_ids[row]!r} then {self.item_ids[row + 1]!r})")
+
+    # ----- persistence -----
+    def save(self, path: str | os.PathLike) -> None:
+        """Write `path` atomically: codes in the smallest integer type that holds them, ids as UTF-8."""
+        from safetensors.numpy import save_file
+
+        top = int(self.codes.max()) if self.codes.size else 0
+        dtype = np.uint8 if top < 1 << 8 else np.int16 if top < 1 << 15 else np.int32
+        tmp = f"{path}.tmp"
+        save_file({"codes": np.ascontiguousarray(self.codes.astype(dtype)), "item_ids": self._bytes.copy()}, tmp,
+                  metadata={"format": ITEM_INDEX_FORMAT})
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ItemIndex":
+        """Read a file `save` wrote; a damaged or foreign file raises ValueError naming it."""
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        name = os.path.basename(str(path))
+        try:
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as error:
+            raise ValueError(f"{name} is corrupt: it does not read as safetensors ({error}); rebuild it with "
+                             "`gamer-hf semantic-ids` or restore it") from None
+        if set(tensors) != {"codes", "item_ids"}:
+            raise ValueError(f"{name} is not a GAMER item index: it holds {sorted(tensors)}, expected codes and item_ids")
+        return cls(tensors["item_ids"], tensors["codes"], name)
+
+    # ----- lookups -----
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.item_ids)
+
+    def row(self, item: Any) -> int:
+        """Row of one id (-1 when absent): a `bisect` over the lazily decoded ids."""
+        if not isinstance(item, str):
+            return -1
+        position = bisect.bisect_left(self.item_ids, item)
+        return position if position < len(self) and self.item_ids[position] == item else -1
+
+    def rows(self, items: Sequence[Any]) -> np.ndarray:
+        """Rows of many ids at once (-1 where absent; non-str ids are looked up as str), vectorized."""
+        encoded = [str(item).encode("utf-8", "surrogatepass") for item in items]
+        out = np.full(len(encoded), -1, dtype=np.int64)
+        for start in range(0, len(encoded), _SEARCH_CHUNK):
+            out[start : start + _SEARCH_CHUNK] = self._search(encoded[start : start + _SEARCH_CHUNK])
+        return out
+
+    def _search(self, encoded: list[bytes]) -> np.ndarray:
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        found = np.full(len(encoded), -1, dtype=np.int64)
+        fits = np.flatnonzero(lengths <= self._width) if len(self) else np.empty(0, dtype=np.int64)
+        if not fits.size:
+            return found
+        lengths = lengths[fits]
+        joined = np.frombuffer(b"".join(encoded if len(fits) == len(encoded) else [encoded[i] for i in fits]),
+                               dtype=np.uint8)
+        if self._keys is not None:
+            keys = _padded(joined, np.cumsum(lengths) - lengths, lengths, 8).view(">u8").reshape(-1)
+            candidate = np.minimum(np.searchsorted(self._keys, keys), len(self) - 1)
+            hit = (self._keys[candidate] == keys) & (self._lengths[candidate] == lengths)  # a NUL in a query pads alike
+            found[fits[hit]] = candidate[hit]
+            return found
+        queries = _padded(joined, np.cumsum(lengths) - lengths, lengths, self._width)
+        low, high = np.zeros(len(fits), dtype=np.int64), np.full(len(fits), len(self), dtype=np.int64)
+        while (active := np.flatnonzero(low < high)).size:
+            middle = (low[active] + high[active]) // 2
+            probe = _padded(self._bytes, self._starts[middle], self._lengths[middle], self._width)
+            below = _less(probe, queries[active])
+            low[active] = np.where(below, middle + 1, low[active])
+            high[active] = np.where(below, high[active], middle)
+        candidate = np.minimum(low, len(self) - 1)
+        probe = _padded(self._bytes, self._starts[candidate], self._lengths[candidate], self._width)
+        hit = (low < len(self)) & (self._lengths[candidate] == lengths) & (probe == queries).all(1)
+        found[fits[hit]] = candidate[hit]
+        return found
+
+    def __contains__(self, item: Any) -> bool:
+        return self.row(item) >= 0
+
+    def __getitem__(self, item: Any) -> tuple[int, ...]:
+        row = self.row(item)
+        if row < 0:
+            raise KeyError(item)
+        return tuple(self.codes[row].tolist())
+
+    def items(self) -> Iterator[tuple[str, tuple[int, ...]]]:  # type: ignore[override]
+        """(id, codes) in row order without a search per id."""
+        return zip(self.item_ids, map(tuple, self.codes.tolist()))
+
+    def values(self) -> Iterator[tuple[int, ...]]:  # type: ignore[override]
+        return map(tuple, self.codes.tolist())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return len(self) == len(other) and dict(self.items()) == {str(k): tuple(v) for k, v in other.items()}
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ItemIndex({len(self)} items, {self.codes.shape[1]} levels)"

@@ -1,0 +1,255 @@
+"""Million-item catalogues: the item index file, the trie and recommend()'s constraint, semantic IDs.
+
+Synthetic catalogues (numeric string ids as in Taobao, 4 levels x 256 random distinct codes):
+1. index: size on disk and load time of `item_index.safetensors` against the JSON index of the
+   release before it, each loaded by its own code (the JSON one by the tokenizer of git ref
+   `--baseline`, checked out into a temporary folder) in a fresh process, with peak RSS;
+2. trie: `ItemTrie` build time and tensor memory, and the constraint's share of recommend():
+   the time inside `ItemTrie.allowed` / `step` over the whole call, for a `small` model;
+3. semantic_ids: mini-batch RQ-KMeans (balanced) on synthetic clustered float32 embeddings in a fresh
+   process: wall time and peak RSS.
+
+    python recipes/bench/catalog_scale.py                        # 1M and 4M, everything
+    python recipes/bench/catalog_scale.py --sizes 100000 --sections index trie   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast, ItemTrie
+from gamer_hf.modeling.item_index_gamer import ItemIndex
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "catalog_scale.json"
+BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
+SECTIONS = ("index", "trie", "semantic_ids")
+LEVELS, CODEBOOK = 4, 256
+
+LOAD_SCRIPT = r"""
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+from modeling.tokenization_gamer import GamerTokenizerFast
+start, cpu = time.perf_counter(), time.process_time()
+tok = GamerTokenizerFast.from_pretrained(sys.argv[2])
+loaded, loaded_cpu = time.perf_counter() - start, time.process_time() - cpu
+items = [tok.item_ids[i] for i in range(0, len(tok.item_ids), max(1, len(tok.item_ids) // 3200))][:3200]
+start, cpu = time.perf_counter(), time.process_time()
+ids = tok.encode_histories([[("click", item) for item in items[i:i + 50]] for i in range(0, len(items), 50)],
+                           behavior="buy")["input_ids"]
+encoded, encoded_cpu = time.perf_counter() - start, time.process_time() - cpu
+print(json.dumps({"load_s": loaded, "load_cpu_s": loaded_cpu, "encode_64x50_s": encoded, "encode_64x50_cpu_s": encoded_cpu, "items": len(tok.item_ids),
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def synthetic_catalogue(size: int, seed: int) -> tuple[list[str], np.ndarray]:
+    """`size` numeric string ids (shuffled, as a log lists them) and distinct random code rows."""
+    rng = np.random.default_rng(seed)
+    keys = np.unique(rng.integers(0, CODEBOOK**LEVELS, int(size * 1.01) + 16))
+    keys = rng.permutation(keys)[:size]
+    codes = np.stack([(keys >> (8 * level)) & 0xFF for level in range(LEVELS)], axis=1)
+    ids = [str(v) for v in rng.permutation(size) * 3 + 1_000_000]
+    return ids, codes
+
+
+def _tokenizer(size: int, seed: int = 0) -> GamerTokenizerFast:
+    ids, codes = synthetic_catalogue(size, seed)
+    return GamerTokenizerFast.from_items(ItemIndex.from_pairs(ids, codes), BEHAVIORS, codebook_size=CODEBOOK)
+
+
+def _run_json(script: str, *args: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _baseline_code(ref: str, into: Path) -> Path:
+    """The `modeling/` package of git ref `ref`, extracted under `into`."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "modeling"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+def index_section(sizes: list[int], repeats: int, baseline: str, baseline_max_items: int) -> list[dict[str, Any]]:
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        old_code = _baseline_code(baseline, tmp / "baseline")
+        for size in sizes:
+            tok = _tokenizer(size)
+            binary, legacy = tmp / f"binary{size}", tmp / f"json{size}"
+            start = time.perf_counter()
+            tok.save_pretrained(binary)
+            save_s = time.perf_counter() - start
+            legacy.mkdir()
+            for name in ("tokenizer_config.json", "tokenizer.json"):
+                (legacy / name).write_bytes((binary / name).read_bytes())
+            payload = {"item_ids": list(tok.item_ids), "codes": tok.item_code_tensor.tolist()}
+            (legacy / "item_index.json").write_text(json.dumps(payload, separators=(",", ":")), encoding="utf-8")
+            del tok, payload
+            runs = [_run_json(LOAD_SCRIPT, str(ROOT), str(binary)) for _ in range(repeats)]
+            loads = [run["load_s"] for run in runs]
+            row = {
+                "items": size,
+                "binary_mib": round((binary / "item_index.safetensors").stat().st_size / 2**20, 1),
+                "json_mib": round((legacy / "item_index.json").stat().st_size / 2**20, 1),
+                "binary_save_s": round(save_s, 2),
+                "binary_load_s": round(min(loads), 2), "binary_load_s_max": round(max(loads), 2),
+                "binary_load_cpu_s": round(min(run["load_cpu_s"] for run in runs), 2),
+                "binary_encode_64x50_ms": round(1e3 * min(run["encode_64x50_s"] for run in runs), 1),
+                "binary_peak_rss_mib": round(max(run["peak_rss_mib"] for run in runs)),
+            }
+            if size <= baseline_max_items:  # the old code takes many minutes past a million items here
+                old = _run_json(LOAD_SCRIPT, str(old_code), str(legacy))
+                row |= {"json_load_s_old_code": round(old["load_s"], 2), "json_load_cpu_s_old_code": round(old["load_cpu_s"], 2),
+                        "load_speedup": round(old["load_s"] / min(loads), 1),
+                        "json_encode_64x50_ms_old_code": round(1e3 * old["encode_64x50_s"], 1),
+                        "json_peak_rss_mib_old_code": round(old["peak_rss_mib"])}
+            row["size_ratio"] = round(row["json_mib"] / row["binary_mib"], 1)
+            out.append(row)
+            print(json.dumps(row), flush=True)
+    return out
+
+
+class _Timed:
+    """Wraps one trie method on the instance and adds up the seconds spent in it."""
+
+    def __init__(self, trie: ItemTrie, name: str) -> None:
+        self.inner, self.seconds, self.calls = getattr(trie, name), 0.0, 0
+        setattr(trie, name, self)
+
+    def __call__(self, *args: Any) -> Any:
+        start = time.perf_counter()
+        result = self.inner(*args)
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        return result
+
+
+def trie_section(sizes: list[int], preset: str, batch: int, history: int, beams: int, repeats: int) -> list[dict[str, Any]]:
+    out = []
+    for size in sizes:
+        tok = _tokenizer(size)
+        codes = tok.item_code_tensor
+        builds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            trie = ItemTrie(codes, tok.codebook_sizes)
+            builds.append(time.perf_counter() - start)
+        tensors = [*trie.edge_keys, *trie.child_ptr, *trie.child_codes, trie.leaf_to_item, trie.item_to_leaf]
+        torch.manual_seed(0)
+        model = GamerForCausalLM(GamerConfig.from_preset(preset, tokenizer=tok)).eval()
+        rng = np.random.default_rng(1)
+        ids = tok.item_ids
+        histories = [[("click", ids[int(i)]) for i in rng.integers(0, size, history)] for _ in range(batch)]
+        cached = ItemTrie.for_tokenizer(tok)
+        model.recommend(tok, histories, top_k=10, num_beams=beams)  # warm-up
+        totals, shares = [], []
+        for _ in range(repeats):
+            timers = [_Timed(cached, "allowed"), _Timed(cached, "step")]
+            start = time.perf_counter()
+            model.recommend(tok, histories, top_k=10, num_beams=beams, batch_size=batch)
+            total = time.perf_counter() - start
+            constraint = sum(timer.seconds for timer in timers)
+            for name, timer in zip(("allowed", "step"), timers):
+                setattr(cached, name, timer.inner)
+            totals.append(total)
+            shares.append(constraint / total)
+        row = {
+            "items": size, "trie_build_s": round(min(builds), 2), "trie_build_s_max": round(max(builds), 2),
+            "trie_mib": round(sum(t.numel() * t.element_size() for t in tensors) / 2**20, 1),
+            "preset": preset, "batch": batch, "history": history, "beams": beams,
+            "recommend_s": round(min(totals), 3),
+            "constraint_share": round(min(shares), 4), "constraint_share_max": round(max(shares), 4),
+            "constraint_ms_per_step": round(1e3 * min(totals) * min(shares) / tok.num_levels, 2),
+        }
+        out.append(row)
+        print(json.dumps(row), flush=True)
+    return out
+
+
+KMEANS_SCRIPT = r"""
+import json, resource, sys, time
+import numpy as np
+from gamer_hf.semantic_ids import RQKMeans
+size, dim = int(sys.argv[1]), int(sys.argv[2])
+rng = np.random.default_rng(0)
+x = np.empty((size, dim), dtype=np.float32)
+centers = rng.standard_normal((4096, dim)).astype(np.float32)
+for start in range(0, size, 1 << 18):
+    stop = min(size, start + (1 << 18))
+    x[start:stop] = centers[rng.integers(0, 4096, stop - start)] + 0.5 * rng.standard_normal((stop - start, dim), dtype=np.float32)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+start = time.perf_counter()
+quantizer = RQKMeans(4, 256, balanced=True, seed=0)
+codes = quantizer.fit_encode(x)
+wall = time.perf_counter() - start
+reconstruction = float(((x[:100000] - quantizer.decode(codes[:100000])) ** 2).sum(1).mean() / (x[:100000] ** 2).sum(1).mean())
+sizes = np.bincount(codes[:, 0], minlength=256)
+print(json.dumps({"items": size, "dim": dim, "wall_s": wall, "embeddings_mib": x.nbytes / 2**20,
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_fit_mib": base,
+                  "relative_reconstruction_error": reconstruction, "level1_max_over_mean": float(sizes.max() / sizes.mean()),
+                  "distinct_tuples": int(len(np.unique(codes, axis=0)))}))
+"""
+
+
+def semantic_id_section(sizes: list[int], dim: int) -> list[dict[str, Any]]:
+    out = []
+    for size in sizes:
+        row = _run_json(KMEANS_SCRIPT, str(size), str(dim))
+        row = {key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()}
+        out.append(row)
+        print(json.dumps(row), flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 4_000_000])
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline", default="726d3429f2a2df320f9c444a7d44df5451149a59",
+                        help="git ref whose tokenizer reads the JSON index (the last one before the binary index)")
+    parser.add_argument("--baseline_max_items", type=int, default=1_000_000,
+                        help="largest catalogue the old JSON loader is timed on")
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--history", type=int, default=50)
+    parser.add_argument("--beams", type=int, default=20)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    results |= {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+        "load_average_start": os.getloadavg()[0],
+    }
+    runs = {
+        "index": lambda: index_section(args.sizes, args.repeats, args.baseline, args.baseline_max_items),
+        "trie": lambda: trie_section(args.sizes, args.preset, args.batch, args.history, args.beams, args.repeats),
+        "semantic_ids": lambda: semantic_id_section(args.sizes, args.dim),
+    }
+    for section in args.sections:  # written after each section: a long run keeps what it measured
+        results[section] = runs[section]()
+        results["load_average_end"] = os.getloadavg()[0]
+        args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

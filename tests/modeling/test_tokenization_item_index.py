@@ -1,0 +1,110 @@
+"""The binary item index: exact lookups, the safetensors file, and old JSON indexes still loading."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from gamer_hf import GamerTokenizerFast
+from gamer_hf.modeling.item_index_gamer import ItemIndex
+
+LEGACY = Path(__file__).parent / "fixtures" / "legacy_tiny"
+BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
+# ids that sort differently as numbers, as bytes and by length, non-ASCII, and the empty id
+IDS = ["10", "9", "100", "a", "ab", "b", "", "é", "日本", "z" * 30, "0", "-1", "a b"]
+
+
+SHORT_IDS = [item for item in IDS if len(item.encode()) <= 8]  # searched as 8-byte integer keys
+
+
+@pytest.fixture(scope="module", params=["long", "short"])
+def index(request) -> tuple[dict[str, tuple[int, ...]], ItemIndex]:
+    rng = np.random.default_rng(0)
+    mapping = {item: tuple(int(c) for c in rng.integers(0, 300, 3)) for item in (IDS if request.param == "long" else SHORT_IDS)}
+    return mapping, ItemIndex.from_mapping(mapping)
+
+
+def test_lookups_agree_with_a_dict(index) -> None:
+    mapping, built = index
+    assert list(built.item_ids) == sorted(mapping) and built == mapping
+    queries = [*IDS, "1", "a\0", "aa", "z" * 31, "zz", "日", "e", "12345678", "123456789", 10, None]
+    rows = built.rows(queries)
+    for query, row in zip(queries, rows.tolist()):
+        assert row == built.row(query if isinstance(query, str) else str(query))
+        assert (row >= 0) == (str(query) in mapping)
+        if row >= 0:
+            assert built.item_ids[row] == str(query) and built[str(query)] == mapping[str(query)]
+    assert "1" not in built and built.get("1") is None
+
+
+def test_save_load_round_trip_is_compact(index, tmp_path: Path) -> None:
+    mapping, built = index
+    built.save(tmp_path / "index.safetensors")
+    tensors = load_file(tmp_path / "index.safetensors")
+    assert tensors["codes"].dtype == np.int16  # codes up to 299 do not fit uint8
+    assert tensors["item_ids"].nbytes == sum(len(item.encode()) + 1 for item in mapping)
+    assert ItemIndex.load(tmp_path / "index.safetensors") == mapping
+
+
+def test_tokenizer_saves_binary_index_and_reads_it_back(tmp_path: Path) -> None:
+    tok = GamerTokenizerFast.from_items({"sku2": (1, 2), "sku10": (3, 0), "sku1": (0, 1)}, behaviors=BEHAVIORS)
+    tok.save_pretrained(tmp_path)
+    assert (tmp_path / "item_index.safetensors").is_file() and not (tmp_path / "item_index.json").exists()
+    assert load_file(tmp_path / "item_index.safetensors")["codes"].dtype == np.uint8
+    loaded = GamerTokenizerFast.from_pretrained(tmp_path)
+    assert loaded.item_index == tok.item_index and list(loaded.item_ids) == ["sku1", "sku10", "sku2"]
+    assert loaded.item_code_tensor.tolist() == [[0, 1], [3, 0], [1, 2]]
+    history = [("click", "sku10"), ("buy", "sku2"), ("cart", "gone")]
+    assert loaded.encode_interactions(history, on_unknown="skip") == tok.encode_interactions(history, on_unknown="skip")
+    assert loaded.decode_items([[3, 0], [0, 0]], token_ids=False) == ["sku10", None]
+
+
+def test_item_ids_is_a_view_not_a_copy() -> None:
+    tok = GamerTokenizerFast.from_items({"b": (1,), "a": (0,)}, behaviors=BEHAVIORS)
+    assert tok.item_ids is tok.item_ids and tok.item_code_tensor is tok.item_code_tensor
+    assert tok.item_ids[-1] == "b" and tok.item_ids[:5] == ["a", "b"] and len(tok.item_ids) == 2
+    with pytest.raises(IndexError, match="outside the index of 2 items"):
+        tok.item_ids[2]
+
+
+def test_legacy_json_index_still_loads_and_resaves(tmp_path: Path) -> None:
+    payload = json.loads((LEGACY / "item_index.json").read_text())
+    tok = GamerTokenizerFast.from_pretrained(LEGACY)
+    assert tok.item_index == dict(zip(payload["item_ids"], map(tuple, payload["codes"])))
+    tok.save_pretrained(tmp_path / "resaved")
+    assert GamerTokenizerFast.from_pretrained(tmp_path / "resaved").item_index == tok.item_index
+
+
+def _unsorted(path: Path) -> None:
+    save_file({"codes": np.zeros((2, 1), np.uint8), "item_ids": np.frombuffer(b"b\0a\0", np.uint8).copy()}, path)
+
+
+def _truncated(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-7])
+
+
+def _foreign(path: Path) -> None:
+    save_file({"weight": np.zeros(3, np.float32)}, path)
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (_truncated, r"item_index\.safetensors is corrupt"),
+    (_unsorted, r"not sorted and unique at row 1 \('b' then 'a'\)"),
+    (_foreign, r"not a GAMER item index: it holds \['weight'\]"),
+])
+def test_damaged_index_file_is_named(tmp_path: Path, damage, message: str) -> None:
+    shutil.copytree(LEGACY, tmp_path / "tok")
+    GamerTokenizerFast.from_pretrained(LEGACY).save_pretrained(tmp_path / "tok")
+    damage(tmp_path / "tok" / "item_index.safetensors")
+    with pytest.raises(ValueError, match=message):
+        GamerTokenizerFast.from_pretrained(tmp_path / "tok")
+
+
+def test_nul_in_an_item_id_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"item id 'a\\x00b' contains a NUL character"):
+        GamerTokenizerFast.from_items({"a\0b": (0,)}, behaviors=BEHAVIORS)
