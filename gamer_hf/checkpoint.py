@@ -42,6 +42,7 @@ __all__ = [
     "load_tokenizer",
     "record_checksums",
     "sha256_of",
+    "verify_checksums",
 ]
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,10 @@ def record_checksums(folder: str | os.PathLike) -> None:
         temporary.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
-def _verify_checksums(folder: Path) -> None:
+def verify_checksums(folder: str | os.PathLike) -> None:
+    """Raise CheckpointError when the weights in `folder` differ from the sha256 `record_checksums` wrote
+    (a warning, no check, when none was recorded)."""
+    folder = Path(folder)
     weights = folder / WEIGHTS_FILE
     recorded = read_json(folder / CHECKSUMS_FILE, None)
     if recorded is None:
@@ -122,7 +126,7 @@ def check_checkpoint_dir(folder: str | os.PathLike, verify_weights: bool = True)
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{folder / WEIGHTS_FILE} is corrupt or truncated: {error}") from None
     if verify_weights:
-        _verify_checksums(folder)
+        verify_checksums(folder)
 
 
 def check_layout(model: Any, tokenizer: Any, where: str) -> None:

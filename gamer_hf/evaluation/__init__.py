@@ -56,6 +56,7 @@ from .protocol import (
     rule_rows,
     subset_cases,
 )
+from .user_sample import distinct_items, sample_users
 
 __all__ = [
     "ALL_CASES",
@@ -65,9 +66,11 @@ __all__ = [
     "REPEAT",
     "SLICES",
     "case_slice",
+    "distinct_items",
     "items_seen",
     "paired_bootstrap",
     "slice_labels",
+    "sample_users",
     "slice_mask",
     "CASE_COLUMNS",
     "DEFAULT_K_VALUES",

@@ -31,7 +31,7 @@ from .mixing import MIXER_GRID, HistoryMixer, choose_mixer
 from .plotting import plot_per_behavior
 from .reranking import HistoryReranker
 from .results import EvaluationReport, ModelResult
-from .slices import items_seen
+from .user_sample import distinct_items, sample_users
 
 __all__ = ["EVAL_FILES", "RULES", "EvaluateArguments", "Scored", "decode_beams", "evaluate_checkpoint", "gamer_rows",
            "rule_rows", "subset_cases"]
@@ -63,6 +63,9 @@ class EvaluateArguments:
     batch_size: int = field(default=64, metadata={"help": "histories per recommend() call"})
     max_history: Optional[int] = field(default=None, metadata={"help": "interactions per prompt (default: as prepared)"})
     max_cases: Optional[int] = field(default=None, metadata={"help": "evaluate a seeded random subset of cases"})
+    max_test_users: Optional[int] = field(default=None, metadata={
+        "help": "evaluate only the cases of a seeded random sample of this many users (a huge log: only their rows "
+                "are read); applied before max_cases"})
     repeat_slots: int = field(
         default=3, metadata={"help": "also score GAMER with the n most recent history items first (0: skip)"}
     )
@@ -177,9 +180,10 @@ def evaluate_checkpoint(args: EvaluateArguments, progress: bool = True) -> Evalu
     data_report = diagnose(prepared.splits, prepared.metadata)  # warned here, recorded for the model card
     for warning in data_report.warnings:
         logger.warning("%s: %s", args.data, warning.message)
-    cases = subset_cases(prepared.splits[args.split], args.max_cases, args.seed)
+    cases = subset_cases(sample_users(prepared.splits[args.split], args.max_test_users, args.seed), args.max_cases,
+                         args.seed)
     evaluator = Evaluator(cases, prepared.metadata["behaviors"], batch_size=args.batch_size, progress=progress,
-                          known_items=items_seen(prepared.splits["train"]["items"]))
+                          known_items=distinct_items(prepared.splits["train"]))
     if args.num_beams < evaluator.top_k:
         raise ConfigurationError(f"num_beams={args.num_beams} cannot fill top-{evaluator.top_k} lists: use at least "
                                  f"{evaluator.top_k}")
@@ -187,6 +191,7 @@ def evaluate_checkpoint(args: EvaluateArguments, progress: bool = True) -> Evalu
     gamer = GamerRecommender(model, tokenizer, num_beams=args.num_beams, max_history=max_history, on_unknown="skip")
     report = evaluator.report(metadata={
         "checkpoint": str(args.model), "data": str(args.data), "split": args.split, "cases": len(evaluator.cases),
+        "users": len({case.user_id for case in evaluator.cases}), "max_test_users": args.max_test_users,
         "num_beams": args.num_beams, "max_history": max_history, "data_report": data_report.to_dict(),
     })
     validation = None

@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError, safe_open
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from ..checkpoint import record_checksums, verify_checksums
 from ..errors import CheckpointError
 from ..files import read_json
 from .arguments import RESUME_LATEST
@@ -29,6 +32,7 @@ from .arguments import RESUME_LATEST
 __all__ = [
     "CHECKPOINTS_SUBDIR",
     "CheckpointError",
+    "ChecksumCallback",
     "best_checkpoint",
     "list_checkpoints",
     "resolve_resume",
@@ -119,6 +123,18 @@ def best_checkpoint(folder: str | Path) -> Path:
     return candidate if candidate.is_dir() else folder
 
 
+class ChecksumCallback(TrainerCallback):
+    """Record the sha256 of every `checkpoint-N` folder's weights once the Trainer has saved it, so that
+    resuming (`validate_checkpoint`) notices weights changed on disk since; the published model gets its
+    own in `output.finish_staging`. Sharded and engine-state weights go unrecorded."""
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if state.is_world_process_zero and (folder / SAFE_WEIGHTS).is_file():
+            record_checksums(folder)
+        return control
+
+
 def _read_json(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path.parent} is incomplete: {path.name} is missing "
@@ -200,7 +216,8 @@ def validate_checkpoint(
     """Check that `folder` is a complete, readable Trainer checkpoint; return its global step.
 
     `expected_shapes` (tensor name -> shape of the model about to resume) also checks that every
-    weight is present with the right shape; `optional_keys` may be absent (tied weights).
+    weight is present with the right shape; `optional_keys` may be absent (tied weights). Weights whose
+    sha256 differs from the one `ChecksumCallback` recorded are refused.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -213,6 +230,8 @@ def validate_checkpoint(
     shapes = _weight_shapes(folder, engine_state)
     if shapes is not None and expected_shapes is not None:
         _check_against_model(folder, shapes, expected_shapes, optional_keys or set())
+    if (folder / SAFE_WEIGHTS).is_file():
+        verify_checksums(folder)
     if not engine_state:
         if not any((folder / name).is_file() for name in OPTIMIZER_FILES):
             raise CheckpointError(f"checkpoint {folder} is incomplete: {OPTIMIZER_FILES[0]} is missing")

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .sharding import rows_per_process
+
 __all__ = ["StepTimes", "TrainingPlan", "build_plan", "count_evaluations", "count_steps", "measure_seconds",
            "spread_rows"]
 
@@ -140,10 +142,10 @@ def count_steps(rows: int, per_device_batch_size: int, gradient_accumulation_ste
                 num_train_epochs: float, max_steps: int) -> tuple[int, int]:
     """(optimizer steps per epoch, steps in total), as `Trainer.set_initial_training_values` counts them.
 
-    Accelerate shards whole batches across processes (padding the last round), so each process
-    sees ceil(batches / processes) of them; a partial accumulation round still makes a step.
+    Each process trains on its own shard of rows // processes rows (`sharding.py`); a partial
+    accumulation round still makes a step.
     """
-    batches = math.ceil(math.ceil(rows / per_device_batch_size) / num_processes)
+    batches = math.ceil(rows_per_process(rows, num_processes) / per_device_batch_size)
     per_epoch = max(math.ceil(batches / gradient_accumulation_steps), 1)
     total = max_steps if max_steps > 0 else math.ceil(num_train_epochs * per_epoch)
     return per_epoch, total

@@ -23,19 +23,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
 from accelerate import PartialState
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import DistributedType, broadcast_object_list, parse_flag_from_env
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainerState, TrainingArguments, set_seed
 
 from gamer_hf.data.collator import GamerCollator
 from gamer_hf.data.prepare import load_prepared
+from gamer_hf.errors import ConfigurationError
 from gamer_hf.evaluation import subset_cases
 
 from .arguments import TrainArguments
 from .checkpoints import (
     CHECKPOINTS_SUBDIR,
     TRAINER_STATE,
+    ChecksumCallback,
     best_checkpoint,
     list_checkpoints,
     resolve_resume,
@@ -48,6 +51,7 @@ from .output import check_output_dir, finish_staging, prune_checkpoints, publish
 from .plan import StepTimes, TrainingPlan, build_plan, measure_seconds, spread_rows
 from .ranking import RANKING_METRIC, RankingSelectionCallback
 from .run_info import last_eval_loss, training_info
+from .sharding import ProcessShardTrainer, process_shard
 
 __all__ = ["TrainResult", "cpu_processes_launched", "train", "training_arguments"]
 
@@ -151,15 +155,15 @@ def _step_times(trainer: Trainer, args: TrainArguments, hf_args: TrainingArgumen
 
 
 def _announce(trainer: Trainer, args: TrainArguments, hf_args: TrainingArguments, state: PartialState,
-              max_history: int | None, validation_split_cases: int, start_step: int) -> TrainingPlan:
+              max_history: int | None, splits: datasets.DatasetDict, start_step: int) -> TrainingPlan:
     """Build the plan (timing a warm-up batch on the main process), log it, and print it with the progress bars."""
     times = [_step_times(trainer, args, hf_args) if args.measure_step_time and state.is_main_process else None]
     if state.num_processes > 1:
         broadcast_object_list(times, from_process=0)  # every process returns the same plan
     plan = build_plan(
         num_parameters=trainer.model.num_parameters(), preset=None if args.init_from else args.preset_name,
-        train_rows=len(trainer.train_dataset), validation_cases=len(trainer.eval_dataset),
-        validation_split_cases=validation_split_cases, per_device_batch_size=args.per_device_train_batch_size,
+        train_rows=len(splits["train"]), validation_cases=len(trainer.eval_dataset),
+        validation_split_cases=len(splits["validation"]), per_device_batch_size=args.per_device_train_batch_size,
         per_device_eval_batch_size=args.per_device_eval_batch_size,
         gradient_accumulation_steps=args.gradient_accumulation_steps, num_processes=state.num_processes,
         num_train_epochs=args.num_train_epochs, max_steps=args.max_steps, eval_steps=args.eval_steps,
@@ -172,6 +176,24 @@ def _announce(trainer: Trainer, args: TrainArguments, hf_args: TrainingArguments
     return plan
 
 
+# What an `accelerate launch` config asks for (the launcher sets these) -> the engine that must then run.
+ENGINES = {"ACCELERATE_USE_FSDP": DistributedType.FSDP, "ACCELERATE_USE_DEEPSPEED": DistributedType.DEEPSPEED}
+
+
+def check_engine(distributed_type: DistributedType) -> None:
+    """Refuse a launch whose FSDP / DeepSpeed config accelerate did not apply, before any step.
+
+    Accelerate turns FSDP on only over accelerator devices: on CPU it runs an fsdp.yaml launch as
+    plain (unsharded) training without a word, which is not what the config promised.
+    """
+    for variable, engine in ENGINES.items():
+        if parse_flag_from_env(variable) and distributed_type != engine:
+            raise ConfigurationError(
+                f"accelerate launch asked for {engine.value} ({variable}=true) but accelerate runs this job as "
+                f"{distributed_type.value}: it applies {engine.value} only on GPUs (or other accelerators); on CPU "
+                "launch with recipes/accelerate/cpu_2proc.yaml instead")
+
+
 def _completed(trainer: Trainer) -> bool:
     """The run reached its last step, or early stopping ended it (resuming would stop again at once)."""
     stopper = next((c for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStoppingCallback)), None)
@@ -179,10 +201,10 @@ def _completed(trainer: Trainer) -> bool:
     return early or trainer.state.global_step >= trainer.state.max_steps
 
 
-def _tidy_checkpoints(trainer: Trainer, args: TrainArguments, state: PartialState, checkpoints: Path) -> list[Path]:
+def _tidy_checkpoints(args: TrainArguments, state: PartialState, checkpoints: Path, completed: bool) -> list[Path]:
     """Prune the checkpoints once the model is published (unless kept on request) and say what is left."""
     if state.is_main_process and not args.keep_checkpoints:
-        prune_checkpoints(checkpoints, completed=_completed(trainer))
+        prune_checkpoints(checkpoints, completed=completed)
     state.wait_for_everyone()
     kept = list_checkpoints(checkpoints)
     if kept and state.is_main_process:
@@ -219,38 +241,41 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
         logger.info("resuming from %s (step %d)", resume, start_step)
         finished = stopped_training(resume)
     if finished:  # killed after its last checkpoint: publish that run's best model, train no further
-        model = type(model).from_pretrained(best_checkpoint(resume), use_safetensors=True)
-    if clear_old_checkpoints and state.is_main_process:
-        shutil.rmtree(checkpoints)
-    state.wait_for_everyone()
+        best = best_checkpoint(resume)
+        validate_checkpoint(best, *_expected_weights(model))
+        model = type(model).from_pretrained(best, use_safetensors=True)
 
     max_history = args.max_history if args.max_history is not None else prepared.metadata.get("max_history")
     model.config.max_history = max_history  # recommend() cuts histories to the trained length by default
-    extra_callbacks = list(callbacks)
+    extra_callbacks = [ChecksumCallback(), *callbacks]
     if args.early_stopping_patience:
-        extra_callbacks.insert(0, EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
+        extra_callbacks.insert(1, EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
     if args.select_by == "ndcg":  # before early stopping, which reads the metric it adds
-        extra_callbacks.insert(0, RankingSelectionCallback(
+        extra_callbacks.insert(1, RankingSelectionCallback(
             subset_cases(prepared.splits["validation"], args.ranking_cases, args.seed), prepared.metadata["behaviors"],
             num_beams=args.ranking_beams, max_history=max_history, batch_size=args.per_device_eval_batch_size))
-    trainer = Trainer(
+    trainer = ProcessShardTrainer(
         model=model,
         args=hf_args,
-        train_dataset=prepared.splits["train"],
+        train_dataset=process_shard(prepared.splits["train"], state.process_index, state.num_processes),
         eval_dataset=evaluation_sample(prepared.splits["validation"], args.max_eval_samples),
         data_collator=GamerCollator(tokenizer, max_history=max_history, on_unknown=args.on_unknown,
                                     pack=args.pack_sequences),
         processing_class=tokenizer,
         callbacks=extra_callbacks,
     )
-    plan = _announce(trainer, args, hf_args, state, max_history, len(prepared.splits["validation"]), start_step)
+    check_engine(trainer.accelerator.distributed_type)
+    if clear_old_checkpoints and state.is_main_process:  # only once nothing can refuse the run any more
+        shutil.rmtree(checkpoints)
+    state.wait_for_everyone()
+    plan = _announce(trainer, args, hf_args, state, max_history, prepared.splits, start_step)
     if finished:
         trainer.state = TrainerState.load_from_json(str(resume / TRAINER_STATE))
     else:
         trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
     _publish_best(trainer, state, out, info=lambda: training_info(
         args, prepared.metadata, tokenizer_dir(args), tokenizer, trainer.model, trainer.state, state.num_processes))
-    kept = _tidy_checkpoints(trainer, args, state, checkpoints)
+    kept = _tidy_checkpoints(args, state, checkpoints, completed=finished or _completed(trainer))
     history = trainer.state.log_history
     return TrainResult(
         checkpoint_dir=out,

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from gamer_hf.cli import main
 from gamer_hf.data import load_prepared
 from gamer_hf.errors import InputError, OutputExistsError
-from gamer_hf.evaluation import EvaluateArguments, evaluate_checkpoint, subset_cases
+from gamer_hf.evaluation import EvaluateArguments, evaluate_checkpoint, sample_users, subset_cases
 from gamer_hf.evaluation import evaluator as evaluator_module
 from gamer_hf.loading import load_gamer, parse_history, recommend_items
 from gamer_hf.semantic_ids import SemanticIdArguments, build_tokenizer
@@ -47,6 +47,16 @@ def test_evaluate_command_writes_the_report_evaluate_checkpoint_returns(checkpoi
     written = json.loads((tmp_path / "cli" / "eval_results.json").read_text())
     assert [row["name"] for row in written["results"]] == [result.name for result in report.results]
     assert [row["metrics"] for row in written["results"]] == [result.to_dict()["metrics"] for result in report.results]
+
+
+def test_evaluate_on_a_sample_of_users_scores_all_their_cases(checkpoint: Path, prepared: Path, tmp_path: Path) -> None:
+    arguments = ["--model", str(checkpoint), "--data", str(prepared), "--max_test_users", "4", "--num_beams", "10",
+                 "--rerank", "false", "--repeat_slots", "0", "--seed", "2"]
+    assert main(["evaluate", *arguments, "--out", str(tmp_path / "cli")]) == 0
+    written = json.loads((tmp_path / "cli" / "eval_results.json").read_text())["metadata"]
+    sampled = sample_users(load_prepared(prepared).splits["test"], 4, seed=2)
+    assert written["users"] == len(set(sampled["user_id"])) == 4 and written["max_test_users"] == 4
+    assert written["cases"] == len(sampled)
 
 
 class _RecordedBars(tqdm):

@@ -120,6 +120,7 @@ def test_paper_reference_recipe_matches_the_paper():
         ("cpu_2proc", "MULTI_GPU", "no"),  # torchrun launcher; train() switches the processes to CPU DDP
         ("gpu_1_bf16", "NO", "bf16"),
         ("multi_gpu", "MULTI_GPU", "bf16"),
+        ("multi_node", "MULTI_GPU", "bf16"),
         ("deepspeed_zero2", "DEEPSPEED", "bf16"),
         ("fsdp", "FSDP", "bf16"),
     ],
@@ -130,5 +131,5 @@ def test_accelerate_configs_load(name, distributed_type, mixed_precision):
     assert (str(config.distributed_type).split(".")[-1], config.mixed_precision) == (distributed_type, mixed_precision)
     assert config.use_cpu is (name == "cpu_2proc")
     assert path.read_text().startswith("#")
-    assert {p.stem for p in path.parent.glob("*.yaml")} == {"cpu_2proc", "gpu_1_bf16", "multi_gpu", "deepspeed_zero2",
-                                                             "fsdp"}
+    assert {p.stem for p in path.parent.glob("*.yaml")} == {"cpu_2proc", "gpu_1_bf16", "multi_gpu", "multi_node",
+                                                             "deepspeed_zero2", "fsdp"}

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
+from gamer_hf.checkpoint import CHECKSUMS_FILE, record_checksums
 from gamer_hf.training import CHECKPOINTS_SUBDIR, CheckpointError, list_checkpoints, resolve_resume, validate_checkpoint
 
 
@@ -44,13 +45,20 @@ def _truncated_weights(folder: Path) -> None:
     weights.write_bytes(weights.read_bytes()[:100])
 
 
+def _flipped_weight_bit(folder: Path) -> None:  # still a readable file of the right shapes: only its sha256 tells
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0x10
+    weights.write_bytes(bytes(data))
+
+
 @pytest.mark.parametrize("value", ["auto", "latest", "TRUE"])
 @pytest.mark.parametrize(
     ("damaged", "expected"),
     [((), 1), ((1,), 0), ((0, 1), None)],
     ids=["all-complete", "newest-partial", "none-complete"],
 )
-@pytest.mark.parametrize("damage", [_no_trainer_state, _truncated_weights])
+@pytest.mark.parametrize("damage", [_no_trainer_state, _truncated_weights, _flipped_weight_bit])
 def test_resume_takes_the_newest_complete_checkpoint_and_keeps_partial_ones(
     checkpoints, caplog, value, damaged, expected, damage
 ):
@@ -97,7 +105,17 @@ def test_a_checkpoint_missing_a_tensor_of_the_model_is_refused(checkpoint):
     dropped = sorted(weights)[0]
     del weights[dropped]
     save_file(weights, checkpoint / "model.safetensors", metadata={"format": "pt"})
+    record_checksums(checkpoint)  # a consistent checkpoint, saved for another model
     assert validate_checkpoint(checkpoint) > 0  # a readable file: only the model's tensor list can tell
     with pytest.raises(CheckpointError, match=re.escape(dropped)):
         validate_checkpoint(checkpoint, expected)
     assert validate_checkpoint(checkpoint, expected, optional_keys={dropped}) > 0  # e.g. a tied weight
+
+
+def test_every_checkpoint_records_the_sha256_of_its_weights(trained, checkpoint):
+    assert all((folder / CHECKSUMS_FILE).is_file() for folder in list_checkpoints(trained.checkpoint_dir / CHECKPOINTS_SUBDIR))
+    _flipped_weight_bit(checkpoint)
+    with pytest.raises(CheckpointError, match="sha256"):
+        validate_checkpoint(checkpoint)
+    (checkpoint / CHECKSUMS_FILE).unlink()  # an older checkpoint without a record: no check, as before
+    assert validate_checkpoint(checkpoint) > 0

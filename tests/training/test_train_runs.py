@@ -16,6 +16,8 @@ from gamer_hf import GamerForCausalLM, GamerTokenizerFast
 from gamer_hf.data.collator import GamerCollator
 from gamer_hf.data.prepare import load_prepared
 from gamer_hf.training import CHECKPOINTS_SUBDIR, TRAINING_INFO_FILE, CheckpointError, list_checkpoints, train
+from gamer_hf.errors import ConfigurationError
+from gamer_hf.training.checkpoints import stopped_training
 
 
 def eval_losses(log_history: list[dict]) -> list[float]:
@@ -194,15 +196,26 @@ def test_a_checkpoint_of_another_architecture_is_refused(trained, make_args):
         train(make_args(preset="small", resume_from_checkpoint=str(source)))
 
 
-def test_early_stopping_ends_a_run_whose_validation_loss_stops_improving(make_args):
+def test_early_stopping_ends_a_run_whose_validation_loss_stops_improving(make_args, tmp_path):
     epochs, patience = 6, 2
-    result = train(make_args(num_train_epochs=epochs, learning_rate=0.0, warmup_ratio=0.0,
-                             early_stopping_patience=patience))
+    settings = dict(num_train_epochs=epochs, learning_rate=0.0, warmup_ratio=0.0, early_stopping_patience=patience)
+    result = train(make_args(keep_checkpoints=True, **settings))
     info = read_info(result.checkpoint_dir)
     assert info["results"]["stopped_early"]
     assert len(eval_losses(result.log_history)) <= patience + 1 < epochs
     assert result.global_step < info["results"]["max_steps"]
-    assert result.kept_checkpoints == [] and not (result.checkpoint_dir / CHECKPOINTS_SUBDIR).exists()
+    newest = result.kept_checkpoints[-1]
+    assert stopped_training(newest)  # early stopping, not max_steps, completed this run
+
+    # Killed after that last save, before publishing: resuming publishes its best model and trains no further.
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    shutil.move(result.checkpoint_dir / CHECKPOINTS_SUBDIR, killed / CHECKPOINTS_SUBDIR)
+    resumed = train(make_args(output_dir=killed, resume_from_checkpoint="auto", **settings))
+    assert resumed.global_step == result.global_step
+    assert eval_losses(resumed.log_history) == eval_losses(result.log_history)
+    assert load_file(killed / "model.safetensors").keys() == load_file(result.checkpoint_dir / "model.safetensors").keys()
+    assert resumed.kept_checkpoints == [] and not (killed / CHECKPOINTS_SUBDIR).exists()
 
 
 def test_fine_tuning_starts_from_the_checkpoint_and_its_tokenizer(trained, make_args, tmp_path):
@@ -240,3 +253,14 @@ def test_gradient_accumulation_weighs_every_code_token_equally(make_args, tmp_pa
     second = [entry for entry in split.log_history if "loss" in entry][0]
     assert second["loss"] == pytest.approx(first["loss"], rel=1e-5)
     assert second["grad_norm"] == pytest.approx(first["grad_norm"], rel=1e-4)
+
+
+def test_an_fsdp_launch_on_cpu_is_refused_before_anything_is_replaced(make_args, monkeypatch):
+    first = train(make_args(max_steps=1, eval_steps=1, keep_checkpoints=True))
+    kept = sorted(path.name for path in first.kept_checkpoints)
+    # What `accelerate launch --config_file recipes/accelerate/fsdp.yaml` sets; accelerate ignores it on CPU.
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(ConfigurationError, match="ACCELERATE_USE_FSDP=true.*only on GPUs"):
+        train(make_args(max_steps=1, overwrite_output_dir=True))
+    assert sorted(path.name for path in list_checkpoints(first.checkpoint_dir / CHECKPOINTS_SUBDIR)) == kept
+    assert read_info(first.checkpoint_dir)["results"]["global_step"] == 1  # the finished model is untouched

@@ -1,0 +1,182 @@
+"""Streaming-training benchmark: peak RSS of a short training run at two dataset sizes.
+
+Training reads the prepared splits memory-mapped (`datasets.load_from_disk`), so its resident
+memory should follow the model, the catalogue and the batch, not the number of training rows. This
+script checks that: for each size in `--num-events` it writes a synthetic log with the same item
+catalogue (`--num-items`, so only the log grows), prepares it with today's `prepare`, builds
+chunked-ID semantic IDs, then trains the tiny preset for `--max-steps` steps in a fresh process
+whose peak RSS (`ru_maxrss`) is its own. The smallest size is the baseline of the ratio column.
+
+Generated and prepared folders are kept under `--work` and reused by later runs (preparing 10M
+events in memory takes minutes); delete the folder to start over.
+
+    nice -n 10 python recipes/bench/train_stream.py --num-events 1000000 10000000 --work /tmp/train_stream \
+        --out recipes/bench/results/train_stream.json
+
+The table it prints goes into RESULTS.md, section "Streaming training (issue 14)".
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+EVENTS_PER_USER = 29.5  # write_synthetic_log defaults: ~4 sessions x 6 clicks plus carts and buys
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _rss_parts_mib() -> dict[str, float]:
+    """Anonymous (heap: what grows if something is materialized) and file-backed (memory-mapped Arrow pages,
+    reclaimable page cache) resident memory, from /proc/self/status."""
+    with open("/proc/self/status") as handle:
+        fields = dict(line.split(":", 1) for line in handle if line.startswith(("RssAnon", "RssFile")))
+    return {name: int(value.split()[0]) / 1024 for name, value in fields.items()}
+
+
+class PeakSampler(threading.Thread):
+    """The largest anonymous and file-backed RSS seen, sampled every 20 ms (the kernel keeps only the total's)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peaks = _rss_parts_mib()
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            for name, value in _rss_parts_mib().items():
+                self.peaks[name] = max(self.peaks[name], value)
+            time.sleep(0.02)
+
+
+def build_data(folder: Path, events: int, num_items: int, max_history: int) -> dict[str, Any]:
+    """Log, prepared splits and tokenizer for one size under `folder` (each reused when present)."""
+    from gamer_hf.data import load_prepared, prepare, write_synthetic_log
+    from gamer_hf.semantic_ids import build_semantic_ids, save_semantic_ids
+
+    start = time.perf_counter()
+    log, prepared_dir, tokenizer_dir = folder / "log", folder / "prepared", folder / "tokenizer"
+    if not (log / "meta.json").is_file():
+        write_synthetic_log(log, max(1, round(events / EVENTS_PER_USER)), num_items, seed=0)
+    if not (prepared_dir / "metadata.json").is_file():
+        prepare(log, protocol="session", max_history=max_history, out=prepared_dir, progress=False)
+    prepared = load_prepared(prepared_dir)
+    if not (tokenizer_dir / "tokenizer.json").is_file():
+        ids = build_semantic_ids(prepared.item_ids, method="cid", seed=0)
+        save_semantic_ids(ids, tokenizer_dir, behaviors=prepared.metadata["behaviors"])
+    meta = prepared.metadata
+    return {"events": meta["num_events"], "users": meta["num_users"], "items": meta["num_items"],
+            "train_rows": meta["splits"]["train"]["rows"], "validation_cases": meta["splits"]["validation"]["cases"],
+            "seconds": time.perf_counter() - start}
+
+
+def train_once(folder: Path, max_steps: int, batch_size: int) -> dict[str, Any]:
+    """A short run of the tiny preset on one size; memory figures of this process only."""
+    from gamer_hf.training import TrainArguments, train
+
+    imports = _peak_rss_mib()
+    sampler = PeakSampler()
+    sampler.start()
+    start = time.perf_counter()
+    out = folder / "model"
+    result = train(TrainArguments(
+        data=str(folder / "prepared"), tokenizer=str(folder / "tokenizer"), output_dir=str(out), preset="tiny",
+        max_steps=max_steps, eval_steps=max_steps, per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size, max_eval_samples=500, logging_steps=max_steps,
+        measure_step_time=False, overwrite_output_dir=True, disable_tqdm=True, seed=0))
+    sampler.running = False
+    sampler.join()
+    return {"import_rss_mib": imports, "peak_rss_mib": _peak_rss_mib(), "peak_anon_mib": sampler.peaks["RssAnon"],
+            "peak_file_mib": sampler.peaks["RssFile"], "seconds": time.perf_counter() - start,
+            "global_step": result.global_step}
+
+
+def _child(stage: str, **options: Any) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--stage", stage]
+    for key, value in options.items():
+        command += [f"--{key.replace('_', '-')}", str(value)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{stage} failed:\n{done.stderr[-4000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def _machine(load: float) -> str:
+    return (f"{datetime.date.today().isoformat()}, CPU ({platform.processor() or platform.machine()}), "
+            f"{os.cpu_count()} cores shared with other jobs (load average {load:.1f} at start, "
+            f"{os.getloadavg()[0]:.1f} at the end), "
+            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
+            f"Python {platform.python_version()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    base = rows[0]["train"]
+    lines = ["| events | users | items | train rows | steps | train wall | peak RSS (vs smallest) | of which imports "
+             "| peak anonymous (vs smallest) | peak file-backed (vs smallest) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        data, run = row["data"], row["train"]
+        ratio = {key: run[key] / base[key] for key in ("peak_rss_mib", "peak_anon_mib", "peak_file_mib")}
+        lines.append(f"| {data['events']:,} | {data['users']:,} | {data['items']:,} | {data['train_rows']:,} "
+                     f"| {run['global_step']} | {run['seconds']:.1f} s "
+                     f"| {run['peak_rss_mib']:,.0f} MiB (**{ratio['peak_rss_mib']:.2f}x**) "
+                     f"| {run['import_rss_mib']:,.0f} MiB "
+                     f"| {run['peak_anon_mib']:,.0f} MiB (**{ratio['peak_anon_mib']:.2f}x**) "
+                     f"| {run['peak_file_mib']:,.0f} MiB ({ratio['peak_file_mib']:.2f}x) |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--num-events", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--num-items", type=int, default=50_000, help="catalogue size, the same at every size")
+    parser.add_argument("--max-history", type=int, default=50)
+    parser.add_argument("--max-steps", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--work", help="folder for logs, prepared data and models (kept, reused); required")
+    parser.add_argument("--data-only", action="store_true", help="build the data of every size and stop")
+    parser.add_argument("--out", help="also write the figures as JSON here (e.g. recipes/bench/results/train_stream.json)")
+    parser.add_argument("--stage", choices=["data", "train"], help=argparse.SUPPRESS)
+    parser.add_argument("--events", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stage == "data":  # child processes: one stage of one size, JSON on stdout
+        print(json.dumps(build_data(Path(args.folder), args.events, args.num_items, args.max_history)))
+        return
+    if args.stage == "train":
+        print(json.dumps(train_once(Path(args.folder), args.max_steps, args.batch_size)))
+        return
+    if not args.work:
+        parser.error("--work is required")
+    load = os.getloadavg()[0]
+    rows = []
+    for events in sorted(args.num_events):
+        folder = Path(args.work) / f"synthetic_{events}_{args.num_items}"
+        data = _child("data", folder=folder, events=events, num_items=args.num_items, max_history=args.max_history)
+        rows.append({"data": data})
+    if args.data_only:
+        return
+    for row, events in zip(rows, sorted(args.num_events)):
+        folder = Path(args.work) / f"synthetic_{events}_{args.num_items}"
+        row["train"] = _child("train", folder=folder, max_steps=args.max_steps, batch_size=args.batch_size)
+    print(f"Machine: {_machine(load)}.\n\n{_table(rows)}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"machine": _machine(load), "command": sys.argv, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
