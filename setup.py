@@ -27,7 +27,8 @@ setup(
     include_package_data=True,
     install_requires=[
         "torch>=2.1,<2.14",
-        "transformers>=5.0,<6",
+        # 5.24: the expert FFN dispatches through transformers.integrations.moe._grouped_mm (fixed shapes, compiles).
+        "transformers>=5.24,<6",
         "accelerate>=1.0",
         "datasets>=3.0",
         "tokenizers>=0.21",
