@@ -260,6 +260,7 @@ def prepare_out_of_core(
 ) -> PreparedData:
     """`prepare(..., engine="duckdb")`: the same prepared folder, built out of core (see the module docstring)."""
     policy = duplicate_policy(on_invalid, on_duplicate)
+    _check_memory_limit(memory_limit)
     source = _source(Path(events), format, dict(format_options or {}))
     with staged_output(out) as staging, tqdm(total=4, desc="prepare", unit="step", disable=not progress) as steps:
         work = staging / ".work"
@@ -355,6 +356,17 @@ def _build_blocks(work: Path, plan: Any, levels: BehaviorTable, user_ids: pa.Arr
     for writer, _ in writers.values():
         writer.close()
     return stats
+
+
+def _check_memory_limit(memory_limit: str) -> None:
+    """Ask DuckDB itself before reading anything, so a typo fails in one line, not after the first pass."""
+    import duckdb
+
+    try:
+        duckdb.connect(config={"memory_limit": memory_limit}).close()
+    except duckdb.Error as error:
+        reason = str(error).split("Error: ", 1)[-1]
+        raise ConfigurationError(f"memory_limit={memory_limit!r}: {reason}") from None
 
 
 class _Database:

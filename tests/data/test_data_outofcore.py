@@ -177,3 +177,19 @@ def test_auto_takes_duckdb_for_large_files_only_where_it_can(tmp_path: Path, syn
         prepare(synthetic_folder, engine="duckdb", progress=False)
     with pytest.raises(ConfigurationError, match="engine must be"):
         prepare(synthetic_folder, engine="spark", progress=False)
+
+
+def test_a_bad_memory_limit_is_one_line_before_any_reading(tmp_path: Path, synthetic_folder: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the log was read before memory_limit was checked")
+
+    monkeypatch.setattr(outofcore, "_read_validated", no_reading)
+    with pytest.raises(ConfigurationError, match=r"memory_limit='lots': .*number"):
+        prepare(synthetic_folder, out=tmp_path / "out", engine="duckdb", memory_limit="lots", progress=False)
+    argv = ["prepare", "--events", str(synthetic_folder), "--out", str(tmp_path / "o"), "--engine", "duckdb",
+            "--memory_limit", "lots", "--no_progress"]  # fmt: skip
+    assert main(argv) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
