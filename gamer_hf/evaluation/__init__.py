@@ -41,12 +41,15 @@ from .metrics import (
     ranking_metrics,
 )
 from .mixing import MIXER_GRID, HistoryMixer, choose_mixer
-from .reranking import HISTORY_FEATURES, MODEL_FEATURES, HistoryReranker
+from .novelty import WithoutHistory, history_share
+from .reranking import EXPLORE_FEATURES, HISTORY_FEATURES, MODEL_FEATURES, HistoryReranker
 from .plotting import plot_per_behavior
 from .results import ALL_CASES, EvaluationReport, ModelResult
 from .slices import COLD, EXPLORE, REPEAT, SLICES, case_slice, items_seen, slice_labels, slice_mask
 from .protocol import (
     EVAL_FILES,
+    NO_HISTORY,
+    PLAIN_BEAMS,
     RULES,
     EvaluateArguments,
     Scored,
@@ -80,6 +83,11 @@ __all__ = [
     "METRIC_NAMES",
     "RANKING_METRIC_PATH",
     "EVAL_FILES",
+    "EXPLORE_FEATURES",
+    "NO_HISTORY",
+    "PLAIN_BEAMS",
+    "WithoutHistory",
+    "history_share",
     "EvalCase",
     "EvaluateArguments",
     "EvaluationReport",

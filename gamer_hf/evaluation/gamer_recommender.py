@@ -21,7 +21,8 @@ class GamerRecommender:
 
     `exclude_history` asks the model to drop history items; `mixer` blends them back in afterwards
     (see `HistoryMixer`), or a fitted `reranker` ranks beams, history and popular items together
-    (see `HistoryReranker`; it sees all `num_beams` beams). `on_unknown` goes to the tokenizer:
+    (see `HistoryReranker`; it sees all `num_beams` beams, and as many decoded with the history excluded
+    when it uses GAMER's explore candidates). `on_unknown` goes to the tokenizer:
     "skip" drops history interactions whose item or behavior it does not know (items first seen
     after the semantic IDs were built), "raise" fails.
     """
@@ -50,8 +51,10 @@ class GamerRecommender:
         self.on_unknown = on_unknown
         self.reranker = reranker
 
-    def generate(self, cases: Iterable[Mapping[str, Any] | EvalCase], top_k: int) -> list[list[tuple[str, float]]]:
-        """The model's scored lists, (item id, summed log-prob) best first, one per case."""
+    def generate(self, cases: Iterable[Mapping[str, Any] | EvalCase], top_k: int,
+                 exclude_history: bool | None = None) -> list[list[tuple[str, float]]]:
+        """The model's scored lists, (item id, summed log-prob) best first, one per case; `exclude_history`
+        overrides the recommender's setting (True: GAMER's explore candidates, none of them a history item)."""
         cases = as_cases(cases)
         if not cases:
             return []
@@ -64,17 +67,28 @@ class GamerRecommender:
             top_k=top_k,
             num_beams=self.num_beams,
             max_history=self.max_history,
-            exclude_history=self.exclude_history,
+            exclude_history=self.exclude_history if exclude_history is None else exclude_history,
             on_unknown=self.on_unknown,
         )
 
+    def explore_beams(self, cases: Iterable[Mapping[str, Any] | EvalCase], reranker: HistoryReranker,
+                      explored: list[list[tuple[str, float]]] | None) -> list[list[tuple[str, float]]] | None:
+        """The beams decoded with the history excluded when `reranker` uses them (`explored` when given)."""
+        if not reranker.explore or explored is not None:
+            return explored
+        return self.generate(cases, self.num_beams, exclude_history=True)
+
     def pool_scores(self, cases: Iterable[Mapping[str, Any] | EvalCase], generated: list[list[tuple[str, float]]],
-                    reranker: HistoryReranker) -> list[dict[str, float]]:
+                    reranker: HistoryReranker,
+                    explored: list[list[tuple[str, float]]] | None = None) -> list[dict[str, float]]:
         """GAMER's log-probability of every item in each case's reranking pool: the beam score where beam search
-        found the item, teacher-forced otherwise (-inf for items the tokenizer does not know)."""
+        (plain or, in `explored`, with the history excluded) found the item, teacher-forced otherwise (-inf for
+        items the tokenizer does not know)."""
         cases = as_cases(cases)
-        found = [dict(row) for row in generated]
-        missing = [[item for item in reranker.pool(case, list(row)) if item not in row] for case, row in zip(cases, found)]
+        found = [dict(row) | dict(new) for row, new in zip(generated, explored or [[]] * len(generated))]
+        missing = [[item for item in reranker.pool(case, [item for item, _ in row], [item for item, _ in new])
+                    if item not in known] for case, row, new, known in
+                   zip(cases, generated, explored or [[]] * len(generated), found)]
         scored = self.model.score_items(
             self.tokenizer, [case.history for case in cases], missing, behavior=[case.target_behavior for case in cases],
             max_history=self.max_history, on_unknown="skip",
@@ -82,25 +96,30 @@ class GamerRecommender:
         return [row | dict(zip(items, scores)) for row, items, scores in zip(found, missing, scored)]
 
     def fit_reranker(self, cases: Iterable[Mapping[str, Any] | EvalCase], reranker: HistoryReranker,
-                     generated: list[list[tuple[str, float]]] | None = None) -> GamerRecommender:
+                     generated: list[list[tuple[str, float]]] | None = None,
+                     explored: list[list[tuple[str, float]]] | None = None) -> GamerRecommender:
         """Fit `reranker` on held-out cases (validation, never test) with this model's beams and scores; `recommend`
-        ranks with it from then on. `generated`: the cases' `num_beams` beams when already decoded."""
+        ranks with it from then on. `generated` / `explored`: the cases' `num_beams` beams (plain / with the history
+        excluded) when already decoded."""
         if self.mixer is not None:
             raise ValueError("this recommender has a mixer: give a mixer or a reranker, not both")
         cases = as_cases(cases)
         generated = self.generate(cases, self.num_beams) if generated is None else generated
-        reranker.fit(cases, [[item for item, _ in row] for row in generated], self.pool_scores(cases, generated, reranker))
+        explored = self.explore_beams(cases, reranker, explored)
+        reranker.fit(cases, _items(generated), self.pool_scores(cases, generated, reranker, explored), _items(explored))
         self.reranker = reranker
         return self
 
     def rerank(self, cases: Iterable[Mapping[str, Any] | EvalCase], generated: list[list[tuple[str, float]]],
-               top_k: int) -> list[list[str]]:
-        """The fitted reranker's top_k per case, from beams already decoded (all `num_beams` of them)."""
+               top_k: int, explored: list[list[tuple[str, float]]] | None = None) -> list[list[str]]:
+        """The fitted reranker's top_k per case, from beams already decoded (all `num_beams` of them; the explore
+        beams are decoded here when the reranker uses them and `explored` is not given)."""
         if self.reranker is None:
             raise RuntimeError("no reranker: call fit_reranker(validation_cases, reranker) first")
         cases = as_cases(cases)
-        return self.reranker.rank(cases, top_k, [[item for item, _ in row] for row in generated],
-                                  self.pool_scores(cases, generated, self.reranker))
+        explored = self.explore_beams(cases, self.reranker, explored)
+        return self.reranker.rank(cases, top_k, _items(generated),
+                                  self.pool_scores(cases, generated, self.reranker, explored), _items(explored))
 
     def recommend(self, cases: Iterable[Mapping[str, Any] | EvalCase], top_k: int) -> list[list[str]]:
         """Item ids best first, history-mixed when a mixer is set, reranked when a reranker is."""
@@ -111,3 +130,7 @@ class GamerRecommender:
         if self.mixer is None:
             return [[item for item, _ in scored] for scored in generated]
         return [self.mixer.mix(scored, case, top_k) for scored, case in zip(generated, cases)]
+
+
+def _items(beams: list[list[tuple[str, float]]] | None) -> list[list[str]] | None:
+    return None if beams is None else [[item for item, _ in row] for row in beams]

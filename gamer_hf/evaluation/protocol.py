@@ -5,6 +5,8 @@ the report goes. `gamer-hf evaluate`, the quickstart and the benchmarks call the
 
 GAMER's beams are decoded once per case and reused: the plain row, the history-mixed rows and the
 reranked row are cut from the same beams, so their differences are the blend's, not the decoder's.
+With `explore`, the beams are also decoded once with the history excluded (GAMER's explore candidates):
+scored alone as `GAMER:no-history`, and pooled by the reranker.
 The mixer is chosen and the rerankers are fit only on validation cases (never on the split being
 scored), with popularity counted on the training rows, so no fitted feature has seen a held-out target.
 """
@@ -33,8 +35,8 @@ from .reranking import HistoryReranker
 from .results import EvaluationReport, ModelResult
 from .user_sample import distinct_items, sample_users
 
-__all__ = ["EVAL_FILES", "RULES", "EvaluateArguments", "Scored", "decode_beams", "evaluate_checkpoint", "gamer_rows",
-           "rule_rows", "subset_cases"]
+__all__ = ["EVAL_FILES", "NO_HISTORY", "PLAIN_BEAMS", "RULES", "EvaluateArguments", "Scored", "decode_beams",
+           "evaluate_checkpoint", "gamer_rows", "rule_rows", "subset_cases"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ EVAL_FILES = (EVAL_RESULTS_FILE, "eval_results.md", "eval_ndcg10.png")  # writte
 
 Beams = list[list[tuple[str, float]]]
 RULES = ("MostPopular", "Repeat", "Repeat+popular", "Repeat+learned")  # what `rule_rows` scores
+NO_HISTORY = ":no-history"  # suffix of a row decoded with the user's history items excluded
+PLAIN_BEAMS = ":plain-beams"  # suffix of the reranker ablation without the explore beams
 
 
 @dataclass
@@ -86,10 +90,12 @@ def subset_cases(cases: Any, limit: int | None, seed: int) -> Any:
     return cases.select(sorted(random.Random(seed).sample(range(len(cases)), limit)))
 
 
-def decode_beams(evaluator: Evaluator, gamer: GamerRecommender, desc: str = "evaluate GAMER") -> tuple[Beams, float]:
-    """Every beam of GAMER's constrained search for each of the evaluator's cases, and the seconds it took."""
+def decode_beams(evaluator: Evaluator, gamer: GamerRecommender, desc: str = "evaluate GAMER",
+                 exclude_history: bool | None = None) -> tuple[Beams, float]:
+    """Every beam of GAMER's constrained search for each of the evaluator's cases (`exclude_history`: as
+    `GamerRecommender.generate`), and the seconds it took."""
     start = time.perf_counter()
-    generated = evaluator.predict(lambda batch, _: gamer.generate(batch, gamer.num_beams), desc=desc)
+    generated = evaluator.predict(lambda batch, _: gamer.generate(batch, gamer.num_beams, exclude_history), desc=desc)
     return generated, time.perf_counter() - start
 
 
@@ -120,16 +126,23 @@ def rule_rows(evaluator: Evaluator, popular: MostPopular, validation: Sequence[E
 def gamer_rows(evaluator: Evaluator, gamer: GamerRecommender, name: str = "GAMER", *, baseline: bool = False,
                validation: Sequence[EvalCase] | None = None, popular: MostPopular | None = None,
                mixers: Sequence[HistoryMixer] = MIXER_GRID, repeat_slots: int = 0,
-               rerank: bool = True) -> dict[str, Scored]:
+               rerank: bool = True, explore: bool = True, rerank_ablation: bool = False) -> dict[str, Scored]:
     """One GAMER checkpoint on the evaluator's cases, its beams decoded once: `name`; `name`+repeatN (the N most
-    recent history items first) when `repeat_slots`; and with `validation` cases, whose beams are decoded once
-    too, `name`+mix (the best of `mixers` on them, when any) and `name`+rerank (a HistoryReranker over beams,
-    history and `popular` items fit on them, when `rerank`). `baseline` marks the plain row a reference (TIGER)."""
+    recent history items first) when `repeat_slots`; with `explore`, `name`:no-history (beams decoded with the
+    history excluded); and with `validation` cases, whose beams are decoded once too, `name`+mix (the best of
+    `mixers` on them, when any) and `name`+rerank (a HistoryReranker over beams, explore beams, history and
+    `popular` items fit on them, when `rerank`; `rerank_ablation` adds `name`+rerank:plain-beams, the same without
+    the explore beams). `baseline` marks the plain rows references (TIGER)."""
     if gamer.num_beams < evaluator.top_k:
         raise ValueError(f"num_beams={gamer.num_beams} cannot fill top-{evaluator.top_k} lists: use at least "
                          f"{evaluator.top_k}")
     generated, seconds = decode_beams(evaluator, gamer, f"evaluate {name}")  # every beam: the blends use them all
     out = {name: Scored(evaluator.score([[item for item, _ in row] for row in generated], name, seconds, baseline))}
+    explored = None
+    if explore:
+        explored, explore_seconds = decode_beams(evaluator, gamer, f"evaluate {name}{NO_HISTORY}", exclude_history=True)
+        out[name + NO_HISTORY] = Scored(evaluator.score([[item for item, _ in row] for row in explored],
+                                                        name + NO_HISTORY, explore_seconds, baseline))
     if repeat_slots:
         mixer = HistoryMixer(repeat_slots=repeat_slots)
         mixed = [mixer.mix(row, case, evaluator.top_k) for row, case in zip(generated, evaluator.cases)]
@@ -141,24 +154,29 @@ def gamer_rows(evaluator: Evaluator, gamer: GamerRecommender, name: str = "GAMER
     held_out = Evaluator(validation, evaluator.behaviors, evaluator.k_values, batch_size=evaluator.batch_size,
                          progress=evaluator.progress)
     held_out_beams, _ = decode_beams(held_out, gamer, "validation: choose mixer, fit reranker")
+    held_out_explored = decode_beams(held_out, gamer, "validation: explore beams", exclude_history=True)[0] if (
+        explore and rerank) else None
     if mixers:
         mixer, score, candidates = choose_mixer(held_out, held_out_beams, mixers)
         mixed = [mixer.mix(row, case, evaluator.top_k) for row, case in zip(generated, evaluator.cases)]
         out[f"{name}+mix"] = Scored(evaluator.score(mixed, f"{name}+mix", seconds), {
             "mixer": _mixer_dict(mixer), "validation_ndcg10": score,
             "candidates": [[_mixer_dict(m), s] for m, s in candidates]})
-    if rerank:
-        reranker = HistoryReranker(evaluator.behaviors, popular, popular_pool=evaluator.top_k)
+    variants = {f"{name}+rerank": explore} if rerank else {}
+    if rerank and explore and rerank_ablation:
+        variants[f"{name}+rerank{PLAIN_BEAMS}"] = False
+    for row, with_explore in variants.items():
+        reranker = HistoryReranker(evaluator.behaviors, popular, popular_pool=evaluator.top_k, explore=with_explore)
         try:
-            gamer.fit_reranker(held_out.cases, reranker, generated=held_out_beams)
+            gamer.fit_reranker(held_out.cases, reranker, held_out_beams, held_out_explored if with_explore else None)
         except ValueError as error:  # e.g. no validation target in any pool: nothing to learn from
-            logger.warning("skipping %s+rerank: %s", name, error)
-            return out
+            logger.warning("skipping %s: %s", row, error)
+            continue
         start = time.perf_counter()
-        reranked = gamer.rerank(evaluator.cases, generated, evaluator.top_k)  # the beams the plain row decoded
-        out[f"{name}+rerank"] = Scored(evaluator.score(reranked, f"{name}+rerank",
-                                                       seconds + time.perf_counter() - start),
-                                       {"reranker": reranker.to_dict()})
+        # the beams the plain rows decoded
+        reranked = gamer.rerank(evaluator.cases, generated, evaluator.top_k, explored if with_explore else None)
+        spent = seconds + (explore_seconds if with_explore else 0.0) + time.perf_counter() - start
+        out[row] = Scored(evaluator.score(reranked, row, spent), {"reranker": reranker.to_dict()})
     return out
 
 

@@ -3,8 +3,8 @@
 On session-wise e-commerce logs most targets are items the user already touched, so the question is
 less "which new item" than "which of my items, and when something new". `HistoryReranker` pools the
 user's distinct history items, the requested behavior's most popular items and (when given) GAMER's
-beams, describes every pooled item by how the user met it (recency, count, behavior levels), how
-popular it is and how GAMER scores it (log-probability of its semantic ID, beam rank), and ranks the
+beams, plain and decoded with the history excluded (its explore candidates), describes every pooled item by how the user met it (recency, count, behavior levels), how
+popular it is and how GAMER scores it (log-probability of its semantic ID, beam ranks), and ranks the
 pool by a logistic regression fit on validation cases (label: the item is a target).
 
 Without model scores it is a learned repeat rule, the baseline that tells how much GAMER adds. The
@@ -27,7 +27,7 @@ from ..files import atomic_output, read_json
 from .baselines import MostPopular, recent_distinct_items
 from .cases import EvalCase, as_cases
 
-__all__ = ["HistoryReranker", "HISTORY_FEATURES", "MODEL_FEATURES"]
+__all__ = ["HistoryReranker", "HISTORY_FEATURES", "MODEL_FEATURES", "EXPLORE_FEATURES"]
 
 HISTORY_FEATURES: tuple[str, ...] = (
     "in_history",  # the user touched the item before
@@ -45,6 +45,13 @@ MODEL_FEATURES: tuple[str, ...] = (
     "model_logp",  # GAMER's log-probability minus the best one in the pool, clipped at -30
     "model_share",  # softmax of GAMER's log-probabilities over the pool
 )
+# With GAMER's explore beams (`explore=True`): the plain beams are mostly history items, so on a case whose target
+# is new most of GAMER's candidates would otherwise be the ones the rule already has.
+EXPLORE_FEATURES: tuple[str, ...] = (
+    "in_explore_beams",  # found by the beam search with the history excluded
+    "explore_reciprocal_rank",  # 1 / (1 + rank among those beams), 0 outside them
+    "history_model_logp",  # model_logp of history items (0 for new ones): GAMER's say on a return, apart from new items
+)
 _LOGP_FLOOR = -30.0
 
 
@@ -52,7 +59,8 @@ class HistoryReranker:
     """Rank a pool of history, popular and (optionally) generated items with a fitted logistic regression.
 
     `use_model=False` ignores model scores (the learned repeat baseline). `popular_pool` popular items of the
-    requested behavior join every pool, so users with few history items still get full lists.
+    requested behavior join every pool, so users with few history items still get full lists. `explore` (with
+    the model) also pools GAMER's beams decoded with the history excluded and describes them by `EXPLORE_FEATURES`.
     """
 
     def __init__(
@@ -62,6 +70,7 @@ class HistoryReranker:
         use_model: bool = True,
         popular_pool: int = 10,
         regularization: float = 1.0,
+        explore: bool = True,
     ) -> None:
         if not behaviors:
             raise ValueError("behaviors is empty: give the behavior table, e.g. {'click': 1, 'cart': 2, 'buy': 3}")
@@ -72,24 +81,28 @@ class HistoryReranker:
         self.use_model = use_model
         self.popular_pool = popular_pool if popular is not None else 0
         self.regularization = regularization
+        self.explore = explore and use_model
         self.weights: dict[str, Any] | None = None
         low, high = min(self.behaviors.values()), max(self.behaviors.values())
         self._level = {name: (level - low) / (high - low) if high > low else 1.0 for name, level in self.behaviors.items()}
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        return HISTORY_FEATURES + (MODEL_FEATURES if self.use_model else ())
+        return HISTORY_FEATURES + (MODEL_FEATURES if self.use_model else ()) + (EXPLORE_FEATURES if self.explore else ())
 
     # ------------------------------------------------------------------------------------------ pools
 
-    def pool(self, case: EvalCase, generated: Sequence[str] = ()) -> list[str]:
-        """Candidate items of a case: generated (best first), then history (most recent first), then popular."""
+    def pool(self, case: EvalCase, generated: Sequence[str] = (), explored: Sequence[str] = ()) -> list[str]:
+        """Candidate items of a case: generated (best first), explored (the beams without history), then history
+        (most recent first), then popular."""
         popular = self.popular.ranking(case.target_behavior, self.popular_pool) if self.popular_pool else []
-        return list(dict.fromkeys([*(generated if self.use_model else ()), *recent_distinct_items(case), *popular]))
+        return list(dict.fromkeys([*(generated if self.use_model else ()), *(explored if self.explore else ()),
+                                   *recent_distinct_items(case), *popular]))
 
     def features(self, case: EvalCase, pool: Sequence[str], generated: Sequence[str] = (),
-                 model_scores: Mapping[str, float] | None = None) -> np.ndarray:
-        """[len(pool), len(feature_names)] feature rows; `model_scores` maps pool items to GAMER log-probs."""
+                 model_scores: Mapping[str, float] | None = None, explored: Sequence[str] = ()) -> np.ndarray:
+        """[len(pool), len(feature_names)] feature rows; `model_scores` maps pool items to GAMER log-probs,
+        `explored` are the case's beams decoded with the history excluded."""
         stats: dict[str, list[float]] = {}  # item -> [recency rank, count, last level, max level, under requested]
         for behavior, item in zip(reversed(case.history_behaviors), reversed(case.history_items)):
             level = self._level.get(behavior, 0.0)
@@ -119,35 +132,46 @@ class HistoryReranker:
             share = np.exp(logp) / np.exp(logp).sum() if len(pool) else logp
             rank = {item: r for r, item in enumerate(generated)}
             for i, item in enumerate(pool):
-                out[i, 8:] = (float(item in rank), 1.0 / (1.0 + rank[item]) if item in rank else 0.0, logp[i], share[i])
+                out[i, 8:12] = (float(item in rank), 1.0 / (1.0 + rank[item]) if item in rank else 0.0, logp[i], share[i])
+        if self.explore:
+            rank = {item: r for r, item in enumerate(explored)}
+            for i, item in enumerate(pool):
+                out[i, 12:] = (float(item in rank), 1.0 / (1.0 + rank[item]) if item in rank else 0.0,
+                               out[i, 10] if item in stats else 0.0)
         return out
 
     def _rows(self, cases: list[EvalCase], generated: Sequence[Sequence[str]] | None,
-              model_scores: Sequence[Mapping[str, float]] | None) -> list[tuple[list[str], np.ndarray]]:
+              model_scores: Sequence[Mapping[str, float]] | None,
+              explored: Sequence[Sequence[str]] | None) -> list[tuple[list[str], np.ndarray]]:
         if self.use_model and (generated is None or model_scores is None):
             raise ValueError("this reranker uses the model: give generated lists and model_scores for every case")
-        for name, given in (("generated", generated), ("model_scores", model_scores)):
+        if self.explore and explored is None:
+            raise ValueError("this reranker uses GAMER's explore beams: give explored lists (decoded with the history "
+                             "excluded) for every case, or build it with explore=False")
+        for name, given in (("generated", generated), ("model_scores", model_scores), ("explored", explored)):
             if given is not None and len(given) != len(cases):
                 raise ValueError(f"{name} has {len(given)} entries for {len(cases)} cases")
         rows = []
         for index, case in enumerate(cases):
             beams = list(generated[index]) if generated is not None else []
-            pool = self.pool(case, beams)
+            new = list(explored[index]) if explored is not None else []
+            pool = self.pool(case, beams, new)
             scores = model_scores[index] if model_scores is not None else None
-            rows.append((pool, self.features(case, pool, beams, scores)))
+            rows.append((pool, self.features(case, pool, beams, scores, new)))
         return rows
 
     # --------------------------------------------------------------------------------- fit and rank
 
     def fit(self, cases: Sequence[Mapping[str, Any] | EvalCase], generated: Sequence[Sequence[str]] | None = None,
-            model_scores: Sequence[Mapping[str, float]] | None = None) -> HistoryReranker:
+            model_scores: Sequence[Mapping[str, float]] | None = None,
+            explored: Sequence[Sequence[str]] | None = None) -> HistoryReranker:
         """Fit on held-out cases (validation, never test): every pool item is a row, targets are positives."""
         from sklearn.linear_model import LogisticRegression  # on first fit: `import gamer_hf` stays fast
 
         cases = as_cases(cases)
         if not cases:
             raise DataError("cannot fit a reranker on 0 cases: give it held-out cases (validation) with targets")
-        rows = self._rows(cases, generated, model_scores)
+        rows = self._rows(cases, generated, model_scores, explored)
         x = np.concatenate([features for _, features in rows]) if rows else np.zeros((0, len(self.feature_names)))
         y = np.concatenate([[item in set(case.target_items) for item in pool] for case, (pool, _) in zip(cases, rows)]
                            ) if rows else np.zeros(0)
@@ -164,14 +188,15 @@ class HistoryReranker:
 
     def rank(self, cases: Sequence[Mapping[str, Any] | EvalCase], top_k: int,
              generated: Sequence[Sequence[str]] | None = None,
-             model_scores: Sequence[Mapping[str, float]] | None = None) -> list[list[str]]:
+             model_scores: Sequence[Mapping[str, float]] | None = None,
+             explored: Sequence[Sequence[str]] | None = None) -> list[list[str]]:
         """Top_k pool items per case by fitted score (ties keep the pool order)."""
         if self.weights is None:
             raise RuntimeError("HistoryReranker is not fitted: call fit(validation_cases, ...) first")
         w = self.weights
         coef, mean, scale = (np.asarray(w[k]) for k in ("coef", "mean", "scale"))
         out = []
-        for pool, features in self._rows(as_cases(cases), generated, model_scores):
+        for pool, features in self._rows(as_cases(cases), generated, model_scores, explored):
             score = ((features - mean) / scale) @ coef if len(pool) else np.zeros(0)
             out.append([pool[i] for i in np.argsort(-score, kind="stable")[:top_k]])
         return out
@@ -187,13 +212,14 @@ class HistoryReranker:
     def to_dict(self) -> dict[str, Any]:
         """Settings and fitted weights as JSON-ready values (popularity counts are data: pass them again)."""
         return {"behaviors": self.behaviors, "use_model": self.use_model, "popular_pool": self.popular_pool,
-                "regularization": self.regularization, "weights": self.weights}
+                "regularization": self.regularization, "explore": self.explore, "weights": self.weights}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], popular: MostPopular | None = None) -> HistoryReranker:
         if data["popular_pool"] and popular is None:
             raise ValueError("this reranker was fit with popularity counts: pass popular=MostPopular().fit(train)")
-        reranker = cls(data["behaviors"], popular, data["use_model"], data["popular_pool"], data["regularization"])
+        reranker = cls(data["behaviors"], popular, data["use_model"], data["popular_pool"], data["regularization"],
+                       data.get("explore", False))  # saved before explore beams existed: without them
         if data.get("weights") is not None and list(data["weights"]["features"]) != list(reranker.feature_names):
             raise ValueError(f"saved reranker has features {data['weights']['features']}, this version uses "
                              f"{list(reranker.feature_names)}")

@@ -72,6 +72,8 @@ from gamer_hf.evaluation import (
     ALL_CASES,
     EXPLORE,
     MERGED,
+    NO_HISTORY,
+    PLAIN_BEAMS,
     RULES,
     EvalCase,
     EvaluationReport,
@@ -84,7 +86,10 @@ from gamer_hf.evaluation import (
     gamer_rows,
     items_seen,
     rule_rows,
+    history_share,
+    slice_mask,
     subset_cases,
+    WithoutHistory,
 )
 from gamer_hf.files import atomic_output, read_json
 from gamer_hf.semantic_ids import REPORT_FILENAME, SemanticIdArguments, build_tokenizer
@@ -109,6 +114,9 @@ NDCG_SELECTED = ["SASRec:ndcg", "SASRec+behavior:ndcg"]
 # is kept beside it).
 LAST_EPOCH = ["GAMER-noaug:last"]
 DIAGNOSTICS = NDCG_SELECTED + LAST_EPOCH
+# Scored beside their model, never trained on their own: the learned models' lists with the history items excluded
+# (the explore slice on equal terms) and GAMER+rerank without GAMER's explore beams (the ablation of those features).
+SIDE_ROWS = [*(f"{m}{NO_HISTORY}" for m in ("SASRec", "SASRec+behavior", "TIGER", "GAMER")), f"GAMER+rerank{PLAIN_BEAMS}"]
 HEADLINE = ("HR@10", "NDCG@10")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -271,6 +279,31 @@ def setup_dataset(name: str, data_dir: Path, work: Path, budget: Budget, data_se
 # --------------------------------------------------------------------------------------------- models
 
 
+class SharingEvaluator(Evaluator):
+    """The bench's Evaluator: it also keeps, per scored row, the share of the top-10 slots holding history items
+    on each slice's target cases (a model that fills its list with history items wastes it on explore cases)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shares: dict[str, dict[str, float]] = {}
+
+    def score(self, rankings: Sequence[Sequence[str]], name: str, seconds: float | None = None,
+              baseline: bool = False) -> ModelResult:
+        share = history_share(rankings, self.cases, self.headline_k)
+        target = np.array([b == self.target_behavior for b in self.case_behaviors])
+        self.shares[name] = {label: round(float(share[target & mask].mean()), 4) for label, mask in
+                             [(ALL_CASES, np.ones_like(target)), *((n, slice_mask(self.case_slices, n))
+                                                                   for n in self.slice_names)] if (target & mask).any()}
+        return super().score(rankings, name, seconds, baseline)
+
+    def attach_shares(self, records: dict[str, dict[str, Any]]) -> None:
+        """Write the history shares into the results file's records of the rows scored so far."""
+        for name, record in records.items():
+            if name in self.shares:
+                record["history_share@10"] = self.shares[name]
+
+
+
 def run_rules(setup: DatasetSetup, evaluator: Evaluator) -> dict[str, dict[str, Any]]:
     """The rules, deterministic, scored once per dataset (gamer_hf.evaluation.rule_rows)."""
     return _records(rule_rows(evaluator, setup.popular, setup.mixer_cases))
@@ -282,8 +315,9 @@ def _records(rows: dict[str, Scored], **info: Any) -> dict[str, dict[str, Any]]:
 
 
 def run_sasrec(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, name: str,
-               progress: bool) -> dict[str, Any]:
-    """SASRec or SASRec+behavior (name), epoch selected as the budget says, or by NDCG@10 for the ':ndcg' names."""
+               progress: bool) -> dict[str, dict[str, Any]]:
+    """SASRec or SASRec+behavior (name), epoch selected as the budget says, or by NDCG@10 for the ':ndcg' names;
+    scored as trained and (SIDE_ROWS) with the history items excluded (name:no-history)."""
     base, _, select_by = name.partition(":")
     settings = TrainingSettings(epochs=budget.epochs, batch_size=budget.batch_size,
                                 learning_rate=budget.sasrec_learning_rate, patience=budget.patience,
@@ -291,11 +325,12 @@ def run_sasrec(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: 
     model = SASRecRecommender.fit_prepared(load_prepared(setup.plain), use_behaviors=base == "SASRec+behavior",
                                            settings=settings)
     fit = model.fit_result
-    return {"result": evaluator.evaluate(model, name, baseline=base in BASELINES).to_dict(),
-            "train_seconds": round(fit.seconds, 1),
-            "epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch, "stop_reason": fit.stop_reason,
-            "selected_by": settings.select_by, "best_metric": fit.best_metric,
+    info = {"train_seconds": round(fit.seconds, 1), "epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch,
+            "stop_reason": fit.stop_reason, "selected_by": settings.select_by, "best_metric": fit.best_metric,
             "validation": fit.history}
+    rows = {name: model} | ({name + NO_HISTORY: WithoutHistory(model)} if name + NO_HISTORY in SIDE_ROWS else {})
+    return {row: {"result": evaluator.evaluate(recommender, row, baseline=base in BASELINES).to_dict(), **info}
+            for row, recommender in rows.items()}
 
 
 def _gamer_dir(work: Path, setup: DatasetSetup, seed: int, variant: str) -> Path:
@@ -307,8 +342,7 @@ def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, wo
     """Train one GAMER variant through gamer_hf.training; returns the checkpoint to score and what training did."""
     last_epoch = variant in LAST_EPOCH
     ablation, augmented = GAMER_VARIANTS[variant.partition(":")[0]]
-    start = time.perf_counter()
-    result = train(TrainArguments(
+    arguments = TrainArguments(
         data=str(setup.augmented if augmented else setup.plain), tokenizer=str(setup.tokenizer),
         output_dir=str(_gamer_dir(work, setup, seed, variant)), preset=budget.preset, ablation=ablation,
         num_train_epochs=budget.epochs, per_device_train_batch_size=budget.batch_size,
@@ -317,21 +351,48 @@ def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, wo
         disable_tqdm=not progress, save_total_limit=2 if last_epoch else 1, logging_steps=20,  # 1 drops the last
         select_by=budget.select_by, ranking_cases=budget.max_validation_cases or 500, ranking_beams=budget.num_beams,
         keep_checkpoints=last_epoch,  # the last epoch's checkpoint is scored
-    ))
+    )
+    trained = reusable_run(arguments) if not last_epoch else None
+    if trained is not None:  # the same training arguments already ran to the end: score that checkpoint again
+        info = read_json(trained / TRAINING_INFO_FILE)
+        runtime = next((row["train_runtime"] for row in info["log_history"] if "train_runtime" in row), float("nan"))
+        return trained, _train_record(info["log_history"], info["results"], runtime, budget, reused=True)
+    start = time.perf_counter()
+    result = train(arguments)
     train_seconds = time.perf_counter() - start
-    epochs = [row["epoch"] for row in result.log_history if "eval_loss" in row and "epoch" in row]
     outcome = read_json(result.checkpoint_dir / TRAINING_INFO_FILE)["results"]
     chosen = list_checkpoints(result.checkpoint_dir / CHECKPOINTS_SUBDIR)[-1] if last_epoch else result.checkpoint_dir
     if last_epoch and chosen.name != f"checkpoint-{result.global_step}":
         raise RuntimeError(f"{variant}: the last checkpoint (step {result.global_step}) was not kept; found {chosen}")
-    return chosen, {
-        "train_seconds": round(train_seconds, 1), "epochs_run": round(max(epochs, default=0.0), 2),
-        "global_step": result.global_step, "selected_by": budget.select_by,
+    record = _train_record(result.log_history, outcome, train_seconds, budget, reused=False)
+    if last_epoch:
+        record["evaluated_step"] = int(chosen.name.split("-")[-1])
+    return chosen, record
+
+
+def reusable_run(arguments: TrainArguments) -> Path | None:
+    """The output folder of a finished training run with exactly these arguments (None when there is none): a
+    rerun of the evaluation (more test cases, new blends) scores it instead of training again."""
+    folder = Path(arguments.output_dir)
+    if not (folder / TRAINING_INFO_FILE).is_file() or not (folder / "model.safetensors").is_file():
+        return None
+    stored = read_json(folder / TRAINING_INFO_FILE).get("training_arguments", {})
+    wanted = {k: v for k, v in asdict(arguments).items() if k != "disable_tqdm"}
+    return folder if {k: stored.get(k) for k in wanted} == wanted else None
+
+
+def _train_record(log_history: list[dict[str, Any]], outcome: dict[str, Any], train_seconds: float, budget: Budget,
+                  reused: bool) -> dict[str, Any]:
+    epochs = [row["epoch"] for row in log_history if "eval_loss" in row and "epoch" in row]
+    return {
+        "train_seconds": round(train_seconds, 1), "reused_checkpoint": reused,
+        "epochs_run": round(max(epochs, default=0.0), 2),
+        "global_step": outcome["global_step"], "selected_by": budget.select_by,
         "best_eval_loss": outcome["best_eval_loss"], "best_eval_ndcg10": outcome.get("best_eval_ndcg10"),
-        "validation": [{k: r[k] for k in ("epoch", "eval_loss", "eval_ndcg10") if k in r} for r in result.log_history
+        "validation": [{k: r[k] for k in ("epoch", "eval_loss", "eval_ndcg10") if k in r} for r in log_history
                        if "eval_loss" in r or "eval_ndcg10" in r],
         "stop_reason": "early_stopping" if outcome["stopped_early"] else "epochs",
-        "evaluated_step": int(chosen.name.split("-")[-1]) if last_epoch else outcome["best_global_step"],
+        "evaluated_step": outcome["best_global_step"],
     }
 
 
@@ -344,7 +405,8 @@ def score_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, varia
                              on_unknown="skip")
     with_blends = blends and variant == "GAMER"
     rows = gamer_rows(evaluator, gamer, variant, baseline=variant in BASELINES,
-                      validation=setup.mixer_cases if with_blends else None, popular=setup.popular)
+                      validation=setup.mixer_cases if with_blends else None, popular=setup.popular,
+                      explore=variant + NO_HISTORY in SIDE_ROWS, rerank_ablation=True)
     return _records(rows, **info)
 
 
@@ -361,7 +423,12 @@ def reblend_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, see
     info = {k: v for k, v in trained.items() if k != "result"}
     checkpoint = _gamer_dir(work, setup, seed, "GAMER")
     return {name: record for name, record in score_gamer(setup, evaluator, budget, "GAMER", checkpoint, info,
-                                                         device).items() if name in BLENDS}
+                                                         device).items() if _base(name) in BLENDS}
+
+
+def _base(row: str) -> str:
+    """The model a row belongs to: a SIDE_ROWS row is scored with it."""
+    return row.removesuffix(NO_HISTORY).removesuffix(PLAIN_BEAMS)
 
 
 # -------------------------------------------------------------------------------------------- results
@@ -374,6 +441,10 @@ def _headline(result: dict[str, Any]) -> dict[str, float]:
         f"merged_{k}": result[MERGED][k] for k in HEADLINE} | {"explore_NDCG@10": explore.get("NDCG@10", float("nan"))}
 
 
+def _explore_share(record: dict[str, Any]) -> float:
+    return record.get("history_share@10", {}).get(EXPLORE, float("nan"))
+
+
 def aggregate(runs: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
     """dataset -> model -> {metric_mean, metric_std, seeds}; std is the sample std over seeds (0 for one seed)."""
     out: dict[str, dict[str, dict[str, float]]] = {}
@@ -381,9 +452,10 @@ def aggregate(runs: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
         per_model: dict[str, list[dict[str, float]]] = {}
         for models in seeds.values():
             for model, record in models.items():
-                per_model.setdefault(model, []).append(_headline(record["result"]))
+                per_model.setdefault(model, []).append(_headline(record["result"]) | {
+                    "explore_history_share@10": _explore_share(record)})
         out[dataset] = {}
-        for model in [m for m in MODELS + DIAGNOSTICS if m in per_model]:
+        for model in [m for m in MODELS + DIAGNOSTICS + SIDE_ROWS if m in per_model]:
             rows = per_model[model]
             summary: dict[str, float] = {"seeds": len(rows)}
             for key in rows[0]:
@@ -407,14 +479,15 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [f"**{dataset}** ({stats['protocol']}; {stats['users']:,} users, {stats['items']:,} items; "
                   f"{stats['test_cases_used']:,} of {stats['test_cases_total']:,} test cases; data and semantic IDs "
                   f"{stats.get('setup_seconds', '-')} s)", "",
-                  "| Model | seeds | target HR@10 | target NDCG@10 | target explore NDCG@10 | merged HR@10 "
-                  "| merged NDCG@10 | train s | epochs |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| Model | seeds | target HR@10 | target NDCG@10 | target explore NDCG@10 | explore history "
+                  "share@10 | merged HR@10 | merged NDCG@10 | train s | epochs |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         best = max((s["target_NDCG@10_mean"] for m, s in models.items() if not m.startswith("GAMER")),
                    default=float("nan"))  # the best baseline, rules and TIGER included
         for model, s in models.items():
             cells = [f"{s[f'{k}_mean']:.4f} ± {s[f'{k}_std']:.4f}" for k in
-                     ("target_HR@10", "target_NDCG@10", "explore_NDCG@10", "merged_HR@10", "merged_NDCG@10")]
+                     ("target_HR@10", "target_NDCG@10", "explore_NDCG@10", "explore_history_share@10", "merged_HR@10",
+                      "merged_NDCG@10")]
             if model.startswith("GAMER") and s["target_NDCG@10_mean"] >= best:
                 cells[1] = f"**{cells[1]}**"
             lines.append(f"| {model} | {s['seeds']} | " + " | ".join(cells) + f" | "
@@ -427,6 +500,7 @@ def markdown(results: dict[str, Any]) -> str:
 LEARNED = ("SASRec", "SASRec+behavior", "TIGER")  # issue 16's first goal compares GAMER with the best of these
 GOAL_COLUMNS = (  # header, slice, the references (None: every baseline)
     ("all", ALL_CASES, None), ("explore", EXPLORE, None), ("explore vs best learned", EXPLORE, LEARNED),
+    ("explore vs best learned without history", EXPLORE, tuple(m + NO_HISTORY for m in LEARNED)),
     ("all vs Repeat+learned", ALL_CASES, ("Repeat+learned",)))
 
 
@@ -509,6 +583,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the user and case subsamples")
     parser.add_argument("--epochs", type=int, help="override the budget's epochs (the budget is renamed: a study)")
+    parser.add_argument("--test-cases", type=_test_cases, help="override the budget's test-case cap, a number or "
+                        "'all' (the budget is renamed; trained checkpoints with the same training arguments are reused)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--resume", action="store_true", help="keep finished (dataset, seed, model) runs in --out")
     parser.add_argument("--redo", nargs="+", default=[], choices=MODELS + DIAGNOSTICS,
@@ -523,13 +599,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _test_cases(value: str) -> int | str:
+    if value == "all":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"--test-cases takes a positive number or 'all', got {value!r}")
+    return int(value)
+
+
 def budget_for(args: argparse.Namespace, budget: Budget | None = None) -> Budget:
-    """The flags' budget (or `budget`) with --epochs applied; an overridden budget gets its own name, so --resume
-    never mixes its runs with the standard ones."""
+    """The flags' budget (or `budget`) with --epochs and --test-cases applied; an overridden budget gets its own
+    name, so --resume never mixes its runs with the standard ones."""
     budget = budget or BUDGETS[args.budget]
-    if args.epochs is None:
-        return budget
-    return replace(budget, name=f"{budget.name}-epochs={args.epochs}", epochs=args.epochs)
+    if args.epochs is not None:
+        budget = replace(budget, name=f"{budget.name}-epochs={args.epochs}", epochs=args.epochs)
+    if getattr(args, "test_cases", None) is not None:
+        budget = replace(budget, name=f"{budget.name}-test={args.test_cases}",
+                         max_test_cases=None if args.test_cases == "all" else args.test_cases)
+    return budget
 
 
 def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any]:
@@ -552,36 +639,39 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
     for dataset in args.datasets:
         setup = setup_dataset(dataset, Path(args.data_dir), args.work_dir, budget, args.data_seed)
         results["datasets"][dataset] = setup.stats
-        evaluator = Evaluator(setup.test_cases, setup.behaviors, batch_size=32, progress=args.progress,
-                              known_items=setup.known_items)
+        evaluator = SharingEvaluator(setup.test_cases, setup.behaviors, batch_size=32, progress=args.progress,
+                                     known_items=setup.known_items)
         results["datasets"][dataset]["cases"] = {"behaviors": setup.behaviors, "case_behaviors": evaluator.case_behaviors,
                                                  "case_slices": evaluator.case_slices}
         runs = results["runs"].setdefault(dataset, {})
         rules = None
         for seed in args.seeds:
             done = runs.setdefault(str(seed), {})
-            for model in args.redo:
-                done.pop(model, None)
+            for row in [r for r in done if _base(r) in args.redo]:
+                done.pop(row)
             todo = [m for m in args.models if m not in done]
             if set(RULES) & set(todo):
                 rules = rules or run_rules(setup, evaluator)
                 done.update({m: rules[m] for m in RULES if m in todo})
+                evaluator.attach_shares(done)
             blends = [m for m in BLENDS if m in todo]
             if blends and "GAMER" in done:  # the blends are made from GAMER's generated lists
                 print(f"[{time.strftime('%H:%M:%S')}] {dataset} seed {seed}: {blends} from the trained GAMER")
                 scored = reblend_gamer(setup, evaluator, budget, seed, args.work_dir, done["GAMER"], args.device)
-                done.update({m: scored[m] for m in blends})
+                done.update({k: v for k, v in scored.items() if _base(k) in blends})
+                evaluator.attach_shares(done)
                 save(results, args.out)
             elif blends and "GAMER" not in todo:
                 todo.append("GAMER")
             for model in (m for m in todo if m in GAMER_VARIANTS or m in LAST_EPOCH or m.startswith("SASRec")):
                 print(f"[{time.strftime('%H:%M:%S')}] {dataset} seed {seed}: {model}", flush=True)
                 if model.startswith("SASRec"):
-                    done[model] = run_sasrec(setup, evaluator, budget, seed, model, args.progress)
+                    done.update(run_sasrec(setup, evaluator, budget, seed, model, args.progress))
                 else:
                     done.update({k: v for k, v in run_gamer(setup, evaluator, budget, seed, model, args.work_dir,
                                                             args.device, args.progress).items()
-                                 if k in args.models})
+                                 if _base(k) in args.models})
+                evaluator.attach_shares(done)
                 save(results, args.out)
     results["finished"] = time.strftime("%Y-%m-%d %H:%M")
     save(results, args.out)

@@ -73,7 +73,11 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     results = quality.run(quality.parse_args(argv), budget)
 
     runs = results["runs"]["synthetic"]["0"]
-    assert sorted(runs) == sorted(models)
+    side = ["SASRec:no-history", "GAMER:no-history", "GAMER+rerank:plain-beams"]
+    assert sorted(runs) == sorted(models + side)
+    for row in ("SASRec:no-history", "GAMER:no-history"):  # the lists hold no history item, on any slice
+        assert set(runs[row]["history_share@10"].values()) == {0.0}
+    assert runs["Repeat"]["history_share@10"]["explore"] > 0 and runs["MostPopular"]["history_share@10"]
     assert runs["SASRec"]["selected_by"] == runs["SASRec:ndcg"]["selected_by"] == "ndcg"  # the budget's default
     assert runs["GAMER"]["selected_by"] == "ndcg" and any("eval_ndcg10" in row for row in runs["GAMER"]["validation"])
     last = runs["GAMER-noaug:last"]
@@ -83,7 +87,8 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     learned, reranked = runs["Repeat+learned"]["reranker"], runs["GAMER+rerank"]["reranker"]
     assert not learned["use_model"] and reranked["use_model"]
     assert learned["weights"]["fit_cases"] == reranked["weights"]["fit_cases"] == 12  # the validation cases, not test
-    assert len(reranked["weights"]["coef"]) == len(learned["weights"]["coef"]) + 4
+    assert len(reranked["weights"]["coef"]) == len(learned["weights"]["coef"]) + 4 + 3  # model and explore features
+    assert reranked["explore"] and not runs["GAMER+rerank:plain-beams"]["reranker"]["explore"]
     assert runs["GAMER"]["result"]["num_cases"] == runs["Repeat"]["result"]["num_cases"]
     assert sum(runs["Repeat"]["result"]["num_cases"].values()) == 30
     stats = results["datasets"]["synthetic"]
@@ -92,6 +97,7 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     assert saved["summary"]["synthetic"]["SASRec"]["seeds"] == 1 and saved["budget"]["name"] == "quick"
     table = (tmp_path / "out" / "quality.md").read_text()
     assert "target explore NDCG@10" in table and "paired bootstrap" in table and "| GAMER | 0 |" in table
+    assert "explore vs best learned without history" in table and "explore history share@10" in table
     assert len(results["datasets"]["synthetic"]["cases"]["case_slices"]) == 30
     assert all(f"| {model} | 1 |" in table for model in models)
     assert (tmp_path / "out" / "quality.png").read_bytes()[:4] == b"\x89PNG"
@@ -106,6 +112,15 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     monkeypatch.setattr(quality, "run_sasrec", no_training)
     again = quality.run(quality.parse_args([*argv, "--resume"]), budget)
     assert again["runs"]["synthetic"]["0"]["GAMER"] == runs["GAMER"]
+    monkeypatch.undo()
+    monkeypatch.setitem(quality.DATASETS, "synthetic", "session")
+    monkeypatch.setattr(quality, "train", no_training)  # more test cases: the checkpoint is scored again, not retrained
+    wider = quality.run(quality.parse_args([*argv, "--test-cases", "all", "--out", str(tmp_path / "wider"),
+                                            "--models", "GAMER"]), budget)
+    rescored = wider["runs"]["synthetic"]["0"]["GAMER"]
+    assert rescored["reused_checkpoint"] and rescored["evaluated_step"] == runs["GAMER"]["evaluated_step"]
+    assert sum(rescored["result"]["num_cases"].values()) == wider["datasets"]["synthetic"]["test_cases_total"] > 30
+    assert wider["budget"]["name"] == "quick-test=all"
     remixed = quality.run(quality.parse_args([*argv, "--resume", "--redo", "GAMER+mix", "GAMER+rerank"]), budget)
     for blend in quality.BLENDS:  # same model, same grid, same validation cases: same choice and fit
         assert remixed["runs"]["synthetic"]["0"][blend]["result"]["metrics"] == runs[blend]["result"]["metrics"]
@@ -114,7 +129,7 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
 @pytest.mark.parametrize(
     ("flags", "name", "epochs", "users"),
     [([], "small", 6, 2500), (["--epochs", "12"], "small-epochs=12", 12, 2500),
-     (["--budget", "cpu5k"], "cpu5k", 6, 5000)],
+     (["--budget", "cpu5k"], "cpu5k", 6, 5000), (["--epochs", "3", "--test-cases", "all"], "small-epochs=3-test=all", 3, 2500)],
 )
 def test_budget_flags_name_the_budget(quality, flags, name, epochs, users) -> None:
     budget = quality.budget_for(quality.parse_args(["--data-dir", ".", *flags]))
