@@ -13,6 +13,7 @@ fitted weights are plain numbers (`to_dict` / `from_dict`, JSON), never a pickle
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -212,7 +213,8 @@ class HistoryReranker:
     def to_dict(self) -> dict[str, Any]:
         """Settings and fitted weights as JSON-ready values (popularity counts are data: pass them again)."""
         return {"behaviors": self.behaviors, "use_model": self.use_model, "popular_pool": self.popular_pool,
-                "regularization": self.regularization, "explore": self.explore, "weights": self.weights}
+                "regularization": self.regularization, "explore": self.explore,
+                "weights": copy.deepcopy(self.weights)}  # a copy: editing the dict never changes the fitted reranker
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], popular: MostPopular | None = None) -> HistoryReranker:

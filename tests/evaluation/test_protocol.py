@@ -90,10 +90,16 @@ def test_gamer_rows_cut_every_blend_from_one_decoding(gamer, popular, monkeypatc
     beams = gamer.generate(cases, gamer.num_beams)
     calls = []
     generate = gamer.generate
-    monkeypatch.setattr(gamer, "generate", lambda batch, top_k: calls.append(len(batch)) or generate(batch, top_k))
-    rows = gamer_rows(evaluator, gamer, validation=validation, popular=popular, repeat_slots=2)
-    assert sum(calls) == len(cases) + len(validation)  # test and validation beams decoded once each
-    assert list(rows) == ["GAMER", "GAMER+repeat2", "GAMER+mix", "GAMER+rerank"]
+    monkeypatch.setattr(gamer, "generate", lambda batch, top_k, exclude_history=None: calls.append(
+        (len(batch), bool(exclude_history))) or generate(batch, top_k, exclude_history))
+    rows = gamer_rows(evaluator, gamer, validation=validation, popular=popular, repeat_slots=2, rerank_ablation=True)
+    for excluded in (False, True):  # test and validation beams decoded once each, plain and with the history excluded
+        assert sum(n for n, e in calls if e == excluded) == len(cases) + len(validation)
+    assert list(rows) == ["GAMER", "GAMER:no-history", "GAMER+repeat2", "GAMER+mix", "GAMER+rerank",
+                          "GAMER+rerank:plain-beams"]
+    explored = generate(cases, gamer.num_beams, exclude_history=True)
+    assert rows["GAMER:no-history"].result.per_case == evaluator.score([[i for i, _ in r] for r in explored], "x").per_case
+    assert not any(set(i for i, _ in row) & set(case.history_items) for row, case in zip(explored, cases))
     assert rows["GAMER"].result.per_case == evaluator.score([[i for i, _ in row] for row in beams], "x").per_case
     mixed = [HistoryMixer(repeat_slots=2).mix(row, case, 10) for row, case in zip(beams, cases)]
     assert rows["GAMER+repeat2"].result.per_case == evaluator.score(mixed, "x").per_case
@@ -104,13 +110,17 @@ def test_gamer_rows_cut_every_blend_from_one_decoding(gamer, popular, monkeypatc
     assert mix["validation_ndcg10"] == score and len(mix["candidates"]) == len(MIXER_GRID)
     reranker = rows["GAMER+rerank"].details["reranker"]
     assert reranker["use_model"] and reranker["weights"]["fit_cases"] == len(validation)  # never the test cases
+    ablation = rows["GAMER+rerank:plain-beams"].details["reranker"]
+    assert reranker["explore"] and not ablation["explore"]
+    assert len(reranker["weights"]["coef"]) == len(ablation["weights"]["coef"]) + 3
     assert not any(row.result.baseline for row in rows.values())
 
 
 def test_gamer_rows_without_validation_and_as_a_baseline(gamer) -> None:
     evaluator = Evaluator(_cases(6, seed=6), BEHAVIORS, progress=False)
     rows = gamer_rows(evaluator, gamer, "TIGER", baseline=True)
-    assert list(rows) == ["TIGER"] and rows["TIGER"].result.baseline
+    assert list(rows) == ["TIGER", "TIGER:no-history"] and all(row.result.baseline for row in rows.values())
+    assert list(gamer_rows(evaluator, gamer, "TIGER", explore=False)) == ["TIGER"]
     narrow = GamerRecommender(gamer.model, gamer.tokenizer, num_beams=5)
     with pytest.raises(ValueError, match="num_beams=5 cannot fill top-10"):
         gamer_rows(evaluator, narrow)

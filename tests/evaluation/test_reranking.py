@@ -11,6 +11,7 @@ import torch
 
 from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast
 from gamer_hf.evaluation import (
+    EXPLORE_FEATURES,
     HISTORY_FEATURES,
     MODEL_FEATURES,
     EvalCase,
@@ -83,7 +84,7 @@ def test_learns_that_users_return_to_their_favourite() -> None:
 
 def test_learns_when_to_trust_the_model() -> None:
     (train, train_beams, train_scores), (test, beams, scores) = _new_or_old(60, seed=0), _new_or_old(60, seed=1)
-    reranker = HistoryReranker(BEHAVIORS).fit(train, train_beams, train_scores)
+    reranker = HistoryReranker(BEHAVIORS, explore=False).fit(train, train_beams, train_scores)
     ranked = reranker.rank(test, 10, beams, scores)
     assert all(row[0] == case.target_items[0] for row, case in zip(ranked, test))
     evaluator = Evaluator(test, BEHAVIORS, k_values=(1,), progress=False)
@@ -91,6 +92,40 @@ def test_learns_when_to_trust_the_model() -> None:
     assert evaluator.score(beams, "beams").target["HR@1"] == 0.5  # either rule alone gets half
     assert evaluator.evaluate(Repeat()).target["HR@1"] == 0.5
     assert set(reranker.weights["features"]) == set(HISTORY_FEATURES + MODEL_FEATURES)
+
+
+def _returns_or_explores(n: int, seed: int) -> tuple[list[EvalCase], list[list[str]], list[list[str]], list[dict]]:
+    """GAMER's plain beams are the user's own items; half the users buy the top explore beam (a new item, which
+    GAMER scores high), half return to their last item (which GAMER scores high instead)."""
+    rng = random.Random(seed)
+    cases, generated, explored, scores = [], [], [], []
+    for u in range(n):
+        history, new = [f"h{u}_{j}" for j in range(3)], [f"n{u}_{j}" for j in range(5)]
+        explores = u % 2 == 0
+        cases.append(EvalCase(f"u{u}", ("click",) * 3, tuple(history), "buy", (new[0] if explores else history[-1],)))
+        generated.append(history[::-1])
+        explored.append(new)
+        scores.append({item: (-0.3 if explores else -5.0) - j - rng.random() * 0.1 for j, item in enumerate(new)}
+                      | {item: (-5.0 if explores else -0.3) - j - rng.random() * 0.1 for j, item in enumerate(history[::-1])})
+    return cases, generated, explored, scores
+
+
+def test_explore_beams_bring_the_new_targets_the_plain_beams_lack() -> None:
+    train, train_beams, train_explored, train_scores = _returns_or_explores(60, seed=0)
+    test, generated, explored, scores = _returns_or_explores(60, seed=1)
+    with_explore = HistoryReranker(BEHAVIORS).fit(train, train_beams, train_scores, train_explored)
+    plain = HistoryReranker(BEHAVIORS, explore=False).fit(train, train_beams, train_scores)
+    evaluator = Evaluator(test, BEHAVIORS, k_values=(1, 10), progress=False, known_items=[])
+    best = evaluator.score(with_explore.rank(test, 10, generated, scores, explored), "explore")
+    without = evaluator.score(plain.rank(test, 10, generated, scores), "plain")
+    assert best.target["HR@1"] == 1.0 and best.slices["explore"]["buy"]["HR@1"] == 1.0
+    assert without.slices["explore"]["buy"]["HR@10"] == 0.0  # the new targets never enter its pool
+    assert set(with_explore.weights["features"]) == set(HISTORY_FEATURES + MODEL_FEATURES + EXPLORE_FEATURES)
+    named = dict(zip(with_explore.feature_names, with_explore.features(test[0], ["n0_0", "h0_2"], generated[0],
+                                                                        scores[0], explored[0]).T))
+    assert list(named["in_explore_beams"]) == [1.0, 0.0] and named["history_model_logp"][0] == 0.0 > named["model_logp"][1]
+    with pytest.raises(ValueError, match="give explored lists"):
+        with_explore.rank(test, 10, generated, scores)
 
 
 def test_items_the_model_cannot_generate_get_the_floor() -> None:
@@ -108,7 +143,7 @@ def test_save_load_round_trip(tmp_path, train_events) -> None:
     popular = MostPopular().fit(train_events)
     cases, generated, scores = _new_or_old(20, seed=3)
     scores = [row | {item: -20.0 for item in popular.ranking("buy", 10)} for row in scores]
-    reranker = HistoryReranker(BEHAVIORS, popular).fit(cases, generated, scores)
+    reranker = HistoryReranker(BEHAVIORS, popular, explore=False).fit(cases, generated, scores)
     reranker.save(tmp_path / "reranker.json")
     loaded = HistoryReranker.load(tmp_path / "reranker.json", popular)
     assert loaded.rank(cases, 10, generated, scores) == reranker.rank(cases, 10, generated, scores)
@@ -118,6 +153,8 @@ def test_save_load_round_trip(tmp_path, train_events) -> None:
     saved["weights"]["features"] = saved["weights"]["features"][:-1]
     with pytest.raises(ValueError, match="saved reranker has features"):
         HistoryReranker.from_dict(saved, popular)
+    older = {k: v for k, v in reranker.to_dict().items() if k != "explore"}  # saved before the explore beams
+    assert not HistoryReranker.from_dict(older, popular).explore
 
 
 def test_clear_errors() -> None:
@@ -127,7 +164,10 @@ def test_clear_errors() -> None:
     with pytest.raises(ValueError, match="give generated lists and model_scores"):
         HistoryReranker(BEHAVIORS).fit(cases)
     with pytest.raises(ValueError, match="no model score for pool item 'h0_2'"):
-        HistoryReranker(BEHAVIORS).fit(cases, generated, [{k: v for k, v in s.items() if k.startswith("n")} for s in scores])
+        HistoryReranker(BEHAVIORS, explore=False).fit(
+            cases, generated, [{k: v for k, v in s.items() if k.startswith("n")} for s in scores])
+    with pytest.raises(ValueError, match="give explored lists .* or build it with explore=False"):
+        HistoryReranker(BEHAVIORS).fit(cases, generated, scores)
     misses = [EvalCase("u", ("click",), ("a",), "buy", ("z",))]
     with pytest.raises(ValueError, match="0 of 1 pooled items are targets"):
         HistoryReranker(BEHAVIORS, use_model=False).fit(misses)
@@ -146,11 +186,12 @@ def test_gamer_recommender_reranks_beams_history_and_popular(train_events) -> No
     popular = MostPopular().fit(train_events)
     reranker = HistoryReranker(BEHAVIORS, popular, popular_pool=3)
     plain = GamerRecommender(model, tok, num_beams=6)
-    generated = plain.generate(cases, 6)
-    scores = plain.pool_scores(cases, generated, reranker)
-    for case, row, scored in zip(cases, generated, scores):
-        pool = reranker.pool(case, [item for item, _ in row])
-        assert set(scored) == set(pool) and all(scored[item] == s for item, s in row)
+    generated, explored = plain.generate(cases, 6), plain.generate(cases, 6, exclude_history=True)
+    scores = plain.pool_scores(cases, generated, reranker, explored)
+    for case, row, new, scored in zip(cases, generated, explored, scores):
+        assert not {item for item, _ in new} & set(case.history_items)
+        pool = reranker.pool(case, [item for item, _ in row], [item for item, _ in new])
+        assert set(scored) == set(pool) and all(scored[item] == s for item, s in row + new)
         assert scored[case.history_items[0]] == pytest.approx(
             model.score_items(tok, [case.history], [[case.history_items[0]]])[0][0], abs=1e-5)
     with pytest.raises(RuntimeError, match="no reranker"):
@@ -161,7 +202,8 @@ def test_gamer_recommender_reranks_beams_history_and_popular(train_events) -> No
     assert again.weights == reranker.weights
     assert fitted.reranker is reranker and reranker.weights["fit_cases"] == 24
     ranked = fitted.recommend(cases, 5)
-    assert ranked == reranker.rank(cases, 5, [[item for item, _ in row] for row in generated], scores)
+    assert ranked == reranker.rank(cases, 5, [[item for item, _ in row] for row in generated], scores,
+                                   [[item for item, _ in row] for row in explored])
     assert ranked == fitted.rerank(cases, generated, 5)
     assert ranked == GamerRecommender(model, tok, num_beams=6, reranker=reranker).recommend(cases, 5)
     with pytest.raises(ValueError, match="not both"):
