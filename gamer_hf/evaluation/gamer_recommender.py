@@ -86,9 +86,9 @@ class GamerRecommender:
         items the tokenizer does not know)."""
         cases = as_cases(cases)
         found = [dict(row) | dict(new) for row, new in zip(generated, explored or [[]] * len(generated))]
-        missing = [[item for item in reranker.pool(case, [item for item, _ in row], [item for item, _ in new])
-                    if item not in known] for case, row, new, known in
-                   zip(cases, generated, explored or [[]] * len(generated), found)]
+        pools = [reranker.pool(case, row, new) for case, row, new in
+                 zip(cases, beam_items(generated), beam_items(explored) or [[]] * len(generated))]
+        missing = [[item for item in pool if item not in known] for pool, known in zip(pools, found)]
         scored = self.model.score_items(
             self.tokenizer, [case.history for case in cases], missing, behavior=[case.target_behavior for case in cases],
             max_history=self.max_history, on_unknown="skip",
@@ -106,7 +106,8 @@ class GamerRecommender:
         cases = as_cases(cases)
         generated = self.generate(cases, self.num_beams) if generated is None else generated
         explored = self.explore_beams(cases, reranker, explored)
-        reranker.fit(cases, _items(generated), self.pool_scores(cases, generated, reranker, explored), _items(explored))
+        reranker.fit(cases, beam_items(generated), self.pool_scores(cases, generated, reranker, explored),
+                     beam_items(explored))
         self.reranker = reranker
         return self
 
@@ -118,8 +119,8 @@ class GamerRecommender:
             raise RuntimeError("no reranker: call fit_reranker(validation_cases, reranker) first")
         cases = as_cases(cases)
         explored = self.explore_beams(cases, self.reranker, explored)
-        return self.reranker.rank(cases, top_k, _items(generated),
-                                  self.pool_scores(cases, generated, self.reranker, explored), _items(explored))
+        return self.reranker.rank(cases, top_k, beam_items(generated),
+                                  self.pool_scores(cases, generated, self.reranker, explored), beam_items(explored))
 
     def recommend(self, cases: Iterable[Mapping[str, Any] | EvalCase], top_k: int) -> list[list[str]]:
         """Item ids best first, history-mixed when a mixer is set, reranked when a reranker is."""
@@ -132,5 +133,6 @@ class GamerRecommender:
         return [self.mixer.mix(scored, case, top_k) for scored, case in zip(generated, cases)]
 
 
-def _items(beams: list[list[tuple[str, float]]] | None) -> list[list[str]] | None:
+def beam_items(beams: list[list[tuple[str, float]]] | None) -> list[list[str]] | None:
+    """The item ids of scored beams (None stays None)."""
     return None if beams is None else [[item for item, _ in row] for row in beams]

@@ -28,7 +28,7 @@ from ..errors import ConfigurationError, OutputExistsError
 from .baselines import MostPopular, Repeat
 from .cases import EvalCase, as_cases
 from .evaluator import Evaluator
-from .gamer_recommender import GamerRecommender
+from .gamer_recommender import GamerRecommender, beam_items
 from .mixing import MIXER_GRID, HistoryMixer, choose_mixer
 from .plotting import plot_per_behavior
 from .reranking import HistoryReranker
@@ -137,12 +137,12 @@ def gamer_rows(evaluator: Evaluator, gamer: GamerRecommender, name: str = "GAMER
         raise ValueError(f"num_beams={gamer.num_beams} cannot fill top-{evaluator.top_k} lists: use at least "
                          f"{evaluator.top_k}")
     generated, seconds = decode_beams(evaluator, gamer, f"evaluate {name}")  # every beam: the blends use them all
-    out = {name: Scored(evaluator.score([[item for item, _ in row] for row in generated], name, seconds, baseline))}
+    out = {name: Scored(evaluator.score(beam_items(generated), name, seconds, baseline))}
     explored = None
     if explore:
         explored, explore_seconds = decode_beams(evaluator, gamer, f"evaluate {name}{NO_HISTORY}", exclude_history=True)
-        out[name + NO_HISTORY] = Scored(evaluator.score([[item for item, _ in row] for row in explored],
-                                                        name + NO_HISTORY, explore_seconds, baseline))
+        out[name + NO_HISTORY] = Scored(evaluator.score(beam_items(explored), name + NO_HISTORY, explore_seconds,
+                                                        baseline))
     if repeat_slots:
         mixer = HistoryMixer(repeat_slots=repeat_slots)
         mixed = [mixer.mix(row, case, evaluator.top_k) for row, case in zip(generated, evaluator.cases)]
@@ -162,20 +162,32 @@ def gamer_rows(evaluator: Evaluator, gamer: GamerRecommender, name: str = "GAMER
         out[f"{name}+mix"] = Scored(evaluator.score(mixed, f"{name}+mix", seconds), {
             "mixer": _mixer_dict(mixer), "validation_ndcg10": score,
             "candidates": [[_mixer_dict(m), s] for m, s in candidates]})
-    variants = {f"{name}+rerank": explore} if rerank else {}
-    if rerank and explore and rerank_ablation:
-        variants[f"{name}+rerank{PLAIN_BEAMS}"] = False
-    for row, with_explore in variants.items():
-        reranker = HistoryReranker(evaluator.behaviors, popular, popular_pool=evaluator.top_k, explore=with_explore)
+    if not rerank:
+        return out
+    rerankers = {f"{name}+rerank": HistoryReranker(evaluator.behaviors, popular, popular_pool=evaluator.top_k,
+                                                   explore=explore)}
+    if explore and rerank_ablation:
+        rerankers[f"{name}+rerank{PLAIN_BEAMS}"] = HistoryReranker(evaluator.behaviors, popular,
+                                                                   popular_pool=evaluator.top_k, explore=False)
+    # The first reranker's pools hold every other's: GAMER scores each pooled item once, for all of them.
+    widest = rerankers[f"{name}+rerank"]
+    held_out_scores = gamer.pool_scores(held_out.cases, held_out_beams, widest, held_out_explored)
+    test_scores, scoring_seconds = None, 0.0
+    for row, reranker in rerankers.items():
         try:
-            gamer.fit_reranker(held_out.cases, reranker, held_out_beams, held_out_explored if with_explore else None)
+            reranker.fit(held_out.cases, beam_items(held_out_beams), held_out_scores,
+                         beam_items(held_out_explored) if reranker.explore else None)
         except ValueError as error:  # e.g. no validation target in any pool: nothing to learn from
             logger.warning("skipping %s: %s", row, error)
             continue
         start = time.perf_counter()
-        # the beams the plain rows decoded
-        reranked = gamer.rerank(evaluator.cases, generated, evaluator.top_k, explored if with_explore else None)
-        spent = seconds + (explore_seconds if with_explore else 0.0) + time.perf_counter() - start
+        if test_scores is None:  # the beams the plain rows decoded
+            test_scores = gamer.pool_scores(evaluator.cases, generated, widest, explored)
+            scoring_seconds = time.perf_counter() - start
+            start = time.perf_counter()
+        reranked = reranker.rank(evaluator.cases, evaluator.top_k, beam_items(generated), test_scores,
+                                 beam_items(explored) if reranker.explore else None)
+        spent = seconds + (explore_seconds if reranker.explore else 0.0) + scoring_seconds + time.perf_counter() - start
         out[row] = Scored(evaluator.score(reranked, row, spent), {"reranker": reranker.to_dict()})
     return out
 
