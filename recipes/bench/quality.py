@@ -16,7 +16,14 @@ Models (names as in the tables):
                                          HistoryMixer chosen on validation cases (no extra training)
     GAMER+rerank                         the same reranker with GAMER's scores added: GAMER's beams, history and
                                          popular items pooled, GAMER's log-probability of each (teacher-forced
-                                         for items outside the beams) as features; learns when users return
+                                         for items outside the beams) as features; learns when users return. GAMER's
+                                         beams decoded with the history excluded (its explore candidates) join the
+                                         pool, with their rank as a feature
+    GAMER+rerank:plain-beams             the same reranker without GAMER's explore beams (the previous features:
+                                         the ablation of the explore beams, fit and scored on the same beams)
+    SASRec:no-history, ...:no-history    SASRec, SASRec+behavior, TIGER and GAMER with the user's history items
+                                         excluded from the list (GAMER and TIGER decode with exclude_history; SASRec
+                                         through WithoutHistory): the explore slice compared on equal terms
     SASRec:ndcg, SASRec+behavior:ndcg    (only with --models) the epoch selected by validation NDCG@10
     GAMER-noaug:last                     (only with --models) GAMER-noaug without early stopping, last epoch
 
@@ -31,12 +38,16 @@ cases into repeat / explore / cold slices and gives each GAMER row's difference 
 (rules, SASRec, TIGER) with a 95% paired bootstrap over the test cases. Users, validation cases and test cases are
 subsampled with a fixed data seed (the same for every model and seed); the seeds vary model
 initialisation and data order (semantic IDs are built once per dataset). Results are written after
-every model, so an interrupted run continues with --resume.
+every model, so an interrupted run continues with --resume. A GAMER variant whose output folder holds a finished
+run with the same training arguments is scored again without training (e.g. `--test-cases all` on the checkpoints
+of a 500-case run); the record says `reused_checkpoint`. Every row also records the share of its top-10 slots that
+hold history items, per slice (`history_share@10`; the tables show it on explore cases).
 
     nice -n 10 python recipes/bench/quality.py --datasets retailrocket_cml --seeds 0 1 2
     python recipes/bench/quality.py --budget quick          # minutes: smoke test of the whole pipeline
     nice -n 10 python recipes/bench/quality.py --budget cpu5k --resume   # issue 16's CPU bench (5,000 users)
     python recipes/bench/quality.py --budget full           # reference settings, for a GPU
+    python recipes/bench/quality.py --epochs 3 --test-cases all --resume --out runs/p4   # every test case of the sample
     python recipes/bench/quality.py --epochs 15 --out recipes/bench/results/budget_study \
         --work-dir runs/bench_quality_long --datasets retail_beh_mbht --seeds 0   # is it the training budget?
 
