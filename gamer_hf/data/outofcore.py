@@ -24,9 +24,12 @@ search are global), and it reads and writes Parquet (local or object storage) na
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -81,6 +84,8 @@ from .report import DataValidationError, DropReport
 from .tables import iter_table_chunks, read_table, timestamp_numbers
 
 __all__ = ["prepare_out_of_core", "reads_in_chunks", "CHUNKED_FORMATS"]
+
+logger = logging.getLogger(__name__)
 
 CHUNKED_FORMATS = ("events", "gamer", "taobao", "retailrocket", "tmall")
 CHUNK_BYTES = 16 << 20  # of CSV text per chunk (about 400,000 events)
@@ -266,12 +271,10 @@ def prepare_out_of_core(
         work = staging / ".work"
         work.mkdir()
         report = DropReport()
-        steps.set_postfix_str("read")
-        log = _read_validated(source, behaviors, on_invalid, work, report, steps)
-        steps.update()
+        with _step(steps, "read"):
+            log = _read_validated(source, behaviors, on_invalid, work, report, steps)
 
-        steps.set_postfix_str("sort and filter")
-        with _Database(work, memory_limit) as db:
+        with _step(steps, "sort and filter"), _Database(work, memory_limit) as db:
             db.load(has_time=log.time_unit is not None, has_sessions=log.has_sessions)
             if log.time_unit is not None and policy != "keep":
                 db.drop_duplicates(log.files, log.levels, policy, report)
@@ -282,36 +285,43 @@ def prepare_out_of_core(
             db.write_sorted()
             if log.has_chunk_items:
                 db.write_first_items(work / "first_items.parquet")
-        steps.update()
 
-        steps.set_postfix_str("split")
-        plan = plan_splits(log.levels, protocol=protocol, session_by=session_by,
-                           session_gap_minutes=session_gap_minutes, target_behavior=target_behavior,
-                           has_given_sessions=log.has_sessions, time_resolution=log.time_resolution,
-                           max_history=max_history, augment_copies=augment_copies, seed=seed)
-        user_ids = pq.read_table(work / "users.parquet")["user_id"].combine_chunks().cast(pa.string())
-        item_ids = pq.read_table(work / "items.parquet")["item_id"].combine_chunks().cast(pa.string())
-        stats = _build_blocks(work, plan, log.levels, user_ids, item_ids, block_events, log.has_sessions, steps)
-        steps.update()
+        with _step(steps, "split"):
+            plan = plan_splits(log.levels, protocol=protocol, session_by=session_by,
+                               session_gap_minutes=session_gap_minutes, target_behavior=target_behavior,
+                               has_given_sessions=log.has_sessions, time_resolution=log.time_resolution,
+                               max_history=max_history, augment_copies=augment_copies, seed=seed)
+            user_ids = pq.read_table(work / "users.parquet")["user_id"].combine_chunks().cast(pa.string())
+            item_ids = pq.read_table(work / "items.parquet")["item_id"].combine_chunks().cast(pa.string())
+            stats = _build_blocks(work, plan, log.levels, user_ids, item_ids, block_events, log.has_sessions, steps)
 
-        steps.set_postfix_str("save")
-        with _quiet_datasets():
-            datasets.DatasetDict({name: datasets.Dataset.from_file(str(work / f"{name}.arrow"))
-                                  for name in ("train", "validation", "test")}).save_to_disk(str(staging / "splits"))
-        item_list = item_ids.to_pylist()
-        items = None
-        if source.items is not None:
-            items = source.items[source.items["item_id"].astype(str).isin(set(item_list))].reset_index(drop=True)
-        elif log.has_chunk_items:
-            items = pd.read_parquet(work / "first_items.parquet")
-        unit, detected = log.time_unit or (None, False)
-        info = SourceInfo(log.file, log.format, log.time_resolution, unit, detected, items)
-        metadata = prepared_metadata(info, plan, stats, report, num_items=len(item_ids), k_core=k_core,
-                                     min_user_events=min_user_events)
-        shutil.rmtree(work)
-        write_prepared_files(staging, metadata, item_list, user_ids.to_pylist(), items, None)
-        steps.update()
+        with _step(steps, "save"):
+            with _quiet_datasets():
+                datasets.DatasetDict({name: datasets.Dataset.from_file(str(work / f"{name}.arrow"))
+                                      for name in ("train", "validation", "test")}).save_to_disk(str(staging / "splits"))
+            item_list = item_ids.to_pylist()
+            items = None
+            if source.items is not None:
+                items = source.items[source.items["item_id"].astype(str).isin(set(item_list))].reset_index(drop=True)
+            elif log.has_chunk_items:
+                items = pd.read_parquet(work / "first_items.parquet")
+            unit, detected = log.time_unit or (None, False)
+            info = SourceInfo(log.file, log.format, log.time_resolution, unit, detected, items)
+            metadata = prepared_metadata(info, plan, stats, report, num_items=len(item_ids), k_core=k_core,
+                                         min_user_events=min_user_events)
+            shutil.rmtree(work)
+            write_prepared_files(staging, metadata, item_list, user_ids, items, None)
     return load_prepared(out)
+
+
+@contextmanager
+def _step(steps: tqdm, name: str) -> Iterator[None]:
+    """One of the four steps: named on the progress bar, its wall time logged (INFO) for profiling."""
+    steps.set_postfix_str(name)
+    start = time.perf_counter()
+    yield
+    logger.info("prepare (duckdb): %s took %.1f s", name, time.perf_counter() - start)
+    steps.update()
 
 
 def _build_blocks(work: Path, plan: Any, levels: BehaviorTable, user_ids: pa.Array, item_ids: pa.Array,
@@ -388,7 +398,10 @@ class _Database:
         self.db.close()
 
     def sql(self, query: str, *params: Any) -> Any:
-        return self.db.execute(query, list(params) if params else None)
+        start = time.perf_counter()
+        result = self.db.execute(query, list(params) if params else None)
+        logger.debug("prepare (duckdb): %.1f s: %s", time.perf_counter() - start, " ".join(query.split())[:120])
+        return result
 
     def count(self) -> int:
         return self.sql("SELECT count(*) FROM c").fetchone()[0]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import os
 import platform
 import resource
@@ -39,6 +40,7 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Data pipeline"
 ENGINES = "### Out-of-core preparation (issue 14)"
 EVENTS_PER_USER = 29.5  # generate_synthetic defaults: ~4 sessions x 6 clicks plus carts and buys
+TAOBAO_EVENTS = 100_000_000  # write_taobao_shaped at scale 1 (1M users x ~100 events)
 
 
 def _peak_rss_mib() -> float:
@@ -146,19 +148,23 @@ def _tokenize(prepared: Any, max_history: int, max_rows: int) -> dict[str, Any]:
 
 def run_workload(args: argparse.Namespace) -> dict[str, Any]:
     """One child process: generate, or prepare (and collate) one log."""
-    from gamer_hf.data import load_prepared, prepare, write_synthetic_log
+    from gamer_hf.data import load_prepared, prepare, write_synthetic_log, write_taobao_shaped
 
     baseline = _peak_rss_mib()  # after the imports: what every workload pays before its data
     result: dict[str, Any] = {"workload": args.workload, "import_rss_mib": baseline}
     start = time.perf_counter()
     if args.workload == "generate":
-        num_users = max(1, round(args.events / EVENTS_PER_USER))
-        write_synthetic_log(args.folder, num_users, max(2, args.events // 20), seed=0)
-        meta = json.loads((Path(args.folder) / "meta.json").read_text())["stats"]
-        result.update(events=meta["interactions"], users=meta["users"], items=args.events // 20,
-                      seconds=time.perf_counter() - start, peak_rss_mib=_peak_rss_mib())
+        if args.shape == "taobao":
+            write_taobao_shaped(args.folder, scale=args.events / TAOBAO_EVENTS, seed=0)
+        else:
+            write_synthetic_log(args.folder, max(1, round(args.events / EVENTS_PER_USER)), max(2, args.events // 20),
+                                seed=0)
+        meta = json.loads((Path(args.folder) / "meta.json").read_text())
+        result.update(events=meta["stats"]["interactions"], users=meta["stats"]["users"],
+                      items=meta["parameters"]["num_items"], shape=args.shape, seconds=time.perf_counter() - start,
+                      peak_rss_mib=_peak_rss_mib())
         return result
-    source, protocol = ((args.folder, "session") if args.workload == "prepare"
+    source, protocol = ((_log_file(Path(args.folder)), "session") if args.workload == "prepare"
                         else (Path(args.data_dir) / "retail_beh_mbht", "loo"))
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp()) / "prepared"
     prepare(source, protocol=protocol, max_history=args.max_history, augment_copies=args.augment_copies,
@@ -172,6 +178,12 @@ def run_workload(args: argparse.Namespace) -> dict[str, Any]:
     if args.collate_rows:
         result["collate"] = _tokenize(prepared, args.max_history, args.collate_rows)
     return result
+
+
+def _log_file(folder: Path) -> Path:
+    """What prepare reads of a generated log: the folder (gamer layout) or its Taobao-format file."""
+    taobao = folder / "UserBehavior.csv.gz"
+    return taobao if taobao.is_file() else folder
 
 
 def _same_splits(first: Path, second: Path) -> bool:
@@ -234,7 +246,7 @@ def _child(args: argparse.Namespace, workload: str, **options: Any) -> dict[str,
     options.setdefault("collate_rows", args.collate_rows)
     for key, value in options.items():
         command += [f"--{key.replace('_', '-')}", str(value)]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout  # stderr: the log
     result = json.loads(output.strip().splitlines()[-1])
     print(json.dumps(result, indent=1), flush=True)
     return result
@@ -324,8 +336,11 @@ def main() -> None:
     parser.add_argument("--workload", choices=["generate", "prepare", "retail_beh_mbht"], help=argparse.SUPPRESS)
     parser.add_argument("--events", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
+    parser.add_argument("--shape", choices=["default", "taobao"], default="default", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.workload:  # child process: one workload, JSON on stdout
+    if args.workload:  # child process: one workload, JSON on stdout; the duckdb engine's step times on stderr
+        logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(message)s")
+        logging.getLogger("gamer_hf.data.outofcore").setLevel(logging.DEBUG)
         print(json.dumps(run_workload(args)))
         return
     args.load = os.getloadavg()[0]
