@@ -362,6 +362,8 @@ def write_synthetic_log(
         raise ValueError(f"at most {_USER_ID_SPACE:,} users (their ids are 7 digits), got {num_users:,}")
     if chunk_blocks < 1:
         raise ValueError(f"chunk_blocks must be >= 1, got {chunk_blocks}")
+    if num_groups is not None and not 2 <= num_groups <= num_items:
+        raise ValueError(f"num_groups must be between 2 and num_items ({num_items:,}), got {num_groups:,}")
     if funnel not in FUNNELS:
         raise ValueError(f"unknown funnel {funnel!r}; choose one of {sorted(FUNNELS)}")
     if layout not in _LAYOUTS:
@@ -424,6 +426,7 @@ def write_taobao_shaped(folder: str | os.PathLike, *, scale: float = 1.0, seed: 
     shape = dict(TAOBAO_SHAPE)
     num_users = max(1, round(shape.pop("num_users") * scale))
     num_items = max(2, num_users * shape.pop("items_per_user"))
+    shape["num_groups"] = max(2, min(shape["num_groups"], num_items // 10))  # small scales: ~10 items a category
     return write_synthetic_log(folder, num_users, num_items, seed=seed, chunk_blocks=chunk_blocks, **shape)
 
 

@@ -204,23 +204,39 @@ def _same_splits(first: Path, second: Path) -> bool:
 
 
 def compare_engines(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Generate each log once, prepare it with every engine in its own process, check the outputs agree."""
+    """Generate each log once, prepare it with every engine in its own process, check the outputs agree.
+
+    With `--keep DIR` the logs and prepared folders stay in DIR (for the end-to-end steps after),
+    and a log DIR already holds complete (its meta.json written last) is prepared again, not
+    regenerated: its row says so and carries no generation figures.
+    """
     rows = []
+    logs = [(events, "default") for events in sorted(args.num_events)]
+    logs += [(events, "taobao") for events in sorted(args.taobao_events)]
     with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
-        for events in sorted(args.num_events):
-            folder = Path(scratch) / f"synthetic_{events}"
-            generated = _child(args, "generate", events=events, folder=folder)
+        root = Path(args.keep or scratch)
+        for events, shape in logs:
+            name = f"{'taobao' if shape == 'taobao' else 'synthetic'}_{events}"
+            folder = root / name
+            if args.keep and (folder / "meta.json").is_file():
+                generated = {"reused": str(folder)}
+            else:
+                generated = _child(args, "generate", events=events, folder=folder, shape=shape)
             outs = {}
             for engine in args.engines:
-                outs[engine] = Path(scratch) / f"prepared_{events}_{engine}"
+                outs[engine] = root / f"prepared_{name}_{engine}"
                 result = _child(args, "prepare", folder=folder, engine=engine, out=outs[engine], collate_rows=0,
                                 memory_limit=args.memory_limit)
-                rows.append(result | {"workload": f"synthetic {events:,}", "generated": generated})
+                label = f"Taobao-shaped {events:,}" if shape == "taobao" else f"synthetic {events:,}"
+                rows.append(result | {"workload": label, "generated": generated})
             if len(outs) > 1:
                 rows[-1]["same_as_first"] = _same_splits(*list(outs.values())[:2])
                 print(f"{events:,} events: same splits and metadata: {rows[-1]['same_as_first']}", flush=True)
-            for path in [folder, *outs.values()]:
-                subprocess.run(["rm", "-rf", str(path)], check=True)
+            if not args.keep:
+                for path in [folder, *outs.values()]:
+                    subprocess.run(["rm", "-rf", str(path)], check=True)
+            if args.rows_out:  # after every log: a run stopped later keeps what it measured
+                Path(args.rows_out).write_text(json.dumps(rows, indent=1))
     return rows
 
 
@@ -319,7 +335,7 @@ def write_section(body: str, heading: str = SECTION) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-events", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--num-events", type=int, nargs="*", default=[1_000_000])
     parser.add_argument("--max-prepare-events", type=int, default=10_000_000,
                         help="prepare (in memory) only logs up to this size")
     parser.add_argument("--collate-rows", type=int, default=100_000, help="rows per split to collate")
@@ -330,6 +346,10 @@ def main() -> None:
     parser.add_argument("--write-results", action="store_true", help="update the Data pipeline section of RESULTS.md")
     parser.add_argument("--engines", nargs="+", choices=["memory", "duckdb"],
                         help="measure prepare alone with these engines on the same logs")
+    parser.add_argument("--taobao-events", type=int, nargs="*", default=[],
+                        help="with --engines: also Taobao-shaped logs of these sizes (write_taobao_shaped)")
+    parser.add_argument("--keep", help="with --engines: keep logs and prepared folders in this folder (and reuse logs)")
+    parser.add_argument("--rows-out", help="with --engines: write the measured rows to this JSON file")
     parser.add_argument("--engine", default="memory", help=argparse.SUPPRESS)
     parser.add_argument("--memory-limit", default="512MB", help="DuckDB's memory_limit for the duckdb engine")
     parser.add_argument("--out", help=argparse.SUPPRESS)
