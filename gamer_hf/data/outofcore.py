@@ -119,9 +119,21 @@ class _Source:
     convert: Callable[[pa.Table, str], RawEvents]
     column_names: list[str] | None = None
     items: pd.DataFrame | None = None  # a catalogue file beside the events (gamer folders)
+    cached: list[tuple[str, int, Path]] | None = None  # (file, row, Arrow file) of chunks already parsed once
+
+    def tables(self) -> Iterator[tuple[str, int, pa.Table]]:
+        """(file, first row, table as read) of every chunk: parsed from the source, or from the cache once."""
+        if self.cached is None:
+            yield from iter_table_chunks(self.path, column_names=self.column_names, chunk_bytes=CHUNK_BYTES)
+            return
+        for file, row, path in self.cached:
+            with pa.memory_map(str(path)) as mapped:
+                table = pa.ipc.open_file(mapped).read_all()
+            path.unlink()  # the mapping stays valid; the disk space goes when the chunk does
+            yield file, row, table
 
     def chunks(self) -> Iterator[tuple[RawEvents, int]]:
-        for file, row, table in iter_table_chunks(self.path, column_names=self.column_names, chunk_bytes=CHUNK_BYTES):
+        for file, row, table in self.tables():
             yield self.convert(table, file), row
 
 
@@ -148,10 +160,17 @@ def _source(path: Path, format: str, options: dict[str, Any]) -> _Source:
     return _Source(path, retailrocket_events)
 
 
-def _file_time_unit(source: _Source) -> tuple[str, bool] | None:
-    """(unit, detected) of the log's timestamps, from every chunk when detected; None without times."""
+def _file_time_unit(source: _Source, cache: Path) -> tuple[str, bool] | None:
+    """(unit, detected) of the log's timestamps, from every chunk when detected; None without times.
+
+    Detection needs the whole file before any row is checked. The chunks it parsed are kept under
+    `cache` as Arrow files (`source.cached`), so the checking pass reads them instead of parsing
+    (and decompressing) the file a second time.
+    """
     profile, requested, is_datetime = None, None, False
-    for raw, _ in source.chunks():
+    cached: list[tuple[str, int, Path]] = []
+    for file, row, table in source.tables():
+        raw = source.convert(table, file)
         if "timestamp" not in raw.table.column_names:
             return None
         numbers, chunk_datetime = timestamp_numbers(raw.table["timestamp"])
@@ -159,8 +178,15 @@ def _file_time_unit(source: _Source) -> tuple[str, bool] | None:
             requested, is_datetime = raw.time_unit, chunk_datetime
             if requested != "auto" or is_datetime:
                 break  # given, or date-times: nothing to detect
+            cache.mkdir()
         part = TimestampProfile.of(numbers)
         profile = part if profile is None else profile.merge(part)
+        cached.append((file, row, cache / f"{len(cached):06d}.arrow"))
+        with pa.OSFile(str(cached[-1][2]), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+    else:
+        if requested is not None:
+            source.cached = cached
     if requested is None:
         return ("s", False)  # an empty log: no times to read
     return decide_time_unit(requested, is_datetime, profile or TimestampProfile.of(np.zeros(0)))
@@ -200,7 +226,7 @@ class _Validated:
 def _read_validated(source: _Source, behaviors: BehaviorSpec | None, on_invalid: OnInvalid, work: Path,
                     report: DropReport, steps: tqdm) -> _Validated:
     """Step 1: every chunk through the per-row rules into work/valid.parquet (with file, row, source order)."""
-    unit = _file_time_unit(source)
+    unit = _file_time_unit(source, work / "parsed")
     valid, items = _Staged(work / "valid.parquet"), _Staged(work / "chunk_items.parquet")
     files: list[str] = []
     first: RawEvents | None = None
