@@ -18,8 +18,8 @@ The table it prints goes into RESULTS.md, section "Streaming training (issue 14)
 `--prepared DIR...` runs the end-to-end steps after `prepare` on folders already prepared (for
 example by `data_pipeline.py --engines duckdb --keep`), each stage a fresh process: chunked-ID
 semantic IDs of the whole catalogue, `--max-steps` training steps (sequences/s over the steps
-after the first five, which warm up), and `evaluate_checkpoint` on `--eval-users` sampled test
-users (no mix, no rerank):
+after the first five, which warm up), and, on the last folder only, `evaluate_checkpoint` on
+`--eval-users` sampled test users (no mix, no rerank):
 
     python recipes/bench/train_stream.py --prepared PREPARED_10M PREPARED_100M --work WORK --eval-users 10000
 """
@@ -205,8 +205,9 @@ def end_to_end(args: argparse.Namespace, load: float) -> None:
         meta = json.loads((Path(prepared) / "metadata.json").read_text())
         row["data"] = {"events": meta["num_events"], "users": meta["num_users"], "items": meta["num_items"],
                        "train_rows": meta["splits"]["train"]["rows"]}
-        stages = (("ids", {}), ("train", {"max_steps": args.max_steps, "batch_size": args.batch_size}),
-                  ("evaluate", {"eval_users": args.eval_users}))
+        stages = [("ids", {}), ("train", {"max_steps": args.max_steps, "batch_size": args.batch_size})]
+        if prepared == args.prepared[-1]:  # the largest: the sizes before it are the memory baseline
+            stages.append(("evaluate", {"eval_users": args.eval_users}))
         for stage, options in stages:
             row[stage] = _child(stage, folder=folder, data=prepared, **options)
             if args.out:
