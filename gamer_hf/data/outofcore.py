@@ -462,12 +462,17 @@ class _Database:
         self.sql("DROP TABLE dup; DROP TABLE firsts")
 
     def canonical_order(self) -> None:
-        """Position `pos` of every event: users by first appearance, then time, then source order."""
+        """Position `pos` of every event: users by first appearance, then time, then source order.
+
+        `pos` orders like the canonical order but is not contiguous: the user's first source position
+        shifted past the rank inside the user (below 2**32). A window partitioned by user sorts in parallel, where
+        one ordered over the whole log runs on one thread (about twice as slow at 3M events here).
+        """
         self.sql("CREATE TABLE users0 AS SELECT user_id, min(seq) AS first FROM ev GROUP BY user_id")
         sessions = ", e.session_id" if self.has_sessions else ""
         self.sql(f"CREATE TABLE c AS SELECT e.user_id, e.item_id, e.behavior, e.timestamp{sessions}, "
-                 "row_number() OVER (ORDER BY u.first, e.timestamp, e.seq) AS pos "
-                 "FROM ev e JOIN users0 u USING (user_id)")
+                 "u.first::HUGEINT * 4294967296 + row_number() OVER (PARTITION BY e.user_id ORDER BY e.timestamp, "
+                 "e.seq) AS pos FROM ev e JOIN users0 u USING (user_id)")
         self.sql("DROP TABLE ev")
 
     def filter_min_user_events(self, minimum: int, report: DropReport, file: str) -> None:
