@@ -118,7 +118,7 @@ class _Source:
     path: Path
     convert: Callable[[pa.Table, str], RawEvents]
     column_names: list[str] | None = None
-    items: pd.DataFrame | None = None  # a catalogue file beside the events (gamer folders)
+    items: pa.Table | None = None  # a catalogue file beside the events (gamer folders), in Arrow until saved
     cached: list[tuple[str, int, Path]] | None = None  # (file, row, Arrow file) of chunks already parsed once
 
     def tables(self) -> Iterator[tuple[str, int, pa.Table]]:
@@ -151,7 +151,7 @@ def _source(path: Path, format: str, options: dict[str, Any]) -> _Source:
     if name == "gamer":
         events_file = gamer_events_file(path)
         items_file = events_file.parent / "items.csv.gz"
-        items = read_table(items_file).to_pandas() if items_file.is_file() else None
+        items = read_table(items_file) if items_file.is_file() else None
         return _Source(events_file, gamer_events, items=items)
     if name == "taobao":
         return _Source(path, taobao_events, column_names=TAOBAO_COLUMNS)
@@ -327,8 +327,9 @@ def prepare_out_of_core(
                                       for name in ("train", "validation", "test")}).save_to_disk(str(staging / "splits"))
             item_list = item_ids.to_pylist()
             items = None
-            if source.items is not None:
-                items = source.items[source.items["item_id"].astype(str).isin(set(item_list))].reset_index(drop=True)
+            if source.items is not None:  # held in Arrow during the run; only the kept items become a frame
+                kept = pc.is_in(source.items["item_id"].cast(pa.string()), value_set=item_ids)
+                items = source.items.filter(kept).to_pandas()
             elif log.has_chunk_items:
                 items = pd.read_parquet(work / "first_items.parquet")
             unit, detected = log.time_unit or (None, False)

@@ -39,6 +39,7 @@ from typing import Any
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Data pipeline"
 ENGINES = "### Out-of-core preparation (issue 14)"
+SCALE = "### 100M events (issue 14)"
 EVENTS_PER_USER = 29.5  # generate_synthetic defaults: ~4 sessions x 6 clicks plus carts and buys
 TAOBAO_EVENTS = 100_000_000  # write_taobao_shaped at scale 1 (1M users x ~100 events)
 
@@ -167,10 +168,12 @@ def run_workload(args: argparse.Namespace) -> dict[str, Any]:
     source, protocol = ((_log_file(Path(args.folder)), "session") if args.workload == "prepare"
                         else (Path(args.data_dir) / "retail_beh_mbht", "loo"))
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp()) / "prepared"
+    steps = _StepTimes()
+    logging.getLogger("gamer_hf.data.outofcore").addHandler(steps)
     prepare(source, protocol=protocol, max_history=args.max_history, augment_copies=args.augment_copies,
             out=out, progress=False, engine=args.engine, memory_limit=args.memory_limit)
     result.update(seconds=time.perf_counter() - start, peak_rss_mib=_peak_rss_mib(), engine=args.engine,
-                  memory_limit=args.memory_limit)
+                  memory_limit=args.memory_limit, steps=steps.seconds)
     prepared = load_prepared(out)  # memory-mapped, as training reads it
     meta = prepared.metadata
     result.update(events=meta["num_events"], users=meta["num_users"], items=meta["num_items"],
@@ -178,6 +181,19 @@ def run_workload(args: argparse.Namespace) -> dict[str, Any]:
     if args.collate_rows:
         result["collate"] = _tokenize(prepared, args.max_history, args.collate_rows)
     return result
+
+
+class _StepTimes(logging.Handler):
+    """The duckdb engine's step wall times ("read", "sort and filter", "split", "save"), from its INFO records."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.seconds: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == logging.INFO and record.msg.endswith("took %.1f s"):
+            name, seconds = record.args
+            self.seconds[name] = seconds
 
 
 def _log_file(folder: Path) -> Path:
@@ -253,6 +269,25 @@ def _engine_table(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['workload']} | {r['events']:,} | {r['users']:,} | {r['items']:,} | {r['engine']} "
                      f"| {r['seconds']:.1f} s | {r['peak_rss_mib']:,.0f} MiB | {r['import_rss_mib']:,.0f} MiB "
                      f"| {against} | {r['peak_rss_mib'] / smallest[r['engine']]['peak_rss_mib']:.2f}x | {same} |")
+    return "\n".join(lines)
+
+
+def _scale_table(rows: list[dict[str, Any]]) -> str:
+    """Generation and duckdb preparation per log, with the prepare steps' wall times and the ratios of the goals."""
+    lines = ["| log | events | users | items | generate | generate peak RSS | prepare | read / sort+filter / split / "
+             "save | prepare peak RSS | of which imports | RSS vs the 1M log |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+    base = rows[0]["peak_rss_mib"]
+    for r in rows:
+        made = r["generated"]
+        generated = ((f"{made['seconds']:.0f} s", f"{made['peak_rss_mib']:,.0f} MiB") if "seconds" in made
+                     else ("(reused)", ""))
+        steps = " / ".join(f"{r['steps'][k]:.0f}" for k in ("read", "sort and filter", "split", "save")) + " s" \
+            if r.get("steps") else "(in the log)"
+        lines.append(f"| {r['workload']} | {r['events']:,} | {r['users']:,} | {r['items']:,} | {generated[0]} "
+                     f"| {generated[1]} | {r['seconds']:.0f} s ({r['seconds'] / 60:.1f} min) | {steps} "
+                     f"| {r['peak_rss_mib']:,.0f} MiB | {r['import_rss_mib']:,.0f} MiB "
+                     f"| {r['peak_rss_mib'] / base:.2f}x |")
     return "\n".join(lines)
 
 
@@ -350,6 +385,7 @@ def main() -> None:
                         help="with --engines: also Taobao-shaped logs of these sizes (write_taobao_shaped)")
     parser.add_argument("--keep", help="with --engines: keep logs and prepared folders in this folder (and reuse logs)")
     parser.add_argument("--rows-out", help="with --engines: write the measured rows to this JSON file")
+    parser.add_argument("--results-from", help="print the 100M table of the rows a --rows-out run saved")
     parser.add_argument("--engine", default="memory", help=argparse.SUPPRESS)
     parser.add_argument("--memory-limit", default="512MB", help="DuckDB's memory_limit for the duckdb engine")
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -364,11 +400,18 @@ def main() -> None:
         print(json.dumps(run_workload(args)))
         return
     args.load = os.getloadavg()[0]
+    if args.results_from:  # the scale table of rows a --rows-out run saved
+        rows = json.loads(Path(args.results_from).read_text())
+        print(_scale_table(rows))
+        return
     if args.engines:
         rows = compare_engines(args)
-        table = _engine_table(rows)
+        table = _scale_table(rows) if args.taobao_events else _engine_table(rows)
         print(table)
-        if args.write_results:
+        if args.write_results and args.taobao_events:
+            command = "python recipes/bench/data_pipeline.py " + " ".join(sys.argv[1:])
+            write_section("\n\n".join([SCALE, f"    {command}", f"Machine: {_machine(args)}.", table]) + "\n", SCALE)
+        elif args.write_results:
             command = "python recipes/bench/data_pipeline.py " + " ".join(sys.argv[1:])
             loads = f"load average {os.getloadavg()[0]:.1f} at the end"
             write_section("\n\n".join([ENGINES, _ENGINES_EXPLANATION, f"    {command}",
