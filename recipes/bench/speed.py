@@ -22,7 +22,11 @@ Four measurements (random token content: cost does not depend on it):
 8. training against the parity commit (`--parity-commit`, a22ee19: the model code of the day gamer_hf was
    measured at 0.97x the authors' sequences/s), on history lengths drawn from a real log: the old model code
    (extracted with `git show` into a temporary package) on padded batches as its collator made them, today's
-   on the same rows padded and packed by GAMER's own collator; same weights, interleaved rounds.
+   on the same rows padded and packed by GAMER's own collator; same weights, interleaved rounds;
+9. token cost against history length (`--token-cost-histories`, 20 and 200): training tokens/s of the shortest
+   over each longer one, per interleaved round, for the model as it trains (sdpa; with attention dropout on CPU,
+   queries in blocks that read only the keys their mask allows), the same with one attention call over the
+   whole map (the path before the blocks), and without attention dropout (where torch's fused CPU kernel runs).
 
     python recipes/bench/speed.py                       # everything, CPU sizes, JSON to recipes/bench/results/
     python recipes/bench/speed.py --quick               # seconds, for a smoke test
@@ -65,6 +69,7 @@ from gamer_hf import (
 )
 
 from gamer_hf.data.collator import GamerCollator
+from gamer_hf.modeling import modeling_gamer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_throughput import sync  # noqa: E402  (sibling benchmark scripts)
@@ -72,7 +77,7 @@ from recommend_speed import build, catalogue, histories_for, timed  # noqa: E402
 
 BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "speed.json"
-SECTIONS = ("train", "recommend", "history", "catalogue", "packing", "prefill", "experts", "parity")
+SECTIONS = ("train", "recommend", "history", "catalogue", "packing", "prefill", "experts", "parity", "tokencost")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -476,6 +481,51 @@ def parity_training(commit: str, preset: str, items: int, batch: int, rounds: in
     }
 
 
+def token_cost(preset: str, items: int, lengths: list[int], batch: int, rounds: int, device: str) -> dict[str, Any]:
+    """Training tokens/s per history length, and the first length's over each other's, per round; three
+    variants of one model, all lengths and variants interleaved within a round (same load)."""
+    tok, model = build(items, 4, 256, preset, seed=0)
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4)
+    attention = [m for m in model.modules() if isinstance(m, modeling_gamer.GamerAttention)]
+    blocks, dropout = modeling_gamer.QUERY_BLOCK, model.config.attention_dropout
+    variants = {"as_trained": (blocks, dropout), "one_call": (sys.maxsize, dropout), "no_attention_dropout": (blocks, 0.0)}
+    batches = {n: _training_batch(tok, batch, n, device) for n in lengths}
+
+    def tokens_per_s(variant: str, n: int) -> float:
+        modeling_gamer.QUERY_BLOCK = variants[variant][0]
+        for module in attention:
+            module.attention_dropout = variants[variant][1]
+        start = time.perf_counter()
+        train_step(model, optimizer, batches[n], device)
+        return int(batches[n]["attention_mask"].sum()) / (time.perf_counter() - start)
+
+    try:
+        for variant in variants:  # warm-up
+            for n in lengths:
+                tokens_per_s(variant, n)
+        per_round = []
+        for r in range(rounds):
+            order = list(variants)[r % 3:] + list(variants)[: r % 3]
+            per_round.append({f"{v}_{n}": round(tokens_per_s(v, n), 1) for v in order for n in lengths})
+            print(json.dumps(per_round[-1]), flush=True)
+    finally:
+        modeling_gamer.QUERY_BLOCK = blocks
+        for module in attention:
+            module.attention_dropout = dropout
+    first = lengths[0]
+    summary = {v: {f"tokens_per_s_{n}": _quantiles([row[f"{v}_{n}"] for row in per_round]) for n in lengths}
+               for v in variants}
+    for v in variants:
+        for n in lengths[1:]:
+            summary[v][f"cost_{n}_over_{first}"] = _quantiles([row[f"{v}_{first}"] / row[f"{v}_{n}"] for row in per_round])
+    for n in lengths[1:]:
+        summary["as_trained"][f"speedup_over_one_call_{n}"] = _quantiles(
+            [row[f"as_trained_{n}"] / row[f"one_call_{n}"] for row in per_round])
+    return {"preset": preset, "batch": batch, "histories": lengths, "attention_dropout": dropout,
+            "query_block": blocks, "rounds": rounds, "per_round": per_round, "summary": summary}
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The tables RESULTS.md shows, from the JSON (only the sections that ran)."""
     lines: list[str] = []
@@ -538,6 +588,17 @@ def markdown(results: dict[str, Any]) -> str:
                   f"| {t['commit'][:7]} | {t['batch']} | {t['rounds']} | {seq['old_padded']['median']} | "
                   f"{seq['padded']['median']} | {seq['packed']['median']} | **{q(t['packed_over_old'])}** | "
                   f"{q(t['padded_over_old'])} | {q(t['implied_over_authors'])} |"]
+    if "token_cost" in results:
+        t = results["token_cost"]
+        q = lambda d: f"{d['median']}x [{d['min']}, {d['max']}]"  # noqa: E731
+        first, rest = t["histories"][0], t["histories"][1:]
+        lines += ["", "| variant | " + " | ".join(f"tokens/s at {n}" for n in t["histories"]) + " | "
+                  + " | ".join(f"cost at {n} / at {first}: median [range]" for n in rest) + " |",
+                  "|---|" + "---:|" * len(t["histories"]) + "---|" * len(rest)]
+        for variant, row in t["summary"].items():
+            lines.append(f"| {variant} | " + " | ".join(f"{row[f'tokens_per_s_{n}']['median']:,.0f}"
+                                                      for n in t["histories"]) + " | "
+                         + " | ".join(f"**{q(row[f'cost_{n}_over_{first}'])}**" for n in rest) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -560,6 +621,7 @@ def main() -> None:
                         help="model code to train beside today's (the parity measurement's commit)")
     parser.add_argument("--parity-dataset", default="retailrocket_cml", help="real log the history lengths come from")
     parser.add_argument("--parity-max-history", type=int, default=100, help="the recipe's max_history")
+    parser.add_argument("--token-cost-histories", type=int, nargs="+", default=[20, 200])
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in well under a minute")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -568,6 +630,7 @@ def main() -> None:
         args.presets, args.train_steps, args.train_batch, args.items = ["tiny"], 1, 4, 2000
         args.rec_batch, args.histories, args.catalogues, args.repeats = 4, [20, 50], [10_000], 1
         args.pack_batch, args.pack_longest, args.parity_max_history = 8, 30, 20
+        args.token_cost_histories = [20, 60]
 
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"), "device": args.device, "machine": platform.processor() or platform.machine(),
@@ -612,6 +675,10 @@ def main() -> None:
                                                      max(3, 3 * args.repeats), args.parity_dataset,
                                                      args.parity_max_history, args.device)
         print(json.dumps({k: v for k, v in results["parity_training"].items() if k != "per_round"}), flush=True)
+    if "tokencost" in sections:
+        results["token_cost"] = token_cost("small", args.items, args.token_cost_histories, args.train_batch,
+                                           max(3, 2 * args.repeats), args.device)
+        print(json.dumps(results["token_cost"]["summary"]), flush=True)
     results["load_average_at_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(f".{args.out.name}.tmp")
