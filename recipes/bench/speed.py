@@ -424,6 +424,10 @@ def _quantiles(values: list[float]) -> dict[str, float]:
             "max": round(max(values), 3)}
 
 
+def _interval(quantiles: dict[str, float]) -> str:
+    return f"{quantiles['median']}x [{quantiles['min']}, {quantiles['max']}]"
+
+
 def parity_training(commit: str, preset: str, items: int, batch: int, rounds: int, dataset: str, max_history: int,
                     device: str) -> dict[str, Any]:
     """Training steps of the model code at `commit` (padded batches, as its collator made them) against today's
@@ -580,17 +584,15 @@ def markdown(results: dict[str, Any]) -> str:
                   f"[{e['loop_over_grouped_range'][0]}, {e['loop_over_grouped_range'][1]}] |"]
     if "parity_training" in results:
         t = results["parity_training"]
-        q = lambda d: f"{d['median']}x [{d['min']}, {d['max']}]"  # noqa: E731
         seq = t["sequences_per_s"]
         lines += ["", f"| commit | batch | rounds | {t['commit'][:7]} padded seq/s | today padded seq/s | today packed "
                       "seq/s | packed / old: median [range] | padded / old | implied vs the authors (x 0.97) |",
                   "|---|---:|---:|---:|---:|---:|---|---|---|",
                   f"| {t['commit'][:7]} | {t['batch']} | {t['rounds']} | {seq['old_padded']['median']} | "
-                  f"{seq['padded']['median']} | {seq['packed']['median']} | **{q(t['packed_over_old'])}** | "
-                  f"{q(t['padded_over_old'])} | {q(t['implied_over_authors'])} |"]
+                  f"{seq['padded']['median']} | {seq['packed']['median']} | **{_interval(t['packed_over_old'])}** | "
+                  f"{_interval(t['padded_over_old'])} | {_interval(t['implied_over_authors'])} |"]
     if "token_cost" in results:
         t = results["token_cost"]
-        q = lambda d: f"{d['median']}x [{d['min']}, {d['max']}]"  # noqa: E731
         first, rest = t["histories"][0], t["histories"][1:]
         lines += ["", "| variant | " + " | ".join(f"tokens/s at {n}" for n in t["histories"]) + " | "
                   + " | ".join(f"cost at {n} / at {first}: median [range]" for n in rest) + " |",
@@ -598,7 +600,7 @@ def markdown(results: dict[str, Any]) -> str:
         for variant, row in t["summary"].items():
             lines.append(f"| {variant} | " + " | ".join(f"{row[f'tokens_per_s_{n}']['median']:,.0f}"
                                                       for n in t["histories"]) + " | "
-                         + " | ".join(f"**{q(row[f'cost_{n}_over_{first}'])}**" for n in rest) + " |")
+                         + " | ".join(f"**{_interval(row[f'cost_{n}_over_{first}'])}**" for n in rest) + " |")
     return "\n".join(lines) + "\n"
 
 
