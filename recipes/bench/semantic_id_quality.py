@@ -13,6 +13,8 @@ interval covers test-case sampling, not training noise).
 
 Cells (name: embeddings / quantizer / collisions):
     ppmi/plain/reassign      today's bench tokenizer (PPMI-SVD, unbalanced RQ-KMeans, reassigned last codes)
+    ppmi/plain/append, item2vec/plain/reassign, item2vec/plain/append   the 2 x 2 of embedding source x
+                             collision handling on today's quantizer
     ppmi/balanced/reassign   balanced RQ-KMeans
     ppmi/balanced/append     TIGER's extra disambiguation level instead of reassignment
     item2vec/balanced/reassign, item2vec/balanced/append   skip-gram embeddings
@@ -81,7 +83,8 @@ class Cell:
         return f"{self.embeddings}/{self.quantizer}/{self.collisions}"
 
 
-CELLS = [Cell("ppmi", "plain", "reassign"), Cell("ppmi", "balanced", "reassign"), Cell("ppmi", "balanced", "append"),
+CELLS = [Cell("ppmi", "plain", "reassign"), Cell("ppmi", "plain", "append"), Cell("item2vec", "plain", "reassign"),
+         Cell("item2vec", "plain", "append"), Cell("ppmi", "balanced", "reassign"), Cell("ppmi", "balanced", "append"),
          Cell("item2vec", "balanced", "reassign"), Cell("item2vec", "balanced", "append"),
          Cell("ppmi", "balanced-learned", "append"), Cell("item2vec", "balanced-learned", "append")]
 
