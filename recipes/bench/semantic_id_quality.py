@@ -195,13 +195,14 @@ def markdown(results: dict[str, Any]) -> str:
     for dataset, data in results["datasets"].items():
         lines += [f"**{dataset}** ({data['items']:,} items, {data['seen_in_training']:,} of them in the training "
                   f"sequences)", "",
-                  "| Cell | fallback share (all items) | fallback share (training items) | collision rate per level "
+                  "| Cell | fallback share (all items) | fallback share (training items) | of them alone / beside a "
+                  "partner | collision rate per level "
                   "| neighbour agreement (chance) | validation next-item agreement (chance, cases) | level-1 usage "
                   "| embed s |",
-                  "|---|---:|---:|---|---:|---:|---:|---:|"]
+                  "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
         for name, cell in data["cells"].items():
             if "error" in cell:
-                lines.append(f"| {name} | failed: {cell['error']} | | | | | | |")
+                lines.append(f"| {name} | failed: {cell['error']} | | | | | | | |")
                 continue
             if "ids" not in cell:  # not built yet (an interrupted run)
                 continue
@@ -210,6 +211,7 @@ def markdown(results: dict[str, Any]) -> str:
             rates = " / ".join(f"{rate:.3f}" for rate in ids["collision_rate_per_level"])
             handled = "" if ids["collision_handling"] in (ids["requested_collisions"], "none") else f" (fell back to {ids['collision_handling']})"
             lines.append(f"| {name}{handled} | {coverage['fallback_share']:.3f} | {coverage['fallback_share_of_seen']:.3f} | "
+                         f"{coverage.get('fallback_seen_alone', '-')} / {coverage.get('fallback_seen_with_partner', '-')} | "
                          f"{rates} | {agreement['agreement']:.3f} ({agreement['chance']:.3f}) | "
                          f"{held['agreement']:.3f} ({held['chance']:.3f}, {held['cases']}) | "
                          f"{ids['first_level_usage']:.2f} | {ids['seconds']['embed']:.1f} |")
