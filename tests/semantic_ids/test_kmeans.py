@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from gamer_hf.semantic_ids.kmeans import (
-    MINIBATCH_ABOVE,
+    SAMPLED_ABOVE,
     balanced_assign,
     balanced_assign_points,
     fit_kmeans,
@@ -84,15 +84,15 @@ def test_chunked_capacitated_assignment_equals_the_full_matrix_one(blobs: np.nda
 
 
 @pytest.mark.parametrize("balanced", [False, True])
-def test_minibatch_path_agrees_with_full_batch(blobs: np.ndarray, balanced: bool) -> None:
-    full = fit_kmeans(blobs, 8, seed=0, balanced=balanced, minibatch=False)
-    mini = fit_kmeans(blobs, 8, seed=0, balanced=balanced, minibatch=True)
+def test_sampled_path_agrees_with_full_batch(blobs: np.ndarray, balanced: bool) -> None:
+    full = fit_kmeans(blobs, 8, seed=0, balanced=balanced, sampled=False)
+    mini = fit_kmeans(blobs, 8, seed=0, balanced=balanced, sampled=True)
     assert adjusted_rand_score(full.labels, mini.labels) > 0.95
     if balanced:
         assert np.bincount(mini.labels, minlength=8).max() <= math.ceil(len(blobs) / 8)
 
 
-def test_minibatch_is_the_default_only_past_the_threshold(blobs: np.ndarray) -> None:
-    assert len(blobs) <= MINIBATCH_ABOVE
-    default, full = fit_kmeans(blobs, 8, seed=3, balanced=True), fit_kmeans(blobs, 8, seed=3, balanced=True, minibatch=False)
+def test_sampled_is_the_default_only_past_the_threshold(blobs: np.ndarray) -> None:
+    assert len(blobs) <= SAMPLED_ABOVE
+    default, full = fit_kmeans(blobs, 8, seed=3, balanced=True), fit_kmeans(blobs, 8, seed=3, balanced=True, sampled=False)
     np.testing.assert_array_equal(default.labels, full.labels)
