@@ -139,6 +139,8 @@ def build_semantic_ids(
         resolved.applied,
         timings={"quantize": quantized - start, "collisions": time.perf_counter() - quantized},
     )
+    if method == "rqkmeans":
+        report.timings |= {f"quantize_level_{level + 1}": seconds for level, seconds in enumerate(quantizer.level_seconds)}
     report.embedding_coverage = coverage
     if sequences is not None:
         agreement = neighbour_agreement(resolved.codes[:, 0], cooccurrence_matrix(sequences, ids), neighbours)
