@@ -140,8 +140,9 @@ def fit_kmeans(
         if balanced:
             centers, labels = _balanced_refine(x, centers, balanced_iter)
         return KMeansResult(centers=centers, labels=labels)
-    sample = x[np.sort(np.random.default_rng(seed).choice(len(x), min(len(x), FIT_SAMPLE * n_clusters), replace=False))]
-    centers, _ = _lloyd(sample, n_clusters, seed, max_iter, seed_rows=SEED_SAMPLE * n_clusters)
+    chosen = np.random.default_rng(seed).choice(len(x), min(len(x), FIT_SAMPLE * n_clusters), replace=False)
+    sample = x[np.sort(chosen)]  # in row order (faster reads); the seeding reads a random part of it
+    centers, _ = _lloyd(sample, n_clusters, seed, max_iter, seed_from=x[chosen[: SEED_SAMPLE * n_clusters]])
     if balanced:
         centers = _balanced_refine(sample, centers, balanced_iter)[0]
         labels = balanced_assign_points(x, centers, math.ceil(len(x) / n_clusters))
@@ -160,13 +161,13 @@ def _few_distinct(x: np.ndarray, n_clusters: int, sampled: bool, seed: int) -> b
 
 
 def _lloyd(
-    x: np.ndarray, n_clusters: int, seed: int, max_iter: int, seed_rows: int | None = None
+    x: np.ndarray, n_clusters: int, seed: int, max_iter: int, seed_from: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Lloyd k-means from a k-means++ start seeded on the first `seed_rows` rows (all by default)."""
+    """Lloyd k-means on `x` from a k-means++ start seeded on the rows `seed_from` (default: `x`)."""
     # k-means++ is one small BLAS call per center; with several BLAS threads on a busy machine the
     # thread hand-offs cost 10-25x the arithmetic, so the seeding runs single-threaded.
     with threadpool_limits(limits=1):
-        init, _ = kmeans_plusplus(x[:seed_rows], n_clusters, random_state=seed)
+        init, _ = kmeans_plusplus(x if seed_from is None else seed_from, n_clusters, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         km = KMeans(n_clusters=n_clusters, init=init, n_init=1, max_iter=max_iter, random_state=seed).fit(x)

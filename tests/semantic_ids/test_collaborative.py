@@ -12,6 +12,7 @@ from gamer_hf.semantic_ids.collaborative import (
     cooccurrence_matrix,
     ppmi,
     sequences_from_events,
+    window_pairs,
 )
 
 
@@ -104,3 +105,15 @@ def test_cooccurrence_argument_errors() -> None:
         cooccurrence_matrix([["a"]], ["a"], window=0)
     with pytest.raises(ValueError, match="duplicates"):
         cooccurrence_matrix([["a"]], ["a", "a"])
+
+
+def test_cooccurrence_summed_by_distance_equals_all_pairs_at_once() -> None:
+    rng = np.random.default_rng(0)
+    item_ids = [f"i{i}" for i in range(30)]
+    sequences = [[f"i{j}" for j in rng.integers(0, 33, rng.integers(1, 15))] for _ in range(40)]  # i30-i32 unknown
+    rows, cols, distances = window_pairs(sequences, item_ids, window=4)
+    expected = np.zeros((30, 30))
+    np.add.at(expected, (rows, cols), 1.0 / distances)
+    counts = cooccurrence_matrix(sequences, item_ids, window=4)
+    assert counts.dtype == np.float32
+    np.testing.assert_allclose(counts.toarray(), expected, rtol=1e-6)
