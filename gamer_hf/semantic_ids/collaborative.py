@@ -19,6 +19,7 @@ from sklearn.utils.extmath import randomized_svd
 __all__ = ["sequences_from_events", "window_pairs", "cooccurrence_matrix", "ppmi", "collaborative_embeddings"]
 
 EVENT_COLUMNS = ("user_id", "item_id")
+_PMI_CHUNK = 1 << 22  # matrix entries per float64 block of the PMI
 
 
 def sequences_from_events(events: pd.DataFrame) -> list[list[str]]:
@@ -96,14 +97,19 @@ def cooccurrence_matrix(
 
 def ppmi(counts: sp.csr_matrix, *, alpha: float = 0.75) -> sp.csr_matrix:
     """Positive PMI with context-distribution smoothing `alpha` (0.75 damps the pull of popular items)."""
-    counts = sp.csr_matrix(counts)  # float64 only for the sums and the log, never a float64 copy of the matrix
+    counts = sp.csr_matrix(counts)
     counts.sum_duplicates()
     row_sum = np.asarray(counts.sum(1, dtype=np.float64)).ravel()
     context = np.asarray(counts.sum(0, dtype=np.float64)).ravel() ** alpha
-    row = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
-    with np.errstate(divide="ignore"):
-        pmi = np.log(counts.data.astype(np.float64) * context.sum() / (row_sum[row] * context[counts.indices]))
-    out = sp.csr_matrix((np.maximum(pmi, 0.0).astype(np.float32), counts.indices, counts.indptr), shape=counts.shape)
+    pmi = np.empty(counts.nnz, dtype=np.float32)
+    for start in range(0, counts.nnz, _PMI_CHUNK):  # float64 per chunk: no float64 copy of the whole matrix
+        stop = min(start + _PMI_CHUNK, counts.nnz)
+        row = np.searchsorted(counts.indptr, np.arange(start, stop), side="right") - 1
+        with np.errstate(divide="ignore"):
+            value = np.log(counts.data[start:stop].astype(np.float64) * context.sum()
+                           / (row_sum[row] * context[counts.indices[start:stop]]))
+        pmi[start:stop] = np.maximum(value, 0.0)
+    out = sp.csr_matrix((pmi, counts.indices.copy(), counts.indptr.copy()), shape=counts.shape)  # the caller keeps counts
     out.eliminate_zeros()
     return out
 
