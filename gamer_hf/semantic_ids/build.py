@@ -140,7 +140,8 @@ def build_semantic_ids(
         timings={"quantize": quantized - start, "collisions": time.perf_counter() - quantized},
     )
     if method == "rqkmeans":
-        report.timings |= {f"quantize_level_{level + 1}": seconds for level, seconds in enumerate(quantizer.level_seconds)}
+        levels = enumerate(quantizer.level_seconds, start=1)
+        report.timings |= {f"quantize_level_{level}": seconds for level, seconds in levels}
     report.embedding_coverage = coverage
     if sequences is not None:
         agreement = neighbour_agreement(resolved.codes[:, 0], cooccurrence_matrix(sequences, ids), neighbours)

@@ -109,7 +109,8 @@ def ppmi(counts: sp.csr_matrix, *, alpha: float = 0.75) -> sp.csr_matrix:
             value = np.log(counts.data[start:stop].astype(np.float64) * context.sum()
                            / (row_sum[row] * context[counts.indices[start:stop]]))
         pmi[start:stop] = np.maximum(value, 0.0)
-    out = sp.csr_matrix((pmi, counts.indices.copy(), counts.indptr.copy()), shape=counts.shape)  # the caller keeps counts
+    # copies: eliminate_zeros works in place, and the caller's counts share these arrays
+    out = sp.csr_matrix((pmi, counts.indices.copy(), counts.indptr.copy()), shape=counts.shape)
     out.eliminate_zeros()
     return out
 
