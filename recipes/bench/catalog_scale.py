@@ -353,7 +353,9 @@ def main() -> None:
                                                args.quantizer_baseline, args.balanced, args.work),
     }
     for section in args.sections:  # written after each section: a long run keeps what it measured
-        results[section] = runs[section]()
+        rows = {row["items"]: row for row in results.get(section, [])}  # sizes measured by earlier runs stay
+        results[section] = sorted((rows | {row["items"]: row for row in runs[section]()}).values(),
+                                  key=lambda row: row["items"])
         results["load_average_end"] = os.getloadavg()[0]
         args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
