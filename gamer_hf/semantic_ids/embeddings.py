@@ -31,6 +31,7 @@ from .text import text_embeddings, texts_from_items
 __all__ = ["COLLABORATIVE_METHODS", "EMBEDDING_KINDS", "ItemEmbeddings", "item_embeddings", "resolve_embedding_kind"]
 
 EMBEDDING_KINDS = ("auto", "text", "collaborative", "hybrid")
+PCA_SAMPLE = 200_000  # text rows the PCA is fitted on past this many items (the ids of Taobao-scale catalogues)
 COLLABORATIVE_METHODS = ("ppmi", "item2vec")
 
 
@@ -81,12 +82,19 @@ def resolve_embedding_kind(kind: str, *, has_items: bool, has_sequences: bool) -
     return kind
 
 
-def _pca_rows(x: np.ndarray, dim: int, seed: int) -> np.ndarray:
-    """Project onto the top principal components (at most `dim`, fewer with few rows) and L2-normalize."""
-    components = min(dim, *x.shape)
+def _pca_rows(x: np.ndarray, dim: int, seed: int, rows: np.ndarray) -> np.ndarray:
+    """`x[rows]` projected onto the top principal components of `x[rows]` (at most `dim`, fewer with
+    few rows), L2-normalized. `x` holds each distinct text once; past `PCA_SAMPLE` rows the components
+    come from a uniform sample of `rows`, so `[len(rows), 384]` is never built at millions of items."""
+    components = min(dim, len(rows), x.shape[1])
     if components == x.shape[1]:
-        return x
-    reduced = PCA(n_components=components, svd_solver="randomized", random_state=seed).fit_transform(x)
+        return x[rows]
+    pca = PCA(n_components=components, svd_solver="randomized", random_state=seed)
+    if len(rows) <= PCA_SAMPLE:
+        reduced = pca.fit_transform(x[rows])
+    else:
+        pca.fit(x[rows[np.sort(np.random.default_rng(seed).choice(len(rows), PCA_SAMPLE, replace=False))]])
+        reduced = pca.transform(x)[rows]
     reduced = reduced.astype(np.float32, copy=False)
     norms = np.linalg.norm(reduced, axis=1, keepdims=True)
     return np.divide(reduced, norms, out=reduced, where=norms > 0)  # rows of norm 0 are zero already
@@ -99,7 +107,8 @@ def _text_part(
     has_signal = texts.fillna("").str.len().to_numpy() > 0
     if not has_signal.any():
         raise ValueError(f"none of the {len(item_ids)} catalogue items has side information in the items table")
-    encoded = _pca_rows(text_embeddings(texts[has_signal].tolist()), dim, seed)
+    distinct, rows = np.unique(texts[has_signal].to_numpy(dtype=str), return_inverse=True)
+    encoded = _pca_rows(text_embeddings(distinct.tolist()), dim, seed, rows.reshape(-1))
     vectors = np.zeros((len(item_ids), encoded.shape[1]), dtype=np.float32)
     vectors[has_signal] = encoded
     return fill_missing_rows(vectors, ~has_signal, seed=seed), ~has_signal

@@ -108,6 +108,18 @@ def test_cooccurrence_argument_errors() -> None:
         cooccurrence_matrix([["a"]], ["a", "a"])
 
 
+def test_cooccurrence_summed_by_distance_equals_all_pairs_at_once() -> None:
+    rng = np.random.default_rng(0)
+    item_ids = [f"i{i}" for i in range(30)]
+    sequences = [[f"i{j}" for j in rng.integers(0, 33, rng.integers(1, 15))] for _ in range(40)]  # i30-i32 unknown
+    rows, cols, distances = window_pairs(sequences, item_ids, window=4)
+    expected = np.zeros((30, 30))
+    np.add.at(expected, (rows, cols), 1.0 / distances)
+    counts = cooccurrence_matrix(sequences, item_ids, window=4)
+    assert counts.dtype == np.float32
+    np.testing.assert_allclose(counts.toarray(), expected, rtol=1e-6)
+
+
 def test_items_with_partner_by_hand() -> None:
     # "b" is alone in both its sequences (once as the same item three times), "x" is not a catalogue item
     sequences = [["a", "c"], ["b"], ["b", "b", "b"], ["d", "x"], ["a", "e", "e", "e", "e", "e", "e", "e"]]

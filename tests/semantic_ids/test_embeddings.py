@@ -101,3 +101,18 @@ def test_hybrid_concatenates_weighted_parts() -> None:
 def test_item_embeddings_rejects_bad_weight() -> None:
     with pytest.raises(ValueError, match="hybrid_weight"):
         item_embeddings(IDS, kind="collaborative", sequences=SEQUENCES, hybrid_weight=1.0)
+
+
+@pytest.mark.parametrize("pca_sample", [None, 3])  # None: every row fits the PCA; 3: past the sample size
+def test_text_part_embeds_distinct_texts_once_and_expands_after_the_pca(monkeypatch, pca_sample) -> None:
+    from gamer_hf.semantic_ids import embeddings
+
+    if pca_sample:
+        monkeypatch.setattr(embeddings, "PCA_SAMPLE", pca_sample)
+    titles = ["red shoe", "red boot", "red shoe", "hat", "red boot", "cap"]
+    items = pd.DataFrame({"item_id": list("abcdef"), "title": titles})
+    result = item_embeddings(list("abcdefg"), kind="text", items=items, dim=3)
+    assert result.vectors.shape == (7, 3) and result.fallback_items == {"text": 1}
+    np.testing.assert_allclose(result.vectors[[0, 1]], result.vectors[[2, 4]], atol=1e-6)  # same text, same row
+    np.testing.assert_allclose(np.linalg.norm(result.vectors[:6], axis=1), 1.0, rtol=1e-5)
+    assert len(np.unique(result.vectors[:6].round(4), axis=0)) == 4
