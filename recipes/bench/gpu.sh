@@ -185,7 +185,8 @@ for name in "${STEPS[@]}"; do
   printf '%-11s %-30s %6s %6s\n' "$name" "$status" "$seconds" "$limit" >> "$SUMMARY"
   if [ "$name" = full_data ]; then  # quality.json is written after every model: partial results come back too
     if [ ! -f "$WORK/full_data_out/full_data_gpu.md" ] && [ -f "$WORK/full_data_out/quality.json" ]; then
-      timeout 60 "$PY" recipes/bench/full_data_gpu.py --render --device "$DEVICE" --out "$WORK/full_data_out" >> "$LOG" 2>&1
+      timeout 60 "$PY" recipes/bench/full_data_gpu.py --render --device "$DEVICE" --out "$WORK/full_data_out" \
+        $([ "$DRY" = 1 ] && echo --tiny) >> "$LOG" 2>&1
     fi
     for file in full_data_gpu.md quality.json; do
       [ -f "$WORK/full_data_out/$file" ] && cp "$WORK/full_data_out/$file" "$OUT_DIR/"
