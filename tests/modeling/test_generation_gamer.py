@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from gamer_hf import GamerConfig, GamerConstrainedLogitsProcessor, GamerForCausalLM, GamerTokenizerFast, ItemTrie
+from gamer_hf.modeling import modeling_gamer
 from gamer_hf.modeling.generation_gamer import make_prefix_allowed_tokens_fn
 
 BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
@@ -80,6 +81,24 @@ def test_recommend_equals_generate_for_ablations(tokenizer, histories, overrides
                               logits_processor=[GamerConstrainedLogitsProcessor(tokenizer)])
     assert [item for row in recs for item, _ in row] == tokenizer.decode_items(codes)
     assert torch.allclose(torch.tensor([s for row in recs for _, s in row]), scores, atol=1e-5)
+
+
+def test_masked_decode_reads_the_grouped_heads_in_place(tokenizer, model, histories, monkeypatch) -> None:
+    """The beam decode's masked attention skips Transformers' per-head K/V copy and gives the same lists and
+    scores, to the bit, as Transformers' own sdpa path."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    grouped, heads = modeling_gamer.sdpa_grouped_attention_forward, []
+
+    def spy(module, query, key, *args, **kwargs):
+        heads.append((query.shape[1], key.shape[1]))
+        return grouped(module, query, key, *args, **kwargs)
+
+    monkeypatch.setattr(modeling_gamer, "sdpa_grouped_attention_forward", spy)
+    fast = model.recommend(tokenizer, histories, top_k=20, num_beams=20)
+    assert heads and all(kv < q for q, kv in heads)  # every masked call got the grouped K/V as cached
+    monkeypatch.setattr(modeling_gamer, "sdpa_grouped_attention_forward", sdpa_attention_forward)
+    assert model.recommend(tokenizer, histories, top_k=20, num_beams=20) == fast
 
 
 def test_prefix_function_baseline_gives_the_same_ranking(tokenizer, model, histories) -> None:
