@@ -160,11 +160,11 @@ class Recommender:
         )
 
     def _known_history(self, request: RecommendRequest, prefix: str) -> list[tuple[str, str]]:
-        known_items = self.tokenizer.item_index
+        items = [str(item) for _, item in request.history]
+        known = self.tokenizer.item_index.rows(items) >= 0  # one vectorized lookup for the whole history
         kept = []
-        for position, (behavior, item) in enumerate(request.history):
-            item = str(item)
-            if behavior in self.behaviors and item in known_items:
+        for position, ((behavior, _), item) in enumerate(zip(request.history, items)):
+            if behavior in self.behaviors and known[position]:
                 kept.append((behavior, item))
             elif request.unknown_items == "error":
                 bad_behavior = behavior not in self.behaviors

@@ -179,6 +179,20 @@ def test_score_items_unknown_and_empty(tokenizer, model, histories) -> None:
         model.score_items(tokenizer, histories[:3], [known, known])
 
 
+def test_score_items_looks_the_candidates_up_at_once(tokenizer, model, histories, monkeypatch) -> None:
+    """One vectorized `ItemIndex.rows` call per batch, no bisect per candidate (millions of items)."""
+    known = list(tokenizer.item_index)[:3]
+    candidates = [known + ["nope"], known[:1]]
+    expected = model.score_items(tokenizer, histories[:2], candidates, on_unknown="skip")
+
+    def per_item(*_):
+        raise AssertionError("a candidate was looked up on its own")
+
+    monkeypatch.setattr(type(tokenizer.item_index), "row", per_item)
+    assert model.score_items(tokenizer, histories[:2], candidates, on_unknown="skip") == expected
+    assert expected[0][3] == float("-inf") and len(expected[1]) == 1
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -106,3 +106,21 @@ def test_a_request_that_fails_inside_a_batch_fails_alone(loaded) -> None:
     assert isinstance(answers[2], RequestError) and answers[2].status == 500
     for answer, ranked in zip(answers[:2], expected(loaded), strict=True):
         assert_same(answer.model_dump(), ranked)
+
+
+def test_prepare_looks_the_history_up_at_once(loaded, monkeypatch) -> None:
+    """A request's history is checked against the item index in one vectorized call, not a bisect per entry."""
+    model, tokenizer = loaded
+    recommender = Recommender(model, tokenizer, name="t", max_history=12)
+    history = [("click", "sku1"), ("cart", "ghost"), ("buy", "sku2")]
+    expected = recommender.prepare(RecommendRequest(history=history, unknown_items="skip"))
+
+    def per_item(*_):
+        raise AssertionError("a history item was looked up on its own")
+
+    monkeypatch.setattr(type(tokenizer.item_index), "row", per_item)
+    assert recommender.prepare(RecommendRequest(history=history, unknown_items="skip")) == expected
+    assert expected.history == [("click", "sku1"), ("buy", "sku2")]
+    with pytest.raises(RequestError, match="unknown item 'ghost'") as error:
+        recommender.prepare(RecommendRequest(history=history))
+    assert error.value.field == "history.1.1"
