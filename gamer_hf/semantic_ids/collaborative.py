@@ -16,7 +16,8 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.utils.extmath import randomized_svd
 
-__all__ = ["sequences_from_events", "window_pairs", "cooccurrence_matrix", "ppmi", "collaborative_embeddings"]
+__all__ = ["sequences_from_events", "window_pairs", "items_with_partner", "cooccurrence_matrix", "ppmi",
+           "collaborative_embeddings"]
 
 EVENT_COLUMNS = ("user_id", "item_id")
 
@@ -65,6 +66,27 @@ def window_pairs(
     empty = np.zeros(0, dtype=np.int64)
     return (np.concatenate(rows) if rows else empty, np.concatenate(cols) if cols else empty,
             np.concatenate(distances) if distances else empty)
+
+
+def items_with_partner(sequences: Iterable[Sequence[str]], item_ids: Sequence[str]) -> np.ndarray:
+    """Mask over `item_ids`: the item shares some sequence with another distinct catalogue item.
+
+    These are exactly the items `window_pairs` pairs with something (any window): the run of an
+    item's repeats ends next to another item. An item seen only in sequences of itself (one
+    interaction, or the same item clicked, carted and bought) has no co-occurrence signal at all.
+    """
+    index = pd.Index([str(item) for item in item_ids])
+    sequences = list(sequences)
+    lengths = np.fromiter((len(seq) for seq in sequences), dtype=np.int64, count=len(sequences))
+    flat = pd.Index(np.fromiter(chain.from_iterable(sequences), dtype=object, count=int(lengths.sum())))
+    position = index.get_indexer(flat.astype(str))
+    sequence = np.repeat(np.arange(len(sequences)), lengths)
+    known = position >= 0
+    table = pd.DataFrame({"sequence": sequence[known], "position": position[known]})
+    distinct = table.groupby("sequence")["position"].transform("nunique").to_numpy()
+    out = np.zeros(len(index), dtype=bool)
+    out[table["position"].to_numpy()[distinct > 1]] = True
+    return out
 
 
 def cooccurrence_matrix(

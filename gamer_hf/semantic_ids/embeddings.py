@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 
-from .collaborative import collaborative_embeddings
+from .collaborative import collaborative_embeddings, items_with_partner
 from .fallback import fill_missing_rows
 from .item2vec import Item2VecConfig, item2vec_embeddings
 from .text import text_embeddings, texts_from_items
@@ -44,6 +44,7 @@ class ItemEmbeddings:
     fallback_items: dict[str, int] = field(default_factory=dict)
     fallback_mask: np.ndarray | None = None  # rows with a random part (any part)
     seen_in_training: np.ndarray | None = None  # rows of items that occur in the training sequences
+    alone_in_training: np.ndarray | None = None  # seen, but never beside another item (no co-occurrence)
 
     def coverage(self) -> dict[str, float | int]:
         """How many items got learned rows: fallback counts over all items and over training items."""
@@ -56,6 +57,10 @@ class ItemEmbeddings:
             out |= {"seen_in_training": int(seen.sum()), "unseen_in_training": int((~seen).sum()),
                     "fallback_seen_items": int((fallback & seen).sum()),
                     "fallback_share_of_seen": float((fallback & seen).sum() / seen.sum()) if seen.any() else 0.0}
+        if self.alone_in_training is not None:  # why a training item got no learned row
+            alone = self.alone_in_training
+            out |= {"seen_alone": int(alone.sum()), "fallback_seen_alone": int((fallback & alone).sum()),
+                    "fallback_seen_with_partner": int((fallback & seen & ~alone).sum())}
         return out
 
 
@@ -155,10 +160,11 @@ def item_embeddings(
             ids, sequences, dim, window, collaborative, item2vec, seed
         )
         parts.append(vectors * np.float32(np.sqrt(1.0 - hybrid_weight)) if concrete == "hybrid" else vectors)
-    seen = None
+    seen = alone = None
     if sequences is not None:
         seen_ids = {item for sequence in sequences for item in sequence}
         seen = np.fromiter((item in seen_ids for item in ids), dtype=bool, count=len(ids))
+        alone = seen & ~items_with_partner(sequences, ids)
     return ItemEmbeddings(
         item_ids=ids,
         vectors=(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)).astype(np.float32, copy=False),
@@ -166,4 +172,5 @@ def item_embeddings(
         fallback_items={part: int(mask.sum()) for part, mask in missing.items()},
         fallback_mask=np.logical_or.reduce(list(missing.values())),
         seen_in_training=seen,
+        alone_in_training=alone,
     )
