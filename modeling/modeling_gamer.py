@@ -166,6 +166,29 @@ def eager_attention_forward(
     return attn_output.transpose(1, 2).contiguous(), attn_weights
 
 
+def sdpa_grouped_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs: Any,
+):
+    """SDPA on the grouped K/V heads as stored (`enable_gqa`), for masked inference on CPU.
+
+    Transformers' sdpa path copies the K/V heads per query head whenever a mask is given (on CUDA a mask
+    with grouped heads falls back to the math kernel); torch's CPU kernel takes both as they are, with the
+    same result, so the beam decode and the cross-level layers skip that copy.
+    """
+    attn_output = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling,
+        enable_gqa=module.num_key_value_groups > 1,
+    )
+    return attn_output.transpose(1, 2).contiguous(), None
+
+
 QUERY_BLOCK = 128  # query rows per call of `query_blocked_attention`
 
 
@@ -295,6 +318,9 @@ class GamerAttention(nn.Module):
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
+        if (self.config._attn_implementation == "sdpa" and attention_mask is not None and query.device.type == "cpu"
+                and not torch.is_grad_enabled()):
+            attention_interface = sdpa_grouped_attention_forward
         dropout = 0.0 if not self.training else self.attention_dropout
         if _runs_unfused(self.config._attn_implementation, query, attention_mask, dropout, self.is_causal):
             attn_output, attn_weights = query_blocked_attention(
