@@ -16,6 +16,8 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ __all__ = [
     "check_finite",
     "check_layout",
     "default_device",
+    "hidden_weight_bars",
     "load_checkpoint",
     "load_tokenizer",
     "record_checksums",
@@ -64,6 +67,25 @@ EXTRA_FILES = (TRAINING_INFO_FILE, EVAL_RESULTS_FILE, "eval_ndcg10.png")
 _JSON_FILES = ("config.json", "tokenizer_config.json", LEGACY_ITEM_INDEX_FILE, CHECKSUMS_FILE, TRAINING_INFO_FILE,
                EVAL_RESULTS_FILE)
 _CHUNK = 1 << 20
+WEIGHT_BARS = frozenset({"Loading weights", "Writing model shards"})  # Transformers' per-load / per-save bars
+
+
+@contextmanager
+def hidden_weight_bars() -> Iterator[None]:
+    """Hide Transformers' "Loading weights" / "Writing model shards" bars inside our own loads and saves: one
+    bar per checkpoint is noise in a training log. Every other bar, and the user's progress-bar and logging
+    settings, stay as they are (a tqdm hook for the duration, the previous hook restored after)."""
+
+    def hook(factory: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if kwargs.get("desc") in WEIGHT_BARS:
+            factory = hf_logging.EmptyTqdm
+        return previous(factory, args, kwargs) if previous is not None else factory(*args, **kwargs)
+
+    previous = hf_logging.set_tqdm_hook(hook)
+    try:
+        yield
+    finally:
+        hf_logging.set_tqdm_hook(previous)
 
 
 def sha256_of(path: Path) -> str:
@@ -184,19 +206,17 @@ def load_checkpoint(
     folder = Path(folder)
     check_checkpoint_dir(folder)
     weights = folder / WEIGHTS_FILE
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # its load report of missing keys is replaced by the error below
-    hf_logging.disable_progress_bar()  # its "Loading weights" bar on every load; logged warnings are not affected
     try:
-        model, info = GamerForCausalLM.from_pretrained(  # mismatches are listed in `info`, then refused
-            folder, use_safetensors=True, output_loading_info=True, ignore_mismatched_sizes=True)
+        with hidden_weight_bars():
+            model, info = GamerForCausalLM.from_pretrained(  # mismatches are listed in `info`, then refused
+                folder, use_safetensors=True, output_loading_info=True, ignore_mismatched_sizes=True)
     except (OSError, RuntimeError, ValueError, TypeError, KeyError) as error:
         raise CheckpointError(f"{weights} does not load with {folder / 'config.json'}: "
                               f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
     problems = {key: sorted(info[key])[:3] + ([f"... {len(info[key])} in all"] if len(info[key]) > 3 else [])
                 for key in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(key)}
     if problems:

@@ -33,9 +33,13 @@ def parse_history(text: str) -> list[tuple[str, str]]:
 
 
 def unknown_interactions(tokenizer: GamerTokenizerFast, history: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The (behavior, item) pairs of `history` the checkpoint cannot encode (`on_unknown="skip"` drops them)."""
-    return [(behavior, item) for behavior, item in history
-            if behavior not in tokenizer.behaviors or str(item) not in tokenizer.item_index]
+    """The (behavior, item) pairs of `history` the checkpoint cannot encode (`on_unknown="skip"` drops them).
+
+    Items are looked up in one vectorized `ItemIndex.rows` call, not one binary search each.
+    """
+    rows = tokenizer.item_index.rows([item for _, item in history])
+    return [(behavior, item) for (behavior, item), row in zip(history, rows.tolist())
+            if row < 0 or behavior not in tokenizer.behaviors]
 
 
 def recommend_items(

@@ -261,19 +261,22 @@ class GamerGenerationMixin(GenerationMixin):
 
         def score(batch: dict[str, torch.Tensor], start: int) -> list[list[float]]:
             chunk = [[str(item) for item in items] for items in candidates[start : start + batch_size]]
-            unknown = [item for items in chunk for item in items if item not in known]
-            if unknown and on_unknown == "raise":
-                raise ValueError(f"candidate item {unknown[0]!r} is not in the tokenizer's item index "
-                                 f"(pass on_unknown='skip' to score unknown items -inf)")
-            width = max((len(items) for items in chunk), default=0)
+            lengths = [len(items) for items in chunk]
+            width = max(lengths, default=0)
             if width == 0:
                 return [[] for _ in chunk]
-            fallback = [0] * tokenizer.num_levels
-            codes = torch.tensor([[list(known.get(item, fallback)) for item in items] + [fallback] * (width - len(items))
-                                  for items in chunk], dtype=torch.long, device=self.device)
-            scores = score_candidate_items(self, tokenizer, batch["input_ids"], batch["attention_mask"], codes).tolist()
-            return [[s if item in known else float("-inf") for item, s in zip(items, row)]
-                    for items, row in zip(chunk, scores)]
+            flat = [item for items in chunk for item in items]
+            rows = torch.from_numpy(known.rows(flat))  # one vectorized lookup; -1 where unknown
+            if on_unknown == "raise" and bool((rows < 0).any()):
+                raise ValueError(f"candidate item {flat[int((rows < 0).nonzero()[0])]!r} is not in the tokenizer's "
+                                 f"item index (pass on_unknown='skip' to score unknown items -inf)")
+            # [batch, width] rows, padded and unknown candidates on row 0's codes (their scores are dropped)
+            padded = torch.full((len(chunk), width), -1, dtype=torch.long)
+            padded[torch.arange(width) < torch.tensor(lengths)[:, None]] = rows
+            codes = torch.from_numpy(known.codes).long()[padded.clamp(min=0)].to(self.device)
+            scores = score_candidate_items(self, tokenizer, batch["input_ids"], batch["attention_mask"], codes)
+            scores = scores.cpu().masked_fill(padded < 0, float("-inf")).tolist()
+            return [row[:length] for row, length in zip(scores, lengths)]
 
         return self._per_batch(tokenizer, histories, behavior, max_history, batch_size, on_unknown, score)
 

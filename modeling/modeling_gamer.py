@@ -166,6 +166,79 @@ def eager_attention_forward(
     return attn_output.transpose(1, 2).contiguous(), attn_weights
 
 
+def sdpa_grouped_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs: Any,
+):
+    """SDPA on the grouped K/V heads as stored (`enable_gqa`), for masked inference on CPU.
+
+    Transformers' sdpa path copies the K/V heads per query head whenever a mask is given (on CUDA a mask
+    with grouped heads falls back to the math kernel); torch's CPU kernel takes both as they are, with the
+    same result, so the beam decode and the cross-level layers skip that copy.
+    """
+    attn_output = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling,
+        enable_gqa=module.num_key_value_groups > 1,
+    )
+    return attn_output.transpose(1, 2).contiguous(), None
+
+
+QUERY_BLOCK = 128  # query rows per call of `query_blocked_attention`
+
+
+def _runs_unfused(implementation: str, query: torch.Tensor, attention_mask: torch.Tensor | None, dropout: float,
+                  is_causal: bool) -> bool:
+    """True where sdpa can only take torch's math path over the whole [Q x K] map: attention dropout on CPU
+    (no fused CPU kernel takes dropout), with a boolean or causal mask and more than one block of queries."""
+    if implementation != "sdpa" or dropout == 0 or query.device.type != "cpu" or query.shape[2] <= QUERY_BLOCK:
+        return False
+    masked = attention_mask.dtype == torch.bool if attention_mask is not None else is_causal
+    return masked and not torch.compiler.is_compiling()
+
+
+def query_blocked_attention(
+    attention_interface: Callable,
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """`attention_interface` over blocks of `QUERY_BLOCK` query rows, each given only the key range its mask rows
+    can read (a causal block: the keys up to its last query): the output of one call, for about half the work of
+    a causal [Q x K] map, in pieces small enough to stay in cache. Why: torch's math path (sdpa with dropout on
+    CPU) computes, drops out and keeps for backward every element of the map, the masked half included.
+
+    `attention_mask` is boolean ([batch, 1 or heads, Q, K]), or None for causal attention whose queries are the
+    last Q keys. Attention weights are not returned (sdpa has none).
+    """
+    num_queries, num_keys = query.shape[2], key.shape[2]
+    key_index = torch.arange(num_keys, device=query.device)
+    outputs = []
+    for start in range(0, num_queries, QUERY_BLOCK):
+        end = min(start + QUERY_BLOCK, num_queries)
+        if attention_mask is None:
+            first, last = 0, num_keys - num_queries + end
+            query_index = torch.arange(start, end, device=query.device) + num_keys - num_queries
+            mask = key_index[None, None, None, :last] <= query_index[None, None, :, None]
+        else:
+            rows = attention_mask[:, :, start:end]
+            readable = rows.flatten(0, 2).any(0).nonzero()  # keys some query of the block may read
+            first, last = (int(readable[0]), int(readable[-1]) + 1) if len(readable) else (0, 1)
+            mask = rows[..., first:last]
+        block, _ = attention_interface(module, query[:, :, start:end], key[:, :, first:last],
+                                       value[:, :, first:last], mask, **kwargs)
+        outputs.append(block)
+    return torch.cat(outputs, dim=1), None
+
+
 class GamerTokenRoles:
     """Per-token ids derived from the vocabulary layout.
 
@@ -245,16 +318,19 @@ class GamerAttention(nn.Module):
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        attn_output, attn_weights = attention_interface(
-            self,
-            query,
-            key,
-            value,
-            attention_mask,
-            dropout=0.0 if not self.training else self.attention_dropout,
-            scaling=self.scaling,
-            **kwargs,
-        )
+        if (self.config._attn_implementation == "sdpa" and attention_mask is not None and query.device.type == "cpu"
+                and not torch.is_grad_enabled()):
+            attention_interface = sdpa_grouped_attention_forward
+        dropout = 0.0 if not self.training else self.attention_dropout
+        if _runs_unfused(self.config._attn_implementation, query, attention_mask, dropout, self.is_causal):
+            attn_output, attn_weights = query_blocked_attention(
+                attention_interface, self, query, key, value, attention_mask, dropout=dropout, scaling=self.scaling,
+                **kwargs,
+            )
+        else:
+            attn_output, attn_weights = attention_interface(
+                self, query, key, value, attention_mask, dropout=dropout, scaling=self.scaling, **kwargs
+            )
         attn_output = attn_output.reshape(*attn_output.shape[:2], -1).contiguous()
         return attn_output, attn_weights
 

@@ -100,9 +100,9 @@ class SASRecRecommender:
     def scores(self, cases: Iterable[Mapping[str, Any] | EvalCase]) -> torch.Tensor:
         """Scores [cases, catalogue rows] of every item for each case (specials are -inf)."""
         model, _ = self._fitted()
-        batch = self._case_batch(as_cases(cases))
+        batch = self._case_batch(as_cases(cases)).to(next(model.parameters()).device)
         model.eval()
-        return model.item_logits(last_hidden(model, batch.histories, batch.requested))
+        return model.item_logits(last_hidden(model, batch.histories, batch.requested)).cpu()
 
     def recommend(self, cases: Iterable[Mapping[str, Any] | EvalCase], top_k: int) -> list[list[str]]:
         """The top_k catalogue items per case, best first."""

@@ -4,7 +4,8 @@ Every prefix of a training sequence is an example at once (causal attention), as
 validation loss is the same cross-entropy on the held-out cases only: the history, the requested
 behavior, and the mean over the case's target items, which is GAMER's selection rule too. The best
 epoch's weights are restored at the end. A wall-clock cap (`max_seconds`) lets a benchmark give
-every model the same time budget; the loop then validates once more and stops.
+every model the same time budget; the loop then validates once more and stops. `device` trains and
+validates on an accelerator ("cuda"); the sequences stay on the CPU and go over one batch at a time.
 
 `select_by="ndcg"` selects the epoch by validation NDCG@10 instead. When most held-out targets are
 items never seen in training (cold items), the loss keeps rising on them while the ranking of the
@@ -36,7 +37,8 @@ __all__ = [
 @dataclass
 class TrainingSettings:
     """Optimisation budget and schedule; `max_seconds` caps training wall time (None: no cap);
-    `select_by` picks the restored epoch by validation "loss" (lowest) or "ndcg" (highest NDCG@10)."""
+    `select_by` picks the restored epoch by validation "loss" (lowest) or "ndcg" (highest NDCG@10);
+    `device` is where the model trains and scores (the catalogue-wide logits come back to the CPU)."""
 
     epochs: int = 50
     batch_size: int = 64
@@ -48,8 +50,13 @@ class TrainingSettings:
     seed: int = 0
     progress: bool = True
     select_by: Literal["loss", "ndcg"] = "loss"
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
+        try:
+            torch.device(self.device)
+        except RuntimeError as error:
+            raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda', got {self.device!r}") from error
         if self.select_by not in ("loss", "ndcg"):
             raise ValueError(f"select_by must be 'loss' or 'ndcg', got {self.select_by!r}")
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -80,6 +87,9 @@ class CaseBatch:
         return CaseBatch(SequenceBatch(h.items[rows], h.behaviors[rows], h.lengths[rows]), self.requested[rows],
                          self.targets[rows])
 
+    def to(self, device: torch.device | str) -> "CaseBatch":
+        return CaseBatch(self.histories.to(device), self.requested.to(device), self.targets.to(device))
+
 
 @dataclass
 class FitResult:
@@ -99,7 +109,7 @@ class FitResult:
 def next_behaviors(behaviors: torch.Tensor, lengths: torch.Tensor, requested: torch.Tensor) -> torch.Tensor:
     """Behavior requested after each position: the next interaction's, and `requested` after the last."""
     shifted = torch.cat([behaviors[:, 1:], behaviors.new_full((behaviors.shape[0], 1), PAD)], dim=1)
-    shifted[torch.arange(len(lengths)), lengths - 1] = requested
+    shifted[torch.arange(len(lengths), device=lengths.device), lengths - 1] = requested
     return shifted
 
 
@@ -107,7 +117,8 @@ def last_hidden(model: SASRec, histories: SequenceBatch, requested: torch.Tensor
     """The hidden state after each history's last interaction, conditioned on the requested behavior."""
     queries = next_behaviors(histories.behaviors, histories.lengths, requested)
     hidden = model(histories.items, histories.behaviors, queries)
-    return hidden[torch.arange(len(histories.lengths)), histories.lengths - 1]
+    lengths = histories.lengths
+    return hidden[torch.arange(len(lengths), device=lengths.device), lengths - 1]
 
 
 def _training_loss(model: SASRec, batch: SequenceBatch) -> torch.Tensor:
@@ -122,12 +133,12 @@ def _training_loss(model: SASRec, batch: SequenceBatch) -> torch.Tensor:
 def validate(model: SASRec, cases: CaseBatch, batch_size: int) -> dict[str, float]:
     """eval_loss: mean over cases of the mean cross-entropy of the case's target items;
     eval_ndcg10: NDCG@10 of the full-catalogue ranking over the case's target set."""
-    was_training = model.training
+    was_training, device = model.training, next(model.parameters()).device
     model.eval()
     total, rankings = 0.0, []
     try:
         for start in range(0, len(cases), batch_size):
-            chunk = cases.select(slice(start, start + batch_size))
+            chunk = cases.select(slice(start, start + batch_size)).to(device)
             logits = model.item_logits(last_hidden(model, chunk.histories, chunk.requested))
             log_probs = torch.log_softmax(logits, -1)
             valid = chunk.targets >= NUM_SPECIAL
@@ -151,6 +162,8 @@ def fit(model: SASRec, train: SequenceBatch, validation: CaseBatch | None, setti
     if usable.numel() == 0:
         raise ValueError("no training sequence has two or more interactions: nothing to learn the next item from")
     generator = torch.Generator().manual_seed(settings.seed)
+    device = torch.device(settings.device)
+    model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     result = FitResult()
     best_state, waited, start = None, 0, time.perf_counter()
@@ -164,7 +177,7 @@ def fit(model: SASRec, train: SequenceBatch, validation: CaseBatch | None, setti
         for first in range(0, order.numel(), settings.batch_size):
             rows = order[first : first + settings.batch_size]
             width = int(train.lengths[rows].max())
-            batch = SequenceBatch(train.items[rows, :width], train.behaviors[rows, :width], train.lengths[rows])
+            batch = SequenceBatch(train.items[rows, :width], train.behaviors[rows, :width], train.lengths[rows]).to(device)
             loss = _training_loss(model, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

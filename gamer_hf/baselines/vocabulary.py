@@ -28,6 +28,9 @@ class SequenceBatch:
     behaviors: torch.Tensor
     lengths: torch.Tensor
 
+    def to(self, device: torch.device | str) -> "SequenceBatch":
+        return SequenceBatch(self.items.to(device), self.behaviors.to(device), self.lengths.to(device))
+
 
 class ItemVocabulary:
     """Item id (str) <-> row of the output layer, and behavior name <-> identity (1..B, 0 = pad)."""

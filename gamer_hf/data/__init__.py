@@ -31,7 +31,7 @@ from .gamer_json import read_gamer_json
 from .prepare import PreparedData, format_summary, load_prepared, prepare
 from .report import DataValidationError, DropRecord, DropReport
 from .sessions import session_ranks
-from .synthetic import SYNTHETIC_BEHAVIORS, generate_synthetic, write_synthetic, write_synthetic_log
+from .synthetic import SYNTHETIC_BEHAVIORS, generate_synthetic, write_synthetic, write_synthetic_log, write_taobao_shaped
 
 __all__ = [
     "BehaviorTable",
@@ -56,4 +56,5 @@ __all__ = [
     "validate_events",
     "write_synthetic",
     "write_synthetic_log",
+    "write_taobao_shaped",
 ]

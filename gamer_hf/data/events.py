@@ -137,8 +137,10 @@ class _Checker:
                             count=int(changed.sum()), action="stripped")
             self.record_rules.append(self.rule)
         if cap:
-            self.check(overlong_ids(stripped), f"id longer than {MAX_ID_LENGTH} characters", column,
-                       shorten(stripped), hint="check the file's quoting (an open quote swallows the lines after "
+            overlong = overlong_ids(stripped)  # quoted shortened, made only when there is one (it costs a pass)
+            self.check(overlong, f"id longer than {MAX_ID_LENGTH} characters", column,
+                       shorten(stripped) if overlong.any() else stripped,
+                       hint="check the file's quoting (an open quote swallows the lines after "
                        "it), or pass on_invalid='drop' (CLI --on_invalid drop) to drop such rows")
         return stripped
 

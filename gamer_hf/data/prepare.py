@@ -26,7 +26,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +34,7 @@ from typing import Any
 
 import datasets
 import pandas as pd
+import pyarrow as pa
 from tqdm.auto import tqdm
 
 from ..errors import ConfigurationError, DataError, OutputExistsError
@@ -51,7 +52,7 @@ from .sessions import SessionMethod
 from .splits import Protocol
 from .tables import TableSource
 
-__all__ = ["prepare", "load_prepared", "PreparedData", "format_summary", "clean_stale_temps", "FORMAT_VERSION"]
+__all__ = ["prepare", "load_prepared", "PreparedData", "LazyIds", "format_summary", "clean_stale_temps", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "validation", "test")
@@ -62,14 +63,58 @@ _TEMP_KINDS = ("tmp", "old")
 STALE_AFTER_S = 24 * 3600.0
 
 
+class LazyIds(Sequence[str]):
+    """The ids of a JSON list file (users.json), read on first use and held as one Arrow string array.
+
+    Training and evaluation never look at user ids, and a million of them as a Python list cost
+    about 70 MB of memory that grows with the log; here they cost nothing until asked for, and
+    then a compact Arrow array. A missing file fails in load_prepared, a corrupt one on first use.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path, self._ids = path, None
+
+    @property
+    def ids(self) -> pa.Array:
+        if self._ids is None:
+            value = _read_json(self.path)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise DataError(f"{self.path} is corrupt: not a JSON list of id strings; prepare the data again")
+            self._ids = pa.array(value, pa.string())
+        return self._ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return self.ids[index].to_pylist()
+        return self.ids[index].as_py()
+
+    def __iter__(self) -> Iterator[str]:
+        for start in range(0, len(self.ids), 1 << 16):
+            yield from self.ids.slice(start, 1 << 16).to_pylist()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LazyIds):
+            return self.ids.equals(other.ids)
+        return isinstance(other, Sequence) and not isinstance(other, str) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-like sequence semantics, as a list
+
+    def __repr__(self) -> str:
+        state = f"{len(self._ids):,} ids" if self._ids is not None else "not read yet"
+        return f"LazyIds({str(self.path)!r}, {state})"
+
+
 @dataclass
 class PreparedData:
-    """The prepared splits, their metadata, and the item catalogue."""
+    """The prepared splits, their metadata, and the item catalogue (user ids: read when first used)."""
 
     splits: datasets.DatasetDict
     metadata: dict[str, Any]
     item_ids: list[str]
-    user_ids: list[str]
+    user_ids: Sequence[str]
     items: pd.DataFrame | None = None
     item_index: dict[str, tuple[str, ...]] | None = field(default=None, repr=False)
 
@@ -115,11 +160,11 @@ def staged_output(out: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def write_prepared_files(folder: Path, metadata: dict[str, Any], item_ids: list[str], user_ids: list[str],
+def write_prepared_files(folder: Path, metadata: dict[str, Any], item_ids: list[str], user_ids: Sequence[str],
                          items: pd.DataFrame | None, item_index: dict[str, tuple[str, ...]] | None) -> None:
     """Everything of a prepared folder but the splits: the id maps, side information and metadata.json (last)."""
     _write_json(folder / "items.json", item_ids)
-    _write_json(folder / "users.json", user_ids)
+    _write_id_list(folder / "users.json", user_ids.ids if isinstance(user_ids, LazyIds) else user_ids)
     if items is not None:
         items.to_parquet(folder / "items.parquet", index=False)
     if item_index is not None:
@@ -213,6 +258,18 @@ def _write_json(path: Path, value: Any) -> None:
         json.dump(value, handle, ensure_ascii=False, indent=1 if isinstance(value, dict) else None)
 
 
+def _write_id_list(path: Path, ids: pa.Array | Sequence[str]) -> None:
+    """A JSON list of strings written in slices (what json.dump writes), never all as Python strings at once."""
+    ids = ids if isinstance(ids, pa.Array) else pa.array(list(ids), pa.string())
+    step = 1 << 16
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("[")
+        for start in range(0, len(ids), step):
+            part = json.dumps(ids.slice(start, step).to_pylist(), ensure_ascii=False)[1:-1]
+            handle.write((", " if start else "") + part)
+        handle.write("]")
+
+
 def load_prepared(path: str | os.PathLike) -> PreparedData:
     """Read a folder written by `prepare(..., out=path)` / `gamer-hf prepare`."""
     path = Path(path)
@@ -232,10 +289,16 @@ def load_prepared(path: str | os.PathLike) -> PreparedData:
         splits=datasets.load_from_disk(str(path / "splits")),
         metadata=metadata,
         item_ids=_read_json(path / "items.json"),
-        user_ids=_read_json(path / "users.json"),
+        user_ids=_lazy_ids(path / "users.json"),
         items=items,
         item_index=item_index,
     )
+
+
+def _lazy_ids(path: Path) -> LazyIds:
+    if not path.is_file():
+        raise DataError(f"{path} is missing; {path.parent} is incomplete")
+    return LazyIds(path)
 
 
 def _read_json(path: Path) -> Any:

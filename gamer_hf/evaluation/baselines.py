@@ -15,6 +15,10 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from .cases import EvalCase, as_cases
 
 __all__ = ["MostPopular", "Repeat", "recent_distinct_items", "behavior_item_pairs"]
@@ -90,10 +94,13 @@ class MostPopular:
         self._cache: dict[tuple[str, int], list[str]] = {}
 
     def fit(self, train: Any) -> MostPopular:
-        """Count training interactions per behavior and overall."""
-        counts: dict[str, Counter[str]] = {}
-        for behavior, item in behavior_item_pairs(train):
-            counts.setdefault(behavior, Counter())[item] += 1
+        """Count training interactions per behavior and overall (a Dataset in Arrow batches, others in Python)."""
+        if isinstance(train, datasets.Dataset):
+            counts = _arrow_counts(train.data.table)
+        else:
+            counts = {}
+            for behavior, item in behavior_item_pairs(train):
+                counts.setdefault(behavior, Counter())[item] += 1
         if not counts:
             raise ValueError("training data holds no interactions: MostPopular has nothing to count")
         self.counts = counts
@@ -114,6 +121,55 @@ class MostPopular:
     def recommend(self, cases: Iterable[Mapping[str, Any] | EvalCase], top_k: int) -> list[list[str]]:
         """The requested behavior's popularity list for every case."""
         return [list(self.ranking(case.target_behavior, top_k)) for case in as_cases(cases)]
+
+
+_COUNT_BATCH = 1 << 16  # rows of a Dataset counted at once
+_MERGE_AT = 1 << 22  # partial (behavior, item) counts held before they are summed into one table
+
+
+def _arrow_counts(table: pa.Table) -> dict[str, Counter[str]]:
+    """Per behavior, item -> interactions, counted by Arrow group-bys over batches of the (memory-mapped)
+    table: memory follows the distinct (behavior, item) pairs, never the rows."""
+    names = set(table.column_names)
+    if set(_EVENT_COLUMNS) <= names:
+        columns, lists = _EVENT_COLUMNS, False
+    elif set(_SEQUENCE_COLUMNS) <= names or set(_TRAINING_COLUMNS) <= names:
+        columns, lists = (_SEQUENCE_COLUMNS if set(_SEQUENCE_COLUMNS) <= names else _TRAINING_COLUMNS), True
+    else:
+        raise ValueError(f"training data has columns {sorted(names)}: expected events {list(_EVENT_COLUMNS)} "
+                         f"or sequences {list(_SEQUENCE_COLUMNS)} or {list(_TRAINING_COLUMNS)}")
+    parts: list[pa.Table] = []
+    held, row = 0, 0
+    for batch in table.select(list(columns)).to_batches(max_chunksize=_COUNT_BATCH):
+        behaviors, items = batch.column(0), batch.column(1)
+        if lists:
+            lengths = [pc.list_value_length(c).fill_null(0) for c in (behaviors, items)]
+            bad = pc.indices_nonzero(pc.not_equal(*lengths))
+            if len(bad):
+                first = bad[0].as_py()
+                raise ValueError(f"training row {row + first}: {columns[0]} has {lengths[0][first]} entries, "
+                                 f"{columns[1]} {lengths[1][first]}")
+            behaviors, items = pc.list_flatten(behaviors), pc.list_flatten(items)
+        pairs = pa.table({"behavior": behaviors.cast(pa.string()), "item": items.cast(pa.string())})
+        parts.append(pairs.group_by(["behavior", "item"]).aggregate([("item", "count")]).rename_columns(
+            ["behavior", "item", "n"]))
+        held, row = held + parts[-1].num_rows, row + batch.num_rows
+        if held >= _MERGE_AT:
+            parts, held = [_summed(parts)], 0
+    if not parts:
+        return {}
+    total = _summed(parts)
+    counts: dict[str, Counter[str]] = {}
+    for behavior in pc.unique(total["behavior"]).to_pylist():
+        own = total.filter(pc.equal(total["behavior"], behavior))
+        counts[behavior] = Counter(dict(zip(own["item"].to_pylist(), own["n"].to_pylist())))
+    return counts
+
+
+def _summed(parts: list[pa.Table]) -> pa.Table:
+    """Partial counts added up per (behavior, item)."""
+    merged = pa.concat_tables(parts).group_by(["behavior", "item"]).aggregate([("n", "sum")])
+    return merged.rename_columns(["behavior", "item", "n"])
 
 
 def recent_distinct_items(

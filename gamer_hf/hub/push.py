@@ -39,6 +39,7 @@ from ..checkpoint import (
     check_checkpoint_dir,
     check_finite,
     check_layout,
+    hidden_weight_bars,
     load_checkpoint,
     record_checksums,
 )
@@ -123,7 +124,8 @@ def _check_empty(out: Path) -> None:
 def _stage(verified: _Verified, out: Path, repo_id: str, dataset_id: str | None) -> list[str]:
     model, tokenizer, folder, facts = verified.model, verified.tokenizer, verified.folder, verified.facts
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
+    with hidden_weight_bars():
+        model.save_pretrained(out)
     record_checksums(out)  # downloaders verify the weights against the digest of what was uploaded
     tokenizer.save_pretrained(out)
     shutil.copyfile(HANDLER_SOURCE, out / HANDLER_FILE)

@@ -21,7 +21,7 @@ from .collisions import COLLISION_STRATEGIES, CollisionResolution, resolve_colli
 from .embeddings import COLLABORATIVE_METHODS, EMBEDDING_KINDS, ItemEmbeddings, item_embeddings
 from .item2vec import Item2VecConfig, item2vec_embeddings
 from .inputs import SemanticIdInputs, load_inputs
-from .job import SemanticIdArguments, TokenizerBuild, build_tokenizer
+from .job import SemanticIdArguments, TokenizerBuild, build_tokenizer, build_tokenizer_from_inputs
 from .kmeans import KMeansResult, fit_kmeans
 from .report import LevelStats, NeighbourAgreement, SemanticIdReport, build_report, neighbour_agreement
 from .rq_kmeans import RQKMeans
@@ -57,6 +57,7 @@ __all__ = [
     "build_report",
     "build_semantic_ids",
     "build_tokenizer",
+    "build_tokenizer_from_inputs",
     "chunked_ids",
     "collaborative_embeddings",
     "cooccurrence_matrix",

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..modeling.item_index_gamer import ItemIndex
 from .cid import chunked_ids
 from .collaborative import cooccurrence_matrix
 from .collisions import resolve_collisions
@@ -26,9 +27,13 @@ CID_DEFAULT_BASE = 64
 
 @dataclass
 class SemanticIds:
-    """Item id -> code tuple (all tuples distinct), the per-level codebook sizes, and how they were made."""
+    """Item id -> code tuple (all tuples distinct), the per-level codebook sizes, and how they were made.
 
-    item_index: dict[str, tuple[int, ...]]
+    `item_index` is the tokenizer's array-backed `ItemIndex` (a read-only Mapping, iterated in sorted
+    id order): a dict of tuples takes seconds and gigabytes to build at millions of items.
+    """
+
+    item_index: ItemIndex
     codebook_sizes: list[int]
     report: SemanticIdReport
     parameters: dict
@@ -134,11 +139,12 @@ def build_semantic_ids(
         resolved.applied,
         timings={"quantize": quantized - start, "collisions": time.perf_counter() - quantized},
     )
+    if method == "rqkmeans":
+        levels = enumerate(quantizer.level_seconds, start=1)
+        report.timings |= {f"quantize_level_{level}": seconds for level, seconds in levels}
     report.embedding_coverage = coverage
     if sequences is not None:
         agreement = neighbour_agreement(resolved.codes[:, 0], cooccurrence_matrix(sequences, ids), neighbours)
         report.neighbour_agreement = asdict(agreement)
-    item_index = {item: tuple(int(code) for code in row) for item, row in zip(ids, resolved.codes.tolist())}
-    return SemanticIds(
-        item_index=item_index, codebook_sizes=resolved.codebook_sizes, report=report, parameters=parameters
-    )
+    index = ItemIndex.from_pairs(ids, resolved.codes)
+    return SemanticIds(item_index=index, codebook_sizes=resolved.codebook_sizes, report=report, parameters=parameters)

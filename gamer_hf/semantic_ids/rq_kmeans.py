@@ -6,6 +6,7 @@ so a decoder can commit to a region of the catalogue before picking the item.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -56,19 +57,22 @@ class RQKMeans:
         self.seed = seed
         self.max_iter = max_iter
         self.codebooks: list[np.ndarray] = []
+        self.level_seconds: list[float] = []  # wall time of each level's fit, for reports at scale
 
     def fit_encode(self, x: np.ndarray) -> np.ndarray:
         """Fit the codebooks on `x` `[n, d]` and return its codes `[n, num_levels]` (int64)."""
         residual = np.array(x, dtype=np.float32, copy=True)
         codes = np.empty((len(residual), self.num_levels), dtype=np.int64)
-        self.codebooks = []
+        self.codebooks, self.level_seconds = [], []
         for level, size in enumerate(tqdm(self.codebook_sizes, desc="rq-kmeans levels", leave=False)):
+            start = time.perf_counter()
             result = fit_kmeans(
                 residual, size, seed=self.seed + level, balanced=self.balanced, max_iter=self.max_iter
             )
             self.codebooks.append(result.centers)
             codes[:, level] = result.labels
             _subtract_centers(residual, result.centers, result.labels)
+            self.level_seconds.append(time.perf_counter() - start)
         return codes
 
     def encode(self, x: np.ndarray) -> np.ndarray:

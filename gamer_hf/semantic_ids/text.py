@@ -83,8 +83,14 @@ def texts_from_items(items: pd.DataFrame, *, id_column: str = "item_id", price_b
         parts.append(rendered.where(values.notna()))
     if not parts:
         raise ValueError(f"items table has no side-information column besides {id_column!r}")
-    texts = pd.concat(parts, axis=1).apply(lambda row: ", ".join(row.dropna()), axis=1)
-    return pd.Series(texts.to_numpy(), index=ids.to_numpy(), name="text")
+    texts = parts[0]
+    # ", ".join of each row's present parts, column by column (a row-wise apply takes minutes at 4M items)
+    for part in parts[1:]:
+        both = texts.notna() & part.notna()
+        joined = texts[both] + ", " + part[both]
+        texts = texts.where(texts.notna(), part)
+        texts[both] = joined
+    return pd.Series(texts.fillna("").to_numpy(dtype=object), index=ids.to_numpy(), name="text")
 
 
 def text_embeddings(texts: Sequence[str], *, batch_size: int = 256, device: str = "cpu") -> np.ndarray:

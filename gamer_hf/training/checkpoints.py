@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError, safe_open
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from ..checkpoint import record_checksums, verify_checksums
+from ..checkpoint import hidden_weight_bars, record_checksums, verify_checksums
 from ..errors import CheckpointError
 from ..files import read_json
 from .arguments import RESUME_LATEST
@@ -33,6 +33,7 @@ __all__ = [
     "CHECKPOINTS_SUBDIR",
     "CheckpointError",
     "ChecksumCallback",
+    "VettedCheckpointTrainer",
     "best_checkpoint",
     "list_checkpoints",
     "resolve_resume",
@@ -133,6 +134,21 @@ class ChecksumCallback(TrainerCallback):
         if state.is_world_process_zero and (folder / SAFE_WEIGHTS).is_file():
             record_checksums(folder)
         return control
+
+
+class VettedCheckpointTrainer(Trainer):
+    """A Trainer whose end-of-run reload of the best checkpoint gets the checks a resume gets
+    (`validate_checkpoint`: complete, readable, weights unchanged since `ChecksumCallback` recorded their
+    sha256), so a checkpoint corrupted on disk during the run is refused instead of published; and whose
+    saves show no per-file "Writing model shards" bar."""
+
+    def _load_best_model(self) -> None:
+        validate_checkpoint(self.state.best_model_checkpoint)
+        super()._load_best_model()
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        with hidden_weight_bars():
+            super()._save(output_dir, state_dict)
 
 
 def _read_json(path: Path) -> Any:

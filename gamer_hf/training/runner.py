@@ -39,6 +39,7 @@ from .checkpoints import (
     CHECKPOINTS_SUBDIR,
     TRAINER_STATE,
     ChecksumCallback,
+    VettedCheckpointTrainer,
     best_checkpoint,
     list_checkpoints,
     resolve_resume,
@@ -70,6 +71,10 @@ class TrainResult:
     final_eval_loss: float | None  # the last evaluation's loss (the model at the last step)
     plan: TrainingPlan  # what the run announced before its first step
     kept_checkpoints: list[Path]  # left in <output_dir>/checkpoints: none after a completed run
+
+
+class GamerTrainer(ProcessShardTrainer, VettedCheckpointTrainer):
+    """The Trainer `train` runs: each process on its own shard, the best model vetted before it is reloaded."""
 
 
 def cpu_processes_launched() -> bool:
@@ -254,7 +259,7 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
         extra_callbacks.insert(1, RankingSelectionCallback(
             subset_cases(prepared.splits["validation"], args.ranking_cases, args.seed), prepared.metadata["behaviors"],
             num_beams=args.ranking_beams, max_history=max_history, batch_size=args.per_device_eval_batch_size))
-    trainer = ProcessShardTrainer(
+    trainer = GamerTrainer(
         model=model,
         args=hf_args,
         train_dataset=process_shard(prepared.splits["train"], state.process_index, state.num_processes),

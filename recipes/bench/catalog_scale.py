@@ -6,11 +6,16 @@ Synthetic catalogues (numeric string ids as in Taobao, 4 levels x 256 random dis
    `--baseline`, checked out into a temporary folder) in a fresh process, with peak RSS;
 2. trie: `ItemTrie` build time and tensor memory, and the constraint's share of recommend():
    the time inside `ItemTrie.allowed` / `step` over the whole call, for a `small` model;
-3. semantic_ids: mini-batch RQ-KMeans (balanced) on synthetic clustered float32 embeddings in a fresh
-   process: wall time and peak RSS.
+3. semantic_ids: the whole semantic-ID job (`build_tokenizer_from_inputs`: embeddings, each RQ-KMeans
+   level, collisions, writing) on a Taobao-shaped catalogue generated in a fresh process (numeric ids,
+   ~425 items per category, a user per 4 items with 10-40 interactions in 2 categories): wall time per
+   step, peak RSS, collision rate per level, then the written index's size and load time;
+4. quantizer: the same embeddings quantized again by the other k-means path (the previous release's
+   mini-batch code past 200k items, this code's sampled path below), so the two are compared.
 
     python recipes/bench/catalog_scale.py                        # 1M and 4M, everything
     python recipes/bench/catalog_scale.py --sizes 100000 --sections index trie   # quick
+    python recipes/bench/catalog_scale.py --sizes 100000 1000000 4000000 --sections semantic_ids quantizer
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from gamer_hf.modeling.item_index_gamer import ItemIndex
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "catalog_scale.json"
 BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
-SECTIONS = ("index", "trie", "semantic_ids")
+SECTIONS = ("index", "trie", "semantic_ids", "quantizer")
 LEVELS, CODEBOOK = 4, 256
 
 LOAD_SCRIPT = r"""
@@ -47,7 +52,8 @@ tok = GamerTokenizerFast.from_pretrained(sys.argv[2])
 loaded, loaded_cpu = time.perf_counter() - start, time.process_time() - cpu
 items = [tok.item_ids[i] for i in range(0, len(tok.item_ids), max(1, len(tok.item_ids) // 3200))][:3200]
 start, cpu = time.perf_counter(), time.process_time()
-ids = tok.encode_histories([[("click", item) for item in items[i:i + 50]] for i in range(0, len(items), 50)],
+low = next(iter(tok.behaviors))
+ids = tok.encode_histories([[(low, item) for item in items[i:i + 50]] for i in range(0, len(items), 50)],
                            behavior="buy")["input_ids"]
 encoded, encoded_cpu = time.perf_counter() - start, time.process_time() - cpu
 print(json.dumps({"load_s": loaded, "load_cpu_s": loaded_cpu, "encode_64x50_s": encoded, "encode_64x50_cpu_s": encoded_cpu, "items": len(tok.item_ids),
@@ -182,39 +188,129 @@ def trie_section(sizes: list[int], preset: str, batch: int, history: int, beams:
     return out
 
 
-KMEANS_SCRIPT = r"""
+JOB_SCRIPT = r"""
 import json, resource, sys, time
+from pathlib import Path
 import numpy as np
-from gamer_hf.semantic_ids import RQKMeans
-size, dim = int(sys.argv[1]), int(sys.argv[2])
-rng = np.random.default_rng(0)
-x = np.empty((size, dim), dtype=np.float32)
-centers = rng.standard_normal((4096, dim)).astype(np.float32)
-for start in range(0, size, 1 << 18):
-    stop = min(size, start + (1 << 18))
-    x[start:stop] = centers[rng.integers(0, 4096, stop - start)] + 0.5 * rng.standard_normal((stop - start, dim), dtype=np.float32)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-start = time.perf_counter()
-quantizer = RQKMeans(4, 256, balanced=True, seed=0)
-codes = quantizer.fit_encode(x)
-wall = time.perf_counter() - start
-reconstruction = float(((x[:100000] - quantizer.decode(codes[:100000])) ** 2).sum(1).mean() / (x[:100000] ** 2).sum(1).mean())
-sizes = np.bincount(codes[:, 0], minlength=256)
-print(json.dumps({"items": size, "dim": dim, "wall_s": wall, "embeddings_mib": x.nbytes / 2**20,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_fit_mib": base,
-                  "relative_reconstruction_error": reconstruction, "level1_max_over_mean": float(sizes.max() / sizes.mean()),
-                  "distinct_tuples": int(len(np.unique(codes, axis=0)))}))
+import pandas as pd
+from gamer_hf.semantic_ids import SemanticIdArguments, SemanticIdInputs, build_tokenizer_from_inputs
+size, work, embedding, balanced, seed = int(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4] == "1", 0
+rng = np.random.default_rng(seed)
+# Taobao-shaped: numeric ids, ~425 items per category, a user per 4 items whose 10-40 interactions
+# (mean 25, ~6 per item) fall in 2 favourite categories, popular items of a category first.
+ids = np.sort(rng.choice(10 * size, size, replace=False) + 10 ** len(str(10 * size)))
+item_ids = ids.astype(str).tolist()
+categories = max(2, size // 425)
+category = np.sort(rng.integers(0, categories, size))
+start = np.searchsorted(category, np.arange(categories + 1))
+users = max(1, size // 4)
+lengths = rng.integers(10, 41, users)
+user = np.repeat(np.arange(users), lengths)
+taste = rng.integers(0, categories, (users, 2))
+picked = taste[user, rng.integers(0, 2, len(user))]
+offset = (rng.random(len(user)) ** 2 * (start[picked + 1] - start[picked])).astype(np.int64)
+positions = np.minimum(start[picked] + offset, size - 1)
+names = np.asarray(item_ids, dtype=object)
+sequences = [chunk.tolist() for chunk in np.split(names[positions], np.cumsum(lengths)[:-1])]
+items = pd.DataFrame({"item_id": item_ids, "category_id": category})
+inputs = SemanticIdInputs(item_ids=item_ids, sequences=sequences, behaviors={"pv": 0, "fav": 1, "cart": 1, "buy": 2},
+                          items=items, source="synthetic")
+del names, positions, user, picked, offset
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+args = SemanticIdArguments(data="synthetic", out=str(work / "tokenizer"), embedding=embedding, balanced=balanced,
+                           seed=seed, overwrite=True)
+begin = time.perf_counter()
+built = build_tokenizer_from_inputs(inputs, args)
+wall = time.perf_counter() - begin
+report = built.semantic_ids.report
+np.save(work / "embeddings.npy", built.embeddings.vectors)  # for the quantizer comparison
+print(json.dumps({"items": size, "interactions": int(lengths.sum()), "users": users, "embedding": embedding,
+                  "balanced": balanced, "wall_s": wall, "timings": report.timings, "write_s": built.write_seconds,
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_job_mib": before,
+                  "codebook_sizes": report.codebook_sizes, "collision_rate": report.collision_rate,
+                  "collision_rate_per_level": report.collision_rate_per_level,
+                  "max_collision_group": report.max_collision_group, "items_per_first_code": report.items_per_first_code,
+                  "neighbour_agreement": report.neighbour_agreement, "embedding_coverage": report.embedding_coverage,
+                  "index_mib": (work / "tokenizer" / "item_index.safetensors").stat().st_size / 2**20}))
 """
 
 
-def semantic_id_section(sizes: list[int], dim: int) -> list[dict[str, Any]]:
+def semantic_id_section(sizes: list[int], embedding: str, balanced: bool, work: Path) -> list[dict[str, Any]]:
+    """The whole semantic-ID job per size in a fresh process, then its index loaded in another one."""
     out = []
     for size in sizes:
-        row = _run_json(KMEANS_SCRIPT, str(size), str(dim))
-        row = {key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()}
+        folder = work / f"job{size}"
+        folder.mkdir(parents=True, exist_ok=True)
+        row = _run_json(JOB_SCRIPT, str(size), str(folder), embedding, "1" if balanced else "0")
+        load = _run_json(LOAD_SCRIPT, str(ROOT), str(folder / "tokenizer"))
+        row |= {"index_load_s": load["load_s"], "index_load_cpu_s": load["load_cpu_s"],
+                "index_load_peak_rss_mib": load["peak_rss_mib"]}
+        row = _rounded(row)
         out.append(row)
         print(json.dumps(row), flush=True)
     return out
+
+
+RQ_SCRIPT = r"""
+import json, resource, sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from quantizer import kmeans, rq_kmeans
+x = np.load(sys.argv[2])
+sizes, variant = json.loads(sys.argv[3]), sys.argv[4]
+if variant == "sampled":  # the current code's sampled path below its size threshold
+    kmeans.SAMPLED_ABOVE = 0
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+start = time.perf_counter()
+codes = rq_kmeans.RQKMeans(len(sizes), sizes, balanced=sys.argv[5] == "1", seed=0).fit_encode(x)
+wall = time.perf_counter() - start
+per_level = [1 - len(np.unique(codes[:, :level + 1], axis=0)) / len(codes) for level in range(len(sizes))]
+first = np.bincount(codes[:, 0], minlength=sizes[0])
+print(json.dumps({"variant": variant, "items": len(x), "wall_s": wall, "collision_rate_per_level": per_level,
+                  "level1_max_over_mean": float(first.max() / first[first > 0].mean()),
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_fit_mib": before}))
+"""
+
+
+def _quantizer_code(ref: str | None, into: Path) -> Path:
+    """`kmeans.py` and `rq_kmeans.py` of git ref `ref` (None: this tree) as a package `quantizer` under `into`."""
+    package = into / "quantizer"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    for name in ("kmeans.py", "rq_kmeans.py"):
+        path = f"gamer_hf/semantic_ids/{name}"
+        text = (ROOT / path).read_text(encoding="utf-8") if ref is None else subprocess.run(
+            ["git", "-C", str(ROOT), "show", f"{ref}:{path}"], capture_output=True, text=True, check=True).stdout
+        (package / name).write_text(text, encoding="utf-8")
+    return into
+
+
+def quantizer_section(jobs: list[dict[str, Any]], sizes: list[int], baseline: str, balanced: bool,
+                      work: Path) -> list[dict[str, Any]]:
+    """Each size's job embeddings quantized again by the other path: the previous release's mini-batch code past
+    200k items, this code's sampled path below it (the job itself took the other one)."""
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        previous, current = _quantizer_code(baseline, Path(tmp) / "previous"), _quantizer_code(None, Path(tmp) / "current")
+        for job in (job for job in jobs if job["items"] in sizes):
+            base_sizes = job["codebook_sizes"][: len(job["collision_rate_per_level"])]
+            variant, code = ("sampled", current) if job["items"] <= 200_000 else ("previous_minibatch", previous)
+            row = _run_json(RQ_SCRIPT, str(code), str(work / f"job{job['items']}" / "embeddings.npy"),
+                            json.dumps(base_sizes), variant, "1" if balanced else "0")
+            row = _rounded(row | {"codebook_sizes": base_sizes})
+            out.append(row)
+            print(json.dumps(row), flush=True)
+    return out
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rounded(item) for item in value]
+    return value
 
 
 def main() -> None:
@@ -230,7 +326,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--history", type=int, default=50)
     parser.add_argument("--beams", type=int, default=20)
-    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--embedding", default="collaborative", choices=("collaborative", "hybrid", "auto"),
+                        help="semantic_ids: item embeddings of the job (Taobao-shaped: category ids and co-occurrence)")
+    parser.add_argument("--balanced", action=argparse.BooleanOptionalAction, default=True,
+                        help="semantic_ids: balanced RQ-KMeans")
+    parser.add_argument("--quantizer_baseline", default="0bb13328b5d52f17c0368fd54fae265d74a2c3f0",
+                        help="git ref of the mini-batch k-means the quantizer section compares against")
+    parser.add_argument("--compare_sizes", type=int, nargs="*", default=[100_000, 1_000_000],
+                        help="quantizer: job sizes whose embeddings the other k-means path quantizes again")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "catalog_scale",
+                        help="semantic_ids: where each job writes its tokenizer and embeddings")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -243,10 +348,14 @@ def main() -> None:
     runs = {
         "index": lambda: index_section(args.sizes, args.repeats, args.baseline, args.baseline_max_items),
         "trie": lambda: trie_section(args.sizes, args.preset, args.batch, args.history, args.beams, args.repeats),
-        "semantic_ids": lambda: semantic_id_section(args.sizes, args.dim),
+        "semantic_ids": lambda: semantic_id_section(args.sizes, args.embedding, args.balanced, args.work),
+        "quantizer": lambda: quantizer_section(results.get("semantic_ids", []), args.compare_sizes,
+                                               args.quantizer_baseline, args.balanced, args.work),
     }
     for section in args.sections:  # written after each section: a long run keeps what it measured
-        results[section] = runs[section]()
+        rows = {row["items"]: row for row in results.get(section, [])}  # sizes measured by earlier runs stay
+        results[section] = sorted((rows | {row["items"]: row for row in runs[section]()}).values(),
+                                  key=lambda row: row["items"])
         results["load_average_end"] = os.getloadavg()[0]
         args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import os
 import platform
 import resource
@@ -38,11 +39,19 @@ from typing import Any
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Data pipeline"
 ENGINES = "### Out-of-core preparation (issue 14)"
+SCALE = "### 100M events (issue 14)"
 EVENTS_PER_USER = 29.5  # generate_synthetic defaults: ~4 sessions x 6 clicks plus carts and buys
+TAOBAO_EVENTS = 100_000_000  # write_taobao_shaped at scale 1 (1M users x ~100 events)
 
 
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU of this process (all its threads): the work, whatever the machine's load."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 class LoopCollator:
@@ -146,25 +155,31 @@ def _tokenize(prepared: Any, max_history: int, max_rows: int) -> dict[str, Any]:
 
 def run_workload(args: argparse.Namespace) -> dict[str, Any]:
     """One child process: generate, or prepare (and collate) one log."""
-    from gamer_hf.data import load_prepared, prepare, write_synthetic_log
+    from gamer_hf.data import load_prepared, prepare, write_synthetic_log, write_taobao_shaped
 
     baseline = _peak_rss_mib()  # after the imports: what every workload pays before its data
     result: dict[str, Any] = {"workload": args.workload, "import_rss_mib": baseline}
     start = time.perf_counter()
     if args.workload == "generate":
-        num_users = max(1, round(args.events / EVENTS_PER_USER))
-        write_synthetic_log(args.folder, num_users, max(2, args.events // 20), seed=0)
-        meta = json.loads((Path(args.folder) / "meta.json").read_text())["stats"]
-        result.update(events=meta["interactions"], users=meta["users"], items=args.events // 20,
-                      seconds=time.perf_counter() - start, peak_rss_mib=_peak_rss_mib())
+        if args.shape == "taobao":
+            write_taobao_shaped(args.folder, scale=args.events / TAOBAO_EVENTS, seed=0)
+        else:
+            write_synthetic_log(args.folder, max(1, round(args.events / EVENTS_PER_USER)), max(2, args.events // 20),
+                                seed=0)
+        meta = json.loads((Path(args.folder) / "meta.json").read_text())
+        result.update(events=meta["stats"]["interactions"], users=meta["stats"]["users"],
+                      items=meta["parameters"]["num_items"], shape=args.shape, seconds=time.perf_counter() - start,
+                      cpu_seconds=_cpu_seconds(), peak_rss_mib=_peak_rss_mib())
         return result
-    source, protocol = ((args.folder, "session") if args.workload == "prepare"
+    source, protocol = ((_log_file(Path(args.folder)), "session") if args.workload == "prepare"
                         else (Path(args.data_dir) / "retail_beh_mbht", "loo"))
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp()) / "prepared"
+    steps = _StepTimes()
+    logging.getLogger("gamer_hf.data.outofcore").addHandler(steps)
     prepare(source, protocol=protocol, max_history=args.max_history, augment_copies=args.augment_copies,
             out=out, progress=False, engine=args.engine, memory_limit=args.memory_limit)
-    result.update(seconds=time.perf_counter() - start, peak_rss_mib=_peak_rss_mib(), engine=args.engine,
-                  memory_limit=args.memory_limit)
+    result.update(seconds=time.perf_counter() - start, cpu_seconds=_cpu_seconds(), peak_rss_mib=_peak_rss_mib(),
+                  engine=args.engine, memory_limit=args.memory_limit, steps=steps.seconds)
     prepared = load_prepared(out)  # memory-mapped, as training reads it
     meta = prepared.metadata
     result.update(events=meta["num_events"], users=meta["num_users"], items=meta["num_items"],
@@ -172,6 +187,25 @@ def run_workload(args: argparse.Namespace) -> dict[str, Any]:
     if args.collate_rows:
         result["collate"] = _tokenize(prepared, args.max_history, args.collate_rows)
     return result
+
+
+class _StepTimes(logging.Handler):
+    """The duckdb engine's step wall times ("read", "sort and filter", "split", "save"), from its INFO records."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.seconds: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == logging.INFO and record.msg.endswith("took %.1f s"):
+            name, seconds = record.args
+            self.seconds[name] = seconds
+
+
+def _log_file(folder: Path) -> Path:
+    """What prepare reads of a generated log: the folder (gamer layout) or its Taobao-format file."""
+    taobao = folder / "UserBehavior.csv.gz"
+    return taobao if taobao.is_file() else folder
 
 
 def _same_splits(first: Path, second: Path) -> bool:
@@ -192,23 +226,39 @@ def _same_splits(first: Path, second: Path) -> bool:
 
 
 def compare_engines(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Generate each log once, prepare it with every engine in its own process, check the outputs agree."""
+    """Generate each log once, prepare it with every engine in its own process, check the outputs agree.
+
+    With `--keep DIR` the logs and prepared folders stay in DIR (for the end-to-end steps after),
+    and a log DIR already holds complete (its meta.json written last) is prepared again, not
+    regenerated: its row says so and carries no generation figures.
+    """
     rows = []
+    logs = [(events, "default") for events in sorted(args.num_events)]
+    logs += [(events, "taobao") for events in sorted(args.taobao_events)]
     with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
-        for events in sorted(args.num_events):
-            folder = Path(scratch) / f"synthetic_{events}"
-            generated = _child(args, "generate", events=events, folder=folder)
+        root = Path(args.keep or scratch)
+        for events, shape in logs:
+            name = f"{'taobao' if shape == 'taobao' else 'synthetic'}_{events}"
+            folder = root / name
+            if args.keep and (folder / "meta.json").is_file():
+                generated = {"reused": str(folder)}
+            else:
+                generated = _child(args, "generate", events=events, folder=folder, shape=shape)
             outs = {}
             for engine in args.engines:
-                outs[engine] = Path(scratch) / f"prepared_{events}_{engine}"
+                outs[engine] = root / f"prepared_{name}_{engine}"
                 result = _child(args, "prepare", folder=folder, engine=engine, out=outs[engine], collate_rows=0,
                                 memory_limit=args.memory_limit)
-                rows.append(result | {"workload": f"synthetic {events:,}", "generated": generated})
+                label = f"Taobao-shaped {events:,}" if shape == "taobao" else f"synthetic {events:,}"
+                rows.append(result | {"workload": label, "generated": generated})
             if len(outs) > 1:
                 rows[-1]["same_as_first"] = _same_splits(*list(outs.values())[:2])
                 print(f"{events:,} events: same splits and metadata: {rows[-1]['same_as_first']}", flush=True)
-            for path in [folder, *outs.values()]:
-                subprocess.run(["rm", "-rf", str(path)], check=True)
+            if not args.keep:
+                for path in [folder, *outs.values()]:
+                    subprocess.run(["rm", "-rf", str(path)], check=True)
+            if args.rows_out:  # after every log: a run stopped later keeps what it measured
+                Path(args.rows_out).write_text(json.dumps(rows, indent=1))
     return rows
 
 
@@ -228,13 +278,36 @@ def _engine_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _scale_table(rows: list[dict[str, Any]]) -> str:
+    """Generation and duckdb preparation per log, with the prepare steps' wall times and the ratios of the goals."""
+    lines = ["| log | events | users | items | generate wall (CPU) | generate peak RSS | prepare wall (CPU) "
+             "| read / sort+filter / split / save | prepare peak RSS | of which imports | RSS vs the 1M log |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+    base = rows[0]["peak_rss_mib"]
+    for r in rows:
+        made = r["generated"]
+        generated = ((f"{made['seconds']:.0f} s{_cpu(made)}", f"{made['peak_rss_mib']:,.0f} MiB") if "seconds" in made
+                     else ("(reused)", ""))
+        steps = " / ".join(f"{r['steps'][k]:.0f}" for k in ("read", "sort and filter", "split", "save")) + " s" \
+            if r.get("steps") else "(in the log)"
+        lines.append(f"| {r['workload']} | {r['events']:,} | {r['users']:,} | {r['items']:,} | {generated[0]} "
+                     f"| {generated[1]} | {r['seconds']:.0f} s{_cpu(r)} | {steps} "
+                     f"| {r['peak_rss_mib']:,.0f} MiB | {r['import_rss_mib']:,.0f} MiB "
+                     f"| {r['peak_rss_mib'] / base:.2f}x |")
+    return "\n".join(lines)
+
+
+def _cpu(row: dict[str, Any]) -> str:
+    return f" ({row['cpu_seconds']:.0f} s)" if "cpu_seconds" in row else ""
+
+
 def _child(args: argparse.Namespace, workload: str, **options: Any) -> dict[str, Any]:
     command = [sys.executable, __file__, "--workload", workload, "--max-history", str(args.max_history),
                "--augment-copies", str(args.augment_copies)]
     options.setdefault("collate_rows", args.collate_rows)
     for key, value in options.items():
         command += [f"--{key.replace('_', '-')}", str(value)]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout  # stderr: the log
     result = json.loads(output.strip().splitlines()[-1])
     print(json.dumps(result, indent=1), flush=True)
     return result
@@ -307,7 +380,7 @@ def write_section(body: str, heading: str = SECTION) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-events", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--num-events", type=int, nargs="*", default=[1_000_000])
     parser.add_argument("--max-prepare-events", type=int, default=10_000_000,
                         help="prepare (in memory) only logs up to this size")
     parser.add_argument("--collate-rows", type=int, default=100_000, help="rows per split to collate")
@@ -318,22 +391,37 @@ def main() -> None:
     parser.add_argument("--write-results", action="store_true", help="update the Data pipeline section of RESULTS.md")
     parser.add_argument("--engines", nargs="+", choices=["memory", "duckdb"],
                         help="measure prepare alone with these engines on the same logs")
+    parser.add_argument("--taobao-events", type=int, nargs="*", default=[],
+                        help="with --engines: also Taobao-shaped logs of these sizes (write_taobao_shaped)")
+    parser.add_argument("--keep", help="with --engines: keep logs and prepared folders in this folder (and reuse logs)")
+    parser.add_argument("--rows-out", help="with --engines: write the measured rows to this JSON file")
+    parser.add_argument("--results-from", help="print the 100M table of the rows a --rows-out run saved")
     parser.add_argument("--engine", default="memory", help=argparse.SUPPRESS)
     parser.add_argument("--memory-limit", default="512MB", help="DuckDB's memory_limit for the duckdb engine")
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--workload", choices=["generate", "prepare", "retail_beh_mbht"], help=argparse.SUPPRESS)
     parser.add_argument("--events", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
+    parser.add_argument("--shape", choices=["default", "taobao"], default="default", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.workload:  # child process: one workload, JSON on stdout
+    if args.workload:  # child process: one workload, JSON on stdout; the duckdb engine's step times on stderr
+        logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(message)s")
+        logging.getLogger("gamer_hf.data.outofcore").setLevel(logging.DEBUG)
         print(json.dumps(run_workload(args)))
         return
     args.load = os.getloadavg()[0]
+    if args.results_from:  # the scale table of rows a --rows-out run saved
+        rows = json.loads(Path(args.results_from).read_text())
+        print(_scale_table(rows))
+        return
     if args.engines:
         rows = compare_engines(args)
-        table = _engine_table(rows)
+        table = _scale_table(rows) if args.taobao_events else _engine_table(rows)
         print(table)
-        if args.write_results:
+        if args.write_results and args.taobao_events:
+            command = "python recipes/bench/data_pipeline.py " + " ".join(sys.argv[1:])
+            write_section("\n\n".join([SCALE, f"    {command}", f"Machine: {_machine(args)}.", table]) + "\n", SCALE)
+        elif args.write_results:
             command = "python recipes/bench/data_pipeline.py " + " ".join(sys.argv[1:])
             loads = f"load average {os.getloadavg()[0]:.1f} at the end"
             write_section("\n\n".join([ENGINES, _ENGINES_EXPLANATION, f"    {command}",

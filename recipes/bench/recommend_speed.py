@@ -7,6 +7,10 @@ Sections (`--sections`, default all):
   interleaved over `--rounds` rounds, CPU time of this process (one torch thread, so other jobs on a
   shared machine count far less than in wall time) and wall time; recommend() split into encoding,
   prefill forward, decode steps and the rest of the search (the forwards are timed by hooks);
+- `attention`: the `prefill` ratios with the model's masked CPU attention on the grouped K/V heads in place
+  (`sdpa_grouped_attention_forward`, the default) against Transformers' own sdpa path (which copies the K/V
+  heads per query head whenever a mask is given), the two interleaved round by round in this process; with
+  the fixed cost of one decode forward (1 prompt, 1 beam);
 - `constraint`: the trie constraint's share of decode time (`ItemTrie.allowed`/`step` of the
   tokenizer's trie, timed on that instance, over everything recommend() does after its prefill) at
   `--items` and at `--constraint-items` (synthetic codes).
@@ -28,10 +32,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast, ItemTrie, make_prefix_allowed_tokens_fn
+from gamer_hf.modeling import modeling_gamer
 
-SECTIONS = ("stock", "prefill", "constraint")
+SECTIONS = ("stock", "prefill", "attention", "constraint")
 
 
 def catalogue(num_items: int, levels: int, codebook: int, seed: int) -> dict[str, tuple[int, ...]]:
@@ -180,6 +186,35 @@ def prefill_section(tok, model, histories, batch, beams: int, rounds: int) -> di
             "parts_over_prefill_cpu": share}
 
 
+def attention_section(tok, model, histories, batch, beams: int, rounds: int) -> dict[str, Any]:
+    """recommend() / prefill with the grouped masked attention and with Transformers' sdpa path, interleaved."""
+    grouped = modeling_gamer.sdpa_grouped_attention_forward
+    paths = {"grouped": grouped, "transformers_sdpa": sdpa_attention_forward}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in paths}
+    lists = {}
+    try:
+        for round_ in range(rounds):
+            for name in sorted(paths, reverse=bool(round_ % 2)):
+                modeling_gamer.sdpa_grouped_attention_forward = paths[name]
+                runs[name].append(prefill_section(tok, model, histories, batch, beams, 1))
+                lists[name] = model.recommend(tok, histories, behavior="buy", top_k=beams, num_beams=beams,
+                                              batch_size=len(histories))
+    finally:
+        modeling_gamer.sdpa_grouped_attention_forward = grouped
+    with forward_clock(model) as spans:  # the fixed cost of a decode forward: one prompt, one beam
+        for _ in range(rounds):
+            model.recommend(tok, histories[:1], behavior="buy", top_k=1, num_beams=1)
+    fixed = [b - a for n, (a, b) in enumerate(spans) if n % tok.num_levels]  # each call: a prefill, K-1 decodes
+    out: dict[str, Any] = {"rounds": rounds, "identical_lists": lists["grouped"] == lists["transformers_sdpa"],
+                           "decode_forward_1x1_cpu_s": spread(fixed)}
+    for name, parts in runs.items():
+        out[name] = {key: spread([p[key]["median"] for p in parts]) for key in
+                     ("prefill_cpu_s", "recommend_cpu_s", "recommend_over_prefill_cpu")}
+        out[name]["decode_forwards_over_prefill"] = spread(
+            [p["parts_over_prefill_cpu"]["decode_forwards"]["median"] for p in parts])
+    return out
+
+
 def constraint_section(tok, model, histories, beams: int, rounds: int) -> dict[str, Any]:
     """Share of the time after the prefill spent in the trie (`allowed` and `step` of the tokenizer's trie)."""
     trie = ItemTrie.for_tokenizer(tok).to(model.device)  # the instance recommend() decodes with
@@ -223,6 +258,9 @@ def main() -> None:
     if "prefill" in args.sections:
         print(json.dumps({"section": "prefill", **setup, **prefill_section(tok, model, histories, batch, args.beams,
                                                                            args.rounds)}), flush=True)
+    if "attention" in args.sections:
+        print(json.dumps({"section": "attention", **setup, **attention_section(tok, model, histories, batch, args.beams,
+                                                                               args.rounds)}), flush=True)
     if "constraint" in args.sections:
         print(json.dumps({"section": "constraint", **setup,
                           **constraint_section(tok, model, histories, args.beams, args.rounds)}), flush=True)

@@ -13,6 +13,8 @@ interval covers test-case sampling, not training noise).
 
 Cells (name: embeddings / quantizer / collisions):
     ppmi/plain/reassign      today's bench tokenizer (PPMI-SVD, unbalanced RQ-KMeans, reassigned last codes)
+    ppmi/plain/append, item2vec/plain/reassign, item2vec/plain/append   the 2 x 2 of embedding source x
+                             collision handling on today's quantizer
     ppmi/balanced/reassign   balanced RQ-KMeans
     ppmi/balanced/append     TIGER's extra disambiguation level instead of reassignment
     item2vec/balanced/reassign, item2vec/balanced/append   skip-gram embeddings
@@ -81,7 +83,8 @@ class Cell:
         return f"{self.embeddings}/{self.quantizer}/{self.collisions}"
 
 
-CELLS = [Cell("ppmi", "plain", "reassign"), Cell("ppmi", "balanced", "reassign"), Cell("ppmi", "balanced", "append"),
+CELLS = [Cell("ppmi", "plain", "reassign"), Cell("ppmi", "plain", "append"), Cell("item2vec", "plain", "reassign"),
+         Cell("item2vec", "plain", "append"), Cell("ppmi", "balanced", "reassign"), Cell("ppmi", "balanced", "append"),
          Cell("item2vec", "balanced", "reassign"), Cell("item2vec", "balanced", "append"),
          Cell("ppmi", "balanced-learned", "append"), Cell("item2vec", "balanced-learned", "append")]
 
@@ -192,13 +195,14 @@ def markdown(results: dict[str, Any]) -> str:
     for dataset, data in results["datasets"].items():
         lines += [f"**{dataset}** ({data['items']:,} items, {data['seen_in_training']:,} of them in the training "
                   f"sequences)", "",
-                  "| Cell | fallback share (all items) | fallback share (training items) | collision rate per level "
+                  "| Cell | fallback share (all items) | fallback share (training items) | of them alone / beside a "
+                  "partner | collision rate per level "
                   "| neighbour agreement (chance) | validation next-item agreement (chance, cases) | level-1 usage "
                   "| embed s |",
-                  "|---|---:|---:|---|---:|---:|---:|---:|"]
+                  "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
         for name, cell in data["cells"].items():
             if "error" in cell:
-                lines.append(f"| {name} | failed: {cell['error']} | | | | | | |")
+                lines.append(f"| {name} | failed: {cell['error']} | | | | | | | |")
                 continue
             if "ids" not in cell:  # not built yet (an interrupted run)
                 continue
@@ -207,6 +211,7 @@ def markdown(results: dict[str, Any]) -> str:
             rates = " / ".join(f"{rate:.3f}" for rate in ids["collision_rate_per_level"])
             handled = "" if ids["collision_handling"] in (ids["requested_collisions"], "none") else f" (fell back to {ids['collision_handling']})"
             lines.append(f"| {name}{handled} | {coverage['fallback_share']:.3f} | {coverage['fallback_share_of_seen']:.3f} | "
+                         f"{coverage.get('fallback_seen_alone', '-')} / {coverage.get('fallback_seen_with_partner', '-')} | "
                          f"{rates} | {agreement['agreement']:.3f} ({agreement['chance']:.3f}) | "
                          f"{held['agreement']:.3f} ({held['chance']:.3f}, {held['cases']}) | "
                          f"{ids['first_level_usage']:.2f} | {ids['seconds']['embed']:.1f} |")

@@ -37,6 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "RESULTS.md"
 SECTION = "## Serving"
+SUBSECTION = "### Load test with intervals over repeats (serve_load.py)"  # the part a rerun replaces
 
 
 # ----- the checkpoint -----
@@ -277,7 +278,7 @@ def summarise(results: list[LevelResult], levels: list[int]) -> list[dict[str, A
 def render(report: dict[str, Any]) -> str:
     rows = report["rows"]
     lines = [
-        SECTION, "",
+        SUBSECTION, "",
         f"`recipes/bench/serve_load.py` ({report['date']}): `gamer-hf serve` on 127.0.0.1 with {report['model']}, "
         f"{report['catalogue']:,} items, {report['device']}; {report['machine']}. Requests: real test-split "
         f"histories, top-10 under the target behavior, 20 beams. Batched = `--max-batch-size 64 --max-wait-ms "
@@ -316,13 +317,20 @@ def render(report: dict[str, Any]) -> str:
 
 
 def write_section(text: str) -> None:
+    """Replace this script's subsection of "## Serving" (added at the section's end the first time); the
+    hand-written parts of the section stay."""
     current = RESULTS_MD.read_text(encoding="utf-8")
-    if SECTION in current:
-        head, rest = current.split(SECTION, 1)
-        tail = rest.split("\n## ", 1)
-        current = head + text + ("\n## " + tail[1] if len(tail) > 1 else "")
+    if SECTION not in current:
+        current = current.rstrip("\n") + "\n\n" + SECTION + "\n\n"
+    head, rest = current.split(SECTION, 1)
+    section, sep, after = rest.partition("\n## ")
+    if SUBSECTION in section:
+        before, _, old = section.partition(SUBSECTION)
+        _, nested, later = old.partition("\n### ")
+        section = before + text + (nested + later if nested else "")
     else:
-        current = current.rstrip("\n") + "\n\n" + text
+        section = section.rstrip("\n") + "\n\n" + text
+    current = head + SECTION + section.rstrip("\n") + "\n" + (sep + after if sep else "")
     tmp = RESULTS_MD.with_suffix(".md.tmp")
     tmp.write_text(current, encoding="utf-8")
     tmp.replace(RESULTS_MD)

@@ -7,6 +7,10 @@ histories / the rest of `recommend()`, or on the event loop: HTTP parsing, pydan
 JSON, `Recommender.prepare`, metrics, uvicorn/starlette, idle waiting. Also prints the load client's
 own CPU per request (it runs in this process, on the same cores). Prints a table; writes nothing.
 
+`--in-process` instead times `Recommender.run` itself on the same real requests (no server, no py-spy):
+CPU ms per history alone, and in batches with and without the split into runs of similar history
+length (`length_runs`), interleaved over `--rounds`; the ceiling any batching server has on this model.
+
     GAMER_HF_DATA_DIR=/work/shared/data nice -n 10 python recipes/bench/serve_profile.py --max-batch-size 64
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import json
 import shutil
 import signal
 import subprocess
@@ -46,6 +51,36 @@ def bucket(stack: str) -> str:
     return "other"
 
 
+def in_process(model: Path, work: Path, count: int, batch: int, rounds: int) -> dict[str, object]:
+    """CPU ms per history of `Recommender.run`: one at a time, in batches of `batch` as one call, and split in
+    runs of similar length; with whether the batched lists equal the one-at-a-time lists."""
+    import statistics
+
+    from gamer_hf.loading import load_gamer
+    from gamer_hf.serve import RecommendRequest, Recommender
+
+    bodies, _ = request_bodies(work, model, count, seed=0)
+    loaded, tokenizer = load_gamer(model, device="cpu")
+    ways = {"alone": (Recommender(loaded, tokenizer, name="p", max_history=50), 1),
+            "one call per batch": (Recommender(loaded, tokenizer, name="p", max_history=50, call_cost=float("inf")), batch),
+            "runs of similar length": (Recommender(loaded, tokenizer, name="p", max_history=50), batch)}
+    prepared = [ways["alone"][0].prepare(RecommendRequest(**body)) for body in bodies]
+    ways["alone"][0].run(prepared[:2])  # warm-up
+    ms: dict[str, list[float]] = {name: [] for name in ways}
+    lists: dict[str, list[list[str]]] = {}
+    for round_ in range(rounds):
+        for name in sorted(ways, reverse=bool(round_ % 2)):
+            recommender, size = ways[name]
+            start = time.process_time()
+            answers = [a for i in range(0, len(prepared), size) for a in recommender.run(prepared[i : i + size])]
+            ms[name].append(1000 * (time.process_time() - start) / len(prepared))
+            lists[name] = [[item.item_id for item in answer.items] for answer in answers]
+    return {"histories": len(prepared), "batch": batch, "rounds": rounds,
+            "cpu_ms_per_history": {name: {"median": round(statistics.median(v), 1), "min": round(min(v), 1),
+                                          "max": round(max(v), 1)} for name, v in ms.items()},
+            "same_lists_as_alone": {name: lists[name] == lists["alone"] for name in ways}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None)
@@ -56,8 +91,14 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=128)
     parser.add_argument("--rate", type=int, default=50, help="py-spy samples per second")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--in-process", action="store_true", help="time Recommender.run, no server (see above)")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
+    if args.in_process:
+        model = args.model or build_checkpoint(args.work, args.train_steps, 50)
+        print(json.dumps(in_process(model, args.work, args.count, args.concurrency, args.rounds)))
+        return
     py_spy = shutil.which("py-spy")
     if py_spy is None:
         raise SystemExit("serve_profile.py: pip install py-spy")

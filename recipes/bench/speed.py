@@ -18,7 +18,15 @@ Four measurements (random token content: cost does not depend on it):
 6. recommend() against one prefill forward of the same prompts (its floor);
 7. the expert FFN's dispatch: the grouped matmul the model uses (fixed shapes, compiles fullgraph)
    against the per-expert loop it replaced (`bincount` + `split`, reproduced here as the baseline),
-   forward + backward of every expert FFN of a training batch, interleaved rounds, median ratio and range.
+   forward + backward of every expert FFN of a training batch, interleaved rounds, median ratio and range;
+8. training against the parity commit (`--parity-commit`, a22ee19: the model code of the day gamer_hf was
+   measured at 0.97x the authors' sequences/s), on history lengths drawn from a real log: the old model code
+   (extracted with `git show` into a temporary package) on padded batches as its collator made them, today's
+   on the same rows padded and packed by GAMER's own collator; same weights, interleaved rounds;
+9. token cost against history length (`--token-cost-histories`, 20 and 200): training tokens/s of the shortest
+   over each longer one, per interleaved round, for the model as it trains (sdpa; with attention dropout on CPU,
+   queries in blocks that read only the keys their mask allows), the same with one attention call over the
+   whole map (the path before the blocks), and without attention dropout (where torch's fused CPU kernel runs).
 
     python recipes/bench/speed.py                       # everything, CPU sizes, JSON to recipes/bench/results/
     python recipes/bench/speed.py --quick               # seconds, for a smoke test
@@ -28,19 +36,27 @@ Four measurements (random token content: cost does not depend on it):
 from __future__ import annotations
 
 import argparse
+import atexit
+import importlib
 import json
 import os
 import platform
 import resource
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
+import pyarrow.csv as pv
 import torch
 from transformers.generation.logits_process import PrefixConstrainedLogitsProcessor
 
@@ -52,13 +68,17 @@ from gamer_hf import (
     make_prefix_allowed_tokens_fn,
 )
 
+from gamer_hf.data.collator import GamerCollator
+from gamer_hf.modeling import modeling_gamer
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_throughput import sync  # noqa: E402  (sibling benchmark scripts)
 from recommend_speed import build, catalogue, histories_for, timed  # noqa: E402
 
 BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "speed.json"
-SECTIONS = ("train", "recommend", "history", "catalogue", "packing", "prefill", "experts")
+SECTIONS = ("train", "recommend", "history", "catalogue", "packing", "prefill", "experts", "parity", "tokencost")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _training_batch(tok: GamerTokenizerFast, batch: int, history: int, device: str) -> dict[str, torch.Tensor]:
@@ -369,6 +389,147 @@ def expert_dispatch(preset: str, items: int, batch: int, history: int, rounds: i
             "loop_over_grouped_range": [round(min(ratios), 3), round(max(ratios), 3)]}
 
 
+def model_code_at(commit: str) -> ModuleType:
+    """`modeling/` as it was at `commit`, written out by `git show` and imported as its own package
+    (`gamer_<commit>`), so the old model runs beside today's in one process."""
+    files = subprocess.run(["git", "-C", str(REPO), "ls-tree", "--name-only", f"{commit}:modeling"],
+                           check=True, capture_output=True, text=True).stdout.split()
+    root = Path(tempfile.mkdtemp(prefix="gamer_parity_"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    package = root / f"gamer_{commit[:7]}"
+    package.mkdir()
+    for name in files:
+        source = subprocess.run(["git", "-C", str(REPO), "show", f"{commit}:modeling/{name}"], check=True,
+                                capture_output=True, text=True).stdout
+        (package / name).write_text(source)
+    sys.path.insert(0, str(root))
+    return importlib.import_module(package.name)
+
+
+def real_history_lengths(dataset: str, count: int, longest: int, seed: int) -> list[int]:
+    """Interactions per user of a real log (`GAMER_HF_DATA_DIR/<dataset>/events.csv.gz`) for `count` users
+    drawn at random among those with at least 2 events, each capped at `longest`: lengths as logs have them."""
+    root = os.environ.get("GAMER_HF_DATA_DIR")
+    if not root:
+        raise SystemExit("the parity section draws history lengths from a real log: set GAMER_HF_DATA_DIR")
+    users = pv.read_csv(Path(root) / dataset / "events.csv.gz",
+                        convert_options=pv.ConvertOptions(include_columns=["user_id"]))["user_id"]
+    counts = pc.value_counts(users).field("counts").to_numpy()
+    counts = counts[counts >= 2]
+    return np.minimum(np.random.default_rng(seed).choice(counts, count), longest).tolist()
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    return {"median": round(float(np.median(values)), 3), "min": round(min(values), 3),
+            "max": round(max(values), 3)}
+
+
+def _interval(quantiles: dict[str, float]) -> str:
+    return f"{quantiles['median']}x [{quantiles['min']}, {quantiles['max']}]"
+
+
+def parity_training(commit: str, preset: str, items: int, batch: int, rounds: int, dataset: str, max_history: int,
+                    device: str) -> dict[str, Any]:
+    """Training steps of the model code at `commit` (padded batches, as its collator made them) against today's
+    (the same rows padded, and packed by `GamerCollator(pack=True)`): same weights, same rows, one fresh batch of
+    real-log lengths per round, the three steps interleaved within each round (order rotating)."""
+    tok, model = build(items, 4, 256, preset, seed=0)
+    old_code = model_code_at(commit)
+    old = old_code.GamerForCausalLM(old_code.GamerConfig.from_preset(preset, tokenizer=tok))
+    old.load_state_dict(model.state_dict())  # strict: the same parameters under the same names
+    models = {"old_padded": old.to(device), "padded": model.to(device), "packed": model}
+    collators = {"old_padded": GamerCollator(tok, max_history), "padded": GamerCollator(tok, max_history),
+                 "packed": GamerCollator(tok, max_history, pack=True)}
+    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=5e-4) for name, m in (("old", old), ("new", model))}
+    rng = np.random.default_rng(0)
+    behaviors, item_ids = list(tok.behaviors), tok.item_ids
+
+    def batch_of(seed: int) -> tuple[list[int], dict[str, dict[str, torch.Tensor]]]:
+        lengths = real_history_lengths(dataset, batch, max_history + 1, seed)
+        rows = [{"behaviors": [behaviors[i] for i in rng.integers(0, len(behaviors), n)],
+                 "items": [item_ids[i] for i in rng.integers(0, len(item_ids), n)]} for n in lengths]
+        return lengths, {name: {k: v.to(device) for k, v in collate(rows).items()}
+                         for name, collate in collators.items()}
+
+    def step(name: str, inputs: dict[str, torch.Tensor]) -> float:
+        start = time.perf_counter()
+        train_step(models[name], optimizers["old" if name.startswith("old") else "new"], inputs, device)
+        return time.perf_counter() - start
+
+    _, first = batch_of(seed=0)
+    with torch.no_grad():  # the three layouts of one batch give one loss (eval mode: no dropout)
+        losses = {name: models[name].eval()(**inputs).loss.item() for name, inputs in first.items()}
+    for name, inputs in first.items():  # warm-up
+        models[name].train()
+        step(name, inputs)
+    names, per_round = list(models), []
+    for r in range(rounds):
+        lengths, inputs = batch_of(seed=1 + r)
+        order = names[r % 3:] + names[: r % 3]
+        seconds = {name: step(name, inputs[name]) for name in order}
+        per_round.append({"mean_history": round(float(np.mean(lengths)), 1), "longest": int(max(lengths)),
+                          "shapes": {name: list(inputs[name]["input_ids"].shape) for name in names},
+                          "real_tokens": int(sum(lengths)) * (tok.num_levels + 1),
+                          **{f"{name}_s": round(s, 3) for name, s in seconds.items()}})
+        print(json.dumps(per_round[-1]), flush=True)
+    ratio = lambda a, b: [row[f"{b}_s"] / row[f"{a}_s"] for row in per_round]  # noqa: E731  (a's speed-up on b)
+    packed_over_old = ratio("packed", "old_padded")
+    return {
+        "commit": commit, "preset": preset, "batch": batch, "dataset": dataset, "max_history": max_history,
+        "rounds": rounds, "per_round": per_round,
+        "loss": {name: round(v, 6) for name, v in losses.items()},
+        "sequences_per_s": {name: _quantiles([batch / row[f"{name}_s"] for row in per_round]) for name in names},
+        "packed_over_old": _quantiles(packed_over_old), "padded_over_old": _quantiles(ratio("padded", "old_padded")),
+        "packed_over_padded": _quantiles(ratio("packed", "padded")),
+        "implied_over_authors": {k: round(0.97 * v, 3) for k, v in _quantiles(packed_over_old).items()},
+    }
+
+
+def token_cost(preset: str, items: int, lengths: list[int], batch: int, rounds: int, device: str) -> dict[str, Any]:
+    """Training tokens/s per history length, and the first length's over each other's, per round; three
+    variants of one model, all lengths and variants interleaved within a round (same load)."""
+    tok, model = build(items, 4, 256, preset, seed=0)
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4)
+    attention = [m for m in model.modules() if isinstance(m, modeling_gamer.GamerAttention)]
+    blocks, dropout = modeling_gamer.QUERY_BLOCK, model.config.attention_dropout
+    variants = {"as_trained": (blocks, dropout), "one_call": (sys.maxsize, dropout), "no_attention_dropout": (blocks, 0.0)}
+    batches = {n: _training_batch(tok, batch, n, device) for n in lengths}
+
+    def tokens_per_s(variant: str, n: int) -> float:
+        modeling_gamer.QUERY_BLOCK = variants[variant][0]
+        for module in attention:
+            module.attention_dropout = variants[variant][1]
+        start = time.perf_counter()
+        train_step(model, optimizer, batches[n], device)
+        return int(batches[n]["attention_mask"].sum()) / (time.perf_counter() - start)
+
+    try:
+        for variant in variants:  # warm-up
+            for n in lengths:
+                tokens_per_s(variant, n)
+        per_round = []
+        for r in range(rounds):
+            order = list(variants)[r % 3:] + list(variants)[: r % 3]
+            per_round.append({f"{v}_{n}": round(tokens_per_s(v, n), 1) for v in order for n in lengths})
+            print(json.dumps(per_round[-1]), flush=True)
+    finally:
+        modeling_gamer.QUERY_BLOCK = blocks
+        for module in attention:
+            module.attention_dropout = dropout
+    first = lengths[0]
+    summary = {v: {f"tokens_per_s_{n}": _quantiles([row[f"{v}_{n}"] for row in per_round]) for n in lengths}
+               for v in variants}
+    for v in variants:
+        for n in lengths[1:]:
+            summary[v][f"cost_{n}_over_{first}"] = _quantiles([row[f"{v}_{first}"] / row[f"{v}_{n}"] for row in per_round])
+    for n in lengths[1:]:
+        summary["as_trained"][f"speedup_over_one_call_{n}"] = _quantiles(
+            [row[f"as_trained_{n}"] / row[f"one_call_{n}"] for row in per_round])
+    return {"preset": preset, "batch": batch, "histories": lengths, "attention_dropout": dropout,
+            "query_block": blocks, "rounds": rounds, "per_round": per_round, "summary": summary}
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The tables RESULTS.md shows, from the JSON (only the sections that ran)."""
     lines: list[str] = []
@@ -421,6 +582,25 @@ def markdown(results: dict[str, Any]) -> str:
                   f"| {e['preset']} | {e['batch']} x {e['tokens'] // e['batch']} | {e['rounds']} | "
                   f"{e['grouped_s_median']} s | {e['loop_s_median']} s | **{e['loop_over_grouped_median']}x** "
                   f"[{e['loop_over_grouped_range'][0]}, {e['loop_over_grouped_range'][1]}] |"]
+    if "parity_training" in results:
+        t = results["parity_training"]
+        seq = t["sequences_per_s"]
+        lines += ["", f"| commit | batch | rounds | {t['commit'][:7]} padded seq/s | today padded seq/s | today packed "
+                      "seq/s | packed / old: median [range] | padded / old | implied vs the authors (x 0.97) |",
+                  "|---|---:|---:|---:|---:|---:|---|---|---|",
+                  f"| {t['commit'][:7]} | {t['batch']} | {t['rounds']} | {seq['old_padded']['median']} | "
+                  f"{seq['padded']['median']} | {seq['packed']['median']} | **{_interval(t['packed_over_old'])}** | "
+                  f"{_interval(t['padded_over_old'])} | {_interval(t['implied_over_authors'])} |"]
+    if "token_cost" in results:
+        t = results["token_cost"]
+        first, rest = t["histories"][0], t["histories"][1:]
+        lines += ["", "| variant | " + " | ".join(f"tokens/s at {n}" for n in t["histories"]) + " | "
+                  + " | ".join(f"cost at {n} / at {first}: median [range]" for n in rest) + " |",
+                  "|---|" + "---:|" * len(t["histories"]) + "---|" * len(rest)]
+        for variant, row in t["summary"].items():
+            lines.append(f"| {variant} | " + " | ".join(f"{row[f'tokens_per_s_{n}']['median']:,.0f}"
+                                                      for n in t["histories"]) + " | "
+                         + " | ".join(f"**{_interval(row[f'cost_{n}_over_{first}'])}**" for n in rest) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -439,6 +619,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--pack-batch", type=int, default=64, help="sequences of the packed-vs-padded batch")
     parser.add_argument("--pack-longest", type=int, default=200, help="longest history of the length mix")
+    parser.add_argument("--parity-commit", default="a22ee19",
+                        help="model code to train beside today's (the parity measurement's commit)")
+    parser.add_argument("--parity-dataset", default="retailrocket_cml", help="real log the history lengths come from")
+    parser.add_argument("--parity-max-history", type=int, default=100, help="the recipe's max_history")
+    parser.add_argument("--token-cost-histories", type=int, nargs="+", default=[20, 200])
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in well under a minute")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -446,7 +631,8 @@ def main() -> None:
     if args.quick:
         args.presets, args.train_steps, args.train_batch, args.items = ["tiny"], 1, 4, 2000
         args.rec_batch, args.histories, args.catalogues, args.repeats = 4, [20, 50], [10_000], 1
-        args.pack_batch, args.pack_longest = 8, 30
+        args.pack_batch, args.pack_longest, args.parity_max_history = 8, 30, 20
+        args.token_cost_histories = [20, 60]
 
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"), "device": args.device, "machine": platform.processor() or platform.machine(),
@@ -486,6 +672,15 @@ def main() -> None:
         results["expert_dispatch"] = expert_dispatch("small", args.items, args.train_batch, args.train_history,
                                                      max(3, 5 * args.repeats), args.device)
         print(json.dumps(results["expert_dispatch"]), flush=True)
+    if "parity" in sections:
+        results["parity_training"] = parity_training(args.parity_commit, "small", args.items, args.pack_batch,
+                                                     max(3, 3 * args.repeats), args.parity_dataset,
+                                                     args.parity_max_history, args.device)
+        print(json.dumps({k: v for k, v in results["parity_training"].items() if k != "per_round"}), flush=True)
+    if "tokencost" in sections:
+        results["token_cost"] = token_cost("small", args.items, args.token_cost_histories, args.train_batch,
+                                           max(3, 2 * args.repeats), args.device)
+        print(json.dumps(results["token_cost"]["summary"]), flush=True)
     results["load_average_at_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(f".{args.out.name}.tmp")

@@ -14,6 +14,14 @@ events in memory takes minutes); delete the folder to start over.
         --out recipes/bench/results/train_stream.json
 
 The table it prints goes into RESULTS.md, section "Streaming training (issue 14)".
+
+`--prepared DIR...` runs the end-to-end steps after `prepare` on folders already prepared (for
+example by `data_pipeline.py --engines duckdb --keep`), each stage a fresh process: chunked-ID
+semantic IDs of the whole catalogue, `--max-steps` training steps (sequences/s over the steps
+after the first five, which warm up), and, on the last folder only, `evaluate_checkpoint` on
+`--eval-users` sampled test users (no mix, no rerank):
+
+    python recipes/bench/train_stream.py --prepared PREPARED_10M PREPARED_100M --work WORK --eval-users 10000
 """
 
 from __future__ import annotations
@@ -82,25 +90,72 @@ def build_data(folder: Path, events: int, num_items: int, max_history: int) -> d
             "seconds": time.perf_counter() - start}
 
 
-def train_once(folder: Path, max_steps: int, batch_size: int) -> dict[str, Any]:
+def build_ids(prepared_dir: Path, tokenizer_dir: Path) -> dict[str, Any]:
+    """Chunked-ID semantic IDs of a prepared folder's whole catalogue, saved as a tokenizer folder."""
+    from gamer_hf.data import load_prepared
+    from gamer_hf.semantic_ids import build_semantic_ids, save_semantic_ids
+
+    imports = _peak_rss_mib()
+    start = time.perf_counter()
+    prepared = load_prepared(prepared_dir)
+    ids = build_semantic_ids(prepared.item_ids, method="cid", seed=0)
+    save_semantic_ids(ids, tokenizer_dir, behaviors=prepared.metadata["behaviors"], overwrite=True)
+    return {"items": len(prepared.item_ids), "seconds": time.perf_counter() - start, "import_rss_mib": imports,
+            "peak_rss_mib": _peak_rss_mib()}
+
+
+class StepClock:
+    """Wall time of every optimizer step's end, for sequences/s without the start-up and the final evaluation."""
+
+    def __new__(cls) -> Any:
+        from transformers import TrainerCallback
+
+        class _Clock(TrainerCallback):
+            def __init__(self) -> None:
+                self.ends: list[float] = []
+
+            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                self.ends.append(time.perf_counter())
+
+        return _Clock()
+
+
+def train_once(folder: Path, max_steps: int, batch_size: int, prepared: Path | None = None) -> dict[str, Any]:
     """A short run of the tiny preset on one size; memory figures of this process only."""
     from gamer_hf.training import TrainArguments, train
 
     imports = _peak_rss_mib()
     sampler = PeakSampler()
     sampler.start()
+    clock = StepClock()
     start = time.perf_counter()
     out = folder / "model"
     result = train(TrainArguments(
-        data=str(folder / "prepared"), tokenizer=str(folder / "tokenizer"), output_dir=str(out), preset="tiny",
-        max_steps=max_steps, eval_steps=max_steps, per_device_train_batch_size=batch_size,
+        data=str(prepared or folder / "prepared"), tokenizer=str(folder / "tokenizer"), output_dir=str(out),
+        preset="tiny", max_steps=max_steps, eval_steps=max_steps, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=batch_size, max_eval_samples=500, logging_steps=max_steps,
-        measure_step_time=False, overwrite_output_dir=True, disable_tqdm=True, seed=0))
+        measure_step_time=False, overwrite_output_dir=True, disable_tqdm=True, seed=0), callbacks=[clock])
     sampler.running = False
     sampler.join()
+    warm = clock.ends[5:] if len(clock.ends) > 6 else clock.ends
+    rate = batch_size * (len(warm) - 1) / (warm[-1] - warm[0]) if len(warm) > 1 else float("nan")
     return {"import_rss_mib": imports, "peak_rss_mib": _peak_rss_mib(), "peak_anon_mib": sampler.peaks["RssAnon"],
             "peak_file_mib": sampler.peaks["RssFile"], "seconds": time.perf_counter() - start,
-            "global_step": result.global_step}
+            "global_step": result.global_step, "sequences_per_s": rate}
+
+
+def evaluate_once(folder: Path, prepared: Path, users: int) -> dict[str, Any]:
+    """`evaluate_checkpoint` of the trained model on the test cases of `users` sampled users (no mix, no rerank)."""
+    from gamer_hf.evaluation import EvaluateArguments, evaluate_checkpoint
+
+    imports = _peak_rss_mib()
+    start = time.perf_counter()
+    report = evaluate_checkpoint(EvaluateArguments(
+        model=str(folder / "model"), data=str(prepared), max_test_users=users, mix=False, rerank=False,
+        out=str(folder / "evaluation")), progress=False)
+    return {"seconds": time.perf_counter() - start, "import_rss_mib": imports, "peak_rss_mib": _peak_rss_mib(),
+            "users": report.metadata["users"], "cases": report.metadata["cases"],
+            "models": {r.name: {"seconds": r.seconds, "target_ndcg10": r.target.get("NDCG@10")} for r in report.results}}
 
 
 def _child(stage: str, **options: Any) -> dict[str, Any]:
@@ -140,6 +195,27 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def end_to_end(args: argparse.Namespace, load: float) -> None:
+    """Semantic IDs, training steps and sampled evaluation on each prepared folder; JSON after every stage."""
+    rows = []
+    for prepared in args.prepared:
+        folder = Path(args.work) / Path(prepared).name
+        row: dict[str, Any] = {"prepared": prepared}
+        rows.append(row)
+        meta = json.loads((Path(prepared) / "metadata.json").read_text())
+        row["data"] = {"events": meta["num_events"], "users": meta["num_users"], "items": meta["num_items"],
+                       "train_rows": meta["splits"]["train"]["rows"]}
+        stages = [("ids", {}), ("train", {"max_steps": args.max_steps, "batch_size": args.batch_size})]
+        if prepared == args.prepared[-1]:  # the largest: the sizes before it are the memory baseline
+            stages.append(("evaluate", {"eval_users": args.eval_users}))
+        for stage, options in stages:
+            row[stage] = _child(stage, folder=folder, data=prepared, **options)
+            if args.out:
+                Path(args.out).write_text(json.dumps({"machine": _machine(load), "command": sys.argv, "rows": rows},
+                                                     indent=1))
+    print(f"Machine: {_machine(load)}.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-events", type=int, nargs="+", default=[1_000_000, 10_000_000])
@@ -150,19 +226,32 @@ def main() -> None:
     parser.add_argument("--work", help="folder for logs, prepared data and models (kept, reused); required")
     parser.add_argument("--data-only", action="store_true", help="build the data of every size and stop")
     parser.add_argument("--out", help="also write the figures as JSON here (e.g. recipes/bench/results/train_stream.json)")
-    parser.add_argument("--stage", choices=["data", "train"], help=argparse.SUPPRESS)
+    parser.add_argument("--prepared", nargs="+", help="end to end on these prepared folders (see above)")
+    parser.add_argument("--eval-users", type=int, default=10_000, help="--prepared: sampled test users")
+    parser.add_argument("--stage", choices=["data", "ids", "train", "evaluate"], help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--events", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage == "data":  # child processes: one stage of one size, JSON on stdout
         print(json.dumps(build_data(Path(args.folder), args.events, args.num_items, args.max_history)))
         return
+    if args.stage == "ids":
+        print(json.dumps(build_ids(Path(args.data), Path(args.folder) / "tokenizer")))
+        return
     if args.stage == "train":
-        print(json.dumps(train_once(Path(args.folder), args.max_steps, args.batch_size)))
+        data = Path(args.data) if args.data else None
+        print(json.dumps(train_once(Path(args.folder), args.max_steps, args.batch_size, data)))
+        return
+    if args.stage == "evaluate":
+        print(json.dumps(evaluate_once(Path(args.folder), Path(args.data), args.eval_users)))
         return
     if not args.work:
         parser.error("--work is required")
     load = os.getloadavg()[0]
+    if args.prepared:
+        end_to_end(args, load)
+        return
     rows = []
     for events in sorted(args.num_events):
         folder = Path(args.work) / f"synthetic_{events}_{args.num_items}"

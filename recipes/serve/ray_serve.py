@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 
 import ray
@@ -42,6 +43,24 @@ def deployment(options: ModelOptions, settings: ServeSettings, replicas: int = 1
     ).bind(options, settings)
 
 
+def init_ray(num_cpus: int, attempts: int = 3) -> None:
+    """`ray.init`, tried again when Ray's node misses its start-up window.
+
+    Ray waits a fixed 30 s for its raylet to register (not configurable), which a heavily loaded machine
+    can miss; a fresh start usually makes it. Any other error is raised at once.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(num_cpus=num_cpus, include_dashboard=False)
+            return
+        except Exception as error:  # Ray raises a bare Exception for this one
+            if "timed out during startup" not in str(error) or attempt == attempts:
+                raise
+            ray.shutdown()
+            print(f"Ray's node did not start in time (attempt {attempt} of {attempts}); starting it again",
+                  file=sys.stderr, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="GAMER checkpoint folder, or a Hub repo id")
@@ -55,12 +74,14 @@ def main() -> None:
     parser.add_argument("--max-history", type=int, default=None)
     parser.add_argument("--num-beams", type=int, default=20)
     parser.add_argument("--device", default=None, choices=["cpu", "cuda"])
+    parser.add_argument("--start-attempts", type=int, default=3,
+                        help="starts of the local Ray node before giving up (each has Ray's fixed 30 s)")
     args = parser.parse_args()
 
     options = ModelOptions(model=args.model, revision=args.revision, device=args.device,
                            max_history=args.max_history, num_beams=args.num_beams)
     settings = ServeSettings(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms)
-    ray.init(num_cpus=max(1, int(args.replicas * args.cpus_per_replica)), include_dashboard=False)
+    init_ray(max(1, int(args.replicas * args.cpus_per_replica)), args.start_attempts)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

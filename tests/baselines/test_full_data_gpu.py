@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,12 @@ def test_tiny_run_writes_the_table_with_the_device_named(tmp_path: Path, monkeyp
     table = (tmp_path / "out" / "full_data_gpu.md").read_text()
     assert gpu.device_name("cpu") in table and "budget gpu_full-tiny" in table
     assert all(f"| {model} | 1 |" in table for model in gpu.MODELS)
+    # a run stopped by the GPU session's time limit: the table is rendered from what quality.json holds
+    saved = json.loads((tmp_path / "out" / "quality.json").read_text())
+    del saved["runs"]["synthetic"]["0"]["SASRec+behavior"]
+    (tmp_path / "out" / "quality.json").write_text(json.dumps(saved))
+    (tmp_path / "out" / "full_data_gpu.md").unlink()
+    monkeypatch.setattr(gpu, "DATASET", "synthetic")
+    gpu.main(["--render", "--tiny", "--out", str(tmp_path / "out"), "--device", "cpu"])
+    table = (tmp_path / "out" / "full_data_gpu.md").read_text()
+    assert "stopped by its time limit before SASRec+behavior finished" in table and "| GAMER | 1 |" in table

@@ -60,11 +60,11 @@ def test_same_seed_same_model_other_seed_other_model(prepared, settings, model_o
     train = prepared.splits["train"].select(range(60))
     validation = prepared.splits["validation"].select(range(30))
 
-    def fit(seed: int) -> SASRecRecommender:
-        return SASRecRecommender(True, settings(epochs=2, seed=seed), **model_options).fit(
+    def fit(seed: int, **device: str) -> SASRecRecommender:
+        return SASRecRecommender(True, settings(epochs=2, seed=seed, **device), **model_options).fit(
             train, prepared.item_ids, prepared.metadata["behaviors"], validation)
 
-    first, again, other = fit(1), fit(1), fit(2)
+    first, again, other = fit(1), fit(1, device="cpu"), fit(2)
     for name, tensor in first.model.state_dict().items():
         assert torch.equal(tensor, again.model.state_dict()[name]), name
     assert not torch.equal(first.model.items.weight, other.model.items.weight)
@@ -82,6 +82,8 @@ def test_ndcg_selection_restores_the_best_ranking_epoch(prepared, settings, mode
     assert evaluator.evaluate(model).merged["NDCG@10"] == pytest.approx(best["eval_ndcg10"])
     with pytest.raises(ValueError, match="select_by"):
         settings(select_by="hr")
+    with pytest.raises(ValueError, match="device must name a torch device.*'gpu0'"):
+        settings(device="gpu0")
 
 
 def test_wall_clock_cap_and_errors(prepared, settings, model_options) -> None:

@@ -83,6 +83,28 @@ def test_drops_are_counted_alike_across_chunks(tmp_path: Path, synthetic_events,
     assert any("duplicate" in reason for reason in reasons) and len(reasons) >= 4
 
 
+def test_a_detected_unit_parses_the_file_once(tmp_path: Path, synthetic_events, small_chunks: None,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit detection needs every chunk before the first check: the checking pass reads the chunks it kept."""
+    events = synthetic_events[0]
+    path = tmp_path / "events.csv.gz"
+    events.to_csv(path, index=False)
+    parsed = []
+
+    def counting(*args, **kwargs):
+        for file, row, table in outofcore_chunks(*args, **kwargs):
+            parsed.append(table.num_rows)
+            yield file, row, table
+
+    outofcore_chunks = outofcore.iter_table_chunks
+    monkeypatch.setattr(outofcore, "iter_table_chunks", counting)
+    options = {"behaviors": "click:0,cart:1,buy:2", "progress": False}
+    duck = prepare(path, out=tmp_path / "duck", engine="duckdb", **options)
+    assert len(parsed) > 3 and sum(parsed) == len(events)  # many chunks, each parsed once
+    assert duck.metadata["timestamps"] == {"unit": "s", "detected": True}
+    assert_same_preparation(prepare(path, out=tmp_path / "memory", engine="memory", **options), duck)
+
+
 def test_a_folder_of_parquet_shards(tmp_path: Path, synthetic_events) -> None:
     events = synthetic_events[0]
     shards = tmp_path / "export"

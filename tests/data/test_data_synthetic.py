@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -148,3 +149,46 @@ def test_chunked_log_refuses_bad_sizes(tmp_path: Path, options: dict, message: s
     with pytest.raises(ValueError, match=message):
         write_synthetic_log(tmp_path / "log", arguments.pop("num_users"), arguments.pop("num_items"), **arguments)
     assert not (tmp_path / "log").exists()
+
+
+# ----- the Taobao-shaped preset -----
+
+def test_taobao_shaped_log_reads_as_taobao_with_its_behavior_shares(tmp_path: Path, small_blocks: int) -> None:
+    folder = synthetic.write_taobao_shaped(tmp_path / "taobao", scale=0.0002, chunk_blocks=2)  # 200 users
+    meta = json.loads((folder / "meta.json").read_text())
+    assert sorted(p.name for p in folder.iterdir()) == ["UserBehavior.csv.gz", "items.csv.gz", "meta.json"]
+    assert meta["parameters"]["num_items"] == 4 * meta["parameters"]["num_users"] == 800
+    log = read_events(folder / "UserBehavior.csv.gz")
+    events = log.events.to_pandas()
+    assert log.format == "taobao" and set(events["behavior"]) == {"pv", "fav", "cart", "buy"}
+    assert len(events) == meta["stats"]["interactions"] and events["user_id"].nunique() == 200
+    assert 80 < len(events) / 200 < 125  # about 100 events per user, as Taobao's
+    shares = events["behavior"].value_counts(normalize=True)  # Taobao: pv 89.7%, cart 5.5%, fav 2.9%, buy 2.0%
+    assert 0.86 < shares["pv"] < 0.93 and 0.04 < shares["cart"] < 0.07
+    assert 0.02 < shares["fav"] < 0.04 and 0.01 < shares["buy"] < 0.03
+    assert meta["stats"]["behavior_order_low_to_high"] == ["pv", "fav", "cart", "buy"]
+    first_line = gzip.decompress((folder / "UserBehavior.csv.gz").read_bytes()).split(b"\n", 1)[0].split(b",")
+    assert len(first_line) == 5 and first_line[3] == b"pv"  # no header: user, item, category, behavior, time
+    categories = log.items.set_index("item_id")["category_id"]
+    titles = pd.read_csv(folder / "items.csv.gz", dtype=str).set_index("item_id")
+    assert titles.loc[categories.index, "category"].groupby(categories.to_numpy()).nunique().eq(1).all()
+
+
+def test_funnels_keep_the_click_cart_buy_log_of_earlier_releases(tmp_path: Path, small_blocks: int) -> None:
+    """The default funnel draws what the generator drew before funnels existed: pinned by a digest of seed 4's log."""
+    folder = write_synthetic_log(tmp_path / "log", 300, 150, seed=4, chunk_blocks=2)
+    events = gzip.decompress((folder / "events.csv.gz").read_bytes())
+    assert hashlib.sha256(events).hexdigest() == _CLICK_CART_BUY_SHA256
+
+
+@pytest.mark.parametrize(("options", "message"), [({"funnel": "wishlist"}, "unknown funnel"),
+                                                  ({"layout": "tmall"}, "unknown layout"),
+                                                  ({"num_groups": 11}, "num_groups")])
+def test_unknown_funnels_layouts_and_group_counts_are_refused(tmp_path: Path, options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        write_synthetic_log(tmp_path / "log", 10, 10, **options)
+
+
+# sha256 of the events.csv.gz text of write_synthetic_log(300 users, 150 items, seed=4) in blocks of 64 users, as
+# written before funnels and presets were added (numpy's Generator streams are stable across its releases)
+_CLICK_CART_BUY_SHA256 = "beb63a826ecc85bb9ccbf43a8966c1f899eafffc918e2283ca471f2c8798760b"

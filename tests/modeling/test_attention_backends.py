@@ -1,5 +1,6 @@
 """Attention backends: flex attention (both attention kinds, the cross-level rule as a BlockMask) gives the
-sdpa/eager results; flash attention is refused where the cross-level rule cannot be expressed.
+sdpa/eager results; flash attention is refused where the cross-level rule cannot be expressed; sdpa's blocked
+path for attention dropout on CPU gives the results of one call.
 
 Flex runs here with `torch.compiler.set_stance("force_eager")`: on torch 2.13 CPU, Inductor's compiled flex
 kernel fails to build (a C++ compile error in its CPU template) for some cross-level masks, so the tests check
@@ -8,11 +9,15 @@ the mask and the wiring through flex's reference path, which takes the same Bloc
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 from transformers import DataCollatorWithFlattening
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from gamer_hf import GamerConfig, GamerForCausalLM
+from gamer_hf.modeling import modeling_gamer
 
 
 def _lm(tokenizer, **overrides) -> GamerForCausalLM:
@@ -83,3 +88,71 @@ def test_flash_attention_is_refused_with_cross_level_layers(tokenizer) -> None:
     with pytest.raises(Exception) as error:  # allowed by GAMER; this machine has no flash-attn (or GPU)
         plain.set_attn_implementation("flash_attention_2")
     assert "cross-level" not in str(error.value)
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Query blocks of 8 rows, so short test sequences span several."""
+    monkeypatch.setattr(modeling_gamer, "QUERY_BLOCK", 8)
+
+
+def _attention_masks(length: int) -> dict[str, torch.Tensor | None]:
+    """[2, 1, L, L] boolean masks: causal with right padding, packed (two sequences per row), and cross-level-like
+    (causal, strictly lower level, rows without a key reading their own position)."""
+    index = torch.arange(length)
+    causal = index[None, :] <= index[:, None]
+    real = torch.tensor([length, length - 9])[:, None] > index
+    padded = causal & real[:, None, :]
+    sequence = (index >= torch.tensor([[13], [30]])).long()
+    packed = causal & (sequence[:, None, :] == sequence[:, :, None])
+    level = torch.randint(0, 3, (2, length), generator=torch.Generator().manual_seed(0))
+    cross = causal & (level[:, None, :] < level[:, :, None])
+    cross = cross | (torch.eye(length, dtype=torch.bool) & ~cross.any(-1, keepdim=True))
+    return {"causal": None, "padded": padded[:, None], "packed": packed[:, None], "cross_level": cross[:, None]}
+
+
+@pytest.mark.parametrize("kind", ["causal", "padded", "packed", "cross_level"])
+def test_query_blocked_attention_equals_one_call(kind, small_blocks) -> None:
+    """Output and gradients of the blocked path (sdpa with attention dropout on CPU) equal one sdpa call."""
+    length, module = 37, torch.nn.Module()
+    module.num_key_value_groups, module.is_causal = 2, kind == "causal"
+    mask = _attention_masks(length)[kind]
+    generator = torch.Generator().manual_seed(1)
+    inputs = [torch.randn(2, heads, length, 16, generator=generator, requires_grad=True) for heads in (4, 2, 2)]
+    results = []
+    for attend in (sdpa_attention_forward, partial(modeling_gamer.query_blocked_attention, sdpa_attention_forward)):
+        out, _ = attend(module, *inputs, mask, scaling=0.25)
+        results.append((out, *torch.autograd.grad(out.square().sum(), inputs)))
+    for blocked, whole in zip(*results):
+        assert torch.allclose(blocked, whole, atol=1e-5)
+
+
+def test_training_with_attention_dropout_runs_blocked_like_one_call(make_histories, tokenizer, small_blocks,
+                                                                    monkeypatch) -> None:
+    """A training forward with attention dropout takes the blocked path; with the dropout draws switched off it
+    gives the eval forward's loss and gradients, padded and packed (cross-level layers included)."""
+    model = _lm(tokenizer, cross_level_layers=[0, 1], attention_dropout=0.1)
+    calls = []
+
+    def without_dropout(*args, dropout_p=0.0, **kwargs):
+        calls.append(dropout_p)
+        return sdpa(*args, **kwargs)
+
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", without_dropout)
+    histories = make_histories(tokenizer, 4, seed=32, max_len=9)
+    padded = tokenizer.encode_histories(histories, return_tensors="pt")
+    packed = DataCollatorWithFlattening(return_position_ids=True)(
+        [{"input_ids": tokenizer.encode_interactions(h)} for h in histories])
+    for inputs in ({**padded, "labels": padded["input_ids"]}, dict(packed)):
+        results = []
+        for training in (False, True):
+            calls.clear()
+            model.train(training)
+            loss = model(**inputs).loss
+            results.append((loss, *torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)))
+            attention_calls = len(calls)
+        assert attention_calls > 4 and 0.1 in calls  # 2 layers x 2 kinds, each in several blocks
+        for blocked, whole in zip(*results[::-1]):
+            if whole is not None:
+                assert torch.allclose(blocked, whole, atol=1e-5)

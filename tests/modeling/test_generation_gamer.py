@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from gamer_hf import GamerConfig, GamerConstrainedLogitsProcessor, GamerForCausalLM, GamerTokenizerFast, ItemTrie
+from gamer_hf.modeling import modeling_gamer
 from gamer_hf.modeling.generation_gamer import make_prefix_allowed_tokens_fn
 
 BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
@@ -82,6 +83,24 @@ def test_recommend_equals_generate_for_ablations(tokenizer, histories, overrides
     assert torch.allclose(torch.tensor([s for row in recs for _, s in row]), scores, atol=1e-5)
 
 
+def test_masked_decode_reads_the_grouped_heads_in_place(tokenizer, model, histories, monkeypatch) -> None:
+    """The beam decode's masked attention skips Transformers' per-head K/V copy and gives the same lists and
+    scores, to the bit, as Transformers' own sdpa path."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    grouped, heads = modeling_gamer.sdpa_grouped_attention_forward, []
+
+    def spy(module, query, key, *args, **kwargs):
+        heads.append((query.shape[1], key.shape[1]))
+        return grouped(module, query, key, *args, **kwargs)
+
+    monkeypatch.setattr(modeling_gamer, "sdpa_grouped_attention_forward", spy)
+    fast = model.recommend(tokenizer, histories, top_k=20, num_beams=20)
+    assert heads and all(kv < q for q, kv in heads)  # every masked call got the grouped K/V as cached
+    monkeypatch.setattr(modeling_gamer, "sdpa_grouped_attention_forward", sdpa_attention_forward)
+    assert model.recommend(tokenizer, histories, top_k=20, num_beams=20) == fast
+
+
 def test_prefix_function_baseline_gives_the_same_ranking(tokenizer, model, histories) -> None:
     codes_fn, scores_fn = _generate(model, tokenizer, histories, "buy", num_beams=20, num_return=20,
                                     prefix_allowed_tokens_fn=make_prefix_allowed_tokens_fn(tokenizer))
@@ -158,6 +177,20 @@ def test_score_items_unknown_and_empty(tokenizer, model, histories) -> None:
     assert scores[0][2] == float("-inf") and scores[1] == [] and scores[0][:2] == pytest.approx(scores[2])
     with pytest.raises(ValueError, match="2 candidate lists for 3 histories"):
         model.score_items(tokenizer, histories[:3], [known, known])
+
+
+def test_score_items_looks_the_candidates_up_at_once(tokenizer, model, histories, monkeypatch) -> None:
+    """One vectorized `ItemIndex.rows` call per batch, no bisect per candidate (millions of items)."""
+    known = list(tokenizer.item_index)[:3]
+    candidates = [known + ["nope"], known[:1]]
+    expected = model.score_items(tokenizer, histories[:2], candidates, on_unknown="skip")
+
+    def per_item(*_):
+        raise AssertionError("a candidate was looked up on its own")
+
+    monkeypatch.setattr(type(tokenizer.item_index), "row", per_item)
+    assert model.score_items(tokenizer, histories[:2], candidates, on_unknown="skip") == expected
+    assert expected[0][3] == float("-inf") and len(expected[1]) == 1
 
 
 @pytest.mark.parametrize(

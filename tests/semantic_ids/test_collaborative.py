@@ -10,8 +10,10 @@ import pytest
 from gamer_hf.semantic_ids.collaborative import (
     collaborative_embeddings,
     cooccurrence_matrix,
+    items_with_partner,
     ppmi,
     sequences_from_events,
+    window_pairs,
 )
 
 
@@ -104,3 +106,36 @@ def test_cooccurrence_argument_errors() -> None:
         cooccurrence_matrix([["a"]], ["a"], window=0)
     with pytest.raises(ValueError, match="duplicates"):
         cooccurrence_matrix([["a"]], ["a", "a"])
+
+
+def test_cooccurrence_summed_by_distance_equals_all_pairs_at_once() -> None:
+    rng = np.random.default_rng(0)
+    item_ids = [f"i{i}" for i in range(30)]
+    sequences = [[f"i{j}" for j in rng.integers(0, 33, rng.integers(1, 15))] for _ in range(40)]  # i30-i32 unknown
+    rows, cols, distances = window_pairs(sequences, item_ids, window=4)
+    expected = np.zeros((30, 30))
+    np.add.at(expected, (rows, cols), 1.0 / distances)
+    counts = cooccurrence_matrix(sequences, item_ids, window=4)
+    assert counts.dtype == np.float32
+    np.testing.assert_allclose(counts.toarray(), expected, rtol=1e-6)
+
+
+def test_items_with_partner_by_hand() -> None:
+    # "b" is alone in both its sequences (once as the same item three times), "x" is not a catalogue item
+    sequences = [["a", "c"], ["b"], ["b", "b", "b"], ["d", "x"], ["a", "e", "e", "e", "e", "e", "e", "e"]]
+    mask = items_with_partner(sequences, ["a", "b", "c", "d", "e", "cold"])
+    assert mask.tolist() == [True, False, True, False, True, False]
+
+
+@pytest.mark.realdata
+def test_items_with_partner_are_the_items_window_pairs_pairs(data_dir) -> None:
+    """On 400 real retail_beh_mbht users: the cheap distinct-item rule and the pair list agree for any window."""
+    events = pd.read_csv(data_dir / "retail_beh_mbht" / "events.csv.gz", nrows=6000, dtype={"user_id": str, "item_id": str})
+    events = events[events["user_id"].isin(events["user_id"].unique()[:400])]
+    sequences = sequences_from_events(events)
+    item_ids = sorted(events["item_id"].unique())
+    mask = items_with_partner(sequences, item_ids)
+    assert 0 < mask.sum() < len(item_ids)  # the slice has both kinds
+    for window in (1, 5):
+        centers, _, _ = window_pairs(sequences, item_ids, window=window)
+        np.testing.assert_array_equal(mask, np.bincount(centers, minlength=len(item_ids)) > 0)

@@ -44,6 +44,7 @@ def test_items_without_a_partner_have_no_signal_and_are_reported() -> None:
     assert embedded.coverage() == {
         "items": len(ids), "fallback_items": 2, "fallback_share": 2 / len(ids), "seen_in_training": len(ids) - 1,
         "unseen_in_training": 1, "fallback_seen_items": 1, "fallback_share_of_seen": 1 / (len(ids) - 1),
+        "seen_alone": 1, "fallback_seen_alone": 1, "fallback_seen_with_partner": 0,
     }  # fmt: skip
 
 

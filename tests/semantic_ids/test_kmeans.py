@@ -7,7 +7,8 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from gamer_hf.semantic_ids.kmeans import (
-    MINIBATCH_ABOVE,
+    FIT_SAMPLE,
+    SAMPLED_ABOVE,
     balanced_assign,
     balanced_assign_points,
     fit_kmeans,
@@ -84,15 +85,31 @@ def test_chunked_capacitated_assignment_equals_the_full_matrix_one(blobs: np.nda
 
 
 @pytest.mark.parametrize("balanced", [False, True])
-def test_minibatch_path_agrees_with_full_batch(blobs: np.ndarray, balanced: bool) -> None:
-    full = fit_kmeans(blobs, 8, seed=0, balanced=balanced, minibatch=False)
-    mini = fit_kmeans(blobs, 8, seed=0, balanced=balanced, minibatch=True)
+def test_sampled_path_agrees_with_full_batch(blobs: np.ndarray, balanced: bool) -> None:
+    full = fit_kmeans(blobs, 8, seed=0, balanced=balanced, sampled=False)
+    mini = fit_kmeans(blobs, 8, seed=0, balanced=balanced, sampled=True)
     assert adjusted_rand_score(full.labels, mini.labels) > 0.95
     if balanced:
         assert np.bincount(mini.labels, minlength=8).max() <= math.ceil(len(blobs) / 8)
 
 
-def test_minibatch_is_the_default_only_past_the_threshold(blobs: np.ndarray) -> None:
-    assert len(blobs) <= MINIBATCH_ABOVE
-    default, full = fit_kmeans(blobs, 8, seed=3, balanced=True), fit_kmeans(blobs, 8, seed=3, balanced=True, minibatch=False)
+def test_sampled_is_the_default_only_past_the_threshold(blobs: np.ndarray) -> None:
+    assert len(blobs) <= SAMPLED_ABOVE
+    default, full = fit_kmeans(blobs, 8, seed=3, balanced=True), fit_kmeans(blobs, 8, seed=3, balanced=True, sampled=False)
     np.testing.assert_array_equal(default.labels, full.labels)
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_sampled_path_fits_on_a_sample_and_assigns_every_point(balanced: bool) -> None:
+    rng = np.random.default_rng(1)
+    centers = rng.normal(scale=8.0, size=(4, 8))
+    x = (centers[rng.integers(0, 4, 3000)] + rng.normal(size=(3000, 8))).astype(np.float32)
+    assert len(x) > FIT_SAMPLE * 4  # the fit really reads a sample
+    full = fit_kmeans(x, 4, seed=0, balanced=balanced, sampled=False)
+    sampled = fit_kmeans(x, 4, seed=0, balanced=balanced, sampled=True)
+    assert adjusted_rand_score(full.labels, sampled.labels) > 0.9
+    counts = np.bincount(sampled.labels, minlength=4)
+    if balanced:
+        assert counts.max() <= math.ceil(len(x) / 4)
+    np.testing.assert_allclose(sampled.centers, np.stack([x[sampled.labels == k].mean(0) for k in range(4)]),
+                               rtol=1e-4, atol=1e-4)  # the centers are the means of every point assigned

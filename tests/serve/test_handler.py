@@ -106,3 +106,45 @@ def test_a_request_that_fails_inside_a_batch_fails_alone(loaded) -> None:
     assert isinstance(answers[2], RequestError) and answers[2].status == 500
     for answer, ranked in zip(answers[:2], expected(loaded), strict=True):
         assert_same(answer.model_dump(), ranked)
+
+
+def test_prepare_looks_the_history_up_at_once(loaded, monkeypatch) -> None:
+    """A request's history is checked against the item index in one vectorized call, not a bisect per entry."""
+    model, tokenizer = loaded
+    recommender = Recommender(model, tokenizer, name="t", max_history=12)
+    history = [("click", "sku1"), ("cart", "ghost"), ("buy", "sku2")]
+    expected = recommender.prepare(RecommendRequest(history=history, unknown_items="skip"))
+
+    def per_item(*_):
+        raise AssertionError("a history item was looked up on its own")
+
+    monkeypatch.setattr(type(tokenizer.item_index), "row", per_item)
+    assert recommender.prepare(RecommendRequest(history=history, unknown_items="skip")) == expected
+    assert expected.history == [("click", "sku1"), ("buy", "sku2")]
+    with pytest.raises(RequestError, match="unknown item 'ghost'") as error:
+        recommender.prepare(RecommendRequest(history=history))
+    assert error.value.field == "history.1.1"
+
+
+@pytest.mark.parametrize(("lengths", "call_cost", "runs"), [
+    ([3, 50, 2, 48, 4], 20, [[2, 0, 4], [3, 1]]),  # short and long apart: 2 x 20 + 3 x 4 + 2 x 50 < 20 + 5 x 50
+    ([3, 50, 2, 48, 4], 1000, [[2, 0, 4, 3, 1]]),  # a call dearer than the padding: one call, sorted
+    ([7], 100, [[0]]),
+    ([], 100, []),
+])
+def test_length_runs_trade_padding_against_calls(lengths, call_cost, runs) -> None:
+    assert handler_module.length_runs(lengths, call_cost) == runs
+
+
+def test_runs_of_similar_length_answer_as_one_call(loaded) -> None:
+    """Splitting a batch by history length changes no list (scores within float noise) and keeps the order."""
+    model, tokenizer = loaded
+    items = list(tokenizer.item_index)
+    requests = [RecommendRequest(history=[("click", items[(7 * n + k) % len(items)]) for k in range(length)], top_k=5)
+                for n, length in enumerate([1, 12, 2, 11, 1, 12])]
+    split = Recommender(model, tokenizer, name="t", max_history=12, call_cost=1)
+    whole = Recommender(model, tokenizer, name="t", max_history=12, call_cost=float("inf"))
+    assert len(handler_module.length_runs([len(r.history) for r in requests], 1)) > 1
+    answers = split.run([split.prepare(r) for r in requests])
+    for answer, expected in zip(answers, whole.run([whole.prepare(r) for r in requests]), strict=True):
+        assert_same(answer.model_dump(), [(i.item_id, i.score) for i in expected.items])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -19,6 +20,38 @@ from .test_app import alone, assert_same
 
 pytest.importorskip("ray.serve")
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "serve" / "ray_serve.py"
+
+
+def _recipe():
+    spec = importlib.util.spec_from_file_location("ray_serve_recipe", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("failures", "message", "raises", "starts"), [
+    (1, "The current node timed out during startup.", False, 2),  # Ray's fixed 30 s missed once: started again
+    (3, "The current node timed out during startup.", True, 3),  # every attempt missed
+    (1, "some other start-up error", True, 1),  # not retried
+])
+def test_ray_start_is_retried_only_when_the_node_misses_its_window(monkeypatch, failures, message, raises,
+                                                                    starts) -> None:
+    recipe = _recipe()
+    calls = {"init": 0, "shutdown": 0}
+
+    def init(**kwargs):
+        calls["init"] += 1
+        if calls["init"] <= failures:
+            raise Exception(message)
+
+    monkeypatch.setattr(recipe.ray, "init", init)
+    monkeypatch.setattr(recipe.ray, "shutdown", lambda: calls.__setitem__("shutdown", calls["shutdown"] + 1))
+    if raises:
+        with pytest.raises(Exception, match=message):
+            recipe.init_ray(1, attempts=3)
+    else:
+        recipe.init_ray(1, attempts=3)
+    assert calls["init"] == starts and calls["shutdown"] == starts - 1
 
 
 @pytest.mark.slow

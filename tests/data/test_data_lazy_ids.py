@@ -1,0 +1,64 @@
+"""users.json is read only when PreparedData.user_ids is used, then held as Arrow; it reads as the list it was."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gamer_hf.data import generate_synthetic, load_prepared, prepare
+from gamer_hf.data.prepare import LazyIds, _write_id_list
+from gamer_hf.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def prepared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    events, _ = generate_synthetic(num_users=90, num_items=60, seed=5)
+    out = tmp_path_factory.mktemp("lazy") / "prepared"
+    prepare(events, behaviors={"click": 0, "cart": 1, "buy": 2}, out=out, max_history=10, progress=False)
+    return out
+
+
+def test_user_ids_are_read_on_first_use_and_equal_the_written_list(prepared_folder: Path) -> None:
+    written = json.loads((prepared_folder / "users.json").read_text())
+    data = load_prepared(prepared_folder)
+    assert isinstance(data.user_ids, LazyIds) and "not read yet" in repr(data.user_ids)
+    data.splits["train"][:4]  # what training touches leaves the ids unread
+    assert data.user_ids._ids is None
+    assert len(data.user_ids) == len(written) == 90
+    assert data.user_ids == written and written == data.user_ids and data.user_ids != written[:-1]
+    assert data.user_ids[0] == written[0] and data.user_ids[-1] == written[-1] and data.user_ids[2:5] == written[2:5]
+    assert list(data.user_ids) == written and data.user_ids.index(written[7]) == 7 and written[3] in data.user_ids
+    assert data.user_ids == load_prepared(prepared_folder).user_ids  # two lazy ones compare by content
+
+
+def test_saving_a_loaded_folder_writes_the_same_users_json(prepared_folder: Path, tmp_path: Path) -> None:
+    """The ids are written in slices; the file is byte for byte what json.dump of the list writes."""
+    load_prepared(prepared_folder).save(tmp_path / "again")
+    assert (tmp_path / "again" / "users.json").read_text() == (prepared_folder / "users.json").read_text()
+    ids = [f"u{i}" for i in range(70_000)] + ["ü"]  # more than one slice, and a non-ASCII id
+    _write_id_list(tmp_path / "ids.json", ids)
+    assert (tmp_path / "ids.json").read_text(encoding="utf-8") == json.dumps(ids, ensure_ascii=False)
+    _write_id_list(tmp_path / "none.json", [])
+    assert (tmp_path / "none.json").read_text() == "[]"
+
+
+@pytest.mark.parametrize(("content", "message"), [("[1, 2]", "not a JSON list of id strings"),
+                                                  ("[\"a\"", "not valid JSON")])
+def test_a_corrupt_users_json_fails_on_first_use(prepared_folder: Path, tmp_path: Path, content: str,
+                                                 message: str) -> None:
+    folder = tmp_path / "copy"
+    load_prepared(prepared_folder).save(folder)
+    (folder / "users.json").write_text(content)
+    data = load_prepared(folder)  # the splits and item ids load; the user ids are not needed yet
+    with pytest.raises(DataError, match=message):
+        len(data.user_ids)
+
+
+def test_a_missing_users_json_fails_at_load(prepared_folder: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "copy"
+    load_prepared(prepared_folder).save(folder)
+    (folder / "users.json").unlink()
+    with pytest.raises(DataError, match="users.json is missing"):
+        load_prepared(folder)

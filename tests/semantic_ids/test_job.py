@@ -1,0 +1,29 @@
+"""`build_tokenizer_from_inputs`: the semantic-ID job on inputs already in memory (what catalog_scale.py runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gamer_hf.modeling import GamerTokenizerFast
+from gamer_hf.modeling.item_index_gamer import ItemIndex
+from gamer_hf.semantic_ids import SemanticIdArguments, SemanticIdInputs, build_tokenizer_from_inputs
+
+
+def test_job_from_inputs_times_each_step_and_writes_what_it_built(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    item_ids = sorted(str(1000 + i) for i in range(90))
+    sequences = [[item_ids[j] for j in rng.integers(0, 90, 12)] for _ in range(40)]
+    inputs = SemanticIdInputs(item_ids=item_ids, sequences=sequences, behaviors={"click": 0, "buy": 1}, items=None,
+                              source="memory")
+    args = SemanticIdArguments(data="memory", out=str(tmp_path / "tok"), embedding="collaborative", balanced=True)
+    built = build_tokenizer_from_inputs(inputs, args)
+    timings = built.semantic_ids.report.timings
+    levels = len(built.semantic_ids.report.collision_rate_per_level)
+    assert {"embed", "quantize", "collisions"} <= set(timings)
+    assert [f"quantize_level_{level}" for level in range(1, levels + 1)] == [k for k in timings if "_level_" in k]
+    assert built.write_seconds > 0 and built.embeddings.vectors.shape[0] == len(item_ids)
+    assert isinstance(built.semantic_ids.item_index, ItemIndex)
+    loaded = GamerTokenizerFast.from_pretrained(tmp_path / "tok")
+    assert loaded.item_index == built.semantic_ids.item_index and list(loaded.item_ids) == item_ids
