@@ -6,14 +6,14 @@ not fit, and the paired bootstrap gives the interval), 500 validation cases for 
 selection, and a step budget (4 epochs, patience 2) per learned model. No wall-clock cap: the same
 budget computes the same thing on any card, only the time differs, and the table states it. The
 rules (MostPopular, Repeat, Repeat+popular, Repeat+learned) and GAMER's blends come from the same
-cases. GAMER trains first, then TIGER, then SASRec+behavior (which trains on the CPU): a run cut
+cases. GAMER trains first, then TIGER, then SASRec+behavior (the slowest): a run cut
 short by its time limit keeps the rows finished so far in quality.json, GAMER's first. The table it
 writes names the accelerator, the budget and the total wall time next to the numbers.
 
 Time on an H200, estimated (not yet measured; RESULTS.md "GPU throughput (bf16)" has the
 arithmetic): data preparation and semantic IDs are CPU work (92 s here on one loaded core); an
 augmented GAMER epoch is 64,182 rows of 204 tokens, about 10-20 s at the small preset's measured
-4,000-8,000 sequences/s; SASRec+behavior runs on the CPU.
+4,000-8,000 sequences/s; SASRec+behavior trains on the card too (TrainingSettings.device).
 
     bash recipes/bench/gpu.sh                                   # a GPU session: this script first
     python recipes/bench/full_data_gpu.py --data-dir /path/to/data

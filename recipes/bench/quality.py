@@ -326,13 +326,13 @@ def _records(rows: dict[str, Scored], **info: Any) -> dict[str, dict[str, Any]]:
 
 
 def run_sasrec(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, name: str,
-               progress: bool) -> dict[str, dict[str, Any]]:
+               progress: bool, device: str = "cpu") -> dict[str, dict[str, Any]]:
     """SASRec or SASRec+behavior (name), epoch selected as the budget says, or by NDCG@10 for the ':ndcg' names;
     scored as trained and (SIDE_ROWS) with the history items excluded (name:no-history)."""
     base, _, select_by = name.partition(":")
     settings = TrainingSettings(epochs=budget.epochs, batch_size=budget.batch_size,
                                 learning_rate=budget.sasrec_learning_rate, patience=budget.patience,
-                                seed=seed, progress=progress, select_by=select_by or budget.select_by)
+                                seed=seed, progress=progress, select_by=select_by or budget.select_by, device=device)
     model = SASRecRecommender.fit_prepared(load_prepared(setup.plain), use_behaviors=base == "SASRec+behavior",
                                            settings=settings)
     fit = model.fit_result
@@ -677,7 +677,7 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
             for model in (m for m in todo if m in GAMER_VARIANTS or m in LAST_EPOCH or m.startswith("SASRec")):
                 print(f"[{time.strftime('%H:%M:%S')}] {dataset} seed {seed}: {model}", flush=True)
                 if model.startswith("SASRec"):
-                    done.update(run_sasrec(setup, evaluator, budget, seed, model, args.progress))
+                    done.update(run_sasrec(setup, evaluator, budget, seed, model, args.progress, args.device))
                 else:
                     done.update({k: v for k, v in run_gamer(setup, evaluator, budget, seed, model, args.work_dir,
                                                             args.device, args.progress).items()
