@@ -25,7 +25,8 @@ from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions, CausalLMOutputWithCrossAttentions
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.modeling_utils import AttentionInterface, slice_logits_to_keep
 from transformers.utils import can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
@@ -192,11 +193,10 @@ def sdpa_grouped_attention_forward(
 QUERY_BLOCK = 128  # query rows per call of `query_blocked_attention`
 
 
-def _runs_unfused(implementation: str, query: torch.Tensor, attention_mask: torch.Tensor | None, dropout: float,
-                  is_causal: bool) -> bool:
+def _runs_unfused(query: torch.Tensor, attention_mask: torch.Tensor | None, dropout: float, is_causal: bool) -> bool:
     """True where sdpa can only take torch's math path over the whole [Q x K] map: attention dropout on CPU
     (no fused CPU kernel takes dropout), with a boolean or causal mask and more than one block of queries."""
-    if implementation != "sdpa" or dropout == 0 or query.device.type != "cpu" or query.shape[2] <= QUERY_BLOCK:
+    if dropout == 0 or query.device.type != "cpu" or query.shape[2] <= QUERY_BLOCK:
         return False
     masked = attention_mask.dtype == torch.bool if attention_mask is not None else is_causal
     return masked and not torch.compiler.is_compiling()
@@ -237,6 +237,45 @@ def query_blocked_attention(
                                        value[:, :, first:last], mask, **kwargs)
         outputs.append(block)
     return torch.cat(outputs, dim=1), None
+
+
+def _sdpa_call(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               attention_mask: torch.Tensor | None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """One SDPA call: on the grouped heads in place for masked inference on CPU, else Transformers' sdpa path."""
+    if attention_mask is not None and query.device.type == "cpu" and not torch.is_grad_enabled():
+        return sdpa_grouped_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+def gamer_sdpa_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """GAMER's `sdpa` entry: Transformers' sdpa with the two CPU choices its path does not make.
+
+    - attention dropout on CPU (torch's math path over the whole map): blocks of queries
+      (`query_blocked_attention`), each over the keys its mask can read;
+    - masked inference on CPU (the beam decode, the cross-level layers): the grouped K/V heads in place
+      (`sdpa_grouped_attention_forward`).
+    Anything else (CUDA, no mask with grad, compiled) is Transformers' `sdpa_attention_forward` as is.
+    """
+    if _runs_unfused(query, attention_mask, dropout, module.is_causal):
+        return query_blocked_attention(_sdpa_call, module, query, key, value, attention_mask, dropout=dropout,
+                                       scaling=scaling, **kwargs)
+    return _sdpa_call(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+
+
+# The model's own attention table, as Transformers has a model override a registered function locally (Doge does
+# so): `sdpa` is GAMER's entry; every other name (eager, flex_attention, flash, kernels a user registers) is the
+# global one, and Transformers' own `sdpa` stays as it is for every other model.
+ALL_ATTENTION_FUNCTIONS = AttentionInterface()
+ALL_ATTENTION_FUNCTIONS["sdpa"] = gamer_sdpa_attention_forward
 
 
 class GamerTokenRoles:
@@ -318,19 +357,16 @@ class GamerAttention(nn.Module):
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        if (self.config._attn_implementation == "sdpa" and attention_mask is not None and query.device.type == "cpu"
-                and not torch.is_grad_enabled()):
-            attention_interface = sdpa_grouped_attention_forward
-        dropout = 0.0 if not self.training else self.attention_dropout
-        if _runs_unfused(self.config._attn_implementation, query, attention_mask, dropout, self.is_causal):
-            attn_output, attn_weights = query_blocked_attention(
-                attention_interface, self, query, key, value, attention_mask, dropout=dropout, scaling=self.scaling,
-                **kwargs,
-            )
-        else:
-            attn_output, attn_weights = attention_interface(
-                self, query, key, value, attention_mask, dropout=dropout, scaling=self.scaling, **kwargs
-            )
+        attn_output, attn_weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=0.0 if not self.training else self.attention_dropout,
+            scaling=self.scaling,
+            **kwargs,
+        )
         attn_output = attn_output.reshape(*attn_output.shape[:2], -1).contiguous()
         return attn_output, attn_weights
 
