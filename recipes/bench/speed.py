@@ -36,22 +36,16 @@ Four measurements (random token content: cost does not depend on it):
 from __future__ import annotations
 
 import argparse
-import atexit
-import importlib
 import json
 import os
 import platform
 import resource
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -73,12 +67,12 @@ from gamer_hf.modeling import modeling_gamer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_throughput import sync  # noqa: E402  (sibling benchmark scripts)
+from code_at import model_code_at  # noqa: E402
 from recommend_speed import build, catalogue, histories_for, timed  # noqa: E402
 
 BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "speed.json"
 SECTIONS = ("train", "recommend", "history", "catalogue", "packing", "prefill", "experts", "parity", "tokencost")
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _training_batch(tok: GamerTokenizerFast, batch: int, history: int, device: str) -> dict[str, torch.Tensor]:
@@ -387,23 +381,6 @@ def expert_dispatch(preset: str, items: int, batch: int, history: int, rounds: i
             "loop_s_median": round(float(np.median(times["loop"])), 4),
             "loop_over_grouped_median": round(float(np.median(ratios)), 3),
             "loop_over_grouped_range": [round(min(ratios), 3), round(max(ratios), 3)]}
-
-
-def model_code_at(commit: str) -> ModuleType:
-    """`modeling/` as it was at `commit`, written out by `git show` and imported as its own package
-    (`gamer_<commit>`), so the old model runs beside today's in one process."""
-    files = subprocess.run(["git", "-C", str(REPO), "ls-tree", "--name-only", f"{commit}:modeling"],
-                           check=True, capture_output=True, text=True).stdout.split()
-    root = Path(tempfile.mkdtemp(prefix="gamer_parity_"))
-    atexit.register(shutil.rmtree, root, ignore_errors=True)
-    package = root / f"gamer_{commit[:7]}"
-    package.mkdir()
-    for name in files:
-        source = subprocess.run(["git", "-C", str(REPO), "show", f"{commit}:modeling/{name}"], check=True,
-                                capture_output=True, text=True).stdout
-        (package / name).write_text(source)
-    sys.path.insert(0, str(root))
-    return importlib.import_module(package.name)
 
 
 def real_history_lengths(dataset: str, count: int, longest: int, seed: int) -> list[int]:
