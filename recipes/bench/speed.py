@@ -1,6 +1,6 @@
 """Speed and scaling of GAMER on one device, reported as ratios wherever a baseline runs beside it.
 
-Four measurements (random token content: cost does not depend on it):
+Measurements (random token content: cost does not depend on it):
 1. training throughput per preset: a fixed number of forward + backward + AdamW steps on one batch,
    sequences/s, tokens/s and peak memory (CPU: peak resident memory of a fresh process per preset,
    so presets do not share a high-water mark; GPU: peak allocated memory);
@@ -26,7 +26,10 @@ Four measurements (random token content: cost does not depend on it):
 9. token cost against history length (`--token-cost-histories`, 20 and 200): training tokens/s of the shortest
    over each longer one, per interleaved round, for the model as it trains (sdpa; with attention dropout on CPU,
    queries in blocks that read only the keys their mask allows), the same with one attention call over the
-   whole map (the path before the blocks), and without attention dropout (where torch's fused CPU kernel runs).
+   whole map (the path before the blocks), and without attention dropout (where torch's fused CPU kernel runs);
+10. compiled training (`--sections compile`): `torch.compile(model)` (Inductor) training steps against the eager
+   model on the same mixed-length batch, padded and packed by GAMER's collator; compile time, graph breaks, and
+   eager / compiled per interleaved round (the compiled graph equals eager: `test_compiled_training_step_equals_eager`).
 
     python recipes/bench/speed.py                       # everything, CPU sizes, JSON to recipes/bench/results/
     python recipes/bench/speed.py --quick               # seconds, for a smoke test
@@ -72,7 +75,8 @@ from recommend_speed import build, catalogue, histories_for, timed  # noqa: E402
 
 BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "speed.json"
-SECTIONS = ("train", "recommend", "history", "catalogue", "packing", "prefill", "experts", "parity", "tokencost")
+SECTIONS = ("train", "recommend", "history", "catalogue", "packing", "prefill", "experts", "parity", "tokencost",
+            "compile")
 
 
 def _training_batch(tok: GamerTokenizerFast, batch: int, history: int, device: str) -> dict[str, torch.Tensor]:
@@ -507,6 +511,51 @@ def token_cost(preset: str, items: int, lengths: list[int], batch: int, rounds: 
             "query_block": blocks, "rounds": rounds, "per_round": per_round, "summary": summary}
 
 
+def compiled_training(preset: str, items: int, batch: int, shortest: int, longest: int, rounds: int,
+                      device: str) -> dict[str, Any]:
+    """Training steps of `torch.compile(model)` (Inductor) against the eager model on the same batches (GAMER's
+    collator, padded and packed, mixed history lengths), the four steps interleaved per round (order rotating);
+    compile time and graph breaks counted on the first compiled step of each layout."""
+    from torch._dynamo.utils import counters
+
+    tok, model = build(items, 4, 256, preset, seed=0)
+    model.to(device).train()
+    lengths = length_mix(batch, shortest, longest, seed=5)
+    rng = np.random.default_rng(5)
+    behaviors, item_ids = list(tok.behaviors), tok.item_ids
+    rows = [{"behaviors": [behaviors[i] for i in rng.integers(0, len(behaviors), n + 1)],
+             "items": [item_ids[i] for i in rng.integers(0, len(item_ids), n + 1)]} for n in lengths]
+    inputs = {layout: {k: v.to(device) for k, v in GamerCollator(tok, pack=layout == "packed")(rows).items()}
+              for layout in ("padded", "packed")}
+    compiled = torch.compile(model, dynamic=False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4)
+    counters.clear()
+    compile_s = {}
+    for layout, batch_inputs in inputs.items():
+        start = time.perf_counter()
+        train_step(compiled, optimizer, batch_inputs, device)
+        compile_s[layout] = round(time.perf_counter() - start, 1)
+        train_step(model, optimizer, batch_inputs, device)  # eager warm-up
+    graph_breaks = sum(counters["graph_break"].values())
+    steps = {f"{mode}_{layout}": (forward, layout) for mode, forward in (("eager", model), ("compiled", compiled))
+             for layout in inputs}
+    seconds: dict[str, list[float]] = {name: [] for name in steps}
+    names = list(steps)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            forward, layout = steps[name]
+            start = time.perf_counter()
+            train_step(forward, optimizer, inputs[layout], device)
+            seconds[name].append(time.perf_counter() - start)
+    return {"preset": preset, "batch": batch, "history_lengths": [shortest, longest], "rounds": rounds,
+            "shapes": {layout: list(batch_inputs["input_ids"].shape) for layout, batch_inputs in inputs.items()},
+            "compile_s": compile_s, "graph_breaks": graph_breaks,
+            "step_s": {name: _quantiles(v) for name, v in seconds.items()},
+            "eager_over_compiled": {layout: _quantiles([e / c for e, c in zip(seconds[f"eager_{layout}"],
+                                                                               seconds[f"compiled_{layout}"])])
+                                    for layout in inputs}}
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The tables RESULTS.md shows, from the JSON (only the sections that ran)."""
     lines: list[str] = []
@@ -578,6 +627,15 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {variant} | " + " | ".join(f"{row[f'tokens_per_s_{n}']['median']:,.0f}"
                                                       for n in t["histories"]) + " | "
                          + " | ".join(f"**{_interval(row[f'cost_{n}_over_{first}'])}**" for n in rest) + " |")
+    if "compiled_training" in results:
+        c = results["compiled_training"]
+        lines += ["", "| layout | shape | compile (first step) | eager step: median [range] | compiled step | "
+                      "eager / compiled: median [range] |", "|---|---|---:|---|---|---|"]
+        for layout, shape in c["shapes"].items():
+            eager, compiled = c["step_s"][f"eager_{layout}"], c["step_s"][f"compiled_{layout}"]
+            lines.append(f"| {layout} | {shape} | {c['compile_s'][layout]} s | {eager['median']} s [{eager['min']}, "
+                         f"{eager['max']}] | {compiled['median']} s [{compiled['min']}, {compiled['max']}] | "
+                         f"**{_interval(c['eager_over_compiled'][layout])}** |")
     return "\n".join(lines) + "\n"
 
 
@@ -658,6 +716,10 @@ def main() -> None:
         results["token_cost"] = token_cost("small", args.items, args.token_cost_histories, args.train_batch,
                                            max(3, 2 * args.repeats), args.device)
         print(json.dumps(results["token_cost"]["summary"]), flush=True)
+    if "compile" in sections:
+        results["compiled_training"] = compiled_training("small", args.items, args.pack_batch, 5, args.pack_longest,
+                                                         max(3, 3 * args.repeats), args.device)
+        print(json.dumps(results["compiled_training"]), flush=True)
     results["load_average_at_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(f".{args.out.name}.tmp")
