@@ -494,3 +494,20 @@ def test_compiled_training_step_equals_eager(make_histories, tokenizer) -> None:
         for eager, traced in zip(*results):
             assert (eager is None) == (traced is None)
             assert eager is None or torch.allclose(traced, eager, atol=1e-5)
+
+
+@pytest.mark.parametrize("cross_level_layers", [[1], [0]])  # the last layer with and without cross-level attention
+def test_prefill_of_the_last_position_equals_the_full_forward(make_histories, tokenizer, cross_level_layers) -> None:
+    """`logits_to_keep=1` runs the last layer for the last position only: the same next-token logits and the same
+    cache as the full forward (padded rows included); recorded hidden states keep every position."""
+    model = _lm(tokenizer, cross_level_layers=cross_level_layers)
+    batch = _batch(tokenizer, make_histories(tokenizer, 4, seed=25))
+    with torch.no_grad():
+        full = model(**batch, use_cache=True)
+        last = model(**batch, use_cache=True, logits_to_keep=1)
+        trimmed = model.model(**batch, last_position_only=True)
+        recorded = model.model(**batch, last_position_only=True, output_hidden_states=True)
+    assert trimmed.last_hidden_state.shape[1] == 1 and recorded.last_hidden_state.shape == full.logits.shape[:2] + (64,)
+    assert torch.allclose(last.logits[:, 0], full.logits[:, -1], atol=1e-5)
+    parts = zip([*full.cache.layers, *full.cache.cross_level_layers], [*last.cache.layers, *last.cache.cross_level_layers])
+    assert all(torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values) for a, b in parts)
