@@ -10,7 +10,9 @@ Synthetic catalogues (numeric string ids as in Taobao, 4 levels x 256 random dis
    level, collisions, writing) on a Taobao-shaped catalogue generated in a fresh process (numeric ids,
    ~425 items per category, a user per 4 items with 10-40 interactions in 2 categories): wall time per
    step, peak RSS, collision rate per level, then the written index's size and load time;
-4. quantizer: the same embeddings quantized again by the other k-means path (the previous release's
+4. semantic_ids_baseline: the same job run by the package of git ref `--job_baseline` (extracted into a
+   temporary folder), on the same generated catalogue: old vs new code in one script;
+5. quantizer: the same embeddings quantized again by the other k-means path (the previous release's
    mini-batch code past 200k items, this code's sampled path below), so the two are compared.
 
     python recipes/bench/catalog_scale.py                        # 1M and 4M, everything
@@ -40,7 +42,7 @@ from gamer_hf.modeling.item_index_gamer import ItemIndex
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "catalog_scale.json"
 BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
-SECTIONS = ("index", "trie", "semantic_ids", "quantizer")
+SECTIONS = ("index", "trie", "semantic_ids", "semantic_ids_baseline", "quantizer")
 LEVELS, CODEBOOK = 4, 256
 
 LOAD_SCRIPT = r"""
@@ -76,9 +78,9 @@ def _tokenizer(size: int, seed: int = 0) -> GamerTokenizerFast:
     return GamerTokenizerFast.from_items(ItemIndex.from_pairs(ids, codes), BEHAVIORS, codebook_size=CODEBOOK)
 
 
-def _run_json(script: str, *args: str) -> dict[str, Any]:
+def _run_json(script: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+                         env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -235,13 +237,30 @@ print(json.dumps({"items": size, "interactions": int(lengths.sum()), "users": us
 """
 
 
-def semantic_id_section(sizes: list[int], embedding: str, balanced: bool, work: Path) -> list[dict[str, Any]]:
-    """The whole semantic-ID job per size in a fresh process, then its index loaded in another one."""
+def _package_code(ref: str, into: Path) -> Path:
+    """A folder to put on PYTHONPATH whose `gamer_hf` is git ref `ref`'s package (modeling/ and hub_cards/
+    inside it, as setup.py maps them), so a job can run the previous code in the same script."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "gamer_hf", "modeling", "hub_cards"],
+                             capture_output=True, check=True)
+    into.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    for name in ("modeling", "hub_cards"):
+        (into / name).rename(into / "gamer_hf" / name)
+    return into
+
+
+def semantic_id_section(sizes: list[int], embedding: str, balanced: bool, work: Path,
+                        code: Path | None = None) -> list[dict[str, Any]]:
+    """The whole semantic-ID job per size in a fresh process, then its index loaded in another one; with `code`
+    (a `_package_code` folder) the job runs that code instead of this tree's."""
     out = []
+    env = None if code is None else {"PYTHONPATH": str(code)}
     for size in sizes:
-        folder = work / f"job{size}"
+        folder = work / f"job{size}" if code is None else work / f"baseline_job{size}"
         folder.mkdir(parents=True, exist_ok=True)
-        row = _run_json(JOB_SCRIPT, str(size), str(folder), embedding, "1" if balanced else "0")
+        row = _run_json(JOB_SCRIPT, str(size), str(folder), embedding, "1" if balanced else "0", env=env)
+        if code is not None:
+            row["gamer_hf"] = str(code)
         load = _run_json(LOAD_SCRIPT, str(ROOT), str(folder / "tokenizer"))
         row |= {"index_load_s": load["load_s"], "index_load_cpu_s": load["load_cpu_s"],
                 "index_load_peak_rss_mib": load["peak_rss_mib"]}
@@ -303,6 +322,12 @@ def quantizer_section(jobs: list[dict[str, Any]], sizes: list[int], baseline: st
     return out
 
 
+def _baseline_jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        code = _package_code(args.job_baseline, Path(tmp) / "baseline")
+        return semantic_id_section(args.sizes, args.embedding, args.balanced, args.work, code)
+
+
 def _rounded(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, 4)
@@ -332,6 +357,8 @@ def main() -> None:
                         help="semantic_ids: balanced RQ-KMeans")
     parser.add_argument("--quantizer_baseline", default="0bb13328b5d52f17c0368fd54fae265d74a2c3f0",
                         help="git ref of the mini-batch k-means the quantizer section compares against")
+    parser.add_argument("--job_baseline", default="c74736b",
+                        help="semantic_ids_baseline: git ref whose gamer_hf runs the same job (before the 4M work)")
     parser.add_argument("--compare_sizes", type=int, nargs="*", default=[100_000, 1_000_000],
                         help="quantizer: job sizes whose embeddings the other k-means path quantizes again")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "catalog_scale",
@@ -349,6 +376,7 @@ def main() -> None:
         "index": lambda: index_section(args.sizes, args.repeats, args.baseline, args.baseline_max_items),
         "trie": lambda: trie_section(args.sizes, args.preset, args.batch, args.history, args.beams, args.repeats),
         "semantic_ids": lambda: semantic_id_section(args.sizes, args.embedding, args.balanced, args.work),
+        "semantic_ids_baseline": lambda: _baseline_jobs(args),
         "quantizer": lambda: quantizer_section(results.get("semantic_ids", []), args.compare_sizes,
                                                args.quantizer_baseline, args.balanced, args.work),
     }
