@@ -167,16 +167,19 @@ def ppmi(counts: sp.csr_matrix, *, alpha: float = 0.75) -> sp.csr_matrix:
     return out
 
 
-def _orthonormal(y: np.ndarray) -> np.ndarray:
-    """Orthonormal basis of the columns of tall `y` by Cholesky QR, twice (CholeskyQR2): two `[n, k] x [k, k]`
-    matmuls where LAPACK's QR or LU of a 4M x 74 matrix takes many times longer; QR if the Gram is singular."""
+def _orthonormal(y: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+    """`y` (tall, modified in place) made an orthonormal basis of its columns by Cholesky QR, twice
+    (CholeskyQR2): a `[k, k]` Gram and a triangular multiply by row chunks, where LAPACK's QR or LU of a
+    4M x 74 matrix takes many times longer and a copy of it costs another 1.2 GB; QR if the Gram is singular."""
     for _ in range(2):
         gram = (y.T @ y).astype(np.float64)
         try:
             lower = np.linalg.cholesky(gram + np.eye(len(gram)) * 1e-12 * np.trace(gram))
         except np.linalg.LinAlgError:
             return np.linalg.qr(y)[0]
-        y = y @ np.linalg.inv(lower).T.astype(y.dtype)
+        inverse = np.linalg.inv(lower).T.astype(y.dtype)
+        for start in range(0, len(y), chunk):
+            y[start : start + chunk] = y[start : start + chunk] @ inverse
     return y
 
 
