@@ -200,6 +200,7 @@ def power_svd(
         q = _orthonormal(matrix @ _orthonormal(matrix.T @ q))
     b_t = matrix.T @ q  # [n, k] = (Q^T M)^T; .T is a CSC view, no copy
     values, vectors = np.linalg.eigh((b_t.T @ b_t).astype(np.float64))  # ascending: B B^T = W S^2 W^T
+    del b_t
     top = np.argsort(values)[::-1][:rank]
     return q @ vectors[:, top].astype(np.float32), np.sqrt(np.maximum(values[top], 0.0))
 
