@@ -195,3 +195,8 @@ def test_large_catalogue_path_keeps_communities_apart(monkeypatch) -> None:
     assert has_signal[:20].all() and not has_signal[20]
     sims = vectors[:20] @ vectors[:20].T
     assert (sims[:10, :10].sum() + sims[10:, 10:].sum() - 20) / 180 > sims[:10, 10:].mean() + 0.5
+
+
+def test_item_positions_read_ids_that_are_not_str() -> None:
+    positions = ItemPositions.encode([[1, 2, "x"], [2]], ["2", "1", "3"])  # ints as a DataFrame column gives them
+    assert positions.rows.tolist() == [1, 0, -1, 0] and positions.sequence.tolist() == [0, 0, 0, 1]
