@@ -25,6 +25,7 @@ __all__ = ["ItemPositions", "sequences_from_events", "window_pairs", "items_with
 EVENT_COLUMNS = ("user_id", "item_id")
 _PMI_CHUNK = 1 << 22  # matrix entries per float64 block of the PMI
 EXACT_SVD_UP_TO = 200_000  # items; up to it sklearn's randomized_svd (and its exact vectors) is kept
+_OMEGA_BLOCK = 16  # columns of power_svd's random start drawn at once
 POWER_ITERATIONS = 2  # power_svd's default, chosen by neighbour agreement and collisions (RESULTS.md)
 
 
@@ -154,8 +155,12 @@ def cooccurrence_matrix(
     return ItemPositions.encode(sequences, item_ids).cooccurrence(window)
 
 
-def ppmi(counts: sp.csr_matrix, *, alpha: float = 0.75) -> sp.csr_matrix:
-    """Positive PMI with context-distribution smoothing `alpha` (0.75 damps the pull of popular items)."""
+def ppmi(counts: sp.csr_matrix, *, alpha: float = 0.75, keep_zeros: bool = False) -> sp.csr_matrix:
+    """Positive PMI with context-distribution smoothing `alpha` (0.75 damps the pull of popular items).
+
+    `keep_zeros` leaves the clipped entries stored as zeros, so the result shares `counts`' index arrays
+    instead of copying them (0.8 GB at 4M items; matrix products are the same).
+    """
     counts = sp.csr_matrix(counts)
     counts.sum_duplicates()
     row_sum = np.asarray(counts.sum(1, dtype=np.float64)).ravel()
@@ -168,6 +173,8 @@ def ppmi(counts: sp.csr_matrix, *, alpha: float = 0.75) -> sp.csr_matrix:
             value = np.log(counts.data[start:stop].astype(np.float64) * context.sum()
                            / (row_sum[row] * context[counts.indices[start:stop]]))
         pmi[start:stop] = np.maximum(value, 0.0)
+    if keep_zeros:
+        return sp.csr_matrix((pmi, counts.indices, counts.indptr), shape=counts.shape, copy=False)
     # copies: eliminate_zeros works in place, and the caller's counts share these arrays
     out = sp.csr_matrix((pmi, counts.indices.copy(), counts.indptr.copy()), shape=counts.shape)
     out.eliminate_zeros()
@@ -202,14 +209,21 @@ def power_svd(
     """
     k = min(rank + oversample, min(matrix.shape))
     rng = np.random.default_rng(seed)
-    q = _orthonormal(matrix @ rng.standard_normal((matrix.shape[1], k), dtype=np.float32))
-    for _ in range(n_iter):
-        q = _orthonormal(matrix @ _orthonormal(matrix.T @ q))
-    b_t = matrix.T @ q  # [n, k] = (Q^T M)^T; .T is a CSC view, no copy
+    q = np.empty((matrix.shape[0], k), dtype=np.float32)
+    for start in range(0, k, _OMEGA_BLOCK):  # the [n, k] Gaussian start a few columns at a time
+        width = min(_OMEGA_BLOCK, k - start)
+        q[:, start : start + width] = matrix @ rng.standard_normal((matrix.shape[1], width), dtype=np.float32)
+    q = _orthonormal(q)
+    for _ in range(n_iter):  # at most two [n, k] arrays alive (1.2 GB each at 4M items)
+        p = _orthonormal(matrix.T @ q)  # .T is a CSC view, no copy
+        del q
+        q = _orthonormal(matrix @ p)
+        del p
+    b_t = matrix.T @ q  # [n, k] = (Q^T M)^T
     values, vectors = np.linalg.eigh((b_t.T @ b_t).astype(np.float64))  # ascending: B B^T = W S^2 W^T
     del b_t
     top = np.argsort(values)[::-1][:rank]
-    return q @ vectors[:, top].astype(np.float32), np.sqrt(np.maximum(values[top], 0.0))
+    return q @ vectors[:, top].astype(np.float32), np.sqrt(np.maximum(values[top], 0.0)).astype(np.float32)
 
 
 def collaborative_embeddings(
@@ -231,8 +245,9 @@ def collaborative_embeddings(
     """
     if counts is None:
         counts = cooccurrence_matrix(sequences, item_ids, window=window)
-    weights = ppmi(counts, alpha=alpha)
-    has_signal = np.diff(weights.indptr) > 0
+    weights = ppmi(counts, alpha=alpha, keep_zeros=True)  # the caller keeps counts: share their structure
+    has_signal = np.diff(weights.indptr) > 0  # then: rows with a positive entry
+    has_signal[has_signal] = np.maximum.reduceat(weights.data, weights.indptr[:-1][has_signal]) > 0
     rank = min(dim, len(item_ids) - 1)
     if rank < 1 or not has_signal.any():
         return np.zeros((len(item_ids), dim), dtype=np.float32), np.zeros(len(item_ids), dtype=bool)

@@ -6,6 +6,7 @@ import datasets
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from gamer_hf.semantic_ids.collaborative import (
     ItemPositions,
@@ -200,3 +201,10 @@ def test_large_catalogue_path_keeps_communities_apart(monkeypatch) -> None:
 def test_item_positions_read_ids_that_are_not_str() -> None:
     positions = ItemPositions.encode([[1, 2, "x"], [2]], ["2", "1", "3"])  # ints as a DataFrame column gives them
     assert positions.rows.tolist() == [1, 0, -1, 0] and positions.sequence.tolist() == [0, 0, 0, 1]
+
+
+def test_ppmi_keep_zeros_shares_the_counts_structure() -> None:
+    counts = sp.csr_matrix(np.array([[0.0, 10.0, 1.0], [10.0, 0.0, 10.0], [1.0, 10.0, 0.0]], dtype=np.float32))
+    kept = ppmi(counts, alpha=1.0, keep_zeros=True)
+    assert kept.nnz == counts.nnz and np.shares_memory(kept.indices, counts.indices)  # the clipped (0, 2) entry stays, as 0
+    np.testing.assert_array_equal(kept.toarray(), ppmi(counts, alpha=1.0).toarray())
