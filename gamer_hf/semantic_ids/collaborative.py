@@ -26,7 +26,7 @@ EVENT_COLUMNS = ("user_id", "item_id")
 _PMI_CHUNK = 1 << 22  # matrix entries per float64 block of the PMI
 EXACT_SVD_UP_TO = 200_000  # items; up to it sklearn's randomized_svd (and its exact vectors) is kept
 _OMEGA_BLOCK = 16  # columns of power_svd's random start drawn at once
-POWER_ITERATIONS = 1  # power_svd's default: at 100k items no worse than 2, 3 or 5 in neighbour agreement and collisions (RESULTS.md)
+POWER_ITERATIONS = 2  # power_svd's default: the fewest that keep neighbour agreement and collisions at 1M items (RESULTS.md)
 
 
 def sequences_from_events(events: pd.DataFrame) -> list[list[str]]:
