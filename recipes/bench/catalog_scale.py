@@ -12,7 +12,9 @@ Synthetic catalogues (numeric string ids as in Taobao, 4 levels x 256 random dis
    step, peak RSS, collision rate per level, then the written index's size and load time;
 4. semantic_ids_baseline: the same job run by the package of git ref `--job_baseline` (extracted into a
    temporary folder), on the same generated catalogue: old vs new code in one script;
-5. quantizer: the same embeddings quantized again by the other k-means path (the previous release's
+5. power_iterations: the PPMI-SVD by sklearn's randomized_svd and by `power_svd` with 1, 2, 3, 5 power
+   iterations, each quantized the same way (sampled balanced RQ-KMeans): time, collisions, neighbour agreement;
+6. quantizer: the same embeddings quantized again by the other k-means path (the previous release's
    mini-batch code past 200k items, this code's sampled path below), so the two are compared.
 
     python recipes/bench/catalog_scale.py                        # 1M and 4M, everything
@@ -42,7 +44,7 @@ from gamer_hf.modeling.item_index_gamer import ItemIndex
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "catalog_scale.json"
 BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
-SECTIONS = ("index", "trie", "semantic_ids", "semantic_ids_baseline", "quantizer")
+SECTIONS = ("index", "trie", "semantic_ids", "semantic_ids_baseline", "power_iterations", "quantizer")
 LEVELS, CODEBOOK = 4, 256
 
 LOAD_SCRIPT = r"""
@@ -79,8 +81,10 @@ def _tokenizer(size: int, seed: int = 0) -> GamerTokenizerFast:
 
 
 def _run_json(script: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    # run outside the repository: `python -c` puts the working folder first on sys.path, where this tree's
+    # gamer_hf would shadow a PYTHONPATH copy of another ref's
     out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+                         env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, cwd=tempfile.gettempdir())
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -190,13 +194,7 @@ def trie_section(sizes: list[int], preset: str, batch: int, history: int, beams:
     return out
 
 
-JOB_SCRIPT = r"""
-import json, resource, sys, time
-from pathlib import Path
-import numpy as np
-import pandas as pd
-from gamer_hf.semantic_ids import SemanticIdArguments, SemanticIdInputs, build_tokenizer_from_inputs
-size, work, embedding, balanced, seed = int(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4] == "1", 0
+CATALOGUE_SCRIPT = r"""
 rng = np.random.default_rng(seed)
 # Taobao-shaped: numeric ids, ~425 items per category, a user per 4 items whose 10-40 interactions
 # (mean 25, ~6 per item) fall in 2 favourite categories, popular items of a category first.
@@ -214,6 +212,16 @@ offset = (rng.random(len(user)) ** 2 * (start[picked + 1] - start[picked])).asty
 positions = np.minimum(start[picked] + offset, size - 1)
 names = np.asarray(item_ids, dtype=object)
 sequences = [chunk.tolist() for chunk in np.split(names[positions], np.cumsum(lengths)[:-1])]
+"""
+
+JOB_SCRIPT = r"""
+import json, resource, sys, time
+from pathlib import Path
+import numpy as np
+import pandas as pd
+from gamer_hf.semantic_ids import SemanticIdArguments, SemanticIdInputs, build_tokenizer_from_inputs
+size, work, embedding, balanced, seed = int(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4] == "1", 0
+""" + CATALOGUE_SCRIPT + r"""
 items = pd.DataFrame({"item_id": item_ids, "category_id": category})
 inputs = SemanticIdInputs(item_ids=item_ids, sequences=sequences, behaviors={"pv": 0, "fav": 1, "cart": 1, "buy": 2},
                           items=items, source="synthetic")
@@ -235,6 +243,50 @@ print(json.dumps({"items": size, "interactions": int(lengths.sum()), "users": us
                   "neighbour_agreement": report.neighbour_agreement, "embedding_coverage": report.embedding_coverage,
                   "index_mib": (work / "tokenizer" / "item_index.safetensors").stat().st_size / 2**20}))
 """
+
+
+POWER_SCRIPT = r"""
+import json, sys, time
+import numpy as np
+from sklearn.utils.extmath import randomized_svd
+from gamer_hf.semantic_ids import kmeans
+from gamer_hf.semantic_ids.collaborative import ItemPositions, ppmi, power_svd
+from gamer_hf.semantic_ids.report import fitting_sizes, neighbour_agreement
+from gamer_hf.semantic_ids.rq_kmeans import RQKMeans
+size, variants, seed = int(sys.argv[1]), sys.argv[2:], 0
+""" + CATALOGUE_SCRIPT + r"""
+kmeans.SAMPLED_ABOVE = 0  # every variant on the sampled path, as past 200k items
+counts = ItemPositions.encode(sequences, item_ids).cooccurrence(5)
+weights = ppmi(counts, keep_zeros=True)
+levels, codebook = fitting_sizes(size)
+rows = []
+for variant in variants:
+    start = time.perf_counter()
+    if variant == "sklearn":  # what the job runs up to 200k items (and ran at every size before)
+        u, s, _ = randomized_svd(weights, n_components=64, n_iter=5, random_state=0)
+    else:
+        u, s = power_svd(weights, 64, n_iter=int(variant), seed=0)
+    svd_s = time.perf_counter() - start
+    vectors = u * np.sqrt(s)[None, :]
+    vectors = (vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    codes = RQKMeans(levels, codebook, balanced=True, seed=0).fit_encode(vectors)
+    agreement = neighbour_agreement(codes[:, 0], counts)
+    rows.append({"items": size, "variant": variant, "svd_s": svd_s, "top_singular_values": s[:3].tolist(),
+                 "collision_rate_per_level": [1 - len(np.unique(codes[:, :l + 1], axis=0)) / size for l in range(levels)],
+                 "neighbour_agreement": agreement.agreement, "chance": agreement.chance})
+print(json.dumps({"items": size, "counts_nnz": counts.nnz, "variants": rows}))
+"""
+
+
+def power_iteration_section(sizes: list[int], variants: list[str]) -> list[dict[str, Any]]:
+    """PPMI-SVD of each size's catalogue by sklearn's randomized_svd (5 power iterations) and by `power_svd` with
+    each number of iterations, each quantized the same way: the quality check behind `POWER_ITERATIONS`."""
+    out = []
+    for size in sizes:
+        row = _rounded(_run_json(POWER_SCRIPT, str(size), *variants))
+        out.append(row)
+        print(json.dumps(row), flush=True)
+    return out
 
 
 def _package_code(ref: str, into: Path) -> Path:
@@ -359,6 +411,8 @@ def main() -> None:
                         help="git ref of the mini-batch k-means the quantizer section compares against")
     parser.add_argument("--job_baseline", default="c74736b",
                         help="semantic_ids_baseline: git ref whose gamer_hf runs the same job (before the 4M work)")
+    parser.add_argument("--power_variants", nargs="+", default=["sklearn", "1", "2", "3", "5"],
+                        help="power_iterations: 'sklearn' (randomized_svd, 5 iterations) and power_svd iteration counts")
     parser.add_argument("--compare_sizes", type=int, nargs="*", default=[100_000, 1_000_000],
                         help="quantizer: job sizes whose embeddings the other k-means path quantizes again")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "catalog_scale",
@@ -377,6 +431,7 @@ def main() -> None:
         "trie": lambda: trie_section(args.sizes, args.preset, args.batch, args.history, args.beams, args.repeats),
         "semantic_ids": lambda: semantic_id_section(args.sizes, args.embedding, args.balanced, args.work),
         "semantic_ids_baseline": lambda: _baseline_jobs(args),
+        "power_iterations": lambda: power_iteration_section(args.sizes, args.power_variants),
         "quantizer": lambda: quantizer_section(results.get("semantic_ids", []), args.compare_sizes,
                                                args.quantizer_baseline, args.balanced, args.work),
     }
