@@ -25,3 +25,11 @@ def test_power_iteration_section_reports_each_variant(bench_script) -> None:
     assert [variant["variant"] for variant in row["variants"]] == ["sklearn", "2"]
     for variant in row["variants"]:
         assert len(variant["collision_rate_per_level"]) == 3 and variant["neighbour_agreement"] > variant["chance"]
+
+
+def test_jobs_run_outside_the_repository(bench_script) -> None:
+    """`python -c` puts its working folder first on sys.path: in the repository, this tree's gamer_hf would
+    shadow the baseline's copy."""
+    bench = bench_script("catalog_scale.py")
+    where = bench._run_json("import json, os, sys; print(json.dumps({'cwd': os.getcwd()}))")
+    assert not Path(where["cwd"]).resolve().is_relative_to(bench.ROOT)
