@@ -137,10 +137,10 @@ class Server:
                 raise SystemExit("server not ready after 300 s")
             time.sleep(0.2)
 
-    def batch_totals(self) -> tuple[float, float]:
+    def metrics(self) -> dict[str, float]:
+        """The server's unlabelled samples (batch sizes, queue waits, recommend() calls), from /metrics."""
         text = httpx.get(f"{self.url}/metrics", timeout=30).text
-        values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
-        return values.get("gamer_batch_size_sum", 0.0), values.get("gamer_batch_size_count", 0.0)
+        return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels}
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
@@ -160,6 +160,8 @@ class LevelResult:
     p95_ms: float
     p99_ms: float
     mean_batch: float
+    calls_per_batch: float  # recommend() calls per micro-batch (beam widths, runs of similar history length)
+    queue_wait_ms: float  # mean wait of a request for its micro-batch to start
     errors: int
     client_cpu_ms: float  # the load client's own CPU per request (it shares the machine with the server)
     load_avg: float  # 1-minute load average at the end of the level
@@ -217,18 +219,21 @@ async def drive(url: str, bodies: list[Any], concurrency: int, max_seconds: floa
 
 
 def run_level(server: Server, config: str, bodies: list[Any], concurrency: int, repeat: int,
-              max_seconds: float, malformed: set[int] = frozenset()):
-    before = server.batch_totals()
-    answers, seconds, client_cpu = asyncio.run(drive(server.url, bodies, concurrency, max_seconds))
-    after = server.batch_totals()
+              max_seconds: float, client: str, malformed: set[int] = frozenset()):
+    before = server.metrics()
+    answers, seconds, client_cpu = asyncio.run(drive(server.url, bodies, concurrency, max_seconds, client))
+    after = server.metrics()
+    delta = {name: after[name] - before.get(name, 0.0) for name in after}
     good = [i for i in answers if i not in malformed]
     latencies = [answers[i][2] * 1000 for i in good]
-    batches = after[1] - before[1]
+    batches = delta["gamer_batch_size_count"] or 1
     result = LevelResult(
         config=config, concurrency=concurrency, repeat=repeat, requests=len(answers), seconds=round(seconds, 3),
         requests_per_s=round(len(answers) / seconds, 2), p50_ms=round(percentile(latencies, 0.5), 1),
         p95_ms=round(percentile(latencies, 0.95), 1), p99_ms=round(percentile(latencies, 0.99), 1),
-        mean_batch=round((after[0] - before[0]) / batches, 2) if batches else 0.0,
+        mean_batch=round(delta["gamer_batch_size_sum"] / batches, 2),
+        calls_per_batch=round(delta["gamer_recommend_calls_total"] / batches, 2),
+        queue_wait_ms=round(1000 * delta["gamer_queue_wait_seconds_sum"] / (delta["gamer_queue_wait_seconds_count"] or 1), 1),
         errors=sum(answers[i][0] != 200 for i in good),
         client_cpu_ms=round(1000 * client_cpu / max(1, len(answers)), 2), load_avg=round(os.getloadavg()[0], 1),
         malformed=sum(i in malformed for i in answers),
@@ -286,6 +291,8 @@ def summarise(results: list[LevelResult], levels: list[int]) -> list[dict[str, A
                     "rps": [r.requests_per_s for r in runs], "p50": statistics.median(r.p50_ms for r in runs),
                     "p95": statistics.median(r.p95_ms for r in runs), "p99": statistics.median(r.p99_ms for r in runs),
                     "batch": statistics.mean(r.mean_batch for r in runs), "errors": sum(r.errors for r in runs),
+                    "calls": statistics.mean(r.calls_per_batch for r in runs),
+                    "wait": statistics.median(r.queue_wait_ms for r in runs),
                     "requests": sum(r.requests for r in runs),
                     "client_cpu_ms": statistics.median(r.client_cpu_ms for r in runs),
                     "load": [r.load_avg for r in runs],
@@ -303,21 +310,24 @@ def render(report: dict[str, Any]) -> str:
         f"{report['max_wait_ms']:g}`, unbatched = `--max-batch-size 1`; each level sends up to {report['count']} "
         f"requests (at most {report['max_seconds']:g} s), the two servers interleaved {report['repeats']}x under "
         "the same machine load (a shared 2-core CPU with other jobs running: figures vary run to run).", "",
-        "| server | concurrency | requests/s (runs) | p50 ms | p95 ms | p99 ms | p99/p50 | mean batch | errors "
-        "| client CPU ms/request | load average (runs) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"The load client is {report['client']} (one process, keep-alive connections).", "",
+        "| server | concurrency | requests/s (runs) | p50 ms | p95 ms | p99 ms | p99/p50 | mean batch "
+        "| recommend() calls per batch | queue wait ms | errors | client CPU ms/request | load average (runs) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         rps = " / ".join(f"{v:.1f}" for v in row["rps"])
         lines.append(f"| {row['config']} | {row['concurrency']} | {statistics.mean(row['rps']):.1f} ({rps}) | "
                      f"{row['p50']:.0f} | {row['p95']:.0f} | {row['p99']:.0f} | {row['p99'] / row['p50']:.1f} | "
-                     f"{row['batch']:.1f} | {row['errors']} / {row['requests']} | {row['client_cpu_ms']:.1f} | "
+                     f"{row['batch']:.1f} | {row['calls']:.1f} | {row['wait']:.0f} | {row['errors']} / {row['requests']} | "
+                     f"{row['client_cpu_ms']:.1f} | "
                      f"{' / '.join(f'{v:.1f}' for v in row['load'])} |")
     ratio = report["ratio_c32"]
     lines += [
         "",
         f"- Throughput at concurrency 32, batched / unbatched, per interleaved repeat: "
-        f"{', '.join(f'{r:.1f}x' for r in ratio)} (mean {statistics.mean(ratio):.1f}x; goal >= 5x: "
+        f"{', '.join(f'{r:.1f}x' for r in ratio)} (mean {statistics.mean(ratio):.1f}x, range {min(ratio):.1f}-"
+        f"{max(ratio):.1f}x; goal >= 5x: "
         f"{'met' if min(ratio) >= 5 else 'not met'}).",
         f"- p99 / p50 of the batched server at concurrency 32: {report['tail_c32']:.1f} (goal < 4: "
         f"{'met' if report['tail_c32'] < 4 else 'not met'}).",
@@ -369,6 +379,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--client", default="aiohttp", choices=["aiohttp", "httpx"], help="the load client")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args()
 
@@ -383,13 +394,13 @@ def main() -> None:
             server = Server(model, batch_size, args.max_wait_ms, args.device)
             try:
                 for level in args.concurrency:
-                    result, answers = run_level(server, config, bodies, level, repeat, args.max_seconds)
+                    result, answers = run_level(server, config, bodies, level, repeat, args.max_seconds, args.client)
                     results.append(result)
                     if level == 32 and repeat == 0:
                         clean[config] = answers
                 if config == "batched" and repeat == 0:
                     mixed, bad = malformed_mix(bodies, catalogue, seed=1)
-                    result, answers = run_level(server, config, mixed, 32, repeat, args.max_seconds, bad)
+                    result, answers = run_level(server, config, mixed, 32, repeat, args.max_seconds, args.client, bad)
                     results.append(result)
                     good_index = [i for i in range(len(mixed)) if i not in bad]  # -> index into bodies
                     reference = clean.get("batched", {})
@@ -418,7 +429,7 @@ def main() -> None:
                   if args.train_steps else "a small-preset GAMER over retailrocket_cml's catalogue, untrained "
                   "(seeded initialisation, `--train-steps 0`)"),
         "catalogue": catalogue, "count": args.count, "max_seconds": args.max_seconds, "repeats": args.repeats,
-        "max_wait_ms": args.max_wait_ms, "rows": rows, "ratio_c32": ratio, "tail_c32": tail,
+        "max_wait_ms": args.max_wait_ms, "client": args.client, "rows": rows, "ratio_c32": ratio, "tail_c32": tail,
         "errors": sum(r.errors for r in results), "requests": sum(r.requests - r.malformed for r in results),
         "identical": [identical, len(shared)], "malformed": malformed_report,
         "cuda": "run on this machine" if args.device == "cuda" else

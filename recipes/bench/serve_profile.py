@@ -40,9 +40,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
-
 from serve_load import HERE, Server, build_checkpoint, drive, request_bodies
 
 BUCKETS = (  # first match wins; matched against the whole stack of a sample
@@ -116,11 +113,6 @@ def thread_times(pid: int) -> dict[int, tuple[float, float]]:
     return times
 
 
-def server_metrics(url: str) -> dict[str, float]:
-    text = httpx.get(f"{url}/metrics", timeout=30).text
-    return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels}
-
-
 def profile_server(model: Path, bodies: list[Any], max_batch_size: int, concurrency: int, client: str,
                    rate: int, device: str) -> dict[str, Any]:
     """One server under `concurrency` clients: per answered request, where its CPU and wall time went."""
@@ -136,9 +128,9 @@ def profile_server(model: Path, bodies: list[Any], max_batch_size: int, concurre
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if spy:
                 time.sleep(2)
-            before, threads_before = server_metrics(server.url), thread_times(server.process.pid)
+            before, threads_before = server.metrics(), thread_times(server.process.pid)
             answers, seconds, client_cpu = asyncio.run(drive(server.url, bodies, concurrency, 300, client))
-            after, threads_after = server_metrics(server.url), thread_times(server.process.pid)
+            after, threads_after = server.metrics(), thread_times(server.process.pid)
             loop_samples: collections.Counter[str] = collections.Counter()
             if spy:
                 spy.send_signal(signal.SIGINT)
