@@ -142,6 +142,20 @@ class Server:
         text = httpx.get(f"{self.url}/metrics", timeout=30).text
         return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels}
 
+    def thread_times(self) -> dict[int, tuple[float, float]]:
+        """Seconds on a CPU and waiting in the run queue (for a core other processes hold) so far, per thread."""
+        times = {}
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            try:
+                on_cpu, queued, _ = (task / "schedstat").read_text().split()
+            except OSError:  # the thread ended meanwhile
+                continue
+            times[int(task.name)] = (int(on_cpu) / 1e9, int(queued) / 1e9)
+        return times
+
+    def cpu_seconds(self) -> float:
+        return sum(on_cpu for on_cpu, _ in self.thread_times().values())
+
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(120)
@@ -164,6 +178,7 @@ class LevelResult:
     queue_wait_ms: float  # mean wait of a request for its micro-batch to start
     errors: int
     client_cpu_ms: float  # the load client's own CPU per request (it shares the machine with the server)
+    server_cpu_ms: float  # the server's CPU per request, all threads: its cost whatever share of the cores it got
     load_avg: float  # 1-minute load average at the end of the level
     malformed: int = 0
     malformed_refused: int = 0
@@ -220,9 +235,9 @@ async def drive(url: str, bodies: list[Any], concurrency: int, max_seconds: floa
 
 def run_level(server: Server, config: str, bodies: list[Any], concurrency: int, repeat: int,
               max_seconds: float, client: str, malformed: set[int] = frozenset()):
-    before = server.metrics()
+    before, server_cpu = server.metrics(), server.cpu_seconds()
     answers, seconds, client_cpu = asyncio.run(drive(server.url, bodies, concurrency, max_seconds, client))
-    after = server.metrics()
+    after, server_cpu = server.metrics(), server.cpu_seconds() - server_cpu
     delta = {name: after[name] - before.get(name, 0.0) for name in after}
     good = [i for i in answers if i not in malformed]
     latencies = [answers[i][2] * 1000 for i in good]
@@ -235,7 +250,8 @@ def run_level(server: Server, config: str, bodies: list[Any], concurrency: int, 
         calls_per_batch=round(delta["gamer_recommend_calls_total"] / batches, 2),
         queue_wait_ms=round(1000 * delta["gamer_queue_wait_seconds_sum"] / (delta["gamer_queue_wait_seconds_count"] or 1), 1),
         errors=sum(answers[i][0] != 200 for i in good),
-        client_cpu_ms=round(1000 * client_cpu / max(1, len(answers)), 2), load_avg=round(os.getloadavg()[0], 1),
+        client_cpu_ms=round(1000 * client_cpu / max(1, len(answers)), 2),
+        server_cpu_ms=round(1000 * server_cpu / max(1, len(answers)), 2), load_avg=round(os.getloadavg()[0], 1),
         malformed=sum(i in malformed for i in answers),
         malformed_refused=sum(i in malformed and 400 <= answers[i][0] < 500 for i in answers),
     )
@@ -295,6 +311,7 @@ def summarise(results: list[LevelResult], levels: list[int]) -> list[dict[str, A
                     "wait": statistics.median(r.queue_wait_ms for r in runs),
                     "requests": sum(r.requests for r in runs),
                     "client_cpu_ms": statistics.median(r.client_cpu_ms for r in runs),
+                    "server_cpu_ms": statistics.median(r.server_cpu_ms for r in runs),
                     "load": [r.load_avg for r in runs],
                 })
     return rows
@@ -312,23 +329,27 @@ def render(report: dict[str, Any]) -> str:
         "the same machine load (a shared 2-core CPU with other jobs running: figures vary run to run).", "",
         f"The load client is {report['client']} (one process, keep-alive connections).", "",
         "| server | concurrency | requests/s (runs) | p50 ms | p95 ms | p99 ms | p99/p50 | mean batch "
-        "| recommend() calls per batch | queue wait ms | errors | client CPU ms/request | load average (runs) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| recommend() calls per batch | queue wait ms | errors | server CPU ms/request | client CPU ms/request "
+        "| load average (runs) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         rps = " / ".join(f"{v:.1f}" for v in row["rps"])
         lines.append(f"| {row['config']} | {row['concurrency']} | {statistics.mean(row['rps']):.1f} ({rps}) | "
                      f"{row['p50']:.0f} | {row['p95']:.0f} | {row['p99']:.0f} | {row['p99'] / row['p50']:.1f} | "
                      f"{row['batch']:.1f} | {row['calls']:.1f} | {row['wait']:.0f} | {row['errors']} / {row['requests']} | "
-                     f"{row['client_cpu_ms']:.1f} | "
+                     f"{row['server_cpu_ms']:.1f} | {row['client_cpu_ms']:.1f} | "
                      f"{' / '.join(f'{v:.1f}' for v in row['load'])} |")
-    ratio = report["ratio_c32"]
+    ratio, cpu_ratio = report["ratio_c32"], report["cpu_ratio_c32"]
     lines += [
         "",
         f"- Throughput at concurrency 32, batched / unbatched, per interleaved repeat: "
         f"{', '.join(f'{r:.1f}x' for r in ratio)} (mean {statistics.mean(ratio):.1f}x, range {min(ratio):.1f}-"
         f"{max(ratio):.1f}x; goal >= 5x: "
         f"{'met' if min(ratio) >= 5 else 'not met'}).",
+        f"- Server CPU per answered request at concurrency 32, unbatched / batched, per repeat (the throughput "
+        f"ratio the two would have with the same share of the cores; the machine's load moves each server's share "
+        f"from run to run): {', '.join(f'{r:.1f}x' for r in cpu_ratio)} (mean {statistics.mean(cpu_ratio):.1f}x).",
         f"- p99 / p50 of the batched server at concurrency 32: {report['tail_c32']:.1f} (goal < 4: "
         f"{'met' if report['tail_c32'] < 4 else 'not met'}).",
         f"- Failed or lost requests over all runs: {report['errors']} of {report['requests']}.",
@@ -419,6 +440,8 @@ def main() -> None:
     by = {(r.config, r.concurrency, r.repeat): r for r in results if not r.malformed}
     ratio = [by[("batched", 32, k)].requests_per_s / by[("unbatched", 32, k)].requests_per_s
              for k in range(args.repeats) if ("batched", 32, k) in by and ("unbatched", 32, k) in by]
+    cpu_ratio = [by[("unbatched", 32, k)].server_cpu_ms / by[("batched", 32, k)].server_cpu_ms
+                 for k in range(args.repeats) if ("batched", 32, k) in by and ("unbatched", 32, k) in by]
     tail = next((row["p99"] / row["p50"] for row in rows if row["config"] == "batched" and row["concurrency"] == 32), 0)
     shared = set(clean.get("batched", {})) & set(clean.get("unbatched", {}))
     identical = sum(same_lists(clean["batched"][i], clean["unbatched"][i]) for i in shared)
@@ -429,7 +452,7 @@ def main() -> None:
                   if args.train_steps else "a small-preset GAMER over retailrocket_cml's catalogue, untrained "
                   "(seeded initialisation, `--train-steps 0`)"),
         "catalogue": catalogue, "count": args.count, "max_seconds": args.max_seconds, "repeats": args.repeats,
-        "max_wait_ms": args.max_wait_ms, "client": args.client, "rows": rows, "ratio_c32": ratio, "tail_c32": tail,
+        "max_wait_ms": args.max_wait_ms, "client": args.client, "rows": rows, "ratio_c32": ratio, "cpu_ratio_c32": cpu_ratio, "tail_c32": tail,
         "errors": sum(r.errors for r in results), "requests": sum(r.requests - r.malformed for r in results),
         "identical": [identical, len(shared)], "malformed": malformed_report,
         "cuda": "run on this machine" if args.device == "cuda" else

@@ -101,18 +101,6 @@ def find_py_spy() -> str | None:
     return shutil.which("py-spy") or (str(beside) if beside.is_file() else None)
 
 
-def thread_times(pid: int) -> dict[int, tuple[float, float]]:
-    """Seconds on a CPU and waiting in the run queue so far, per thread of `pid`."""
-    times = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            on_cpu, queued, _ = (task / "schedstat").read_text().split()
-        except OSError:  # the thread ended meanwhile
-            continue
-        times[int(task.name)] = (int(on_cpu) / 1e9, int(queued) / 1e9)
-    return times
-
-
 def profile_server(model: Path, bodies: list[Any], max_batch_size: int, concurrency: int, client: str,
                    rate: int, device: str) -> dict[str, Any]:
     """One server under `concurrency` clients: per answered request, where its CPU and wall time went."""
@@ -128,9 +116,9 @@ def profile_server(model: Path, bodies: list[Any], max_batch_size: int, concurre
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if spy:
                 time.sleep(2)
-            before, threads_before = server.metrics(), thread_times(server.process.pid)
+            before, threads_before = server.metrics(), server.thread_times()
             answers, seconds, client_cpu = asyncio.run(drive(server.url, bodies, concurrency, 300, client))
-            after, threads_after = server.metrics(), thread_times(server.process.pid)
+            after, threads_after = server.metrics(), server.thread_times()
             loop_samples: collections.Counter[str] = collections.Counter()
             if spy:
                 spy.send_signal(signal.SIGINT)
