@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gamer_hf.serve.handler import CALL_COST_INTERACTIONS
 from serve_load import HERE, Server, build_checkpoint, drive, request_bodies
 
 BUCKETS = (  # first match wins; matched against the whole stack of a sample
@@ -64,20 +65,24 @@ def bucket(stack: str) -> str:
     return "other"
 
 
-def in_process(model: Path, work: Path, count: int, batches: list[int], rounds: int) -> dict[str, object]:
+def in_process(model: Path, work: Path, count: int, batches: list[int], rounds: int,
+               call_costs: list[float]) -> dict[str, object]:
     """CPU ms per history of `Recommender.run`: one at a time; in batches of the largest of `batches` as one
-    call; and in batches of each size split in runs of similar length; with whether the batched lists equal
-    the one-at-a-time lists."""
+    call; and in batches of each size split in runs of similar length (for each of `call_costs`, the
+    split's price of one more call); with whether the batched lists equal the one-at-a-time lists."""
     from gamer_hf.loading import load_gamer
     from gamer_hf.serve import RecommendRequest, Recommender
 
     bodies, _ = request_bodies(work, model, count, seed=0)
     loaded, tokenizer = load_gamer(model, device="cpu")
-    runs = Recommender(loaded, tokenizer, name="p", max_history=50)
-    ways = {"alone": (runs, 1),
-            f"batches of {max(batches)}, one call each": (
-                Recommender(loaded, tokenizer, name="p", max_history=50, call_cost=float("inf")), max(batches)),
-            **{f"batches of {size}, runs of similar length": (runs, size) for size in batches}}
+
+    def recommender(call_cost: float) -> Recommender:
+        return Recommender(loaded, tokenizer, name="p", max_history=50, call_cost=call_cost)
+
+    ways = {"alone": (recommender(call_costs[0]), 1),
+            f"batches of {max(batches)}, one call each": (recommender(float("inf")), max(batches)),
+            **{f"batches of {size}, runs of similar length (call cost {cost:g})": (recommender(cost), size)
+               for size in batches for cost in call_costs}}
     prepared = [ways["alone"][0].prepare(RecommendRequest(**body)) for body in bodies]
     ways["alone"][0].run(prepared[:2])  # warm-up
     ms: dict[str, list[float]] = {name: [] for name in ways}
@@ -198,12 +203,14 @@ def main() -> None:
     parser.add_argument("--in-process", action="store_true", help="time Recommender.run, no server (see above)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32], help="--in-process: batch sizes")
+    parser.add_argument("--call-costs", type=float, nargs="+", default=[CALL_COST_INTERACTIONS],
+                        help="--in-process: length_runs' price of one more recommend() call, in interactions")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "serve_profile.json")
     args = parser.parse_args()
 
     model = args.model or build_checkpoint(args.work, args.train_steps, 50)
     if args.in_process:
-        print(json.dumps(in_process(model, args.work, args.count, args.batch_sizes, args.rounds)))
+        print(json.dumps(in_process(model, args.work, args.count, args.batch_sizes, args.rounds, args.call_costs)))
         return
     if args.rate and find_py_spy() is None:
         raise SystemExit("serve_profile.py: pip install py-spy (or --rate 0)")
