@@ -8,7 +8,7 @@ the ratio of the two is measured under the same machine load. Also: a run with 1
 requests mixed in, whose good requests must get the same answers and no errors. Figures go to
 RESULTS.md ("Serving") and results/serve_load.json.
 
-    GAMER_HF_DATA_DIR=/work/shared/data nice -n 10 python recipes/bench/serve_load.py
+    GAMER_HF_DATA_DIR=/work/shared/data python recipes/bench/serve_load.py   # pip install -e '.[bench]'
     python recipes/bench/serve_load.py --model runs/gamer --device cuda   # on a GPU machine
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import platform
@@ -30,7 +31,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import httpx
 import torch
 from prometheus_client.parser import text_string_to_metric_families
@@ -39,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "RESULTS.md"
 SECTION = "## Serving"
 SUBSECTION = "### Load test with intervals over repeats (serve_load.py)"  # the part a rerun replaces
+DEFAULT_CLIENT = "aiohttp" if importlib.util.find_spec("aiohttp") else "httpx"
 
 
 # ----- the checkpoint -----
@@ -189,7 +190,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def drive(url: str, bodies: list[Any], concurrency: int, max_seconds: float, client: str = "aiohttp"):
+async def drive(url: str, bodies: list[Any], concurrency: int, max_seconds: float, client: str = DEFAULT_CLIENT):
     """`concurrency` clients send `bodies` in turn until all are sent or `max_seconds` passed, over keep-alive
     connections of one session: aiohttp (the lean default), or httpx (the client of the earlier runs, ~4-8 ms
     of CPU per request on this machine, which the server's cores pay for too)."""
@@ -198,6 +199,8 @@ async def drive(url: str, bodies: list[Any], concurrency: int, max_seconds: floa
     deadline = time.perf_counter() + max_seconds
     headers = {"content-type": "application/json"}
     if client == "aiohttp":
+        import aiohttp  # the `bench` extra
+
         session: Any = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency),
                                              timeout=aiohttp.ClientTimeout(total=120))
 
@@ -400,7 +403,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--client", default="aiohttp", choices=["aiohttp", "httpx"], help="the load client")
+    parser.add_argument("--client", default=DEFAULT_CLIENT, choices=["aiohttp", "httpx"],
+                        help="the load client (default: aiohttp where installed, the `bench` extra; the report names it)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args()
 
@@ -452,7 +456,8 @@ def main() -> None:
                   if args.train_steps else "a small-preset GAMER over retailrocket_cml's catalogue, untrained "
                   "(seeded initialisation, `--train-steps 0`)"),
         "catalogue": catalogue, "count": args.count, "max_seconds": args.max_seconds, "repeats": args.repeats,
-        "max_wait_ms": args.max_wait_ms, "client": args.client, "rows": rows, "ratio_c32": ratio, "cpu_ratio_c32": cpu_ratio, "tail_c32": tail,
+        "max_wait_ms": args.max_wait_ms, "client": args.client, "rows": rows, "ratio_c32": ratio,
+        "cpu_ratio_c32": cpu_ratio, "tail_c32": tail,
         "errors": sum(r.errors for r in results), "requests": sum(r.requests - r.malformed for r in results),
         "identical": [identical, len(shared)], "malformed": malformed_report,
         "cuda": "run on this machine" if args.device == "cuda" else

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from gamer_hf.serve.handler import CALL_COST_INTERACTIONS
-from serve_load import HERE, Server, build_checkpoint, drive, request_bodies
+from serve_load import DEFAULT_CLIENT, HERE, Server, build_checkpoint, drive, request_bodies
 
 BUCKETS = (  # first match wins; matched against the whole stack of a sample
     ("model: prefill", ("_prefill",)),
@@ -197,7 +197,7 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, nargs="+", default=[64, 1])
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--count", type=int, default=128)
-    parser.add_argument("--client", nargs="+", default=["aiohttp"], choices=["aiohttp", "httpx"])
+    parser.add_argument("--client", nargs="+", default=[DEFAULT_CLIENT], choices=["aiohttp", "httpx"])
     parser.add_argument("--rate", type=int, default=50, help="py-spy samples per second (0: no py-spy)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--in-process", action="store_true", help="time Recommender.run, no server (see above)")
