@@ -98,6 +98,7 @@ from gamer_hf.evaluation import (
     items_seen,
     rule_rows,
     history_share,
+    seed_pooled_differences,
     slice_mask,
     subset_cases,
     WithoutHistory,
@@ -515,10 +516,8 @@ GOAL_COLUMNS = (  # header, slice, the references (None: every baseline)
     ("all vs Repeat+learned", ALL_CASES, ("Repeat+learned",)))
 
 
-def _comparison(cases: dict[str, Any], models: dict[str, Any], references: Sequence[str] | None,
-                slice_name: str) -> tuple[str, dict] | None:
-    """The best of `references` (None: every baseline) on a slice's target cases, and each model's paired-bootstrap
-    difference to it."""
+def _report(cases: dict[str, Any], models: dict[str, Any], references: Sequence[str] | None) -> EvaluationReport:
+    """One seed's rows as a report whose baselines are `references` (None: every baseline) and the GAMER rows."""
     report = EvaluationReport(cases["behaviors"], case_behaviors=cases["case_behaviors"],
                               case_slices=cases["case_slices"])
     for name, record in models.items():
@@ -526,24 +525,50 @@ def _comparison(cases: dict[str, Any], models: dict[str, Any], references: Seque
             result = ModelResult.from_dict(record["result"])
             result.baseline = result.baseline if references is None else name in references
             report.add(result)
-    return report.differences("NDCG@10", report.target_behavior, slice_name)
+    return report
 
 
 def bootstrap_table(results: dict[str, Any], dataset: str) -> list[str]:
     """Per seed: target NDCG@10 of the GAMER rows minus a reference on the same test cases, with 95% paired-bootstrap
     intervals: the best baseline (rules, SASRec, TIGER) on all and explore cases, the best learned baseline on
-    explore cases and Repeat+learned on all cases (the issue's two goals)."""
+    explore cases and Repeat+learned on all cases (the issue's two goals). Then the same pooled over the seeds."""
     cases = results["datasets"][dataset].get("cases")
     if not cases:
         return []
+    header = ["| Model | seed | " + " | ".join(h for h, _, _ in GOAL_COLUMNS) + " |", "|---|---:|" + "---:|" * len(GOAL_COLUMNS)]
     lines = ["Target NDCG@10 minus a reference on the same cases, mean [95% paired bootstrap over test cases] vs "
-             "the reference named:", "", "| Model | seed | " + " | ".join(h for h, _, _ in GOAL_COLUMNS) + " |",
-             "|---|---:|" + "---:|" * len(GOAL_COLUMNS)]
+             "the reference named:", "", *header]
+    reports: dict[str, list[EvaluationReport]] = {}
     for seed, models in results["runs"][dataset].items():
-        compared = [_comparison(cases, models, references, slice_name) for _, slice_name, references in GOAL_COLUMNS]
+        compared = []
+        for _, slice_name, references in GOAL_COLUMNS:
+            report = _report(cases, models, references)
+            reports.setdefault(f"{slice_name}/{references}", []).append(report)
+            compared.append(report.differences("NDCG@10", report.target_behavior, slice_name))
         for name in (m for m in models if m.startswith("GAMER")):
             cells = [f"{found[1][name]} vs {found[0]}" if found and name in found[1] else "-" for found in compared]
             lines.append(f"| {name} | {seed} | " + " | ".join(cells) + " |")
+    if len(results["runs"][dataset]) < 2:
+        return lines
+    lines += ["", "The same pooled over the seeds: seed-mean target NDCG@10 minus the reference with the best seed-mean, "
+              "[95% seed-pooled paired bootstrap: test cases resampled, each with all its seeds], and the ratio of the "
+              "seed means:", "", *header]
+    compared = []
+    for _, slice_name, references in GOAL_COLUMNS:
+        seeds = reports[f"{slice_name}/{references}"]
+        found = seed_pooled_differences(seeds, "NDCG@10", seeds[0].target_behavior, slice_name)
+        compared.append((found, seeds[0].case_mask(seeds[0].target_behavior, slice_name), seeds))
+    names = [m for m in next(iter(results["runs"][dataset].values())) if m.startswith("GAMER")]
+    for name in names:
+        cells = []
+        for found, mask, seeds in compared:
+            if not found or name not in found[1]:
+                cells.append("-")
+                continue
+            reference = np.mean([np.asarray(r[found[0]].per_case["NDCG@10"])[mask].mean() for r in seeds])
+            ratio = (reference + found[1][name].mean) / reference if reference > 0 else float("nan")
+            cells.append(f"{found[1][name]} vs {found[0]}, {ratio:.2f}x")
+        lines.append(f"| {name} | {len(seeds)} seeds | " + " | ".join(cells) + " |")
     return lines
 
 
