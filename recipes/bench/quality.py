@@ -41,7 +41,11 @@ initialisation and data order (semantic IDs are built once per dataset). Results
 every model, so an interrupted run continues with --resume. A GAMER variant whose output folder holds a finished
 run with the same training arguments is scored again without training (e.g. `--test-cases all` on the checkpoints
 of a 500-case run); the record says `reused_checkpoint`. Every row also records the share of its top-10 slots that
-hold history items, per slice (`history_share@10`; the tables show it on explore cases).
+hold history items, per slice (`history_share@10`; the tables show it on explore cases). The mixer and the
+rerankers (Repeat+learned, GAMER+rerank) are fit on `mixer_cases` validation cases drawn from every validation case
+of the sampled users, each reranker's regularization chosen there by 5-fold cross-validation (REGULARIZATION_GRID);
+a resumed run refits those rows when their fit cases change. With several seeds, the tables also pool them: a
+paired bootstrap over the test cases, each resampled with all its seeds (`seed_pooled_differences`).
 
     nice -n 10 python recipes/bench/quality.py --datasets retailrocket_cml --seeds 0 1 2
     python recipes/bench/quality.py --budget quick          # minutes: smoke test of the whole pipeline
@@ -115,6 +119,7 @@ GAMER_VARIANTS = {  # name -> (ablation, trained on augmented data)
     "GAMER-nocross": ("no_cross_level", True),
 }
 BLENDS = ["GAMER+mix", "GAMER+rerank"]  # made from the trained GAMER's beams, no extra GAMER training
+FITTED = ["Repeat+learned", *BLENDS]  # fit on validation cases: redone by --resume when those cases change
 MODELS = [*RULES,  # the rules: no GAMER, no seed, scored once per dataset
  "SASRec", "SASRec+behavior", *GAMER_VARIANTS, *BLENDS]
 BASELINES = [*RULES, "SASRec", "SASRec+behavior", "TIGER"]  # what GAMER is compared with (paired bootstrap)
@@ -143,7 +148,10 @@ class Budget:
     max_users: int | None  # seeded user subsample per dataset (None: all users)
     max_validation_cases: int | None
     max_test_cases: int | None
-    mixer_cases: int  # validation cases on which GAMER+mix picks its HistoryMixer and the rerankers are fit
+    # Validation cases on which GAMER+mix picks its HistoryMixer and the rerankers are fit (their regularization
+    # cross-validated there), drawn from every validation case of the sampled users (`fit_split`), not only the
+    # `max_validation_cases` that early stopping reads.
+    mixer_cases: int
     epochs: int
     patience: int
     batch_size: int
@@ -154,6 +162,7 @@ class Budget:
     augment_copies: int
     num_beams: int
     select_by: str = "ndcg"  # checkpoint / epoch selection of GAMER, TIGER and SASRec: validation "ndcg" or "loss"
+    fit_split: str = "validation-all"  # where the mixer_cases come from (the fourth pass drew them from the capped split)
 
 
 def _budget(name: str, preset: str, max_history: int, users: int | None, validation: int | None, test: int | None,
@@ -167,9 +176,9 @@ def _budget(name: str, preset: str, max_history: int, users: int | None, validat
 # that depends on the neighbours, not on the model.
 BUDGETS = {
     "quick": _budget("quick", "tiny", 10, 300, 60, 60, 30, 1, 1, 64, 2e-3, 3, 32, 10),
-    "small": _budget("small", "small", 20, 2500, 300, 500, 300, 6, 2, 64, 2e-3, 3, 64, 20),
+    "small": _budget("small", "small", 20, 2500, 300, 500, 1000, 6, 2, 64, 2e-3, 3, 64, 20),
     # issue 16's CPU bench: >= 5,000 sampled users and 1,000 test cases per dataset, every behavior.
-    "cpu5k": _budget("cpu5k", "small", 20, 5000, 500, 1000, 500, 6, 2, 64, 2e-3, 3, 64, 20),
+    "cpu5k": _budget("cpu5k", "small", 20, 5000, 500, 1000, 1000, 6, 2, 64, 2e-3, 3, 64, 20),
     "full": _budget("full", "base", 100, None, None, None, 1000, 200, 20, 256, 5e-4, 4, 256, 20),
 }
 
@@ -220,6 +229,20 @@ def _prepare(events: Path, protocol: str, out: Path, budget: Budget, copies: int
     prepared.splits["validation"] = subset_cases(prepared.splits["validation"], budget.max_validation_cases, data_seed)
     prepared.save(out)
     return load_prepared(out)
+
+
+def fit_cases(events: Path, protocol: str, root: Path, budget: Budget, data_seed: int,
+              plain: PreparedData) -> list[EvalCase]:
+    """`budget.mixer_cases` validation cases (seeded) from every validation case of the sampled users: the split is
+    prepared again without the cap that keeps early stopping cheap (same users, seed and test cases)."""
+    folder = root / "prepared_validation_all"
+    if not (folder / "metadata.json").is_file():
+        prepare(events, protocol=protocol, max_history=budget.max_history, augment_copies=0, seed=data_seed,
+                progress=False).save(folder)
+    full = load_prepared(folder)
+    if full.splits["test"]["user_id"] != plain.splits["test"]["user_id"]:
+        raise RuntimeError(f"{root.name}: the test cases of the uncapped preparation differ from the bench's")
+    return as_cases(subset_cases(full.splits["validation"], budget.mixer_cases, data_seed + 1))
 
 
 def target_diagnostics(prepared: PreparedData, cases: Sequence[EvalCase]) -> dict[str, float]:
@@ -274,7 +297,7 @@ def setup_dataset(name: str, data_dir: Path, work: Path, budget: Budget, data_se
         with atomic_output(timing) as temporary:
             temporary.write_text(json.dumps(round(time.perf_counter() - start, 1)))
     test = as_cases(subset_cases(plain.splits["test"], budget.max_test_cases, data_seed))
-    mixer = as_cases(subset_cases(plain.splits["validation"], budget.mixer_cases, data_seed + 1))
+    mixer = fit_cases(events, protocol, root, budget, data_seed, plain)
     stats = {
         "protocol": protocol, "users": plain.metadata["num_users"], "items": plain.metadata["num_items"],
         "events": plain.metadata["num_events"], "train_rows": len(plain.splits["train"]),
@@ -683,18 +706,19 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
         rules = None
         for seed in args.seeds:
             done = runs.setdefault(str(seed), {})
-            for row in [r for r in done if _base(r) in args.redo]:
+            stamp = {"cases": len(setup.mixer_cases), "split": budget.fit_split}  # what the fitted rows were fit on
+            for row in [r for r in done if _base(r) in args.redo or (_base(r) in FITTED and done[r].get("fit") != stamp)]:
                 done.pop(row)
             todo = [m for m in args.models if m not in done]
             if set(RULES) & set(todo):
                 rules = rules or run_rules(setup, evaluator)
-                done.update({m: rules[m] for m in RULES if m in todo})
+                done.update({m: rules[m] | ({"fit": stamp} if m in FITTED else {}) for m in RULES if m in todo})
                 evaluator.attach_shares(done)
             blends = [m for m in BLENDS if m in todo]
             if blends and "GAMER" in done:  # the blends are made from GAMER's generated lists
                 print(f"[{time.strftime('%H:%M:%S')}] {dataset} seed {seed}: {blends} from the trained GAMER")
                 scored = reblend_gamer(setup, evaluator, budget, seed, args.work_dir, done["GAMER"], args.device)
-                done.update({k: v for k, v in scored.items() if _base(k) in blends})
+                done.update({k: v | {"fit": stamp} for k, v in scored.items() if _base(k) in blends})
                 evaluator.attach_shares(done)
                 save(results, args.out)
             elif blends and "GAMER" not in todo:
@@ -704,8 +728,8 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
                 if model.startswith("SASRec"):
                     done.update(run_sasrec(setup, evaluator, budget, seed, model, args.progress, args.device))
                 else:
-                    done.update({k: v for k, v in run_gamer(setup, evaluator, budget, seed, model, args.work_dir,
-                                                            args.device, args.progress).items()
+                    done.update({k: v | ({"fit": stamp} if _base(k) in FITTED else {}) for k, v in run_gamer(
+                        setup, evaluator, budget, seed, model, args.work_dir, args.device, args.progress).items()
                                  if _base(k) in args.models})
                 evaluator.attach_shares(done)
                 save(results, args.out)
