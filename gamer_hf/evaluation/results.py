@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..files import atomic_output, read_json
-from .bootstrap import Difference, paired_bootstrap, seed_pooled_bootstrap
+from .bootstrap import Difference, seed_pooled_bootstrap
 from .cases import ordered_behaviors, target_behavior
 from .metrics import DEFAULT_K_VALUES, MERGED, METRIC_NAMES, check_k_values, merge_metrics, metric_key
 from .slices import SLICES, slice_mask
@@ -181,18 +181,7 @@ class EvaluationReport:
         `behavior` None means every behavior (merged); None is returned when no baseline has per-case
         values of `metric` or the selection holds no case.
         """
-        mask = self.case_mask(behavior, slice_name)
-        scored = [r for r in self.results if metric in r.per_case]
-        baselines = [r for r in scored if r.baseline]
-        if not baselines or not mask.any():
-            return None
-        values = {r.name: np.asarray(r.per_case[metric])[mask] for r in scored}
-        best = max(baselines, key=lambda r: values[r.name].mean()).name
-        return best, {
-            r.name: paired_bootstrap(values[r.name], values[best], num_samples=num_samples, seed=seed)
-            for r in scored
-            if r.name != best
-        }
+        return seed_pooled_differences([self], metric, behavior, slice_name, num_samples=num_samples, seed=seed)
 
     def save_json(self, path: str | os.PathLike[str]) -> Path:
         """Write the report as JSON atomically; returns the path."""
@@ -309,15 +298,9 @@ class EvaluationReport:
                 )
 
 
-def seed_pooled_differences(
-    reports: Sequence[EvaluationReport],
-    metric: str,
-    behavior: str | None = None,
-    slice_name: str = ALL_CASES,
-    *,
-    num_samples: int = 2000,
-    seed: int = 0,
-) -> tuple[str, dict[str, Difference]] | None:
+def seed_pooled_differences(reports: Sequence[EvaluationReport], metric: str, behavior: str | None = None,
+                            slice_name: str = ALL_CASES, *, num_samples: int = 2000, seed: int = 0
+                            ) -> tuple[str, dict[str, Difference]] | None:
     """`EvaluationReport.differences` over training seeds: one report per seed, all on the same cases.
 
     The best baseline is the one with the highest seed-mean on these cases, and every other model's difference
