@@ -1,10 +1,12 @@
-"""users.json is read only when PreparedData.user_ids is used, then held as Arrow; it reads as the list it was."""
+"""users.json is read only when PreparedData.user_ids is used, then held as Arrow; it reads as the list it was.
+items.parquet (the item side information) is read only when PreparedData.items is used."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from gamer_hf.data import generate_synthetic, load_prepared, prepare
@@ -62,3 +64,15 @@ def test_a_missing_users_json_fails_at_load(prepared_folder: Path, tmp_path: Pat
     (folder / "users.json").unlink()
     with pytest.raises(DataError, match="users.json is missing"):
         load_prepared(folder)
+
+
+def test_item_side_information_is_read_on_first_use(prepared_folder: Path, tmp_path: Path) -> None:
+    data = load_prepared(prepared_folder)
+    assert data.items is None  # prepared from a log without a catalogue
+    frame = pd.DataFrame({"item_id": data.item_ids, "title": [f"item {item}" for item in data.item_ids]})
+    data.items_source = frame
+    data.save(tmp_path / "with_items")
+    loaded = load_prepared(tmp_path / "with_items")
+    assert loaded.items_source == tmp_path / "with_items" / "items.parquet"  # not read by load_prepared
+    pd.testing.assert_frame_equal(loaded.items, frame)
+    assert loaded.items is loaded.items  # read once
