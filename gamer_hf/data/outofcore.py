@@ -299,6 +299,7 @@ def prepare_out_of_core(
         report = DropReport()
         with _step(steps, "read"):
             log = _read_validated(source, behaviors, on_invalid, work, report, steps)
+        pa.default_memory_pool().release_unused()  # the parsed chunks' pages go back before DuckDB takes its own
 
         with _step(steps, "sort and filter"), _Database(work, memory_limit) as db:
             db.load(has_time=log.time_unit is not None, has_sessions=log.has_sessions)
