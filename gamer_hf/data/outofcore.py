@@ -326,7 +326,6 @@ def prepare_out_of_core(
             with _quiet_datasets():
                 datasets.DatasetDict({name: datasets.Dataset.from_file(str(work / f"{name}.arrow"))
                                       for name in ("train", "validation", "test")}).save_to_disk(str(staging / "splits"))
-            item_list = item_ids.to_pylist()
             items = None
             if source.items is not None:  # held in Arrow during the run; only the kept items become a frame
                 kept = pc.is_in(source.items["item_id"].cast(pa.string()), value_set=item_ids)
@@ -338,7 +337,7 @@ def prepare_out_of_core(
             metadata = prepared_metadata(info, plan, stats, report, num_items=len(item_ids), k_core=k_core,
                                          min_user_events=min_user_events)
             shutil.rmtree(work)
-            write_prepared_files(staging, metadata, item_list, user_ids, items, None)
+            write_prepared_files(staging, metadata, item_ids, user_ids, items, None)
     return load_prepared(out)
 
 
