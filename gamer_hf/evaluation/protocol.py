@@ -217,8 +217,9 @@ def evaluate_checkpoint(args: EvaluateArguments, progress: bool = True) -> Evalu
         logger.warning("%s: %s", args.data, warning.message)
     cases = subset_cases(sample_users(prepared.splits[args.split], args.max_test_users, args.seed), args.max_cases,
                          args.seed)
+    popular = MostPopular().fit(prepared.splits["train"])  # also the training items: the cold slice of the cases
     evaluator = Evaluator(cases, prepared.metadata["behaviors"], batch_size=args.batch_size, progress=progress,
-                          known_items=distinct_items(prepared.splits["train"]))
+                          known_items=popular.seen(distinct_items(cases, "target_items")))
     if args.num_beams < evaluator.top_k:
         raise ConfigurationError(f"num_beams={args.num_beams} cannot fill top-{evaluator.top_k} lists: use at least "
                                  f"{evaluator.top_k}")
@@ -236,7 +237,6 @@ def evaluate_checkpoint(args: EvaluateArguments, progress: bool = True) -> Evalu
                            "the target behavior %r to choose or fit them on", data_report.target_behavior)
         else:
             validation = as_cases(subset_cases(prepared.splits["validation"], args.rerank_cases, args.seed))
-    popular = MostPopular().fit(prepared.splits["train"])
     rows = gamer_rows(evaluator, gamer, validation=validation, popular=popular, mixers=MIXER_GRID if args.mix else (),
                       repeat_slots=args.repeat_slots, rerank=args.rerank)
     rows |= rule_rows(evaluator, popular, validation if args.rerank else None)

@@ -126,14 +126,14 @@ class HistoryReranker:
             row[1] += 1
             row[3] = max(row[3], level)
             row[4] = max(row[4], float(behavior == case.target_behavior))
-        own = self.popular.counts.get(case.target_behavior, {}) if self.popular is not None else {}
-        overall = self.popular.overall if self.popular is not None else {}
+        own, overall = self.popular.pool_counts(pool, case.target_behavior) if self.popular is not None else (
+            np.zeros((2, len(pool)), dtype=np.int64))
         out = np.zeros((len(pool), len(self.feature_names)))
         for i, item in enumerate(pool):
             if item in stats:
                 rank, count, last, top, requested = stats[item]
                 out[i, :6] = (1.0, 1.0 / (1.0 + rank), math.log1p(count), last, top, requested)
-            out[i, 6:8] = (math.log1p(own.get(item, 0)), math.log1p(overall.get(item, 0)))
+            out[i, 6:8] = (math.log1p(own[i]), math.log1p(overall[i]))
         if self.use_model:
             if model_scores is None:
                 raise ValueError(f"case of user {case.user_id!r}: this reranker uses the model, give model_scores")
