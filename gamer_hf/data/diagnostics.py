@@ -27,6 +27,7 @@ __all__ = ["LEFT_OUT_SHARE", "TRIVIAL_SHARE", "DataReport", "DataWarning", "Repe
 
 LEFT_OUT_SHARE = 0.5  # more users than this without training history: suggest the loo protocol
 TRIVIAL_SHARE = 0.5  # more test cases than this whose target is the prompt's last item: trivially predictable
+BATCH_ROWS = 1 << 16  # test cases whose repeat figures are computed at once
 
 
 @dataclass(frozen=True)
@@ -123,16 +124,25 @@ def _last_and_in_prompt(cases: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     last[lengths > 0] = history_code[ends[lengths > 0]]
     is_last = target_code == last[target_case]
     width = np.int64(codes.max() + 1 if codes.size else 1)
-    in_prompt = np.isin(target_case * width + target_code, history_case * width + history_code)
+    in_prompt = pc.is_in(pa.array(target_case * width + target_code),  # an Arrow hash set: np.isin takes seconds
+                         value_set=pa.array(history_case * width + history_code)).to_numpy(zero_copy_only=False)
     return (np.bincount(target_case[is_last], minlength=n) > 0,
             np.bincount(target_case[in_prompt], minlength=n) > 0)
 
 
 def _repeats(cases: pa.Table) -> dict[str, RepeatShare]:
-    behaviors = np.asarray(cases.column("target_behavior").to_pylist(), dtype=object)
-    last, anywhere = _last_and_in_prompt(cases)
-    return {str(name): RepeatShare(int(mask.sum()), int(last[mask].sum()), int(anywhere[mask].sum()))
-            for name in dict.fromkeys(behaviors.tolist()) for mask in [behaviors == name]}
+    """Per target behavior (in order of first appearance), its cases' repeat figures, BATCH_ROWS cases at a time: each
+    case is judged alone, so memory follows a batch, never the split."""
+    totals: dict[str, np.ndarray] = {}
+    for start in range(0, cases.num_rows, BATCH_ROWS):
+        batch = cases.slice(start, BATCH_ROWS)
+        last, anywhere = _last_and_in_prompt(batch)
+        behaviors = batch.column("target_behavior")
+        for name in pc.unique(behaviors).to_pylist():
+            mask = pc.equal(behaviors, name).fill_null(False).to_numpy(zero_copy_only=False)
+            totals.setdefault(str(name), np.zeros(3, dtype=np.int64))[:] += (mask.sum(), last[mask].sum(),
+                                                                             anywhere[mask].sum())
+    return {name: RepeatShare(*map(int, figures)) for name, figures in totals.items()}
 
 
 def _count(values: pa.ChunkedArray | pa.Array, value: str) -> int:
@@ -174,7 +184,7 @@ def diagnose(splits: Mapping[str, Any], metadata: Mapping[str, Any]) -> DataRepo
     held_out = {name: _table(splits[name]) for name in ("validation", "test") if name in splits}
     target_events = None
     if target is not None:
-        target_events = _count(pc.list_flatten(train.column("behaviors").combine_chunks()), target)
+        target_events = _count(pc.list_flatten(train.column("behaviors")), target)  # chunk by chunk, no copy
     report = DataReport(
         protocol=metadata.get("protocol"),
         target_behavior=target,

@@ -299,6 +299,7 @@ def prepare_out_of_core(
         report = DropReport()
         with _step(steps, "read"):
             log = _read_validated(source, behaviors, on_invalid, work, report, steps)
+        pa.default_memory_pool().release_unused()  # the parsed chunks' pages go back before DuckDB takes its own
 
         with _step(steps, "sort and filter"), _Database(work, memory_limit) as db:
             db.load(has_time=log.time_unit is not None, has_sessions=log.has_sessions)
@@ -325,7 +326,6 @@ def prepare_out_of_core(
             with _quiet_datasets():
                 datasets.DatasetDict({name: datasets.Dataset.from_file(str(work / f"{name}.arrow"))
                                       for name in ("train", "validation", "test")}).save_to_disk(str(staging / "splits"))
-            item_list = item_ids.to_pylist()
             items = None
             if source.items is not None:  # held in Arrow during the run; only the kept items become a frame
                 kept = pc.is_in(source.items["item_id"].cast(pa.string()), value_set=item_ids)
@@ -337,7 +337,7 @@ def prepare_out_of_core(
             metadata = prepared_metadata(info, plan, stats, report, num_items=len(item_ids), k_core=k_core,
                                          min_user_events=min_user_events)
             shutil.rmtree(work)
-            write_prepared_files(staging, metadata, item_list, user_ids, items, None)
+            write_prepared_files(staging, metadata, item_ids, user_ids, items, None)
     return load_prepared(out)
 
 

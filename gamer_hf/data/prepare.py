@@ -64,11 +64,11 @@ STALE_AFTER_S = 24 * 3600.0
 
 
 class LazyIds(Sequence[str]):
-    """The ids of a JSON list file (users.json), read on first use and held as one Arrow string array.
+    """The ids of a JSON list file (users.json, items.json), read on first use and held as one Arrow string array.
 
     Training and evaluation never look at user ids, and a million of them as a Python list cost
-    about 70 MB of memory that grows with the log; here they cost nothing until asked for, and
-    then a compact Arrow array. A missing file fails in load_prepared, a corrupt one on first use.
+    about 70 MB of memory that grows with the log (4M item ids: 300 MB); here they cost nothing until
+    asked for, and then a compact Arrow array. A missing file fails in load_prepared, a corrupt one on first use.
     """
 
     def __init__(self, path: Path) -> None:
@@ -109,14 +109,23 @@ class LazyIds(Sequence[str]):
 
 @dataclass
 class PreparedData:
-    """The prepared splits, their metadata, and the item catalogue (user ids: read when first used)."""
+    """The prepared splits, their metadata, and the item catalogue (item and user ids, item side information: read
+    when first used)."""
 
     splits: datasets.DatasetDict
     metadata: dict[str, Any]
-    item_ids: list[str]
+    item_ids: Sequence[str]
     user_ids: Sequence[str]
-    items: pd.DataFrame | None = None
+    items_source: pd.DataFrame | Path | None = field(default=None, repr=False)  # the frame, or its file until read
     item_index: dict[str, tuple[str, ...]] | None = field(default=None, repr=False)
+
+    @property
+    def items(self) -> pd.DataFrame | None:
+        """The item side information (items.parquet), read on first use: training and evaluation never look at it,
+        and as a frame it costs about 130 bytes per item and column (half a gigabyte at 4M items)."""
+        if isinstance(self.items_source, Path):
+            self.items_source = pd.read_parquet(self.items_source)
+        return self.items_source
 
     @property
     def behaviors(self) -> BehaviorTable:
@@ -160,11 +169,12 @@ def staged_output(out: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def write_prepared_files(folder: Path, metadata: dict[str, Any], item_ids: list[str], user_ids: Sequence[str],
-                         items: pd.DataFrame | None, item_index: dict[str, tuple[str, ...]] | None) -> None:
+def write_prepared_files(folder: Path, metadata: dict[str, Any], item_ids: pa.Array | Sequence[str],
+                         user_ids: pa.Array | Sequence[str], items: pd.DataFrame | None,
+                         item_index: dict[str, tuple[str, ...]] | None) -> None:
     """Everything of a prepared folder but the splits: the id maps, side information and metadata.json (last)."""
-    _write_json(folder / "items.json", item_ids)
-    _write_id_list(folder / "users.json", user_ids.ids if isinstance(user_ids, LazyIds) else user_ids)
+    for name, ids in (("items.json", item_ids), ("users.json", user_ids)):
+        _write_id_list(folder / name, ids.ids if isinstance(ids, LazyIds) else ids)
     if items is not None:
         items.to_parquet(folder / "items.parquet", index=False)
     if item_index is not None:
@@ -281,16 +291,16 @@ def load_prepared(path: str | os.PathLike) -> PreparedData:
         found = metadata.get("format_version") if isinstance(metadata, dict) else None
         raise DataError(f"{path}: prepared with format_version {found}, this gamer_hf reads {FORMAT_VERSION}; "
                         "prepare it again")
-    items = pd.read_parquet(path / "items.parquet") if (path / "items.parquet").is_file() else None
+    items = path / "items.parquet" if (path / "items.parquet").is_file() else None
     item_index = None
     if (path / "item_index.json").is_file():
         item_index = {k: tuple(v) for k, v in _read_json(path / "item_index.json").items()}
     return PreparedData(
         splits=datasets.load_from_disk(str(path / "splits")),
         metadata=metadata,
-        item_ids=_read_json(path / "items.json"),
+        item_ids=_lazy_ids(path / "items.json"),
         user_ids=_lazy_ids(path / "users.json"),
-        items=items,
+        items_source=items,
         item_index=item_index,
     )
 

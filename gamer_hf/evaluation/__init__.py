@@ -21,7 +21,7 @@ The parts::
     report.save_json("eval.json"); report.save_markdown("eval.md"); plot_per_behavior(report, "ndcg.png")
 """
 
-from .bootstrap import Difference, paired_bootstrap
+from .bootstrap import Difference, paired_bootstrap, seed_pooled_bootstrap
 from .baselines import MostPopular, Repeat, behavior_item_pairs, recent_distinct_items
 from .cases import CASE_COLUMNS, EvalCase, as_cases, ordered_behaviors, target_behavior
 from .evaluator import Evaluator, Recommender
@@ -42,9 +42,9 @@ from .metrics import (
 )
 from .mixing import MIXER_GRID, HistoryMixer, choose_mixer
 from .novelty import WithoutHistory, history_share
-from .reranking import EXPLORE_FEATURES, HISTORY_FEATURES, MODEL_FEATURES, HistoryReranker
+from .reranking import EXPLORE_FEATURES, HISTORY_FEATURES, MODEL_FEATURES, REGULARIZATION_GRID, HistoryReranker
 from .plotting import plot_per_behavior
-from .results import ALL_CASES, EvaluationReport, ModelResult
+from .results import ALL_CASES, EvaluationReport, ModelResult, seed_pooled_differences
 from .slices import COLD, EXPLORE, REPEAT, SLICES, case_slice, items_seen, slice_labels, slice_mask
 from .protocol import (
     EVAL_FILES,
@@ -72,6 +72,8 @@ __all__ = [
     "distinct_items",
     "items_seen",
     "paired_bootstrap",
+    "seed_pooled_bootstrap",
+    "seed_pooled_differences",
     "slice_labels",
     "sample_users",
     "slice_mask",
@@ -96,6 +98,7 @@ __all__ = [
     "HISTORY_FEATURES",
     "HistoryMixer",
     "HistoryReranker",
+    "REGULARIZATION_GRID",
     "ModelResult",
     "MostPopular",
     "Recommender",

@@ -10,18 +10,19 @@ Counting sequences that overlap (augmented views) would count interactions twice
 
 from __future__ import annotations
 
-import heapq
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import datasets
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..modeling.item_index_gamer import ItemIndex
 from .cases import EvalCase, as_cases
 
-__all__ = ["MostPopular", "Repeat", "recent_distinct_items", "behavior_item_pairs"]
+__all__ = ["ItemCounts", "MostPopular", "Repeat", "recent_distinct_items", "behavior_item_pairs"]
 
 _EVENT_COLUMNS = ("behavior", "item_id")
 _SEQUENCE_COLUMNS = ("history_behaviors", "history_items")
@@ -76,46 +77,108 @@ def behavior_item_pairs(train: Any) -> Iterator[tuple[str, str]]:
         )
 
 
-def _top(counts: Counter[str], n: int, skip: Collection[str] = ()) -> list[str]:
-    """The n most counted items not in `skip`; ties go to the smaller item id so results never depend on row order."""
-    ranked = heapq.nsmallest(n + len(skip), counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [item for item, _ in ranked if item not in skip][:n]
+class ItemCounts(Mapping[str, int]):
+    """Training interactions per item id, as one integer array over the rows of the training items' `ItemIndex`.
+
+    Millions of items as Python Counters cost gigabytes; here they cost 8 bytes each. It reads as the Counter it
+    replaces (items never counted are absent, so `counts.get(item, 0)` works); `MostPopular.pool_counts` looks up
+    many at once.
+    """
+
+    def __init__(self, index: ItemIndex, counts: np.ndarray) -> None:
+        self.index, self.array = index, counts
+
+    def __getitem__(self, item: str) -> int:
+        row = self.index.row(item)
+        if row < 0 or not self.array[row]:
+            raise KeyError(item)
+        return int(self.array[row])
+
+    def __iter__(self) -> Iterator[str]:
+        ids = self.index.item_ids
+        return (ids[row] for row in np.flatnonzero(self.array).tolist())
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self.array))
+
+    def items(self) -> Iterator[tuple[str, int]]:  # type: ignore[override]
+        """(id, count) of the counted items in row order, without a search per id."""
+        ids = self.index.item_ids
+        rows = np.flatnonzero(self.array)
+        return zip((ids[row] for row in rows.tolist()), self.array[rows].tolist())
+
+    def top(self, n: int, skip: Collection[str] = ()) -> list[str]:
+        """The n most counted items not in `skip`; ties go to the smaller item id (rows are in id order), so results
+        never depend on the order of the training rows."""
+        if n <= 0:
+            return []
+        rows = np.flatnonzero(self.array)
+        want = n + len(skip)
+        if want < len(rows):  # only the rows that can be among the first `want`: at least the want-th largest count
+            values = self.array[rows]
+            rows = rows[values >= np.partition(values, len(rows) - want)[len(rows) - want]]
+        rows = rows[np.lexsort((rows, -self.array[rows]))]
+        ids = self.index.item_ids
+        return [item for item in (ids[row] for row in rows[:want].tolist()) if item not in skip][:n]
 
 
 class MostPopular:
     """Per behavior, the items most often interacted with under it in training; overall popularity fills to K.
 
     A behavior with no training interactions gets the overall ranking. The list does not depend on the user.
+    `counts[behavior]` and `overall` are `ItemCounts` over `index`, the training items in sorted order.
     """
 
     def __init__(self) -> None:
-        self.counts: dict[str, Counter[str]] = {}
-        self.overall: Counter[str] = Counter()
+        self.index: ItemIndex | None = None
+        self.counts: dict[str, ItemCounts] = {}
+        self.overall: ItemCounts | None = None
         self._cache: dict[tuple[str, int], list[str]] = {}
 
     def fit(self, train: Any) -> MostPopular:
         """Count training interactions per behavior and overall (a Dataset in Arrow batches, others in Python)."""
         if isinstance(train, datasets.Dataset):
-            counts = _arrow_counts(train.data.table)
+            total = _arrow_counts(train.data.table)
         else:
-            counts = {}
-            for behavior, item in behavior_item_pairs(train):
-                counts.setdefault(behavior, Counter())[item] += 1
-        if not counts:
+            pairs = Counter(behavior_item_pairs(train))
+            total = pa.table({"behavior": pa.array([b for b, _ in pairs], pa.string()),
+                              "item": pa.array([i for _, i in pairs], pa.string()),
+                              "n": pa.array(list(pairs.values()), pa.int64())})
+        if not total.num_rows:
             raise ValueError("training data holds no interactions: MostPopular has nothing to count")
-        self.counts = counts
-        self.overall = sum(counts.values(), Counter())
-        self._cache = {}
+        items = pc.unique(total["item"])
+        items = items.take(pc.sort_indices(items))
+        self.index = _sorted_index(items)
+        self.counts, self._cache = _per_behavior(total, items, self.index), {}
+        self.overall = ItemCounts(self.index, sum(c.array for c in self.counts.values()))
+        return self
+
+    def seen(self, items: Iterable[str]) -> list[str]:
+        """Those of `items` that occur in training, in their order (what the cold slice needs of a sample's targets)."""
+        items = list(items)
+        return [item for item, row in zip(items, self._fitted().index.rows(items)) if row >= 0]
+
+    def pool_counts(self, items: Sequence[str], behavior: str) -> np.ndarray:
+        """[2, len(items)]: each item's training interactions under `behavior`, then under any behavior."""
+        rows = self._fitted().index.rows(items)
+        own = self.counts[behavior].array if behavior in self.counts else np.zeros(len(self.index), dtype=np.int64)
+        found = rows >= 0
+        out = np.zeros((2, len(items)), dtype=np.int64)
+        out[0, found], out[1, found] = own[rows[found]], self.overall.array[rows[found]]
+        return out
+
+    def _fitted(self) -> MostPopular:
+        if self.overall is None:
+            raise RuntimeError("MostPopular is not fitted: call fit(train) first")
         return self
 
     def ranking(self, behavior: str, top_k: int) -> list[str]:
         """The top_k list for one behavior (fewer only when the whole catalogue seen in training is shorter)."""
-        if not self.overall:
-            raise RuntimeError("MostPopular is not fitted: call fit(train) first")
+        overall = self._fitted().overall
         key = (behavior, top_k)
         if key not in self._cache:
-            own = _top(self.counts.get(behavior, Counter()), top_k)
-            self._cache[key] = own + _top(self.overall, top_k - len(own), skip=set(own))
+            own = self.counts[behavior].top(top_k) if behavior in self.counts else []
+            self._cache[key] = own + overall.top(top_k - len(own), skip=set(own))
         return self._cache[key]
 
     def recommend(self, cases: Iterable[Mapping[str, Any] | EvalCase], top_k: int) -> list[list[str]]:
@@ -123,13 +186,39 @@ class MostPopular:
         return [list(self.ranking(case.target_behavior, top_k)) for case in as_cases(cases)]
 
 
+def _sorted_index(ids: pa.Array) -> ItemIndex:
+    """An `ItemIndex` (no code columns) of sorted, distinct string ids: its rows are their positions."""
+    if pc.any(pc.match_substring(ids, "\0")).as_py():
+        bad = ids.filter(pc.match_substring(ids, "\0"))[0].as_py()
+        raise ValueError(f"training item id {bad!r} contains a NUL character, which item ids may not hold")
+    joined = pc.binary_join_element_wise(ids, pa.scalar(""), "\0")  # each id and its NUL terminator
+    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32, count=len(joined) + 1, offset=4 * joined.offset)
+    buffer = np.frombuffer(joined.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]] if len(ids) else np.zeros(0, np.uint8)
+    return ItemIndex(buffer, np.zeros((len(ids), 0), dtype=np.int64), "MostPopular's training items")
+
+
+def _per_behavior(total: pa.Table, items: pa.Array, index: ItemIndex) -> dict[str, ItemCounts]:
+    """`ItemCounts` per behavior of the summed (behavior, item, n) table, each an array over the rows of `index`
+    (the sorted distinct `items`)."""
+    rows = pc.index_in(total["item"], value_set=items).to_numpy()
+    n = total["n"].to_numpy()
+    behaviors = total["behavior"]
+    counts = {}
+    for behavior in pc.unique(behaviors).to_pylist():
+        mask = pc.equal(behaviors, behavior).to_numpy(zero_copy_only=False)
+        array = np.zeros(len(index), dtype=np.int64)
+        array[rows[mask]] = n[mask]  # one row per (behavior, item) after the sum
+        counts[behavior] = ItemCounts(index, array)
+    return counts
+
+
 _COUNT_BATCH = 1 << 16  # rows of a Dataset counted at once
 _MERGE_AT = 1 << 22  # partial (behavior, item) counts held before they are summed into one table
 
 
-def _arrow_counts(table: pa.Table) -> dict[str, Counter[str]]:
-    """Per behavior, item -> interactions, counted by Arrow group-bys over batches of the (memory-mapped)
-    table: memory follows the distinct (behavior, item) pairs, never the rows."""
+def _arrow_counts(table: pa.Table) -> pa.Table:
+    """(behavior, item, n): interactions per distinct (behavior, item) pair, counted by Arrow group-bys over
+    batches of the (memory-mapped) table: memory follows the distinct pairs, never the rows."""
     names = set(table.column_names)
     if set(_EVENT_COLUMNS) <= names:
         columns, lists = _EVENT_COLUMNS, False
@@ -157,13 +246,9 @@ def _arrow_counts(table: pa.Table) -> dict[str, Counter[str]]:
         if held >= _MERGE_AT:
             parts, held = [_summed(parts)], 0
     if not parts:
-        return {}
-    total = _summed(parts)
-    counts: dict[str, Counter[str]] = {}
-    for behavior in pc.unique(total["behavior"]).to_pylist():
-        own = total.filter(pc.equal(total["behavior"], behavior))
-        counts[behavior] = Counter(dict(zip(own["item"].to_pylist(), own["n"].to_pylist())))
-    return counts
+        return pa.table({"behavior": pa.array([], pa.string()), "item": pa.array([], pa.string()),
+                         "n": pa.array([], pa.int64())})
+    return _summed(parts)
 
 
 def _summed(parts: list[pa.Table]) -> pa.Table:

@@ -31,7 +31,7 @@ from .evaluator import Evaluator
 from .gamer_recommender import GamerRecommender, beam_items
 from .mixing import MIXER_GRID, HistoryMixer, choose_mixer
 from .plotting import plot_per_behavior
-from .reranking import HistoryReranker
+from .reranking import REGULARIZATION_GRID, HistoryReranker
 from .results import EvaluationReport, ModelResult
 from .user_sample import distinct_items, sample_users
 
@@ -100,10 +100,12 @@ def decode_beams(evaluator: Evaluator, gamer: GamerRecommender, desc: str = "eva
 
 
 def rule_rows(evaluator: Evaluator, popular: MostPopular, validation: Sequence[EvalCase] | None = None,
-              names: Sequence[str] = RULES) -> dict[str, Scored]:
+              names: Sequence[str] = RULES, regularization: float | Sequence[float] = REGULARIZATION_GRID
+              ) -> dict[str, Scored]:
     """The rules of `names` on the evaluator's cases: MostPopular (`popular`, fit on training rows), Repeat, Repeat
-    filled with `popular`, and Repeat+learned (a model-free HistoryReranker fit on `validation`; skipped, with a
-    warning, without validation cases or when they give it nothing to learn)."""
+    filled with `popular`, and Repeat+learned (a model-free HistoryReranker fit on `validation`, its
+    `regularization` cross-validated there as GAMER+rerank's is; skipped, with a warning, without validation cases
+    or when they give it nothing to learn)."""
     unknown = sorted(set(names) - set(RULES))
     if unknown:
         raise ValueError(f"unknown rules {unknown}; choose from {list(RULES)}")
@@ -112,7 +114,8 @@ def rule_rows(evaluator: Evaluator, popular: MostPopular, validation: Sequence[E
     rules: dict[str, Any] = {"MostPopular": popular, "Repeat": Repeat(), "Repeat+popular": filled}
     out = {name: Scored(evaluator.evaluate(rules[name], name, baseline=True)) for name in names if name in rules}
     if "Repeat+learned" in names and validation is not None:
-        reranker = HistoryReranker(evaluator.behaviors, popular, use_model=False, popular_pool=evaluator.top_k)
+        reranker = HistoryReranker(evaluator.behaviors, popular, use_model=False, popular_pool=evaluator.top_k,
+                                   regularization=regularization)
         try:
             reranker.fit(validation)
         except ValueError as error:  # e.g. no validation target in any pool: nothing to learn from
@@ -126,13 +129,15 @@ def rule_rows(evaluator: Evaluator, popular: MostPopular, validation: Sequence[E
 def gamer_rows(evaluator: Evaluator, gamer: GamerRecommender, name: str = "GAMER", *, baseline: bool = False,
                validation: Sequence[EvalCase] | None = None, popular: MostPopular | None = None,
                mixers: Sequence[HistoryMixer] = MIXER_GRID, repeat_slots: int = 0,
-               rerank: bool = True, explore: bool = True, rerank_ablation: bool = False) -> dict[str, Scored]:
+               rerank: bool = True, explore: bool = True, rerank_ablation: bool = False,
+               regularization: float | Sequence[float] = REGULARIZATION_GRID) -> dict[str, Scored]:
     """One GAMER checkpoint on the evaluator's cases, its beams decoded once: `name`; `name`+repeatN (the N most
     recent history items first) when `repeat_slots`; with `explore`, `name`:no-history (beams decoded with the
     history excluded); and with `validation` cases, whose beams are decoded once too, `name`+mix (the best of
     `mixers` on them, when any) and `name`+rerank (a HistoryReranker over beams, explore beams, history and
     `popular` items fit on them, when `rerank`; `rerank_ablation` adds `name`+rerank:plain-beams, the same without
-    the explore beams). `baseline` marks the plain rows references (TIGER)."""
+    the explore beams; every reranker chooses its `regularization` by cross-validation on `validation` when given a
+    grid). `baseline` marks the plain rows references (TIGER)."""
     if gamer.num_beams < evaluator.top_k:
         raise ValueError(f"num_beams={gamer.num_beams} cannot fill top-{evaluator.top_k} lists: use at least "
                          f"{evaluator.top_k}")
@@ -165,10 +170,10 @@ def gamer_rows(evaluator: Evaluator, gamer: GamerRecommender, name: str = "GAMER
     if not rerank:
         return out
     rerankers = {f"{name}+rerank": HistoryReranker(evaluator.behaviors, popular, popular_pool=evaluator.top_k,
-                                                   explore=explore)}
+                                                   explore=explore, regularization=regularization)}
     if explore and rerank_ablation:
-        rerankers[f"{name}+rerank{PLAIN_BEAMS}"] = HistoryReranker(evaluator.behaviors, popular,
-                                                                   popular_pool=evaluator.top_k, explore=False)
+        rerankers[f"{name}+rerank{PLAIN_BEAMS}"] = HistoryReranker(
+            evaluator.behaviors, popular, popular_pool=evaluator.top_k, explore=False, regularization=regularization)
     # The first reranker's pools hold every other's: GAMER scores each pooled item once, for all of them.
     widest = rerankers[f"{name}+rerank"]
     held_out_scores = gamer.pool_scores(held_out.cases, held_out_beams, widest, held_out_explored)
@@ -212,8 +217,9 @@ def evaluate_checkpoint(args: EvaluateArguments, progress: bool = True) -> Evalu
         logger.warning("%s: %s", args.data, warning.message)
     cases = subset_cases(sample_users(prepared.splits[args.split], args.max_test_users, args.seed), args.max_cases,
                          args.seed)
+    popular = MostPopular().fit(prepared.splits["train"])  # also the training items: the cold slice of the cases
     evaluator = Evaluator(cases, prepared.metadata["behaviors"], batch_size=args.batch_size, progress=progress,
-                          known_items=distinct_items(prepared.splits["train"]))
+                          known_items=popular.seen(distinct_items(cases, "target_items")))
     if args.num_beams < evaluator.top_k:
         raise ConfigurationError(f"num_beams={args.num_beams} cannot fill top-{evaluator.top_k} lists: use at least "
                                  f"{evaluator.top_k}")
@@ -231,7 +237,6 @@ def evaluate_checkpoint(args: EvaluateArguments, progress: bool = True) -> Evalu
                            "the target behavior %r to choose or fit them on", data_report.target_behavior)
         else:
             validation = as_cases(subset_cases(prepared.splits["validation"], args.rerank_cases, args.seed))
-    popular = MostPopular().fit(prepared.splits["train"])
     rows = gamer_rows(evaluator, gamer, validation=validation, popular=popular, mixers=MIXER_GRID if args.mix else (),
                       repeat_slots=args.repeat_slots, rerank=args.rerank)
     rows |= rule_rows(evaluator, popular, validation if args.rerank else None)

@@ -5,7 +5,9 @@ less "which new item" than "which of my items, and when something new". `History
 user's distinct history items, the requested behavior's most popular items and (when given) GAMER's
 beams, plain and decoded with the history excluded (its explore candidates), describes every pooled item by how the user met it (recency, count, behavior levels), how
 popular it is and how GAMER scores it (log-probability of its semantic ID, beam ranks), and ranks the
-pool by a logistic regression fit on validation cases (label: the item is a target).
+pool by a logistic regression fit on validation cases (label: the item is a target). Given a grid of
+regularization strengths, the fit picks one by K-fold cross-validation over those cases (NDCG@10 of the
+held-out folds), so a pool with many features is not overfit to a few hundred cases.
 
 Without model scores it is a learned repeat rule, the baseline that tells how much GAMER adds. The
 fitted weights are plain numbers (`to_dict` / `from_dict`, JSON), never a pickle.
@@ -27,8 +29,9 @@ from ..errors import DataError
 from ..files import atomic_output, read_json
 from .baselines import MostPopular, recent_distinct_items
 from .cases import EvalCase, as_cases
+from .metrics import per_case_metrics
 
-__all__ = ["HistoryReranker", "HISTORY_FEATURES", "MODEL_FEATURES", "EXPLORE_FEATURES"]
+__all__ = ["HistoryReranker", "HISTORY_FEATURES", "MODEL_FEATURES", "EXPLORE_FEATURES", "REGULARIZATION_GRID"]
 
 HISTORY_FEATURES: tuple[str, ...] = (
     "in_history",  # the user touched the item before
@@ -54,6 +57,9 @@ EXPLORE_FEATURES: tuple[str, ...] = (
     "history_model_logp",  # model_logp of history items (0 for new ones): GAMER's say on a return, apart from new items
 )
 _LOGP_FLOOR = -30.0
+# Inverse L2 strengths (sklearn's C) that cross-validation chooses from: from strong shrinkage to almost none.
+REGULARIZATION_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
+_CV_K = 10  # cross-validation scores NDCG@10, the headline metric
 
 
 class HistoryReranker:
@@ -62,6 +68,8 @@ class HistoryReranker:
     `use_model=False` ignores model scores (the learned repeat baseline). `popular_pool` popular items of the
     requested behavior join every pool, so users with few history items still get full lists. `explore` (with
     the model) also pools GAMER's beams decoded with the history excluded and describes them by `EXPLORE_FEATURES`.
+    `regularization` is the inverse L2 strength, or a grid of them to choose from by `cv_folds`-fold
+    cross-validation over the fit cases (e.g. `REGULARIZATION_GRID`).
     """
 
     def __init__(
@@ -70,18 +78,23 @@ class HistoryReranker:
         popular: MostPopular | None = None,
         use_model: bool = True,
         popular_pool: int = 10,
-        regularization: float = 1.0,
+        regularization: float | Sequence[float] = 1.0,
         explore: bool = True,
+        cv_folds: int = 5,
     ) -> None:
         if not behaviors:
             raise ValueError("behaviors is empty: give the behavior table, e.g. {'click': 1, 'cart': 2, 'buy': 3}")
-        if regularization <= 0:
-            raise ValueError(f"regularization must be > 0, got {regularization}")
+        grid = [regularization] if isinstance(regularization, (int, float)) else list(regularization)
+        if not grid or any(value <= 0 for value in grid):
+            raise ValueError(f"regularization must be > 0 (or a non-empty grid of such values), got {regularization}")
+        if len(grid) > 1 and cv_folds < 2:
+            raise ValueError(f"choosing among {len(grid)} regularization values needs cv_folds >= 2, got {cv_folds}")
+        self.grid = sorted(float(value) for value in grid)
+        self.cv_folds = cv_folds
         self.behaviors = dict(behaviors)
         self.popular = popular
         self.use_model = use_model
         self.popular_pool = popular_pool if popular is not None else 0
-        self.regularization = regularization
         self.explore = explore and use_model
         self.weights: dict[str, Any] | None = None
         low, high = min(self.behaviors.values()), max(self.behaviors.values())
@@ -113,14 +126,14 @@ class HistoryReranker:
             row[1] += 1
             row[3] = max(row[3], level)
             row[4] = max(row[4], float(behavior == case.target_behavior))
-        own = self.popular.counts.get(case.target_behavior, {}) if self.popular is not None else {}
-        overall = self.popular.overall if self.popular is not None else {}
+        own, overall = self.popular.pool_counts(pool, case.target_behavior) if self.popular is not None else (
+            np.zeros((2, len(pool)), dtype=np.int64))
         out = np.zeros((len(pool), len(self.feature_names)))
         for i, item in enumerate(pool):
             if item in stats:
                 rank, count, last, top, requested = stats[item]
                 out[i, :6] = (1.0, 1.0 / (1.0 + rank), math.log1p(count), last, top, requested)
-            out[i, 6:8] = (math.log1p(own.get(item, 0)), math.log1p(overall.get(item, 0)))
+            out[i, 6:8] = (math.log1p(own[i]), math.log1p(overall[i]))
         if self.use_model:
             if model_scores is None:
                 raise ValueError(f"case of user {case.user_id!r}: this reranker uses the model, give model_scores")
@@ -166,26 +179,52 @@ class HistoryReranker:
     def fit(self, cases: Sequence[Mapping[str, Any] | EvalCase], generated: Sequence[Sequence[str]] | None = None,
             model_scores: Sequence[Mapping[str, float]] | None = None,
             explored: Sequence[Sequence[str]] | None = None) -> HistoryReranker:
-        """Fit on held-out cases (validation, never test): every pool item is a row, targets are positives."""
-        from sklearn.linear_model import LogisticRegression  # on first fit: `import gamer_hf` stays fast
-
+        """Fit on held-out cases (validation, never test): every pool item is a row, targets are positives; with a
+        regularization grid, the value with the best cross-validated NDCG@10 is refit on every case."""
         cases = as_cases(cases)
         if not cases:
             raise DataError("cannot fit a reranker on 0 cases: give it held-out cases (validation) with targets")
         rows = self._rows(cases, generated, model_scores, explored)
-        x = np.concatenate([features for _, features in rows]) if rows else np.zeros((0, len(self.feature_names)))
-        y = np.concatenate([[item in set(case.target_items) for item in pool] for case, (pool, _) in zip(cases, rows)]
-                           ) if rows else np.zeros(0)
+        labels = [np.array([item in set(case.target_items) for item in pool], dtype=bool)
+                  for case, (pool, _) in zip(cases, rows)]
+        x = np.concatenate([features for _, features in rows])
+        y = np.concatenate(labels)
         if not y.any() or y.all():
             raise DataError(f"cannot fit a reranker on {len(cases)} cases: {int(y.sum())} of {len(y)} pooled items are "
                              "targets; the fit needs both targets and non-targets in the pools")
-        mean, scale = x.mean(0), x.std(0)
-        scale[scale == 0] = 1.0
-        model = LogisticRegression(C=self.regularization, max_iter=2000).fit((x - mean) / scale, y)
-        self.weights = {"features": list(self.feature_names), "mean": mean.tolist(), "scale": scale.tolist(),
-                        "coef": model.coef_[0].tolist(), "intercept": float(model.intercept_[0]),
-                        "fit_cases": len(cases), "fit_rows": int(len(y)), "fit_positives": int(y.sum())}
+        cv = self._cross_validate(cases, rows, labels) if len(self.grid) > 1 else None
+        chosen = max(cv, key=cv.get) if cv else self.grid[0]  # ties: the strongest regularization (grid ascending)
+        self.weights = _logistic(x, y, chosen) | {
+            "features": list(self.feature_names), "regularization": chosen, "fit_cases": len(cases),
+            "fit_rows": int(len(y)), "fit_positives": int(y.sum())}
+        if cv:
+            self.weights["cv_ndcg10"] = {str(c): score for c, score in cv.items()}
         return self
+
+    def _cross_validate(self, cases: list[EvalCase], rows: list[tuple[list[str], np.ndarray]],
+                        labels: list[np.ndarray]) -> dict[float, float]:
+        """Regularization value -> NDCG@10 of the held-out folds' cases, the folds a seeded split of the cases."""
+        if len(cases) < self.cv_folds:
+            raise DataError(f"cannot cross-validate {self.cv_folds} folds on {len(cases)} cases: give more "
+                            "validation cases or one regularization value")
+        fold = np.empty(len(cases), dtype=np.int64)
+        fold[np.random.default_rng(0).permutation(len(cases))] = np.arange(len(cases)) % self.cv_folds
+        out = {}
+        for value in self.grid:
+            ndcg = np.zeros(len(cases))
+            for held in range(self.cv_folds):
+                inside = [i for i in range(len(cases)) if fold[i] != held]
+                y = np.concatenate([labels[i] for i in inside])
+                if not y.any() or y.all():
+                    raise DataError(f"cannot cross-validate: a fold of {len(inside)} training cases has "
+                                    f"{int(y.sum())} targets among {len(y)} pooled items")
+                weights = _logistic(np.concatenate([rows[i][1] for i in inside]), y, value)
+                outside = np.flatnonzero(fold == held)
+                ranked = [_order(*rows[i], weights, _CV_K) for i in outside]
+                ndcg[outside] = per_case_metrics(ranked, [cases[i].target_items for i in outside], (_CV_K,))[
+                    f"NDCG@{_CV_K}"]
+            out[value] = float(ndcg.mean())
+        return out
 
     def rank(self, cases: Sequence[Mapping[str, Any] | EvalCase], top_k: int,
              generated: Sequence[Sequence[str]] | None = None,
@@ -194,13 +233,8 @@ class HistoryReranker:
         """Top_k pool items per case by fitted score (ties keep the pool order)."""
         if self.weights is None:
             raise RuntimeError("HistoryReranker is not fitted: call fit(validation_cases, ...) first")
-        w = self.weights
-        coef, mean, scale = (np.asarray(w[k]) for k in ("coef", "mean", "scale"))
-        out = []
-        for pool, features in self._rows(as_cases(cases), generated, model_scores, explored):
-            score = ((features - mean) / scale) @ coef if len(pool) else np.zeros(0)
-            out.append([pool[i] for i in np.argsort(-score, kind="stable")[:top_k]])
-        return out
+        return [_order(pool, features, self.weights, top_k)
+                for pool, features in self._rows(as_cases(cases), generated, model_scores, explored)]
 
     def recommend(self, cases: Sequence[Mapping[str, Any] | EvalCase], top_k: int) -> list[list[str]]:
         """The recommender contract, for the model-free reranker (a GAMER one goes through GamerRecommender)."""
@@ -213,7 +247,8 @@ class HistoryReranker:
     def to_dict(self) -> dict[str, Any]:
         """Settings and fitted weights as JSON-ready values (popularity counts are data: pass them again)."""
         return {"behaviors": self.behaviors, "use_model": self.use_model, "popular_pool": self.popular_pool,
-                "regularization": self.regularization, "explore": self.explore,
+                "regularization": self.grid if len(self.grid) > 1 else self.grid[0], "explore": self.explore,
+                "cv_folds": self.cv_folds,
                 "weights": copy.deepcopy(self.weights)}  # a copy: editing the dict never changes the fitted reranker
 
     @classmethod
@@ -221,7 +256,8 @@ class HistoryReranker:
         if data["popular_pool"] and popular is None:
             raise ValueError("this reranker was fit with popularity counts: pass popular=MostPopular().fit(train)")
         reranker = cls(data["behaviors"], popular, data["use_model"], data["popular_pool"], data["regularization"],
-                       data.get("explore", False))  # saved before explore beams existed: without them
+                       data.get("explore", False),  # saved before explore beams existed: without them
+                       data.get("cv_folds", 5))
         if data.get("weights") is not None and list(data["weights"]["features"]) != list(reranker.feature_names):
             raise ValueError(f"saved reranker has features {data['weights']['features']}, this version uses "
                              f"{list(reranker.feature_names)}")
@@ -235,3 +271,22 @@ class HistoryReranker:
     @classmethod
     def load(cls, path: str | os.PathLike[str], popular: MostPopular | None = None) -> HistoryReranker:
         return cls.from_dict(read_json(path), popular)
+
+
+def _logistic(x: np.ndarray, y: np.ndarray, regularization: float) -> dict[str, Any]:
+    """Standardized L2 logistic regression of `y` on `x`, as JSON-ready weights."""
+    from sklearn.linear_model import LogisticRegression  # on first fit: `import gamer_hf` stays fast
+
+    mean, scale = x.mean(0), x.std(0)
+    scale[scale == 0] = 1.0
+    model = LogisticRegression(C=regularization, max_iter=2000).fit((x - mean) / scale, y)
+    return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": model.coef_[0].tolist(),
+            "intercept": float(model.intercept_[0])}
+
+
+def _order(pool: list[str], features: np.ndarray, weights: Mapping[str, Any], top_k: int) -> list[str]:
+    """The top_k pool items by fitted score (ties keep the pool order)."""
+    if not pool:
+        return []
+    score = ((features - np.asarray(weights["mean"])) / np.asarray(weights["scale"])) @ np.asarray(weights["coef"])
+    return [pool[i] for i in np.argsort(-score, kind="stable")[:top_k]]

@@ -12,18 +12,19 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..files import atomic_output, read_json
-from .bootstrap import Difference, paired_bootstrap
+from .bootstrap import Difference, seed_pooled_bootstrap
 from .cases import ordered_behaviors, target_behavior
 from .metrics import DEFAULT_K_VALUES, MERGED, METRIC_NAMES, check_k_values, merge_metrics, metric_key
 from .slices import SLICES, slice_mask
 
-__all__ = ["ALL_CASES", "ModelResult", "EvaluationReport"]
+__all__ = ["ALL_CASES", "ModelResult", "EvaluationReport", "seed_pooled_differences"]
 
 ALL_CASES = "all"  # the slice name of every case in `EvaluationReport.differences`
 
@@ -180,18 +181,7 @@ class EvaluationReport:
         `behavior` None means every behavior (merged); None is returned when no baseline has per-case
         values of `metric` or the selection holds no case.
         """
-        mask = self.case_mask(behavior, slice_name)
-        scored = [r for r in self.results if metric in r.per_case]
-        baselines = [r for r in scored if r.baseline]
-        if not baselines or not mask.any():
-            return None
-        values = {r.name: np.asarray(r.per_case[metric])[mask] for r in scored}
-        best = max(baselines, key=lambda r: values[r.name].mean()).name
-        return best, {
-            r.name: paired_bootstrap(values[r.name], values[best], num_samples=num_samples, seed=seed)
-            for r in scored
-            if r.name != best
-        }
+        return seed_pooled_differences([self], metric, behavior, slice_name, num_samples=num_samples, seed=seed)
 
     def save_json(self, path: str | os.PathLike[str]) -> Path:
         """Write the report as JSON atomically; returns the path."""
@@ -306,3 +296,30 @@ class EvaluationReport:
                     f"result {result.name!r} has {len(values)} per-case {key} values for a report of "
                     f"{len(self.case_behaviors)} cases: results of one report must score the same cases"
                 )
+
+
+def seed_pooled_differences(reports: Sequence[EvaluationReport], metric: str, behavior: str | None = None,
+                            slice_name: str = ALL_CASES, *, num_samples: int = 2000, seed: int = 0
+                            ) -> tuple[str, dict[str, Difference]] | None:
+    """`EvaluationReport.differences` over training seeds: one report per seed, all on the same cases.
+
+    The best baseline is the one with the highest seed-mean on these cases, and every other model's difference
+    to it is `seed_pooled_bootstrap` over the seeds that scored it, so no seed is picked. Models missing
+    per-case values of `metric` in any report are left out; None as in `differences`.
+    """
+    if not reports:
+        raise ValueError("seed_pooled_differences needs at least one report")
+    first = reports[0]
+    for report in reports[1:]:
+        if (report.case_behaviors, report.case_slices) != (first.case_behaviors, first.case_slices):
+            raise ValueError("seed_pooled_differences: the reports must score the same cases (their labels differ)")
+    mask = first.case_mask(behavior, slice_name)
+    names = [r.name for r in first.results if all(
+        any(o.name == r.name and metric in o.per_case for o in report.results) for report in reports)]
+    values = {name: np.stack([np.asarray(report[name].per_case[metric])[mask] for report in reports]) for name in names}
+    baselines = [name for name in names if first[name].baseline]
+    if not baselines or not mask.any():
+        return None
+    best = max(baselines, key=lambda name: values[name].mean())
+    return best, {name: seed_pooled_bootstrap(values[name], values[best], num_samples=num_samples, seed=seed)
+                  for name in names if name != best}

@@ -4,8 +4,8 @@ A Taobao-sized test split holds about a million users' cases; decoding all of th
 building Python cases for all of them takes gigabytes. `sample_users` draws users (not cases: a
 user's cases stay together, so per-user effects are not split) from the `user_id` column in Arrow,
 and selects their rows of the memory-mapped split; only those rows are ever read into Python.
-`distinct_items` gives the training catalogue the cold slice needs, batch by batch in Arrow, so its
-memory follows the catalogue, not the log.
+`distinct_items` gives the distinct ids of a list column (e.g. the sample's targets, whose training items
+define the cold slice), batch by batch in Arrow, so its memory follows the distinct ids, not the rows.
 """
 
 from __future__ import annotations

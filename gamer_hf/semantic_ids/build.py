@@ -92,8 +92,9 @@ def build_semantic_ids(
     if len(set(ids)) != len(ids):
         raise ValueError("build_semantic_ids: item_ids contain duplicates")
     start = time.perf_counter()
-    coverage, learned = {}, None
+    coverage, learned, counts = {}, None, None
     if isinstance(embeddings, ItemEmbeddings):
+        counts = embeddings.cooccurrence
         if embeddings.item_ids != ids:
             raise ValueError("embeddings were computed for other item ids (or another order) than item_ids")
         if embeddings.fallback_mask is not None:
@@ -144,7 +145,8 @@ def build_semantic_ids(
         report.timings |= {f"quantize_level_{level}": seconds for level, seconds in levels}
     report.embedding_coverage = coverage
     if sequences is not None:
-        agreement = neighbour_agreement(resolved.codes[:, 0], cooccurrence_matrix(sequences, ids), neighbours)
+        counts = cooccurrence_matrix(sequences, ids) if counts is None else counts
+        agreement = neighbour_agreement(resolved.codes[:, 0], counts, neighbours)
         report.neighbour_agreement = asdict(agreement)
     index = ItemIndex.from_pairs(ids, resolved.codes)
     return SemanticIds(item_index=index, codebook_sizes=resolved.codebook_sizes, report=report, parameters=parameters)

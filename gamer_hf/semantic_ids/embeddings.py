@@ -21,9 +21,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from sklearn.decomposition import PCA
 
-from .collaborative import collaborative_embeddings, items_with_partner
+from .collaborative import ItemPositions, collaborative_embeddings
 from .fallback import fill_missing_rows
 from .item2vec import Item2VecConfig, item2vec_embeddings
 from .text import text_embeddings, texts_from_items
@@ -46,6 +47,9 @@ class ItemEmbeddings:
     fallback_mask: np.ndarray | None = None  # rows with a random part (any part)
     seen_in_training: np.ndarray | None = None  # rows of items that occur in the training sequences
     alone_in_training: np.ndarray | None = None  # seen, but never beside another item (no co-occurrence)
+    # the training co-occurrence counts (`cooccurrence_matrix` at `window`) PPMI-SVD read, for the report's
+    # neighbour agreement: a second pass over the sequences takes minutes at millions of items
+    cooccurrence: sp.csr_matrix | None = field(default=None, repr=False)
 
     def coverage(self) -> dict[str, float | int]:
         """How many items got learned rows: fallback counts over all items and over training items."""
@@ -116,13 +120,14 @@ def _text_part(
 
 def _collaborative_part(
     item_ids: list[str], sequences: list[list[str]], dim: int, window: int, method: str,
-    item2vec: Item2VecConfig | None, seed: int,
+    item2vec: Item2VecConfig | None, seed: int, counts: sp.csr_matrix | None,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     if method == "item2vec":
         config = replace(item2vec or Item2VecConfig(), window=window)
         vectors, has_signal = item2vec_embeddings(sequences, item_ids, dim=dim, config=config, seed=seed)
     else:
-        vectors, has_signal = collaborative_embeddings(sequences, item_ids, dim=dim, window=window, seed=seed)
+        vectors, has_signal = collaborative_embeddings(None, item_ids, dim=dim, window=window, seed=seed,
+                                                       counts=counts)
     if not has_signal.any():
         raise ValueError("no catalogue item co-occurs with another one in the given sequences")
     return fill_missing_rows(vectors, ~has_signal, seed=seed + 1), ~has_signal
@@ -159,21 +164,24 @@ def item_embeddings(
         raise ValueError(f"hybrid_weight must be in (0, 1), got {hybrid_weight}")
     if collaborative not in COLLABORATIVE_METHODS:
         raise ValueError(f"unknown collaborative embedding method {collaborative!r}; choose one of {COLLABORATIVE_METHODS}")
-    sequences = None if sequences is None else [[str(item) for item in sequence] for sequence in sequences]
+    sequences = None if sequences is None else list(sequences)
+    positions = None if sequences is None else ItemPositions.encode(sequences, ids)  # one id lookup for every use
+    counts = None
+    if concrete in ("collaborative", "hybrid") and collaborative == "ppmi":
+        counts = positions.cooccurrence(window)
     parts, missing = [], {}
     if concrete in ("text", "hybrid"):
         vectors, missing["text"] = _text_part(ids, items, id_column, dim, seed)
         parts.append(vectors * np.float32(np.sqrt(hybrid_weight)) if concrete == "hybrid" else vectors)
     if concrete in ("collaborative", "hybrid"):
         vectors, missing["collaborative"] = _collaborative_part(
-            ids, sequences, dim, window, collaborative, item2vec, seed
+            ids, sequences, dim, window, collaborative, item2vec, seed, counts
         )
         parts.append(vectors * np.float32(np.sqrt(1.0 - hybrid_weight)) if concrete == "hybrid" else vectors)
     seen = alone = None
-    if sequences is not None:
-        seen_ids = {item for sequence in sequences for item in sequence}
-        seen = np.fromiter((item in seen_ids for item in ids), dtype=bool, count=len(ids))
-        alone = seen & ~items_with_partner(sequences, ids)
+    if positions is not None:
+        seen = positions.seen()
+        alone = seen & ~positions.with_partner()
     return ItemEmbeddings(
         item_ids=ids,
         vectors=(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)).astype(np.float32, copy=False),
@@ -182,4 +190,5 @@ def item_embeddings(
         fallback_mask=np.logical_or.reduce(list(missing.values())),
         seen_in_training=seen,
         alone_in_training=alone,
+        cooccurrence=counts,
     )

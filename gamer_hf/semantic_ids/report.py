@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from .collisions import collision_ranks
+from .collisions import collision_ranks, prefix_keys
 
 __all__ = ["COLLISION_WARNING_RATE", "LevelStats", "NeighbourAgreement", "SemanticIdReport", "build_report",
            "collision_warnings", "fitting_sizes", "level_stats", "neighbour_agreement"]
@@ -24,6 +24,7 @@ __all__ = ["COLLISION_WARNING_RATE", "LevelStats", "NeighbourAgreement", "Semant
 COLLISION_WARNING_RATE = 0.3  # more items than this sharing their tuple before handling: warn
 # Codebook sizes `fitting_sizes` picks from: powers of two, at most the reference 256 codes per level.
 SIZE_CHOICES = (8, 16, 32, 64, 128, 256)
+_SORT_BLOCK = 1 << 22  # co-occurrence entries sorted at once by neighbour_agreement
 
 
 @dataclass(frozen=True)
@@ -111,14 +112,21 @@ def _entropy_bits(counts: np.ndarray) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
+def distinct_prefixes(codes: np.ndarray) -> list[int]:
+    """Number of distinct tuples of levels 1..l of `codes`, for every l."""
+    return [len(np.unique(key)) for key in prefix_keys(codes)]
+
+
 def level_stats(codes: np.ndarray, codebook_sizes: Sequence[int], num_base_levels: int) -> list[LevelStats]:
     """Stats of every column of `codes`; columns from `num_base_levels` on are disambiguation levels."""
     stats = []
+    prefixes = None
     for level, size in enumerate(codebook_sizes):
         column = codes[:, level]
         if column.size and (column.min() < 0 or column.max() >= size):
             raise ValueError(f"level {level + 1} has codes outside [0, {size}): min {column.min()}, max {column.max()}")
         counts = np.bincount(column, minlength=size)
+        prefixes = distinct_prefixes(codes) if prefixes is None else prefixes  # after the range check
         entropy = _entropy_bits(counts) if column.size else 0.0
         used = int((counts > 0).sum())
         stats.append(
@@ -129,7 +137,7 @@ def level_stats(codes: np.ndarray, codebook_sizes: Sequence[int], num_base_level
                 usage=used / size,
                 entropy_bits=entropy,
                 normalized_entropy=float(entropy / np.log2(size)) if size > 1 else 0.0,
-                distinct_prefixes=len(np.unique(codes[:, : level + 1], axis=0)),
+                distinct_prefixes=prefixes[level],
                 disambiguation=level >= num_base_levels,
             )
         )
@@ -155,22 +163,33 @@ def neighbour_agreement(first_codes: np.ndarray, cooccurrence: sp.csr_matrix, ne
     matrix = sp.csr_matrix(cooccurrence)
     if matrix.shape != (len(first), len(first)):
         raise ValueError(f"co-occurrence matrix of shape {matrix.shape} does not match {len(first)} items")
-    matrix.sum_duplicates()
+    matrix.sum_duplicates()  # canonical: within a row, columns ascending
     sizes = np.bincount(first)
-    # every row's entries by weight (heaviest first, ties by column), all rows in one sort: a loop per
-    # row takes minutes at millions of items
-    rows = np.repeat(np.arange(len(first)), np.diff(matrix.indptr))
-    order = np.lexsort((matrix.indices, -matrix.data, rows))
-    rank = np.arange(len(order)) - matrix.indptr[rows[order]]
-    top = order[rank < neighbours]
-    same = first[matrix.indices[top]] == first[rows[top]]
-    counted = np.bincount(rows[top], minlength=len(first))
+    same = np.zeros(len(first), dtype=np.int64)
+    counted = np.zeros(len(first), dtype=np.int64)
+    for start, stop in _row_blocks(matrix.indptr, _SORT_BLOCK):
+        low, high = matrix.indptr[start], matrix.indptr[stop]
+        rows = np.repeat(np.arange(start, stop), np.diff(matrix.indptr[start : stop + 1]))
+        # each row's entries heaviest first, ties by column (lexsort is stable), a block of rows per sort:
+        # one sort of every entry takes minutes and gigabytes at millions of items
+        order = np.lexsort((-matrix.data[low:high], rows))
+        top = order[np.arange(len(order)) - (matrix.indptr[rows[order]] - low) < neighbours]
+        rows, columns = rows[top], matrix.indices[low:high][top]
+        same += np.bincount(rows, weights=first[columns] == first[rows], minlength=len(first)).astype(np.int64)
+        counted += np.bincount(rows, minlength=len(first))
     filled = np.flatnonzero(counted)
     if not filled.size:
         return NeighbourAgreement(0.0, 0.0, 0, neighbours)
-    shares = np.bincount(rows[top], weights=same, minlength=len(first))[filled] / counted[filled]
+    shares = same[filled] / counted[filled]
     chances = (sizes[first[filled]] - 1) / max(len(first) - 1, 1)
     return NeighbourAgreement(float(shares.mean()), float(chances.mean()), len(filled), neighbours)
+
+
+def _row_blocks(indptr: np.ndarray, entries: int) -> list[tuple[int, int]]:
+    """Consecutive row ranges of about `entries` stored entries each (a row longer than that is its own block)."""
+    bounds = np.unique(np.searchsorted(indptr, np.arange(0, indptr[-1], entries), side="right") - 1)
+    bounds = np.r_[bounds[bounds < len(indptr) - 1], len(indptr) - 1]
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a] or [(0, len(indptr) - 1)]
 
 
 def build_report(
@@ -186,6 +205,7 @@ def build_report(
     if n == 0:
         raise ValueError("cannot report on an empty item set")
     _, group_size = collision_ranks(base_codes)
+    base_prefixes, final_distinct = distinct_prefixes(base_codes), distinct_prefixes(final_codes)[-1]
     first = np.bincount(final_codes[:, 0])
     first = first[first > 0]
     return SemanticIdReport(
@@ -193,11 +213,11 @@ def build_report(
         num_items=n,
         num_levels=final_codes.shape[1],
         codebook_sizes=[int(size) for size in final_codebook_sizes],
-        collision_rate=1.0 - len(np.unique(base_codes, axis=0)) / n,
+        collision_rate=1.0 - base_prefixes[-1] / n,
         colliding_items=int((group_size > 1).sum()),
         max_collision_group=int(group_size.max()),
         collision_handling=collision_handling,
-        collision_rate_after=1.0 - len(np.unique(final_codes, axis=0)) / n,
+        collision_rate_after=1.0 - final_distinct / n,
         levels=level_stats(final_codes, final_codebook_sizes, base_codes.shape[1]),
         items_per_first_code={
             "min": float(first.min()),
@@ -206,9 +226,7 @@ def build_report(
             "max": float(first.max()),
         },
         timings=dict(timings or {}),
-        collision_rate_per_level=[
-            1.0 - len(np.unique(base_codes[:, : level + 1], axis=0)) / n for level in range(base_codes.shape[1])
-        ],
+        collision_rate_per_level=[1.0 - distinct / n for distinct in base_prefixes],
     )
 
 

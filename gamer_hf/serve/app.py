@@ -176,12 +176,16 @@ def create_app(load: Callable[[], Recommender], settings: ServeSettings | None =
             await asyncio.to_thread(recommender.warm_up)
 
             def decode(batch: list[PreparedRequest]) -> list[RecommendResponse | RequestError]:
-                with state.metrics.decoding.track_inprogress():  # /metrics tells when a batch is decoding
-                    return recommender.run(batch)
+                calls = recommender.calls
+                # /metrics tells when a batch is decoding, for how long, and in how many recommend() calls
+                with state.metrics.decoding.track_inprogress(), state.metrics.decode_time.time():
+                    answers = recommender.run(batch)
+                state.metrics.recommend_calls.inc(recommender.calls - calls)
+                return answers
 
             state.batcher = MicroBatcher(
                 decode, state.settings.max_batch_size, state.settings.max_wait_ms,
-                on_batch=state.metrics.batch_size.observe, on_queue=state.metrics.queue_depth.set,
+                on_batch=state.metrics.observe_batch, on_queue=state.metrics.queue_depth.set,
             )
             state.batcher.start()
         except Exception as error:  # noqa: BLE001 - reported by /ready; the process keeps answering /health

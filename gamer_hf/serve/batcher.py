@@ -23,12 +23,12 @@ Answer = TypeVar("Answer")
 class MicroBatcher(Generic[Request, Answer]):
     """Queue requests; take up to `max_batch_size` once the oldest has waited `max_wait_ms` (or the batch is full).
 
-    `run(batch)` returns one answer per request, in order; `on_batch(size)` and `on_queue(depth)`
-    report to metrics.
+    `run(batch)` returns one answer per request, in order; `on_batch(waits)` (the seconds each request of a
+    batch waited in the queue) and `on_queue(depth)` report to metrics.
     """
 
     def __init__(self, run: Callable[[Sequence[Request]], Sequence[Answer]], max_batch_size: int = 64,
-                 max_wait_ms: float = 5.0, on_batch: Callable[[int], Any] = lambda size: None,
+                 max_wait_ms: float = 5.0, on_batch: Callable[[list[float]], Any] = lambda waits: None,
                  on_queue: Callable[[int], Any] = lambda depth: None) -> None:
         self._run, self.max_batch_size, self.max_wait = run, max_batch_size, max_wait_ms / 1000
         self._on_batch, self._on_queue = on_batch, on_queue
@@ -89,7 +89,8 @@ class MicroBatcher(Generic[Request, Answer]):
             batch = [entry for entry in await self._next_batch() if not entry[2].cancelled()]
             if not batch:
                 continue
-            self._on_batch(len(batch))
+            now = time.monotonic()
+            self._on_batch([now - queued for queued, _, _ in batch])
             try:
                 answers = await loop.run_in_executor(self._executor, self._run, [request for _, request, _ in batch])
             except Exception as error:  # noqa: BLE001 - `run` isolates request failures; this is a bug, told to all

@@ -165,6 +165,7 @@ class Recommender:
         self.num_items = len(tokenizer.item_index)
         self.behaviors = list(tokenizer.behaviors)
         self.num_beams, self.max_num_beams = num_beams, max_num_beams
+        self.calls = 0  # recommend() calls so far (the server's metrics count them per micro-batch)
 
     def prepare(self, request: RecommendRequest, prefix: str = "") -> PreparedRequest:
         """The request in `recommend()`'s terms, or a `RequestError` naming the field and value."""
@@ -235,6 +236,7 @@ class Recommender:
 
     def _recommend(self, requests: Sequence[PreparedRequest], num_beams: int) -> list[list[tuple[str, float]]]:
         exclude = [r.exclude for r in requests]
+        self.calls += 1
         return self.model.recommend(
             self.tokenizer, [r.history for r in requests], behavior=[r.behavior for r in requests],
             top_k=max(r.top_k for r in requests), num_beams=num_beams, max_history=self.max_history,

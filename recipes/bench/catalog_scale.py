@@ -10,7 +10,11 @@ Synthetic catalogues (numeric string ids as in Taobao, 4 levels x 256 random dis
    level, collisions, writing) on a Taobao-shaped catalogue generated in a fresh process (numeric ids,
    ~425 items per category, a user per 4 items with 10-40 interactions in 2 categories): wall time per
    step, peak RSS, collision rate per level, then the written index's size and load time;
-4. quantizer: the same embeddings quantized again by the other k-means path (the previous release's
+4. semantic_ids_baseline: the same job run by the package of git ref `--job_baseline` (extracted into a
+   temporary folder), on the same generated catalogue: old vs new code in one script;
+5. power_iterations: the PPMI-SVD by sklearn's randomized_svd and by `power_svd` with 1, 2, 3, 5 power
+   iterations, each quantized the same way (sampled balanced RQ-KMeans): time, collisions, neighbour agreement;
+6. quantizer: the same embeddings quantized again by the other k-means path (the previous release's
    mini-batch code past 200k items, this code's sampled path below), so the two are compared.
 
     python recipes/bench/catalog_scale.py                        # 1M and 4M, everything
@@ -40,7 +44,7 @@ from gamer_hf.modeling.item_index_gamer import ItemIndex
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "catalog_scale.json"
 BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
-SECTIONS = ("index", "trie", "semantic_ids", "quantizer")
+SECTIONS = ("index", "trie", "semantic_ids", "semantic_ids_baseline", "power_iterations", "quantizer")
 LEVELS, CODEBOOK = 4, 256
 
 LOAD_SCRIPT = r"""
@@ -76,9 +80,11 @@ def _tokenizer(size: int, seed: int = 0) -> GamerTokenizerFast:
     return GamerTokenizerFast.from_items(ItemIndex.from_pairs(ids, codes), BEHAVIORS, codebook_size=CODEBOOK)
 
 
-def _run_json(script: str, *args: str) -> dict[str, Any]:
+def _run_json(script: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    # run outside the repository: `python -c` puts the working folder first on sys.path, where this tree's
+    # gamer_hf would shadow a PYTHONPATH copy of another ref's
     out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+                         env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, cwd=tempfile.gettempdir())
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -188,13 +194,7 @@ def trie_section(sizes: list[int], preset: str, batch: int, history: int, beams:
     return out
 
 
-JOB_SCRIPT = r"""
-import json, resource, sys, time
-from pathlib import Path
-import numpy as np
-import pandas as pd
-from gamer_hf.semantic_ids import SemanticIdArguments, SemanticIdInputs, build_tokenizer_from_inputs
-size, work, embedding, balanced, seed = int(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4] == "1", 0
+CATALOGUE_SCRIPT = r"""
 rng = np.random.default_rng(seed)
 # Taobao-shaped: numeric ids, ~425 items per category, a user per 4 items whose 10-40 interactions
 # (mean 25, ~6 per item) fall in 2 favourite categories, popular items of a category first.
@@ -212,6 +212,16 @@ offset = (rng.random(len(user)) ** 2 * (start[picked + 1] - start[picked])).asty
 positions = np.minimum(start[picked] + offset, size - 1)
 names = np.asarray(item_ids, dtype=object)
 sequences = [chunk.tolist() for chunk in np.split(names[positions], np.cumsum(lengths)[:-1])]
+"""
+
+JOB_SCRIPT = r"""
+import json, resource, sys, time
+from pathlib import Path
+import numpy as np
+import pandas as pd
+from gamer_hf.semantic_ids import SemanticIdArguments, SemanticIdInputs, build_tokenizer_from_inputs
+size, work, embedding, balanced, seed = int(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4] == "1", 0
+""" + CATALOGUE_SCRIPT + r"""
 items = pd.DataFrame({"item_id": item_ids, "category_id": category})
 inputs = SemanticIdInputs(item_ids=item_ids, sequences=sequences, behaviors={"pv": 0, "fav": 1, "cart": 1, "buy": 2},
                           items=items, source="synthetic")
@@ -219,13 +229,13 @@ del names, positions, user, picked, offset
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 args = SemanticIdArguments(data="synthetic", out=str(work / "tokenizer"), embedding=embedding, balanced=balanced,
                            seed=seed, overwrite=True)
-begin = time.perf_counter()
+begin, cpu = time.perf_counter(), time.process_time()
 built = build_tokenizer_from_inputs(inputs, args)
-wall = time.perf_counter() - begin
+wall, cpu = time.perf_counter() - begin, time.process_time() - cpu
 report = built.semantic_ids.report
 np.save(work / "embeddings.npy", built.embeddings.vectors)  # for the quantizer comparison
 print(json.dumps({"items": size, "interactions": int(lengths.sum()), "users": users, "embedding": embedding,
-                  "balanced": balanced, "wall_s": wall, "timings": report.timings, "write_s": built.write_seconds,
+                  "balanced": balanced, "wall_s": wall, "cpu_s": cpu, "timings": report.timings, "write_s": built.write_seconds,
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_job_mib": before,
                   "codebook_sizes": report.codebook_sizes, "collision_rate": report.collision_rate,
                   "collision_rate_per_level": report.collision_rate_per_level,
@@ -235,13 +245,74 @@ print(json.dumps({"items": size, "interactions": int(lengths.sum()), "users": us
 """
 
 
-def semantic_id_section(sizes: list[int], embedding: str, balanced: bool, work: Path) -> list[dict[str, Any]]:
-    """The whole semantic-ID job per size in a fresh process, then its index loaded in another one."""
+POWER_SCRIPT = r"""
+import json, sys, time
+import numpy as np
+from sklearn.utils.extmath import randomized_svd
+from gamer_hf.semantic_ids import kmeans
+from gamer_hf.semantic_ids.collaborative import ItemPositions, ppmi, power_svd
+from gamer_hf.semantic_ids.report import fitting_sizes, neighbour_agreement
+from gamer_hf.semantic_ids.rq_kmeans import RQKMeans
+size, variants, seed = int(sys.argv[1]), sys.argv[2:], 0
+""" + CATALOGUE_SCRIPT + r"""
+kmeans.SAMPLED_ABOVE = 0  # every variant on the sampled path, as past 200k items
+counts = ItemPositions.encode(sequences, item_ids).cooccurrence(5)
+weights = ppmi(counts, keep_zeros=True)
+levels, codebook = fitting_sizes(size)
+rows = []
+for variant in variants:
+    start = time.perf_counter()
+    if variant == "sklearn":  # what the job runs up to 200k items (and ran at every size before)
+        u, s, _ = randomized_svd(weights, n_components=64, n_iter=5, random_state=0)
+    else:
+        u, s = power_svd(weights, 64, n_iter=int(variant), seed=0)
+    svd_s = time.perf_counter() - start
+    vectors = u * np.sqrt(s)[None, :]
+    vectors = (vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    codes = RQKMeans(levels, codebook, balanced=True, seed=0).fit_encode(vectors)
+    agreement = neighbour_agreement(codes[:, 0], counts)
+    rows.append({"items": size, "variant": variant, "svd_s": svd_s, "top_singular_values": s[:3].tolist(),
+                 "collision_rate_per_level": [1 - len(np.unique(codes[:, :l + 1], axis=0)) / size for l in range(levels)],
+                 "neighbour_agreement": agreement.agreement, "chance": agreement.chance})
+print(json.dumps({"items": size, "counts_nnz": counts.nnz, "variants": rows}))
+"""
+
+
+def power_iteration_section(sizes: list[int], variants: list[str]) -> list[dict[str, Any]]:
+    """PPMI-SVD of each size's catalogue by sklearn's randomized_svd (5 power iterations) and by `power_svd` with
+    each number of iterations, each quantized the same way: the quality check behind `POWER_ITERATIONS`."""
     out = []
     for size in sizes:
-        folder = work / f"job{size}"
+        row = _rounded(_run_json(POWER_SCRIPT, str(size), *variants))
+        out.append(row)
+        print(json.dumps(row), flush=True)
+    return out
+
+
+def _package_code(ref: str, into: Path) -> Path:
+    """A folder to put on PYTHONPATH whose `gamer_hf` is git ref `ref`'s package (modeling/ and hub_cards/
+    inside it, as setup.py maps them), so a job can run the previous code in the same script."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "gamer_hf", "modeling", "hub_cards"],
+                             capture_output=True, check=True)
+    into.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    for name in ("modeling", "hub_cards"):
+        (into / name).rename(into / "gamer_hf" / name)
+    return into
+
+
+def semantic_id_section(sizes: list[int], embedding: str, balanced: bool, work: Path,
+                        code: Path | None = None) -> list[dict[str, Any]]:
+    """The whole semantic-ID job per size in a fresh process, then its index loaded in another one; with `code`
+    (a `_package_code` folder) the job runs that code instead of this tree's."""
+    out = []
+    env = None if code is None else {"PYTHONPATH": str(code)}
+    for size in sizes:
+        folder = work / f"job{size}" if code is None else work / f"baseline_job{size}"
         folder.mkdir(parents=True, exist_ok=True)
-        row = _run_json(JOB_SCRIPT, str(size), str(folder), embedding, "1" if balanced else "0")
+        row = _run_json(JOB_SCRIPT, str(size), str(folder), embedding, "1" if balanced else "0", env=env)
+        if code is not None:
+            row["gamer_hf"] = str(code)
         load = _run_json(LOAD_SCRIPT, str(ROOT), str(folder / "tokenizer"))
         row |= {"index_load_s": load["load_s"], "index_load_cpu_s": load["load_cpu_s"],
                 "index_load_peak_rss_mib": load["peak_rss_mib"]}
@@ -303,6 +374,12 @@ def quantizer_section(jobs: list[dict[str, Any]], sizes: list[int], baseline: st
     return out
 
 
+def _baseline_jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        code = _package_code(args.job_baseline, Path(tmp) / "baseline")
+        return semantic_id_section(args.sizes, args.embedding, args.balanced, args.work, code)
+
+
 def _rounded(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, 4)
@@ -332,6 +409,10 @@ def main() -> None:
                         help="semantic_ids: balanced RQ-KMeans")
     parser.add_argument("--quantizer_baseline", default="0bb13328b5d52f17c0368fd54fae265d74a2c3f0",
                         help="git ref of the mini-batch k-means the quantizer section compares against")
+    parser.add_argument("--job_baseline", default="c74736b",
+                        help="semantic_ids_baseline: git ref whose gamer_hf runs the same job (before the 4M work)")
+    parser.add_argument("--power_variants", nargs="+", default=["sklearn", "1", "2", "3", "5"],
+                        help="power_iterations: 'sklearn' (randomized_svd, 5 iterations) and power_svd iteration counts")
     parser.add_argument("--compare_sizes", type=int, nargs="*", default=[100_000, 1_000_000],
                         help="quantizer: job sizes whose embeddings the other k-means path quantizes again")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "catalog_scale",
@@ -349,6 +430,8 @@ def main() -> None:
         "index": lambda: index_section(args.sizes, args.repeats, args.baseline, args.baseline_max_items),
         "trie": lambda: trie_section(args.sizes, args.preset, args.batch, args.history, args.beams, args.repeats),
         "semantic_ids": lambda: semantic_id_section(args.sizes, args.embedding, args.balanced, args.work),
+        "semantic_ids_baseline": lambda: _baseline_jobs(args),
+        "power_iterations": lambda: power_iteration_section(args.sizes, args.power_variants),
         "quantizer": lambda: quantizer_section(results.get("semantic_ids", []), args.compare_sizes,
                                                args.quantizer_baseline, args.balanced, args.work),
     }

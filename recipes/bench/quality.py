@@ -41,7 +41,11 @@ initialisation and data order (semantic IDs are built once per dataset). Results
 every model, so an interrupted run continues with --resume. A GAMER variant whose output folder holds a finished
 run with the same training arguments is scored again without training (e.g. `--test-cases all` on the checkpoints
 of a 500-case run); the record says `reused_checkpoint`. Every row also records the share of its top-10 slots that
-hold history items, per slice (`history_share@10`; the tables show it on explore cases).
+hold history items, per slice (`history_share@10`; the tables show it on explore cases). The mixer and the
+rerankers (Repeat+learned, GAMER+rerank) are fit on `mixer_cases` validation cases drawn from every validation case
+of the sampled users, each reranker's regularization chosen there by 5-fold cross-validation (REGULARIZATION_GRID);
+a resumed run refits those rows when their fit cases change. With several seeds, the tables also pool them: a
+paired bootstrap over the test cases, each resampled with all its seeds (`seed_pooled_differences`).
 
     nice -n 10 python recipes/bench/quality.py --datasets retailrocket_cml --seeds 0 1 2
     python recipes/bench/quality.py --budget quick          # minutes: smoke test of the whole pipeline
@@ -98,6 +102,7 @@ from gamer_hf.evaluation import (
     items_seen,
     rule_rows,
     history_share,
+    seed_pooled_differences,
     slice_mask,
     subset_cases,
     WithoutHistory,
@@ -114,6 +119,7 @@ GAMER_VARIANTS = {  # name -> (ablation, trained on augmented data)
     "GAMER-nocross": ("no_cross_level", True),
 }
 BLENDS = ["GAMER+mix", "GAMER+rerank"]  # made from the trained GAMER's beams, no extra GAMER training
+FITTED = ["Repeat+learned", *BLENDS]  # fit on validation cases: redone by --resume when those cases change
 MODELS = [*RULES,  # the rules: no GAMER, no seed, scored once per dataset
  "SASRec", "SASRec+behavior", *GAMER_VARIANTS, *BLENDS]
 BASELINES = [*RULES, "SASRec", "SASRec+behavior", "TIGER"]  # what GAMER is compared with (paired bootstrap)
@@ -142,7 +148,10 @@ class Budget:
     max_users: int | None  # seeded user subsample per dataset (None: all users)
     max_validation_cases: int | None
     max_test_cases: int | None
-    mixer_cases: int  # validation cases on which GAMER+mix picks its HistoryMixer and the rerankers are fit
+    # Validation cases on which GAMER+mix picks its HistoryMixer and the rerankers are fit (their regularization
+    # cross-validated there), drawn from every validation case of the sampled users (`fit_split`), not only the
+    # `max_validation_cases` that early stopping reads.
+    mixer_cases: int
     epochs: int
     patience: int
     batch_size: int
@@ -153,6 +162,7 @@ class Budget:
     augment_copies: int
     num_beams: int
     select_by: str = "ndcg"  # checkpoint / epoch selection of GAMER, TIGER and SASRec: validation "ndcg" or "loss"
+    fit_split: str = "validation-all"  # where the mixer_cases come from (the fourth pass drew them from the capped split)
 
 
 def _budget(name: str, preset: str, max_history: int, users: int | None, validation: int | None, test: int | None,
@@ -166,9 +176,9 @@ def _budget(name: str, preset: str, max_history: int, users: int | None, validat
 # that depends on the neighbours, not on the model.
 BUDGETS = {
     "quick": _budget("quick", "tiny", 10, 300, 60, 60, 30, 1, 1, 64, 2e-3, 3, 32, 10),
-    "small": _budget("small", "small", 20, 2500, 300, 500, 300, 6, 2, 64, 2e-3, 3, 64, 20),
+    "small": _budget("small", "small", 20, 2500, 300, 500, 1000, 6, 2, 64, 2e-3, 3, 64, 20),
     # issue 16's CPU bench: >= 5,000 sampled users and 1,000 test cases per dataset, every behavior.
-    "cpu5k": _budget("cpu5k", "small", 20, 5000, 500, 1000, 500, 6, 2, 64, 2e-3, 3, 64, 20),
+    "cpu5k": _budget("cpu5k", "small", 20, 5000, 500, 1000, 1000, 6, 2, 64, 2e-3, 3, 64, 20),
     "full": _budget("full", "base", 100, None, None, None, 1000, 200, 20, 256, 5e-4, 4, 256, 20),
 }
 
@@ -219,6 +229,20 @@ def _prepare(events: Path, protocol: str, out: Path, budget: Budget, copies: int
     prepared.splits["validation"] = subset_cases(prepared.splits["validation"], budget.max_validation_cases, data_seed)
     prepared.save(out)
     return load_prepared(out)
+
+
+def fit_cases(events: Path, protocol: str, root: Path, budget: Budget, data_seed: int,
+              plain: PreparedData) -> list[EvalCase]:
+    """`budget.mixer_cases` validation cases (seeded) from every validation case of the sampled users: the split is
+    prepared again without the cap that keeps early stopping cheap (same users, seed and test cases)."""
+    folder = root / "prepared_validation_all"
+    if not (folder / "metadata.json").is_file():
+        prepare(events, protocol=protocol, max_history=budget.max_history, augment_copies=0, seed=data_seed,
+                progress=False).save(folder)
+    full = load_prepared(folder)
+    if full.splits["test"]["user_id"] != plain.splits["test"]["user_id"]:
+        raise RuntimeError(f"{root.name}: the test cases of the uncapped preparation differ from the bench's")
+    return as_cases(subset_cases(full.splits["validation"], budget.mixer_cases, data_seed + 1))
 
 
 def target_diagnostics(prepared: PreparedData, cases: Sequence[EvalCase]) -> dict[str, float]:
@@ -273,7 +297,7 @@ def setup_dataset(name: str, data_dir: Path, work: Path, budget: Budget, data_se
         with atomic_output(timing) as temporary:
             temporary.write_text(json.dumps(round(time.perf_counter() - start, 1)))
     test = as_cases(subset_cases(plain.splits["test"], budget.max_test_cases, data_seed))
-    mixer = as_cases(subset_cases(plain.splits["validation"], budget.mixer_cases, data_seed + 1))
+    mixer = fit_cases(events, protocol, root, budget, data_seed, plain)
     stats = {
         "protocol": protocol, "users": plain.metadata["num_users"], "items": plain.metadata["num_items"],
         "events": plain.metadata["num_events"], "train_rows": len(plain.splits["train"]),
@@ -515,10 +539,8 @@ GOAL_COLUMNS = (  # header, slice, the references (None: every baseline)
     ("all vs Repeat+learned", ALL_CASES, ("Repeat+learned",)))
 
 
-def _comparison(cases: dict[str, Any], models: dict[str, Any], references: Sequence[str] | None,
-                slice_name: str) -> tuple[str, dict] | None:
-    """The best of `references` (None: every baseline) on a slice's target cases, and each model's paired-bootstrap
-    difference to it."""
+def _report(cases: dict[str, Any], models: dict[str, Any], references: Sequence[str] | None) -> EvaluationReport:
+    """One seed's rows as a report whose baselines are `references` (None: every baseline) and the GAMER rows."""
     report = EvaluationReport(cases["behaviors"], case_behaviors=cases["case_behaviors"],
                               case_slices=cases["case_slices"])
     for name, record in models.items():
@@ -526,24 +548,50 @@ def _comparison(cases: dict[str, Any], models: dict[str, Any], references: Seque
             result = ModelResult.from_dict(record["result"])
             result.baseline = result.baseline if references is None else name in references
             report.add(result)
-    return report.differences("NDCG@10", report.target_behavior, slice_name)
+    return report
 
 
 def bootstrap_table(results: dict[str, Any], dataset: str) -> list[str]:
     """Per seed: target NDCG@10 of the GAMER rows minus a reference on the same test cases, with 95% paired-bootstrap
     intervals: the best baseline (rules, SASRec, TIGER) on all and explore cases, the best learned baseline on
-    explore cases and Repeat+learned on all cases (the issue's two goals)."""
+    explore cases and Repeat+learned on all cases (the issue's two goals). Then the same pooled over the seeds."""
     cases = results["datasets"][dataset].get("cases")
     if not cases:
         return []
+    header = ["| Model | seed | " + " | ".join(h for h, _, _ in GOAL_COLUMNS) + " |", "|---|---:|" + "---:|" * len(GOAL_COLUMNS)]
     lines = ["Target NDCG@10 minus a reference on the same cases, mean [95% paired bootstrap over test cases] vs "
-             "the reference named:", "", "| Model | seed | " + " | ".join(h for h, _, _ in GOAL_COLUMNS) + " |",
-             "|---|---:|" + "---:|" * len(GOAL_COLUMNS)]
+             "the reference named:", "", *header]
+    reports: dict[str, list[EvaluationReport]] = {}
     for seed, models in results["runs"][dataset].items():
-        compared = [_comparison(cases, models, references, slice_name) for _, slice_name, references in GOAL_COLUMNS]
+        compared = []
+        for _, slice_name, references in GOAL_COLUMNS:
+            report = _report(cases, models, references)
+            reports.setdefault(f"{slice_name}/{references}", []).append(report)
+            compared.append(report.differences("NDCG@10", report.target_behavior, slice_name))
         for name in (m for m in models if m.startswith("GAMER")):
             cells = [f"{found[1][name]} vs {found[0]}" if found and name in found[1] else "-" for found in compared]
             lines.append(f"| {name} | {seed} | " + " | ".join(cells) + " |")
+    if len(results["runs"][dataset]) < 2:
+        return lines
+    lines += ["", "The same pooled over the seeds: seed-mean target NDCG@10 minus the reference with the best seed-mean, "
+              "[95% seed-pooled paired bootstrap: test cases resampled, each with all its seeds], and the ratio of the "
+              "seed means:", "", *header]
+    compared = []
+    for _, slice_name, references in GOAL_COLUMNS:
+        seeds = reports[f"{slice_name}/{references}"]
+        found = seed_pooled_differences(seeds, "NDCG@10", seeds[0].target_behavior, slice_name)
+        compared.append((found, seeds[0].case_mask(seeds[0].target_behavior, slice_name), seeds))
+    names = [m for m in next(iter(results["runs"][dataset].values())) if m.startswith("GAMER")]
+    for name in names:
+        cells = []
+        for found, mask, seeds in compared:
+            if not found or name not in found[1]:
+                cells.append("-")
+                continue
+            reference = np.mean([np.asarray(r[found[0]].per_case["NDCG@10"])[mask].mean() for r in seeds])
+            ratio = (reference + found[1][name].mean) / reference if reference > 0 else float("nan")
+            cells.append(f"{found[1][name]} vs {found[0]}, {ratio:.2f}x")
+        lines.append(f"| {name} | {len(seeds)} seeds | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -658,18 +706,19 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
         rules = None
         for seed in args.seeds:
             done = runs.setdefault(str(seed), {})
-            for row in [r for r in done if _base(r) in args.redo]:
+            stamp = {"cases": len(setup.mixer_cases), "split": budget.fit_split}  # what the fitted rows were fit on
+            for row in [r for r in done if _base(r) in args.redo or (_base(r) in FITTED and done[r].get("fit") != stamp)]:
                 done.pop(row)
             todo = [m for m in args.models if m not in done]
             if set(RULES) & set(todo):
                 rules = rules or run_rules(setup, evaluator)
-                done.update({m: rules[m] for m in RULES if m in todo})
+                done.update({m: rules[m] | ({"fit": stamp} if m in FITTED else {}) for m in RULES if m in todo})
                 evaluator.attach_shares(done)
             blends = [m for m in BLENDS if m in todo]
             if blends and "GAMER" in done:  # the blends are made from GAMER's generated lists
                 print(f"[{time.strftime('%H:%M:%S')}] {dataset} seed {seed}: {blends} from the trained GAMER")
                 scored = reblend_gamer(setup, evaluator, budget, seed, args.work_dir, done["GAMER"], args.device)
-                done.update({k: v for k, v in scored.items() if _base(k) in blends})
+                done.update({k: v | {"fit": stamp} for k, v in scored.items() if _base(k) in blends})
                 evaluator.attach_shares(done)
                 save(results, args.out)
             elif blends and "GAMER" not in todo:
@@ -679,8 +728,8 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
                 if model.startswith("SASRec"):
                     done.update(run_sasrec(setup, evaluator, budget, seed, model, args.progress, args.device))
                 else:
-                    done.update({k: v for k, v in run_gamer(setup, evaluator, budget, seed, model, args.work_dir,
-                                                            args.device, args.progress).items()
+                    done.update({k: v | ({"fit": stamp} if _base(k) in FITTED else {}) for k, v in run_gamer(
+                        setup, evaluator, budget, seed, model, args.work_dir, args.device, args.progress).items()
                                  if _base(k) in args.models})
                 evaluator.attach_shares(done)
                 save(results, args.out)

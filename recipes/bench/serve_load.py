@@ -8,7 +8,7 @@ the ratio of the two is measured under the same machine load. Also: a run with 1
 requests mixed in, whose good requests must get the same answers and no errors. Figures go to
 RESULTS.md ("Serving") and results/serve_load.json.
 
-    GAMER_HF_DATA_DIR=/work/shared/data nice -n 10 python recipes/bench/serve_load.py
+    GAMER_HF_DATA_DIR=/work/shared/data python recipes/bench/serve_load.py   # pip install -e '.[bench]'
     python recipes/bench/serve_load.py --model runs/gamer --device cuda   # on a GPU machine
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import platform
@@ -38,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "RESULTS.md"
 SECTION = "## Serving"
 SUBSECTION = "### Load test with intervals over repeats (serve_load.py)"  # the part a rerun replaces
+DEFAULT_CLIENT = "aiohttp" if importlib.util.find_spec("aiohttp") else "httpx"
 
 
 # ----- the checkpoint -----
@@ -136,10 +138,24 @@ class Server:
                 raise SystemExit("server not ready after 300 s")
             time.sleep(0.2)
 
-    def batch_totals(self) -> tuple[float, float]:
+    def metrics(self) -> dict[str, float]:
+        """The server's unlabelled samples (batch sizes, queue waits, recommend() calls), from /metrics."""
         text = httpx.get(f"{self.url}/metrics", timeout=30).text
-        values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
-        return values.get("gamer_batch_size_sum", 0.0), values.get("gamer_batch_size_count", 0.0)
+        return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels}
+
+    def thread_times(self) -> dict[int, tuple[float, float]]:
+        """Seconds on a CPU and waiting in the run queue (for a core other processes hold) so far, per thread."""
+        times = {}
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            try:
+                on_cpu, queued, _ = (task / "schedstat").read_text().split()
+            except OSError:  # the thread ended meanwhile
+                continue
+            times[int(task.name)] = (int(on_cpu) / 1e9, int(queued) / 1e9)
+        return times
+
+    def cpu_seconds(self) -> float:
+        return sum(on_cpu for on_cpu, _ in self.thread_times().values())
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
@@ -159,8 +175,11 @@ class LevelResult:
     p95_ms: float
     p99_ms: float
     mean_batch: float
+    calls_per_batch: float  # recommend() calls per micro-batch (beam widths, runs of similar history length)
+    queue_wait_ms: float  # mean wait of a request for its micro-batch to start
     errors: int
     client_cpu_ms: float  # the load client's own CPU per request (it shares the machine with the server)
+    server_cpu_ms: float  # the server's CPU per request, all threads: its cost whatever share of the cores it got
     load_avg: float  # 1-minute load average at the end of the level
     malformed: int = 0
     malformed_refused: int = 0
@@ -171,48 +190,71 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def drive(url: str, bodies: list[Any], concurrency: int, max_seconds: float):
-    """`concurrency` clients send `bodies` in turn until all are sent or `max_seconds` passed."""
+async def drive(url: str, bodies: list[Any], concurrency: int, max_seconds: float, client: str = DEFAULT_CLIENT):
+    """`concurrency` clients send `bodies` in turn until all are sent or `max_seconds` passed, over keep-alive
+    connections of one session: aiohttp (the lean default), or httpx (the client of the earlier runs, ~4-8 ms
+    of CPU per request on this machine, which the server's cores pay for too)."""
     answers: dict[int, tuple[int, Any, float]] = {}
     position = 0
     deadline = time.perf_counter() + max_seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"content-type": "application/json"}
+    if client == "aiohttp":
+        import aiohttp  # the `bench` extra
 
-    async def client_loop(client: httpx.AsyncClient) -> None:
+        session: Any = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency),
+                                             timeout=aiohttp.ClientTimeout(total=120))
+
+        async def post(content: str) -> tuple[int, Any]:
+            async with session.post(f"{url}/v1/recommend", data=content, headers=headers) as response:
+                return response.status, json.loads(await response.read())
+        failures: tuple[type[BaseException], ...] = (aiohttp.ClientError, asyncio.TimeoutError)
+    else:
+        session = httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=concurrency,
+                                                                     max_keepalive_connections=concurrency))
+
+        async def post(content: str) -> tuple[int, Any]:
+            response = await session.post(f"{url}/v1/recommend", content=content, headers=headers)
+            return response.status_code, response.json()
+        failures = (httpx.HTTPError,)
+
+    contents = [body if isinstance(body, str) else json.dumps(body) for body in bodies]
+
+    async def client_loop() -> None:
         nonlocal position
-        while position < len(bodies) and time.perf_counter() < deadline:
+        while position < len(contents) and time.perf_counter() < deadline:
             index, position = position, position + 1
-            body = bodies[index]
-            content = body if isinstance(body, str) else json.dumps(body)
             started = time.perf_counter()
             try:
-                response = await client.post(f"{url}/v1/recommend", content=content,
-                                             headers={"content-type": "application/json"})
-                answers[index] = (response.status_code, response.json(), time.perf_counter() - started)
-            except httpx.HTTPError as error:
+                status, answer = await post(contents[index])
+                answers[index] = (status, answer, time.perf_counter() - started)
+            except failures as error:
                 answers[index] = (0, repr(error), time.perf_counter() - started)
 
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+    async with session:
         started, cpu = time.perf_counter(), time.process_time()
-        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+        await asyncio.gather(*(client_loop() for _ in range(concurrency)))
         return answers, time.perf_counter() - started, time.process_time() - cpu
 
 
 def run_level(server: Server, config: str, bodies: list[Any], concurrency: int, repeat: int,
-              max_seconds: float, malformed: set[int] = frozenset()):
-    before = server.batch_totals()
-    answers, seconds, client_cpu = asyncio.run(drive(server.url, bodies, concurrency, max_seconds))
-    after = server.batch_totals()
+              max_seconds: float, client: str, malformed: set[int] = frozenset()):
+    before, server_cpu = server.metrics(), server.cpu_seconds()
+    answers, seconds, client_cpu = asyncio.run(drive(server.url, bodies, concurrency, max_seconds, client))
+    after, server_cpu = server.metrics(), server.cpu_seconds() - server_cpu
+    delta = {name: after[name] - before.get(name, 0.0) for name in after}
     good = [i for i in answers if i not in malformed]
     latencies = [answers[i][2] * 1000 for i in good]
-    batches = after[1] - before[1]
+    batches = delta["gamer_batch_size_count"] or 1
     result = LevelResult(
         config=config, concurrency=concurrency, repeat=repeat, requests=len(answers), seconds=round(seconds, 3),
         requests_per_s=round(len(answers) / seconds, 2), p50_ms=round(percentile(latencies, 0.5), 1),
         p95_ms=round(percentile(latencies, 0.95), 1), p99_ms=round(percentile(latencies, 0.99), 1),
-        mean_batch=round((after[0] - before[0]) / batches, 2) if batches else 0.0,
+        mean_batch=round(delta["gamer_batch_size_sum"] / batches, 2),
+        calls_per_batch=round(delta["gamer_recommend_calls_total"] / batches, 2),
+        queue_wait_ms=round(1000 * delta["gamer_queue_wait_seconds_sum"] / (delta["gamer_queue_wait_seconds_count"] or 1), 1),
         errors=sum(answers[i][0] != 200 for i in good),
-        client_cpu_ms=round(1000 * client_cpu / max(1, len(answers)), 2), load_avg=round(os.getloadavg()[0], 1),
+        client_cpu_ms=round(1000 * client_cpu / max(1, len(answers)), 2),
+        server_cpu_ms=round(1000 * server_cpu / max(1, len(answers)), 2), load_avg=round(os.getloadavg()[0], 1),
         malformed=sum(i in malformed for i in answers),
         malformed_refused=sum(i in malformed and 400 <= answers[i][0] < 500 for i in answers),
     )
@@ -268,8 +310,11 @@ def summarise(results: list[LevelResult], levels: list[int]) -> list[dict[str, A
                     "rps": [r.requests_per_s for r in runs], "p50": statistics.median(r.p50_ms for r in runs),
                     "p95": statistics.median(r.p95_ms for r in runs), "p99": statistics.median(r.p99_ms for r in runs),
                     "batch": statistics.mean(r.mean_batch for r in runs), "errors": sum(r.errors for r in runs),
+                    "calls": statistics.mean(r.calls_per_batch for r in runs),
+                    "wait": statistics.median(r.queue_wait_ms for r in runs),
                     "requests": sum(r.requests for r in runs),
                     "client_cpu_ms": statistics.median(r.client_cpu_ms for r in runs),
+                    "server_cpu_ms": statistics.median(r.server_cpu_ms for r in runs),
                     "load": [r.load_avg for r in runs],
                 })
     return rows
@@ -285,22 +330,29 @@ def render(report: dict[str, Any]) -> str:
         f"{report['max_wait_ms']:g}`, unbatched = `--max-batch-size 1`; each level sends up to {report['count']} "
         f"requests (at most {report['max_seconds']:g} s), the two servers interleaved {report['repeats']}x under "
         "the same machine load (a shared 2-core CPU with other jobs running: figures vary run to run).", "",
-        "| server | concurrency | requests/s (runs) | p50 ms | p95 ms | p99 ms | p99/p50 | mean batch | errors "
-        "| client CPU ms/request | load average (runs) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"The load client is {report['client']} (one process, keep-alive connections).", "",
+        "| server | concurrency | requests/s (runs) | p50 ms | p95 ms | p99 ms | p99/p50 | mean batch "
+        "| recommend() calls per batch | queue wait ms | errors | server CPU ms/request | client CPU ms/request "
+        "| load average (runs) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         rps = " / ".join(f"{v:.1f}" for v in row["rps"])
         lines.append(f"| {row['config']} | {row['concurrency']} | {statistics.mean(row['rps']):.1f} ({rps}) | "
                      f"{row['p50']:.0f} | {row['p95']:.0f} | {row['p99']:.0f} | {row['p99'] / row['p50']:.1f} | "
-                     f"{row['batch']:.1f} | {row['errors']} / {row['requests']} | {row['client_cpu_ms']:.1f} | "
+                     f"{row['batch']:.1f} | {row['calls']:.1f} | {row['wait']:.0f} | {row['errors']} / {row['requests']} | "
+                     f"{row['server_cpu_ms']:.1f} | {row['client_cpu_ms']:.1f} | "
                      f"{' / '.join(f'{v:.1f}' for v in row['load'])} |")
-    ratio = report["ratio_c32"]
+    ratio, cpu_ratio = report["ratio_c32"], report["cpu_ratio_c32"]
     lines += [
         "",
         f"- Throughput at concurrency 32, batched / unbatched, per interleaved repeat: "
-        f"{', '.join(f'{r:.1f}x' for r in ratio)} (mean {statistics.mean(ratio):.1f}x; goal >= 5x: "
+        f"{', '.join(f'{r:.1f}x' for r in ratio)} (mean {statistics.mean(ratio):.1f}x, range {min(ratio):.1f}-"
+        f"{max(ratio):.1f}x; goal >= 5x: "
         f"{'met' if min(ratio) >= 5 else 'not met'}).",
+        f"- Server CPU per answered request at concurrency 32, unbatched / batched, per repeat (the throughput "
+        f"ratio the two would have with the same share of the cores; the machine's load moves each server's share "
+        f"from run to run): {', '.join(f'{r:.1f}x' for r in cpu_ratio)} (mean {statistics.mean(cpu_ratio):.1f}x).",
         f"- p99 / p50 of the batched server at concurrency 32: {report['tail_c32']:.1f} (goal < 4: "
         f"{'met' if report['tail_c32'] < 4 else 'not met'}).",
         f"- Failed or lost requests over all runs: {report['errors']} of {report['requests']}.",
@@ -351,6 +403,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--client", default=DEFAULT_CLIENT, choices=["aiohttp", "httpx"],
+                        help="the load client (default: aiohttp where installed, the `bench` extra; the report names it)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args()
 
@@ -365,13 +419,13 @@ def main() -> None:
             server = Server(model, batch_size, args.max_wait_ms, args.device)
             try:
                 for level in args.concurrency:
-                    result, answers = run_level(server, config, bodies, level, repeat, args.max_seconds)
+                    result, answers = run_level(server, config, bodies, level, repeat, args.max_seconds, args.client)
                     results.append(result)
                     if level == 32 and repeat == 0:
                         clean[config] = answers
                 if config == "batched" and repeat == 0:
                     mixed, bad = malformed_mix(bodies, catalogue, seed=1)
-                    result, answers = run_level(server, config, mixed, 32, repeat, args.max_seconds, bad)
+                    result, answers = run_level(server, config, mixed, 32, repeat, args.max_seconds, args.client, bad)
                     results.append(result)
                     good_index = [i for i in range(len(mixed)) if i not in bad]  # -> index into bodies
                     reference = clean.get("batched", {})
@@ -390,6 +444,8 @@ def main() -> None:
     by = {(r.config, r.concurrency, r.repeat): r for r in results if not r.malformed}
     ratio = [by[("batched", 32, k)].requests_per_s / by[("unbatched", 32, k)].requests_per_s
              for k in range(args.repeats) if ("batched", 32, k) in by and ("unbatched", 32, k) in by]
+    cpu_ratio = [by[("unbatched", 32, k)].server_cpu_ms / by[("batched", 32, k)].server_cpu_ms
+                 for k in range(args.repeats) if ("batched", 32, k) in by and ("unbatched", 32, k) in by]
     tail = next((row["p99"] / row["p50"] for row in rows if row["config"] == "batched" and row["concurrency"] == 32), 0)
     shared = set(clean.get("batched", {})) & set(clean.get("unbatched", {}))
     identical = sum(same_lists(clean["batched"][i], clean["unbatched"][i]) for i in shared)
@@ -400,7 +456,8 @@ def main() -> None:
                   if args.train_steps else "a small-preset GAMER over retailrocket_cml's catalogue, untrained "
                   "(seeded initialisation, `--train-steps 0`)"),
         "catalogue": catalogue, "count": args.count, "max_seconds": args.max_seconds, "repeats": args.repeats,
-        "max_wait_ms": args.max_wait_ms, "rows": rows, "ratio_c32": ratio, "tail_c32": tail,
+        "max_wait_ms": args.max_wait_ms, "client": args.client, "rows": rows, "ratio_c32": ratio,
+        "cpu_ratio_c32": cpu_ratio, "tail_c32": tail,
         "errors": sum(r.errors for r in results), "requests": sum(r.requests - r.malformed for r in results),
         "identical": [identical, len(shared)], "malformed": malformed_report,
         "cuda": "run on this machine" if args.device == "cuda" else

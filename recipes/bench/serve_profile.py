@@ -1,17 +1,26 @@
-"""Where a served request's time goes: py-spy samples of `gamer-hf serve` under load, by part of the work.
+"""Where a served request's time goes: the server's threads, its batches and py-spy samples, under load.
 
-Starts the server as `serve_load.py` does (same checkpoint, same request bodies), drives it at one
-concurrency, and samples the server process with py-spy (`pip install py-spy`; needs ptrace rights)
-for the whole run. Each sample is put in one bucket: the model's prefill / decode steps / encoding
-histories / the rest of `recommend()`, or on the event loop: HTTP parsing, pydantic validation and
-JSON, `Recommender.prepare`, metrics, uvicorn/starlette, idle waiting. Also prints the load client's
-own CPU per request (it runs in this process, on the same cores). Prints a table; writes nothing.
+Starts the server as `serve_load.py` does (same checkpoint, same request bodies, same load client), once
+batched (`--max-batch-size`) and once unbatched (`1`), drives each at `--concurrency`, and measures per
+answered request:
+
+- CPU of the load client (this process, on the same cores as the server);
+- on-CPU and run-queue time of the server's event-loop thread, its decode thread and the rest
+  (`/proc/PID/task/TID/schedstat`: run-queue time is waiting for a core that other processes hold);
+- from the server's /metrics: the mean batch, recommend() calls per batch (beam widths and runs of
+  similar history length), the wait in the batcher's queue, and the decode thread's wall time inside
+  batches; that wall time minus the decode thread's on-CPU and run-queue time is time it slept inside
+  a batch, which is waiting for the GIL (the event loop holds it meanwhile);
+- with py-spy (`pip install py-spy`; needs ptrace rights), the event loop's CPU split by part of the
+  work (HTTP parsing, pydantic validation and JSON, `Recommender.prepare`, routing, uvicorn/asyncio).
+
+Prints a table and writes `results/serve_profile.json`.
 
 `--in-process` instead times `Recommender.run` itself on the same real requests (no server, no py-spy):
 CPU ms per history alone, and in batches with and without the split into runs of similar history
 length (`length_runs`), interleaved over `--rounds`; the ceiling any batching server has on this model.
 
-    GAMER_HF_DATA_DIR=/work/shared/data nice -n 10 python recipes/bench/serve_profile.py --max-batch-size 64
+    GAMER_HF_DATA_DIR=/work/shared/data python recipes/bench/serve_profile.py --concurrency 32
 """
 
 from __future__ import annotations
@@ -20,14 +29,19 @@ import argparse
 import asyncio
 import collections
 import json
+import os
 import shutil
 import signal
+import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from serve_load import HERE, Server, build_checkpoint, drive, request_bodies
+from gamer_hf.serve.handler import CALL_COST_INTERACTIONS
+from serve_load import DEFAULT_CLIENT, HERE, Server, build_checkpoint, drive, request_bodies
 
 BUCKETS = (  # first match wins; matched against the whole stack of a sample
     ("model: prefill", ("_prefill",)),
@@ -51,19 +65,24 @@ def bucket(stack: str) -> str:
     return "other"
 
 
-def in_process(model: Path, work: Path, count: int, batch: int, rounds: int) -> dict[str, object]:
-    """CPU ms per history of `Recommender.run`: one at a time, in batches of `batch` as one call, and split in
-    runs of similar length; with whether the batched lists equal the one-at-a-time lists."""
-    import statistics
-
+def in_process(model: Path, work: Path, count: int, batches: list[int], rounds: int,
+               call_costs: list[float]) -> dict[str, object]:
+    """CPU ms per history of `Recommender.run`: one at a time; in batches of the largest of `batches` as one
+    call; and in batches of each size split in runs of similar length (for each of `call_costs`, the
+    split's price of one more call); with whether the batched lists equal the one-at-a-time lists."""
     from gamer_hf.loading import load_gamer
     from gamer_hf.serve import RecommendRequest, Recommender
 
     bodies, _ = request_bodies(work, model, count, seed=0)
     loaded, tokenizer = load_gamer(model, device="cpu")
-    ways = {"alone": (Recommender(loaded, tokenizer, name="p", max_history=50), 1),
-            "one call per batch": (Recommender(loaded, tokenizer, name="p", max_history=50, call_cost=float("inf")), batch),
-            "runs of similar length": (Recommender(loaded, tokenizer, name="p", max_history=50), batch)}
+
+    def recommender(call_cost: float) -> Recommender:
+        return Recommender(loaded, tokenizer, name="p", max_history=50, call_cost=call_cost)
+
+    ways = {"alone": (recommender(call_costs[0]), 1),
+            f"batches of {max(batches)}, one call each": (recommender(float("inf")), max(batches)),
+            **{f"batches of {size}, runs of similar length (call cost {cost:g})": (recommender(cost), size)
+               for size in batches for cost in call_costs}}
     prepared = [ways["alone"][0].prepare(RecommendRequest(**body)) for body in bodies]
     ways["alone"][0].run(prepared[:2])  # warm-up
     ms: dict[str, list[float]] = {name: [] for name in ways}
@@ -75,10 +94,99 @@ def in_process(model: Path, work: Path, count: int, batch: int, rounds: int) -> 
             answers = [a for i in range(0, len(prepared), size) for a in recommender.run(prepared[i : i + size])]
             ms[name].append(1000 * (time.process_time() - start) / len(prepared))
             lists[name] = [[item.item_id for item in answer.items] for answer in answers]
-    return {"histories": len(prepared), "batch": batch, "rounds": rounds,
+    return {"histories": len(prepared), "rounds": rounds,
             "cpu_ms_per_history": {name: {"median": round(statistics.median(v), 1), "min": round(min(v), 1),
                                           "max": round(max(v), 1)} for name, v in ms.items()},
             "same_lists_as_alone": {name: lists[name] == lists["alone"] for name in ways}}
+
+
+def find_py_spy() -> str | None:
+    """py-spy on PATH, or beside this Python (a venv's bin/ need not be on PATH)."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return shutil.which("py-spy") or (str(beside) if beside.is_file() else None)
+
+
+def profile_server(model: Path, bodies: list[Any], max_batch_size: int, concurrency: int, client: str,
+                   rate: int, device: str) -> dict[str, Any]:
+    """One server under `concurrency` clients: per answered request, where its CPU and wall time went."""
+    server = Server(model, max_batch_size, 5.0, device)
+    py_spy = find_py_spy() if rate else None
+    try:
+        asyncio.run(drive(server.url, bodies[:16], 8, 60, client))  # warm the connections and the allocator
+        with tempfile.TemporaryDirectory() as tmp:
+            raw = Path(tmp) / "samples.txt"
+            spy = py_spy and subprocess.Popen(
+                [py_spy, "record", "--rate", str(rate), "--format", "raw", "--output", str(raw),
+                 "--pid", str(server.process.pid), "--threads", "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if spy:
+                time.sleep(2)
+            before, threads_before = server.metrics(), server.thread_times()
+            answers, seconds, client_cpu = asyncio.run(drive(server.url, bodies, concurrency, 300, client))
+            after, threads_after = server.metrics(), server.thread_times()
+            loop_samples: collections.Counter[str] = collections.Counter()
+            if spy:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
+                for line in raw.read_text().splitlines():
+                    stack, _, count = line.rpartition(" ")
+                    if stack.startswith(f"thread ({server.process.pid})"):
+                        loop_samples[bucket(stack)] += int(count)
+    finally:
+        server.stop()
+    n = len(answers)
+    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    used = {tid: (cpu - threads_before.get(tid, (0, 0))[0], queued - threads_before.get(tid, (0, 0))[1])
+            for tid, (cpu, queued) in threads_after.items()}
+    loop = used.pop(server.process.pid)
+    decode_tid = max(used, key=lambda tid: used[tid][0])  # the one decode thread does almost all the rest
+    decode = used.pop(decode_tid)
+    batches = delta["gamer_batch_size_count"] or 1
+    decode_wall = delta["gamer_batch_decode_seconds_sum"]
+    loop_total = sum(loop_samples.values())
+    per = lambda seconds: round(1000 * seconds / n, 2)  # noqa: E731 - ms per answered request
+    return {
+        "max_batch_size": max_batch_size, "concurrency": concurrency, "client": client, "requests": n,
+        "errors": sum(status != 200 for status, _, _ in answers.values()), "seconds": round(seconds, 2),
+        "requests_per_s": round(n / seconds, 2), "wall_ms_per_request": per(seconds),
+        "client_cpu_ms": per(client_cpu),
+        "loop_cpu_ms": per(loop[0]), "loop_runqueue_ms": per(loop[1]),
+        "decode_cpu_ms": per(decode[0]), "decode_runqueue_ms": per(decode[1]),
+        "other_threads_cpu_ms": per(sum(cpu for cpu, _ in used.values())),
+        "decode_wall_ms": per(decode_wall),
+        "decode_gil_wait_ms": per(max(0.0, decode_wall - decode[0] - decode[1])),
+        "decode_idle_share": round(1 - decode_wall / seconds, 3),
+        "mean_batch": round(delta["gamer_batch_size_sum"] / batches, 2),
+        "recommend_calls_per_batch": round(delta["gamer_recommend_calls_total"] / batches, 2),
+        "queue_wait_ms": round(1000 * delta["gamer_queue_wait_seconds_sum"] / max(1, delta["gamer_queue_wait_seconds_count"]), 1),
+        "loop_cpu_ms_by_part": {name: per(loop[0] * count / loop_total) for name, count in loop_samples.most_common()},
+        "load_avg": round(os.getloadavg()[0], 1),
+    }
+
+
+ROWS = (  # (label, key) of the breakdown table, ms per answered request unless said
+    ("requests/s", "requests_per_s"), ("wall per request (1 / throughput)", "wall_ms_per_request"),
+    ("mean batch", "mean_batch"), ("recommend() calls per batch", "recommend_calls_per_batch"),
+    ("wait in the batcher's queue (ms, mean per request)", "queue_wait_ms"),
+    ("decode thread: wall inside batches", "decode_wall_ms"), ("decode thread: on CPU", "decode_cpu_ms"),
+    ("decode thread: waiting for a core", "decode_runqueue_ms"),
+    ("decode thread: asleep inside a batch (GIL)", "decode_gil_wait_ms"),
+    ("decode thread idle (share of the run)", "decode_idle_share"),
+    ("event loop: on CPU", "loop_cpu_ms"), ("event loop: waiting for a core", "loop_runqueue_ms"),
+    ("other server threads: on CPU", "other_threads_cpu_ms"), ("load client: CPU", "client_cpu_ms"),
+    ("load average", "load_avg"),
+)
+
+
+def table(runs: list[dict[str, Any]]) -> str:
+    lines = ["| per answered request | " + " | ".join(f"max batch {r['max_batch_size']}, c={r['concurrency']}, "
+                                                     f"{r['client']}" for r in runs) + " |",
+             "|---|" + "---:|" * len(runs)]
+    lines += [f"| {label} | " + " | ".join(f"{r[key]:g}" for r in runs) + " |" for label, key in ROWS]
+    parts = sorted({part for r in runs for part in r["loop_cpu_ms_by_part"]})
+    lines += [f"| event loop CPU: {part} | " + " | ".join(f"{r['loop_cpu_ms_by_part'].get(part, 0):g}" for r in runs)
+              + " |" for part in parts]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -86,49 +194,34 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--work", type=Path, default=HERE / "results" / "serve_load_work")
     parser.add_argument("--train-steps", type=int, default=20)
-    parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--max-batch-size", type=int, nargs="+", default=[64, 1])
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--count", type=int, default=128)
-    parser.add_argument("--rate", type=int, default=50, help="py-spy samples per second")
+    parser.add_argument("--client", nargs="+", default=[DEFAULT_CLIENT], choices=["aiohttp", "httpx"])
+    parser.add_argument("--rate", type=int, default=50, help="py-spy samples per second (0: no py-spy)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--in-process", action="store_true", help="time Recommender.run, no server (see above)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32], help="--in-process: batch sizes")
+    parser.add_argument("--call-costs", type=float, nargs="+", default=[CALL_COST_INTERACTIONS],
+                        help="--in-process: length_runs' price of one more recommend() call, in interactions")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "serve_profile.json")
     args = parser.parse_args()
 
-    if args.in_process:
-        model = args.model or build_checkpoint(args.work, args.train_steps, 50)
-        print(json.dumps(in_process(model, args.work, args.count, args.concurrency, args.rounds)))
-        return
-    py_spy = shutil.which("py-spy")
-    if py_spy is None:
-        raise SystemExit("serve_profile.py: pip install py-spy")
     model = args.model or build_checkpoint(args.work, args.train_steps, 50)
+    if args.in_process:
+        print(json.dumps(in_process(model, args.work, args.count, args.batch_sizes, args.rounds, args.call_costs)))
+        return
+    if args.rate and find_py_spy() is None:
+        raise SystemExit("serve_profile.py: pip install py-spy (or --rate 0)")
     bodies, _ = request_bodies(args.work, model, args.count, seed=0)
-    server = Server(model, args.max_batch_size, 5.0, args.device)
-    try:
-        asyncio.run(drive(server.url, bodies[:16], 8, 60))  # warm the connections and the allocator
-        with tempfile.TemporaryDirectory() as tmp:
-            raw = Path(tmp) / "samples.txt"
-            spy = subprocess.Popen([py_spy, "record", "--rate", str(args.rate), "--format", "raw", "--output", str(raw),
-                                    "--pid", str(server.process.pid), "--threads", "--nonblocking"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(2)
-            answers, seconds, client_cpu = asyncio.run(drive(server.url, bodies, args.concurrency, 300))
-            spy.send_signal(signal.SIGINT)
-            spy.wait(60)
-            counts: collections.Counter[str] = collections.Counter()
-            for line in raw.read_text().splitlines():
-                stack, _, count = line.rpartition(" ")
-                counts[bucket(stack)] += int(count)
-    finally:
-        server.stop()
-    total = sum(counts.values()) or 1
-    print(f"max batch {args.max_batch_size}, concurrency {args.concurrency}: {len(answers)} requests in "
-          f"{seconds:.1f} s ({len(answers) / seconds:.2f}/s); client CPU {1000 * client_cpu / len(answers):.1f} ms "
-          f"per request; {total} samples of the server's busy threads")
-    print("| part | share of samples |\n|---|---:|")
-    for name, count in counts.most_common():
-        print(f"| {name} | {100 * count / total:.1f}% |")
+    runs = []
+    for client in args.client:
+        for size in args.max_batch_size:
+            runs.append(profile_server(model, bodies, size, args.concurrency, client, args.rate, args.device))
+            print(json.dumps(runs[-1]), flush=True)
+    print(table(runs))
+    args.out.write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ def digest(folder: Path) -> str | None:
         data = load_prepared(folder)
     except (GamerError, OSError, ValueError):
         return None
-    content = {"metadata": data.metadata, "items": data.item_ids, "users": data.user_ids,
+    content = {"metadata": data.metadata, "items": list(data.item_ids), "users": list(data.user_ids),
                "splits": {name: split.to_dict() for name, split in data.splits.items()}}
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -145,17 +145,26 @@ def train_once(folder: Path, max_steps: int, batch_size: int, prepared: Path | N
 
 
 def evaluate_once(folder: Path, prepared: Path, users: int) -> dict[str, Any]:
-    """`evaluate_checkpoint` of the trained model on the test cases of `users` sampled users (no mix, no rerank)."""
+    """`evaluate_checkpoint` of the trained model on the test cases of `users` sampled users (no mix, no rerank);
+    `setup_seconds` is the wall time outside the models' own (loading, the data report, sampling, counting)."""
     from gamer_hf.evaluation import EvaluateArguments, evaluate_checkpoint
 
     imports = _peak_rss_mib()
+    sampler = PeakSampler()
+    sampler.start()
     start = time.perf_counter()
     report = evaluate_checkpoint(EvaluateArguments(
         model=str(folder / "model"), data=str(prepared), max_test_users=users, mix=False, rerank=False,
         out=str(folder / "evaluation")), progress=False)
-    return {"seconds": time.perf_counter() - start, "import_rss_mib": imports, "peak_rss_mib": _peak_rss_mib(),
-            "users": report.metadata["users"], "cases": report.metadata["cases"],
-            "models": {r.name: {"seconds": r.seconds, "target_ndcg10": r.target.get("NDCG@10")} for r in report.results}}
+    seconds = time.perf_counter() - start
+    sampler.running = False
+    sampler.join()
+    models = {r.name: {"seconds": r.seconds, "target_ndcg10": r.target.get("NDCG@10")} for r in report.results}
+    scored = sum(r.seconds for r in report.results if not r.name.startswith("GAMER+"))  # blends reuse its beams
+    return {"seconds": seconds, "setup_seconds": seconds - scored, "import_rss_mib": imports,
+            "peak_rss_mib": _peak_rss_mib(), "peak_anon_mib": sampler.peaks["RssAnon"],
+            "peak_file_mib": sampler.peaks["RssFile"], "users": report.metadata["users"],
+            "cases": report.metadata["cases"], "models": models}
 
 
 def _child(stage: str, **options: Any) -> dict[str, Any]:

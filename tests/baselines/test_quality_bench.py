@@ -12,7 +12,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 from gamer_hf.data import generate_synthetic, write_synthetic
-from gamer_hf.evaluation import MIXER_GRID
+from gamer_hf.evaluation import MIXER_GRID, REGULARIZATION_GRID
 
 SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "bench" / "quality.py"
 
@@ -87,6 +87,9 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     learned, reranked = runs["Repeat+learned"]["reranker"], runs["GAMER+rerank"]["reranker"]
     assert not learned["use_model"] and reranked["use_model"]
     assert learned["weights"]["fit_cases"] == reranked["weights"]["fit_cases"] == 12  # the validation cases, not test
+    for fitted in (learned, reranked):  # the regularization is cross-validated on those cases, the same way for both
+        assert set(fitted["weights"]["cv_ndcg10"]) == {str(value) for value in REGULARIZATION_GRID}
+        assert fitted["weights"]["regularization"] in REGULARIZATION_GRID
     assert len(reranked["weights"]["coef"]) == len(learned["weights"]["coef"]) + 4 + 3  # model and explore features
     assert reranked["explore"] and not runs["GAMER+rerank:plain-beams"]["reranker"]["explore"]
     assert runs["GAMER"]["result"]["num_cases"] == runs["Repeat"]["result"]["num_cases"]
@@ -124,6 +127,11 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     remixed = quality.run(quality.parse_args([*argv, "--resume", "--redo", "GAMER+mix", "GAMER+rerank"]), budget)
     for blend in quality.BLENDS:  # same model, same grid, same validation cases: same choice and fit
         assert remixed["runs"]["synthetic"]["0"][blend]["result"]["metrics"] == runs[blend]["result"]["metrics"]
+    # Other fit cases: --resume refits exactly the rows fit on them, and nothing is trained.
+    refit = quality.run(quality.parse_args([*argv, "--resume"]), replace(budget, mixer_cases=10))["runs"]["synthetic"]["0"]
+    for row in ("Repeat+learned", "GAMER+rerank", "GAMER+rerank:plain-beams"):
+        assert refit[row]["reranker"]["weights"]["fit_cases"] == 10 and refit[row]["fit"]["cases"] == 10
+    assert refit["GAMER+mix"]["fit"]["cases"] == 10 and refit["GAMER"] == runs["GAMER"]
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from gamer_hf.cli import main
+from gamer_hf.data import diagnostics
 from gamer_hf.data.diagnostics import DataReport, diagnose
 from gamer_hf.data.prepare import load_prepared, prepare
 
@@ -74,11 +75,16 @@ def _by_hand(cases: list[dict]) -> dict[str, tuple[int, int, int]]:
     return {name: tuple(row) for name, row in counts.items()}
 
 
+@pytest.mark.parametrize("batch_rows", [None, 2], ids=["one-batch", "batches-of-2"])
 @pytest.mark.parametrize("protocol", ["session", "loo"])
-def test_repeat_figures_match_a_count_by_hand(protocol: str) -> None:
+def test_repeat_figures_match_a_count_by_hand(protocol: str, batch_rows: int | None,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    if batch_rows:  # test cases judged a few at a time, as a huge split is
+        monkeypatch.setattr(diagnostics, "BATCH_ROWS", batch_rows)
     prepared = prepare(_log([3, 4, 5, 3, 6]), behaviors=LEVELS, protocol=protocol, progress=False)
     report = diagnose(prepared.splits, prepared.metadata)
     expected = _by_hand(list(prepared.splits["test"]))
+    assert list(report.repeats) == list(expected)  # behaviors in order of first appearance
     assert {name: (s.cases, s.last_item, s.in_prompt) for name, s in report.repeats.items()} == expected
     assert DataReport.from_dict(report.to_dict()) == report
 

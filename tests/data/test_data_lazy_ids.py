@@ -1,10 +1,12 @@
-"""users.json is read only when PreparedData.user_ids is used, then held as Arrow; it reads as the list it was."""
+"""users.json / items.json are read only when PreparedData.user_ids / item_ids are used, then held as Arrow; it reads as the list it was.
+items.parquet (the item side information) is read only when PreparedData.items is used."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from gamer_hf.data import generate_synthetic, load_prepared, prepare
@@ -31,12 +33,16 @@ def test_user_ids_are_read_on_first_use_and_equal_the_written_list(prepared_fold
     assert data.user_ids[0] == written[0] and data.user_ids[-1] == written[-1] and data.user_ids[2:5] == written[2:5]
     assert list(data.user_ids) == written and data.user_ids.index(written[7]) == 7 and written[3] in data.user_ids
     assert data.user_ids == load_prepared(prepared_folder).user_ids  # two lazy ones compare by content
+    items = json.loads((prepared_folder / "items.json").read_text())
+    assert isinstance(data.item_ids, LazyIds) and data.item_ids._ids is None  # items.json: the same, read lazily
+    assert data.item_ids == items and len(data.item_ids) == len(items)
 
 
-def test_saving_a_loaded_folder_writes_the_same_users_json(prepared_folder: Path, tmp_path: Path) -> None:
+def test_saving_a_loaded_folder_writes_the_same_id_files(prepared_folder: Path, tmp_path: Path) -> None:
     """The ids are written in slices; the file is byte for byte what json.dump of the list writes."""
     load_prepared(prepared_folder).save(tmp_path / "again")
-    assert (tmp_path / "again" / "users.json").read_text() == (prepared_folder / "users.json").read_text()
+    for name in ("users.json", "items.json"):
+        assert (tmp_path / "again" / name).read_text() == (prepared_folder / name).read_text()
     ids = [f"u{i}" for i in range(70_000)] + ["ü"]  # more than one slice, and a non-ASCII id
     _write_id_list(tmp_path / "ids.json", ids)
     assert (tmp_path / "ids.json").read_text(encoding="utf-8") == json.dumps(ids, ensure_ascii=False)
@@ -62,3 +68,15 @@ def test_a_missing_users_json_fails_at_load(prepared_folder: Path, tmp_path: Pat
     (folder / "users.json").unlink()
     with pytest.raises(DataError, match="users.json is missing"):
         load_prepared(folder)
+
+
+def test_item_side_information_is_read_on_first_use(prepared_folder: Path, tmp_path: Path) -> None:
+    data = load_prepared(prepared_folder)
+    assert data.items is None  # prepared from a log without a catalogue
+    frame = pd.DataFrame({"item_id": data.item_ids, "title": [f"item {item}" for item in data.item_ids]})
+    data.items_source = frame
+    data.save(tmp_path / "with_items")
+    loaded = load_prepared(tmp_path / "with_items")
+    assert loaded.items_source == tmp_path / "with_items" / "items.parquet"  # not read by load_prepared
+    pd.testing.assert_frame_equal(loaded.items, frame)
+    assert loaded.items is loaded.items  # read once

@@ -192,3 +192,11 @@ def test_unknown_funnels_layouts_and_group_counts_are_refused(tmp_path: Path, op
 # sha256 of the events.csv.gz text of write_synthetic_log(300 users, 150 items, seed=4) in blocks of 64 users, as
 # written before funnels and presets were added (numpy's Generator streams are stable across its releases)
 _CLICK_CART_BUY_SHA256 = "beb63a826ecc85bb9ccbf43a8966c1f899eafffc918e2283ca471f2c8798760b"
+
+
+@pytest.mark.parametrize(("space", "size"), [(1_000, 100), (1_000, 999), (10 ** 8, 5_000)])
+def test_distinct_draw_is_seeded_distinct_in_range_and_shuffled(space: int, size: int) -> None:
+    drawn = synthetic._distinct_draw(np.random.default_rng(3), space, size)
+    assert len(drawn) == len(np.unique(drawn)) == size and drawn.min() >= 0 and drawn.max() < space
+    assert np.array_equal(drawn, synthetic._distinct_draw(np.random.default_rng(3), space, size))
+    assert not np.array_equal(drawn, np.sort(drawn))  # random order, as rng.choice gave

@@ -1,10 +1,13 @@
-"""MostPopular.fit counts a Dataset in Arrow batches: the same counts as the pair-by-pair count."""
+"""MostPopular.fit counts a Dataset in Arrow batches: the same counts as the pair-by-pair count, and the same
+rankings (ties included) as the Python Counters it kept before its counts became arrays."""
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 
 import datasets
+import pandas as pd
 import pytest
 
 from gamer_hf.data import SYNTHETIC_BEHAVIORS, PreparedData, generate_synthetic, prepare
@@ -63,3 +66,36 @@ def test_an_empty_dataset_has_nothing_to_count() -> None:
                                                                    "items": datasets.List(datasets.Value("string"))}))
     with pytest.raises(ValueError, match="nothing to count"):
         MostPopular().fit(empty)
+
+
+def _reference_ranking(counts: dict[str, Counter[str]], overall: Counter[str], behavior: str, top_k: int) -> list[str]:
+    """The ranking as MostPopular computed it over Python Counters (before the arrays): heapq on (-count, id)."""
+    def top(counter: Counter[str], n: int, skip: set[str]) -> list[str]:
+        ranked = heapq.nsmallest(n + len(skip), counter.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [item for item, _ in ranked if item not in skip][:n]
+
+    own = top(counts.get(behavior, Counter()), top_k, set())
+    return own + top(overall, top_k - len(own), set(own))
+
+
+@pytest.fixture(scope="module")
+def real_events(data_dir) -> pd.DataFrame:
+    """The first 30,000 events of retail_beh_mbht: many items tie at low counts, cart and buy are sparse."""
+    return pd.read_csv(data_dir / "retail_beh_mbht" / "events.csv.gz", nrows=30_000, dtype={"item_id": str})
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("as_dataset", [False, True], ids=["python", "arrow"])
+def test_rankings_equal_the_counter_rankings_ties_included_on_real_events(real_events,
+                                                                            as_dataset: bool) -> None:
+    reference = _python_counts(real_events)
+    overall = sum(reference.values(), Counter())
+    popular = MostPopular().fit(datasets.Dataset.from_pandas(real_events) if as_dataset else real_events)
+    assert popular.counts == reference
+    for behavior in [*reference, "unseen"]:
+        for top_k in (1, 10, 300):  # 300 cuts through runs of tied counts
+            assert popular.ranking(behavior, top_k) == _reference_ranking(reference, overall, behavior, top_k), (behavior, top_k)
+    pool = list(real_events["item_id"].iloc[:50]) + ["never-seen"]
+    counts = popular.pool_counts(pool, "buy")
+    assert counts.tolist() == [[reference["buy"][i] for i in pool], [overall[i] for i in pool]]
+    assert popular.seen(["never-seen", pool[0]]) == [pool[0]]

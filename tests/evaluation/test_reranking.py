@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,8 +19,10 @@ from gamer_hf.evaluation import (
     Evaluator,
     GamerRecommender,
     HistoryReranker,
+    REGULARIZATION_GRID,
     MostPopular,
     Repeat,
+    per_case_metrics,
 )
 
 BEHAVIORS = {"click": 1, "cart": 2, "buy": 3}
@@ -92,6 +95,40 @@ def test_learns_when_to_trust_the_model() -> None:
     assert evaluator.score(beams, "beams").target["HR@1"] == 0.5  # either rule alone gets half
     assert evaluator.evaluate(Repeat()).target["HR@1"] == 0.5
     assert set(reranker.weights["features"]) == set(HISTORY_FEATURES + MODEL_FEATURES)
+
+
+def test_cross_validation_chooses_the_regularization_by_held_out_ndcg() -> None:
+    cases, beams, scores = _new_or_old(60, seed=0)
+    # A third of the users buy their oldest item, against GAMER's log-prob: there is something to overfit.
+    cases = [replace(case, target_items=(case.history_items[0],)) if i % 3 == 0 else case for i, case in enumerate(cases)]
+    chosen = HistoryReranker(BEHAVIORS, explore=False, regularization=REGULARIZATION_GRID, cv_folds=3).fit(
+        cases, beams, scores)
+    # By hand: the same seeded 3 folds, each value fit on two folds and scored (NDCG@10) on the third.
+    fold = np.empty(60, dtype=int)
+    fold[np.random.default_rng(0).permutation(60)] = np.arange(60) % 3
+    by_hand = {}
+    for value in REGULARIZATION_GRID:
+        ndcg = np.zeros(60)
+        for held in range(3):
+            inside, outside = np.flatnonzero(fold != held), np.flatnonzero(fold == held)
+            single = HistoryReranker(BEHAVIORS, explore=False, regularization=value).fit(
+                [cases[i] for i in inside], [beams[i] for i in inside], [scores[i] for i in inside])
+            ranked = single.rank([cases[i] for i in outside], 10, [beams[i] for i in outside],
+                                 [scores[i] for i in outside])
+            ndcg[outside] = per_case_metrics(ranked, [cases[i].target_items for i in outside], (10,))["NDCG@10"]
+        by_hand[str(value)] = ndcg.mean()
+    assert chosen.weights["cv_ndcg10"] == pytest.approx(by_hand)
+    best = max(REGULARIZATION_GRID, key=lambda value: (by_hand[str(value)], -value))  # ties: the smaller C
+    refit = HistoryReranker(BEHAVIORS, explore=False, regularization=best).fit(cases, beams, scores)
+    assert chosen.weights["regularization"] == best
+    assert chosen.weights["coef"] == pytest.approx(refit.weights["coef"])
+    again = HistoryReranker.from_dict(chosen.to_dict())
+    assert again.grid == list(REGULARIZATION_GRID) and again.cv_folds == 3
+    with pytest.raises(ValueError, match="cv_folds >= 2"):
+        HistoryReranker(BEHAVIORS, regularization=REGULARIZATION_GRID, cv_folds=1)
+    with pytest.raises(ValueError, match="cannot cross-validate 3 folds on 2 cases"):
+        HistoryReranker(BEHAVIORS, explore=False, regularization=REGULARIZATION_GRID, cv_folds=3).fit(
+            cases[:2], beams[:2], scores[:2])
 
 
 def _returns_or_explores(n: int, seed: int) -> tuple[list[EvalCase], list[list[str]], list[list[str]], list[dict]]:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from gamer_hf.evaluation import EvalCase, EvaluationReport, Evaluator, MostPopular, Repeat, as_cases, ranking_metrics
-from gamer_hf.evaluation.bootstrap import paired_bootstrap
+from gamer_hf.evaluation import seed_pooled_differences
+from gamer_hf.evaluation.bootstrap import paired_bootstrap, seed_pooled_bootstrap
 from gamer_hf.evaluation.slices import case_slice, slice_labels, slice_mask
 
 KNOWN = {"i1", "i2", "i3", "i4"}  # the items of the `train_events` fixture
@@ -87,6 +88,50 @@ def test_paired_bootstrap_intervals() -> None:
         paired_bootstrap(base, base[:10])
 
 
+def test_seed_pooled_bootstrap_by_hand() -> None:
+    # Two cases: a resample holds case 0 twice, case 1 twice or one of each, so the 95% interval runs from the
+    # one case's seed-mean difference to the other's (each extreme has probability 1/4 over 2,000 resamples).
+    a = np.array([[0.5, 0.0], [0.3, 1.0]])  # seeds x cases
+    b = np.array([[0.0, 0.25]])  # a rule: one seed
+    pooled = seed_pooled_bootstrap(a, b)
+    # seed means of a: case 0 (0.5 + 0.3) / 2 = 0.4, case 1 (0.0 + 1.0) / 2 = 0.5; minus b: 0.4 and 0.25
+    assert (pooled.mean, pooled.low, pooled.high, pooled.cases) == pytest.approx((0.325, 0.25, 0.4, 2))
+
+
+def test_seed_pooled_bootstrap_keeps_a_case_s_seeds_together() -> None:
+    rng = np.random.default_rng(2)
+    a, b = rng.random((3, 400)), rng.random((3, 400))
+    pooled = seed_pooled_bootstrap(a, b, seed=5)
+    # The same resampled cases as one paired bootstrap over the per-case seed-mean differences.
+    assert pooled == paired_bootstrap(a.mean(0), b.mean(0), seed=5)
+    assert seed_pooled_bootstrap(a[:1], b[:1]) == paired_bootstrap(a[0], b[0])  # one seed: the per-seed interval
+    with pytest.raises(ValueError, match="same cases"):
+        seed_pooled_bootstrap(a, b[:, :10])
+    with pytest.raises(ValueError, match=r"\[seeds, cases\]"):
+        seed_pooled_bootstrap(a[0], b[0])
+
+
+def test_seed_pooled_differences_pick_the_best_baseline_by_seed_mean(sliced_cases, behaviors, train_events) -> None:
+    evaluator = Evaluator(sliced_cases, behaviors, progress=False, known_items=KNOWN)
+    popular = MostPopular().fit(train_events)
+    reports = [evaluator.evaluate_all({"MostPopular": popular, "Repeat": Repeat(), "Oracle": _Oracle()},
+                                      baselines=["MostPopular", "Repeat"]) for _ in range(2)]
+    reports[1].results = [r for r in reports[1].results if r.name != "Oracle"] + [
+        evaluator.evaluate(_Nothing(), "Oracle")]  # the second seed's "Oracle" finds nothing
+    best, pooled = seed_pooled_differences(reports, "NDCG@10", "buy")
+    assert best == reports[0].differences("NDCG@10", "buy")[0]  # the rules score the same in both seeds
+    assert set(pooled) == {"MostPopular", "Repeat", "Oracle"} - {best}
+    buy = reports[0].case_mask("buy")
+    oracle = np.stack([np.asarray(r["Oracle"].per_case["NDCG@10"])[buy] for r in reports]).mean(0)
+    reference = np.asarray(reports[0][best].per_case["NDCG@10"])[buy]
+    assert pooled["Oracle"].mean == pytest.approx(float((oracle - reference).mean()))
+    assert seed_pooled_differences(reports[:1], "NDCG@10", "buy", "explore") == reports[0].differences(
+        "NDCG@10", "buy", "explore")
+    other = Evaluator(sliced_cases[:-1], behaviors, progress=False).report()
+    with pytest.raises(ValueError, match="same cases"):
+        seed_pooled_differences([reports[0], other], "NDCG@10")
+
+
 def test_report_compares_every_model_with_the_best_baseline(sliced_cases, behaviors, train_events, tmp_path) -> None:
     evaluator = Evaluator(sliced_cases, behaviors, progress=False, known_items=KNOWN)
     report = evaluator.evaluate_all(
@@ -117,3 +162,8 @@ def test_report_refuses_results_over_other_cases(sliced_cases, cases, behaviors)
 class _Oracle:
     def recommend(self, cases: list[EvalCase], top_k: int) -> list[list[str]]:
         return [list(case.target_items)[:top_k] for case in cases]
+
+
+class _Nothing:
+    def recommend(self, cases: list[EvalCase], top_k: int) -> list[list[str]]:
+        return [[] for _ in cases]

@@ -71,3 +71,24 @@ def test_invalid_arguments(kwargs: dict, message: str) -> None:
 def test_duplicate_items_are_rejected() -> None:
     with pytest.raises(ValueError, match="duplicates"):
         build_semantic_ids(["a", "a"], method="cid")
+
+
+@pytest.mark.parametrize("window", [5, 2])
+def test_neighbour_agreement_reads_the_counts_the_embeddings_were_made_from(window: int) -> None:
+    from gamer_hf.semantic_ids.collaborative import cooccurrence_matrix
+    from gamer_hf.semantic_ids.embeddings import item_embeddings
+    from gamer_hf.semantic_ids.report import neighbour_agreement
+
+    rng = np.random.default_rng(0)
+    ids = [f"i{i}" for i in range(60)]
+    sequences = [[f"i{j}" for j in rng.integers(0, 30, 8) + 30 * (k % 2)] for k in range(80)]
+    embedded = item_embeddings(ids, kind="collaborative", sequences=sequences, dim=4, window=window)
+    np.testing.assert_array_equal(embedded.cooccurrence.toarray(),
+                                  cooccurrence_matrix(sequences, ids, window=window).toarray())
+    built = build_semantic_ids(ids, embeddings=embedded, num_levels=2, codebook_size=4, sequences=sequences)
+    first = np.array([built.item_index[item][0] for item in ids])
+    # plain vectors carry no counts: the same codes, and agreement counted from the sequences at window 5
+    plain = build_semantic_ids(ids, embeddings=embedded.vectors, num_levels=2, codebook_size=4, sequences=sequences)
+    assert [plain.item_index[item] for item in ids] == [built.item_index[item] for item in ids]
+    assert built.report.neighbour_agreement == vars(neighbour_agreement(first, embedded.cooccurrence))
+    assert plain.report.neighbour_agreement == vars(neighbour_agreement(first, cooccurrence_matrix(sequences, ids)))

@@ -6,11 +6,14 @@ import datasets
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from gamer_hf.semantic_ids.collaborative import (
+    ItemPositions,
     collaborative_embeddings,
     cooccurrence_matrix,
     items_with_partner,
+    power_svd,
     ppmi,
     sequences_from_events,
     window_pairs,
@@ -139,3 +142,69 @@ def test_items_with_partner_are_the_items_window_pairs_pairs(data_dir) -> None:
     for window in (1, 5):
         centers, _, _ = window_pairs(sequences, item_ids, window=window)
         np.testing.assert_array_equal(mask, np.bincount(centers, minlength=len(item_ids)) > 0)
+
+
+def _with_partner_by_groupby(sequences: list[list[str]], item_ids: list[str]) -> np.ndarray:
+    """The rule before ItemPositions: a pandas group-by of distinct catalogue items per sequence."""
+    index = pd.Index(item_ids)
+    table = pd.DataFrame({"sequence": np.repeat(np.arange(len(sequences)), [len(s) for s in sequences]),
+                          "position": index.get_indexer([item for s in sequences for item in s])})
+    table = table[table["position"] >= 0]
+    distinct = table.groupby("sequence")["position"].transform("nunique").to_numpy()
+    out = np.zeros(len(item_ids), dtype=bool)
+    out[table["position"].to_numpy()[distinct > 1]] = True
+    return out
+
+
+def test_item_positions_partner_and_seen_masks_equal_the_previous_rules() -> None:
+    rng = np.random.default_rng(3)
+    item_ids = [f"i{i}" for i in range(40)]
+    # lengths 0-6 over 44 ids (i40-i43 unknown), so single-item, repeated-item and empty sequences occur
+    sequences = [[f"i{j}" for j in rng.integers(0, 44, rng.integers(0, 7))] for _ in range(300)]
+    sequences += [["i5", "i5", "i5"], ["i41", "i6"], []]
+    positions = ItemPositions.encode(sequences, item_ids)
+    np.testing.assert_array_equal(positions.with_partner(), _with_partner_by_groupby(sequences, item_ids))
+    seen = {item for sequence in sequences for item in sequence}
+    np.testing.assert_array_equal(positions.seen(), [item in seen for item in item_ids])
+    np.testing.assert_array_equal(positions.cooccurrence(3).toarray(),
+                                  cooccurrence_matrix(sequences, item_ids, window=3).toarray())
+
+
+def test_power_svd_finds_the_top_singular_pairs() -> None:
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    left, right = np.linalg.qr(rng.standard_normal((300, 8)))[0], np.linalg.qr(rng.standard_normal((300, 8)))[0]
+    values = np.array([50.0, 40, 30, 20, 10, 5, 2, 1])
+    matrix = sp.csr_matrix(((left * values) @ right.T).astype(np.float32))
+    u, s = power_svd(matrix, 4, seed=0)
+    assert u.dtype == np.float32 and u.shape == (300, 4)
+    np.testing.assert_allclose(s, values[:4], rtol=1e-3)
+    np.testing.assert_allclose(np.abs(u.T @ left[:, :4]), np.eye(4), atol=1e-3)  # the same vectors up to sign
+    again, _ = power_svd(matrix, 4, seed=0)
+    np.testing.assert_array_equal(u, again)
+
+
+def test_large_catalogue_path_keeps_communities_apart(monkeypatch) -> None:
+    from gamer_hf.semantic_ids import collaborative
+
+    monkeypatch.setattr(collaborative, "EXACT_SVD_UP_TO", 0)  # power_svd, as past 200k items
+    sequences = _two_communities(np.random.default_rng(0))
+    ids = [f"L{i}" for i in range(10)] + [f"R{i}" for i in range(10)] + ["lonely"]
+    counts = cooccurrence_matrix(sequences, ids)
+    vectors, has_signal = collaborative_embeddings(None, ids, dim=4, seed=0, counts=counts)
+    assert has_signal[:20].all() and not has_signal[20]
+    sims = vectors[:20] @ vectors[:20].T
+    assert (sims[:10, :10].sum() + sims[10:, 10:].sum() - 20) / 180 > sims[:10, 10:].mean() + 0.5
+
+
+def test_item_positions_read_ids_that_are_not_str() -> None:
+    positions = ItemPositions.encode([[1, 2, "x"], [2]], ["2", "1", "3"])  # ints as a DataFrame column gives them
+    assert positions.rows.tolist() == [1, 0, -1, 0] and positions.sequence.tolist() == [0, 0, 0, 1]
+
+
+def test_ppmi_keep_zeros_shares_the_counts_structure() -> None:
+    counts = sp.csr_matrix(np.array([[0.0, 10.0, 1.0], [10.0, 0.0, 10.0], [1.0, 10.0, 0.0]], dtype=np.float32))
+    kept = ppmi(counts, alpha=1.0, keep_zeros=True)
+    assert kept.nnz == counts.nnz and np.shares_memory(kept.indices, counts.indices)  # the clipped (0, 2) entry stays, as 0
+    np.testing.assert_array_equal(kept.toarray(), ppmi(counts, alpha=1.0).toarray())

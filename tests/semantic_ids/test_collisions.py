@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gamer_hf.semantic_ids.collisions import collision_ranks, resolve_collisions
+from gamer_hf.semantic_ids.collisions import collision_ranks, prefix_keys, resolve_collisions, row_keys
 
 CODES = np.array([[0, 1], [0, 1], [2, 3], [0, 1], [2, 3], [1, 0]])
 
@@ -58,3 +58,30 @@ def test_reassign_fails_clearly_when_a_prefix_is_full() -> None:
 def test_invalid_arguments(codes: np.ndarray, sizes: list[int], strategy: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         resolve_collisions(codes, sizes, strategy)
+
+
+@pytest.mark.parametrize("widths", [[4, 4, 4], [2**40, 2**40, 3]])  # the second overflows int64 packing
+def test_prefix_keys_group_and_order_rows_as_np_unique(widths: list[int]) -> None:
+    rng = np.random.default_rng(0)
+    codes = np.stack([rng.integers(0, width, 500) for width in widths], axis=1)
+    codes[250:] = codes[:250]  # plenty of equal rows and prefixes
+    for level, key in enumerate(prefix_keys(codes), start=1):
+        _, expected = np.unique(codes[:, :level], axis=0, return_inverse=True)
+        _, got = np.unique(key, return_inverse=True)
+        np.testing.assert_array_equal(got.reshape(-1), expected.reshape(-1))  # same groups, same sorted order
+    np.testing.assert_array_equal(row_keys(codes), key)
+
+
+def test_collision_ranks_equal_the_np_unique_rule_on_random_codes() -> None:
+    codes = np.random.default_rng(1).integers(0, 3, (400, 3))
+    _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    rank, size = collision_ranks(codes)
+    np.testing.assert_array_equal(size, counts[inverse])
+    for group in range(len(counts)):
+        np.testing.assert_array_equal(rank[inverse == group], np.arange(counts[group]))  # input order
+
+
+def test_prefix_keys_reject_negative_codes() -> None:
+    with pytest.raises(ValueError, match="non-negative"):
+        row_keys(np.array([[0, -1]]))

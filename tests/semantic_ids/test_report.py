@@ -92,3 +92,31 @@ def test_neighbour_agreement_by_hand() -> None:
     assert two.agreement == pytest.approx((0.5 + 0.0) / 2)
     with pytest.raises(ValueError, match="does not match 4 items"):
         neighbour_agreement(first[:4], sp.csr_matrix(weights))
+
+
+def _agreement_one_sort(first: np.ndarray, matrix, neighbours: int) -> tuple[float, float, int]:
+    """The rule before the row blocks: every row's entries in one lexsort (weight, ties by column)."""
+    rows = np.repeat(np.arange(len(first)), np.diff(matrix.indptr))
+    order = np.lexsort((matrix.indices, -matrix.data, rows))
+    top = order[np.arange(len(order)) - matrix.indptr[rows[order]] < neighbours]
+    counted = np.bincount(rows[top], minlength=len(first))
+    filled = np.flatnonzero(counted)
+    same = np.bincount(rows[top], weights=first[matrix.indices[top]] == first[rows[top]], minlength=len(first))
+    chances = (np.bincount(first)[first[filled]] - 1) / (len(first) - 1)
+    return float((same[filled] / counted[filled]).mean()), float(chances.mean()), len(filled)
+
+
+@pytest.mark.parametrize("block", [1, 7, 1 << 22])  # a row per sort, rows split across blocks, one block
+def test_neighbour_agreement_in_row_blocks_equals_one_sort(monkeypatch, block: int) -> None:
+    import scipy.sparse as sp
+
+    from gamer_hf.semantic_ids import report as report_module
+
+    rng = np.random.default_rng(0)
+    dense = rng.integers(0, 4, (120, 120)).astype(np.float32) / 2  # many ties, empty entries and rows
+    dense[rng.random(120) < 0.2] = 0.0
+    matrix = sp.csr_matrix(dense)
+    first = rng.integers(0, 5, 120)
+    monkeypatch.setattr(report_module, "_SORT_BLOCK", block)
+    got = report_module.neighbour_agreement(first, matrix, neighbours=3)
+    assert (got.agreement, got.chance, got.items) == _agreement_one_sort(first, matrix, 3)

@@ -62,6 +62,8 @@ def test_concurrent_answers_equal_recommend_alone_and_are_batched(server: Server
     count, ones = ("gamer_batch_size_count", ()), ("gamer_batch_size_bucket", (("le", "1.0"),))
     batches, singles = after[count] - before.get(count, 0), after[ones] - before.get(ones, 0)
     assert batches < len(bodies) and batches > singles, "concurrent requests were not decoded together"
+    waited = metric(server, "gamer_queue_wait_seconds")[("gamer_queue_wait_seconds_count", ())]
+    assert waited >= len(bodies)  # every request's wait for its batch is recorded
 
 
 @pytest.mark.parametrize("options", [
@@ -191,7 +193,11 @@ def test_metrics_in_prometheus_format(server: ServerProcess) -> None:
     samples = metric(server, "gamer_")
     names = {name for name, _ in samples}
     assert {"gamer_requests_total", "gamer_request_latency_seconds_bucket", "gamer_batch_size_bucket",
-            "gamer_queue_depth", "gamer_batches_decoding"} <= names
+            "gamer_queue_depth", "gamer_batches_decoding", "gamer_queue_wait_seconds_bucket",
+            "gamer_batch_decode_seconds_bucket", "gamer_recommend_calls_total"} <= names
+    # a batch is decoded in at least one recommend() call, and takes time
+    assert samples[("gamer_recommend_calls_total", ())] >= samples[("gamer_batch_size_count", ())] >= 1
+    assert samples[("gamer_batch_decode_seconds_sum", ())] > 0
     assert samples[("gamer_requests_total", (("path", "/v1/recommend"), ("status", "200")))] >= 1
     assert samples[("gamer_requests_total", (("path", "/v1/recommend"), ("status", "422")))] >= 1
 
