@@ -25,7 +25,8 @@ from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions, CausalLMOutputWithCrossAttentions
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.modeling_utils import AttentionInterface, slice_logits_to_keep
 from transformers.utils import can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
@@ -192,11 +193,10 @@ def sdpa_grouped_attention_forward(
 QUERY_BLOCK = 128  # query rows per call of `query_blocked_attention`
 
 
-def _runs_unfused(implementation: str, query: torch.Tensor, attention_mask: torch.Tensor | None, dropout: float,
-                  is_causal: bool) -> bool:
+def _runs_unfused(query: torch.Tensor, attention_mask: torch.Tensor | None, dropout: float, is_causal: bool) -> bool:
     """True where sdpa can only take torch's math path over the whole [Q x K] map: attention dropout on CPU
     (no fused CPU kernel takes dropout), with a boolean or causal mask and more than one block of queries."""
-    if implementation != "sdpa" or dropout == 0 or query.device.type != "cpu" or query.shape[2] <= QUERY_BLOCK:
+    if dropout == 0 or query.device.type != "cpu" or query.shape[2] <= QUERY_BLOCK:
         return False
     masked = attention_mask.dtype == torch.bool if attention_mask is not None else is_causal
     return masked and not torch.compiler.is_compiling()
@@ -237,6 +237,50 @@ def query_blocked_attention(
                                        value[:, :, first:last], mask, **kwargs)
         outputs.append(block)
     return torch.cat(outputs, dim=1), None
+
+
+def _sdpa_call(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               attention_mask: torch.Tensor | None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """One SDPA call: on the grouped heads in place for masked inference on CPU, else Transformers' sdpa path."""
+    if attention_mask is not None and query.device.type == "cpu" and not torch.is_grad_enabled():
+        return sdpa_grouped_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+def gamer_sdpa_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """GAMER's `sdpa` entry: Transformers' sdpa with the two CPU choices its path does not make.
+
+    - attention dropout on CPU (torch's math path over the whole map): blocks of queries
+      (`query_blocked_attention`), each over the keys its mask can read;
+    - masked inference on CPU (the beam decode, the cross-level layers): the grouped K/V heads in place
+      (`sdpa_grouped_attention_forward`).
+    Anything else (CUDA, no mask with grad, compiled) is Transformers' `sdpa_attention_forward` as is.
+    """
+    if _runs_unfused(query, attention_mask, dropout, module.is_causal):
+        return query_blocked_attention(_sdpa_call, module, query, key, value, attention_mask, dropout=dropout,
+                                       scaling=scaling, **kwargs)
+    return _sdpa_call(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+
+
+# The model's own attention table, as Transformers has a model override a registered function locally (Doge does
+# so): `sdpa` is GAMER's entry; every other name (eager, flex_attention, flash, kernels a user registers) is the
+# global one, and Transformers' own `sdpa` stays as it is for every other model.
+ALL_ATTENTION_FUNCTIONS = AttentionInterface()
+ALL_ATTENTION_FUNCTIONS["sdpa"] = gamer_sdpa_attention_forward
+
+
+def _last_row(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """The last query row of a [batch, heads, Q, K] mask (None stays None: one query reads every key)."""
+    return None if mask is None else mask[..., -1:, :]
 
 
 class GamerTokenRoles:
@@ -318,19 +362,16 @@ class GamerAttention(nn.Module):
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        if (self.config._attn_implementation == "sdpa" and attention_mask is not None and query.device.type == "cpu"
-                and not torch.is_grad_enabled()):
-            attention_interface = sdpa_grouped_attention_forward
-        dropout = 0.0 if not self.training else self.attention_dropout
-        if _runs_unfused(self.config._attn_implementation, query, attention_mask, dropout, self.is_causal):
-            attn_output, attn_weights = query_blocked_attention(
-                attention_interface, self, query, key, value, attention_mask, dropout=dropout, scaling=self.scaling,
-                **kwargs,
-            )
-        else:
-            attn_output, attn_weights = attention_interface(
-                self, query, key, value, attention_mask, dropout=dropout, scaling=self.scaling, **kwargs
-            )
+        attn_output, attn_weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=0.0 if not self.training else self.attention_dropout,
+            scaling=self.scaling,
+            **kwargs,
+        )
         attn_output = attn_output.reshape(*attn_output.shape[:2], -1).contiguous()
         return attn_output, attn_weights
 
@@ -341,9 +382,12 @@ class GamerAttention(nn.Module):
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: torch.Tensor | None,
         cache: Cache | None = None,
+        last_only: bool = False,
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         query, key, value = self.project(hidden_states, position_embeddings)
+        if last_only:  # every position's keys and values, the last position's query alone
+            query, attention_mask = query[:, :, -1:], _last_row(attention_mask)
         attn_output, attn_weights = self.attend(
             query, key, value, attention_mask, cache, self.layer_idx, cross_level=False, **kwargs
         )
@@ -376,6 +420,7 @@ class GamerCrossLevelAttention(GamerAttention):
         has_key: torch.Tensor,
         behavior_ids: torch.Tensor,
         cache: Cache | None = None,
+        last_only: bool = False,
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         shape = (*hidden_states.shape[:-1], -1, self.head_dim)
@@ -385,6 +430,9 @@ class GamerCrossLevelAttention(GamerAttention):
             self.behavior_v(behavior_ids).view(shape),
         )
         query, key, value = self.project(hidden_states, position_embeddings, additive)
+        if last_only:
+            query, level_mask, has_key = query[:, :, -1:], _last_row(level_mask), has_key[:, -1:]
+            hidden_states = hidden_states[:, -1:]
         attn_output, attn_weights = self.attend(
             query, key, value, level_mask, cache, self.cross_level_idx, cross_level=True, **kwargs
         )
@@ -421,16 +469,25 @@ class GamerDecoderLayer(GradientCheckpointingLayer):
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         cache: Cache | None = None,
         use_cache: bool | None = False,
+        last_only: bool = False,
         **kwargs: Any,
     ) -> torch.Tensor:
-        residual, _ = self.self_attn(self.input_layernorm(hidden_states), position_embeddings, attention_mask, cache, **kwargs)
-        hidden_states = hidden_states + self.dropout(residual)
+        """`last_only`: the output at the last position only (the attention whose output feeds nothing else, the
+        cross-level one where this layer has it, runs its last query alone; every key still goes to the cache)."""
+        self_last = last_only and self.cross_attn is None
+        residual, _ = self.self_attn(
+            self.input_layernorm(hidden_states), position_embeddings, attention_mask, cache, last_only=self_last,
+            **kwargs,
+        )
+        hidden_states = (hidden_states[:, -1:] if self_last else hidden_states) + self.dropout(residual)
         if self.cross_attn is not None:
             residual, _ = self.cross_attn(
                 self.cross_attn_layernorm(hidden_states), position_embeddings, level_mask, has_key,
-                roles.behavior_ids, cache, **kwargs,
+                roles.behavior_ids, cache, last_only=last_only, **kwargs,
             )
-            hidden_states = hidden_states + self.dropout(residual)
+            hidden_states = (hidden_states[:, -1:] if last_only else hidden_states) + self.dropout(residual)
+        if last_only:
+            roles = GamerTokenRoles(roles.item_position_ids[:, -1:], roles.behavior_ids[:, -1:])
         ffn_input = self.post_attention_layernorm(hidden_states)
         if self.behavior_embedding is not None:
             # The behavior token itself gets id 0; code tokens get their interaction's identity.
@@ -606,6 +663,7 @@ class GamerModel(GamerPreTrainedModel):
         use_cache: bool | None = None,
         behavior_ids: torch.LongTensor | None = None,
         item_position_ids: torch.LongTensor | None = None,
+        last_position_only: bool = False,
         **kwargs: Any,
     ) -> BaseModelOutputWithPastAndCrossAttentions:
         r"""
@@ -614,6 +672,12 @@ class GamerModel(GamerPreTrainedModel):
             cache) when not given; required with `inputs_embeds`.
         item_position_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
             Expert route of each token: 0 pad, 1 behavior token, 2..K+1 code level. Same rule as `behavior_ids`.
+        last_position_only (`bool`, *optional*, defaults to `False`):
+            Run the last layer's output rows at the last position only (`last_hidden_state` is then
+            `(batch_size, 1, hidden_size)`); every position's keys and values still go to the cache. What a prefill
+            needs for its next-token logits (`GamerForCausalLM` sets it for `logits_to_keep=1`): the last layer's
+            attention over all queries, its output projection and experts run for one row per sequence. Ignored
+            where hidden states or attentions are recorded, and with flex attention (a block mask has no row view).
         """
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
@@ -663,13 +727,21 @@ class GamerModel(GamerPreTrainedModel):
             if self.config._attn_implementation == "flex_attention":
                 level_mask = self._level_block_mask(token_behavior, key_behavior, past_seen, sequence_ids, custom,
                                                     has_key)
+        last_only = last_position_only and length > 1 and not self._records_outputs(kwargs)
         return self._run_layers(inputs_embeds, position_ids, causal_mask, level_mask, has_key, roles, cache, kwargs,
-                                return_cache=use_cache)
+                                return_cache=use_cache, last_only=last_only)
+
+    def _records_outputs(self, kwargs: dict[str, Any]) -> bool:
+        """Whether this forward records per-layer outputs, or runs flex attention (no row view of a block mask)."""
+        return (self.config._attn_implementation == "flex_attention"
+                or kwargs.get("output_hidden_states", self.config.output_hidden_states)
+                or kwargs.get("output_attentions", self.config.output_attentions))
 
     def _run_layers(self, hidden_states, position_ids, causal_mask, level_mask, has_key, roles, cache, kwargs,
-                    return_cache: bool = True) -> BaseModelOutputWithPastAndCrossAttentions:
+                    return_cache: bool = True, last_only: bool = False) -> BaseModelOutputWithPastAndCrossAttentions:
         position_embeddings = self.rotary_emb(hidden_states, position_ids)
-        for decoder_layer in self.layers[: self.config.num_hidden_layers]:
+        layers = self.layers[: self.config.num_hidden_layers]
+        for index, decoder_layer in enumerate(layers):
             hidden_states = decoder_layer(
                 hidden_states,
                 roles,
@@ -678,6 +750,7 @@ class GamerModel(GamerPreTrainedModel):
                 has_key=has_key,
                 position_embeddings=position_embeddings,
                 cache=cache,
+                last_only=last_only and index == len(layers) - 1,
                 **kwargs,
             )
         return BaseModelOutputWithPastAndCrossAttentions(
@@ -727,6 +800,7 @@ class GamerForCausalLM(GamerPreTrainedModel, GamerGenerationMixin):
             use_cache=use_cache,
             behavior_ids=behavior_ids,
             item_position_ids=item_position_ids,
+            last_position_only=isinstance(logits_to_keep, int) and logits_to_keep == 1,
             **kwargs,
         )
         hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)

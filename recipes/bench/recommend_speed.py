@@ -11,6 +11,10 @@ Sections (`--sections`, default all):
   (`sdpa_grouped_attention_forward`, the default) against Transformers' own sdpa path (which copies the K/V
   heads per query head whenever a mask is given), the two interleaved round by round in this process; with
   the fixed cost of one decode forward (1 prompt, 1 beam);
+- `hotpath`: today's recommend() and prefill against the model code of `--baseline-commit` (same weights,
+  same histories), the four calls interleaved round by round in this process (order rotating); ratios against
+  both prefills, the old/new speed-up, identical lists, and the fixed cost of one decode forward (1 prompt,
+  1 beam: CPU ms and Python calls counted by cProfile) on each side;
 - `constraint`: the trie constraint's share of decode time (`ItemTrie.allowed`/`step` of the
   tokenizer's trie, timed on that instance, over everything recommend() does after its prefill) at
   `--items` and at `--constraint-items` (synthetic codes).
@@ -23,7 +27,9 @@ The `prefill` and `constraint` sections read CPU clocks: they are meant for CPU 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import random
 import statistics
 import time
@@ -37,7 +43,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast, ItemTrie, make_prefix_allowed_tokens_fn
 from gamer_hf.modeling import modeling_gamer
 
-SECTIONS = ("stock", "prefill", "attention", "constraint")
+SECTIONS = ("stock", "prefill", "attention", "hotpath", "constraint")
 
 
 def catalogue(num_items: int, levels: int, codebook: int, seed: int) -> dict[str, tuple[int, ...]]:
@@ -215,6 +221,69 @@ def attention_section(tok, model, histories, batch, beams: int, rounds: int) -> 
     return out
 
 
+def decode_forward_cost(model, tok, history, rounds: int) -> dict[str, Any]:
+    """CPU ms and Python calls of one decode forward of 1 prompt and 1 beam: the per-forward fixed cost.
+
+    Timed on the forwards after each prefill (hooks), then one call counted under cProfile."""
+    with forward_clock(model) as spans:
+        for _ in range(rounds):
+            model.recommend(tok, [history], behavior="buy", top_k=1, num_beams=1)
+    fixed = [1e3 * (b - a) for n, (a, b) in enumerate(spans) if n % tok.num_levels]
+    profile, forwards = cProfile.Profile(), []
+
+    def start(*_: Any) -> None:  # every forward after the prefill
+        forwards.append(None)
+        if len(forwards) > 1:
+            profile.enable()
+
+    pre = model.register_forward_pre_hook(start)
+    post = model.register_forward_hook(lambda *_: profile.disable())
+    try:
+        model.recommend(tok, [history], behavior="buy", top_k=1, num_beams=1)
+    finally:
+        pre.remove()
+        post.remove()
+    return {"cpu_ms": spread(fixed), "python_calls": round(pstats.Stats(profile).total_calls / (tok.num_levels - 1))}
+
+
+def hotpath_section(tok, model, preset: str, histories, batch, beams: int, rounds: int, commit: str) -> dict[str, Any]:
+    """recommend() and the prefill forward of today's code and of `commit`'s, interleaved (CPU seconds)."""
+    from code_at import model_code_at  # a sibling script; imported here so the other sections need no git
+
+    old_code = model_code_at(commit)
+    old = old_code.GamerForCausalLM(old_code.GamerConfig.from_preset(preset, tokenizer=tok)).eval()
+    old.load_state_dict(model.state_dict())  # strict: the same parameters under the same names
+    models = {"new": model, "old": old}
+    calls = {}
+    for side, lm in models.items():
+        calls[f"{side}_prefill"] = lambda lm=lm: lm(**batch, use_cache=True, logits_to_keep=1)
+        calls[f"{side}_recommend"] = lambda lm=lm: lm.recommend(tok, histories, behavior="buy", top_k=beams,
+                                                                num_beams=beams, batch_size=len(histories))
+    lists = {side: calls[f"{side}_recommend"]() for side in models}  # warm-up, and the lists compared
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    names = list(calls)
+    with torch.no_grad():
+        for round_ in range(rounds):
+            for name in names[round_ % len(names):] + names[: round_ % len(names)]:
+                start = time.process_time()
+                calls[name]()
+                seconds[name].append(time.process_time() - start)
+
+    def ratio(top: str, bottom: str) -> dict[str, float]:
+        return spread([a / b for a, b in zip(seconds[top], seconds[bottom])])
+
+    scores = [abs(a[1] - b[1]) for new_row, old_row in zip(lists["new"], lists["old"]) for a, b in zip(new_row, old_row)]
+    return {"baseline_commit": commit, "rounds": rounds, **{f"{name}_cpu_s": spread(v) for name, v in seconds.items()},
+            "new_recommend_over_new_prefill": ratio("new_recommend", "new_prefill"),
+            "new_recommend_over_old_prefill": ratio("new_recommend", "old_prefill"),
+            "old_recommend_over_old_prefill": ratio("old_recommend", "old_prefill"),
+            "new_recommend_over_old_recommend": ratio("new_recommend", "old_recommend"),
+            "new_prefill_over_old_prefill": ratio("new_prefill", "old_prefill"),
+            "identical_lists": [[i for i, _ in row] for row in lists["new"]] == [[i for i, _ in row] for row in lists["old"]],
+            "max_score_difference": max(scores),
+            "decode_forward_1x1": {side: decode_forward_cost(lm, tok, histories[0], rounds) for side, lm in models.items()}}
+
+
 def constraint_section(tok, model, histories, beams: int, rounds: int) -> dict[str, Any]:
     """Share of the time after the prefill spent in the trie (`allowed` and `step` of the tokenizer's trie)."""
     trie = ItemTrie.for_tokenizer(tok).to(model.device)  # the instance recommend() decodes with
@@ -243,6 +312,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="best of N for the stock comparison")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of the prefill and constraint sections")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--baseline-commit", default="c74736b", help="model code the hotpath section compares to")
     args = parser.parse_args()
 
     tok, model = build(args.items, args.levels, args.codebook, args.preset, seed=0)
@@ -261,6 +331,10 @@ def main() -> None:
     if "attention" in args.sections:
         print(json.dumps({"section": "attention", **setup, **attention_section(tok, model, histories, batch, args.beams,
                                                                                args.rounds)}), flush=True)
+    if "hotpath" in args.sections:
+        print(json.dumps({"section": "hotpath", **setup, **hotpath_section(tok, model, args.preset, histories, batch, args.beams,
+                                                                           args.rounds, args.baseline_commit)}),
+              flush=True)
     if "constraint" in args.sections:
         print(json.dumps({"section": "constraint", **setup,
                           **constraint_section(tok, model, histories, args.beams, args.rounds)}), flush=True)

@@ -1,6 +1,6 @@
 """Speed and scaling of GAMER on one device, reported as ratios wherever a baseline runs beside it.
 
-Four measurements (random token content: cost does not depend on it):
+Measurements (random token content: cost does not depend on it):
 1. training throughput per preset: a fixed number of forward + backward + AdamW steps on one batch,
    sequences/s, tokens/s and peak memory (CPU: peak resident memory of a fresh process per preset,
    so presets do not share a high-water mark; GPU: peak allocated memory);
@@ -26,7 +26,10 @@ Four measurements (random token content: cost does not depend on it):
 9. token cost against history length (`--token-cost-histories`, 20 and 200): training tokens/s of the shortest
    over each longer one, per interleaved round, for the model as it trains (sdpa; with attention dropout on CPU,
    queries in blocks that read only the keys their mask allows), the same with one attention call over the
-   whole map (the path before the blocks), and without attention dropout (where torch's fused CPU kernel runs).
+   whole map (the path before the blocks), and without attention dropout (where torch's fused CPU kernel runs);
+10. compiled training (`--sections compile`, not in the default set): `torch.compile(model)` (Inductor) training steps against the eager
+   model on the same mixed-length batch, padded and packed by GAMER's collator; compile time, graph breaks, and
+   eager / compiled per interleaved round (the compiled graph equals eager: `test_compiled_training_step_equals_eager`).
 
     python recipes/bench/speed.py                       # everything, CPU sizes, JSON to recipes/bench/results/
     python recipes/bench/speed.py --quick               # seconds, for a smoke test
@@ -36,22 +39,16 @@ Four measurements (random token content: cost does not depend on it):
 from __future__ import annotations
 
 import argparse
-import atexit
-import importlib
 import json
 import os
 import platform
 import resource
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -73,12 +70,13 @@ from gamer_hf.modeling import modeling_gamer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_throughput import sync  # noqa: E402  (sibling benchmark scripts)
+from code_at import model_code_at  # noqa: E402
 from recommend_speed import build, catalogue, histories_for, timed  # noqa: E402
 
 BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "speed.json"
-SECTIONS = ("train", "recommend", "history", "catalogue", "packing", "prefill", "experts", "parity", "tokencost")
-REPO = Path(__file__).resolve().parents[2]
+SECTIONS = ("train", "recommend", "history", "catalogue", "packing", "prefill", "experts", "parity", "tokencost",
+            "compile")
 
 
 def _training_batch(tok: GamerTokenizerFast, batch: int, history: int, device: str) -> dict[str, torch.Tensor]:
@@ -389,23 +387,6 @@ def expert_dispatch(preset: str, items: int, batch: int, history: int, rounds: i
             "loop_over_grouped_range": [round(min(ratios), 3), round(max(ratios), 3)]}
 
 
-def model_code_at(commit: str) -> ModuleType:
-    """`modeling/` as it was at `commit`, written out by `git show` and imported as its own package
-    (`gamer_<commit>`), so the old model runs beside today's in one process."""
-    files = subprocess.run(["git", "-C", str(REPO), "ls-tree", "--name-only", f"{commit}:modeling"],
-                           check=True, capture_output=True, text=True).stdout.split()
-    root = Path(tempfile.mkdtemp(prefix="gamer_parity_"))
-    atexit.register(shutil.rmtree, root, ignore_errors=True)
-    package = root / f"gamer_{commit[:7]}"
-    package.mkdir()
-    for name in files:
-        source = subprocess.run(["git", "-C", str(REPO), "show", f"{commit}:modeling/{name}"], check=True,
-                                capture_output=True, text=True).stdout
-        (package / name).write_text(source)
-    sys.path.insert(0, str(root))
-    return importlib.import_module(package.name)
-
-
 def real_history_lengths(dataset: str, count: int, longest: int, seed: int) -> list[int]:
     """Interactions per user of a real log (`GAMER_HF_DATA_DIR/<dataset>/events.csv.gz`) for `count` users
     drawn at random among those with at least 2 events, each capped at `longest`: lengths as logs have them."""
@@ -530,6 +511,51 @@ def token_cost(preset: str, items: int, lengths: list[int], batch: int, rounds: 
             "query_block": blocks, "rounds": rounds, "per_round": per_round, "summary": summary}
 
 
+def compiled_training(preset: str, items: int, batch: int, shortest: int, longest: int, rounds: int,
+                      device: str) -> dict[str, Any]:
+    """Training steps of `torch.compile(model)` (Inductor) against the eager model on the same batches (GAMER's
+    collator, padded and packed, mixed history lengths), the four steps interleaved per round (order rotating);
+    compile time and graph breaks counted on the first compiled step of each layout."""
+    from torch._dynamo.utils import counters
+
+    tok, model = build(items, 4, 256, preset, seed=0)
+    model.to(device).train()
+    lengths = length_mix(batch, shortest, longest, seed=5)
+    rng = np.random.default_rng(5)
+    behaviors, item_ids = list(tok.behaviors), tok.item_ids
+    rows = [{"behaviors": [behaviors[i] for i in rng.integers(0, len(behaviors), n + 1)],
+             "items": [item_ids[i] for i in rng.integers(0, len(item_ids), n + 1)]} for n in lengths]
+    inputs = {layout: {k: v.to(device) for k, v in GamerCollator(tok, pack=layout == "packed")(rows).items()}
+              for layout in ("padded", "packed")}
+    compiled = torch.compile(model, dynamic=False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4)
+    counters.clear()
+    compile_s = {}
+    for layout, batch_inputs in inputs.items():
+        start = time.perf_counter()
+        train_step(compiled, optimizer, batch_inputs, device)
+        compile_s[layout] = round(time.perf_counter() - start, 1)
+        train_step(model, optimizer, batch_inputs, device)  # eager warm-up
+    graph_breaks = sum(counters["graph_break"].values())
+    steps = {f"{mode}_{layout}": (forward, layout) for mode, forward in (("eager", model), ("compiled", compiled))
+             for layout in inputs}
+    seconds: dict[str, list[float]] = {name: [] for name in steps}
+    names = list(steps)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            forward, layout = steps[name]
+            start = time.perf_counter()
+            train_step(forward, optimizer, inputs[layout], device)
+            seconds[name].append(time.perf_counter() - start)
+    return {"preset": preset, "batch": batch, "history_lengths": [shortest, longest], "rounds": rounds,
+            "shapes": {layout: list(batch_inputs["input_ids"].shape) for layout, batch_inputs in inputs.items()},
+            "compile_s": compile_s, "graph_breaks": graph_breaks,
+            "step_s": {name: _quantiles(v) for name, v in seconds.items()},
+            "eager_over_compiled": {layout: _quantiles([e / c for e, c in zip(seconds[f"eager_{layout}"],
+                                                                               seconds[f"compiled_{layout}"])])
+                                    for layout in inputs}}
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The tables RESULTS.md shows, from the JSON (only the sections that ran)."""
     lines: list[str] = []
@@ -601,6 +627,15 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {variant} | " + " | ".join(f"{row[f'tokens_per_s_{n}']['median']:,.0f}"
                                                       for n in t["histories"]) + " | "
                          + " | ".join(f"**{_interval(row[f'cost_{n}_over_{first}'])}**" for n in rest) + " |")
+    if "compiled_training" in results:
+        c = results["compiled_training"]
+        lines += ["", "| layout | shape | compile (first step) | eager step: median [range] | compiled step | "
+                      "eager / compiled: median [range] |", "|---|---|---:|---|---|---|"]
+        for layout, shape in c["shapes"].items():
+            eager, compiled = c["step_s"][f"eager_{layout}"], c["step_s"][f"compiled_{layout}"]
+            lines.append(f"| {layout} | {shape} | {c['compile_s'][layout]} s | {eager['median']} s [{eager['min']}, "
+                         f"{eager['max']}] | {compiled['median']} s [{compiled['min']}, {compiled['max']}] | "
+                         f"**{_interval(c['eager_over_compiled'][layout])}** |")
     return "\n".join(lines) + "\n"
 
 
@@ -624,7 +659,8 @@ def main() -> None:
     parser.add_argument("--parity-dataset", default="retailrocket_cml", help="real log the history lengths come from")
     parser.add_argument("--parity-max-history", type=int, default=100, help="the recipe's max_history")
     parser.add_argument("--token-cost-histories", type=int, nargs="+", default=[20, 200])
-    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
+    parser.add_argument("--sections", nargs="+", default=[s for s in SECTIONS if s != "compile"], choices=SECTIONS,
+                        help="default: all but compile (Inductor compiles for minutes on CPU: ask for it)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in well under a minute")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
@@ -681,6 +717,10 @@ def main() -> None:
         results["token_cost"] = token_cost("small", args.items, args.token_cost_histories, args.train_batch,
                                            max(3, 2 * args.repeats), args.device)
         print(json.dumps(results["token_cost"]["summary"]), flush=True)
+    if "compile" in sections:
+        results["compiled_training"] = compiled_training("small", args.items, args.pack_batch, 5, args.pack_longest,
+                                                         max(3, 3 * args.repeats), args.device)
+        print(json.dumps(results["compiled_training"]), flush=True)
     results["load_average_at_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(f".{args.out.name}.tmp")

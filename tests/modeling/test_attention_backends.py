@@ -156,3 +156,30 @@ def test_training_with_attention_dropout_runs_blocked_like_one_call(make_histori
         for blocked, whole in zip(*results[::-1]):
             if whole is not None:
                 assert torch.allclose(blocked, whole, atol=1e-5)
+
+
+def test_sdpa_is_one_registered_function_of_the_model(tokenizer, histories, monkeypatch) -> None:
+    """`sdpa` resolves to GAMER's own entry in the model's attention table (Transformers' `sdpa` stays as it is for
+    other models), every attention call of a forward goes through it, and other names reach the global table."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    assert modeling_gamer.ALL_ATTENTION_FUNCTIONS["sdpa"] is modeling_gamer.gamer_sdpa_attention_forward
+    assert ALL_ATTENTION_FUNCTIONS["sdpa"] is sdpa_attention_forward
+    assert modeling_gamer.ALL_ATTENTION_FUNCTIONS["flex_attention"] is ALL_ATTENTION_FUNCTIONS["flex_attention"]
+    calls = []
+
+    def spy(module, query, *args, **kwargs):
+        calls.append(type(module).__name__)
+        return modeling_gamer.gamer_sdpa_attention_forward(module, query, *args, **kwargs)
+
+    monkeypatch.setitem(modeling_gamer.ALL_ATTENTION_FUNCTIONS, "sdpa", spy)
+    model = _lm(tokenizer, cross_level_layers=[1])
+    batch = tokenizer.encode_histories(histories, return_tensors="pt")
+    with torch.no_grad():
+        sdpa_logits = model(**batch).logits
+    assert calls == ["GamerAttention", "GamerAttention", "GamerCrossLevelAttention"]
+    model.set_attn_implementation("eager")  # switchable at run time: the model dispatches through the interface
+    real = batch["attention_mask"].bool()
+    with torch.no_grad():
+        assert torch.allclose(model(**batch).logits[real], sdpa_logits[real], atol=1e-5)
+    assert len(calls) == 3

@@ -437,9 +437,15 @@ def test_assisted_and_prompt_lookup_decoding_equal_greedy(make_histories, tokeni
     assert torch.equal(_greedy(model, tokenizer, batch, **extra), _greedy(model, tokenizer, batch))
 
 
+def _one_layer_lm(tokenizer: GamerTokenizerFast) -> GamerForCausalLM:
+    """One layer with every part (self- and cross-level attention, behavior injection, experts): what compile
+    tests trace, at half the tiny model's tracing time."""
+    return _lm(tokenizer, num_hidden_layers=1, cross_level_layers=[0], behavior_injection_layers=[0])
+
+
 @pytest.mark.slow
 def test_compiled_forward_equals_eager(make_histories, tokenizer) -> None:
-    model = _lm(tokenizer, cross_level_layers=[0, 1])
+    model = _one_layer_lm(tokenizer)
     batch = _batch(tokenizer, make_histories(tokenizer, 3, seed=22))
     assert type(model)._can_compile_fullgraph  # the expert FFN's grouped matmul has fixed shapes
     compiled = torch.compile(model.forward, backend="aot_eager", fullgraph=True)
@@ -464,3 +470,44 @@ def test_custom_4d_mask_equals_the_2d_mask(make_histories, tokenizer, dtype) -> 
     narrow[..., : length - 5] = False
     narrowed = model(input_ids=batch["input_ids"], attention_mask=narrow, position_ids=position_ids).logits
     assert not torch.allclose(narrowed[:, -1], expected[:, -1], atol=1e-4)
+
+
+@pytest.mark.slow
+def test_compiled_training_step_equals_eager(make_histories, tokenizer) -> None:
+    """`torch.compile(model)` of a training step (padded and packed batches of GAMER's collator, cross-level
+    layers on) gives the eager loss and gradients. AOTAutograd traces forward and backward as Inductor would;
+    Inductor itself is timed in `recipes/bench/speed.py --sections compile`."""
+    from gamer_hf.data.collator import GamerCollator
+
+    model = _one_layer_lm(tokenizer).train()
+    histories = make_histories(tokenizer, 6, seed=24, max_len=8)
+    rows = [{"behaviors": [b for b, _ in h], "items": [i for _, i in h]} for h in histories]
+    padded, packed = GamerCollator(tokenizer)(rows), GamerCollator(tokenizer, pack=True)(rows)
+    assert "position_ids" in packed and packed["input_ids"].shape[0] < padded["input_ids"].shape[0]
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True, dynamic=False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    for inputs in (padded, packed):
+        results = []
+        for forward in (model, compiled):
+            loss = forward(**inputs).loss
+            results.append((loss, *torch.autograd.grad(loss, params, allow_unused=True)))
+        for eager, traced in zip(*results):
+            assert (eager is None) == (traced is None)
+            assert eager is None or torch.allclose(traced, eager, atol=1e-5)
+
+
+@pytest.mark.parametrize("cross_level_layers", [[1], [0]])  # the last layer with and without cross-level attention
+def test_prefill_of_the_last_position_equals_the_full_forward(make_histories, tokenizer, cross_level_layers) -> None:
+    """`logits_to_keep=1` runs the last layer for the last position only: the same next-token logits and the same
+    cache as the full forward (padded rows included); recorded hidden states keep every position."""
+    model = _lm(tokenizer, cross_level_layers=cross_level_layers)
+    batch = _batch(tokenizer, make_histories(tokenizer, 4, seed=25))
+    with torch.no_grad():
+        full = model(**batch, use_cache=True)
+        last = model(**batch, use_cache=True, logits_to_keep=1)
+        trimmed = model.model(**batch, last_position_only=True)
+        recorded = model.model(**batch, last_position_only=True, output_hidden_states=True)
+    assert trimmed.last_hidden_state.shape[1] == 1 and recorded.last_hidden_state.shape == full.logits.shape[:2] + (64,)
+    assert torch.allclose(last.logits[:, 0], full.logits[:, -1], atol=1e-5)
+    parts = zip([*full.cache.layers, *full.cache.cross_level_layers], [*last.cache.layers, *last.cache.cross_level_layers])
+    assert all(torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values) for a, b in parts)
