@@ -8,8 +8,11 @@ rather than surfacing as an index error or a collator failure in the middle of a
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from gamer_hf import checkpoint
 from gamer_hf.errors import DataError
@@ -31,7 +34,10 @@ def load_tokenizer(args: TrainArguments) -> GamerTokenizerFast:
     return checkpoint.load_tokenizer(tokenizer_dir(args))
 
 
-def check_data(tokenizer: GamerTokenizerFast, metadata: dict[str, Any], item_ids: list[str], data: str,
+CHECK_CHUNK = 1 << 18  # catalogue ids looked up at once by check_data
+
+
+def check_data(tokenizer: GamerTokenizerFast, metadata: dict[str, Any], item_ids: Sequence[str], data: str,
                on_unknown: str) -> int:
     """Refuse data the tokenizer cannot encode; return how many catalogue items it does not know."""
     for name, level in metadata["behaviors"].items():
@@ -41,14 +47,19 @@ def check_data(tokenizer: GamerTokenizerFast, metadata: dict[str, Any], item_ids
         if tokenizer.behaviors[name] != level:
             raise DataError(f"{data}: behavior {name!r} has level {level} but the tokenizer gives it "
                              f"{tokenizer.behaviors[name]}; build the tokenizer from this data")
-    unknown = [item for item, row in zip(item_ids, tokenizer.item_index.rows(item_ids)) if row < 0]
+    unknown, first = 0, []
+    for start in range(0, len(item_ids), CHECK_CHUNK):  # slices bound the lookup's temporaries at 4M items
+        chunk = item_ids[start:start + CHECK_CHUNK]
+        missing = np.flatnonzero(tokenizer.item_index.rows(chunk) < 0)
+        unknown += len(missing)
+        first += [chunk[i] for i in missing[:5 - len(first)]]
     if unknown and on_unknown == "raise":
-        raise DataError(f"{data}: {len(unknown)} of {len(item_ids)} items have no semantic ID in the tokenizer "
-                         f"(first: {unknown[:5]}); build semantic IDs for this data, or pass on_unknown=skip")
+        raise DataError(f"{data}: {unknown} of {len(item_ids)} items have no semantic ID in the tokenizer "
+                         f"(first: {first}); build semantic IDs for this data, or pass on_unknown=skip")
     if unknown:
         logger.warning("%d of %d items of %s have no semantic ID; their interactions are skipped",
-                       len(unknown), len(item_ids), data)
-    return len(unknown)
+                       unknown, len(item_ids), data)
+    return unknown
 
 
 def build_model(args: TrainArguments, tokenizer: GamerTokenizerFast, augmented: bool) -> GamerForCausalLM:

@@ -13,6 +13,7 @@ from gamer_hf.data.prepare import load_prepared
 from gamer_hf.modeling import GAMER_PRESETS, GamerTokenizerFast
 from gamer_hf.recipes import RECIPES_DIR, recipe_names
 from gamer_hf.training import ABLATIONS, TrainArguments, training_arguments
+from gamer_hf.training import model_setup
 from gamer_hf.training.model_setup import build_model, check_data
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
@@ -73,14 +74,19 @@ def test_ablations_switch_gamer_components_off(tokenizer_dir, ablation, augmente
     assert config.behavior_names == list(tokenizer.behaviors)
 
 
-def test_items_without_semantic_ids_are_refused_or_counted(tokenizer_dir, prepared_dir):
+@pytest.mark.parametrize("chunk", [None, 2])  # 2: the lookup runs in many slices, as at million-item catalogues
+def test_items_without_semantic_ids_are_refused_or_counted(tokenizer_dir, prepared_dir, chunk, monkeypatch):
+    if chunk is not None:
+        monkeypatch.setattr(model_setup, "CHECK_CHUNK", chunk)
     prepared = load_prepared(prepared_dir)
     full = GamerTokenizerFast.from_pretrained(tokenizer_dir)
     kept = dict(list(full.item_index.items())[:-3])
     partial = GamerTokenizerFast.from_items(kept, behaviors=full.behaviors, codebook_size=full.codebook_sizes)
     missing = [item for item in prepared.item_ids if item not in kept]
-    with pytest.raises(ValueError, match=missing[0]):
+    with pytest.raises(ValueError) as refused:
         check_data(partial, prepared.metadata, prepared.item_ids, "data", on_unknown="raise")
+    assert f"{len(missing)} of {len(prepared.item_ids)} items" in str(refused.value)
+    assert f"(first: {missing[:5]})" in str(refused.value)
     assert check_data(partial, prepared.metadata, prepared.item_ids, "data", on_unknown="skip") == len(missing)
 
 
