@@ -14,8 +14,8 @@ failure leaves nothing and the old output untouched):
    exactly as the in-memory path orders and numbers them.
 3. per-user steps: the sorted events stream back in blocks of whole users through
    `build.build_splits` (sessions, protocol, sequences, augmentation with its stream offset),
-   the one implementation both engines use; blocks are appended to Arrow files, then saved as the
-   sharded DatasetDict `load_prepared` memory-maps.
+   the one implementation both engines use; blocks go straight into the shards of the DatasetDict
+   `load_prepared` memory-maps (`shards.DatasetDictWriter`: no mapped copy, so no split's size in RSS).
 
 DuckDB rather than Polars' streaming engine or pyarrow datasets: its sort, window and
 hash-aggregate operators spill to disk under a memory limit (the canonical sort and duplicate
@@ -35,7 +35,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import datasets
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -62,7 +61,6 @@ from .events import (
 )
 from .prepare import (
     PreparedData,
-    _quiet_datasets,
     load_prepared,
     prepared_metadata,
     require_events,
@@ -81,6 +79,7 @@ from .formats import (
     tmall_events,
 )
 from .report import DataValidationError, DropReport
+from .shards import DatasetDictWriter
 from .tables import iter_table_chunks, read_table, timestamp_numbers
 
 __all__ = ["prepare_out_of_core", "reads_in_chunks", "CHUNKED_FORMATS"]
@@ -320,12 +319,11 @@ def prepare_out_of_core(
                                max_history=max_history, augment_copies=augment_copies, seed=seed)
             user_ids = pq.read_table(work / "users.parquet")["user_id"].combine_chunks().cast(pa.string())
             item_ids = pq.read_table(work / "items.parquet")["item_id"].combine_chunks().cast(pa.string())
-            stats = _build_blocks(work, plan, log.levels, user_ids, item_ids, block_events, log.has_sessions, steps)
+            splits = DatasetDictWriter(staging / "splits", ["train", "validation", "test"])
+            stats = _build_blocks(work, splits, plan, log.levels, user_ids, item_ids, block_events, log.has_sessions,
+                                  steps)
 
         with _step(steps, "save"):
-            with _quiet_datasets():
-                datasets.DatasetDict({name: datasets.Dataset.from_file(str(work / f"{name}.arrow"))
-                                      for name in ("train", "validation", "test")}).save_to_disk(str(staging / "splits"))
             items = None
             if source.items is not None:  # held in Arrow during the run; only the kept items become a frame
                 kept = pc.is_in(source.items["item_id"].cast(pa.string()), value_set=item_ids)
@@ -351,10 +349,9 @@ def _step(steps: tqdm, name: str) -> Iterator[None]:
     steps.update()
 
 
-def _build_blocks(work: Path, plan: Any, levels: BehaviorTable, user_ids: pa.Array, item_ids: pa.Array,
-                  block_events: int, has_sessions: bool, steps: tqdm) -> dict[str, Any]:
-    """Step 3: the sorted events in blocks of whole users through build_splits, appended to Arrow files."""
-    writers: dict[str, tuple[pa.ipc.RecordBatchStreamWriter, pa.Schema]] = {}
+def _build_blocks(work: Path, splits: DatasetDictWriter, plan: Any, levels: BehaviorTable, user_ids: pa.Array,
+                  item_ids: pa.Array, block_events: int, has_sessions: bool, steps: tqdm) -> dict[str, Any]:
+    """Step 3: the sorted events in blocks of whole users through build_splits, appended to the split shards."""
     stats, offset, pending = None, 0, None
 
     def flush(block: pa.Table) -> None:
@@ -371,11 +368,7 @@ def _build_blocks(work: Path, plan: Any, levels: BehaviorTable, user_ids: pa.Arr
         tables, part = build_splits(arrays, plan, augment_offset=offset)
         offset += part["splits"]["train"]["history_events"]
         stats = add_stats(stats, part)
-        for name, table in tables.items():
-            if name not in writers:
-                writers[name] = pa.ipc.new_stream(str(work / f"{name}.arrow"), table.schema), table.schema
-            writer, schema = writers[name]
-            writer.write_table(table.cast(schema))
+        splits.write(tables)
         steps.set_postfix_str(f"split {first + count:,} of {len(user_ids):,} users")
 
     for batch in pq.ParquetFile(work / "sorted.parquet").iter_batches(batch_size=min(1 << 18, block_events)):
@@ -390,8 +383,7 @@ def _build_blocks(work: Path, plan: Any, levels: BehaviorTable, user_ids: pa.Arr
             pending = pending.slice(cut)
     if pending is not None and pending.num_rows:
         flush(pending)
-    for writer, _ in writers.values():
-        writer.close()
+    splits.close()
     return stats
 
 
