@@ -88,6 +88,9 @@ logger = logging.getLogger(__name__)
 
 CHUNKED_FORMATS = ("events", "gamer", "taobao", "retailrocket", "tmall")
 CHUNK_BYTES = 16 << 20  # of CSV text per chunk (about 400,000 events)
+# Arrow's streaming CSV reader reads up to 32 blocks ahead in the background: 32 x 16 MiB held 340 MiB at 10M
+# events (a 1M-event file has only 4 blocks). Blocks of an eighth of a chunk, joined, bound it at 64 MiB.
+BLOCKS_PER_CHUNK = 8
 BLOCK_EVENTS = 1 << 19  # events per block of whole users in step 3
 
 
@@ -117,13 +120,15 @@ class _Source:
     path: Path
     convert: Callable[[pa.Table, str], RawEvents]
     column_names: list[str] | None = None
-    items: pa.Table | None = None  # a catalogue file beside the events (gamer folders), in Arrow until saved
+    items_file: Path | None = None  # a catalogue file beside the events (gamer folders), read when saving
     cached: list[tuple[str, int, Path]] | None = None  # (file, row, Arrow file) of chunks already parsed once
 
     def tables(self) -> Iterator[tuple[str, int, pa.Table]]:
         """(file, first row, table as read) of every chunk: parsed from the source, or from the cache once."""
         if self.cached is None:
-            yield from iter_table_chunks(self.path, column_names=self.column_names, chunk_bytes=CHUNK_BYTES)
+            blocks = iter_table_chunks(self.path, column_names=self.column_names,
+                                       chunk_bytes=max(1, CHUNK_BYTES // BLOCKS_PER_CHUNK))
+            yield from _joined(blocks)
             return
         for file, row, path in self.cached:
             with pa.memory_map(str(path)) as mapped:
@@ -134,6 +139,21 @@ class _Source:
     def chunks(self) -> Iterator[tuple[RawEvents, int]]:
         for file, row, table in self.tables():
             yield self.convert(table, file), row
+
+
+def _joined(blocks: Iterator[tuple[str, int, pa.Table]]) -> Iterator[tuple[str, int, pa.Table]]:
+    """Up to BLOCKS_PER_CHUNK consecutive blocks of one file joined into a chunk (file, first row, table)."""
+    parts: list[pa.Table] = []
+    file, row = "", 0
+    for block_file, block_row, table in blocks:
+        if parts and (block_file != file or len(parts) == BLOCKS_PER_CHUNK):
+            yield file, row, pa.concat_tables(parts)
+            parts = []
+        if not parts:
+            file, row = block_file, block_row
+        parts.append(table)
+    if parts:
+        yield file, row, pa.concat_tables(parts)
 
 
 def _source(path: Path, format: str, options: dict[str, Any]) -> _Source:
@@ -150,8 +170,7 @@ def _source(path: Path, format: str, options: dict[str, Any]) -> _Source:
     if name == "gamer":
         events_file = gamer_events_file(path)
         items_file = events_file.parent / "items.csv.gz"
-        items = read_table(items_file) if items_file.is_file() else None
-        return _Source(events_file, gamer_events, items=items)
+        return _Source(events_file, gamer_events, items_file=items_file if items_file.is_file() else None)
     if name == "taobao":
         return _Source(path, taobao_events, column_names=TAOBAO_COLUMNS)
     if name == "tmall":
@@ -325,9 +344,11 @@ def prepare_out_of_core(
 
         with _step(steps, "save"):
             items = None
-            if source.items is not None:  # held in Arrow during the run; only the kept items become a frame
-                kept = pc.is_in(source.items["item_id"].cast(pa.string()), value_set=item_ids)
-                items = source.items.filter(kept).to_pandas()
+            if source.items_file is not None:  # read now, not held through the steps; the kept items become a frame
+                catalogue = read_table(source.items_file)
+                kept = pc.is_in(catalogue["item_id"].cast(pa.string()), value_set=item_ids)
+                items = catalogue.filter(kept).to_pandas()
+                del catalogue
             elif log.has_chunk_items:
                 items = pd.read_parquet(work / "first_items.parquet")
             unit, detected = log.time_unit or (None, False)
