@@ -60,6 +60,7 @@ from .events import (
     duplicate_policy,
 )
 from .prepare import (
+    MEMORY_LIMIT,
     PreparedData,
     load_prepared,
     prepared_metadata,
@@ -304,7 +305,7 @@ def prepare_out_of_core(
     seed: int = 42,
     progress: bool = True,
     format_options: dict[str, Any] | None = None,
-    memory_limit: str = "512MB",
+    memory_limit: str = MEMORY_LIMIT,
     block_events: int = BLOCK_EVENTS,
 ) -> PreparedData:
     """`prepare(..., engine="duckdb")`: the same prepared folder, built out of core (see the module docstring)."""
