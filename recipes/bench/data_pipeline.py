@@ -50,7 +50,13 @@ TAOBAO_EVENTS = 100_000_000  # write_taobao_shaped at scale 1 (1M users x ~100 e
 
 
 def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak RSS: VmHWM, which starts afresh at exec; Linux carries ru_maxrss across exec, so a
+    child started by a parent that had grown (comparing two 10M outputs: 1.8 GB) would report the parent's peak."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _cpu_seconds() -> float:
