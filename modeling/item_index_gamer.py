@@ -33,6 +33,7 @@ __all__ = ["ITEM_INDEX_FORMAT", "ItemIds", "ItemIndex"]
 
 ITEM_INDEX_FORMAT = "gamer-item-index/1"
 _SEARCH_CHUNK = 1 << 18  # ids per vectorized binary search (bounds the padded [chunk, width] byte arrays)
+_KEY_CHUNK = 1 << 16  # ids turned into search keys at once (their [chunk, 8] int64 gather indices: 4 MiB)
 _SCAN_CHUNK = 1 << 22  # buffer bytes scanned at once when building the tables beside a loaded file
 _SAFETENSORS_DTYPES = {"U8": np.uint8, "I16": np.int16, "I32": np.int32, "I64": np.int64}
 
@@ -177,8 +178,8 @@ class ItemIndex(Mapping):
         self._keys = None  # ids of at most 8 bytes (numeric ids): one big-endian integer each, searched in C
         if self._width <= 8:
             self._keys = np.empty(len(self), dtype=np.uint64)
-            for start in range(0, len(self), _SEARCH_CHUNK):
-                stop = min(start + _SEARCH_CHUNK, len(self))
+            for start in range(0, len(self), _KEY_CHUNK):
+                stop = min(start + _KEY_CHUNK, len(self))
                 self._keys[start:stop] = _keys(_padded(buffer, self._starts[start:stop], self._lengths[start:stop], 8))
             wrong = np.flatnonzero(self._keys[1:] <= self._keys[:-1])
             if wrong.size:
