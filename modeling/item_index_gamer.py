@@ -47,11 +47,13 @@ def _narrowest_int(low: int, high: int) -> np.dtype:
     return np.dtype(np.int64)
 
 
-def _narrowed(values: np.ndarray) -> np.ndarray:
+def _narrowed(values: np.ndarray, where: str) -> np.ndarray:
     """`values` in `_narrowest_int` of its range; no copy when it already is (a memory-mapped file stays mapped)."""
+    if not values.size:
+        return values.astype(np.uint8)
     if not np.issubdtype(values.dtype, np.integer):
-        raise ValueError(f"codes must be integers, got {values.dtype}")
-    dtype = _narrowest_int(int(values.min()), int(values.max())) if values.size else np.dtype(np.uint8)
+        raise ValueError(f"{where}: codes must be integers, got {values.dtype}")
+    dtype = _narrowest_int(int(values.min()), int(values.max()))
     return values if values.dtype.itemsize <= dtype.itemsize else values.astype(dtype)
 
 
@@ -170,7 +172,7 @@ class ItemIndex(Mapping):
             raise ValueError(f"{where}: codes must be a [num_items, num_levels] array, got shape {codes.shape}")
         if len(buffer) and buffer[-1] != 0:
             raise ValueError(f"{where}: the item id buffer does not end with a NUL")
-        self.codes = _narrowed(codes)
+        self.codes = _narrowed(codes, where)
         self._bytes = buffer
         self._starts, self._lengths = _starts_and_lengths(buffer, len(codes), where)
         self._width = int(self._lengths.max()) if len(self._lengths) else 0
