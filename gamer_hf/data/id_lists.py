@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["read_id_array"]
+__all__ = ["read_id_array", "string_buffers"]
 
 _IDS_AT_ONCE = 1 << 16  # ids whose bytes are moved at once (bounds the temporaries)
 _QUOTE, _BACKSLASH, _COMMA, _SPACE = b'"'[0], b"\\"[0], b","[0], b" "[0]
@@ -85,3 +85,13 @@ def _positions(text: np.ndarray, byte: int) -> np.ndarray:
 def _count(text: np.ndarray, byte: int) -> int:
     step = 1 << 24
     return sum(int(np.count_nonzero(text[at : at + step] == byte)) for at in range(0, len(text), step))
+
+
+def string_buffers(ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(values, offsets) of an Arrow string array, zero-copy: id i is `values[offsets[i]:offsets[i + 1]]`, what
+    `ItemIndex.from_sorted_buffer` and `ItemIndex.rows_of_buffer` take (modeling/ cannot import pyarrow)."""
+    ids = ids.cast(pa.large_string())  # int64 offsets, whatever the input's string type (a copy only if it was not)
+    _, offsets, values = ids.buffers()
+    offsets = (np.frombuffer(offsets, dtype=np.int64, count=len(ids) + 1, offset=8 * ids.offset) if len(ids)
+               else np.zeros(1, dtype=np.int64))
+    return (np.frombuffer(values, dtype=np.uint8) if values is not None else np.zeros(0, dtype=np.uint8)), offsets

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..data.id_lists import string_buffers
 from ..modeling.item_index_gamer import ItemIndex
 from .cases import EvalCase, as_cases
 
@@ -189,12 +190,7 @@ class MostPopular:
 def _sorted_index(ids: pa.Array) -> ItemIndex:
     """An `ItemIndex` (no code columns) of sorted, distinct string ids: its rows are their positions, built from
     the Arrow buffers without Python strings (`ItemIndex.from_sorted_buffer` refuses NULs and checks the order)."""
-    ids = ids.cast(pa.large_string())  # int64 offsets, whatever the input's string type
-    _, offsets, values = ids.buffers()
-    offsets = (np.frombuffer(offsets, dtype=np.int64, count=len(ids) + 1, offset=8 * ids.offset) if len(ids)
-               else np.zeros(1, dtype=np.int64))
-    values = np.frombuffer(values, dtype=np.uint8) if values is not None else np.zeros(0, dtype=np.uint8)
-    return ItemIndex.from_sorted_buffer(values, offsets, np.zeros((len(ids), 0), dtype=np.int64),
+    return ItemIndex.from_sorted_buffer(*string_buffers(ids), np.zeros((len(ids), 0), dtype=np.int64),
                                         "MostPopular's training items")
 
 
