@@ -48,8 +48,9 @@ class AnonPeak(threading.Thread):
         return peak
 
 
-def _arrays(owner: str, obj: Any) -> list[dict[str, Any]]:
-    """Every numpy array / torch tensor attribute of `obj`: its bytes and whether it is a memory map of a file."""
+def _arrays(owner: str, obj: Any, seen: dict[int, str]) -> list[dict[str, Any]]:
+    """Every numpy array / torch tensor attribute of `obj`: its bytes, whether it is a memory map of a file, and
+    which earlier table it shares its memory with (`seen`: data address -> table)."""
     import numpy as np
     import torch
 
@@ -62,11 +63,13 @@ def _arrays(owner: str, obj: Any) -> list[dict[str, Any]]:
             while base is not None:
                 mapped = mapped or isinstance(base, np.memmap) or type(base).__name__ == "mmap"
                 base = getattr(base, "base", None)
+            address = value.__array_interface__["data"][0]
             out.append({"table": f"{owner}.{name}", "dtype": str(value.dtype), "shape": list(value.shape),
-                        "mib": value.nbytes / 2**20, "mapped": mapped})
+                        "mib": value.nbytes / 2**20, "mapped": mapped, "shares": seen.get(address)})
+            seen.setdefault(address, f"{owner}.{name}")
         elif isinstance(value, bytes):
             out.append({"table": f"{owner}.{name}", "dtype": "bytes", "shape": [len(value)],
-                        "mib": len(value) / 2**20, "mapped": False})
+                        "mib": len(value) / 2**20, "mapped": False, "shares": None})
     return out
 
 
@@ -94,8 +97,10 @@ def probe(tokenizer_dir: str) -> dict[str, Any]:
     behavior = next(iter(tokenizer.behaviors))
     collator([{"behaviors": [behavior] * 50, "items": ids[i * 50:(i + 1) * 50]} for i in range(64)])
     step("one batch of 64 x 50")
-    tables = _arrays("tokenizer", tokenizer) + _arrays("item_index", tokenizer.item_index)
-    tables += _arrays("item_ids", tokenizer.item_index.item_ids) + _arrays("collator_table", collator._token_table())
+    seen: dict[int, str] = {}
+    index = tokenizer.item_index
+    tables = [table for owner, obj in (("item_index", index), ("item_ids", index.item_ids), ("tokenizer", tokenizer),
+                                       ("collator_table", collator._token_table())) for table in _arrays(owner, obj, seen)]
     return {"items": len(tokenizer.item_index), "package": str(Path(checkpoint.__file__).parent), "steps": steps,
             "tables": tables}
 
@@ -123,8 +128,8 @@ def main() -> None:
             print(f"  {step['step']:24s} anon {step['anon'] - base['anon']:+8.1f} MiB (peak {step['anon_peak_mib'] - base['anon']:+8.1f})"
                   f"  file {step['file'] - base['file']:+8.1f} MiB")
         for table in run["tables"]:
-            print(f"  {table['table']:30s} {table['dtype']:>6s} {str(table['shape']):>16s} {table['mib']:8.1f} MiB"
-                  f"  {'mapped' if table['mapped'] else 'in memory'}")
+            where = f"the memory of {table['shares']}" if table["shares"] else "mapped" if table["mapped"] else "in memory"
+            print(f"  {table['table']:30s} {table['dtype']:>6s} {str(table['shape']):>16s} {table['mib']:8.1f} MiB  {where}")
     if args.out:
         Path(args.out).write_text(json.dumps(runs, indent=1))
 
