@@ -116,9 +116,9 @@ def test_cross_validation_chooses_the_regularization_by_held_out_ndcg() -> None:
             ranked = single.rank([cases[i] for i in outside], 10, [beams[i] for i in outside],
                                  [scores[i] for i in outside])
             ndcg[outside] = per_case_metrics(ranked, [cases[i].target_items for i in outside], (10,))["NDCG@10"]
-        by_hand[str(value)] = ndcg.mean()
+        by_hand[f"ungated C={value:g}"] = ndcg.mean()
     assert chosen.weights["cv_ndcg10"] == pytest.approx(by_hand)
-    best = max(REGULARIZATION_GRID, key=lambda value: (by_hand[str(value)], -value))  # ties: the smaller C
+    best = max(REGULARIZATION_GRID, key=lambda value: (by_hand[f"ungated C={value:g}"], -value))  # ties: smaller C
     refit = HistoryReranker(BEHAVIORS, explore=False, regularization=best).fit(cases, beams, scores)
     assert chosen.weights["regularization"] == best
     assert chosen.weights["coef"] == pytest.approx(refit.weights["coef"])
