@@ -142,9 +142,11 @@ def _collaborative_part(
     return vectors, has_signal
 
 
-def _profile_rows(vectors: np.ndarray, has_signal: np.ndarray, lone: np.ndarray, positions: ItemPositions,
-                  position_behaviors: np.ndarray | None, num_behaviors: int | None, seed: int) -> ProfileMap:
-    """Fill the `lone` rows of `vectors` in place from the items' training profiles; returns the fitted map."""
+def _profile_rows(out: np.ndarray, vectors: np.ndarray, has_signal: np.ndarray, lone: np.ndarray,
+                  positions: ItemPositions, position_behaviors: np.ndarray | None, num_behaviors: int | None,
+                  seed: int) -> ProfileMap:
+    """Set the `lone` rows of `out` from the items' training profiles, mapped by a `ProfileMap` fitted on the
+    learned (`has_signal`) rows of `vectors`; returns that map."""
     if position_behaviors is None or len(position_behaviors) != len(positions.rows):
         raise ValueError("lone_items='profile' needs position_behaviors: the behavior code of every training "
                          f"position ({len(positions.rows)}), e.g. SemanticIdInputs.position_behaviors")
@@ -152,7 +154,7 @@ def _profile_rows(vectors: np.ndarray, has_signal: np.ndarray, lone: np.ndarray,
         num_behaviors = int(position_behaviors.max()) + 1 if len(position_behaviors) else 0
     profiles = item_profiles(positions, position_behaviors, num_behaviors)
     mapped = ProfileMap.fit(profiles[has_signal], vectors[has_signal], seed=seed)
-    vectors[lone] = mapped.embed(profiles[lone], seed=seed)
+    out[lone] = mapped.embed(profiles[lone], seed=seed)
     return mapped
 
 
@@ -212,12 +214,13 @@ def item_embeddings(
         parts.append(vectors * np.float32(np.sqrt(hybrid_weight)) if concrete == "hybrid" else vectors)
     if concrete in ("collaborative", "hybrid"):
         vectors, has_signal = _collaborative_part(ids, sequences, dim, window, collaborative, item2vec, seed, counts)
+        filled = fill_missing_rows(vectors, ~has_signal, seed=seed + 1)  # the same random rows either way
         if lone_items == "profile":
             profiled = alone & ~has_signal
-            mapped = _profile_rows(vectors, has_signal, profiled, positions, position_behaviors, num_behaviors, seed)
+            mapped = _profile_rows(filled, vectors, has_signal, profiled, positions, position_behaviors,
+                                   num_behaviors, seed)
             has_signal = has_signal | profiled
-        missing["collaborative"] = ~has_signal
-        vectors = fill_missing_rows(vectors, ~has_signal, seed=seed + 1)
+        missing["collaborative"], vectors = ~has_signal, filled
         parts.append(vectors * np.float32(np.sqrt(1.0 - hybrid_weight)) if concrete == "hybrid" else vectors)
     return ItemEmbeddings(
         item_ids=ids,
