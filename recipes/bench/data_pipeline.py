@@ -557,7 +557,8 @@ events file, filter, sessionize, split, build and augment training sequences, sa
 _ENGINES_EXPLANATION = """Prepare alone (session protocol, max_history 50, 2 augmented copies, saved) of the same
 synthetic events.csv.gz, each engine in a fresh process (peak RSS = its `ru_maxrss`, imports
 included): `memory` holds the log in Arrow/numpy, `duckdb` is the out-of-core engine
-(`gamer_hf.data.outofcore`: chunks of 16 MiB of CSV, blocks of 512k events, DuckDB memory_limit as in the command, else the engine's default).
+(`gamer_hf.data.outofcore`: chunks of 16 MiB of CSV, blocks of 512k events, DuckDB memory_limit as in the
+command, else the engine's default).
 "same splits": the two prepared folders hold equal splits, id maps and metadata."""
 
 _NOTES = """Collation: the vectorized collator looks ids up in a dictionary (an Arrow batch: only its

@@ -106,7 +106,7 @@ def test_a_detected_unit_parses_the_file_once(tmp_path: Path, synthetic_events, 
 
 
 def test_read_blocks_are_joined_within_one_file(tmp_path: Path, synthetic_events, monkeypatch) -> None:
-    """Chunks join up to BLOCKS_PER_CHUNK read blocks of one file, first rows kept (the reader's readahead stays small)."""
+    """Chunks join up to BLOCKS_PER_CHUNK read blocks of one file, first rows kept (so the readahead stays small)."""
     events = synthetic_events[0]
     for i, part in enumerate((events.iloc[:2700], events.iloc[2700:])):
         pq.write_table(pa.Table.from_pandas(part, preserve_index=False), tmp_path / f"part-{i}.parquet")

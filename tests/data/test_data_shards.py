@@ -36,15 +36,14 @@ def test_blocks_load_as_the_saved_dataset_dict(tmp_path: Path, real_splits: data
     for start in range(0, max(len(t) for t in blocks.values()), 97):  # blocks as the engine appends them
         writer.write({name: table.slice(start, 97) for name, table in blocks.items()})
     writer.close()
-    saved, written = datasets.load_from_disk(str(tmp_path / "saved")), datasets.load_from_disk(str(tmp_path / "written"))
+    saved, written = (datasets.load_from_disk(str(tmp_path / name)) for name in ("saved", "written"))
     assert list(written) == list(saved)
     for name in SPLITS:
         assert written[name].features == saved[name].features
         assert written[name].data.table.equals(saved[name].data.table), name
         shards = sorted(p.name for p in (tmp_path / "written" / name).glob("*.arrow"))
         assert len(shards) == 1 if max_shard_bytes is None else len(shards) > 1
-        state = {k: json.loads((tmp_path / d / name / "state.json").read_text()) for k, d in
-                 [("saved", "saved"), ("written", "written")]}
+        state = {d: json.loads((tmp_path / d / name / "state.json").read_text()) for d in ("saved", "written")}
         assert [f["filename"] for f in state["written"].pop("_data_files")] == shards
         state["saved"].pop("_data_files")
         state["saved"].pop("_fingerprint"), state["written"].pop("_fingerprint")
