@@ -60,7 +60,7 @@ SPLITS = ("train", "validation", "test")
 # DuckDB's cap in the out-of-core engine. Its sorts and hash tables fill it on any log past a few million events
 # (a 1M log uses about 100 MB), so it is what the sort step's peak grows by: 256MB gives 1.13x from 1M to 10M
 # events, but a 100M log then runs out of memory in the final sorted COPY (its joins with the 1M user and 4M
-# item codes), so the default stays 512MB (recipes/bench/RESULTS.md, "Prepare peak 1M -> 10M").
+# item codes), so the default stays 512MB (1.49x; recipes/bench/RESULTS.md, "Prepare peak 1M -> 10M").
 MEMORY_LIMIT = "512MB"
 # Temporary siblings of an output `out`: `.out.prepare-tmp-HOST-PID-XXXX` (being written) and
 # `.out.prepare-old-HOST-PID-XXXX` (the previous output during the swap). Another run's are stale
