@@ -10,7 +10,7 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.modeling_utils import AttentionInterface
 
 from gamer_hf import GamerConfig, GamerForCausalLM, make_prefix_allowed_tokens_fn
-from gamer_hf.modeling.cache_gamer import GamerBeamCache, GamerBeamLayer
+from gamer_hf.modeling.cache_gamer import GamerBeamCache, GamerBeamLayer, GamerBeamPromptLayer
 
 
 def _lm(tokenizer, attn: str = "sdpa", **overrides) -> GamerForCausalLM:
@@ -62,12 +62,15 @@ def test_beam_cache_holds_each_prompt_once(tokenizer, model, histories) -> None:
     cache = GamerBeamCache(model.config, batch["attention_mask"], num_beams=6, max_new_tokens=2)
     assert isinstance(cache, Cache) and len(cache.layers) == model.config.num_hidden_layers
     assert len(cache.cross_level_layers) == len(model.config.cross_level_layers)
-    assert all(isinstance(layer, GamerBeamLayer) for layer in [*cache.layers, *cache.cross_level_layers, cache.roles])
+    assert all(isinstance(layer, GamerBeamLayer) for layer in [*cache.layers, cache.roles])
+    assert all(isinstance(layer, GamerBeamPromptLayer) for layer in cache.cross_level_layers)
     model(**batch, cache=cache, use_cache=True)
     assert cache.get_seq_length() == prompt_length
-    for layer in [*cache.layers, *cache.cross_level_layers]:  # the prompt, then room for 2 steps of 6 beams
-        assert layer.keys.shape == (batch_size, model.config.num_key_value_heads, prompt_length + 12,
-                                    model.config.head_dim)
+    shape = (batch_size, model.config.num_key_value_heads, prompt_length, model.config.head_dim)
+    for layer in cache.layers:  # the prompt, then room for 2 steps of 6 beams
+        assert layer.keys.shape == (*shape[:2], prompt_length + 12, shape[-1])
+    for layer in cache.cross_level_layers:  # the prompt alone: no beam reads another's cross-level keys
+        assert layer.keys.shape == shape
     assert cache.beam_mask().shape == (batch_size, 1, 1, prompt_length + 6)
     cache.reorder_cache(torch.arange(batch_size).repeat_interleave(6))
     assert cache.width == 6 and cache.beam_mask().shape == (batch_size, 1, 6, prompt_length + 6)
