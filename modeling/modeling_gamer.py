@@ -75,11 +75,25 @@ class GamerExpertFFN(nn.Module):
         gate, up = gate_up.chunk(2, dim=-1)
         return self.dropout(self.act_fn(gate) * up)
 
+    @staticmethod
+    def _single_route(routes: torch.Tensor) -> int | None:
+        """The expert of every row where all rows share one, on CPU outside compile (where reading it costs no
+        device sync and no graph break), else None."""
+        if (routes.device.type != "cpu" or routes.numel() == 0 or torch.compiler.is_compiling()
+                or torch.is_autocast_enabled("cpu")):
+            return None
+        first = int(routes[0])
+        return first if bool((routes == first).all()) else None
+
     def forward(self, hidden_states: torch.Tensor, item_position_ids: torch.Tensor) -> torch.Tensor:
         if self.num_experts == 1:
             return self._swiglu(hidden_states @ self.gate_up_proj[0]) @ self.down_proj[0]
         flat = hidden_states.reshape(-1, hidden_states.shape[-1])
         routes = item_position_ids.reshape(-1)
+        route = self._single_route(routes)
+        if route is not None:  # one expert for every row (a decode step of codes of one level): its plain matmuls
+            return (self._swiglu(flat @ self.gate_up_proj[route]) @ self.down_proj[route]).view(
+                *hidden_states.shape[:-1], -1)
         order = torch.argsort(routes, stable=True)
         experts = torch.arange(self.num_experts, device=routes.device)
         offsets = (routes[:, None] == experts).sum(0).cumsum(0).to(torch.int32)  # end of each expert's group
