@@ -82,7 +82,7 @@ class GamerExpertFFN(nn.Module):
         if (routes.device.type != "cpu" or routes.numel() == 0 or torch.compiler.is_compiling()
                 or torch.is_autocast_enabled("cpu")):
             return None
-        first = int(routes[0])
+        first = int(routes.flatten()[0])
         return first if bool((routes == first).all()) else None
 
     def forward(self, hidden_states: torch.Tensor, item_position_ids: torch.Tensor) -> torch.Tensor:

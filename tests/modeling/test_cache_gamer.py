@@ -26,14 +26,15 @@ def _codes(tokenizer, rows: int, depth: int, seed: int) -> torch.Tensor:
     return torch.randint(size, (rows,), generator=generator) + tokenizer.code_token_offsets[depth]
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize(("attn", "behavior"), [("sdpa", "cart"), ("eager", "cart"), ("sdpa", "click"), ("sdpa", "buy")])
 @pytest.mark.parametrize("overrides", [{}, {"cross_level_layers": [0, 1]}])
 @torch.no_grad()
-def test_beam_steps_equal_full_forwards_of_each_beam(tokenizer, make_histories, attn, overrides) -> None:
+def test_beam_steps_equal_full_forwards_of_each_beam(tokenizer, make_histories, attn, behavior, overrides) -> None:
     """Expand, reorder (repeated parents, changing width) and step: every beam's logits are those of a plain
-    forward over its prompt and its own tokens."""
+    forward over its prompt and its own tokens; beams move by ancestry alone, and the cross-level layers read the
+    gathered prompt keys of lower level (none under the lowest behavior, click)."""
     model = _lm(tokenizer, attn, **overrides)
-    batch = tokenizer.encode_histories(make_histories(tokenizer, 3, seed=4), behavior="cart", return_tensors="pt")
+    batch = tokenizer.encode_histories(make_histories(tokenizer, 3, seed=4), behavior=behavior, return_tensors="pt")
     prompt, mask = batch["input_ids"], batch["attention_mask"]
     cache = GamerBeamCache(model.config, mask, num_beams=4, max_new_tokens=2)
     model(**batch, cache=cache, use_cache=True, logits_to_keep=1)
@@ -95,6 +96,9 @@ def test_beam_cache_refuses_what_breaks_its_layout(tokenizer, model, histories) 
         model(input_ids=_codes(tokenizer, 4, 1, seed=0).view(2, 2), **step)
     cache.crop(-1)  # the step is undone: the slots are free again
     assert cache.get_seq_length() == batch["input_ids"].shape[1]
+    behavior_token = tokenizer.layout.behavior_token_offset
+    with pytest.raises(ValueError, match="codes of each prompt's last interaction"):
+        model(input_ids=torch.full((2, 2), behavior_token), **step)  # no beam reads another's cross-level keys
 
 
 @pytest.fixture
