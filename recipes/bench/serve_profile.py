@@ -112,9 +112,15 @@ def in_process(model: Path, work: Path, count: int, batches: list[int], rounds: 
             answers = [a for i in range(0, len(prepared), size) for a in recommender.run(prepared[i : i + size])]
             ms[name].append(1000 * (time.process_time() - start) / len(prepared))
             lists[name] = [[item.item_id for item in answer.items] for answer in answers]
+    def alone_of(name: str) -> str:  # the same model code's one-at-a-time way
+        return f"{baseline_commit}: alone" if baseline_commit and name.startswith(f"{baseline_commit}: ") else "alone"
+
+    speedup = {name: [a / b for a, b in zip(ms[alone_of(name)], v)] for name, v in ms.items()}
     return {"histories": len(prepared), "rounds": rounds,
             "cpu_ms_per_history": {name: {"median": round(statistics.median(v), 1), "min": round(min(v), 1),
                                           "max": round(max(v), 1)} for name, v in ms.items()},
+            "alone_over_way_per_round": {name: {"median": round(statistics.median(v), 2), "min": round(min(v), 2),
+                                                "max": round(max(v), 2)} for name, v in speedup.items()},
             "same_lists_as_alone": {name: lists[name] == lists["alone"] for name in ways}}
 
 
