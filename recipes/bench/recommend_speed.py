@@ -13,7 +13,8 @@ Sections (`--sections`, default all):
   the fixed cost of one decode forward (1 prompt, 1 beam);
 - `hotpath`: today's recommend() and prefill against the model code of `--baseline-commit` (same weights,
   same histories), the four calls interleaved round by round in this process (order rotating); ratios against
-  both prefills, the old/new speed-up, identical lists, and the fixed cost of one decode forward (1 prompt,
+  both prefills, the old/new speed-up, then recommend() split into encoding, prefill, decode forwards and the
+  search on each side (alternating), identical lists, and the fixed cost of one decode forward (1 prompt,
   1 beam: CPU ms and Python calls counted by cProfile) on each side;
 - `profile`: where recommend()'s CPU goes, at `--batch` histories and at one: encoding, the prefill forward, the
   decode forwards split by module (self-attention and cross-level attention with the sdpa kernel inside them,
@@ -273,6 +274,10 @@ def hotpath_section(tok, model, preset: str, histories, batch, beams: int, round
                 start = time.process_time()
                 calls[name]()
                 seconds[name].append(time.process_time() - start)
+        parts: dict[str, list[dict[str, float]]] = {side: [] for side in models}
+        for round_ in range(rounds):  # recommend() split into its parts, the two sides alternating
+            for side in sorted(models, reverse=bool(round_ % 2)):
+                parts[side].append(split_recommend(models[side], tok, histories, beams))
 
     def ratio(top: str, bottom: str) -> dict[str, float]:
         return spread([a / b for a, b in zip(seconds[top], seconds[bottom])])
@@ -286,6 +291,10 @@ def hotpath_section(tok, model, preset: str, histories, batch, beams: int, round
             "new_prefill_over_old_prefill": ratio("new_prefill", "old_prefill"),
             "identical_lists": [[i for i, _ in row] for row in lists["new"]] == [[i for i, _ in row] for row in lists["old"]],
             "max_score_difference": max(scores),
+            "new_over_old_by_part": {key: spread([a[key] / b[key] for a, b in zip(parts["new"], parts["old"])])
+                                     for key in ("decode_forwards", "search", "prefill", "encode")},
+            "parts_cpu_s": {side: {key: spread([p[key] for p in runs]) for key in ("decode_forwards", "search")}
+                            for side, runs in parts.items()},
             "decode_forward_1x1": {side: decode_forward_cost(lm, tok, histories[0], rounds) for side, lm in models.items()}}
 
 
