@@ -22,7 +22,9 @@ import torch
 from transformers import PreTrainedConfig
 from transformers.cache_utils import Cache, CacheLayerMixin, DynamicCache, DynamicLayer, StaticCache, StaticLayer
 
-__all__ = ["GamerBeamCache", "GamerBeamPromptLayer", "GamerCache", "GamerCacheMixin", "GamerStaticCache", "gamer_cache_like"]
+__all__ = [
+    "GamerBeamCache", "GamerBeamPromptLayer", "GamerCache", "GamerCacheMixin", "GamerStaticCache", "gamer_cache_like",
+]
 
 
 class GamerCacheMixin:
