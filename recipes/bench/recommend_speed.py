@@ -398,7 +398,8 @@ def profile_recommend(model, tok, histories, beams: int, rounds: int) -> dict[st
             "decode_sdpa_ms": ms(median.get("decode:sdpa", 0.0)),  # inside the two attention parts
             "decode_ms_per_step": ms(median["decode_call"] / steps),
             "decode_us_per_row": round(1e6 * median["decode_call"] / (steps * rows), 2),
-            "decode_us_per_row_by_part": {name: round(1e6 * value / (steps * rows), 2) for name, value in decode.items()},
+            "decode_us_per_row_by_part": {name: round(1e6 * value / (steps * rows), 2)
+                                          for name, value in decode.items()},
             "search_ms": {name: ms(value) for name, value in search.items()}}
 
 

@@ -26,7 +26,8 @@ def _codes(tokenizer, rows: int, depth: int, seed: int) -> torch.Tensor:
     return torch.randint(size, (rows,), generator=generator) + tokenizer.code_token_offsets[depth]
 
 
-@pytest.mark.parametrize(("attn", "behavior"), [("sdpa", "cart"), ("eager", "cart"), ("sdpa", "click"), ("sdpa", "buy")])
+@pytest.mark.parametrize(("attn", "behavior"),
+                         [("sdpa", "cart"), ("eager", "cart"), ("sdpa", "click"), ("sdpa", "buy")])
 @pytest.mark.parametrize("overrides", [{}, {"cross_level_layers": [0, 1]}])
 @torch.no_grad()
 def test_beam_steps_equal_full_forwards_of_each_beam(tokenizer, make_histories, attn, behavior, overrides) -> None:
