@@ -109,7 +109,7 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
         index = ItemIndex.from_mapping(item_index)
         num_levels = index.codes.shape[1] if len(index) else (len(codebook_size) if isinstance(codebook_size, Sequence) else 0)
         if codebook_size is None:
-            sizes = (index.codes.max(0) + 1).tolist() if len(index) else []
+            sizes = (index.codes.max(0).astype(np.int64) + 1).tolist() if len(index) else []
         elif isinstance(codebook_size, int):
             sizes = [codebook_size] * num_levels
         else:
@@ -125,20 +125,22 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
         return tokens
 
     def _set_item_index(self, item_index: Mapping[str, Sequence[int]], build_trie: bool = True) -> None:
-        """Validate with whole-array checks (a per-item Python loop takes minutes at millions of items)."""
+        """Validate with whole-array checks (a per-item Python loop takes minutes at millions of items).
+
+        The index's code array (narrow, memory-mapped when loaded) is the one item table: code tokens are
+        gathered from it with the level offsets added per batch, never held as a second `[num_items, K]` array."""
         index = ItemIndex.from_mapping(item_index)
         codes = index.codes
         if len(index) and codes.shape[1] != self.num_levels:
             raise ValueError(f"item {index.item_ids[0]!r} has {codes.shape[1]} codes, expected {self.num_levels}")
-        if len(index):
-            bad = (codes < 0) | (codes >= np.asarray(self.codebook_sizes, dtype=np.int64))
-            if bad.any():
-                row, level = (int(v) for v in np.argwhere(bad)[0])
-                raise ValueError(f"item {index.item_ids[row]!r}: code {int(codes[row, level])} at level {level + 1} "
-                                 f"is outside [0, {self.codebook_sizes[level]})")
+        sizes = np.asarray(self.codebook_sizes, dtype=np.int64)
+        if len(index) and (int(codes.min()) < 0 or bool((codes.max(0) >= sizes).any())):
+            row, level = (int(v) for v in np.argwhere((codes < 0) | (codes >= sizes))[0])
+            raise ValueError(f"item {index.item_ids[row]!r}: code {int(codes[row, level])} at level {level + 1} "
+                             f"is outside [0, {self.codebook_sizes[level]})")
         self.item_index: ItemIndex = index
         self._item_codes = torch.from_numpy(codes.reshape(len(index), self.num_levels))
-        self._token_table = codes.reshape(len(index), self.num_levels) + np.asarray(self.code_token_offsets, dtype=np.int64)
+        self._code_offsets = np.asarray(self.code_token_offsets, dtype=np.int64)
         if build_trie:
             ItemTrie.for_tokenizer(self)
 
@@ -178,7 +180,12 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
         row = self.item_index.row(str(item_id))
         if row < 0:
             raise ValueError(f"unknown item {item_id!r}: it is not in the tokenizer's item index")
-        return self._token_table[row].tolist()
+        return self.item_tokens(np.array([row]))[0].tolist()
+
+    def item_tokens(self, rows: np.ndarray) -> np.ndarray:
+        """`[len(rows), K]` int64 code token ids of item rows: one gather of the index's narrow code table plus the
+        level offsets (what every encoder and the collator use instead of a token table of their own)."""
+        return self.item_index.codes[rows] + self._code_offsets
 
     def code_token_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
         """True where a token is a semantic-ID code (the only tokens the LM loss scores)."""
@@ -227,7 +234,7 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
         if not flat:
             return []
         pairs = np.asarray(flat, dtype=np.int64).reshape(-1, 2)
-        return np.concatenate([pairs[:, 1:], self._token_table[pairs[:, 0]]], axis=1).reshape(-1).tolist()
+        return np.concatenate([pairs[:, 1:], self.item_tokens(pairs[:, 0])], axis=1).reshape(-1).tolist()
 
     def encode_histories(
         self,
@@ -274,7 +281,8 @@ class GamerTokenizerFast(PreTrainedTokenizerFast):
 
     @property
     def item_code_tensor(self) -> torch.Tensor:
-        """[num_items, K] code values in item-index order (row i is item `self.item_ids[i]`); shared, do not modify."""
+        """[num_items, K] code values in item-index order (row i is item `self.item_ids[i]`), in the index's narrow
+        integer type (uint8/int16/int32; memory-mapped when loaded); shared, do not modify."""
         return self._item_codes
 
     @property

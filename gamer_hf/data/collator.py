@@ -8,9 +8,9 @@ then the target item's codes, with labels only on those codes, so the Trainer's 
 exactly the held-out targets. Use `remove_unused_columns=False` in TrainingArguments so the
 Trainer hands these columns to the collator.
 
-Collation is vectorized: every item's code tokens sit in one array indexed by the item's row in the
-tokenizer's index (built once per tokenizer), so a batch costs one vectorized search of its ids and a
-few numpy gathers instead of a Python loop that builds token lists pair by pair.
+Collation is vectorized: a batch costs one vectorized search of its ids in the tokenizer's index and
+a few numpy gathers from the tokenizer's own code table (narrow, memory-mapped when loaded; the level
+offsets are added to the gathered rows), instead of a Python loop that builds token lists pair by pair.
 """
 
 from __future__ import annotations
@@ -35,21 +35,20 @@ UNKNOWN = -1
 
 @dataclass(frozen=True)
 class _TokenTable:
-    """Item id -> item row (the tokenizer's sorted `ItemIndex`) -> code token ids (row UNKNOWN is a pad sentinel);
-    behavior -> token id. Ids are found by the index's vectorized binary search: a dict of every id would cost
-    about 130 bytes per item (half a gigabyte at 4M items) in every training process."""
+    """Item id -> item row (the tokenizer's sorted `ItemIndex`) -> code token ids (`tokenizer.item_tokens`, a gather
+    of the tokenizer's code table, not a copy of it); behavior -> token id. Ids are found by the index's vectorized
+    binary search: a dict of every id would cost about 130 bytes per item (half a gigabyte at 4M items), and a
+    token table of its own 8 bytes per code (150 MB at 4M items), in every training process."""
 
     index: Any  # the tokenizer's ItemIndex
-    item_tokens: np.ndarray  # [num_items + 1, num_levels]
+    item_tokens: Callable[[np.ndarray], np.ndarray]  # item rows -> [rows, num_levels] code token ids
+    num_levels: int
     behavior_tokens: dict[str, int]
 
     @classmethod
     def build(cls, tokenizer: Any) -> "_TokenTable":
-        codes = tokenizer.item_code_tensor.numpy().reshape(len(tokenizer.item_index), tokenizer.num_levels)
-        tokens = np.full((len(codes) + 1, tokenizer.num_levels), tokenizer.pad_token_id, dtype=np.int64)
-        tokens[:-1] = codes + np.asarray(tokenizer.code_token_offsets, dtype=np.int64)
         behaviors = {name: tokenizer.behavior_token_id(name) for name in tokenizer.behaviors}
-        return cls(tokenizer.item_index, tokens, behaviors)
+        return cls(tokenizer.item_index, tokenizer.item_tokens, tokenizer.num_levels, behaviors)
 
     def items(self, values: Sequence[Any]) -> np.ndarray:
         """Item rows, UNKNOWN when absent; ids are looked up as str(id), as the tokenizer does."""
@@ -308,12 +307,12 @@ def _examples(
     requested-behavior token per evaluation row, then the kept targets' codes. An example is up to
     three ranges of that pool: its row's history, the requested behavior, one target's codes.
     """
-    levels = table.item_tokens.shape[1]
+    levels = table.num_levels
     rows = len(batch.counts)
     history = np.bincount(batch.interaction_rows[known], minlength=rows) * (levels + 1)
     history_start = np.cumsum(history) - history
-    blocks = np.concatenate([behaviors[:, None], table.item_tokens[items]], axis=1).ravel()
-    pool = np.concatenate([blocks, requested, table.item_tokens[targets].ravel()])
+    blocks = np.concatenate([behaviors[:, None], table.item_tokens(items)], axis=1).ravel()
+    pool = np.concatenate([blocks, requested, table.item_tokens(targets).ravel()])
     request_start = blocks.size + np.cumsum(batch.evaluation) - 1  # read at evaluation rows only
     target_start = blocks.size + requested.size + levels * np.arange(targets.size)
 

@@ -46,6 +46,7 @@ from .checks import unit_label
 from .diagnostics import diagnose
 from .events import EventLog, OnInvalid
 from .filters import filter_k_core, filter_min_user_events
+from .id_lists import read_id_array
 from .formats import read_events
 from .report import DropReport
 from .sessions import SessionMethod
@@ -68,7 +69,8 @@ class LazyIds(Sequence[str]):
 
     Training and evaluation never look at user ids, and a million of them as a Python list cost
     about 70 MB of memory that grows with the log (4M item ids: 300 MB); here they cost nothing until
-    asked for, and then a compact Arrow array. A missing file fails in load_prepared, a corrupt one on first use.
+    asked for, and then a compact Arrow array, read without Python strings (`id_lists.read_id_array`) unless
+    the file needs the JSON parser. A missing file fails in load_prepared, a corrupt one on first use.
     """
 
     def __init__(self, path: Path) -> None:
@@ -77,6 +79,8 @@ class LazyIds(Sequence[str]):
     @property
     def ids(self) -> pa.Array:
         if self._ids is None:
+            self._ids = read_id_array(self.path)
+        if self._ids is None:  # escapes or another layout: the JSON parser, and its errors
             value = _read_json(self.path)
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise DataError(f"{self.path} is corrupt: not a JSON list of id strings; prepare the data again")

@@ -42,7 +42,15 @@ from .metrics import (
 )
 from .mixing import MIXER_GRID, HistoryMixer, choose_mixer
 from .novelty import WithoutHistory, history_share
-from .reranking import EXPLORE_FEATURES, HISTORY_FEATURES, MODEL_FEATURES, REGULARIZATION_GRID, HistoryReranker
+from .reranking import (
+    CASE_FEATURES,
+    EXPLORE_FEATURES,
+    GATE_GRID,
+    HISTORY_FEATURES,
+    MODEL_FEATURES,
+    REGULARIZATION_GRID,
+    HistoryReranker,
+)
 from .plotting import plot_per_behavior
 from .results import ALL_CASES, EvaluationReport, ModelResult, seed_pooled_differences
 from .slices import COLD, EXPLORE, REPEAT, SLICES, case_slice, items_seen, slice_labels, slice_mask
@@ -99,6 +107,8 @@ __all__ = [
     "HistoryMixer",
     "HistoryReranker",
     "REGULARIZATION_GRID",
+    "CASE_FEATURES",
+    "GATE_GRID",
     "ModelResult",
     "MostPopular",
     "Recommender",

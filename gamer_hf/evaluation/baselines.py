@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..data.id_lists import string_buffers
 from ..modeling.item_index_gamer import ItemIndex
 from .cases import EvalCase, as_cases
 
@@ -187,14 +188,10 @@ class MostPopular:
 
 
 def _sorted_index(ids: pa.Array) -> ItemIndex:
-    """An `ItemIndex` (no code columns) of sorted, distinct string ids: its rows are their positions."""
-    if pc.any(pc.match_substring(ids, "\0")).as_py():
-        bad = ids.filter(pc.match_substring(ids, "\0"))[0].as_py()
-        raise ValueError(f"training item id {bad!r} contains a NUL character, which item ids may not hold")
-    joined = pc.binary_join_element_wise(ids, pa.scalar(""), "\0")  # each id and its NUL terminator
-    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32, count=len(joined) + 1, offset=4 * joined.offset)
-    buffer = np.frombuffer(joined.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]] if len(ids) else np.zeros(0, np.uint8)
-    return ItemIndex(buffer, np.zeros((len(ids), 0), dtype=np.int64), "MostPopular's training items")
+    """An `ItemIndex` (no code columns) of sorted, distinct string ids: its rows are their positions, built from
+    the Arrow buffers without Python strings (`ItemIndex.from_sorted_buffer` refuses NULs and checks the order)."""
+    return ItemIndex.from_sorted_buffer(*string_buffers(ids), np.zeros((len(ids), 0), dtype=np.int64),
+                                        "MostPopular's training items")
 
 
 def _per_behavior(total: pa.Table, items: pa.Array, index: ItemIndex) -> dict[str, ItemCounts]:

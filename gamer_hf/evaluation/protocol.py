@@ -31,7 +31,7 @@ from .evaluator import Evaluator
 from .gamer_recommender import GamerRecommender, beam_items
 from .mixing import MIXER_GRID, HistoryMixer, choose_mixer
 from .plotting import plot_per_behavior
-from .reranking import REGULARIZATION_GRID, HistoryReranker
+from .reranking import GATE_GRID, REGULARIZATION_GRID, HistoryReranker
 from .results import EvaluationReport, ModelResult
 from .user_sample import distinct_items, sample_users
 
@@ -100,12 +100,12 @@ def decode_beams(evaluator: Evaluator, gamer: GamerRecommender, desc: str = "eva
 
 
 def rule_rows(evaluator: Evaluator, popular: MostPopular, validation: Sequence[EvalCase] | None = None,
-              names: Sequence[str] = RULES, regularization: float | Sequence[float] = REGULARIZATION_GRID
-              ) -> dict[str, Scored]:
+              names: Sequence[str] = RULES, regularization: float | Sequence[float] = REGULARIZATION_GRID,
+              gate: bool | Sequence[bool] = GATE_GRID) -> dict[str, Scored]:
     """The rules of `names` on the evaluator's cases: MostPopular (`popular`, fit on training rows), Repeat, Repeat
     filled with `popular`, and Repeat+learned (a model-free HistoryReranker fit on `validation`, its
-    `regularization` cross-validated there as GAMER+rerank's is; skipped, with a warning, without validation cases
-    or when they give it nothing to learn)."""
+    `regularization` and `gate` cross-validated there as GAMER+rerank's are; skipped, with a warning, without
+    validation cases or when they give it nothing to learn)."""
     unknown = sorted(set(names) - set(RULES))
     if unknown:
         raise ValueError(f"unknown rules {unknown}; choose from {list(RULES)}")
@@ -115,7 +115,7 @@ def rule_rows(evaluator: Evaluator, popular: MostPopular, validation: Sequence[E
     out = {name: Scored(evaluator.evaluate(rules[name], name, baseline=True)) for name in names if name in rules}
     if "Repeat+learned" in names and validation is not None:
         reranker = HistoryReranker(evaluator.behaviors, popular, use_model=False, popular_pool=evaluator.top_k,
-                                   regularization=regularization)
+                                   regularization=regularization, gate=gate)
         try:
             reranker.fit(validation)
         except ValueError as error:  # e.g. no validation target in any pool: nothing to learn from
@@ -130,14 +130,15 @@ def gamer_rows(evaluator: Evaluator, gamer: GamerRecommender, name: str = "GAMER
                validation: Sequence[EvalCase] | None = None, popular: MostPopular | None = None,
                mixers: Sequence[HistoryMixer] = MIXER_GRID, repeat_slots: int = 0,
                rerank: bool = True, explore: bool = True, rerank_ablation: bool = False,
-               regularization: float | Sequence[float] = REGULARIZATION_GRID) -> dict[str, Scored]:
+               regularization: float | Sequence[float] = REGULARIZATION_GRID,
+               gate: bool | Sequence[bool] = GATE_GRID) -> dict[str, Scored]:
     """One GAMER checkpoint on the evaluator's cases, its beams decoded once: `name`; `name`+repeatN (the N most
     recent history items first) when `repeat_slots`; with `explore`, `name`:no-history (beams decoded with the
     history excluded); and with `validation` cases, whose beams are decoded once too, `name`+mix (the best of
     `mixers` on them, when any) and `name`+rerank (a HistoryReranker over beams, explore beams, history and
     `popular` items fit on them, when `rerank`; `rerank_ablation` adds `name`+rerank:plain-beams, the same without
-    the explore beams; every reranker chooses its `regularization` by cross-validation on `validation` when given a
-    grid). `baseline` marks the plain rows references (TIGER)."""
+    the explore beams; every reranker chooses its `regularization` and whether to `gate` its features by the case
+    by cross-validation on `validation` when given a grid). `baseline` marks the plain rows references (TIGER)."""
     if gamer.num_beams < evaluator.top_k:
         raise ValueError(f"num_beams={gamer.num_beams} cannot fill top-{evaluator.top_k} lists: use at least "
                          f"{evaluator.top_k}")
@@ -170,10 +171,11 @@ def gamer_rows(evaluator: Evaluator, gamer: GamerRecommender, name: str = "GAMER
     if not rerank:
         return out
     rerankers = {f"{name}+rerank": HistoryReranker(evaluator.behaviors, popular, popular_pool=evaluator.top_k,
-                                                   explore=explore, regularization=regularization)}
+                                                   explore=explore, regularization=regularization, gate=gate)}
     if explore and rerank_ablation:
         rerankers[f"{name}+rerank{PLAIN_BEAMS}"] = HistoryReranker(
-            evaluator.behaviors, popular, popular_pool=evaluator.top_k, explore=False, regularization=regularization)
+            evaluator.behaviors, popular, popular_pool=evaluator.top_k, explore=False, regularization=regularization,
+            gate=gate)
     # The first reranker's pools hold every other's: GAMER scores each pooled item once, for all of them.
     widest = rerankers[f"{name}+rerank"]
     held_out_scores = gamer.pool_scores(held_out.cases, held_out_beams, widest, held_out_explored)

@@ -9,6 +9,12 @@ pool by a logistic regression fit on validation cases (label: the item is a targ
 regularization strengths, the fit picks one by K-fold cross-validation over those cases (NDCG@10 of the
 held-out folds), so a pool with many features is not overfit to a few hundred cases.
 
+One linear score cannot rank GAMER's new items high where the user explores and low where the user returns,
+so the reranker can also be *gated*: `CASE_FEATURES` describe the case, not the candidate (how much of GAMER's
+beam mass sits on history items, how repetitive the history is, its length, the requested behavior), and every
+candidate feature also enters multiplied by each of them, a linear model whose weights move with the case.
+Whether to gate is chosen by the same cross-validation as the regularization (`gate=GATE_GRID`).
+
 Without model scores it is a learned repeat rule, the baseline that tells how much GAMER adds. The
 fitted weights are plain numbers (`to_dict` / `from_dict`, JSON), never a pickle.
 """
@@ -31,7 +37,8 @@ from .baselines import MostPopular, recent_distinct_items
 from .cases import EvalCase, as_cases
 from .metrics import per_case_metrics
 
-__all__ = ["HistoryReranker", "HISTORY_FEATURES", "MODEL_FEATURES", "EXPLORE_FEATURES", "REGULARIZATION_GRID"]
+__all__ = ["HistoryReranker", "HISTORY_FEATURES", "MODEL_FEATURES", "EXPLORE_FEATURES", "CASE_FEATURES",
+           "GATE_GRID", "REGULARIZATION_GRID"]
 
 HISTORY_FEATURES: tuple[str, ...] = (
     "in_history",  # the user touched the item before
@@ -56,6 +63,15 @@ EXPLORE_FEATURES: tuple[str, ...] = (
     "explore_reciprocal_rank",  # 1 / (1 + rank among those beams), 0 outside them
     "history_model_logp",  # model_logp of history items (0 for new ones): GAMER's say on a return, apart from new items
 )
+# Of the case, not the candidate: what the gate multiplies every candidate feature by.
+CASE_FEATURES: tuple[str, ...] = (
+    "history_beam_mass",  # share of GAMER's plain-beam probability mass on history items (with the model only)
+    "repeat_rate",  # 1 - distinct items / interactions of the history: how much this user returns
+    "log_history_length",  # log(1 + interactions in the history)
+    "target_level",  # the requested behavior's level, scaled to [0, 1]
+)
+# Whether the candidate features are gated by CASE_FEATURES; cross-validation chooses (ties: ungated).
+GATE_GRID: tuple[bool, ...] = (False, True)
 _LOGP_FLOOR = -30.0
 # Inverse L2 strengths (sklearn's C) that cross-validation chooses from: from strong shrinkage to almost none.
 REGULARIZATION_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
@@ -69,7 +85,8 @@ class HistoryReranker:
     requested behavior join every pool, so users with few history items still get full lists. `explore` (with
     the model) also pools GAMER's beams decoded with the history excluded and describes them by `EXPLORE_FEATURES`.
     `regularization` is the inverse L2 strength, or a grid of them to choose from by `cv_folds`-fold
-    cross-validation over the fit cases (e.g. `REGULARIZATION_GRID`).
+    cross-validation over the fit cases (e.g. `REGULARIZATION_GRID`); `gate` likewise, a flag or the flags to choose
+    from (`GATE_GRID`): gated, every candidate feature is also multiplied by each of `case_feature_names`.
     """
 
     def __init__(
@@ -81,15 +98,21 @@ class HistoryReranker:
         regularization: float | Sequence[float] = 1.0,
         explore: bool = True,
         cv_folds: int = 5,
+        gate: bool | Sequence[bool] = False,
     ) -> None:
         if not behaviors:
             raise ValueError("behaviors is empty: give the behavior table, e.g. {'click': 1, 'cart': 2, 'buy': 3}")
         grid = [regularization] if isinstance(regularization, (int, float)) else list(regularization)
         if not grid or any(value <= 0 for value in grid):
             raise ValueError(f"regularization must be > 0 (or a non-empty grid of such values), got {regularization}")
-        if len(grid) > 1 and cv_folds < 2:
-            raise ValueError(f"choosing among {len(grid)} regularization values needs cv_folds >= 2, got {cv_folds}")
+        gates = [gate] if isinstance(gate, bool) else list(dict.fromkeys(gate))
+        if not gates or any(not isinstance(value, bool) for value in gates):
+            raise ValueError(f"gate must be True, False or a non-empty sequence of them, got {gate!r}")
+        if len(grid) * len(gates) > 1 and cv_folds < 2:
+            raise ValueError(f"choosing among {len(grid) * len(gates)} settings (regularization x gate) needs "
+                             f"cv_folds >= 2, got {cv_folds}")
         self.grid = sorted(float(value) for value in grid)
+        self.gates = sorted(gates)  # ungated first: it wins ties
         self.cv_folds = cv_folds
         self.behaviors = dict(behaviors)
         self.popular = popular
@@ -102,7 +125,18 @@ class HistoryReranker:
 
     @property
     def feature_names(self) -> tuple[str, ...]:
+        """The candidate features, ungated."""
         return HISTORY_FEATURES + (MODEL_FEATURES if self.use_model else ()) + (EXPLORE_FEATURES if self.explore else ())
+
+    @property
+    def case_feature_names(self) -> tuple[str, ...]:
+        """What the gate multiplies the candidate features by (GAMER's beam mass only with the model)."""
+        return CASE_FEATURES if self.use_model else CASE_FEATURES[1:]
+
+    def gated_feature_names(self, gate: bool) -> tuple[str, ...]:
+        """The columns of a gated (or ungated) row: the candidate features, then each times each case feature."""
+        base = self.feature_names
+        return base + tuple(f"{name}*{case}" for name in base for case in self.case_feature_names) if gate else base
 
     # ------------------------------------------------------------------------------------------ pools
 
@@ -154,6 +188,24 @@ class HistoryReranker:
                                out[i, 10] if item in stats else 0.0)
         return out
 
+    def case_features(self, case: EvalCase, generated: Sequence[str] = (),
+                      model_scores: Mapping[str, float] | None = None) -> np.ndarray:
+        """The case's `case_feature_names` values; `generated` are its plain beams, scored in `model_scores`."""
+        length = len(case.history_items)
+        values = [1.0 - len(set(case.history_items)) / length if length else 0.0, math.log1p(length),
+                  self._level.get(case.target_behavior, 0.0)]
+        if self.use_model:
+            logp = np.array([model_scores[item] for item in generated] if model_scores is not None and generated else [])
+            logp = logp[np.isfinite(logp)] if len(logp) else logp
+            mass = 0.0
+            if len(logp):
+                weight = np.exp(logp - logp.max())
+                history = set(case.history_items)
+                finite = [item for item in generated if np.isfinite(model_scores[item])]
+                mass = float(weight[[item in history for item in finite]].sum() / weight.sum())
+            values.insert(0, mass)
+        return np.array(values)
+
     def _rows(self, cases: list[EvalCase], generated: Sequence[Sequence[str]] | None,
               model_scores: Sequence[Mapping[str, float]] | None,
               explored: Sequence[Sequence[str]] | None) -> list[tuple[list[str], np.ndarray]]:
@@ -171,7 +223,11 @@ class HistoryReranker:
             new = list(explored[index]) if explored is not None else []
             pool = self.pool(case, beams, new)
             scores = model_scores[index] if model_scores is not None else None
-            rows.append((pool, self.features(case, pool, beams, scores, new)))
+            features = self.features(case, pool, beams, scores, new)
+            if True in self.gates:  # ungated fits read the first columns only
+                gate = self.case_features(case, beams, scores)
+                features = np.hstack([features, (features[:, :, None] * gate).reshape(len(pool), -1)])
+            rows.append((pool, features))
         return rows
 
     # --------------------------------------------------------------------------------- fit and rank
@@ -180,7 +236,8 @@ class HistoryReranker:
             model_scores: Sequence[Mapping[str, float]] | None = None,
             explored: Sequence[Sequence[str]] | None = None) -> HistoryReranker:
         """Fit on held-out cases (validation, never test): every pool item is a row, targets are positives; with a
-        regularization grid, the value with the best cross-validated NDCG@10 is refit on every case."""
+        regularization grid (and/or both gate flags), the setting with the best cross-validated NDCG@10 is refit on
+        every case."""
         cases = as_cases(cases)
         if not cases:
             raise DataError("cannot fit a reranker on 0 cases: give it held-out cases (validation) with targets")
@@ -192,25 +249,29 @@ class HistoryReranker:
         if not y.any() or y.all():
             raise DataError(f"cannot fit a reranker on {len(cases)} cases: {int(y.sum())} of {len(y)} pooled items are "
                              "targets; the fit needs both targets and non-targets in the pools")
-        cv = self._cross_validate(cases, rows, labels) if len(self.grid) > 1 else None
-        chosen = max(cv, key=cv.get) if cv else self.grid[0]  # ties: the strongest regularization (grid ascending)
-        self.weights = _logistic(x, y, chosen) | {
-            "features": list(self.feature_names), "regularization": chosen, "fit_cases": len(cases),
+        settings = [(gate, value) for gate in self.gates for value in self.grid]
+        cv = self._cross_validate(cases, rows, labels, settings) if len(settings) > 1 else None
+        # Ties: the first setting, i.e. ungated and the strongest regularization.
+        gate, chosen = max(cv, key=cv.get) if cv else settings[0]
+        names = self.gated_feature_names(gate)
+        self.weights = _logistic(x[:, :len(names)], y, chosen) | {
+            "features": list(names), "gate": gate, "regularization": chosen, "fit_cases": len(cases),
             "fit_rows": int(len(y)), "fit_positives": int(y.sum())}
         if cv:
-            self.weights["cv_ndcg10"] = {str(c): score for c, score in cv.items()}
+            self.weights["cv_ndcg10"] = {_setting_key(*setting): score for setting, score in cv.items()}
         return self
 
     def _cross_validate(self, cases: list[EvalCase], rows: list[tuple[list[str], np.ndarray]],
-                        labels: list[np.ndarray]) -> dict[float, float]:
-        """Regularization value -> NDCG@10 of the held-out folds' cases, the folds a seeded split of the cases."""
+                        labels: list[np.ndarray], settings: list[tuple[bool, float]]) -> dict[tuple[bool, float], float]:
+        """(gate, regularization) -> NDCG@10 of the held-out folds' cases, the folds a seeded split of the cases."""
         if len(cases) < self.cv_folds:
             raise DataError(f"cannot cross-validate {self.cv_folds} folds on {len(cases)} cases: give more "
                             "validation cases or one regularization value")
         fold = np.empty(len(cases), dtype=np.int64)
         fold[np.random.default_rng(0).permutation(len(cases))] = np.arange(len(cases)) % self.cv_folds
         out = {}
-        for value in self.grid:
+        for gate, value in settings:
+            columns = len(self.gated_feature_names(gate))
             ndcg = np.zeros(len(cases))
             for held in range(self.cv_folds):
                 inside = [i for i in range(len(cases)) if fold[i] != held]
@@ -218,12 +279,12 @@ class HistoryReranker:
                 if not y.any() or y.all():
                     raise DataError(f"cannot cross-validate: a fold of {len(inside)} training cases has "
                                     f"{int(y.sum())} targets among {len(y)} pooled items")
-                weights = _logistic(np.concatenate([rows[i][1] for i in inside]), y, value)
+                weights = _logistic(np.concatenate([rows[i][1][:, :columns] for i in inside]), y, value)
                 outside = np.flatnonzero(fold == held)
                 ranked = [_order(*rows[i], weights, _CV_K) for i in outside]
                 ndcg[outside] = per_case_metrics(ranked, [cases[i].target_items for i in outside], (_CV_K,))[
                     f"NDCG@{_CV_K}"]
-            out[value] = float(ndcg.mean())
+            out[gate, value] = float(ndcg.mean())
         return out
 
     def rank(self, cases: Sequence[Mapping[str, Any] | EvalCase], top_k: int,
@@ -248,7 +309,7 @@ class HistoryReranker:
         """Settings and fitted weights as JSON-ready values (popularity counts are data: pass them again)."""
         return {"behaviors": self.behaviors, "use_model": self.use_model, "popular_pool": self.popular_pool,
                 "regularization": self.grid if len(self.grid) > 1 else self.grid[0], "explore": self.explore,
-                "cv_folds": self.cv_folds,
+                "cv_folds": self.cv_folds, "gate": self.gates if len(self.gates) > 1 else self.gates[0],
                 "weights": copy.deepcopy(self.weights)}  # a copy: editing the dict never changes the fitted reranker
 
     @classmethod
@@ -257,10 +318,12 @@ class HistoryReranker:
             raise ValueError("this reranker was fit with popularity counts: pass popular=MostPopular().fit(train)")
         reranker = cls(data["behaviors"], popular, data["use_model"], data["popular_pool"], data["regularization"],
                        data.get("explore", False),  # saved before explore beams existed: without them
-                       data.get("cv_folds", 5))
-        if data.get("weights") is not None and list(data["weights"]["features"]) != list(reranker.feature_names):
-            raise ValueError(f"saved reranker has features {data['weights']['features']}, this version uses "
-                             f"{list(reranker.feature_names)}")
+                       data.get("cv_folds", 5), data.get("gate", False))  # saved before the gate: ungated
+        weights = data.get("weights")
+        if weights is not None:
+            expected = list(reranker.gated_feature_names(weights.get("gate", False)))
+            if list(weights["features"]) != expected:
+                raise ValueError(f"saved reranker has features {weights['features']}, this version uses {expected}")
         reranker.weights = data.get("weights")
         return reranker
 
@@ -284,9 +347,16 @@ def _logistic(x: np.ndarray, y: np.ndarray, regularization: float) -> dict[str, 
             "intercept": float(model.intercept_[0])}
 
 
+def _setting_key(gate: bool, regularization: float) -> str:
+    """A cross-validated setting as a JSON key, e.g. 'gated C=0.1'."""
+    return f"{'gated' if gate else 'ungated'} C={regularization:g}"
+
+
 def _order(pool: list[str], features: np.ndarray, weights: Mapping[str, Any], top_k: int) -> list[str]:
-    """The top_k pool items by fitted score (ties keep the pool order)."""
+    """The top_k pool items by fitted score (ties keep the pool order); an ungated fit reads the first columns."""
     if not pool:
         return []
-    score = ((features - np.asarray(weights["mean"])) / np.asarray(weights["scale"])) @ np.asarray(weights["coef"])
+    coef = np.asarray(weights["coef"])
+    features = features[:, :len(coef)]
+    score = ((features - np.asarray(weights["mean"])) / np.asarray(weights["scale"])) @ coef
     return [pool[i] for i in np.argsort(-score, kind="stable")[:top_k]]

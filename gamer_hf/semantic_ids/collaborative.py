@@ -29,22 +29,23 @@ _OMEGA_BLOCK = 16  # columns of power_svd's random start drawn at once
 POWER_ITERATIONS = 2  # power_svd's default: the fewest that keep neighbour agreement and collisions at 1M items (RESULTS.md)
 
 
-def sequences_from_events(events: pd.DataFrame) -> list[list[str]]:
+def sequences_from_events(events: pd.DataFrame, column: str = "item_id") -> list[list[str]]:
     """One item list per user, in time order (input order breaks ties; no timestamp = input order).
 
     Accepts a pandas DataFrame or anything with `.to_pandas()` (a `datasets.Dataset`), with at least
-    `user_id` and `item_id` columns and optionally `timestamp`.
+    `user_id` and `item_id` columns and optionally `timestamp`. `column="behavior"` gives the behaviors of the
+    same positions instead of the items.
     """
     if not isinstance(events, pd.DataFrame):
         if not hasattr(events, "to_pandas"):
             raise TypeError(f"events must be a pandas DataFrame or a datasets.Dataset, got {type(events).__name__}")
         events = events.to_pandas()
-    missing = [column for column in EVENT_COLUMNS if column not in events.columns]
+    missing = [name for name in dict.fromkeys([*EVENT_COLUMNS, column]) if name not in events.columns]
     if missing:
         raise ValueError(f"events table lacks column(s) {missing}; it has {list(events.columns)}")
     keys = ["user_id", "timestamp"] if "timestamp" in events.columns else ["user_id"]
     ordered = events.sort_values(keys, kind="stable")
-    return ordered["item_id"].astype(str).groupby(ordered["user_id"], sort=False).agg(list).tolist()
+    return ordered[column].astype(str).groupby(ordered["user_id"], sort=False).agg(list).tolist()
 
 
 @dataclass(frozen=True)

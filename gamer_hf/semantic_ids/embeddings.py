@@ -11,7 +11,9 @@ Kinds:
 - "auto": hybrid when there is both an items table and interactions, else whichever exists.
 Every catalogue item gets a row; items without signal for a part get a seeded random row for that
 part (`fallback.py`), and the count is reported, split into items that occur in the training
-sequences (alone in every sequence they occur in) and items that never occur there.
+sequences (alone in every sequence they occur in) and items that never occur there. With
+`lone_items="profile"`, the training items that are alone in every sequence get their collaborative row
+from their training profile instead (`profiles.py`), and the report says how many and how well that map fit.
 """
 
 from __future__ import annotations
@@ -27,13 +29,16 @@ from sklearn.decomposition import PCA
 from .collaborative import ItemPositions, collaborative_embeddings
 from .fallback import fill_missing_rows
 from .item2vec import Item2VecConfig, item2vec_embeddings
+from .profiles import ProfileMap, item_profiles
 from .text import text_embeddings, texts_from_items
 
-__all__ = ["COLLABORATIVE_METHODS", "EMBEDDING_KINDS", "ItemEmbeddings", "item_embeddings", "resolve_embedding_kind"]
+__all__ = ["COLLABORATIVE_METHODS", "EMBEDDING_KINDS", "LONE_ITEMS", "ItemEmbeddings", "item_embeddings",
+           "resolve_embedding_kind"]
 
 EMBEDDING_KINDS = ("auto", "text", "collaborative", "hybrid")
 PCA_SAMPLE = 200_000  # text rows the PCA is fitted on past this many items (the ids of Taobao-scale catalogues)
 COLLABORATIVE_METHODS = ("ppmi", "item2vec")
+LONE_ITEMS = ("random", "profile")  # the collaborative row of a training item alone in every sequence
 
 
 @dataclass
@@ -50,6 +55,8 @@ class ItemEmbeddings:
     # the training co-occurrence counts (`cooccurrence_matrix` at `window`) PPMI-SVD read, for the report's
     # neighbour agreement: a second pass over the sequences takes minutes at millions of items
     cooccurrence: sp.csr_matrix | None = field(default=None, repr=False)
+    profile_mask: np.ndarray | None = None  # rows mapped from the item's training profile (`lone_items="profile"`)
+    profile_map: dict | None = None  # that map's choice and held-out fit (`ProfileMap.report`)
 
     def coverage(self) -> dict[str, float | int]:
         """How many items got learned rows: fallback counts over all items and over training items."""
@@ -66,6 +73,8 @@ class ItemEmbeddings:
             alone = self.alone_in_training
             out |= {"seen_alone": int(alone.sum()), "fallback_seen_alone": int((fallback & alone).sum()),
                     "fallback_seen_with_partner": int((fallback & seen & ~alone).sum())}
+        if self.profile_mask is not None:
+            out |= {"profile_items": int(self.profile_mask.sum()), "profile_map": self.profile_map}
         return out
 
 
@@ -130,7 +139,23 @@ def _collaborative_part(
                                                        counts=counts)
     if not has_signal.any():
         raise ValueError("no catalogue item co-occurs with another one in the given sequences")
-    return fill_missing_rows(vectors, ~has_signal, seed=seed + 1), ~has_signal
+    return vectors, has_signal
+
+
+def _profile_rows(out: np.ndarray, vectors: np.ndarray, has_signal: np.ndarray, lone: np.ndarray,
+                  positions: ItemPositions, position_behaviors: np.ndarray | None, num_behaviors: int | None,
+                  seed: int) -> ProfileMap:
+    """Set the `lone` rows of `out` from the items' training profiles, mapped by a `ProfileMap` fitted on the
+    learned (`has_signal`) rows of `vectors`; returns that map."""
+    if position_behaviors is None or len(position_behaviors) != len(positions.rows):
+        raise ValueError("lone_items='profile' needs position_behaviors: the behavior code of every training "
+                         f"position ({len(positions.rows)}), e.g. SemanticIdInputs.position_behaviors")
+    if num_behaviors is None:
+        num_behaviors = int(position_behaviors.max()) + 1 if len(position_behaviors) else 0
+    profiles = item_profiles(positions, position_behaviors, num_behaviors)
+    mapped = ProfileMap.fit(profiles[has_signal], vectors[has_signal], seed=seed)
+    out[lone] = mapped.embed(profiles[lone], seed=seed)
+    return mapped
 
 
 def item_embeddings(
@@ -146,6 +171,9 @@ def item_embeddings(
     collaborative: str = "ppmi",
     item2vec: Item2VecConfig | None = None,
     seed: int = 0,
+    lone_items: str = "random",
+    position_behaviors: np.ndarray | None = None,
+    num_behaviors: int | None = None,
 ) -> ItemEmbeddings:
     """Embeddings for every id in `item_ids` from side information (`items`) and/or `sequences`.
 
@@ -154,6 +182,11 @@ def item_embeddings(
 
     `collaborative` ("ppmi" or "item2vec") picks how the collaborative part is learned; `item2vec`
     tunes the skip-gram training (its window is `window`).
+
+    `lone_items="profile"` maps the training profile of each item alone in every training sequence (behavior
+    mix, popularity, repeats, position; `position_behaviors` gives the behavior code, 0 to `num_behaviors` - 1, of
+    every position of the flattened `sequences`) to a collaborative row, the map fitted on the items with
+    partners; `"random"` gives them the seeded random fallback like items never seen in training.
 
     `sequences` should hold training interactions only: co-occurrence with held-out items would leak
     the test targets into the codes.
@@ -164,24 +197,31 @@ def item_embeddings(
         raise ValueError(f"hybrid_weight must be in (0, 1), got {hybrid_weight}")
     if collaborative not in COLLABORATIVE_METHODS:
         raise ValueError(f"unknown collaborative embedding method {collaborative!r}; choose one of {COLLABORATIVE_METHODS}")
+    if lone_items not in LONE_ITEMS:
+        raise ValueError(f"unknown lone_items {lone_items!r}; choose one of {LONE_ITEMS}")
     sequences = None if sequences is None else list(sequences)
     positions = None if sequences is None else ItemPositions.encode(sequences, ids)  # one id lookup for every use
     counts = None
     if concrete in ("collaborative", "hybrid") and collaborative == "ppmi":
         counts = positions.cooccurrence(window)
-    parts, missing = [], {}
-    if concrete in ("text", "hybrid"):
-        vectors, missing["text"] = _text_part(ids, items, id_column, dim, seed)
-        parts.append(vectors * np.float32(np.sqrt(hybrid_weight)) if concrete == "hybrid" else vectors)
-    if concrete in ("collaborative", "hybrid"):
-        vectors, missing["collaborative"] = _collaborative_part(
-            ids, sequences, dim, window, collaborative, item2vec, seed, counts
-        )
-        parts.append(vectors * np.float32(np.sqrt(1.0 - hybrid_weight)) if concrete == "hybrid" else vectors)
     seen = alone = None
     if positions is not None:
         seen = positions.seen()
         alone = seen & ~positions.with_partner()
+    parts, missing, profiled, mapped = [], {}, None, None
+    if concrete in ("text", "hybrid"):
+        vectors, missing["text"] = _text_part(ids, items, id_column, dim, seed)
+        parts.append(vectors * np.float32(np.sqrt(hybrid_weight)) if concrete == "hybrid" else vectors)
+    if concrete in ("collaborative", "hybrid"):
+        vectors, has_signal = _collaborative_part(ids, sequences, dim, window, collaborative, item2vec, seed, counts)
+        filled = fill_missing_rows(vectors, ~has_signal, seed=seed + 1)  # the same random rows either way
+        if lone_items == "profile":
+            profiled = alone & ~has_signal
+            mapped = _profile_rows(filled, vectors, has_signal, profiled, positions, position_behaviors,
+                                   num_behaviors, seed)
+            has_signal = has_signal | profiled
+        missing["collaborative"], vectors = ~has_signal, filled
+        parts.append(vectors * np.float32(np.sqrt(1.0 - hybrid_weight)) if concrete == "hybrid" else vectors)
     return ItemEmbeddings(
         item_ids=ids,
         vectors=(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)).astype(np.float32, copy=False),
@@ -191,4 +231,6 @@ def item_embeddings(
         seen_in_training=seen,
         alone_in_training=alone,
         cooccurrence=counts,
+        profile_mask=profiled,
+        profile_map=None if mapped is None else mapped.report,
     )

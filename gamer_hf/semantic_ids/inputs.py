@@ -43,6 +43,9 @@ class SemanticIdInputs:
     behaviors: dict[str, int]  # name -> level, identity order
     items: pd.DataFrame | None  # side information (item_id as str), or None
     source: str  # "raw" or "prepared"
+    # the behavior of every position of `sequences`, flattened, as an index into `behaviors` (in its order): what
+    # the profiles of lone items read (`profiles.py`); None when unknown
+    position_behaviors: np.ndarray | None = None
 
 
 def _with_string_ids(table: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -97,7 +100,28 @@ def _load_raw(folder: Path, behaviors: Mapping[str, int] | None) -> SemanticIdIn
         behaviors=dict(behaviors),
         items=read_items_table(items_file) if items_file.is_file() else None,
         source="raw",
+        position_behaviors=_behavior_codes(pa.array(
+            [b for seq in sequences_from_events(train, "behavior") for b in seq], type=pa.string()), behaviors),
     )
+
+
+def _first_views(train: Any) -> tuple[Any, np.ndarray]:
+    """The train split as Arrow and the rows of each user's first view (rows are ordered by user, original first)."""
+    table = train.with_format("arrow")[:]
+    return table, np.flatnonzero(~table.column("user_id").to_pandas().duplicated().to_numpy())
+
+
+def _behavior_codes(values: pa.Array, behaviors: Mapping[str, int]) -> np.ndarray:
+    """Each behavior name of `values` as its index in `behaviors` (int8; -1 for a name outside them)."""
+    codes = pc.index_in(values, value_set=pa.array(list(behaviors), type=pa.string()))
+    return codes.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int8)
+
+
+def _first_view_behaviors(train: Any, behaviors: Mapping[str, int]) -> np.ndarray:
+    """The behavior codes of each user's first row, flattened, aligned with `_first_view_sequences`."""
+    table, keep = _first_views(train)
+    lists = table.column("behaviors").take(pa.array(keep)).combine_chunks()
+    return _behavior_codes(lists.flatten().cast(pa.string()), behaviors)
 
 
 def _first_view_sequences(train: Any, catalogue: list[str]) -> list[list[str]]:
@@ -106,8 +130,7 @@ def _first_view_sequences(train: Any, catalogue: list[str]) -> list[list[str]]:
     The ids become references to the catalogue's own str objects (8 bytes per position), not one new
     str per position: tens of millions of training positions at Taobao scale.
     """
-    table = train.with_format("arrow")[:]
-    keep = np.flatnonzero(~table.column("user_id").to_pandas().duplicated().to_numpy())
+    table, keep = _first_views(train)
     lists = table.column("items").take(pa.array(keep)).combine_chunks()
     values = lists.flatten().cast(pa.string())
     names = np.asarray(catalogue, dtype=object)
@@ -125,12 +148,14 @@ def _load_prepared(folder: Path, behaviors: Mapping[str, int] | None) -> Semanti
     data = load_prepared(folder)
     item_ids = sorted(str(item) for item in data.item_ids)
     items_table = None if data.items is None else _with_string_ids(data.items, str(folder / "items.parquet"))
+    levels = dict(behaviors) if behaviors is not None else dict(data.metadata["behaviors"])
     return SemanticIdInputs(
         item_ids=item_ids,
         sequences=_first_view_sequences(data.splits["train"], item_ids),
-        behaviors=dict(behaviors) if behaviors is not None else dict(data.metadata["behaviors"]),
+        behaviors=levels,
         items=items_table,
         source="prepared",
+        position_behaviors=_first_view_behaviors(data.splits["train"], levels),
     )
 
 

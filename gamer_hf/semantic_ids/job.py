@@ -52,6 +52,12 @@ class SemanticIdArguments:
         default="ppmi",
         metadata={"help": "how co-occurrence becomes vectors: PPMI-SVD or item2vec skip-gram (collaborative, hybrid)"},
     )
+    lone_items: Literal["random", "profile"] = field(
+        default="random",
+        metadata={"help": "collaborative rows of training items alone in every training sequence: a seeded random "
+                          "direction, or mapped from their training profile (behavior mix, popularity, repeats, "
+                          "position) by a map fitted on the items with partners"},
+    )
     fit_on: Literal["all", "learned"] = field(
         default="all",
         metadata={"help": "fit the quantizer on every item, or only on items with learned (non-fallback) embeddings"},
@@ -120,6 +126,9 @@ def build_tokenizer_from_inputs(inputs: SemanticIdInputs, args: SemanticIdArgume
             window=args.window,
             collaborative=args.collaborative,
             seed=args.seed,
+            lone_items=args.lone_items,
+            position_behaviors=inputs.position_behaviors,
+            num_behaviors=len(inputs.behaviors),
         )
         embed_seconds = time.perf_counter() - start
         embeddings = embedded
@@ -129,6 +138,7 @@ def build_tokenizer_from_inputs(inputs: SemanticIdInputs, args: SemanticIdArgume
             "dim": int(embedded.vectors.shape[1]),
             "window": args.window,
             "fallback_items": embedded.fallback_items,
+            "lone_items": args.lone_items,
             "text_encoder": TEXT_ENCODER if embedded.kind in ("text", "hybrid") else None,
         }
     levels, codebook_size = args.levels, args.codebook_size

@@ -81,8 +81,16 @@ class SemanticIdReport:
             lines.append("collision rate per prefix level (before handling): "
                          + " | ".join(f"{rate:.4f}" for rate in self.collision_rate_per_level))
         if self.embedding_coverage:
+            counts = {key: value for key, value in self.embedding_coverage.items() if not isinstance(value, dict)}
             lines.append("embeddings: " + " | ".join(f"{key} {value:.4g}" if isinstance(value, float) else
-                                                      f"{key} {value}" for key, value in self.embedding_coverage.items()))
+                                                      f"{key} {value}" for key, value in counts.items()))
+            mapped = self.embedding_coverage.get("profile_map")
+            if mapped:
+                lines.append(f"lone training items mapped from their profile: {self.embedding_coverage['profile_items']}"
+                             f" | {mapped['model']} | held-out R^2 {mapped['held_out_r2']:.4f} over "
+                             f"{mapped['held_out_items']} items (0: the mean embedding) | cosine "
+                             f"{mapped['held_out_cosine']:.4f} vs the mean embedding's "
+                             f"{mapped['mean_embedding_cosine']:.4f} and a random item's {mapped['random_item_cosine']:.4f}")
         if self.neighbour_agreement:
             agreement = self.neighbour_agreement
             lines.append(f"neighbour agreement (first code shared with the {agreement['neighbours']} nearest "

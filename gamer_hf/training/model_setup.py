@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from gamer_hf import checkpoint
+from gamer_hf.data.id_lists import string_buffers
+from gamer_hf.data.prepare import LazyIds
 from gamer_hf.errors import DataError
 from gamer_hf.modeling import GamerConfig, GamerForCausalLM, GamerTokenizerFast
 
@@ -48,11 +51,13 @@ def check_data(tokenizer: GamerTokenizerFast, metadata: dict[str, Any], item_ids
             raise DataError(f"{data}: behavior {name!r} has level {level} but the tokenizer gives it "
                              f"{tokenizer.behaviors[name]}; build the tokenizer from this data")
     unknown, first = 0, []
+    ids = item_ids.ids if isinstance(item_ids, LazyIds) else None  # Arrow ids are searched in their buffers
     for start in range(0, len(item_ids), CHECK_CHUNK):  # slices bound the lookup's temporaries at 4M items
-        chunk = item_ids[start:start + CHECK_CHUNK]
-        missing = np.flatnonzero(tokenizer.item_index.rows(chunk) < 0)
+        chunk = (ids.slice(start, CHECK_CHUNK) if ids is not None else
+                 pa.array([str(item) for item in item_ids[start:start + CHECK_CHUNK]], pa.string()))
+        missing = np.flatnonzero(tokenizer.item_index.rows_of_buffer(*string_buffers(chunk)) < 0)
+        first += chunk.take(missing[:5 - len(first)]).to_pylist()
         unknown += len(missing)
-        first += [chunk[i] for i in missing[:5 - len(first)]]
     if unknown and on_unknown == "raise":
         raise DataError(f"{data}: {unknown} of {len(item_ids)} items have no semantic ID in the tokenizer "
                          f"(first: {first}); build semantic IDs for this data, or pass on_unknown=skip")

@@ -43,8 +43,9 @@ run with the same training arguments is scored again without training (e.g. `--t
 of a 500-case run); the record says `reused_checkpoint`. Every row also records the share of its top-10 slots that
 hold history items, per slice (`history_share@10`; the tables show it on explore cases). The mixer and the
 rerankers (Repeat+learned, GAMER+rerank) are fit on `mixer_cases` validation cases drawn from every validation case
-of the sampled users, each reranker's regularization chosen there by 5-fold cross-validation (REGULARIZATION_GRID);
-a resumed run refits those rows when their fit cases change. With several seeds, the tables also pool them: a
+of the sampled users, each reranker's regularization and whether it gates its features by the case (GATE_GRID:
+GAMER's beam mass on history items, the history's repeat rate and length) chosen there by 5-fold cross-validation
+(REGULARIZATION_GRID); a resumed run refits those rows when their fit cases or that grid change. With several seeds, the tables also pool them: a
 paired bootstrap over the test cases, each resampled with all its seeds (`seed_pooled_differences`).
 
     nice -n 10 python recipes/bench/quality.py --datasets retailrocket_cml --seeds 0 1 2
@@ -86,6 +87,7 @@ from gamer_hf.data import PreparedData, load_prepared, prepare
 from gamer_hf.evaluation import (
     ALL_CASES,
     EXPLORE,
+    GATE_GRID,
     MERGED,
     NO_HISTORY,
     PLAIN_BEAMS,
@@ -706,7 +708,8 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
         rules = None
         for seed in args.seeds:
             done = runs.setdefault(str(seed), {})
-            stamp = {"cases": len(setup.mixer_cases), "split": budget.fit_split}  # what the fitted rows were fit on
+            # What the fitted rows were fit on, and how (the gate grid: a run before the gate is refit).
+            stamp = {"cases": len(setup.mixer_cases), "split": budget.fit_split, "gate": list(GATE_GRID)}
             for row in [r for r in done if _base(r) in args.redo or (_base(r) in FITTED and done[r].get("fit") != stamp)]:
                 done.pop(row)
             todo = [m for m in args.models if m not in done]

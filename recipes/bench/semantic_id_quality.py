@@ -21,6 +21,9 @@ Cells (name: embeddings / quantizer / collisions):
     */balanced-learned/append  codebooks fitted on the items with learned embeddings only; fallback
                              items (never in training, or alone in every training sequence) are encoded
                              with them and take no codebook capacity
+    ppmi/plain/reassign+profile, item2vec/plain/reassign+profile   items alone in every training sequence
+                             get rows mapped from their training profile (`lone_items="profile"`) instead of
+                             random ones; the table adds the map's held-out R^2 (0: the mean embedding)
 
     nice -n 10 python recipes/bench/semantic_id_quality.py --datasets retailrocket_cml retail_beh_mbht
     nice -n 10 python recipes/bench/semantic_id_quality.py --train --epochs 5
@@ -77,16 +80,18 @@ class Cell:
     embeddings: str  # "ppmi" or "item2vec"
     quantizer: str  # "plain", "balanced" or "balanced-learned" (codebooks fitted on learned rows only)
     collisions: str  # "reassign" or "append"
+    lone: str = "random"  # `lone_items` of item_embeddings: "random" or "profile"
 
     @property
     def name(self) -> str:
-        return f"{self.embeddings}/{self.quantizer}/{self.collisions}"
+        return f"{self.embeddings}/{self.quantizer}/{self.collisions}" + ("+profile" if self.lone == "profile" else "")
 
 
 CELLS = [Cell("ppmi", "plain", "reassign"), Cell("ppmi", "plain", "append"), Cell("item2vec", "plain", "reassign"),
          Cell("item2vec", "plain", "append"), Cell("ppmi", "balanced", "reassign"), Cell("ppmi", "balanced", "append"),
          Cell("item2vec", "balanced", "reassign"), Cell("item2vec", "balanced", "append"),
-         Cell("ppmi", "balanced-learned", "append"), Cell("item2vec", "balanced-learned", "append")]
+         Cell("ppmi", "balanced-learned", "append"), Cell("item2vec", "balanced-learned", "append"),
+         Cell("ppmi", "plain", "reassign", "profile"), Cell("item2vec", "plain", "reassign", "profile")]
 
 
 def held_out_agreement(item_index: dict[str, tuple[int, ...]], cases: list) -> dict[str, float | int]:
@@ -113,7 +118,8 @@ def build_cell(prepared: Path, out: Path, cell: Cell, budget: Any, seed: int) ->
     inputs = load_inputs(prepared)
     start = time.perf_counter()
     embedded = item_embeddings(inputs.item_ids, kind="collaborative", sequences=inputs.sequences,
-                               collaborative=cell.embeddings, seed=seed)
+                               collaborative=cell.embeddings, seed=seed, lone_items=cell.lone,
+                               position_behaviors=inputs.position_behaviors, num_behaviors=len(inputs.behaviors))
     embed_seconds = time.perf_counter() - start
 
     def quantize(collisions: str) -> Any:
@@ -198,23 +204,25 @@ def markdown(results: dict[str, Any]) -> str:
                   "| Cell | fallback share (all items) | fallback share (training items) | of them alone / beside a "
                   "partner | collision rate per level "
                   "| neighbour agreement (chance) | validation next-item agreement (chance, cases) | level-1 usage "
-                  "| embed s |",
-                  "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+                  "| profile rows (held-out R^2) | embed s |",
+                  "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
         for name, cell in data["cells"].items():
             if "error" in cell:
-                lines.append(f"| {name} | failed: {cell['error']} | | | | | | | |")
+                lines.append(f"| {name} | failed: {cell['error']} | | | | | | | | |")
                 continue
             if "ids" not in cell:  # not built yet (an interrupted run)
                 continue
             ids = cell["ids"]
             coverage, agreement, held = ids["coverage"], ids["neighbour_agreement"], ids["held_out_agreement"]
             rates = " / ".join(f"{rate:.3f}" for rate in ids["collision_rate_per_level"])
+            mapped = coverage.get("profile_map")
+            profile = f"{coverage['profile_items']} ({mapped['held_out_r2']:.4f})" if mapped else "-"
             handled = "" if ids["collision_handling"] in (ids["requested_collisions"], "none") else f" (fell back to {ids['collision_handling']})"
             lines.append(f"| {name}{handled} | {coverage['fallback_share']:.3f} | {coverage['fallback_share_of_seen']:.3f} | "
                          f"{coverage.get('fallback_seen_alone', '-')} / {coverage.get('fallback_seen_with_partner', '-')} | "
                          f"{rates} | {agreement['agreement']:.3f} ({agreement['chance']:.3f}) | "
                          f"{held['agreement']:.3f} ({held['chance']:.3f}, {held['cases']}) | "
-                         f"{ids['first_level_usage']:.2f} | {ids['seconds']['embed']:.1f} |")
+                         f"{ids['first_level_usage']:.2f} | {profile} | {ids['seconds']['embed']:.1f} |")
         compared = compare_cells(data)
         if compared:
             lines += ["", f"GAMER target NDCG@10 per cell (one seed), and the difference to {REFERENCE} "

@@ -22,6 +22,14 @@ after the first five, which warm up), and, on the last folder only, `evaluate_ch
 `--eval-users` sampled test users (no mix, no rerank):
 
     python recipes/bench/train_stream.py --prepared PREPARED_10M PREPARED_100M --work WORK --eval-users 10000
+
+`--tokenizers-from WORK0` reuses the semantic IDs an earlier `--prepared` run saved under WORK0 (skipping the ids
+stage, minutes at 4M items), `--eval-users 0` skips the evaluation, and `--baseline-src SRC` trains every folder
+twice, first with the package in SRC (a source tree such as `git archive main`, whose `gamer_hf/modeling` points
+at its `modeling/`) and then with this one, so that before and after come from one script:
+
+    python recipes/bench/train_stream.py --prepared PREPARED_10M PREPARED_100M --work WORK \
+        --tokenizers-from WORK0 --eval-users 0 --baseline-src SRC
 """
 
 from __future__ import annotations
@@ -120,7 +128,8 @@ class StepClock:
         return _Clock()
 
 
-def train_once(folder: Path, max_steps: int, batch_size: int, prepared: Path | None = None) -> dict[str, Any]:
+def train_once(folder: Path, max_steps: int, batch_size: int, prepared: Path | None = None,
+               tokenizer: Path | None = None) -> dict[str, Any]:
     """A short run of the tiny preset on one size; memory figures of this process only."""
     from gamer_hf.training import TrainArguments, train
 
@@ -131,7 +140,7 @@ def train_once(folder: Path, max_steps: int, batch_size: int, prepared: Path | N
     start = time.perf_counter()
     out = folder / "model"
     result = train(TrainArguments(
-        data=str(prepared or folder / "prepared"), tokenizer=str(folder / "tokenizer"), output_dir=str(out),
+        data=str(prepared or folder / "prepared"), tokenizer=str(tokenizer or folder / "tokenizer"), output_dir=str(out),
         preset="tiny", max_steps=max_steps, eval_steps=max_steps, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=batch_size, max_eval_samples=500, logging_steps=max_steps,
         measure_step_time=False, overwrite_output_dir=True, disable_tqdm=True, seed=0), callbacks=[clock])
@@ -167,11 +176,13 @@ def evaluate_once(folder: Path, prepared: Path, users: int) -> dict[str, Any]:
             "cases": report.metadata["cases"], "models": models}
 
 
-def _child(stage: str, **options: Any) -> dict[str, Any]:
+def _child(stage: str, source: str | None = None, **options: Any) -> dict[str, Any]:
+    """One stage in a fresh process; `source` puts another package tree first on its import path."""
     command = [sys.executable, __file__, "--stage", stage]
     for key, value in options.items():
         command += [f"--{key.replace('_', '-')}", str(value)]
-    done = subprocess.run(command, capture_output=True, text=True)
+    env = dict(os.environ, PYTHONPATH=str(Path(source).resolve())) if source else None
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode:
         raise SystemExit(f"{stage} failed:\n{done.stderr[-4000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -214,15 +225,34 @@ def end_to_end(args: argparse.Namespace, load: float) -> None:
         meta = json.loads((Path(prepared) / "metadata.json").read_text())
         row["data"] = {"events": meta["num_events"], "users": meta["num_users"], "items": meta["num_items"],
                        "train_rows": meta["splits"]["train"]["rows"]}
-        stages = [("ids", {}), ("train", {"max_steps": args.max_steps, "batch_size": args.batch_size})]
-        if prepared == args.prepared[-1]:  # the largest: the sizes before it are the memory baseline
-            stages.append(("evaluate", {"eval_users": args.eval_users}))
-        for stage, options in stages:
-            row[stage] = _child(stage, folder=folder, data=prepared, **options)
+        tokenizer = folder / "tokenizer"
+        stages: list[tuple[str, str, dict[str, Any]]] = []
+        if args.tokenizers_from:
+            tokenizer = Path(args.tokenizers_from) / Path(prepared).name / "tokenizer"
+            row["ids"] = {"reused": str(tokenizer)}
+        else:
+            stages.append(("ids", "ids", {}))
+        train = {"max_steps": args.max_steps, "batch_size": args.batch_size, "tokenizer": tokenizer}
+        if args.baseline_src:
+            stages.append(("train_baseline", "train", {**train, "source": args.baseline_src}))
+        stages.append(("train", "train", train))
+        if prepared == args.prepared[-1] and args.eval_users:  # the largest: the sizes before it are the baseline
+            stages.append(("evaluate", "evaluate", {"eval_users": args.eval_users}))
+        for name, stage, options in stages:
+            row[name] = _child(stage, folder=folder, data=prepared, **options)
             if args.out:
                 Path(args.out).write_text(json.dumps({"machine": _machine(load), "command": sys.argv, "rows": rows},
                                                      indent=1))
     print(f"Machine: {_machine(load)}.")
+    for name in ("train_baseline", "train") if args.baseline_src else ("train",):
+        base = rows[0][name]
+        print(f"\n{name}:")
+        for row in rows:
+            run = row[name]
+            print(f"  {row['data']['items']:,} items: " + ", ".join(
+                f"{key} {run[key]:,.0f} MiB ({run[key] / base[key]:.2f}x)"
+                for key in ("peak_rss_mib", "peak_anon_mib", "peak_file_mib")) +
+                f", {run['sequences_per_s']:.0f} sequences/s")
 
 
 def main() -> None:
@@ -236,11 +266,14 @@ def main() -> None:
     parser.add_argument("--data-only", action="store_true", help="build the data of every size and stop")
     parser.add_argument("--out", help="also write the figures as JSON here (e.g. recipes/bench/results/train_stream.json)")
     parser.add_argument("--prepared", nargs="+", help="end to end on these prepared folders (see above)")
-    parser.add_argument("--eval-users", type=int, default=10_000, help="--prepared: sampled test users")
+    parser.add_argument("--eval-users", type=int, default=10_000, help="--prepared: sampled test users (0: no evaluation)")
+    parser.add_argument("--tokenizers-from", help="--prepared: reuse WORK0/<folder name>/tokenizer of an earlier run")
+    parser.add_argument("--baseline-src", help="--prepared: also train with the package tree in this folder, first")
     parser.add_argument("--stage", choices=["data", "ids", "train", "evaluate"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--events", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
+    parser.add_argument("--tokenizer", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage == "data":  # child processes: one stage of one size, JSON on stdout
         print(json.dumps(build_data(Path(args.folder), args.events, args.num_items, args.max_history)))
@@ -250,7 +283,8 @@ def main() -> None:
         return
     if args.stage == "train":
         data = Path(args.data) if args.data else None
-        print(json.dumps(train_once(Path(args.folder), args.max_steps, args.batch_size, data)))
+        tokenizer = Path(args.tokenizer) if args.tokenizer else None
+        print(json.dumps(train_once(Path(args.folder), args.max_steps, args.batch_size, data, tokenizer)))
         return
     if args.stage == "evaluate":
         print(json.dumps(evaluate_once(Path(args.folder), Path(args.data), args.eval_users)))

@@ -12,7 +12,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 from gamer_hf.data import generate_synthetic, write_synthetic
-from gamer_hf.evaluation import MIXER_GRID, REGULARIZATION_GRID
+from gamer_hf.evaluation import GATE_GRID, MIXER_GRID, REGULARIZATION_GRID
 
 SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "bench" / "quality.py"
 
@@ -87,10 +87,12 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     learned, reranked = runs["Repeat+learned"]["reranker"], runs["GAMER+rerank"]["reranker"]
     assert not learned["use_model"] and reranked["use_model"]
     assert learned["weights"]["fit_cases"] == reranked["weights"]["fit_cases"] == 12  # the validation cases, not test
-    for fitted in (learned, reranked):  # the regularization is cross-validated on those cases, the same way for both
-        assert set(fitted["weights"]["cv_ndcg10"]) == {str(value) for value in REGULARIZATION_GRID}
-        assert fitted["weights"]["regularization"] in REGULARIZATION_GRID
-    assert len(reranked["weights"]["coef"]) == len(learned["weights"]["coef"]) + 4 + 3  # model and explore features
+    for fitted in (learned, reranked):  # regularization and gate are cross-validated on those cases, alike for both
+        assert len(fitted["weights"]["cv_ndcg10"]) == len(REGULARIZATION_GRID) * len(GATE_GRID)
+        assert fitted["weights"]["regularization"] in REGULARIZATION_GRID and fitted["weights"]["gate"] in GATE_GRID
+    learned_features, reranked_features = ([name for name in fitted["weights"]["features"] if "*" not in name]
+                                           for fitted in (learned, reranked))  # the candidate features, ungated
+    assert len(reranked_features) == len(learned_features) + 4 + 3  # model and explore features
     assert reranked["explore"] and not runs["GAMER+rerank:plain-beams"]["reranker"]["explore"]
     assert runs["GAMER"]["result"]["num_cases"] == runs["Repeat"]["result"]["num_cases"]
     assert sum(runs["Repeat"]["result"]["num_cases"].values()) == 30

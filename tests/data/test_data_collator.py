@@ -4,8 +4,10 @@ the pair-by-pair loop collator it replaced, on synthetic and real rows."""
 from __future__ import annotations
 
 import importlib.util
+import mmap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
@@ -329,3 +331,29 @@ def test_packed_loss_and_gradients_equal_padded_on_real_data(data_dir) -> None:
         assert len(packed_grads) == len(padded_grads)
         for a, b in zip(packed_grads, padded_grads):
             assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def _mapped(array: np.ndarray) -> bool:
+    while array is not None and not isinstance(array, mmap.mmap):
+        array = array.base
+    return array is not None
+
+
+@pytest.mark.parametrize("max_history", [None, 2])
+def test_a_loaded_tokenizer_collates_from_its_mapped_code_table(synthetic_prepared, levels, loop_collator, tmp_path,
+                                                                max_history) -> None:
+    """The saved index is memory-mapped in its narrow dtype and is the collator's only item table; batches equal
+    the loop collator's over the in-memory tokenizer, and the gathered tokens equal the old int64 token table."""
+    index = {item: (i % 5, 299 - i) for i, item in enumerate(synthetic_prepared.item_ids)}
+    built = GamerTokenizerFast.from_items(index, levels, codebook_size=[5, 300])  # level 2 needs int16
+    built.save_pretrained(tmp_path)
+    loaded = GamerTokenizerFast.from_pretrained(tmp_path)
+    codes = loaded.item_index.codes
+    assert _mapped(codes) and codes.dtype == np.int16
+    old = np.full((len(codes) + 1, 2), loaded.pad_token_id, dtype=np.int64)  # the collator's table before
+    old[:-1] = codes.astype(np.int64) + np.asarray(loaded.code_token_offsets)
+    rows = np.r_[np.arange(len(codes)), len(codes) - 1, 0]
+    assert np.array_equal(loaded.item_tokens(rows), old[rows]) and loaded.item_tokens(rows).dtype == np.int64
+    collator = GamerCollator(loaded, max_history=max_history)
+    assert not any(isinstance(value, np.ndarray) for value in vars(collator._token_table()).values())  # no copy
+    _assert_same(collator, loop_collator(built, max_history=max_history), _batches(synthetic_prepared, 41))

@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from gamer_hf.data import generate_synthetic, load_prepared, prepare
+from gamer_hf.data.id_lists import read_id_array
 from gamer_hf.data.prepare import LazyIds, _write_id_list
 from gamer_hf.errors import DataError
 
@@ -80,3 +82,39 @@ def test_item_side_information_is_read_on_first_use(prepared_folder: Path, tmp_p
     assert loaded.items_source == tmp_path / "with_items" / "items.parquet"  # not read by load_prepared
     pd.testing.assert_frame_equal(loaded.items, frame)
     assert loaded.items is loaded.items  # read once
+
+
+MIXED = ["", "a, b", "[x]", "é", "日本", " ", "a,", "]", "x" * 40]  # ids holding separators, brackets, non-ASCII
+
+
+@pytest.mark.parametrize(("ids", "dump", "fast"), [
+    ([f"{i}" for i in range(70_000)] + MIXED, {"ensure_ascii": False}, True),  # more than one slice of the scan
+    (MIXED, {"ensure_ascii": False, "separators": (",", ":")}, True),  # compact separators
+    (["only"], {}, True),
+    ([], {}, True),
+    (MIXED, {"ensure_ascii": False, "indent": 1}, False),  # another layout: the JSON parser
+    (['a"b', "back\\slash", "tab\t", "é"], {}, False),  # escapes: the JSON parser
+])
+def test_id_files_read_into_arrow_as_json_reads_them(tmp_path: Path, ids: list[str], dump: dict, fast: bool) -> None:
+    """What prepare writes is scanned straight into Arrow; any other valid list still reads, by the JSON parser."""
+    path = tmp_path / "ids.json"
+    path.write_text(json.dumps(ids, **dump), encoding="utf-8")
+    assert (read_id_array(path) is not None) == fast
+    lazy = LazyIds(path)
+    assert lazy.ids.equals(pa.array(ids, pa.string())) and list(lazy) == ids
+
+
+def test_prepared_id_files_take_the_scan(prepared_folder: Path) -> None:
+    for name in ("users.json", "items.json"):
+        assert read_id_array(prepared_folder / name).to_pylist() == json.loads((prepared_folder / name).read_text())
+
+
+@pytest.mark.parametrize(("content", "message"), [('["a" "b"]', "not valid JSON"), ('["a",, "b"]', "not valid JSON"),
+                                                  (b'["\xff"]', "not valid JSON"), ('["a", 1]', "not a JSON list"),
+                                                  ('["a\x01"]', "not valid JSON"), ("", "not valid JSON")])
+def test_damaged_id_files_fail_as_json_does(tmp_path: Path, content: str | bytes, message: str) -> None:
+    path = tmp_path / "ids.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert read_id_array(path) is None
+    with pytest.raises(DataError, match=message):
+        len(LazyIds(path))

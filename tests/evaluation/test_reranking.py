@@ -7,12 +7,15 @@ import random
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast
 from gamer_hf.evaluation import (
+    CASE_FEATURES,
     EXPLORE_FEATURES,
+    GATE_GRID,
     HISTORY_FEATURES,
     MODEL_FEATURES,
     EvalCase,
@@ -116,9 +119,9 @@ def test_cross_validation_chooses_the_regularization_by_held_out_ndcg() -> None:
             ranked = single.rank([cases[i] for i in outside], 10, [beams[i] for i in outside],
                                  [scores[i] for i in outside])
             ndcg[outside] = per_case_metrics(ranked, [cases[i].target_items for i in outside], (10,))["NDCG@10"]
-        by_hand[str(value)] = ndcg.mean()
+        by_hand[f"ungated C={value:g}"] = ndcg.mean()
     assert chosen.weights["cv_ndcg10"] == pytest.approx(by_hand)
-    best = max(REGULARIZATION_GRID, key=lambda value: (by_hand[str(value)], -value))  # ties: the smaller C
+    best = max(REGULARIZATION_GRID, key=lambda value: (by_hand[f"ungated C={value:g}"], -value))  # ties: smaller C
     refit = HistoryReranker(BEHAVIORS, explore=False, regularization=best).fit(cases, beams, scores)
     assert chosen.weights["regularization"] == best
     assert chosen.weights["coef"] == pytest.approx(refit.weights["coef"])
@@ -163,6 +166,85 @@ def test_explore_beams_bring_the_new_targets_the_plain_beams_lack() -> None:
     assert list(named["in_explore_beams"]) == [1.0, 0.0] and named["history_model_logp"][0] == 0.0 > named["model_logp"][1]
     with pytest.raises(ValueError, match="give explored lists"):
         with_explore.rank(test, 10, generated, scores)
+
+
+def _returns_when_buying(n: int, seed: int) -> tuple[list[EvalCase], list[list[str]], list[list[str]], list[dict]]:
+    """Every candidate looks the same in every case; a buy returns to the last item, a cart takes the top explore
+    beam. Only a case feature (the requested behavior) tells which, so one ungated score must get half wrong."""
+    rng = random.Random(seed)
+    cases, generated, explored, scores = [], [], [], []
+    for u in range(n):
+        history, new = [f"h{u}_{j}" for j in range(3)], [f"n{u}_{j}" for j in range(5)]
+        buys = rng.random() < 0.5
+        cases.append(EvalCase(f"u{u}", ("click",) * 3, tuple(history), "buy" if buys else "cart",
+                              (history[-1] if buys else new[0],)))
+        generated.append([history[-1], new[0], *history[:-1][::-1], *new[1:]])
+        explored.append(new)
+        scores.append({item: -1.0 - 0.5 * j - rng.random() * 0.1 for j, item in enumerate(generated[-1])})
+    return cases, generated, explored, scores
+
+
+def test_the_gate_tells_a_return_from_an_explore_by_the_case() -> None:
+    train, train_beams, train_explored, train_scores = _returns_when_buying(80, seed=0)
+    test, generated, explored, scores = _returns_when_buying(80, seed=1)
+    evaluator = Evaluator(test, BEHAVIORS, k_values=(1,), progress=False, known_items=[])
+    fitted = {gate: HistoryReranker(BEHAVIORS, gate=gate).fit(train, train_beams, train_scores, train_explored)
+              for gate in (False, True)}
+    hits = {gate: evaluator.score(r.rank(test, 10, generated, scores, explored), str(gate)).per_case["HR@1"]
+            for gate, r in fitted.items()}
+    assert np.mean(hits[True]) == 1.0 and np.mean(hits[False]) < 0.75
+    chosen = HistoryReranker(BEHAVIORS, gate=GATE_GRID, cv_folds=4).fit(train, train_beams, train_scores, train_explored)  # C=1: the gate alone
+    assert chosen.weights["gate"] is True and chosen.weights["cv_ndcg10"]["gated C=1"] > chosen.weights["cv_ndcg10"][
+        "ungated C=1"]
+    assert chosen.weights["features"] == list(chosen.gated_feature_names(True))
+    assert len(chosen.weights["coef"]) == len(chosen.feature_names) * (1 + len(CASE_FEATURES))
+    assert chosen.rank(test, 10, generated, scores, explored) == fitted[True].rank(test, 10, generated, scores, explored)
+    # The case features by hand: beam mass on history items (3 of the 8 beams), repeat rate, length, target level.
+    weight = np.exp([scores[0][item] for item in generated[0]])
+    on_history = [item in test[0].history_items for item in generated[0]]
+    expected = [weight[on_history].sum() / weight.sum(), 0.0, math.log(4), 1.0 if test[0].target_behavior == "buy" else 0.5]
+    assert chosen.case_features(test[0], generated[0], scores[0]) == pytest.approx(expected)
+    again = HistoryReranker.from_dict(chosen.to_dict())
+    assert again.gates == [False, True] and again.rank(test, 10, generated, scores, explored) == chosen.rank(
+        test, 10, generated, scores, explored)
+    with pytest.raises(ValueError, match="gate must be True, False"):
+        HistoryReranker(BEHAVIORS, gate="yes")
+
+
+@pytest.fixture(scope="module")
+def real_cases(data_dir) -> list[EvalCase]:
+    """Leave-one-out cases of the first 20,000 retail_beh_mbht events: each user's last interaction is the target."""
+    events = pd.read_csv(data_dir / "retail_beh_mbht" / "events.csv.gz", nrows=20_000, dtype={"item_id": str})
+    cases = []
+    for user, rows in events.sort_values(["user_id", "timestamp"], kind="stable").groupby("user_id", sort=False):
+        if len(rows) >= 2:
+            history = rows.iloc[-21:-1]
+            cases.append(EvalCase(str(user), tuple(history["behavior"]), tuple(history["item_id"]),
+                                  rows["behavior"].iloc[-1], (rows["item_id"].iloc[-1],)))
+    return cases
+
+
+@pytest.mark.realdata
+def test_the_gate_is_chosen_by_cross_validation_on_real_cases(real_cases) -> None:
+    fit = real_cases[: len(real_cases) // 2]
+    ungated = HistoryReranker(BEHAVIORS, use_model=False, regularization=REGULARIZATION_GRID).fit(fit)
+    chosen = HistoryReranker(BEHAVIORS, use_model=False, regularization=REGULARIZATION_GRID, gate=GATE_GRID).fit(fit)
+    cv = chosen.weights["cv_ndcg10"]
+    assert len(cv) == 2 * len(REGULARIZATION_GRID)
+    assert {k: v for k, v in cv.items() if k.startswith("ungated")} == ungated.weights["cv_ndcg10"]  # same folds
+    best = max(cv, key=cv.get)
+    assert best == f"{'gated' if chosen.weights['gate'] else 'ungated'} C={chosen.weights['regularization']:g}"
+    assert chosen.case_feature_names == CASE_FEATURES[1:]  # no beams without the model
+    case = next(c for c in fit if len(set(c.history_items)) < len(c.history_items))
+    rate, length, level = chosen.case_features(case)
+    assert rate == 1 - len(set(case.history_items)) / len(case.history_items) > 0 and length == math.log1p(
+        len(case.history_items)) and level == {"click": 0.0, "cart": 0.5, "buy": 1.0}[case.target_behavior]
+    gated = HistoryReranker(BEHAVIORS, use_model=False, gate=True).fit(fit)
+    rows = gated._rows([case], None, None, None)[0][1]
+    base = len(gated.feature_names)
+    assert rows[:, base:].reshape(len(rows), base, 3) == pytest.approx(rows[:, :base, None] * np.array([rate, length, level]))
+    held_out = real_cases[len(real_cases) // 2:]
+    assert len(chosen.rank(held_out, 10)) == len(held_out)
 
 
 def test_items_the_model_cannot_generate_get_the_floor() -> None:

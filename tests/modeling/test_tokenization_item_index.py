@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import mmap
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from safetensors.numpy import load_file, save_file
 
@@ -108,3 +110,65 @@ def test_damaged_index_file_is_named(tmp_path: Path, damage, message: str) -> No
 def test_nul_in_an_item_id_is_refused() -> None:
     with pytest.raises(ValueError, match=r"item id 'a\\x00b' contains a NUL character"):
         GamerTokenizerFast.from_items({"a\0b": (0,)}, behaviors=BEHAVIORS)
+
+
+def _mapped(array: np.ndarray) -> bool:
+    while array is not None and not isinstance(array, mmap.mmap):
+        array = array.base
+    return array is not None
+
+
+@pytest.mark.parametrize(("top", "dtype"), [(255, np.uint8), (256, np.int16), (40_000, np.int32)])
+def test_a_loaded_index_is_the_mapped_file_in_its_narrow_dtype(tmp_path: Path, top: int, dtype) -> None:
+    """One table: the codes and ids are read in place from the file, the tokenizer's code tensor and token gather
+    use them, and what is built beside them is int32/uint8 (no int64 array of the catalogue's size)."""
+    mapping = {item: (i, top - i) for i, item in enumerate(IDS)}
+    tok = GamerTokenizerFast.from_items(mapping, BEHAVIORS, codebook_size=top + 1)
+    tok.save_pretrained(tmp_path)
+    loaded = GamerTokenizerFast.from_pretrained(tmp_path)
+    index = loaded.item_index
+    assert index.codes.dtype == dtype and _mapped(index.codes) and _mapped(index._bytes)
+    assert index._starts.dtype == np.int32 and index._lengths.dtype == np.uint8
+    assert np.shares_memory(loaded.item_code_tensor.numpy(), index.codes)
+    assert not [name for name, value in vars(loaded).items() if isinstance(value, np.ndarray) and value.size > 16]
+    assert index == mapping and list(index.item_ids) == sorted(mapping)
+    rows = index.rows(sorted(mapping))
+    expected = np.asarray([mapping[item] for item in sorted(mapping)]) + np.asarray(loaded.code_token_offsets)
+    assert np.array_equal(loaded.item_tokens(rows), expected)
+    assert loaded.encode_interactions([("buy", "日本")]) == [loaded.behavior_token_id("buy"), *expected[index.row("日本")]]
+    loaded.save_pretrained(tmp_path)  # over the mapped file: a new file is renamed into place, the map stays valid
+    assert index == mapping and GamerTokenizerFast.from_pretrained(tmp_path).item_index == mapping
+
+
+def test_an_index_file_with_int64_codes_still_loads(tmp_path: Path) -> None:
+    """A file written with wider codes than needed (by hand, or a tool of its own) loads, narrowed in memory."""
+    ids = np.frombuffer(b"a\0b\0", np.uint8).copy()
+    save_file({"codes": np.array([[1, 7], [2, 0]], np.int64), "item_ids": ids}, tmp_path / "index.safetensors")
+    index = ItemIndex.load(tmp_path / "index.safetensors")
+    assert index == {"a": (1, 7), "b": (2, 0)} and index.codes.dtype == np.uint8
+
+
+def test_from_sorted_buffer_takes_arrow_buffers() -> None:
+    """Arrow's offsets and data buffers (of a slice, so not starting at 0) build the same index as from_pairs."""
+    ids = pa.array(["x", *sorted(IDS), "~"]).slice(1, len(IDS))
+    offsets = np.frombuffer(ids.buffers()[1], np.int32, count=len(ids) + 1, offset=4 * ids.offset)
+    codes = np.arange(2 * len(IDS)).reshape(-1, 2)
+    index = ItemIndex.from_sorted_buffer(ids.buffers()[2], offsets, codes)
+    assert index == ItemIndex.from_pairs(sorted(IDS), codes) and len(ItemIndex.from_sorted_buffer(b"", [0], codes[:0])) == 0
+    with pytest.raises(ValueError, match=r"where: item id 'b\\x00c' contains a NUL character"):
+        ItemIndex.from_sorted_buffer(b"ab\0c", [0, 1, 4], np.zeros((2, 0)), "where")
+    with pytest.raises(ValueError, match=r"not sorted and unique at row 1 \('b' then 'a'\)"):
+        ItemIndex.from_sorted_buffer(b"ba", [0, 1, 2], np.zeros((2, 0)))
+
+
+@pytest.mark.parametrize("ids", [["3", "10", "7"], ["sku-000000012", "é", ""], []])
+def test_most_popular_index_is_built_from_arrow_ids(ids: list[str]) -> None:
+    """MostPopular's index of its training items (sorted Arrow ids, any string type) via from_sorted_buffer."""
+    from gamer_hf.evaluation.baselines import _sorted_index
+
+    for kind in (pa.string(), pa.large_string()):
+        array = pa.array(sorted(ids), kind)
+        index = _sorted_index(array)
+        assert list(index.item_ids) == sorted(ids) and index.rows(sorted(ids)).tolist() == list(range(len(ids)))
+    with pytest.raises(ValueError, match=r"MostPopular's training items: item id 'a\\x00' contains a NUL"):
+        _sorted_index(pa.array(["a\0", "b"]))

@@ -27,3 +27,19 @@ def test_job_from_inputs_times_each_step_and_writes_what_it_built(tmp_path: Path
     assert isinstance(built.semantic_ids.item_index, ItemIndex)
     loaded = GamerTokenizerFast.from_pretrained(tmp_path / "tok")
     assert loaded.item_index == built.semantic_ids.item_index and list(loaded.item_ids) == item_ids
+
+
+def test_job_maps_lone_items_from_their_profile_when_asked(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    item_ids = sorted(str(1000 + i) for i in range(90))
+    sequences = [[item_ids[j] for j in rng.integers(0, 80, 12)] for _ in range(40)]
+    sequences += [[item_ids[80 + i]] * (1 + i % 3) for i in range(6)]  # 6 items alone in their one sequence each
+    behaviors = rng.integers(0, 2, sum(map(len, sequences))).astype(np.int8)
+    inputs = SemanticIdInputs(item_ids=item_ids, sequences=sequences, behaviors={"click": 0, "buy": 1}, items=None,
+                              source="memory", position_behaviors=behaviors)
+    args = SemanticIdArguments(data="memory", out=str(tmp_path / "tok"), embedding="collaborative", lone_items="profile")
+    built = build_tokenizer_from_inputs(inputs, args)
+    coverage = built.semantic_ids.report.embedding_coverage
+    assert coverage["profile_items"] == coverage["seen_alone"] == 6 and coverage["fallback_seen_items"] == 0
+    assert "lone training items mapped from their profile: 6" in built.semantic_ids.report.to_table()
+    assert built.metadata["embedding"]["lone_items"] == "profile"

@@ -21,7 +21,7 @@ def test_ablation_end_to_end_and_resume(tmp_path: Path, monkeypatch, bench_scrip
     monkeypatch.setitem(quality.DATASETS, "synthetic", "session")
     budget = replace(quality.BUDGETS["quick"], epochs=1, max_users=None, max_validation_cases=20, max_test_cases=30,
                      sid_levels=2, sid_codebook=4, num_beams=10)  # fmt: skip
-    cells = ["ppmi/plain/reassign", "item2vec/balanced/append"]
+    cells = ["ppmi/plain/reassign", "item2vec/plain/reassign+profile"]
     argv = ["--datasets", "synthetic", "--cells", *cells, "--train", "--data-dir", str(tmp_path / "data"),
             "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--device", "cpu"]  # fmt: skip
     results = bench.run(bench.parse_args(argv), budget=budget)
@@ -35,11 +35,14 @@ def test_ablation_end_to_end_and_resume(tmp_path: Path, monkeypatch, bench_scrip
         held = ids["held_out_agreement"]
         assert 0 < held["cases"] <= 20 and 0.0 <= held["chance"] <= 1.0 and 0.0 <= held["agreement"] <= 1.0
         assert len(cell["gamer"]["result"]["per_case"]["NDCG@10"]) == len(data["cases"]["case_slices"]) == 30
-    comparison = data["cells"]["item2vec/balanced/append"]["comparison"]
+    profiled = data["cells"][cells[1]]["ids"]["coverage"]
+    assert profiled["profile_items"] == profiled["seen_alone"] and "held_out_r2" in profiled["profile_map"]
+    assert "profile_items" not in data["cells"][cells[0]]["ids"]["coverage"]
+    comparison = data["cells"][cells[1]]["comparison"]
     assert comparison["all"]["cases"] == sum(b == "buy" for b in data["cases"]["case_behaviors"])
     assert "vs_reference" in comparison["all"] and "vs_reference" not in data["cells"][cells[0]]["comparison"]["all"]
     markdown = (tmp_path / "out" / "semantic_id_quality.md").read_text()
-    assert "| item2vec/balanced/append |" in markdown and "vs reference" in markdown
+    assert f"| {cells[1]} |" in markdown and "vs reference" in markdown and "profile rows (held-out R^2)" in markdown
     # resume keeps finished cells (their timings stay as recorded)
     stored = json.loads((tmp_path / "out" / "semantic_id_quality.json").read_text())
     again = bench.run(bench.parse_args([*argv, "--resume"]), budget=budget)
