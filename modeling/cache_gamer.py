@@ -3,7 +3,8 @@
 `cache.layers` holds exactly the self-attention layers (one per decoder layer), so sequence length,
 mask sizes and compilability read as for any decoder. Two named parts sit beside them:
 
-- `cross_level_layers`: keys and values of the cross-level interaction layers, one per such layer;
+- `cross_level_layers`: keys and values of the cross-level interaction layers, one per such layer
+  (`cross_level_mask` lets a cache that keeps only the keys a decode step can read give that step's rule);
 - `roles`: the behavior identity of every cached token (0 for pads), which the cross-level rule
   reads for each key and which a fed-back code token inherits from the last cached one.
 
@@ -21,7 +22,9 @@ import torch
 from transformers import PreTrainedConfig
 from transformers.cache_utils import Cache, CacheLayerMixin, DynamicCache, DynamicLayer, StaticCache, StaticLayer
 
-__all__ = ["GamerBeamCache", "GamerCache", "GamerCacheMixin", "GamerStaticCache", "gamer_cache_like"]
+__all__ = [
+    "GamerBeamCache", "GamerBeamPromptLayer", "GamerCache", "GamerCacheMixin", "GamerStaticCache", "gamer_cache_like",
+]
 
 
 class GamerCacheMixin:
@@ -53,6 +56,12 @@ class GamerCacheMixin:
         if not self.roles.is_initialized:
             return None
         return self.roles.keys[:, 0, self.roles.get_seq_length() - 1, 0]
+
+    def cross_level_mask(self, query_behavior_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The cross-level rule of this step ([batch, 1, Q, keys] mask, [batch, Q] has-key flags) over the keys
+        `update_cross_level` returns, where the cache keeps fewer than every key; None: the model builds the rule
+        over every cached key (this cache keeps them all)."""
+        return None
 
     def reset(self) -> None:
         super().reset()
@@ -114,10 +123,10 @@ class GamerBeamLayer(CacheLayerMixin):
     """One layer's keys and values for beams that share their prompt, preallocated.
 
     Layout along the sequence axis: the prompt's tokens (written once by the prefill), then one block of
-    `num_beams` slots per decode step; slot `b` of every block holds beam `b`'s token of that step
-    (`reorder_cache` keeps it so). A step's queries are its beams' tokens, one per slot of the new block,
-    and read the prompt and their own slots: the mask `GamerBeamCache.beam_mask` gives that rule, so
-    the attention layers run as for any cache and any attention backend. The prompt is never copied per beam.
+    `num_beams` slots per decode step; live beam `b` writes slot `b` of its step's block. Nothing moves when
+    beams are reordered: `GamerBeamCache` keeps each beam's ancestors' slots, and its `beam_mask` lets a step's
+    queries (its beams' tokens, one per slot of the new block) read the prompt and their own ancestors' slots,
+    so the attention layers run as for any cache and any attention backend. The prompt is never copied per beam.
     """
 
     is_compileable = False
@@ -130,7 +139,7 @@ class GamerBeamLayer(CacheLayerMixin):
         self.max_new_tokens = max_new_tokens
         self.prompt_length = 0
         self.steps = 0  # filled blocks
-        self.width = 1  # live beams per prompt (slots in use per block)
+        self.width = 1  # live beams per prompt (slots in use per block), set by the cache
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         batch, heads, self.prompt_length, _ = key_states.shape
@@ -169,33 +178,8 @@ class GamerBeamLayer(CacheLayerMixin):
     def get_max_length(self) -> int:
         return self.prompt_length + self.max_new_tokens * self.num_beams if self.is_initialized else -1
 
-    def _blocks(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Views [batch, heads, steps, num_beams, dim] of the filled blocks."""
-        span = slice(self.prompt_length, self.get_seq_length())
-        batch, heads, _, dim = self.keys.shape
-        return (self.keys[:, :, span].view(batch, heads, self.steps, self.num_beams, dim),
-                self.values[:, :, span].view(batch, heads, self.steps, self.num_beams, -1))
-
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        """Keep the beams `beam_idx` (flat rows of `batch * width` beams, each among its own prompt's)."""
-        if self.is_initialized:
-            self.select_beams(_parents(beam_idx.to(self.device), self.keys.shape[0], self.width, self.num_beams))
-
-    def select_beams(self, parents: torch.Tensor) -> None:
-        """Keep, per prompt, the beams `parents` ([batch, new_width] indices among its live beams)."""
-        if self.steps:
-            for blocks in self._blocks():
-                index = parents[:, None, None, :, None].expand(*blocks.shape[:3], parents.shape[1], blocks.shape[-1])
-                blocks[..., : parents.shape[1], :] = blocks.gather(3, index)
-        self.width = parents.shape[1]
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self.reorder_cache(indices)
-
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        if self.is_initialized:
-            rows = torch.arange(self.keys.shape[0] * self.width, device=self.device)
-            self.reorder_cache(rows.repeat_interleave(repeats))
+        raise NotImplementedError("a GamerBeamLayer's beams are tracked by its GamerBeamCache: reorder the cache")
 
     def crop(self, tokens_to_remove: int) -> None:
         """Drop the last `-tokens_to_remove` decode steps of every beam (never the prompt)."""
@@ -209,6 +193,47 @@ class GamerBeamLayer(CacheLayerMixin):
         self.keys = self.values = None
         self.is_initialized = False
         self.prompt_length, self.steps, self.width = 0, 0, 1
+
+
+class GamerBeamPromptLayer(GamerBeamLayer):
+    """A cross-level layer of beams that share their prompt: the prompt's keys and values, nothing per beam.
+
+    Every decode token is a code of the interaction its prompt ends with, so the cross-level rule (read earlier
+    keys of strictly lower behavior level) never lets the beams read each other's keys, nor their own: they are
+    not kept. `gather` keeps, per prompt, the keys a code of that behavior may read, which every step reads.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(num_beams=1, max_new_tokens=0)
+        self.readable: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prefill writes the prompt; a decode step's keys are read by no query, and it reads `gather`'s."""
+        if not self.is_initialized:
+            return super().update(key_states, value_states)
+        if self.readable is None:
+            raise ValueError("a beam decode step reads the gathered prompt keys: call GamerBeamCache.cross_level_mask "
+                             "first (the model does, for every forward)")
+        return self.readable
+
+    def gather(self, index: torch.Tensor) -> None:
+        """Keep the prompt keys `index` ([batch, keys] positions) for the decode steps."""
+        batch, heads, length, dim = self.keys.shape
+        rows = (index + torch.arange(batch, device=index.device)[:, None] * length).view(-1)
+
+        def select(states: torch.Tensor) -> torch.Tensor:  # one index_select: gather along an expanded index is slower
+            flat = states.transpose(1, 2).reshape(batch * length, heads, -1).index_select(0, rows)
+            return flat.view(batch, index.shape[1], heads, -1).transpose(1, 2)
+
+        self.readable = select(self.keys), select(self.values)
+
+    def crop(self, tokens_to_remove: int) -> None:
+        """Nothing decoded is kept here (the self-attention layers check the count)."""
+
+    def reset(self) -> None:
+        super().reset()
+        self.readable = None
 
 
 def _parents(beam_idx: torch.Tensor, batch: int, width: int, num_beams: int) -> torch.Tensor:
@@ -226,10 +251,11 @@ def _parents(beam_idx: torch.Tensor, batch: int, width: int, num_beams: int) -> 
 class GamerBeamCache(GamerCacheMixin, Cache):
     """Decoding state of `recommend()` and `score_items()`: beams that share one prompt, as a `Cache`.
 
-    Self-attention layers, cross-level layers and roles are all `GamerBeamLayer`s: the prefill fills the
-    prompt once per prompt (`[batch, ...]`), and each decode step feeds `[batch, width]` tokens, one per
-    live beam, with `beam_mask()` as its 4D attention mask and explicit `position_ids`. Rows of the
-    logical batch are `batch * width` beams (prompt-major), which `reorder_cache` selects as beam search does.
+    Self-attention layers and roles are `GamerBeamLayer`s, the cross-level layers `GamerBeamPromptLayer`s: the
+    prefill fills the prompt once per prompt (`[batch, ...]`), and each decode step feeds `[batch, width]` tokens,
+    one per live beam and all codes of the prompt's last interaction, with `beam_mask()` as its 4D attention mask
+    and explicit `position_ids`. Rows of the logical batch are `batch * width` beams (prompt-major), which
+    `reorder_cache` selects as beam search does.
     """
 
     def __init__(self, config: PreTrainedConfig, attention_mask: torch.Tensor, num_beams: int, max_new_tokens: int
@@ -238,30 +264,95 @@ class GamerBeamCache(GamerCacheMixin, Cache):
             return GamerBeamLayer(num_beams, max_new_tokens)
 
         super().__init__(layers=[make_layer() for _ in range(config.num_hidden_layers)])
-        self._init_parts(config, make_layer)
+        self.cross_level_layers = [GamerBeamPromptLayer() for _ in config.cross_level_layers]
+        self.roles = make_layer()
         self.num_beams = num_beams
-        # [batch, 1, num_beams, prompt + steps * num_beams]: a beam reads the prompt's real tokens and its own slots.
-        own = torch.eye(num_beams, dtype=torch.bool, device=attention_mask.device).repeat(1, max_new_tokens)
-        prompt = attention_mask.bool()[:, None, None, :].expand(-1, 1, num_beams, -1)
-        self._mask = torch.cat([prompt, own.expand(attention_mask.shape[0], 1, -1, -1)], dim=-1)
+        self._level_table = config.layout.level_table().to(attention_mask.device)
+        self._readable: tuple[torch.Tensor, torch.Tensor] | None = None  # decode steps' cross-level mask, has-key
+        self._prompt = attention_mask.bool()  # [batch, prompt]: the real tokens every beam reads
+        # [batch, width, filled blocks]: the slot of each live beam's ancestor (or its own token) in every block
+        self._ancestors = torch.zeros(attention_mask.shape[0], 1, 0, dtype=torch.long, device=attention_mask.device)
+
+    def reset(self) -> None:
+        super().reset()
+        self._readable = None
+        self._ancestors = self._ancestors[:, :1, :0]
 
     @property
     def width(self) -> int:
         """Live beams per prompt."""
         return self.layers[0].width
 
+    def _filled_ancestors(self) -> torch.Tensor:
+        """`_ancestors` for the blocks filled so far: a block written since holds live beam `b` in slot `b`."""
+        filled, ancestors = self.layers[0].steps, self._ancestors[..., : self.layers[0].steps]
+        if ancestors.shape[-1] < filled:
+            own = torch.arange(self.width, device=ancestors.device)[None, :, None]
+            ancestors = torch.cat([ancestors, own.expand(ancestors.shape[0], -1, filled - ancestors.shape[-1])], -1)
+        self._ancestors = ancestors
+        return ancestors
+
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        """As `GamerBeamLayer.reorder_cache`, with the rows checked once for all layers and parts."""
-        parents = _parents(beam_idx.to(self._mask.device), self._mask.shape[0], self.width, self.num_beams)
-        for layer in [*self.layers, *self._parts]:
-            layer.select_beams(parents)
+        """Keep the beams `beam_idx` (flat rows of `batch * width` beams, each among its own prompt's): only their
+        ancestry moves, never keys or values."""
+        parents = _parents(beam_idx.to(self._prompt.device), self._prompt.shape[0], self.width, self.num_beams)
+        ancestors = self._filled_ancestors()
+        self._ancestors = ancestors.gather(1, parents[..., None].expand(-1, -1, ancestors.shape[-1]))
+        for layer in [*self.layers, self.roles]:
+            layer.width = parents.shape[1]
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self.reorder_cache(indices)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        rows = torch.arange(self._prompt.shape[0] * self.width, device=self._prompt.device)
+        self.reorder_cache(rows.repeat_interleave(repeats))
 
     def beam_mask(self) -> torch.Tensor:
-        """Boolean [batch, 1, width, keys] mask of the next decode step (its queries are the new block)."""
-        return self._mask[:, :, : self.width, : self.get_seq_length() + self.num_beams]
+        """Boolean [batch, 1, width, keys] mask of the next decode step (its queries are the new block): a beam
+        reads the prompt's real tokens, its ancestors' slots and its own new slot."""
+        ancestors = self._filled_ancestors()
+        batch, width, filled = ancestors.shape
+        prompt = self._prompt.shape[1]
+        blocks = torch.arange(filled + 1, device=ancestors.device) * self.num_beams + prompt
+        own = torch.arange(width, device=ancestors.device)[None, :, None].expand(batch, -1, 1)
+        slots = blocks + torch.cat([ancestors, own], dim=-1)  # [batch, width, filled + 1] key positions
+        mask = torch.zeros(batch, width, prompt + (filled + 1) * self.num_beams, dtype=torch.bool,
+                           device=ancestors.device)
+        mask[..., :prompt] = self._prompt[:, None, :]
+        return mask.scatter_(2, slots, True)[:, None]
 
     def last_behavior_ids(self) -> torch.Tensor | None:
         """Every beam continues its prompt, whose last token is the requested behavior."""
         if not self.roles.is_initialized:
             return None
         return self.roles.keys[:, 0, self.roles.prompt_length - 1, 0]
+
+    def cross_level_mask(self, query_behavior_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """A decode step's cross-level rule over the prompt keys its codes may read (None for the prefill).
+
+        Gathered once per call: the real prompt keys of strictly lower level than the prompt's last behavior, in
+        order, padded per prompt to the most any prompt reads. A prompt that reads none reads its first key, and
+        its output is zeroed by the has-key flag, as the model does for such rows.
+        """
+        if self.roles.steps == 0:
+            return None
+        last = self.last_behavior_ids()
+        if not bool((query_behavior_ids == last[:, None]).all()):
+            raise ValueError("a beam decode step feeds codes of each prompt's last interaction (its requested "
+                             "behavior), not behavior tokens")
+        if self._readable is None:
+            roles = self.roles.keys[:, 0, : self.roles.prompt_length, 0]
+            levels = self._level_table[roles]
+            readable = (roles > 0) & (levels < self._level_table[last][:, None])
+            counts = readable.sum(-1)
+            width = max(int(counts.max()), 1)
+            index = torch.sort((~readable).to(torch.uint8), dim=-1, stable=True).indices[:, :width]
+            has_key = counts > 0
+            keep = torch.arange(width, device=counts.device) < torch.where(has_key, counts, 1)[:, None]
+            for layer in self.cross_level_layers:
+                layer.gather(index)
+            self._readable = keep[:, None, None, :], has_key[:, None]
+        keep, has_key = self._readable
+        width = query_behavior_ids.shape[1]
+        return keep.expand(-1, -1, width, -1), has_key.expand(-1, width)

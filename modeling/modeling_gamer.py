@@ -75,11 +75,25 @@ class GamerExpertFFN(nn.Module):
         gate, up = gate_up.chunk(2, dim=-1)
         return self.dropout(self.act_fn(gate) * up)
 
+    @staticmethod
+    def _single_route(routes: torch.Tensor) -> int | None:
+        """The expert of every row where all rows share one, on CPU outside compile (where reading it costs no
+        device sync and no graph break), else None."""
+        if (routes.device.type != "cpu" or routes.numel() == 0 or torch.compiler.is_compiling()
+                or torch.is_autocast_enabled("cpu")):
+            return None
+        first = int(routes.flatten()[0])
+        return first if bool((routes == first).all()) else None
+
     def forward(self, hidden_states: torch.Tensor, item_position_ids: torch.Tensor) -> torch.Tensor:
         if self.num_experts == 1:
             return self._swiglu(hidden_states @ self.gate_up_proj[0]) @ self.down_proj[0]
         flat = hidden_states.reshape(-1, hidden_states.shape[-1])
         routes = item_position_ids.reshape(-1)
+        route = self._single_route(routes)
+        if route is not None:  # one expert for every row (a decode step of codes of one level): its plain matmuls
+            return (self._swiglu(flat @ self.gate_up_proj[route]) @ self.down_proj[route]).view(
+                *hidden_states.shape[:-1], -1)
         order = torch.argsort(routes, stable=True)
         experts = torch.arange(self.num_experts, device=routes.device)
         offsets = (routes[:, None] == experts).sum(0).cumsum(0).to(torch.int32)  # end of each expert's group
@@ -276,6 +290,13 @@ def gamer_sdpa_attention_forward(
 # global one, and Transformers' own `sdpa` stays as it is for every other model.
 ALL_ATTENTION_FUNCTIONS = AttentionInterface()
 ALL_ATTENTION_FUNCTIONS["sdpa"] = gamer_sdpa_attention_forward
+
+
+def _dense_block_mask(mask: torch.Tensor) -> BlockMask:
+    """A boolean [batch, 1, Q, K] mask as a flex-attention `BlockMask`."""
+    batch, _, num_queries, num_keys = mask.shape
+    return create_block_mask(lambda b, h, q, kv: mask[b, 0, q, kv], batch, None, num_queries, num_keys,
+                             device=mask.device)
 
 
 def _last_row(mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -719,7 +740,12 @@ class GamerModel(GamerPreTrainedModel):
         if cache is not None:  # every key's identity: cross-level reads it, fed-back codes inherit the last one
             key_behavior = cache.update_roles(token_behavior)
         level_mask = has_key = None
-        if self.config.cross_level_layers:
+        kept = cache.cross_level_mask(token_behavior) if cache is not None and self.config.cross_level_layers else None
+        if kept is not None:  # the cache keeps only the cross-level keys this step reads, and gives their rule
+            level_mask, has_key = kept
+            if self.config._attn_implementation == "flex_attention":
+                level_mask = _dense_block_mask(level_mask)
+        elif self.config.cross_level_layers:
             # Packed rows (position_ids restarting at 0, no mask): a new sequence starts at every position 0.
             sequence_ids = (position_ids == 0).cumsum(-1) if packed else None
             custom = attention_mask if attention_mask is not None and attention_mask.dim() == 4 else None

@@ -13,8 +13,14 @@ Sections (`--sections`, default all):
   the fixed cost of one decode forward (1 prompt, 1 beam);
 - `hotpath`: today's recommend() and prefill against the model code of `--baseline-commit` (same weights,
   same histories), the four calls interleaved round by round in this process (order rotating); ratios against
-  both prefills, the old/new speed-up, identical lists, and the fixed cost of one decode forward (1 prompt,
+  both prefills, the old/new speed-up, then recommend() split into encoding, prefill, decode forwards and the
+  search on each side (alternating), identical lists, and the fixed cost of one decode forward (1 prompt,
   1 beam: CPU ms and Python calls counted by cProfile) on each side;
+- `profile`: where recommend()'s CPU goes, at `--batch` histories and at one: encoding, the prefill forward, the
+  decode forwards split by module (self-attention and cross-level attention with the sdpa kernel inside them,
+  experts, norms, the head, the rest of the forward: roles, masks, rotary, embedding), and after the forwards
+  the step mask and log-softmax, the trie, the cache reorder and the top-k; CPU ms per call, per decode step
+  and per decode row (`batch x beams` rows a step) against the prefill's ms per prompt token;
 - `constraint`: the trie constraint's share of decode time (`ItemTrie.allowed`/`step` of the
   tokenizer's trie, timed on that instance, over everything recommend() does after its prefill) at
   `--items` and at `--constraint-items` (synthetic codes).
@@ -43,7 +49,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast, ItemTrie, make_prefix_allowed_tokens_fn
 from gamer_hf.modeling import modeling_gamer
 
-SECTIONS = ("stock", "prefill", "attention", "hotpath", "constraint")
+SECTIONS = ("stock", "prefill", "attention", "hotpath", "profile", "constraint")
 
 
 def catalogue(num_items: int, levels: int, codebook: int, seed: int) -> dict[str, tuple[int, ...]]:
@@ -268,6 +274,10 @@ def hotpath_section(tok, model, preset: str, histories, batch, beams: int, round
                 start = time.process_time()
                 calls[name]()
                 seconds[name].append(time.process_time() - start)
+        parts: dict[str, list[dict[str, float]]] = {side: [] for side in models}
+        for round_ in range(rounds):  # recommend() split into its parts, the two sides alternating
+            for side in sorted(models, reverse=bool(round_ % 2)):
+                parts[side].append(split_recommend(models[side], tok, histories, beams))
 
     def ratio(top: str, bottom: str) -> dict[str, float]:
         return spread([a / b for a, b in zip(seconds[top], seconds[bottom])])
@@ -281,7 +291,121 @@ def hotpath_section(tok, model, preset: str, histories, batch, beams: int, round
             "new_prefill_over_old_prefill": ratio("new_prefill", "old_prefill"),
             "identical_lists": [[i for i, _ in row] for row in lists["new"]] == [[i for i, _ in row] for row in lists["old"]],
             "max_score_difference": max(scores),
+            "new_over_old_by_part": {key: spread([a[key] / b[key] for a, b in zip(parts["new"], parts["old"])])
+                                     for key in ("decode_forwards", "search", "prefill", "encode")},
+            "parts_cpu_s": {side: {key: spread([p[key] for p in runs]) for key in ("decode_forwards", "search")}
+                            for side, runs in parts.items()},
             "decode_forward_1x1": {side: decode_forward_cost(lm, tok, histories[0], rounds) for side, lm in models.items()}}
+
+
+class PartClock:
+    """CPU seconds per named part of a recommend() call: module forwards (inclusive, by hooks) and wrapped callables."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.phase = "prefill"  # module parts are charged to the phase of the forward they run in
+        self._undo: list[Callable[[], None]] = []
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    def modules(self, name: str, modules: list[torch.nn.Module]) -> None:
+        for module in modules:
+            starts: list[float] = []
+            pre = module.register_forward_pre_hook(lambda *_, s=starts: s.append(time.process_time()))
+            post = module.register_forward_hook(
+                lambda *_, s=starts: self.add(f"{self.phase}:{name}", time.process_time() - s.pop()))
+            self._undo += [pre.remove, post.remove]
+
+    def wrap(self, owner: Any, attribute: str, name: str, phase: str | None = None) -> None:
+        """Time `owner.attribute` (a function of a module or a method of a class) as `name` ("{phase}" filled in)."""
+        original = getattr(owner, attribute)
+
+        def clocked(*args, **kwargs):
+            previous = self.phase
+            self.phase = phase or previous
+            start = time.process_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.add(name.format(phase=self.phase), time.process_time() - start)
+                self.phase = previous
+
+        setattr(owner, attribute, clocked)
+        self._undo.append(lambda: setattr(owner, attribute, original))
+
+    def close(self) -> None:
+        for undo in reversed(self._undo):
+            undo()
+
+
+def profile_recommend(model, tok, histories, beams: int, rounds: int) -> dict[str, Any]:
+    """CPU ms of each part of recommend() (median over rounds), per call, per decode step and per decode row."""
+    from gamer_hf.modeling import cache_gamer, generation_gamer
+
+    trie = ItemTrie.for_tokenizer(tok).to(model.device)
+    layers = list(model.model.layers)
+    runs: list[dict[str, float]] = []
+    for _ in range(rounds):
+        clock = PartClock()
+        clock.modules("self_attention", [layer.self_attn for layer in layers])
+        clock.modules("cross_level_attention", [layer.cross_attn for layer in layers if layer.cross_attn is not None])
+        clock.modules("experts", [layer.mlp for layer in layers])
+        clock.modules("norms", [model.model.norm] + [norm for layer in layers for norm in
+                                (layer.input_layernorm, layer.post_attention_layernorm,
+                                 getattr(layer, "cross_attn_layernorm", None)) if norm is not None])
+        clock.modules("head", [model.lm_head])
+        clock.wrap(modeling_gamer, "_sdpa_call", "{phase}:sdpa")
+        clock.wrap(generation_gamer, "_prefill", "prefill_call", phase="prefill")
+        clock.wrap(generation_gamer, "_decode_step", "decode_call", phase="decode")
+        clock.wrap(trie, "allowed", "trie")
+        clock.wrap(trie, "step", "trie")
+        clock.wrap(cache_gamer.GamerBeamCache, "reorder_cache", "cache_reorder")
+        try:
+            with forward_clock(model) as spans:
+                start = time.process_time()
+                model.recommend(tok, histories, behavior="buy", top_k=beams, num_beams=beams,
+                                batch_size=len(histories))
+                total = time.process_time() - start
+        finally:
+            clock.close()
+        part = dict(clock.seconds)
+        part["total"], part["encode"] = total, spans[0][0] - start
+        part["prefill_forward"] = spans[0][1] - spans[0][0]
+        part["decode_forwards"] = sum(b - a for a, b in spans[1:])
+        runs.append(part)
+    steps = tok.num_levels - 1
+    rows = len(histories) * beams
+    names = sorted({name for run in runs for name in run})
+    median = {name: statistics.median(run.get(name, 0.0) for run in runs) for name in names}
+    forward_parts = ["self_attention", "cross_level_attention", "experts", "norms", "head"]
+    decode = {name: median.get(f"decode:{name}", 0.0) for name in forward_parts}
+    decode["rest_of_forward"] = median["decode_forwards"] - sum(decode.values())
+    decode["mask_and_log_softmax"] = median["decode_call"] - median["decode_forwards"]
+    after = median["total"] - median["encode"] - median["prefill_call"] - median["decode_call"]
+    search = {"trie": median.get("trie", 0.0), "cache_reorder": median.get("cache_reorder", 0.0)}
+    search["top_k_and_rest"] = after - sum(search.values())
+    tokens = int(tok.encode_histories(histories, behavior="buy", return_tensors="pt")["attention_mask"].sum())
+    ms = lambda seconds: round(1e3 * seconds, 2)  # noqa: E731
+    return {"histories": len(histories), "rounds": rounds, "decode_steps": steps, "rows_per_step": rows,
+            "prompt_tokens": tokens, "total_ms": ms(median["total"]), "encode_ms": ms(median["encode"]),
+            "prefill_ms": ms(median["prefill_forward"]),
+            "prefill_us_per_token": round(1e6 * median["prefill_forward"] / tokens, 2),
+            "prefill_log_softmax_ms": ms(median["prefill_call"] - median["prefill_forward"]),
+            "prefill_us_per_token_by_part": {name: round(1e6 * median.get(f"prefill:{name}", 0.0) / tokens, 2)
+                                             for name in [*forward_parts, "sdpa"]},
+            "decode_ms": {name: ms(value) for name, value in decode.items()},
+            "decode_sdpa_ms": ms(median.get("decode:sdpa", 0.0)),  # inside the two attention parts
+            "decode_ms_per_step": ms(median["decode_call"] / steps),
+            "decode_us_per_row": round(1e6 * median["decode_call"] / (steps * rows), 2),
+            "decode_us_per_row_by_part": {name: round(1e6 * value / (steps * rows), 2)
+                                          for name, value in decode.items()},
+            "search_ms": {name: ms(value) for name, value in search.items()}}
+
+
+def profile_section(tok, model, histories, beams: int, rounds: int) -> dict[str, Any]:
+    return {"batch": profile_recommend(model, tok, histories, beams, rounds),
+            "one": profile_recommend(model, tok, histories[:1], beams, rounds)}
 
 
 def constraint_section(tok, model, histories, beams: int, rounds: int) -> dict[str, Any]:
@@ -335,6 +459,9 @@ def main() -> None:
         print(json.dumps({"section": "hotpath", **setup, **hotpath_section(tok, model, args.preset, histories, batch, args.beams,
                                                                            args.rounds, args.baseline_commit)}),
               flush=True)
+    if "profile" in args.sections:
+        print(json.dumps({"section": "profile", **setup, **profile_section(tok, model, histories, args.beams,
+                                                                           args.rounds)}), flush=True)
     if "constraint" in args.sections:
         print(json.dumps({"section": "constraint", **setup,
                           **constraint_section(tok, model, histories, args.beams, args.rounds)}), flush=True)

@@ -65,26 +65,44 @@ def bucket(stack: str) -> str:
     return "other"
 
 
+def baseline_model(loaded: Any, commit: str) -> Any:
+    """The same weights in the model code of `commit` (`code_at.model_code_at`), for an A/B in one process."""
+    from code_at import model_code_at  # a sibling script; imported here so the other modes need no git
+
+    code = model_code_at(commit)
+    old = code.GamerForCausalLM(code.GamerConfig.from_dict(loaded.config.to_dict())).eval()
+    old.load_state_dict(loaded.state_dict())  # strict: the same parameters under the same names
+    return old
+
+
 def in_process(model: Path, work: Path, count: int, batches: list[int], rounds: int,
-               call_costs: list[float]) -> dict[str, object]:
+               call_costs: list[float], baseline_commit: str | None = None) -> dict[str, object]:
     """CPU ms per history of `Recommender.run`: one at a time; in batches of the largest of `batches` as one
     call; and in batches of each size split in runs of similar length (for each of `call_costs`, the
-    split's price of one more call); with whether the batched lists equal the one-at-a-time lists."""
+    split's price of one more call); with whether the batched lists equal the one-at-a-time lists. With
+    `baseline_commit`, the same weights in that commit's model code alone and in runs of similar length too,
+    interleaved with the others."""
     from gamer_hf.loading import load_gamer
     from gamer_hf.serve import RecommendRequest, Recommender
 
     bodies, _ = request_bodies(work, model, count, seed=0)
     loaded, tokenizer = load_gamer(model, device="cpu")
 
-    def recommender(call_cost: float) -> Recommender:
-        return Recommender(loaded, tokenizer, name="p", max_history=50, call_cost=call_cost)
+    def recommender(call_cost: float, lm: Any = loaded) -> Recommender:
+        return Recommender(lm, tokenizer, name="p", max_history=50, call_cost=call_cost)
 
     ways = {"alone": (recommender(call_costs[0]), 1),
             f"batches of {max(batches)}, one call each": (recommender(float("inf")), max(batches)),
             **{f"batches of {size}, runs of similar length (call cost {cost:g})": (recommender(cost), size)
                for size in batches for cost in call_costs}}
+    if baseline_commit:
+        old = baseline_model(loaded, baseline_commit)
+        ways[f"{baseline_commit}: alone"] = (recommender(call_costs[0], old), 1)
+        ways.update({f"{baseline_commit}: batches of {size}, runs of similar length (call cost {cost:g})":
+                     (recommender(cost, old), size) for size in batches for cost in call_costs})
     prepared = [ways["alone"][0].prepare(RecommendRequest(**body)) for body in bodies]
-    ways["alone"][0].run(prepared[:2])  # warm-up
+    for warm, _ in ways.values():  # warm-up (each model code builds its trie once)
+        warm.run(prepared[:2])
     ms: dict[str, list[float]] = {name: [] for name in ways}
     lists: dict[str, list[list[str]]] = {}
     for round_ in range(rounds):
@@ -94,9 +112,15 @@ def in_process(model: Path, work: Path, count: int, batches: list[int], rounds: 
             answers = [a for i in range(0, len(prepared), size) for a in recommender.run(prepared[i : i + size])]
             ms[name].append(1000 * (time.process_time() - start) / len(prepared))
             lists[name] = [[item.item_id for item in answer.items] for answer in answers]
+    def alone_of(name: str) -> str:  # the same model code's one-at-a-time way
+        return f"{baseline_commit}: alone" if baseline_commit and name.startswith(f"{baseline_commit}: ") else "alone"
+
+    speedup = {name: [a / b for a, b in zip(ms[alone_of(name)], v)] for name, v in ms.items()}
     return {"histories": len(prepared), "rounds": rounds,
             "cpu_ms_per_history": {name: {"median": round(statistics.median(v), 1), "min": round(min(v), 1),
                                           "max": round(max(v), 1)} for name, v in ms.items()},
+            "alone_over_way_per_round": {name: {"median": round(statistics.median(v), 2), "min": round(min(v), 2),
+                                                "max": round(max(v), 2)} for name, v in speedup.items()},
             "same_lists_as_alone": {name: lists[name] == lists["alone"] for name in ways}}
 
 
@@ -205,12 +229,15 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32], help="--in-process: batch sizes")
     parser.add_argument("--call-costs", type=float, nargs="+", default=[CALL_COST_INTERACTIONS],
                         help="--in-process: length_runs' price of one more recommend() call, in interactions")
+    parser.add_argument("--baseline-commit", default=None,
+                        help="--in-process: also time the model code of this commit (same weights), interleaved")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "serve_profile.json")
     args = parser.parse_args()
 
     model = args.model or build_checkpoint(args.work, args.train_steps, 50)
     if args.in_process:
-        print(json.dumps(in_process(model, args.work, args.count, args.batch_sizes, args.rounds, args.call_costs)))
+        print(json.dumps(in_process(model, args.work, args.count, args.batch_sizes, args.rounds, args.call_costs,
+                                    args.baseline_commit)))
         return
     if args.rate and find_py_spy() is None:
         raise SystemExit("serve_profile.py: pip install py-spy (or --rate 0)")

@@ -10,7 +10,7 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.modeling_utils import AttentionInterface
 
 from gamer_hf import GamerConfig, GamerForCausalLM, make_prefix_allowed_tokens_fn
-from gamer_hf.modeling.cache_gamer import GamerBeamCache, GamerBeamLayer
+from gamer_hf.modeling.cache_gamer import GamerBeamCache, GamerBeamLayer, GamerBeamPromptLayer
 
 
 def _lm(tokenizer, attn: str = "sdpa", **overrides) -> GamerForCausalLM:
@@ -26,14 +26,16 @@ def _codes(tokenizer, rows: int, depth: int, seed: int) -> torch.Tensor:
     return torch.randint(size, (rows,), generator=generator) + tokenizer.code_token_offsets[depth]
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize(("attn", "behavior"),
+                         [("sdpa", "cart"), ("eager", "cart"), ("sdpa", "click"), ("sdpa", "buy")])
 @pytest.mark.parametrize("overrides", [{}, {"cross_level_layers": [0, 1]}])
 @torch.no_grad()
-def test_beam_steps_equal_full_forwards_of_each_beam(tokenizer, make_histories, attn, overrides) -> None:
+def test_beam_steps_equal_full_forwards_of_each_beam(tokenizer, make_histories, attn, behavior, overrides) -> None:
     """Expand, reorder (repeated parents, changing width) and step: every beam's logits are those of a plain
-    forward over its prompt and its own tokens."""
+    forward over its prompt and its own tokens; beams move by ancestry alone, and the cross-level layers read the
+    gathered prompt keys of lower level (none under the lowest behavior, click)."""
     model = _lm(tokenizer, attn, **overrides)
-    batch = tokenizer.encode_histories(make_histories(tokenizer, 3, seed=4), behavior="cart", return_tensors="pt")
+    batch = tokenizer.encode_histories(make_histories(tokenizer, 3, seed=4), behavior=behavior, return_tensors="pt")
     prompt, mask = batch["input_ids"], batch["attention_mask"]
     cache = GamerBeamCache(model.config, mask, num_beams=4, max_new_tokens=2)
     model(**batch, cache=cache, use_cache=True, logits_to_keep=1)
@@ -62,12 +64,15 @@ def test_beam_cache_holds_each_prompt_once(tokenizer, model, histories) -> None:
     cache = GamerBeamCache(model.config, batch["attention_mask"], num_beams=6, max_new_tokens=2)
     assert isinstance(cache, Cache) and len(cache.layers) == model.config.num_hidden_layers
     assert len(cache.cross_level_layers) == len(model.config.cross_level_layers)
-    assert all(isinstance(layer, GamerBeamLayer) for layer in [*cache.layers, *cache.cross_level_layers, cache.roles])
+    assert all(isinstance(layer, GamerBeamLayer) for layer in [*cache.layers, cache.roles])
+    assert all(isinstance(layer, GamerBeamPromptLayer) for layer in cache.cross_level_layers)
     model(**batch, cache=cache, use_cache=True)
     assert cache.get_seq_length() == prompt_length
-    for layer in [*cache.layers, *cache.cross_level_layers]:  # the prompt, then room for 2 steps of 6 beams
-        assert layer.keys.shape == (batch_size, model.config.num_key_value_heads, prompt_length + 12,
-                                    model.config.head_dim)
+    shape = (batch_size, model.config.num_key_value_heads, prompt_length, model.config.head_dim)
+    for layer in cache.layers:  # the prompt, then room for 2 steps of 6 beams
+        assert layer.keys.shape == (*shape[:2], prompt_length + 12, shape[-1])
+    for layer in cache.cross_level_layers:  # the prompt alone: no beam reads another's cross-level keys
+        assert layer.keys.shape == shape
     assert cache.beam_mask().shape == (batch_size, 1, 1, prompt_length + 6)
     cache.reorder_cache(torch.arange(batch_size).repeat_interleave(6))
     assert cache.width == 6 and cache.beam_mask().shape == (batch_size, 1, 6, prompt_length + 6)
@@ -92,6 +97,9 @@ def test_beam_cache_refuses_what_breaks_its_layout(tokenizer, model, histories) 
         model(input_ids=_codes(tokenizer, 4, 1, seed=0).view(2, 2), **step)
     cache.crop(-1)  # the step is undone: the slots are free again
     assert cache.get_seq_length() == batch["input_ids"].shape[1]
+    behavior_token = tokenizer.layout.behavior_token_offset
+    with pytest.raises(ValueError, match="codes of each prompt's last interaction"):
+        model(input_ids=torch.full((2, 2), behavior_token), **step)  # no beam reads another's cross-level keys
 
 
 @pytest.fixture

@@ -511,3 +511,19 @@ def test_prefill_of_the_last_position_equals_the_full_forward(make_histories, to
     assert torch.allclose(last.logits[:, 0], full.logits[:, -1], atol=1e-5)
     parts = zip([*full.cache.layers, *full.cache.cross_level_layers], [*last.cache.layers, *last.cache.cross_level_layers])
     assert all(torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values) for a, b in parts)
+
+
+@torch.no_grad()
+def test_experts_of_one_route_equal_the_grouped_experts(tokenizer, model, monkeypatch) -> None:
+    """A decode step's rows all go to one expert: its plain matmuls give the grouped path's output."""
+    mlp = model.model.layers[0].mlp
+    hidden = torch.randn(3, 5, mlp.gate_up_proj.shape[1], generator=torch.Generator().manual_seed(0))
+    outputs = {}
+    for route in (0, 3):
+        routes = torch.full((3, 5), route)
+        assert type(mlp)._single_route(routes) == route
+        outputs[route] = mlp(hidden, routes)
+    assert type(mlp)._single_route(torch.tensor([[2, 3]])) is None
+    monkeypatch.setattr(type(mlp), "_single_route", staticmethod(lambda routes: None))
+    for route, single in outputs.items():
+        torch.testing.assert_close(single, mlp(hidden, torch.full((3, 5), route)), rtol=0, atol=1e-6)
