@@ -12,6 +12,7 @@ from typing import Literal, Optional
 
 from gamer_hf.data import FORMATS, prepare
 from gamer_hf.data.checks import TIME_UNITS
+from gamer_hf.data.prepare import MEMORY_LIMIT
 
 __all__ = ["PrepareArguments", "run"]
 
@@ -49,8 +50,8 @@ class PrepareArguments:
     engine: Literal["auto", "memory", "duckdb"] = field(
         default="auto", metadata={"help": "memory: the log in memory; duckdb: out of core, same splits, bounded memory "
                                           "(auto: duckdb for files of 64 MiB or more and folders of Parquet shards)"})
-    memory_limit: str = field(default="512MB", metadata={"help": "DuckDB's memory cap with --engine duckdb; it spills "
-                                                               "to the output's staging folder past it"})
+    memory_limit: str = field(default=MEMORY_LIMIT, metadata={"help": "DuckDB's memory cap with --engine duckdb; it "
+                                                                     "spills to the output's staging folder past it"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
 

@@ -14,8 +14,8 @@ failure leaves nothing and the old output untouched):
    exactly as the in-memory path orders and numbers them.
 3. per-user steps: the sorted events stream back in blocks of whole users through
    `build.build_splits` (sessions, protocol, sequences, augmentation with its stream offset),
-   the one implementation both engines use; blocks are appended to Arrow files, then saved as the
-   sharded DatasetDict `load_prepared` memory-maps.
+   the one implementation both engines use; blocks go straight into the shards of the DatasetDict
+   `load_prepared` memory-maps (`shards.DatasetDictWriter`: no mapped copy, so no split's size in RSS).
 
 DuckDB rather than Polars' streaming engine or pyarrow datasets: its sort, window and
 hash-aggregate operators spill to disk under a memory limit (the canonical sort and duplicate
@@ -35,7 +35,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import datasets
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -61,8 +60,8 @@ from .events import (
     duplicate_policy,
 )
 from .prepare import (
+    MEMORY_LIMIT,
     PreparedData,
-    _quiet_datasets,
     load_prepared,
     prepared_metadata,
     require_events,
@@ -81,6 +80,7 @@ from .formats import (
     tmall_events,
 )
 from .report import DataValidationError, DropReport
+from .shards import DatasetDictWriter
 from .tables import iter_table_chunks, read_table, timestamp_numbers
 
 __all__ = ["prepare_out_of_core", "reads_in_chunks", "CHUNKED_FORMATS"]
@@ -89,6 +89,9 @@ logger = logging.getLogger(__name__)
 
 CHUNKED_FORMATS = ("events", "gamer", "taobao", "retailrocket", "tmall")
 CHUNK_BYTES = 16 << 20  # of CSV text per chunk (about 400,000 events)
+# Arrow's streaming CSV reader reads up to 32 blocks ahead in the background: 32 x 16 MiB held 340 MiB at 10M
+# events (a 1M-event file has only 4 blocks). Blocks of an eighth of a chunk, joined, bound it at 64 MiB.
+BLOCKS_PER_CHUNK = 8
 BLOCK_EVENTS = 1 << 19  # events per block of whole users in step 3
 
 
@@ -118,13 +121,15 @@ class _Source:
     path: Path
     convert: Callable[[pa.Table, str], RawEvents]
     column_names: list[str] | None = None
-    items: pa.Table | None = None  # a catalogue file beside the events (gamer folders), in Arrow until saved
+    items_file: Path | None = None  # a catalogue file beside the events (gamer folders), read when saving
     cached: list[tuple[str, int, Path]] | None = None  # (file, row, Arrow file) of chunks already parsed once
 
     def tables(self) -> Iterator[tuple[str, int, pa.Table]]:
         """(file, first row, table as read) of every chunk: parsed from the source, or from the cache once."""
         if self.cached is None:
-            yield from iter_table_chunks(self.path, column_names=self.column_names, chunk_bytes=CHUNK_BYTES)
+            blocks = iter_table_chunks(self.path, column_names=self.column_names,
+                                       chunk_bytes=max(1, CHUNK_BYTES // BLOCKS_PER_CHUNK))
+            yield from _joined(blocks)
             return
         for file, row, path in self.cached:
             with pa.memory_map(str(path)) as mapped:
@@ -135,6 +140,21 @@ class _Source:
     def chunks(self) -> Iterator[tuple[RawEvents, int]]:
         for file, row, table in self.tables():
             yield self.convert(table, file), row
+
+
+def _joined(blocks: Iterator[tuple[str, int, pa.Table]]) -> Iterator[tuple[str, int, pa.Table]]:
+    """Up to BLOCKS_PER_CHUNK consecutive blocks of one file joined into a chunk (file, first row, table)."""
+    parts: list[pa.Table] = []
+    file, row = "", 0
+    for block_file, block_row, table in blocks:
+        if parts and (block_file != file or len(parts) == BLOCKS_PER_CHUNK):
+            yield file, row, pa.concat_tables(parts)
+            parts = []
+        if not parts:
+            file, row = block_file, block_row
+        parts.append(table)
+    if parts:
+        yield file, row, pa.concat_tables(parts)
 
 
 def _source(path: Path, format: str, options: dict[str, Any]) -> _Source:
@@ -151,8 +171,7 @@ def _source(path: Path, format: str, options: dict[str, Any]) -> _Source:
     if name == "gamer":
         events_file = gamer_events_file(path)
         items_file = events_file.parent / "items.csv.gz"
-        items = read_table(items_file) if items_file.is_file() else None
-        return _Source(events_file, gamer_events, items=items)
+        return _Source(events_file, gamer_events, items_file=items_file if items_file.is_file() else None)
     if name == "taobao":
         return _Source(path, taobao_events, column_names=TAOBAO_COLUMNS)
     if name == "tmall":
@@ -286,7 +305,7 @@ def prepare_out_of_core(
     seed: int = 42,
     progress: bool = True,
     format_options: dict[str, Any] | None = None,
-    memory_limit: str = "512MB",
+    memory_limit: str = MEMORY_LIMIT,
     block_events: int = BLOCK_EVENTS,
 ) -> PreparedData:
     """`prepare(..., engine="duckdb")`: the same prepared folder, built out of core (see the module docstring)."""
@@ -320,16 +339,17 @@ def prepare_out_of_core(
                                max_history=max_history, augment_copies=augment_copies, seed=seed)
             user_ids = pq.read_table(work / "users.parquet")["user_id"].combine_chunks().cast(pa.string())
             item_ids = pq.read_table(work / "items.parquet")["item_id"].combine_chunks().cast(pa.string())
-            stats = _build_blocks(work, plan, log.levels, user_ids, item_ids, block_events, log.has_sessions, steps)
+            splits = DatasetDictWriter(staging / "splits", ["train", "validation", "test"])
+            stats = _build_blocks(work, splits, plan, log.levels, user_ids, item_ids, block_events, log.has_sessions,
+                                  steps)
 
         with _step(steps, "save"):
-            with _quiet_datasets():
-                datasets.DatasetDict({name: datasets.Dataset.from_file(str(work / f"{name}.arrow"))
-                                      for name in ("train", "validation", "test")}).save_to_disk(str(staging / "splits"))
             items = None
-            if source.items is not None:  # held in Arrow during the run; only the kept items become a frame
-                kept = pc.is_in(source.items["item_id"].cast(pa.string()), value_set=item_ids)
-                items = source.items.filter(kept).to_pandas()
+            if source.items_file is not None:  # read now, not held through the steps; the kept items become a frame
+                catalogue = read_table(source.items_file)
+                kept = pc.is_in(catalogue["item_id"].cast(pa.string()), value_set=item_ids)
+                items = catalogue.filter(kept).to_pandas()
+                del catalogue
             elif log.has_chunk_items:
                 items = pd.read_parquet(work / "first_items.parquet")
             unit, detected = log.time_unit or (None, False)
@@ -351,10 +371,9 @@ def _step(steps: tqdm, name: str) -> Iterator[None]:
     steps.update()
 
 
-def _build_blocks(work: Path, plan: Any, levels: BehaviorTable, user_ids: pa.Array, item_ids: pa.Array,
-                  block_events: int, has_sessions: bool, steps: tqdm) -> dict[str, Any]:
-    """Step 3: the sorted events in blocks of whole users through build_splits, appended to Arrow files."""
-    writers: dict[str, tuple[pa.ipc.RecordBatchStreamWriter, pa.Schema]] = {}
+def _build_blocks(work: Path, splits: DatasetDictWriter, plan: Any, levels: BehaviorTable, user_ids: pa.Array,
+                  item_ids: pa.Array, block_events: int, has_sessions: bool, steps: tqdm) -> dict[str, Any]:
+    """Step 3: the sorted events in blocks of whole users through build_splits, appended to the split shards."""
     stats, offset, pending = None, 0, None
 
     def flush(block: pa.Table) -> None:
@@ -371,11 +390,7 @@ def _build_blocks(work: Path, plan: Any, levels: BehaviorTable, user_ids: pa.Arr
         tables, part = build_splits(arrays, plan, augment_offset=offset)
         offset += part["splits"]["train"]["history_events"]
         stats = add_stats(stats, part)
-        for name, table in tables.items():
-            if name not in writers:
-                writers[name] = pa.ipc.new_stream(str(work / f"{name}.arrow"), table.schema), table.schema
-            writer, schema = writers[name]
-            writer.write_table(table.cast(schema))
+        splits.write(tables)
         steps.set_postfix_str(f"split {first + count:,} of {len(user_ids):,} users")
 
     for batch in pq.ParquetFile(work / "sorted.parquet").iter_batches(batch_size=min(1 << 18, block_events)):
@@ -390,8 +405,7 @@ def _build_blocks(work: Path, plan: Any, levels: BehaviorTable, user_ids: pa.Arr
             pending = pending.slice(cut)
     if pending is not None and pending.num_rows:
         flush(pending)
-    for writer, _ in writers.values():
-        writer.close()
+    splits.close()
     return stats
 
 

@@ -57,6 +57,11 @@ __all__ = ["prepare", "load_prepared", "PreparedData", "LazyIds", "format_summar
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "validation", "test")
+# DuckDB's cap in the out-of-core engine. Its sorts and hash tables fill it on any log past a few million events
+# (a 1M log uses about 100 MB), so it is what the sort step's peak grows by: 256MB gives 1.13x from 1M to 10M
+# events, but a 100M log then runs out of memory in the final sorted COPY (its joins with the 1M user and 4M
+# item codes), so the default stays 512MB (1.49x; recipes/bench/RESULTS.md, "Prepare peak 1M -> 10M").
+MEMORY_LIMIT = "512MB"
 # Temporary siblings of an output `out`: `.out.prepare-tmp-HOST-PID-XXXX` (being written) and
 # `.out.prepare-old-HOST-PID-XXXX` (the previous output during the swap). Another run's are stale
 # once their process is gone (same host) or, from any host, after STALE_AFTER_S.
@@ -340,7 +345,7 @@ def prepare(
     progress: bool = True,
     format_options: dict[str, Any] | None = None,
     engine: str = "auto",
-    memory_limit: str = "512MB",
+    memory_limit: str = MEMORY_LIMIT,
 ) -> PreparedData:
     """Turn an event log into train / validation / test datasets (and save them when `out` is given).
 

@@ -17,6 +17,10 @@ in-memory path against the out-of-core DuckDB path, `prepare(engine=...)`), chec
 the same splits, and writes the "Out-of-core preparation" part of the section:
 
     python recipes/bench/data_pipeline.py --num-events 1000000 10000000 --engines memory duckdb --write-results
+
+`--engines duckdb --baseline-commit REV --repeats N` prepares each log with this tree's code and with REV's
+(extracted by `git archive`, put first on PYTHONPATH), alternating, checks the outputs are equal, and writes
+the 1M -> 10M peak ratio of both (the "before and after" part of issue 14's prepare peak).
 """
 
 from __future__ import annotations
@@ -40,12 +44,19 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Data pipeline"
 ENGINES = "### Out-of-core preparation (issue 14)"
 SCALE = "### 100M events (issue 14)"
+CODE_AB = "### Prepare peak 1M -> 10M, before and after (issue 14, prepare helper)"
 EVENTS_PER_USER = 29.5  # generate_synthetic defaults: ~4 sessions x 6 clicks plus carts and buys
 TAOBAO_EVENTS = 100_000_000  # write_taobao_shaped at scale 1 (1M users x ~100 events)
 
 
 def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak RSS: VmHWM, which starts afresh at exec; Linux carries ru_maxrss across exec, so a
+    child started by a parent that had grown (comparing two 10M outputs: 1.8 GB) would report the parent's peak."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _cpu_seconds() -> float:
@@ -176,10 +187,11 @@ def run_workload(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp()) / "prepared"
     steps = _StepTimes()
     logging.getLogger("gamer_hf.data.outofcore").addHandler(steps)
+    limit = {"memory_limit": args.memory_limit} if args.memory_limit else {}  # else the engine's default
     prepare(source, protocol=protocol, max_history=args.max_history, augment_copies=args.augment_copies,
-            out=out, progress=False, engine=args.engine, memory_limit=args.memory_limit)
+            out=out, progress=False, engine=args.engine, **limit)
     result.update(seconds=time.perf_counter() - start, cpu_seconds=_cpu_seconds(), peak_rss_mib=_peak_rss_mib(),
-                  engine=args.engine, memory_limit=args.memory_limit, steps=steps.seconds)
+                  engine=args.engine, memory_limit=args.memory_limit or "default", steps=steps.seconds)
     prepared = load_prepared(out)  # memory-mapped, as training reads it
     meta = prepared.metadata
     result.update(events=meta["num_events"], users=meta["num_users"], items=meta["num_items"],
@@ -262,6 +274,75 @@ def compare_engines(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def compare_code(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The duckdb prepare of each log by this tree's code and by `--baseline-commit`'s, `--repeats` times.
+
+    Each repeat runs both in fresh processes, alternating which goes first (the machine is shared: ratios within
+    a repeat are what count); the two outputs must be equal (splits row for row, id maps, metadata).
+    """
+    rows = []
+    with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
+        baseline = Path(scratch) / "baseline"
+        baseline.mkdir()
+        archive = subprocess.run(["git", "archive", args.baseline_commit, "gamer_hf", "modeling"], check=True,
+                                 stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2]).stdout
+        subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True)
+        root = Path(args.keep or scratch)
+        for events in sorted(args.num_events):
+            folder = root / f"synthetic_{events}"
+            if not (args.keep and (folder / "meta.json").is_file()):
+                _child(args, "generate", events=events, folder=folder)
+            for repeat in range(args.repeats):
+                outs = {}
+                for code in (["baseline", "this tree"] if repeat % 2 == 0 else ["this tree", "baseline"]):
+                    outs[code] = Path(scratch) / f"prepared_{events}_{code.replace(' ', '_')}"
+                    env = {"PYTHONPATH": str(baseline)} if code == "baseline" else {}
+                    result = _child(args, "prepare", env=env, folder=folder, engine="duckdb", out=outs[code],
+                                    collate_rows=0, memory_limit=args.memory_limit)
+                    rows.append(result | {"workload": f"synthetic {events:,}", "code": code, "repeat": repeat,
+                                          "load": os.getloadavg()[0]})
+                same = _same_splits(outs["baseline"], outs["this tree"])
+                rows[-1]["same_as_baseline"] = rows[-2]["same_as_baseline"] = same
+                print(f"{events:,} events, repeat {repeat}: same output as the baseline: {same}", flush=True)
+                for out in outs.values():
+                    subprocess.run(["rm", "-rf", str(out)], check=True)
+                if args.rows_out:
+                    Path(args.rows_out).write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+def _code_table(rows: list[dict[str, Any]], baseline: str) -> str:
+    """Per log and code: peak RSS and wall (median, range over repeats); then each code's 1M -> 10M ratio."""
+    import numpy as np
+
+    def spread(values: list[float], unit: str, digits: int = 0) -> str:
+        return (f"{np.median(values):,.{digits}f}{unit} ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
+                if len(values) > 1 else f"{values[0]:,.{digits}f}{unit}")
+
+    codes = {"baseline": f"`{baseline}`", "this tree": "this branch"}
+    logs = list(dict.fromkeys(r["events"] for r in rows))
+    lines = ["| log | events | items | code | repeats | prepare wall, median (range) | peak RSS, median (range) "
+             "| same output as the baseline |", "|---|---:|---:|---|---:|---:|---:|---|"]
+    peaks: dict[tuple[str, int], list[float]] = {}
+    for events in logs:
+        for code in codes:
+            mine = [r for r in rows if r["events"] == events and r["code"] == code]
+            peaks[code, events] = [r["peak_rss_mib"] for r in sorted(mine, key=lambda r: r["repeat"])]
+            same = "yes" if all(r["same_as_baseline"] for r in mine) else "**no**"
+            lines.append(f"| {mine[0]['workload']} | {events:,} | {mine[0]['items']:,} | {codes[code]} | {len(mine)} "
+                         f"| {spread([r['seconds'] for r in mine], ' s', 1)} "
+                         f"| {spread(peaks[code, events], ' MiB')} | {same if code == 'this tree' else ''} |")
+    if len(logs) > 1:
+        small, large = logs[0], logs[-1]
+        lines += ["", f"| code | peak RSS {large:,} / {small:,} events, median of repeats (range over repeats) |",
+                  "|---|---:|"]
+        for code in codes:
+            ratios = [b / a for a, b in zip(peaks[code, small], peaks[code, large])]
+            median = np.median(peaks[code, large]) / np.median(peaks[code, small])
+            lines.append(f"| {codes[code]} | **{median:.2f}x** ({min(ratios):.2f}-{max(ratios):.2f}x) |")
+    return "\n".join(lines)
+
+
 def _engine_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| log | events | users | items | engine | prepare | peak RSS | of which imports | RSS vs memory engine "
              "| RSS vs its smallest log | same splits |", "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"]
@@ -301,13 +382,17 @@ def _cpu(row: dict[str, Any]) -> str:
     return f" ({row['cpu_seconds']:.0f} s)" if "cpu_seconds" in row else ""
 
 
-def _child(args: argparse.Namespace, workload: str, **options: Any) -> dict[str, Any]:
+def _child(args: argparse.Namespace, workload: str, env: dict[str, str] | None = None,
+           **options: Any) -> dict[str, Any]:
+    """One workload in a fresh process (`env` added to this one's environment); its JSON result."""
     command = [sys.executable, __file__, "--workload", workload, "--max-history", str(args.max_history),
                "--augment-copies", str(args.augment_copies)]
     options.setdefault("collate_rows", args.collate_rows)
     for key, value in options.items():
-        command += [f"--{key.replace('_', '-')}", str(value)]
-    output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout  # stderr: the log
+        if value is not None:
+            command += [f"--{key.replace('_', '-')}", str(value)]
+    output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True,
+                            env=os.environ | (env or {})).stdout  # stderr: the log
     result = json.loads(output.strip().splitlines()[-1])
     print(json.dumps(result, indent=1), flush=True)
     return result
@@ -397,7 +482,10 @@ def main() -> None:
     parser.add_argument("--rows-out", help="with --engines: write the measured rows to this JSON file")
     parser.add_argument("--results-from", help="print the 100M table of the rows a --rows-out run saved")
     parser.add_argument("--engine", default="memory", help=argparse.SUPPRESS)
-    parser.add_argument("--memory-limit", default="512MB", help="DuckDB's memory_limit for the duckdb engine")
+    parser.add_argument("--memory-limit", help="DuckDB's memory_limit for the duckdb engine (default: the engine's)")
+    parser.add_argument("--baseline-commit", help="with --engines duckdb: also prepare every log with this commit's "
+                        "code, --repeats times, alternating; write the 'prepare peak, before and after' part")
+    parser.add_argument("--repeats", type=int, default=1, help="with --baseline-commit: runs per log and code")
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--workload", choices=["generate", "prepare", "retail_beh_mbht"], help=argparse.SUPPRESS)
     parser.add_argument("--events", type=int, help=argparse.SUPPRESS)
@@ -413,6 +501,16 @@ def main() -> None:
     if args.results_from:  # the scale table of rows a --rows-out run saved
         rows = json.loads(Path(args.results_from).read_text())
         print(_scale_table(rows))
+        return
+    if args.engines and args.baseline_commit:
+        rows = compare_code(args)
+        table = _code_table(rows, args.baseline_commit)
+        print(table)
+        if args.write_results:
+            command = "python recipes/bench/data_pipeline.py " + " ".join(sys.argv[1:])
+            loads = f"load average {min(r['load'] for r in rows):.1f}-{max(r['load'] for r in rows):.1f} after the runs"
+            write_section("\n\n".join([CODE_AB, f"    {command}", f"Machine: {_machine(args)}; {loads}.", table])
+                          + "\n", CODE_AB)
         return
     if args.engines:
         rows = compare_engines(args)
@@ -459,7 +557,8 @@ events file, filter, sessionize, split, build and augment training sequences, sa
 _ENGINES_EXPLANATION = """Prepare alone (session protocol, max_history 50, 2 augmented copies, saved) of the same
 synthetic events.csv.gz, each engine in a fresh process (peak RSS = its `ru_maxrss`, imports
 included): `memory` holds the log in Arrow/numpy, `duckdb` is the out-of-core engine
-(`gamer_hf.data.outofcore`: chunks of 16 MiB of CSV, blocks of 512k events, DuckDB memory_limit as in the command, 512MB by default).
+(`gamer_hf.data.outofcore`: chunks of 16 MiB of CSV, blocks of 512k events, DuckDB memory_limit as in the
+command, else the engine's default).
 "same splits": the two prepared folders hold equal splits, id maps and metadata."""
 
 _NOTES = """Collation: the vectorized collator looks ids up in a dictionary (an Arrow batch: only its

@@ -105,6 +105,18 @@ def test_a_detected_unit_parses_the_file_once(tmp_path: Path, synthetic_events, 
     assert_same_preparation(prepare(path, out=tmp_path / "memory", engine="memory", **options), duck)
 
 
+def test_read_blocks_are_joined_within_one_file(tmp_path: Path, synthetic_events, monkeypatch) -> None:
+    """Chunks join up to BLOCKS_PER_CHUNK read blocks of one file, first rows kept (so the readahead stays small)."""
+    events = synthetic_events[0]
+    for i, part in enumerate((events.iloc[:2700], events.iloc[2700:])):
+        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), tmp_path / f"part-{i}.parquet")
+    monkeypatch.setattr(outofcore, "CHUNK_BYTES", 8 * 64 * 300)  # blocks of 300 rows (a Parquet row counts 64 bytes)
+    chunks = list(outofcore._Source(tmp_path, None).tables())
+    assert [(Path(f).name, row, t.num_rows) for f, row, t in chunks] == [
+        ("part-0.parquet", 0, 2400), ("part-0.parquet", 2400, 300), ("part-1.parquet", 0, len(events) - 2700)]
+    assert pa.concat_tables(t for _, _, t in chunks).to_pandas().equals(events.reset_index(drop=True))
+
+
 def test_a_folder_of_parquet_shards(tmp_path: Path, synthetic_events) -> None:
     events = synthetic_events[0]
     shards = tmp_path / "export"
