@@ -199,6 +199,9 @@ def item_embeddings(
         raise ValueError(f"unknown collaborative embedding method {collaborative!r}; choose one of {COLLABORATIVE_METHODS}")
     if lone_items not in LONE_ITEMS:
         raise ValueError(f"unknown lone_items {lone_items!r}; choose one of {LONE_ITEMS}")
+    if lone_items == "profile" and concrete == "text":  # refused, not ignored: it maps collaborative rows only
+        raise ValueError(f"lone_items='profile' maps collaborative rows, and embedding {kind!r} is text only: use "
+                         "embedding='collaborative' or 'hybrid', or lone_items='random'")
     sequences = None if sequences is None else list(sequences)
     positions = None if sequences is None else ItemPositions.encode(sequences, ids)  # one id lookup for every use
     counts = None

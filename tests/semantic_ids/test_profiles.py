@@ -83,6 +83,9 @@ def test_lone_items_get_profile_rows_on_real_data(data_dir: Path, tmp_path: Path
         item_embeddings(inputs.item_ids, **kwargs, lone_items="profile")
     with pytest.raises(ValueError, match="unknown lone_items"):
         item_embeddings(inputs.item_ids, **kwargs, lone_items="mean")
+    items = pd.DataFrame({"item_id": inputs.item_ids, "title": inputs.item_ids})
+    with pytest.raises(ValueError, match="maps collaborative rows, and embedding 'text' is text only"):
+        item_embeddings(inputs.item_ids, kind="text", items=items, dim=4, lone_items="profile")
 
 
 def test_sequences_from_events_gives_the_behaviors_of_the_same_positions() -> None:
