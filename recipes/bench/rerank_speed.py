@@ -1,0 +1,129 @@
+"""What the evaluation's reranker fits cost: `evaluate_checkpoint` by this tree's code and by a baseline commit's.
+
+The checkpoint is the end-to-end test's (`tests/test_end_to_end.py::test_pipeline_on_retailrocket`): retailrocket_cml
+prepared session-wise, CID semantic IDs, the tiny preset trained 30 steps, evaluated on 150 test cases with the
+mixer chosen and the rerankers fit on 1,000 validation cases. Each round runs both codes in fresh processes (the
+baseline's `gamer_hf` extracted by `git archive` and put first on PYTHONPATH), alternating which goes first, since
+the machine is shared: the ratios within a round are what count. Each run reports its wall time, the seconds spent
+inside `HistoryReranker.fit`, and what the fits chose.
+
+    OMP_NUM_THREADS=1 python recipes/bench/rerank_speed.py --data-dir /work/shared/data --baseline-commit main --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Run in a child, with the code under test first on the path: one evaluate_checkpoint, the fits timed.
+_CHILD = """
+import json, sys, time
+from gamer_hf.evaluation import HistoryReranker
+from gamer_hf.evaluation.protocol import EvaluateArguments, evaluate_checkpoint
+spent = []
+fit = HistoryReranker.fit
+def timed(self, *args, **kwargs):
+    start = time.perf_counter()
+    try:
+        return fit(self, *args, **kwargs)
+    finally:
+        spent.append(time.perf_counter() - start)
+HistoryReranker.fit = timed
+model, data, out = sys.argv[1:4]
+start = time.perf_counter()
+report = evaluate_checkpoint(EvaluateArguments(model=model, data=data, max_cases=150, num_beams=20, out=out), progress=False)
+wall = time.perf_counter() - start
+print(json.dumps({"wall_s": wall, "fit_s": sum(spent), "fits": len(spent),
+                  "ndcg10": {r.name: r.target.get("NDCG@10") for r in report.results}}))
+"""
+
+
+def build_checkpoint(data_dir: Path, work: Path) -> tuple[Path, Path]:
+    """The end-to-end test's prepared data and 30-step checkpoint, built once with this tree's code."""
+    from gamer_hf.data import prepare
+    from gamer_hf.semantic_ids import SemanticIdArguments, build_tokenizer
+    from gamer_hf.training import TrainArguments, train
+
+    prepared, gamer = work / "prepared", work / "gamer"
+    if not (prepared / "metadata.json").is_file():
+        prepare(data_dir / "retailrocket_cml", protocol="session", max_history=20, out=prepared, progress=False)
+    if not (work / "checkpoint.txt").is_file():
+        build_tokenizer(SemanticIdArguments(data=str(prepared), out=str(work / "tokenizer"), method="cid"))
+        result = train(TrainArguments(data=str(prepared), tokenizer=str(work / "tokenizer"), output_dir=str(gamer),
+                                      preset="tiny", max_steps=30, per_device_train_batch_size=32, learning_rate=3e-3,
+                                      disable_tqdm=True, eval_steps=30, save_steps=30))
+        (work / "checkpoint.txt").write_text(str(result.checkpoint_dir))
+    return Path((work / "checkpoint.txt").read_text()), prepared
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    checkpoint, prepared = build_checkpoint(Path(args.data_dir), work)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        baseline = Path(scratch) / "baseline"
+        baseline.mkdir()
+        archive = subprocess.run(["git", "archive", args.baseline_commit, "gamer_hf"], check=True,
+                                 stdout=subprocess.PIPE, cwd=REPO).stdout
+        subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True)
+        for round_ in range(args.rounds):
+            for code in (["baseline", "this tree"] if round_ % 2 == 0 else ["this tree", "baseline"]):
+                env = dict(os.environ) | ({"PYTHONPATH": str(baseline)} if code == "baseline" else {})
+                out = Path(scratch) / f"eval_{round_}_{code.replace(' ', '_')}"
+                done = subprocess.run([sys.executable, "-c", _CHILD, str(checkpoint), str(prepared), str(out)],
+                                      env=env, cwd=scratch, check=True, capture_output=True, text=True)
+                row = json.loads(done.stdout.strip().splitlines()[-1]) | {"code": code, "round": round_,
+                                                                          "load": os.getloadavg()[0]}
+                rows.append(row)
+                print(f"round {round_} {code}: {row['wall_s']:.1f} s, fits {row['fit_s']:.1f} s ({row['fits']} fits), "
+                      f"load {row['load']:.1f}", flush=True)
+    return rows
+
+
+def table(rows: list[dict[str, Any]], baseline: str) -> str:
+    def spread(values: list[float], digits: int = 2, unit: str = "") -> str:
+        return f"{np.median(values):.{digits}f}{unit} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+    lines = ["| | baseline (`" + baseline + "`) | this tree | this tree / baseline, median (range over rounds) |",
+             "|---|---:|---:|---:|"]
+    for key, label in (("wall_s", "evaluate_checkpoint, s"), ("fit_s", "inside HistoryReranker.fit, s")):
+        mine = {code: [r[key] for r in sorted(rows, key=lambda r: r["round"]) if r["code"] == code]
+                for code in ("baseline", "this tree")}
+        ratios = [new / old for new, old in zip(mine["this tree"], mine["baseline"])]
+        lines.append(f"| {label} | {spread(mine['baseline'], 1)} | {spread(mine['this tree'], 1)} | "
+                     f"{spread(ratios, 2, 'x')} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=os.environ.get("GAMER_HF_DATA_DIR"), required=False)
+    parser.add_argument("--baseline-commit", default="main")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--work", default=str(REPO / "runs" / "rerank_speed"), help="the checkpoint, kept for reruns")
+    parser.add_argument("--out", help="also write the rows as JSON here")
+    args = parser.parse_args()
+    if not args.data_dir:
+        parser.error("give --data-dir or set GAMER_HF_DATA_DIR")
+    start = time.perf_counter()
+    rows = run(args)
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+    print(table(rows, args.baseline_commit))
+    print(f"{time.perf_counter() - start:.0f} s in all")
+
+
+if __name__ == "__main__":
+    main()
