@@ -305,12 +305,13 @@ class HistoryReranker:
         """(gate, regularization) -> NDCG@10 of the held-out folds' cases, and the weights fit without each fold.
 
         Each fold's rows are standardized once (an ungated fit reads the first columns, and a column's mean and
-        scale do not depend on the others), and along the regularization grid each fit starts from the previous
-        one's optimum."""
+        scale do not depend on the others), and each fit starts from a nearby optimum: the same setting's in the
+        previous fold, else the previous (stronger) regularization's in this fold."""
         fold = self._folds(len(cases))
         width = max(self._columns(*setting) for setting in settings)
         ndcg = {setting: np.zeros(len(cases)) for setting in settings}
         fits: dict[tuple[bool, float], list[dict[str, Any]]] = {setting: [] for setting in settings}
+        previous: dict[tuple[bool, float], np.ndarray] = {}  # setting -> its optimum in the previous fold
         for held in range(self.cv_folds):
             inside, outside = np.flatnonzero(fold != held), np.flatnonzero(fold == held)
             x = np.concatenate([rows[i][1][:, :width] for i in inside])
@@ -320,12 +321,12 @@ class HistoryReranker:
                                 f"{int(y.sum())} targets among {len(y)} pooled items")
             mean, scale = _standardize(x)
             design = _design(x, mean, scale, None if offsets is None else np.concatenate([offsets[i] for i in inside]))
-            start: dict[int, np.ndarray] = {}  # columns -> the last optimum: the warm start of the next, weaker C
+            last: dict[int, np.ndarray] = {}  # columns -> the last optimum in this fold
             for gate, value in settings:
                 columns = self._columns(gate, value)
                 used = design[:, :design.shape[1] - width + columns]
-                solution = _newton(used, y, _penalty(used, columns, value), start.get(columns))
-                start[columns] = solution
+                start = previous.get((gate, value), last.get(columns))
+                solution = previous[gate, value] = last[columns] = _newton(used, y, _penalty(used, columns, value), start)
                 weights = _weights(solution, mean[:columns], scale[:columns], offsets is not None) | {
                     "features": list(self.gated_feature_names(gate)[:columns])}
                 fits[gate, value].append(weights)
