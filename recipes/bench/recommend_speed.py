@@ -49,7 +49,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from typing import Any
 
@@ -120,8 +120,10 @@ def forward_clock(model: torch.nn.Module) -> Iterator[list[tuple[float, float]]]
 
 @contextmanager
 def method_clock(obj: Any, names: tuple[str, ...]) -> Iterator[list[float]]:
-    """CPU seconds spent in the named methods of one instance (`obj.name` shadowed while open)."""
-    total = [0.0]
+    """[CPU seconds, calls] of the named methods of one instance, or functions of a module (`obj.name` shadowed
+    while open)."""
+    total = [0.0, 0]
+    owned = {name: vars(obj)[name] for name in names if name in vars(obj)}  # a module's functions, not methods
 
     def clocked(method: Callable) -> Callable:
         def run(*args, **kwargs):
@@ -130,6 +132,7 @@ def method_clock(obj: Any, names: tuple[str, ...]) -> Iterator[list[float]]:
                 return method(*args, **kwargs)
             finally:
                 total[0] += time.process_time() - start
+                total[1] += 1
         return run
 
     for name in names:
@@ -138,7 +141,10 @@ def method_clock(obj: Any, names: tuple[str, ...]) -> Iterator[list[float]]:
         yield total
     finally:
         for name in names:
-            delattr(obj, name)
+            if name in owned:
+                setattr(obj, name, owned[name])
+            else:
+                delattr(obj, name)
 
 
 def split_recommend(model, tok, histories, beams: int) -> dict[str, float]:
@@ -561,30 +567,13 @@ def flex_mask_section(tok, model, preset: str, histories, beams: int, rounds: in
             for round_ in range(rounds):
                 for side in sorted(sides, reverse=bool(round_ % 2)):
                     lm, modules = sides[side]
-                    spent, count = [0.0], [0]
-                    originals = {module: module.create_block_mask for module in modules
-                                 if hasattr(module, "create_block_mask")}
-
-                    def clocked(original: Callable) -> Callable:
-                        def run(*args, **kwargs):
-                            start = time.process_time()
-                            try:
-                                return original(*args, **kwargs)
-                            finally:
-                                spent[0] += time.process_time() - start
-                                count[0] += 1
-                        return run
-
-                    for module, original in originals.items():
-                        module.create_block_mask = clocked(original)
-                    try:
+                    with ExitStack() as stack:
+                        timers = [stack.enter_context(method_clock(module, ("create_block_mask",)))
+                                   for module in modules if hasattr(module, "create_block_mask")]
                         lm.recommend(tok, histories, behavior="buy", top_k=beams, num_beams=beams,
                                      batch_size=len(histories))
-                    finally:
-                        for module, original in originals.items():
-                            module.create_block_mask = original
-                    seconds[side].append(spent[0])
-                    builds[side] = count[0]
+                    seconds[side].append(sum(clock[0] for clock in timers))
+                    builds[side] = sum(clock[1] for clock in timers)
         finally:
             for lm, _ in sides.values():
                 lm.set_attn_implementation("sdpa")
