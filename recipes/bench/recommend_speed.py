@@ -469,31 +469,43 @@ def two_part_section(tok, model, histories, beams: int, rounds: int) -> dict[str
         model.recommend(tok, histories, behavior="buy", top_k=beams, num_beams=beams, batch_size=len(histories))
     finally:
         modeling_gamer._sdpa_call, generation_gamer._decode_step = original_call, original_step
-    calls = []
+    calls: list[tuple[int, dict[str, Callable]]] = []  # per captured call: its step and the forms timed
     for number, module, query, key, value, mask, kwargs in captured:
         readable = mask[:, 0] == 0  # [batch, width, keys]: the prompt's real tokens and the beam's own slots
         slots = readable[..., prompt:].nonzero()[:, -1].view(*readable.shape[:2], -1) + prompt
-        calls.append((number, partial(original_call, module, query, key, value, mask, **kwargs),
-                      partial(two_part_attention, query, key, value, mask[:, :, :1, :prompt], slots, kwargs["scaling"])))
-    difference = max(float((one()[0].transpose(1, 2) - two()).abs().max()) for _, one, two in calls)
-    steps = sorted({number for number, _, _ in calls})
-    seconds = {(form, number): [] for form in ("one_call", "two_part") for number in steps}
+        prompt_mask = mask[:, :, :1, :prompt]
+        calls.append((number, {
+            "one_call": partial(original_call, module, query, key, value, mask, **kwargs),
+            "two_part": partial(two_part_attention, query, key, value, prompt_mask, slots, kwargs["scaling"]),
+            "prompt_part_alone": partial(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu, query,
+                                         key[:, :, :prompt], value[:, :, :prompt], attn_mask=prompt_mask,
+                                         scale=kwargs["scaling"]),
+        }))
+    difference = max(float((forms["one_call"]()[0].transpose(1, 2) - forms["two_part"]()).abs().max())
+                     for _, forms in calls)
+    steps = sorted({number for number, _ in calls})
+    keys = {number: int(forms["one_call"].args[2].shape[2]) for number, forms in calls}
+    names = list(calls[0][1])
+    seconds = {(name, number): [] for name in names for number in steps}
     with torch.no_grad():
         for round_ in range(rounds):
-            for form in sorted(("one_call", "two_part"), reverse=bool(round_ % 2)):
+            for name in names[round_ % len(names):] + names[: round_ % len(names)]:
                 totals = dict.fromkeys(steps, 0.0)
-                for number, one, two in calls:
+                for number, forms in calls:
                     start = time.process_time()
-                    (one if form == "one_call" else two)()
+                    forms[name]()
                     totals[number] += time.process_time() - start
                 for number, total in totals.items():
-                    seconds[(form, number)].append(total)
+                    seconds[(name, number)].append(total)
+
+    def over_one_call(name: str, number: int) -> dict[str, float]:
+        return spread([b / a for a, b in zip(seconds[("one_call", number)], seconds[(name, number)])])
+
     return {"histories": len(histories), "prompt_tokens_padded": prompt, "rounds": rounds, "max_difference": difference,
-            "per_step": [{"step": number, "keys": int(calls[[c[0] for c in calls].index(number)][1].args[2].shape[2]),
-                          "one_call_ms": spread([1e3 * t for t in seconds[("one_call", number)]]),
-                          "two_part_ms": spread([1e3 * t for t in seconds[("two_part", number)]]),
-                          "two_part_over_one_call": spread([b / a for a, b in zip(seconds[("one_call", number)],
-                                                                                   seconds[("two_part", number)])])}
+            "per_step": [{"step": number, "keys": keys[number],
+                          **{f"{name}_ms": spread([1e3 * t for t in seconds[(name, number)]]) for name in names},
+                          "two_part_over_one_call": over_one_call("two_part", number),
+                          "prompt_part_alone_over_one_call": over_one_call("prompt_part_alone", number)}
                          for number in steps]}
 
 
