@@ -431,13 +431,12 @@ def two_part_attention(query, key, value, prompt_mask, slots, scale: float) -> t
     tiny calls; the two outputs combined by their log-sum-exps. Output [batch, heads, width, dim]."""
     attend = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu  # the CPU kernel that returns the lse
     batch, heads, width, dim = query.shape
-    prompt, kv_heads, keys, count = prompt_mask.shape[-1], key.shape[1], key.shape[2], slots.shape[-1]
+    prompt, kv_heads, count = prompt_mask.shape[-1], key.shape[1], slots.shape[-1]
     prompt_out, prompt_lse = attend(query, key[:, :, :prompt], value[:, :, :prompt], attn_mask=prompt_mask, scale=scale)
-    rows = (slots + torch.arange(batch)[:, None, None] * keys).view(-1)
+    prompts = torch.arange(batch, device=query.device)[:, None, None]
 
-    def own(states: torch.Tensor) -> torch.Tensor:
-        return states.transpose(1, 2).reshape(batch * keys, kv_heads, dim).index_select(0, rows).view(
-            batch * width, count, kv_heads, dim).transpose(1, 2)
+    def own(states: torch.Tensor) -> torch.Tensor:  # [batch * width, kv_heads, s, dim]: each beam's slots only
+        return states[prompts, :, slots].view(batch * width, count, kv_heads, dim).transpose(1, 2)
 
     beam_query = query.transpose(1, 2).reshape(batch * width, heads, 1, dim)
     slot_out, slot_lse = attend(beam_query, own(key), own(value), scale=scale)
