@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask
 from transformers import PreTrainedConfig
 from transformers.cache_utils import Cache, CacheLayerMixin, DynamicCache, DynamicLayer, StaticCache, StaticLayer
 
@@ -57,10 +58,11 @@ class GamerCacheMixin:
             return None
         return self.roles.keys[:, 0, self.roles.get_seq_length() - 1, 0]
 
-    def cross_level_mask(self, query_behavior_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The cross-level rule of this step ([batch, 1, Q, keys] mask, [batch, Q] has-key flags) over the keys
-        `update_cross_level` returns, where the cache keeps fewer than every key; None: the model builds the rule
-        over every cached key (this cache keeps them all)."""
+    def cross_level_mask(self, query_behavior_ids: torch.Tensor, as_block_mask: bool = False
+                         ) -> tuple[torch.Tensor | BlockMask, torch.Tensor] | None:
+        """The cross-level rule of this step ([batch, 1, Q, keys] mask, or its flex `BlockMask` with
+        `as_block_mask`; [batch, Q] has-key flags) over the keys `update_cross_level` returns, where the cache keeps
+        fewer than every key; None: the model builds the rule over every cached key (this cache keeps them all)."""
         return None
 
     def reset(self) -> None:
@@ -269,13 +271,14 @@ class GamerBeamCache(GamerCacheMixin, Cache):
         self.num_beams = num_beams
         self._level_table = config.layout.level_table().to(attention_mask.device)
         self._readable: tuple[torch.Tensor, torch.Tensor] | None = None  # decode steps' cross-level mask, has-key
+        self._block_masks: dict[int, BlockMask] = {}  # that mask for flex, per count of live beams
         self._prompt = attention_mask.bool()  # [batch, prompt]: the real tokens every beam reads
         # [batch, width, filled blocks]: the slot of each live beam's ancestor (or its own token) in every block
         self._ancestors = torch.zeros(attention_mask.shape[0], 1, 0, dtype=torch.long, device=attention_mask.device)
 
     def reset(self) -> None:
         super().reset()
-        self._readable = None
+        self._readable, self._block_masks = None, {}
         self._ancestors = self._ancestors[:, :1, :0]
 
     @property
@@ -328,12 +331,14 @@ class GamerBeamCache(GamerCacheMixin, Cache):
             return None
         return self.roles.keys[:, 0, self.roles.prompt_length - 1, 0]
 
-    def cross_level_mask(self, query_behavior_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def cross_level_mask(self, query_behavior_ids: torch.Tensor, as_block_mask: bool = False
+                         ) -> tuple[torch.Tensor | BlockMask, torch.Tensor] | None:
         """A decode step's cross-level rule over the prompt keys its codes may read (None for the prefill).
 
         Gathered once per call: the real prompt keys of strictly lower level than the prompt's last behavior, in
         order, padded per prompt to the most any prompt reads. A prompt that reads none reads its first key, and
-        its output is zeroed by the has-key flag, as the model does for such rows.
+        its output is zeroed by the has-key flag, as the model does for such rows. The rule is the same for every
+        beam and step, so its flex `BlockMask` is built from it once per call (and count of live beams).
         """
         if self.roles.steps == 0:
             return None
@@ -355,4 +360,9 @@ class GamerBeamCache(GamerCacheMixin, Cache):
             self._readable = keep[:, None, None, :], has_key[:, None]
         keep, has_key = self._readable
         width = query_behavior_ids.shape[1]
-        return keep.expand(-1, -1, width, -1), has_key.expand(-1, width)
+        if not as_block_mask:
+            return keep.expand(-1, -1, width, -1), has_key.expand(-1, width)
+        if width not in self._block_masks:
+            self._block_masks[width] = create_block_mask(lambda b, h, q, kv: keep[b, 0, 0, kv], keep.shape[0], None,
+                                                         width, keep.shape[-1], device=keep.device)
+        return self._block_masks[width], has_key.expand(-1, width)

@@ -292,13 +292,6 @@ ALL_ATTENTION_FUNCTIONS = AttentionInterface()
 ALL_ATTENTION_FUNCTIONS["sdpa"] = gamer_sdpa_attention_forward
 
 
-def _dense_block_mask(mask: torch.Tensor) -> BlockMask:
-    """A boolean [batch, 1, Q, K] mask as a flex-attention `BlockMask`."""
-    batch, _, num_queries, num_keys = mask.shape
-    return create_block_mask(lambda b, h, q, kv: mask[b, 0, q, kv], batch, None, num_queries, num_keys,
-                             device=mask.device)
-
-
 def _last_row(mask: torch.Tensor | None) -> torch.Tensor | None:
     """The last query row of a [batch, heads, Q, K] mask (None stays None: one query reads every key)."""
     return None if mask is None else mask[..., -1:, :]
@@ -740,17 +733,18 @@ class GamerModel(GamerPreTrainedModel):
         if cache is not None:  # every key's identity: cross-level reads it, fed-back codes inherit the last one
             key_behavior = cache.update_roles(token_behavior)
         level_mask = has_key = None
-        kept = cache.cross_level_mask(token_behavior) if cache is not None and self.config.cross_level_layers else None
+        flex = self.config._attn_implementation == "flex_attention"
+        kept = None
+        if cache is not None and self.config.cross_level_layers:
+            kept = cache.cross_level_mask(token_behavior, as_block_mask=flex)
         if kept is not None:  # the cache keeps only the cross-level keys this step reads, and gives their rule
             level_mask, has_key = kept
-            if self.config._attn_implementation == "flex_attention":
-                level_mask = _dense_block_mask(level_mask)
         elif self.config.cross_level_layers:
             # Packed rows (position_ids restarting at 0, no mask): a new sequence starts at every position 0.
             sequence_ids = (position_ids == 0).cumsum(-1) if packed else None
             custom = attention_mask if attention_mask is not None and attention_mask.dim() == 4 else None
             level_mask, has_key = self._level_mask(token_behavior, key_behavior, past_seen, sequence_ids, custom)
-            if self.config._attn_implementation == "flex_attention":
+            if flex:
                 level_mask = self._level_block_mask(token_behavior, key_behavior, past_seen, sequence_ids, custom,
                                                     has_key)
         last_only = last_position_only and length > 1 and not self._records_outputs(kwargs)

@@ -21,6 +21,15 @@ Sections (`--sections`, default all):
   experts, norms, the head, the rest of the forward: roles, masks, rotary, embedding), and after the forwards
   the step mask and log-softmax, the trie, the cache reorder and the top-k; CPU ms per call, per decode step
   and per decode row (`batch x beams` rows a step) against the prefill's ms per prompt token;
+- `two_part`: the decode steps' self-attention as it runs (one masked sdpa call over the prompt and every step
+  block, the other beams' slots masked) against a two-part attention (the prompt read by all of a prompt's beams
+  in one grouped call, each beam's own ancestor slots as a second small call, combined by log-sum-exp), on the
+  query, keys, values and masks captured from a real recommend() call, interleaved over `--rounds`;
+- `compiled`: recommend() with its decode-step forwards through `torch.compile(model.forward, dynamic=True)`
+  (Inductor; the prefill stays eager) against eager: the compile's wall time, then both interleaved over
+  `--rounds`, lists and scores compared;
+- `flex_mask`: CPU ms per recommend() call spent building flex `BlockMask`s (`create_block_mask`) under
+  `attn_implementation="flex_attention"`, today's code against `--baseline-commit`'s (flex in eager stance);
 - `constraint`: the trie constraint's share of decode time (`ItemTrie.allowed`/`step` of the
   tokenizer's trie, timed on that instance, over everything recommend() does after its prefill) at
   `--items` and at `--constraint-items` (synthetic codes).
@@ -40,7 +49,8 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from functools import partial
 from typing import Any
 
 import torch
@@ -49,7 +59,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast, ItemTrie, make_prefix_allowed_tokens_fn
 from gamer_hf.modeling import modeling_gamer
 
-SECTIONS = ("stock", "prefill", "attention", "hotpath", "profile", "constraint")
+SECTIONS = ("stock", "prefill", "attention", "hotpath", "profile", "two_part", "compiled", "flex_mask", "constraint")
 
 
 def catalogue(num_items: int, levels: int, codebook: int, seed: int) -> dict[str, tuple[int, ...]]:
@@ -110,8 +120,10 @@ def forward_clock(model: torch.nn.Module) -> Iterator[list[tuple[float, float]]]
 
 @contextmanager
 def method_clock(obj: Any, names: tuple[str, ...]) -> Iterator[list[float]]:
-    """CPU seconds spent in the named methods of one instance (`obj.name` shadowed while open)."""
-    total = [0.0]
+    """[CPU seconds, calls] of the named methods of one instance, or functions of a module (`obj.name` shadowed
+    while open)."""
+    total = [0.0, 0]
+    owned = {name: vars(obj)[name] for name in names if name in vars(obj)}  # a module's functions, not methods
 
     def clocked(method: Callable) -> Callable:
         def run(*args, **kwargs):
@@ -120,6 +132,7 @@ def method_clock(obj: Any, names: tuple[str, ...]) -> Iterator[list[float]]:
                 return method(*args, **kwargs)
             finally:
                 total[0] += time.process_time() - start
+                total[1] += 1
         return run
 
     for name in names:
@@ -128,7 +141,10 @@ def method_clock(obj: Any, names: tuple[str, ...]) -> Iterator[list[float]]:
         yield total
     finally:
         for name in names:
-            delattr(obj, name)
+            if name in owned:
+                setattr(obj, name, owned[name])
+            else:
+                delattr(obj, name)
 
 
 def split_recommend(model, tok, histories, beams: int) -> dict[str, float]:
@@ -408,6 +424,174 @@ def profile_section(tok, model, histories, beams: int, rounds: int) -> dict[str,
             "one": profile_recommend(model, tok, histories[:1], beams, rounds)}
 
 
+def two_part_attention(query, key, value, prompt_mask, slots, scale: float) -> torch.Tensor:
+    """Exact masked attention of a beam step in two parts: queries [batch, heads, width, dim] over the prompt keys
+    (the first `prompt_mask.shape[-1]`, with its additive [batch, 1, 1, prompt] mask) in one call per prompt,
+    and over each beam's own slots (`slots`: [batch, width, s] key positions) as a batch of `batch * width`
+    tiny calls; the two outputs combined by their log-sum-exps. Output [batch, heads, width, dim]."""
+    attend = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu  # the CPU kernel that returns the lse
+    batch, heads, width, dim = query.shape
+    prompt, kv_heads, count = prompt_mask.shape[-1], key.shape[1], slots.shape[-1]
+    prompt_out, prompt_lse = attend(query, key[:, :, :prompt], value[:, :, :prompt], attn_mask=prompt_mask, scale=scale)
+    prompts = torch.arange(batch, device=query.device)[:, None, None]
+
+    def own(states: torch.Tensor) -> torch.Tensor:  # [batch * width, kv_heads, s, dim]: each beam's slots only
+        return states[prompts, :, slots].view(batch * width, count, kv_heads, dim).transpose(1, 2)
+
+    beam_query = query.transpose(1, 2).reshape(batch * width, heads, 1, dim)
+    slot_out, slot_lse = attend(beam_query, own(key), own(value), scale=scale)
+    slot_out, slot_lse = slot_out.view(batch, width, heads, dim).transpose(1, 2), slot_lse.view(batch, width, heads).transpose(1, 2)
+    lse = torch.logaddexp(prompt_lse, slot_lse)
+    return prompt_out * (prompt_lse - lse).exp()[..., None] + slot_out * (slot_lse - lse).exp()[..., None]
+
+
+def two_part_section(tok, model, histories, beams: int, rounds: int) -> dict[str, Any]:
+    """The decode steps' self-attention calls of one recommend() call (captured), run as they are and in two
+    parts, interleaved; CPU ms per step (all self-attention layers) and the largest output difference."""
+    from gamer_hf.modeling import generation_gamer
+
+    prompt = int(tok.encode_histories(histories, behavior="buy", return_tensors="pt")["input_ids"].shape[1])
+    captured: list[tuple[Any, ...]] = []
+    original_call, original_step, step = modeling_gamer._sdpa_call, generation_gamer._decode_step, [-1]
+
+    def capture(module, query, key, value, attention_mask, **kwargs):
+        if type(module) is modeling_gamer.GamerAttention and step[0] >= 0:
+            captured.append((step[0], module, query, key, value, attention_mask, kwargs))
+        return original_call(module, query, key, value, attention_mask, **kwargs)
+
+    def counted_step(*args, **kwargs):
+        step[0] += 1
+        return original_step(*args, **kwargs)
+
+    modeling_gamer._sdpa_call, generation_gamer._decode_step = capture, counted_step
+    try:
+        model.recommend(tok, histories, behavior="buy", top_k=beams, num_beams=beams, batch_size=len(histories))
+    finally:
+        modeling_gamer._sdpa_call, generation_gamer._decode_step = original_call, original_step
+    calls: list[tuple[int, dict[str, Callable]]] = []  # per captured call: its step and the forms timed
+    for number, module, query, key, value, mask, kwargs in captured:
+        readable = mask[:, 0] == 0  # [batch, width, keys]: the prompt's real tokens and the beam's own slots
+        slots = readable[..., prompt:].nonzero()[:, -1].view(*readable.shape[:2], -1) + prompt
+        prompt_mask = mask[:, :, :1, :prompt]
+        calls.append((number, {
+            "one_call": partial(original_call, module, query, key, value, mask, **kwargs),
+            "two_part": partial(two_part_attention, query, key, value, prompt_mask, slots, kwargs["scaling"]),
+            "prompt_part_alone": partial(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu, query,
+                                         key[:, :, :prompt], value[:, :, :prompt], attn_mask=prompt_mask,
+                                         scale=kwargs["scaling"]),
+        }))
+    difference = max(float((forms["one_call"]()[0].transpose(1, 2) - forms["two_part"]()).abs().max())
+                     for _, forms in calls)
+    steps = sorted({number for number, _ in calls})
+    keys = {number: int(forms["one_call"].args[2].shape[2]) for number, forms in calls}
+    names = list(calls[0][1])
+    seconds = {(name, number): [] for name in names for number in steps}
+    with torch.no_grad():
+        for round_ in range(rounds):
+            for name in names[round_ % len(names):] + names[: round_ % len(names)]:
+                totals = dict.fromkeys(steps, 0.0)
+                for number, forms in calls:
+                    start = time.process_time()
+                    forms[name]()
+                    totals[number] += time.process_time() - start
+                for number, total in totals.items():
+                    seconds[(name, number)].append(total)
+
+    def over_one_call(name: str, number: int) -> dict[str, float]:
+        return spread([b / a for a, b in zip(seconds[("one_call", number)], seconds[(name, number)])])
+
+    return {"histories": len(histories), "prompt_tokens_padded": prompt, "rounds": rounds, "max_difference": difference,
+            "per_step": [{"step": number, "keys": keys[number],
+                          **{f"{name}_ms": spread([1e3 * t for t in seconds[(name, number)]]) for name in names},
+                          "two_part_over_one_call": over_one_call("two_part", number),
+                          "prompt_part_alone_over_one_call": over_one_call("prompt_part_alone", number)}
+                         for number in steps]}
+
+
+@contextmanager
+def compiled_steps(model: torch.nn.Module, forward: Callable) -> Iterator[None]:
+    """recommend()'s decode-step forwards through `forward` while open (the prefill runs eager)."""
+    from gamer_hf.modeling import generation_gamer
+
+    original = generation_gamer._decode_step
+
+    def step(lm, *args, **kwargs):
+        lm.forward = forward
+        try:
+            return original(lm, *args, **kwargs)
+        finally:
+            del lm.forward
+
+    generation_gamer._decode_step = step
+    try:
+        yield
+    finally:
+        generation_gamer._decode_step = original
+
+
+def compiled_section(tok, model, histories, beams: int, rounds: int) -> dict[str, Any]:
+    """recommend() with compiled decode steps against eager: compile time, interleaved CPU time, same lists."""
+    forward = torch.compile(model.forward, dynamic=True)
+
+    def recommend():
+        return model.recommend(tok, histories, behavior="buy", top_k=beams, num_beams=beams, batch_size=len(histories))
+
+    eager_lists = recommend()
+    start = time.perf_counter()
+    with compiled_steps(model, forward):
+        compiled_lists = recommend()
+    compile_s = time.perf_counter() - start
+    seconds: dict[str, list[float]] = {"eager": [], "compiled": []}
+    for round_ in range(rounds):
+        for form in sorted(seconds, reverse=bool(round_ % 2)):
+            start = time.process_time()
+            if form == "compiled":
+                with compiled_steps(model, forward):
+                    compiled_lists = recommend()
+            else:
+                recommend()
+            seconds[form].append(time.process_time() - start)
+    scores = [abs(a[1] - b[1]) for x, y in zip(eager_lists, compiled_lists) for a, b in zip(x, y)]
+    return {"rounds": rounds, "first_compiled_call_wall_s": round(compile_s, 1),
+            **{f"{form}_cpu_s": spread(values) for form, values in seconds.items()},
+            "compiled_over_eager": spread([c / e for e, c in zip(seconds["eager"], seconds["compiled"])]),
+            "identical_lists": [[i for i, _ in r] for r in eager_lists] == [[i for i, _ in r] for r in compiled_lists],
+            "max_score_difference": max(scores)}
+
+
+def flex_mask_section(tok, model, preset: str, histories, beams: int, rounds: int, commit: str) -> dict[str, Any]:
+    """CPU ms per recommend() call inside `create_block_mask` under flex attention, today's code and `commit`'s."""
+    from code_at import model_code_at
+    from gamer_hf.modeling import cache_gamer
+
+    old_code = model_code_at(commit)
+    old = old_code.GamerForCausalLM(old_code.GamerConfig.from_preset(preset, tokenizer=tok)).eval()
+    old.load_state_dict(model.state_dict())
+    sides = {"new": (model, [cache_gamer, modeling_gamer]),
+             "old": (old, [old_code.cache_gamer, old_code.modeling_gamer])}
+    seconds: dict[str, list[float]] = {side: [] for side in sides}
+    builds: dict[str, int] = {}
+    with torch.compiler.set_stance("force_eager"):
+        for lm, _ in sides.values():
+            lm.set_attn_implementation("flex_attention")
+        try:
+            for round_ in range(rounds):
+                for side in sorted(sides, reverse=bool(round_ % 2)):
+                    lm, modules = sides[side]
+                    with ExitStack() as stack:
+                        timers = [stack.enter_context(method_clock(module, ("create_block_mask",)))
+                                   for module in modules if hasattr(module, "create_block_mask")]
+                        lm.recommend(tok, histories, behavior="buy", top_k=beams, num_beams=beams,
+                                     batch_size=len(histories))
+                    seconds[side].append(sum(clock[0] for clock in timers))
+                    builds[side] = sum(clock[1] for clock in timers)
+        finally:
+            for lm, _ in sides.values():
+                lm.set_attn_implementation("sdpa")
+    return {"baseline_commit": commit, "rounds": rounds, "block_masks_per_call": builds,
+            **{f"{side}_block_mask_ms": spread([1e3 * t for t in values]) for side, values in seconds.items()}}
+
+
 def constraint_section(tok, model, histories, beams: int, rounds: int) -> dict[str, Any]:
     """Share of the time after the prefill spent in the trie (`allowed` and `step` of the tokenizer's trie)."""
     trie = ItemTrie.for_tokenizer(tok).to(model.device)  # the instance recommend() decodes with
@@ -462,6 +646,16 @@ def main() -> None:
     if "profile" in args.sections:
         print(json.dumps({"section": "profile", **setup, **profile_section(tok, model, histories, args.beams,
                                                                            args.rounds)}), flush=True)
+    if "two_part" in args.sections:
+        print(json.dumps({"section": "two_part", **setup, **two_part_section(tok, model, histories, args.beams,
+                                                                             args.rounds)}), flush=True)
+    if "compiled" in args.sections:
+        print(json.dumps({"section": "compiled", **setup, **compiled_section(tok, model, histories, args.beams,
+                                                                             args.rounds)}), flush=True)
+    if "flex_mask" in args.sections:
+        print(json.dumps({"section": "flex_mask", **setup,
+                          **flex_mask_section(tok, model, args.preset, histories, args.beams, args.rounds,
+                                              args.baseline_commit)}), flush=True)
     if "constraint" in args.sections:
         print(json.dumps({"section": "constraint", **setup,
                           **constraint_section(tok, model, histories, args.beams, args.rounds)}), flush=True)

@@ -69,6 +69,31 @@ def test_flex_decodes_like_sdpa(make_histories, tokenizer, eager_flex) -> None:
     assert [[item for item, _ in row] for row in flex_recs] == [[item for item, _ in row] for row in sdpa_recs]
 
 
+def test_flex_beams_build_the_cross_level_block_mask_once_per_call(make_histories, tokenizer, eager_flex,
+                                                                   monkeypatch) -> None:
+    """The beams' cross-level rule is the same at every step: one BlockMask per recommend() call, not per step,
+    with the scores of sdpa."""
+    from gamer_hf.modeling import cache_gamer
+
+    model = _lm(tokenizer, cross_level_layers=[0, 1])
+    histories = make_histories(tokenizer, 3, seed=32)
+    expected = model.recommend(tokenizer, histories, top_k=5, num_beams=5)  # 5 live beams at both decode steps
+    built = []
+
+    def counted(*args, **kwargs):
+        built.append(args[3])  # the query count: one per live beam
+        return create_block_mask(*args, **kwargs)
+
+    create_block_mask = cache_gamer.create_block_mask
+    monkeypatch.setattr(cache_gamer, "create_block_mask", counted)
+    model.set_attn_implementation("flex_attention")
+    got = model.recommend(tokenizer, histories, top_k=5, num_beams=5)
+    assert built == [5] and tokenizer.num_levels == 3
+    for got_row, expected_row in zip(got, expected):
+        assert [item for item, _ in got_row] == [item for item, _ in expected_row]
+        assert [score for _, score in got_row] == pytest.approx([score for _, score in expected_row], abs=1e-5)
+
+
 def test_the_cross_level_block_mask_skips_blocks(tokenizer) -> None:
     """A long history whose late tokens are all clicks (the lowest level): their blocks read nothing."""
     model = _lm(tokenizer, cross_level_layers=[0, 1])
