@@ -131,14 +131,16 @@ def gamer_rows(evaluator: Evaluator, gamer: GamerRecommender, name: str = "GAMER
                mixers: Sequence[HistoryMixer] = MIXER_GRID, repeat_slots: int = 0,
                rerank: bool = True, explore: bool = True, rerank_ablation: bool = False,
                regularization: float | Sequence[float] = REGULARIZATION_GRID,
-               gate: bool | Sequence[bool] = GATE_GRID) -> dict[str, Scored]:
+               gate: bool | Sequence[bool] = GATE_GRID, residual: bool = True) -> dict[str, Scored]:
     """One GAMER checkpoint on the evaluator's cases, its beams decoded once: `name`; `name`+repeatN (the N most
     recent history items first) when `repeat_slots`; with `explore`, `name`:no-history (beams decoded with the
     history excluded); and with `validation` cases, whose beams are decoded once too, `name`+mix (the best of
     `mixers` on them, when any) and `name`+rerank (a HistoryReranker over beams, explore beams, history and
     `popular` items fit on them, when `rerank`; `rerank_ablation` adds `name`+rerank:plain-beams, the same without
     the explore beams; every reranker chooses its `regularization` and whether to `gate` its features by the case
-    by cross-validation on `validation` when given a grid). `baseline` marks the plain rows references (TIGER)."""
+    by cross-validation on `validation` when given a grid; with `residual`, each is fit on top of the cross-fitted
+    Repeat+learned, so the rule alone is one of the settings it chooses from). `baseline` marks the plain rows
+    references (TIGER)."""
     if gamer.num_beams < evaluator.top_k:
         raise ValueError(f"num_beams={gamer.num_beams} cannot fill top-{evaluator.top_k} lists: use at least "
                          f"{evaluator.top_k}")
@@ -171,11 +173,12 @@ def gamer_rows(evaluator: Evaluator, gamer: GamerRecommender, name: str = "GAMER
     if not rerank:
         return out
     rerankers = {f"{name}+rerank": HistoryReranker(evaluator.behaviors, popular, popular_pool=evaluator.top_k,
-                                                   explore=explore, regularization=regularization, gate=gate)}
+                                                   explore=explore, regularization=regularization, gate=gate,
+                                                   residual=residual)}
     if explore and rerank_ablation:
         rerankers[f"{name}+rerank{PLAIN_BEAMS}"] = HistoryReranker(
             evaluator.behaviors, popular, popular_pool=evaluator.top_k, explore=False, regularization=regularization,
-            gate=gate)
+            gate=gate, residual=residual)
     # The first reranker's pools hold every other's: GAMER scores each pooled item once, for all of them.
     widest = rerankers[f"{name}+rerank"]
     held_out_scores = gamer.pool_scores(held_out.cases, held_out_beams, widest, held_out_explored)

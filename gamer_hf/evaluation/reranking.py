@@ -15,7 +15,14 @@ beam mass sits on history items, how repetitive the history is, its length, the 
 candidate feature also enters multiplied by each of them, a linear model whose weights move with the case.
 Whether to gate is chosen by the same cross-validation as the regularization (`gate=GATE_GRID`).
 
-Without model scores it is a learned repeat rule, the baseline that tells how much GAMER adds. The
+Without model scores it is a learned repeat rule, the baseline that tells how much GAMER adds. With
+`residual=True`, a GAMER reranker is fit on top of that rule: the rule (fit on the same cases, its own settings
+cross-validated) scores every pooled item out of fold, that score enters unpenalized, and only the reranker's own
+columns are shrunk, so strong shrinkage gives the rule back instead of something worse, and "the rule alone" is one
+of the settings cross-validation chooses from.
+
+The fit is scikit-learn's L2 logistic regression (standardized columns, unpenalized intercept) solved exactly by
+Newton's method, each fold's rows standardized once and each fit started from the previous C's optimum. The
 fitted weights are plain numbers (`to_dict` / `from_dict`, JSON), never a pickle.
 """
 
@@ -76,6 +83,8 @@ _LOGP_FLOOR = -30.0
 # Inverse L2 strengths (sklearn's C) that cross-validation chooses from: from strong shrinkage to almost none.
 REGULARIZATION_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
 _CV_K = 10  # cross-validation scores NDCG@10, the headline metric
+_RULE_ONLY = (False, 0.0)  # a residual fit's setting with none of its own columns: the rule beneath alone
+_NEWTON_STEPS = 100  # a cap only: a fit converges in far fewer
 
 
 class HistoryReranker:
@@ -87,6 +96,7 @@ class HistoryReranker:
     `regularization` is the inverse L2 strength, or a grid of them to choose from by `cv_folds`-fold
     cross-validation over the fit cases (e.g. `REGULARIZATION_GRID`); `gate` likewise, a flag or the flags to choose
     from (`GATE_GRID`): gated, every candidate feature is also multiplied by each of `case_feature_names`.
+    `residual` (with the model) fits these columns on top of the cross-fitted model-free reranker (`self.rule`).
     """
 
     def __init__(
@@ -99,6 +109,7 @@ class HistoryReranker:
         explore: bool = True,
         cv_folds: int = 5,
         gate: bool | Sequence[bool] = False,
+        residual: bool = False,
     ) -> None:
         if not behaviors:
             raise ValueError("behaviors is empty: give the behavior table, e.g. {'click': 1, 'cart': 2, 'buy': 3}")
@@ -111,6 +122,9 @@ class HistoryReranker:
         if len(grid) * len(gates) > 1 and cv_folds < 2:
             raise ValueError(f"choosing among {len(grid) * len(gates)} settings (regularization x gate) needs "
                              f"cv_folds >= 2, got {cv_folds}")
+        if residual and (not use_model or cv_folds < 2):
+            raise ValueError("residual=True fits GAMER's columns on top of the cross-fitted rule: it needs "
+                             f"use_model=True and cv_folds >= 2, got use_model={use_model}, cv_folds={cv_folds}")
         self.grid = sorted(float(value) for value in grid)
         self.gates = sorted(gates)  # ungated first: it wins ties
         self.cv_folds = cv_folds
@@ -119,7 +133,10 @@ class HistoryReranker:
         self.use_model = use_model
         self.popular_pool = popular_pool if popular is not None else 0
         self.explore = explore and use_model
+        self.residual = residual
+        self.rule: HistoryReranker | None = None  # with `residual`: the model-free reranker beneath, fit by `fit`
         self.weights: dict[str, Any] | None = None
+        self._fold_fits: list[dict[str, Any]] | None = None  # the chosen setting's fit without each CV fold
         low, high = min(self.behaviors.values()), max(self.behaviors.values())
         self._level = {name: (level - low) / (high - low) if high > low else 1.0 for name, level in self.behaviors.items()}
 
@@ -242,50 +259,106 @@ class HistoryReranker:
         if not cases:
             raise DataError("cannot fit a reranker on 0 cases: give it held-out cases (validation) with targets")
         rows = self._rows(cases, generated, model_scores, explored)
-        labels = [np.array([item in set(case.target_items) for item in pool], dtype=bool)
-                  for case, (pool, _) in zip(cases, rows)]
+        labels = _labels(cases, rows)
         x = np.concatenate([features for _, features in rows])
         y = np.concatenate(labels)
         if not y.any() or y.all():
             raise DataError(f"cannot fit a reranker on {len(cases)} cases: {int(y.sum())} of {len(y)} pooled items are "
                              "targets; the fit needs both targets and non-targets in the pools")
         settings = [(gate, value) for gate in self.gates for value in self.grid]
-        cv = self._cross_validate(cases, rows, labels, settings) if len(settings) > 1 else None
-        # Ties: the first setting, i.e. ungated and the strongest regularization.
+        if self.residual:
+            settings.insert(0, _RULE_ONLY)
+        offsets, rule_folds = self._fit_rule(cases, rows) if self.residual else (None, None)
+        cv, fits = self._cross_validate(cases, rows, labels, settings, offsets) if len(settings) > 1 else (None, None)
+        # Ties: the first setting, i.e. the rule alone (residual), then ungated, then the strongest regularization.
         gate, chosen = max(cv, key=cv.get) if cv else settings[0]
-        names = self.gated_feature_names(gate)
-        self.weights = _logistic(x[:, :len(names)], y, chosen) | {
-            "features": list(names), "gate": gate, "regularization": chosen, "fit_cases": len(cases),
-            "fit_rows": int(len(y)), "fit_positives": int(y.sum())}
+        self._fold_fits = fits[gate, chosen] if fits else None  # what a residual fit on top of this one scores with
+        columns = self._columns(gate, chosen)
+        mean, scale = _standardize(x[:, :columns])
+        design = _design(x[:, :columns], mean, scale, None if offsets is None else np.concatenate(offsets))
+        self.weights = _weights(_newton(design, y, _penalty(design, columns, chosen)), mean, scale, self.residual) | {
+            "features": list(self.gated_feature_names(gate)[:columns]), "gate": gate, "regularization": chosen,
+            "fit_cases": len(cases), "fit_rows": int(len(y)), "fit_positives": int(y.sum())}
+        if rule_folds:
+            self.weights["rule_folds"] = rule_folds
         if cv:
             self.weights["cv_ndcg10"] = {_setting_key(*setting): score for setting, score in cv.items()}
         return self
 
-    def _cross_validate(self, cases: list[EvalCase], rows: list[tuple[list[str], np.ndarray]],
-                        labels: list[np.ndarray], settings: list[tuple[bool, float]]) -> dict[tuple[bool, float], float]:
-        """(gate, regularization) -> NDCG@10 of the held-out folds' cases, the folds a seeded split of the cases."""
-        if len(cases) < self.cv_folds:
-            raise DataError(f"cannot cross-validate {self.cv_folds} folds on {len(cases)} cases: give more "
+    def _columns(self, gate: bool, regularization: float) -> int:
+        """How many of a row's columns a setting fits: none for the rule alone, else the (un)gated features."""
+        return len(self.gated_feature_names(gate)) if regularization > 0 else 0
+
+    def _folds(self, cases: int) -> np.ndarray:
+        """The cross-validation fold of every case: a seeded split, the same for every setting and the rule."""
+        if cases < self.cv_folds:
+            raise DataError(f"cannot cross-validate {self.cv_folds} folds on {cases} cases: give more "
                             "validation cases or one regularization value")
-        fold = np.empty(len(cases), dtype=np.int64)
-        fold[np.random.default_rng(0).permutation(len(cases))] = np.arange(len(cases)) % self.cv_folds
-        out = {}
-        for gate, value in settings:
-            columns = len(self.gated_feature_names(gate))
-            ndcg = np.zeros(len(cases))
-            for held in range(self.cv_folds):
-                inside = [i for i in range(len(cases)) if fold[i] != held]
-                y = np.concatenate([labels[i] for i in inside])
-                if not y.any() or y.all():
-                    raise DataError(f"cannot cross-validate: a fold of {len(inside)} training cases has "
-                                    f"{int(y.sum())} targets among {len(y)} pooled items")
-                weights = _logistic(np.concatenate([rows[i][1][:, :columns] for i in inside]), y, value)
-                outside = np.flatnonzero(fold == held)
-                ranked = [_order(*rows[i], weights, _CV_K) for i in outside]
-                ndcg[outside] = per_case_metrics(ranked, [cases[i].target_items for i in outside], (_CV_K,))[
-                    f"NDCG@{_CV_K}"]
-            out[gate, value] = float(ndcg.mean())
-        return out
+        fold = np.empty(cases, dtype=np.int64)
+        fold[np.random.default_rng(0).permutation(cases)] = np.arange(cases) % self.cv_folds
+        return fold
+
+    def _cross_validate(self, cases: list[EvalCase], rows: list[tuple[list[str], np.ndarray]],
+                        labels: list[np.ndarray], settings: list[tuple[bool, float]],
+                        offsets: list[np.ndarray] | None = None,
+                        ) -> tuple[dict[tuple[bool, float], float], dict[tuple[bool, float], list[dict[str, Any]]]]:
+        """(gate, regularization) -> NDCG@10 of the held-out folds' cases, and the weights fit without each fold.
+
+        Each fold's rows are standardized once (an ungated fit reads the first columns, and a column's mean and
+        scale do not depend on the others), and each fit starts from a nearby optimum: the same setting's in the
+        previous fold, else the previous (stronger) regularization's in this fold."""
+        fold = self._folds(len(cases))
+        width = max(self._columns(*setting) for setting in settings)
+        ndcg = {setting: np.zeros(len(cases)) for setting in settings}
+        fits: dict[tuple[bool, float], list[dict[str, Any]]] = {setting: [] for setting in settings}
+        previous: dict[tuple[bool, float], np.ndarray] = {}  # setting -> its optimum in the previous fold
+        for held in range(self.cv_folds):
+            inside, outside = np.flatnonzero(fold != held), np.flatnonzero(fold == held)
+            x = np.concatenate([rows[i][1][:, :width] for i in inside])
+            y = np.concatenate([labels[i] for i in inside])
+            if not y.any() or y.all():
+                raise DataError(f"cannot cross-validate: a fold of {len(inside)} training cases has "
+                                f"{int(y.sum())} targets among {len(y)} pooled items")
+            mean, scale = _standardize(x)
+            design = _design(x, mean, scale, None if offsets is None else np.concatenate([offsets[i] for i in inside]))
+            last: dict[int, np.ndarray] = {}  # columns -> the last optimum in this fold
+            for gate, value in settings:
+                columns = self._columns(gate, value)
+                used = design[:, :design.shape[1] - width + columns]
+                start = previous.get((gate, value), last.get(columns))
+                solution = previous[gate, value] = last[columns] = _newton(used, y, _penalty(used, columns, value), start)
+                weights = _weights(solution, mean[:columns], scale[:columns], offsets is not None) | {
+                    "features": list(self.gated_feature_names(gate)[:columns])}
+                fits[gate, value].append(weights)
+                ranked = [_order(*rows[i], weights, _CV_K, None if offsets is None else offsets[i]) for i in outside]
+                ndcg[gate, value][outside] = per_case_metrics(ranked, [cases[i].target_items for i in outside],
+                                                              (_CV_K,))[f"NDCG@{_CV_K}"]
+        return {setting: float(score.mean()) for setting, score in ndcg.items()}, fits
+
+    # ------------------------------------------------------------------------------ the rule beneath
+
+    def _fit_rule(self, cases: list[EvalCase], rows: list[tuple[list[str], np.ndarray]],
+                  ) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
+        """Fit the model-free reranker (Repeat+learned, same settings, same cases) as `self.rule`; return its
+        cross-fitted score of every pooled item (each case scored by the rule fit without the case's fold, the folds
+        of `_folds`) and those fold fits. New cases get the mean of the fold fits' scores, not the refit's: with the
+        L2 penalty fixed, a fit on all the cases has larger weights than one on 4/5 of them, and the score on top
+        was fit to the fold fits' scale."""
+        self.rule = HistoryReranker(self.behaviors, self.popular, use_model=False, popular_pool=self.popular_pool,
+                                    regularization=self.grid, cv_folds=self.cv_folds, gate=self.gates)
+        self.rule.fit(cases)
+        folds = self.rule._fold_fits
+        if folds is None:  # a single setting: nothing was cross-validated, fit it without each fold
+            setting = self.rule.weights["gate"], self.rule.weights["regularization"]
+            rule_rows = self.rule._rows(cases, None, None, None)
+            folds = self.rule._cross_validate(cases, rule_rows, _labels(cases, rule_rows), [setting])[1][setting]
+        fold = self._folds(len(cases))
+        return [self._rule_scores(features, folds[fold[i]]) for i, (_, features) in enumerate(rows)], folds
+
+    def _rule_scores(self, features: np.ndarray, weights: Mapping[str, Any]) -> np.ndarray:
+        """The rule's score of this reranker's rows: its columns are among them, found by name."""
+        index = {name: i for i, name in enumerate(self.gated_feature_names(True in self.gates))}
+        return _score(features[:, [index[name] for name in weights["features"]]], weights)
 
     def rank(self, cases: Sequence[Mapping[str, Any] | EvalCase], top_k: int,
              generated: Sequence[Sequence[str]] | None = None,
@@ -294,7 +367,8 @@ class HistoryReranker:
         """Top_k pool items per case by fitted score (ties keep the pool order)."""
         if self.weights is None:
             raise RuntimeError("HistoryReranker is not fitted: call fit(validation_cases, ...) first")
-        return [_order(pool, features, self.weights, top_k)
+        return [_order(pool, features, self.weights, top_k, np.mean(
+            [self._rule_scores(features, fold) for fold in self.weights["rule_folds"]], axis=0) if self.residual else None)
                 for pool, features in self._rows(as_cases(cases), generated, model_scores, explored)]
 
     def recommend(self, cases: Sequence[Mapping[str, Any] | EvalCase], top_k: int) -> list[list[str]]:
@@ -310,6 +384,7 @@ class HistoryReranker:
         return {"behaviors": self.behaviors, "use_model": self.use_model, "popular_pool": self.popular_pool,
                 "regularization": self.grid if len(self.grid) > 1 else self.grid[0], "explore": self.explore,
                 "cv_folds": self.cv_folds, "gate": self.gates if len(self.gates) > 1 else self.gates[0],
+                "residual": self.residual, "rule": self.rule.to_dict() if self.rule is not None else None,
                 "weights": copy.deepcopy(self.weights)}  # a copy: editing the dict never changes the fitted reranker
 
     @classmethod
@@ -318,10 +393,14 @@ class HistoryReranker:
             raise ValueError("this reranker was fit with popularity counts: pass popular=MostPopular().fit(train)")
         reranker = cls(data["behaviors"], popular, data["use_model"], data["popular_pool"], data["regularization"],
                        data.get("explore", False),  # saved before explore beams existed: without them
-                       data.get("cv_folds", 5), data.get("gate", False))  # saved before the gate: ungated
+                       data.get("cv_folds", 5), data.get("gate", False),  # saved before the gate: ungated
+                       data.get("residual", False))
+        if data.get("rule") is not None:
+            reranker.rule = cls.from_dict(data["rule"], popular)
         weights = data.get("weights")
         if weights is not None:
-            expected = list(reranker.gated_feature_names(weights.get("gate", False)))
+            columns = reranker._columns(weights.get("gate", False), weights["regularization"])
+            expected = list(reranker.gated_feature_names(weights.get("gate", False))[:columns])
             if list(weights["features"]) != expected:
                 raise ValueError(f"saved reranker has features {weights['features']}, this version uses {expected}")
         reranker.weights = data.get("weights")
@@ -336,27 +415,95 @@ class HistoryReranker:
         return cls.from_dict(read_json(path), popular)
 
 
-def _logistic(x: np.ndarray, y: np.ndarray, regularization: float) -> dict[str, Any]:
-    """Standardized L2 logistic regression of `y` on `x`, as JSON-ready weights."""
-    from sklearn.linear_model import LogisticRegression  # on first fit: `import gamer_hf` stays fast
+def _labels(cases: list[EvalCase], rows: list[tuple[list[str], np.ndarray]]) -> list[np.ndarray]:
+    """Per case, which pool items are targets."""
+    return [np.array([item in set(case.target_items) for item in pool], dtype=bool) for case, (pool, _) in zip(cases, rows)]
 
+
+def _standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and standard deviations (1 for a constant column, which then stays 0)."""
     mean, scale = x.mean(0), x.std(0)
     scale[scale == 0] = 1.0
-    model = LogisticRegression(C=regularization, max_iter=2000).fit((x - mean) / scale, y)
-    return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": model.coef_[0].tolist(),
-            "intercept": float(model.intercept_[0])}
+    return mean, scale
+
+
+def _design(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, offset: np.ndarray | None) -> np.ndarray:
+    """The fit's columns: the intercept, the rule's score (a residual fit), then the standardized features."""
+    leading = [np.ones((len(x), 1))] + ([offset[:, None]] if offset is not None else [])
+    return np.hstack([*leading, (x - mean) / scale])
+
+
+def _penalty(design: np.ndarray, columns: int, regularization: float) -> np.ndarray:
+    """L2 weight of each design column: 0 for the intercept and the rule's score, 1/C for the last `columns`."""
+    penalty = np.zeros(design.shape[1])
+    if columns:
+        penalty[-columns:] = 1.0 / regularization
+    return penalty
+
+
+def _newton(design: np.ndarray, y: np.ndarray, penalty: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
+    """The minimizer of sum(log-loss) + sum(penalty * w**2) / 2, scikit-learn's L2 logistic regression with C =
+    1 / penalty and an unpenalized intercept (`design`'s first column): Newton's method with step halving. On
+    <= 100 columns a step costs one Gram product, and from a nearby optimum a few steps reach it to machine
+    precision, where lbfgs stops at a gradient of 1e-4."""
+    if start is None:  # the intercept-only optimum: targets are rare, so w = 0 is far from any fit
+        start = np.zeros(design.shape[1])
+        start[0] = math.log(y.mean() / (1.0 - y.mean()))
+    weights = start.copy()
+    logits = design @ weights
+    loss = _loss(logits, y, penalty, weights)
+    for _ in range(_NEWTON_STEPS):
+        probability = 0.5 * (1.0 + np.tanh(0.5 * logits))
+        gradient = design.T @ (probability - y) + penalty * weights
+        scaled = design * np.sqrt(probability * (1.0 - probability))[:, None]
+        hessian = scaled.T @ scaled  # numpy's symmetric product of a matrix with itself: half the work of a GEMM
+        hessian[np.diag_indices_from(hessian)] += penalty
+        try:
+            step = np.linalg.solve(hessian, gradient)
+        except np.linalg.LinAlgError:  # an unpenalized column that is constant or separates the labels
+            step = np.linalg.lstsq(hessian, gradient, rcond=None)[0]
+        decrement = float(gradient @ step)
+        size = 1.0
+        while True:  # halve until the loss falls enough; near the optimum the full step always does
+            trial = weights - size * step
+            trial_logits = design @ trial
+            trial_loss = _loss(trial_logits, y, penalty, trial)
+            if trial_loss <= loss - 0.25 * size * decrement or size < 1e-8 or decrement < 1e-10 * max(1.0, loss):
+                break
+            size /= 2
+        weights, logits, loss = trial, trial_logits, trial_loss
+        if np.abs(size * step).max() <= 1e-7 * (1.0 + np.abs(weights).max()):  # quadratic: the error left is ~1e-14
+            break
+    return weights
+
+
+def _loss(logits: np.ndarray, y: np.ndarray, penalty: np.ndarray, weights: np.ndarray) -> float:
+    return float(np.logaddexp(0.0, logits).sum() - logits[y].sum() + 0.5 * penalty @ (weights * weights))
+
+
+def _weights(solution: np.ndarray, mean: np.ndarray, scale: np.ndarray, residual: bool) -> dict[str, Any]:
+    """A solution of `_newton` on a `_design` as JSON-ready weights."""
+    lead = 2 if residual else 1
+    return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": solution[lead:].tolist(),
+            "intercept": float(solution[0])} | ({"rule_coef": float(solution[1])} if residual else {})
 
 
 def _setting_key(gate: bool, regularization: float) -> str:
-    """A cross-validated setting as a JSON key, e.g. 'gated C=0.1'."""
-    return f"{'gated' if gate else 'ungated'} C={regularization:g}"
+    """A cross-validated setting as a JSON key, e.g. 'gated C=0.1' ('rule only': a residual fit's rule alone)."""
+    return f"{'gated' if gate else 'ungated'} C={regularization:g}" if regularization > 0 else "rule only"
 
 
-def _order(pool: list[str], features: np.ndarray, weights: Mapping[str, Any], top_k: int) -> list[str]:
-    """The top_k pool items by fitted score (ties keep the pool order); an ungated fit reads the first columns."""
+def _score(features: np.ndarray, weights: Mapping[str, Any]) -> np.ndarray:
+    """The fitted linear score of rows (without the intercept and the rule); an ungated fit reads the first columns."""
+    coef = np.asarray(weights["coef"])
+    return ((features[:, :len(coef)] - np.asarray(weights["mean"])) / np.asarray(weights["scale"])) @ coef
+
+
+def _order(pool: list[str], features: np.ndarray, weights: Mapping[str, Any], top_k: int,
+           rule: np.ndarray | None = None) -> list[str]:
+    """The top_k pool items by fitted score, `rule` the rule's score of each for a residual fit (ties keep the pool
+    order)."""
     if not pool:
         return []
-    coef = np.asarray(weights["coef"])
-    features = features[:, :len(coef)]
-    score = ((features - np.asarray(weights["mean"])) / np.asarray(weights["scale"])) @ coef
+    score = _score(features, weights) + (weights["rule_coef"] * rule if rule is not None else 0.0)
     return [pool[i] for i in np.argsort(-score, kind="stable")[:top_k]]

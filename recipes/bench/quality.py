@@ -18,7 +18,9 @@ Models (names as in the tables):
                                          popular items pooled, GAMER's log-probability of each (teacher-forced
                                          for items outside the beams) as features; learns when users return. GAMER's
                                          beams decoded with the history excluded (its explore candidates) join the
-                                         pool, with their rank as a feature
+                                         pool, with their rank as a feature; fit on top of Repeat+learned
+                                         (residual: the rule's cross-fitted score unpenalized, GAMER's columns
+                                         shrunk, "the rule alone" among the cross-validated settings)
     GAMER+rerank:plain-beams             the same reranker without GAMER's explore beams (the previous features:
                                          the ablation of the explore beams, fit and scored on the same beams)
     SASRec:no-history, ...:no-history    SASRec, SASRec+behavior, TIGER and GAMER with the user's history items
@@ -708,8 +710,10 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
         rules = None
         for seed in args.seeds:
             done = runs.setdefault(str(seed), {})
-            # What the fitted rows were fit on, and how (the gate grid: a run before the gate is refit).
-            stamp = {"cases": len(setup.mixer_cases), "split": budget.fit_split, "gate": list(GATE_GRID)}
+            # What the fitted rows were fit on, and how (the gate grid, the exact solver, the rerankers fit on top of
+            # the rule: a run before any of them is refit).
+            stamp = {"cases": len(setup.mixer_cases), "split": budget.fit_split, "gate": list(GATE_GRID),
+                     "solver": "newton", "rerank": "residual"}
             for row in [r for r in done if _base(r) in args.redo or (_base(r) in FITTED and done[r].get("fit") != stamp)]:
                 done.pop(row)
             todo = [m for m in args.models if m not in done]

@@ -87,12 +87,14 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     learned, reranked = runs["Repeat+learned"]["reranker"], runs["GAMER+rerank"]["reranker"]
     assert not learned["use_model"] and reranked["use_model"]
     assert learned["weights"]["fit_cases"] == reranked["weights"]["fit_cases"] == 12  # the validation cases, not test
-    for fitted in (learned, reranked):  # regularization and gate are cross-validated on those cases, alike for both
-        assert len(fitted["weights"]["cv_ndcg10"]) == len(REGULARIZATION_GRID) * len(GATE_GRID)
-        assert fitted["weights"]["regularization"] in REGULARIZATION_GRID and fitted["weights"]["gate"] in GATE_GRID
+    assert reranked["residual"] and reranked["rule"]["weights"] == learned["weights"]  # on top of Repeat+learned itself
+    for fitted, extra in ((learned, 0), (reranked, 1)):  # cross-validated on those cases alike, plus the rule alone
+        assert len(fitted["weights"]["cv_ndcg10"]) == len(REGULARIZATION_GRID) * len(GATE_GRID) + extra
+        assert fitted["weights"]["regularization"] in (0.0,) * extra + REGULARIZATION_GRID
+        assert fitted["weights"]["gate"] in GATE_GRID
     learned_features, reranked_features = ([name for name in fitted["weights"]["features"] if "*" not in name]
                                            for fitted in (learned, reranked))  # the candidate features, ungated
-    assert len(reranked_features) == len(learned_features) + 4 + 3  # model and explore features
+    assert len(learned_features) == 8 and len(reranked_features) in (0, 8 + 4 + 3)  # + model and explore features
     assert reranked["explore"] and not runs["GAMER+rerank:plain-beams"]["reranker"]["explore"]
     assert runs["GAMER"]["result"]["num_cases"] == runs["Repeat"]["result"]["num_cases"]
     assert sum(runs["Repeat"]["result"]["num_cases"].values()) == 30

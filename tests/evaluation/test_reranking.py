@@ -327,3 +327,121 @@ def test_gamer_recommender_reranks_beams_history_and_popular(train_events) -> No
     assert ranked == GamerRecommender(model, tok, num_beams=6, reranker=reranker).recommend(cases, 5)
     with pytest.raises(ValueError, match="not both"):
         GamerRecommender(model, tok, mixer=object(), reranker=reranker)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("gate", [False, True])
+def test_the_fit_is_scikit_learns_optimum_and_cross_validation_chooses_alike(real_cases, gate) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    fit = real_cases[: len(real_cases) // 2]
+    reranker = HistoryReranker(BEHAVIORS, use_model=False, regularization=REGULARIZATION_GRID, gate=gate).fit(fit)
+    rows = reranker._rows(fit, None, None, None)
+    x = np.concatenate([features for _, features in rows])
+    y = np.concatenate([[item in case.target_items for item in pool] for case, (pool, _) in zip(fit, rows)])
+    fold = np.empty(len(fit), dtype=int)
+    fold[np.random.default_rng(0).permutation(len(fit))] = np.arange(len(fit)) % 5
+    by_sklearn = {}
+    for value in REGULARIZATION_GRID:
+        single = HistoryReranker(BEHAVIORS, use_model=False, regularization=value, gate=gate).fit(fit)
+        mean, scale = x.mean(0), np.where(x.std(0) > 0, x.std(0), 1.0)
+        z = (x - mean) / scale
+        exact = LogisticRegression(C=value, tol=1e-10, max_iter=100_000).fit(z, y)
+
+        def objective(coef, intercept):  # scikit-learn's, times C
+            logits = z @ coef + intercept
+            return np.logaddexp(0, logits).sum() - logits[y].sum() + coef @ coef / (2 * value)
+
+        ours = np.asarray(single.weights["coef"]), single.weights["intercept"]
+        assert ours[0] == pytest.approx(exact.coef_[0], abs=2e-4) and ours[1] == pytest.approx(exact.intercept_[0], abs=2e-4)
+        assert objective(*ours) <= objective(exact.coef_[0], exact.intercept_[0]) + 1e-9  # lbfgs stops before the optimum
+        ndcg = np.zeros(len(fit))  # scikit-learn's default fit in the same folds: what the CV used to run
+        for held in range(5):
+            inside, outside = np.flatnonzero(fold != held), np.flatnonzero(fold == held)
+            xi = np.concatenate([rows[i][1] for i in inside])
+            mean, scale = xi.mean(0), np.where(xi.std(0) > 0, xi.std(0), 1.0)
+            model = LogisticRegression(C=value, max_iter=2000).fit((xi - mean) / scale, np.concatenate(
+                [[item in fit[i].target_items for item in rows[i][0]] for i in inside]))
+            ranked = [[rows[i][0][j] for j in np.argsort(-(((rows[i][1] - mean) / scale) @ model.coef_[0]),
+                                                         kind="stable")[:10]] for i in outside]
+            ndcg[outside] = per_case_metrics(ranked, [fit[i].target_items for i in outside], (10,))["NDCG@10"]
+        by_sklearn[f"{'gated' if gate else 'ungated'} C={value:g}"] = ndcg.mean()
+    cv = reranker.weights["cv_ndcg10"]
+    assert cv == pytest.approx(by_sklearn, abs=2e-3)
+    assert max(cv, key=cv.get) == max(by_sklearn, key=by_sklearn.get)
+
+
+def _noise_beams(cases: list[EvalCase], seed: int) -> tuple[list[list[str]], list[dict[str, float]]]:
+    """GAMER's beams are new items no user ever takes, and its log-probabilities are noise."""
+    rng = random.Random(seed)
+    beams = [[f"noise{u}_{j}" for j in range(5)] for u in range(len(cases))]
+    scores = [{item: -rng.random() * 10 for item in [*row, *case.history_items]} for row, case in zip(beams, cases)]
+    return beams, scores
+
+
+def test_a_residual_fit_gives_back_the_rule_when_the_model_adds_nothing(tmp_path) -> None:
+    train, test = _frequent_not_recent(80, seed=0), _frequent_not_recent(80, seed=1)
+    (train_beams, train_scores), (beams, scores) = _noise_beams(train, 0), _noise_beams(test, 1)
+    residual = HistoryReranker(BEHAVIORS, explore=False, residual=True, regularization=REGULARIZATION_GRID,
+                               gate=GATE_GRID).fit(train, train_beams, train_scores)
+    rule = HistoryReranker(BEHAVIORS, use_model=False, regularization=REGULARIZATION_GRID, gate=GATE_GRID).fit(train)
+    assert residual.rule.weights == rule.weights  # Repeat+learned itself, fit on the same cases
+    assert residual.weights["cv_ndcg10"]["rule only"] == max(residual.weights["cv_ndcg10"].values())
+    assert residual.weights["regularization"] == 0.0 and residual.weights["coef"] == []
+    ranked = residual.rank(test, 10, beams, scores)
+    for row, own, case in zip(ranked, rule.rank(test, 10), test):
+        assert row[0] == own[0] == case.target_items[0]
+        assert [item for item in row if item in case.history_items] == own
+    residual.save(tmp_path / "residual.json")
+    assert HistoryReranker.load(tmp_path / "residual.json").rank(test, 10, beams, scores) == ranked
+    with pytest.raises(ValueError, match="residual=True .* needs use_model=True"):
+        HistoryReranker(BEHAVIORS, use_model=False, residual=True)
+
+
+def test_a_residual_fit_adds_the_model_where_the_rule_cannot() -> None:
+    (train, train_beams, train_scores), (test, beams, scores) = _new_or_old(60, seed=0), _new_or_old(60, seed=1)
+    residual = HistoryReranker(BEHAVIORS, explore=False, residual=True, regularization=REGULARIZATION_GRID).fit(
+        train, train_beams, train_scores)
+    evaluator = Evaluator(test, BEHAVIORS, k_values=(1,), progress=False)
+    assert evaluator.score(residual.rank(test, 10, beams, scores), "residual").target["HR@1"] == 1.0
+    assert evaluator.evaluate(residual.rule).target["HR@1"] == 0.5  # the rule gets the returns only
+    assert residual.weights["regularization"] > 0 and residual.weights["cv_ndcg10"]["rule only"] < 1.0
+
+
+@pytest.mark.realdata
+def test_the_residual_rule_is_cross_fitted_on_real_cases(real_cases) -> None:
+    fit = real_cases[: len(real_cases) // 2]
+    rng = random.Random(0)
+    counts = pd.Series([item for case in fit for item in case.history_items]).value_counts()
+    beams = [[item for item in counts.index[:15] if item not in case.history_items][:10] for case in fit]
+    scores = [{item: -rng.random() * 8 for item in [*row, *case.history_items]} for row, case in zip(beams, fit)]
+    residual = HistoryReranker(BEHAVIORS, explore=False, residual=True, regularization=REGULARIZATION_GRID,
+                               gate=GATE_GRID)
+    rows = residual._rows(fit, beams, scores, None)
+    offsets, folds = residual._fit_rule(fit, rows)
+    assert len(folds) == 5
+    rule = HistoryReranker(BEHAVIORS, use_model=False, regularization=REGULARIZATION_GRID, gate=GATE_GRID).fit(fit)
+    assert residual.rule.weights == rule.weights
+    gate, value = rule.weights["gate"], rule.weights["regularization"]
+    fold = np.empty(len(fit), dtype=int)
+    fold[np.random.default_rng(0).permutation(len(fit))] = np.arange(len(fit)) % 5
+    for held in (0, 3):  # by hand: the rule fit without the fold, scoring GAMER's pools of the fold's cases
+        by_hand = HistoryReranker(BEHAVIORS, use_model=False, regularization=value, gate=gate).fit(
+            [case for case, f in zip(fit, fold) if f != held])
+        for i in np.flatnonzero(fold == held)[:20]:
+            base = by_hand.features(fit[i], rows[i][0])
+            full = np.hstack([base, (base[:, :, None] * by_hand.case_features(fit[i])).reshape(len(base), -1)]) if (
+                gate) else base
+            weights = by_hand.weights
+            expected = ((full - np.asarray(weights["mean"])) / np.asarray(weights["scale"])) @ np.asarray(weights["coef"])
+            assert offsets[i] == pytest.approx(expected, abs=1e-9)
+    residual.fit(fit, beams, scores)
+    cv = residual.weights["cv_ndcg10"]
+    assert len(cv) == 1 + 2 * len(REGULARIZATION_GRID) and "rule only" in cv
+    assert max(cv, key=cv.get) == _chosen_key(residual.weights)
+
+
+def _chosen_key(weights: dict) -> str:
+    if weights["regularization"] == 0:
+        return "rule only"
+    return f"{'gated' if weights['gate'] else 'ungated'} C={weights['regularization']:g}"
