@@ -58,10 +58,10 @@ __all__ = ["prepare", "load_prepared", "PreparedData", "LazyIds", "format_summar
 FORMAT_VERSION = 1
 SPLITS = ("train", "validation", "test")
 # DuckDB's cap in the out-of-core engine. Its sorts and hash tables fill it on any log past a few million events
-# (a 1M log uses about 100 MB), so it is what the sort step's peak grows by: 256MB gives 1.13x from 1M to 10M
-# events, but a 100M log then runs out of memory in the final sorted COPY (its joins with the 1M user and 4M
-# item codes), so the default stays 512MB (1.49x; recipes/bench/RESULTS.md, "Prepare peak 1M -> 10M").
-MEMORY_LIMIT = "512MB"
+# (a 1M log uses about 100 MB), so it is what the sort step's peak grows by from 1M to 10M events. 256MB became
+# possible once the final sort no longer held the user and item codes' join beside it (the 100M Taobao-shaped log
+# ran out of memory there); recipes/bench/RESULTS.md, "The prepare margin (session 8)".
+MEMORY_LIMIT = "256MB"
 # Temporary siblings of an output `out`: `.out.prepare-tmp-HOST-PID-XXXX` (being written) and
 # `.out.prepare-old-HOST-PID-XXXX` (the previous output during the swap). Another run's are stale
 # once their process is gone (same host) or, from any host, after STALE_AFTER_S.
