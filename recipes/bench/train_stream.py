@@ -132,17 +132,22 @@ def build_ids(prepared_dir: Path, tokenizer_dir: Path) -> dict[str, Any]:
 
 
 class StepClock:
-    """Wall time of every optimizer step's end, for sequences/s without the start-up and the final evaluation."""
+    """Wall time of every optimizer step's end, for sequences/s without the start-up and the final evaluation; and
+    the file-backed RSS by mapped source after each evaluation (the run's peak), while the splits are still mapped."""
 
-    def __new__(cls) -> Any:
+    def __new__(cls, prepared: Path, tokenizer: Path) -> Any:
         from transformers import TrainerCallback
 
         class _Clock(TrainerCallback):
             def __init__(self) -> None:
                 self.ends: list[float] = []
+                self.mapped: dict[str, float] = {}
 
             def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
                 self.ends.append(time.perf_counter())
+
+            def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                self.mapped = file_rss_by_source(prepared, tokenizer)
 
         return _Clock()
 
@@ -192,23 +197,23 @@ def train_once(folder: Path, max_steps: int, batch_size: int, prepared: Path | N
     imports = _peak_rss_mib()
     sampler = PeakSampler()
     sampler.start()
-    clock = StepClock()
-    callbacks = [clock, PageDropper((prepared or folder / "prepared") / "splits")] if drop_pages else [clock]
+    prepared, tokenizer = prepared or folder / "prepared", tokenizer or folder / "tokenizer"
+    clock = StepClock(prepared, tokenizer)  # before the dropper: it reads the pages the evaluation left
+    callbacks = [clock, PageDropper(prepared / "splits")] if drop_pages else [clock]
     start = time.perf_counter()
     out = folder / "model"
     result = train(TrainArguments(
-        data=str(prepared or folder / "prepared"), tokenizer=str(tokenizer or folder / "tokenizer"), output_dir=str(out),
+        data=str(prepared), tokenizer=str(tokenizer), output_dir=str(out),
         preset="tiny", max_steps=max_steps, eval_steps=max_steps, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=batch_size, max_eval_samples=500, logging_steps=max_steps,
         measure_step_time=False, overwrite_output_dir=True, disable_tqdm=True, seed=0), callbacks=callbacks)
     sampler.running = False
     sampler.join()
-    mapped = file_rss_by_source(prepared or folder / "prepared", tokenizer or folder / "tokenizer")
     warm = clock.ends[5:] if len(clock.ends) > 6 else clock.ends
     rate = batch_size * (len(warm) - 1) / (warm[-1] - warm[0]) if len(warm) > 1 else float("nan")
     return {"import_rss_mib": imports, "peak_rss_mib": _peak_rss_mib(), "peak_anon_mib": sampler.peaks["RssAnon"],
-            "peak_file_mib": sampler.peaks["RssFile"], "file_mib_at_end": mapped, "seconds": time.perf_counter() - start,
-            "global_step": result.global_step, "sequences_per_s": rate}
+            "peak_file_mib": sampler.peaks["RssFile"], "file_mib_at_evaluation": clock.mapped,
+            "seconds": time.perf_counter() - start, "global_step": result.global_step, "sequences_per_s": rate}
 
 
 def evaluate_once(folder: Path, prepared: Path, users: int) -> dict[str, Any]:
@@ -311,8 +316,8 @@ def end_to_end(args: argparse.Namespace, load: float) -> None:
             print(f"  {row['data']['items']:,} items: " + ", ".join(
                 f"{key} {run[key]:,.0f} MiB ({run[key] / base[key]:.2f}x)"
                 for key in ("peak_rss_mib", "peak_anon_mib", "peak_file_mib")) +
-                f", {run['sequences_per_s']:.0f} sequences/s; file-backed at the end: " +
-                ", ".join(f"{name} {mib:,.0f} MiB" for name, mib in run.get("file_mib_at_end", {}).items()))
+                f", {run['sequences_per_s']:.0f} sequences/s; file-backed after the evaluation: " +
+                ", ".join(f"{name} {mib:,.0f} MiB" for name, mib in run.get("file_mib_at_evaluation", {}).items()))
 
 
 def main() -> None:
