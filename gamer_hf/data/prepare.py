@@ -61,7 +61,7 @@ SPLITS = ("train", "validation", "test")
 # DuckDB's cap in the out-of-core engine. Its sorts and hash tables fill it on any log past a few million events
 # (a 1M log uses about 100 MB), so it is what the sort step's peak grows by from 1M to 10M events. 256MB became
 # possible once the final sort no longer held the user and item codes' join beside it (the 100M Taobao-shaped log
-# ran out of memory there); recipes/bench/RESULTS.md, "The prepare margin (session 8)".
+# ran out of memory there): 1.15x from 1M to 10M; recipes/bench/RESULTS.md, "The prepare margin" (session 8).
 MEMORY_LIMIT = "256MB"
 # Temporary siblings of an output `out`: `.out.prepare-tmp-HOST-PID-XXXX` (being written) and
 # `.out.prepare-old-HOST-PID-XXXX` (the previous output during the swap). Another run's are stale
