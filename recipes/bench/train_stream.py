@@ -156,7 +156,7 @@ MADV_DONTNEED = 4
 
 
 class PageDropper:
-    """After every step and evaluation, unmap this process's resident pages of the prepared splits' Arrow files
+    """After every step and evaluation batch, unmap this process's resident pages of the prepared splits' Arrow files
     (madvise MADV_DONTNEED on exactly their file mappings, listed in /proc/self/maps): the pages stay in the page
     cache, so a row read again faults them back in without disk I/O. Measures whether file-backed RSS can be bounded
     by the pages one step touches."""
@@ -183,7 +183,7 @@ class PageDropper:
             def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
                 drop()
 
-            def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            def on_prediction_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
                 drop()
 
         return _Dropper()
