@@ -778,6 +778,18 @@ class GamerModel(GamerPreTrainedModel):
         )
 
 
+def _labelled_rows(
+    hidden_states: torch.Tensor, labels: torch.Tensor | None, shift_labels: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The hidden states of the positions that predict a label, and those labels: all the causal-LM loss reads
+    (`ForCausalLMLoss` ignores the rest), so the head need not score every position."""
+    if shift_labels is None:
+        shift_labels = F.pad(labels, (0, 1), value=-100)[..., 1:]
+    shift_labels = shift_labels.to(hidden_states.device)
+    scored = shift_labels != -100
+    return hidden_states[scored], shift_labels[scored]
+
+
 class GamerForCausalLM(GamerPreTrainedModel, GamerGenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
 
@@ -804,13 +816,20 @@ class GamerForCausalLM(GamerPreTrainedModel, GamerGenerationMixin):
         behavior_ids: torch.LongTensor | None = None,
         item_position_ids: torch.LongTensor | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        skip_logits: bool = False,
         **kwargs: Any,
     ) -> CausalLMOutputWithCrossAttentions:
         r"""
         labels (`torch.LongTensor`, *optional*): -100 except on code tokens. The loss divides logits by
             `config.training_temperature`; `shift_labels` (already shifted, as packed or context-parallel batches
             carry them) are used as given.
+        skip_logits (`bool`, *optional*, defaults to `False`): return the loss only (`logits` is `None`): the
+            head then runs on the labelled positions alone, so no [batch, length, vocab] tensor is made (the
+            Trainer's loss-only evaluation, whose target items are a few positions of long prompts). The loss
+            is the same, to float rounding.
         """
+        if skip_logits and labels is None and kwargs.get("shift_labels") is None:
+            raise ValueError("skip_logits=True returns only the loss: pass labels (or shift_labels)")
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -824,11 +843,15 @@ class GamerForCausalLM(GamerPreTrainedModel, GamerGenerationMixin):
             **kwargs,
         )
         hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
-        logits = self.lm_head(hidden_states)
+        logits = None if skip_logits else self.lm_head(hidden_states)
         loss = None
         if labels is not None or kwargs.get("shift_labels") is not None:
+            scores = logits
+            if scores is None:
+                rows, kwargs["shift_labels"] = _labelled_rows(hidden_states, labels, kwargs.get("shift_labels"))
+                scores, labels = self.lm_head(rows), None
             loss = self.loss_function(
-                logits=logits.float() / self.config.training_temperature,
+                logits=scores.float() / self.config.training_temperature,
                 labels=labels,
                 vocab_size=self.config.vocab_size,
                 **kwargs,

@@ -1,5 +1,8 @@
 """A JSON list of id strings (users.json, items.json) read straight into one Arrow string array.
 
+The legacy path: prepare now writes the ids beside the JSON as one Arrow column (`items.ids.arrow`), which
+`LazyIds` memory-maps; this scan reads the folders prepared before that.
+
 `json.load` of 4M ids makes 4M Python strings (about 240 MB for a 47 MB file) only to copy them into
 Arrow; pyarrow's JSON reader takes newline-delimited objects, not a top-level list. What prepare
 writes is `["id", "id", ...]` with one separator throughout and no escapes unless an id holds a

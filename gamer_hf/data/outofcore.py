@@ -428,8 +428,10 @@ class _Database:
 
         self.work = work
         (work / "spill").mkdir()
+        # Every result whose order counts says ORDER BY; the rest (tables, joins) need not keep their input's order,
+        # which DuckDB would otherwise buffer for.
         self.db = duckdb.connect(str(work / "prepare.duckdb"), config={
-            "memory_limit": memory_limit, "temp_directory": str(work / "spill"),
+            "memory_limit": memory_limit, "temp_directory": str(work / "spill"), "preserve_insertion_order": False,
         })
 
     def __enter__(self) -> "_Database":
@@ -534,15 +536,23 @@ class _Database:
                  "DROP TABLE IF EXISTS wu; DROP TABLE IF EXISTS wi")
 
     def write_sorted(self) -> None:
-        """sorted.parquet (user, item numbers, behavior, timestamp[, session_id] in canonical order) and the id maps."""
+        """sorted.parquet (user, item numbers, behavior, timestamp[, session_id] in canonical order) and the id maps.
+
+        The numbers are joined in by one statement and sorted by the next: in one pipeline the join's hash tables
+        (every user and item id: 1M and 4M strings at Taobao's size) stay in memory beside the sort's buffers, which
+        ran out of a 256MB limit at 100M events; apart, each has the limit to itself (the join's output, numbers
+        only, is a table DuckDB can evict). `c` and its id strings are dropped once numbered.
+        """
         for kind in ("user", "item"):
             self.sql(f"CREATE TABLE {kind}_code AS SELECT {kind}_id, row_number() OVER (ORDER BY min(pos)) - 1 AS code "
                      f"FROM c GROUP BY {kind}_id")
             self.sql(f"COPY (SELECT {kind}_id FROM {kind}_code ORDER BY code) TO '{self.work / f'{kind}s.parquet'}' "
                      "(FORMAT parquet)")
         sessions = ", c.session_id" if self.has_sessions else ""
-        self.sql(f"COPY (SELECT u.code AS user, i.code AS item, c.behavior, c.timestamp{sessions} FROM c "
-                 "JOIN user_code u USING (user_id) JOIN item_code i USING (item_id) ORDER BY c.pos) "
+        self.sql(f"CREATE TABLE coded AS SELECT c.pos, u.code AS user, i.code AS item, c.behavior, c.timestamp{sessions} "
+                 "FROM c JOIN user_code u USING (user_id) JOIN item_code i USING (item_id)")
+        self.sql("DROP TABLE c")
+        self.sql(f"COPY (SELECT * EXCLUDE (pos) FROM coded ORDER BY pos) "
                  f"TO '{self.work / 'sorted.parquet'}' (FORMAT parquet, ROW_GROUP_SIZE 262144)")
 
     def write_first_items(self, path: Path) -> None:

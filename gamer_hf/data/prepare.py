@@ -2,7 +2,8 @@
 
 A prepared folder holds `save_to_disk` output of a DatasetDict (train / validation / test),
 `metadata.json`, `items.json` (the item catalogue: contiguous id i -> original item id),
-`users.json` (likewise for users) and, when the source has item side information, `items.parquet`.
+`users.json` (likewise for users), the same ids as one-column Arrow files (`items.ids.arrow`,
+`users.ids.arrow`: what is read) and, when the source has item side information, `items.parquet`.
 It is written to a temporary sibling folder and renamed into place, so readers never see half a
 preparation; temporaries that a killed run left behind are removed (or, for a previous output
 caught mid-swap, put back) by the next run (`clean_stale_temps`). Folders and files get the
@@ -58,10 +59,10 @@ __all__ = ["prepare", "load_prepared", "PreparedData", "LazyIds", "format_summar
 FORMAT_VERSION = 1
 SPLITS = ("train", "validation", "test")
 # DuckDB's cap in the out-of-core engine. Its sorts and hash tables fill it on any log past a few million events
-# (a 1M log uses about 100 MB), so it is what the sort step's peak grows by: 256MB gives 1.13x from 1M to 10M
-# events, but a 100M log then runs out of memory in the final sorted COPY (its joins with the 1M user and 4M
-# item codes), so the default stays 512MB (1.49x; recipes/bench/RESULTS.md, "Prepare peak 1M -> 10M").
-MEMORY_LIMIT = "512MB"
+# (a 1M log uses about 100 MB), so it is what the sort step's peak grows by from 1M to 10M events. 256MB became
+# possible once the final sort no longer held the user and item codes' join beside it (the 100M Taobao-shaped log
+# ran out of memory there): 1.15x from 1M to 10M; recipes/bench/RESULTS.md, "The prepare margin" (session 8).
+MEMORY_LIMIT = "256MB"
 # Temporary siblings of an output `out`: `.out.prepare-tmp-HOST-PID-XXXX` (being written) and
 # `.out.prepare-old-HOST-PID-XXXX` (the previous output during the swap). Another run's are stale
 # once their process is gone (same host) or, from any host, after STALE_AFTER_S.
@@ -74,8 +75,10 @@ class LazyIds(Sequence[str]):
 
     Training and evaluation never look at user ids, and a million of them as a Python list cost
     about 70 MB of memory that grows with the log (4M item ids: 300 MB); here they cost nothing until
-    asked for, and then a compact Arrow array, read without Python strings (`id_lists.read_id_array`) unless
-    the file needs the JSON parser. A missing file fails in load_prepared, a corrupt one on first use.
+    asked for, and then a compact Arrow array: the one-column Arrow file prepare writes beside the JSON
+    (`items.ids.arrow`, memory-mapped), or, in folders prepared before it, the JSON read without Python strings
+    (`id_lists.read_id_array`) unless the file needs the JSON parser. A missing JSON fails in load_prepared, a
+    corrupt file on first use.
     """
 
     def __init__(self, path: Path) -> None:
@@ -83,7 +86,9 @@ class LazyIds(Sequence[str]):
 
     @property
     def ids(self) -> pa.Array:
-        if self._ids is None:
+        if self._ids is None and _arrow_ids_path(self.path).is_file():
+            self._ids = _read_arrow_ids(_arrow_ids_path(self.path))
+        if self._ids is None:  # a folder prepared before the Arrow ids
             self._ids = read_id_array(self.path)
         if self._ids is None:  # escapes or another layout: the JSON parser, and its errors
             value = _read_json(self.path)
@@ -183,7 +188,9 @@ def write_prepared_files(folder: Path, metadata: dict[str, Any], item_ids: pa.Ar
                          item_index: dict[str, tuple[str, ...]] | None) -> None:
     """Everything of a prepared folder but the splits: the id maps, side information and metadata.json (last)."""
     for name, ids in (("items.json", item_ids), ("users.json", user_ids)):
-        _write_id_list(folder / name, ids.ids if isinstance(ids, LazyIds) else ids)
+        ids = ids.ids if isinstance(ids, LazyIds) else ids
+        _write_id_list(folder / name, ids)
+        _write_arrow_ids(_arrow_ids_path(folder / name), ids)
     if items is not None:
         items.to_parquet(folder / "items.parquet", index=False)
     if item_index is not None:
@@ -275,6 +282,30 @@ def _quiet_datasets() -> Iterator[None]:
 def _write_json(path: Path, value: Any) -> None:
     with path.open("w", encoding="utf-8") as handle:
         json.dump(value, handle, ensure_ascii=False, indent=1 if isinstance(value, dict) else None)
+
+
+def _arrow_ids_path(json_path: Path) -> Path:
+    """items.json -> items.ids.arrow: the same ids as one Arrow string column, what LazyIds reads."""
+    return json_path.with_name(f"{json_path.stem}.ids.arrow")
+
+
+def _write_arrow_ids(path: Path, ids: pa.Array | Sequence[str]) -> None:
+    ids = ids if isinstance(ids, pa.Array) else pa.array(list(ids), pa.string())
+    table = pa.table({"id": ids})
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+def _read_arrow_ids(path: Path) -> pa.Array:
+    """The ids column of an `.ids.arrow` file, memory-mapped (one record batch: no copy)."""
+    try:
+        with pa.ipc.open_file(pa.memory_map(str(path))) as reader:
+            column = reader.read_all().column("id")
+    except (pa.ArrowException, KeyError, OSError) as error:
+        raise DataError(f"{path} is corrupt ({error}); prepare the data again") from None
+    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+        raise DataError(f"{path} is corrupt: its id column holds {column.type}, not strings; prepare the data again")
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()  # one batch: the mapped buffers
 
 
 def _write_id_list(path: Path, ids: pa.Array | Sequence[str]) -> None:

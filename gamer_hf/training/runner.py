@@ -47,6 +47,7 @@ from .checkpoints import (
     validate_checkpoint,
 )
 from .eval_sample import evaluation_sample
+from .loss_only import LossOnlyTrainer
 from .model_setup import build_model, check_data, load_tokenizer, tokenizer_dir
 from .output import check_output_dir, finish_staging, prune_checkpoints, publish, staging_dir
 from .plan import StepTimes, TrainingPlan, build_plan, measure_seconds, spread_rows
@@ -73,8 +74,9 @@ class TrainResult:
     kept_checkpoints: list[Path]  # left in <output_dir>/checkpoints: none after a completed run
 
 
-class GamerTrainer(ProcessShardTrainer, VettedCheckpointTrainer):
-    """The Trainer `train` runs: each process on its own shard, the best model vetted before it is reloaded."""
+class GamerTrainer(ProcessShardTrainer, VettedCheckpointTrainer, LossOnlyTrainer):
+    """The Trainer `train` runs: each process on its own shard, the best model vetted before it is reloaded, no
+    logits materialized."""
 
 
 def cpu_processes_launched() -> bool:

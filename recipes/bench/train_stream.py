@@ -62,6 +62,25 @@ def _rss_parts_mib() -> dict[str, float]:
     return {name: int(value.split()[0]) / 1024 for name, value in fields.items()}
 
 
+def file_rss_by_source(prepared: Path, tokenizer: Path) -> dict[str, float]:
+    """File-backed resident MiB by what is mapped (from /proc/self/smaps): the prepared splits' Arrow files, the rest
+    of the prepared folder (id lists), the tokenizer's files, and everything else (libraries)."""
+    roots = {"splits": (prepared / "splits").resolve(), "prepared, other": prepared.resolve(),
+             "tokenizer": tokenizer.resolve()}
+    parts = dict.fromkeys([*roots, "libraries and other"], 0.0)
+    source = None
+    with open("/proc/self/smaps") as handle:
+        for line in handle:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) > 4:  # a mapping's header: range, perms, offset, device, inode[, path]
+                path = fields[5] if len(fields) > 5 and fields[5].startswith("/") else None
+                source = None if path is None else next(
+                    (name for name, root in roots.items() if path.startswith(f"{root}/")), "libraries and other")
+            elif fields[0] == "Rss:" and source is not None:
+                parts[source] += int(fields[1]) / 1024
+    return parts
+
+
 class PeakSampler(threading.Thread):
     """The largest anonymous and file-backed RSS seen, sampled every 20 ms (the kernel keeps only the total's)."""
 
@@ -113,44 +132,88 @@ def build_ids(prepared_dir: Path, tokenizer_dir: Path) -> dict[str, Any]:
 
 
 class StepClock:
-    """Wall time of every optimizer step's end, for sequences/s without the start-up and the final evaluation."""
+    """Wall time of every optimizer step's end, for sequences/s without the start-up and the final evaluation; and
+    the file-backed RSS by mapped source after each evaluation (the run's peak), while the splits are still mapped."""
 
-    def __new__(cls) -> Any:
+    def __new__(cls, prepared: Path, tokenizer: Path) -> Any:
         from transformers import TrainerCallback
 
         class _Clock(TrainerCallback):
             def __init__(self) -> None:
                 self.ends: list[float] = []
+                self.mapped: dict[str, float] = {}
 
             def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
                 self.ends.append(time.perf_counter())
 
+            def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                self.mapped = file_rss_by_source(prepared, tokenizer)
+
         return _Clock()
 
 
+MADV_DONTNEED = 4
+
+
+class PageDropper:
+    """After every step and evaluation batch, unmap this process's resident pages of the prepared splits' Arrow files
+    (madvise MADV_DONTNEED on exactly their file mappings, listed in /proc/self/maps): the pages stay in the page
+    cache, so a row read again faults them back in without disk I/O. Measures whether file-backed RSS can be bounded
+    by the pages one step touches."""
+
+    def __new__(cls, splits: Path) -> Any:
+        import ctypes
+
+        from transformers import TrainerCallback
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        root = f"{splits.resolve()}/"
+
+        def drop() -> None:
+            with open("/proc/self/maps") as handle:
+                ranges = [line.split()[0] for line in handle if line.rstrip().endswith(".arrow")
+                          and line.split()[-1].startswith(root)]
+            for span in ranges:
+                start, end = (int(bound, 16) for bound in span.split("-"))
+                if libc.madvise(start, end - start, MADV_DONTNEED):
+                    raise OSError(ctypes.get_errno(), f"madvise({span}) failed")
+
+        class _Dropper(TrainerCallback):
+            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                drop()
+
+            def on_prediction_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                drop()
+
+        return _Dropper()
+
+
 def train_once(folder: Path, max_steps: int, batch_size: int, prepared: Path | None = None,
-               tokenizer: Path | None = None) -> dict[str, Any]:
+               tokenizer: Path | None = None, drop_pages: bool = False) -> dict[str, Any]:
     """A short run of the tiny preset on one size; memory figures of this process only."""
     from gamer_hf.training import TrainArguments, train
 
     imports = _peak_rss_mib()
     sampler = PeakSampler()
     sampler.start()
-    clock = StepClock()
+    prepared, tokenizer = prepared or folder / "prepared", tokenizer or folder / "tokenizer"
+    clock = StepClock(prepared, tokenizer)  # before the dropper: it reads the pages the evaluation left
+    callbacks = [clock, PageDropper(prepared / "splits")] if drop_pages else [clock]
     start = time.perf_counter()
     out = folder / "model"
     result = train(TrainArguments(
-        data=str(prepared or folder / "prepared"), tokenizer=str(tokenizer or folder / "tokenizer"), output_dir=str(out),
+        data=str(prepared), tokenizer=str(tokenizer), output_dir=str(out),
         preset="tiny", max_steps=max_steps, eval_steps=max_steps, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=batch_size, max_eval_samples=500, logging_steps=max_steps,
-        measure_step_time=False, overwrite_output_dir=True, disable_tqdm=True, seed=0), callbacks=[clock])
+        measure_step_time=False, overwrite_output_dir=True, disable_tqdm=True, seed=0), callbacks=callbacks)
     sampler.running = False
     sampler.join()
     warm = clock.ends[5:] if len(clock.ends) > 6 else clock.ends
     rate = batch_size * (len(warm) - 1) / (warm[-1] - warm[0]) if len(warm) > 1 else float("nan")
     return {"import_rss_mib": imports, "peak_rss_mib": _peak_rss_mib(), "peak_anon_mib": sampler.peaks["RssAnon"],
-            "peak_file_mib": sampler.peaks["RssFile"], "seconds": time.perf_counter() - start,
-            "global_step": result.global_step, "sequences_per_s": rate}
+            "peak_file_mib": sampler.peaks["RssFile"], "file_mib_at_evaluation": clock.mapped,
+            "seconds": time.perf_counter() - start, "global_step": result.global_step, "sequences_per_s": rate}
 
 
 def evaluate_once(folder: Path, prepared: Path, users: int) -> dict[str, Any]:
@@ -232,7 +295,8 @@ def end_to_end(args: argparse.Namespace, load: float) -> None:
             row["ids"] = {"reused": str(tokenizer)}
         else:
             stages.append(("ids", "ids", {}))
-        train = {"max_steps": args.max_steps, "batch_size": args.batch_size, "tokenizer": tokenizer}
+        train = {"max_steps": args.max_steps, "batch_size": args.batch_size, "tokenizer": tokenizer,
+                 "drop_mapped_pages": int(args.drop_mapped_pages)}
         if args.baseline_src:
             stages.append(("train_baseline", "train", {**train, "source": args.baseline_src}))
         stages.append(("train", "train", train))
@@ -252,7 +316,8 @@ def end_to_end(args: argparse.Namespace, load: float) -> None:
             print(f"  {row['data']['items']:,} items: " + ", ".join(
                 f"{key} {run[key]:,.0f} MiB ({run[key] / base[key]:.2f}x)"
                 for key in ("peak_rss_mib", "peak_anon_mib", "peak_file_mib")) +
-                f", {run['sequences_per_s']:.0f} sequences/s")
+                f", {run['sequences_per_s']:.0f} sequences/s; file-backed after the evaluation: " +
+                ", ".join(f"{name} {mib:,.0f} MiB" for name, mib in run.get("file_mib_at_evaluation", {}).items()))
 
 
 def main() -> None:
@@ -269,6 +334,8 @@ def main() -> None:
     parser.add_argument("--eval-users", type=int, default=10_000, help="--prepared: sampled test users (0: no evaluation)")
     parser.add_argument("--tokenizers-from", help="--prepared: reuse WORK0/<folder name>/tokenizer of an earlier run")
     parser.add_argument("--baseline-src", help="--prepared: also train with the package tree in this folder, first")
+    parser.add_argument("--drop-mapped-pages", type=int, default=0, choices=[0, 1],
+                        help="--prepared: 1 unmaps the splits' resident file pages after every step (see PageDropper)")
     parser.add_argument("--stage", choices=["data", "ids", "train", "evaluate"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--events", type=int, help=argparse.SUPPRESS)
@@ -284,7 +351,8 @@ def main() -> None:
     if args.stage == "train":
         data = Path(args.data) if args.data else None
         tokenizer = Path(args.tokenizer) if args.tokenizer else None
-        print(json.dumps(train_once(Path(args.folder), args.max_steps, args.batch_size, data, tokenizer)))
+        print(json.dumps(train_once(Path(args.folder), args.max_steps, args.batch_size, data, tokenizer,
+                                    bool(args.drop_mapped_pages))))
         return
     if args.stage == "evaluate":
         print(json.dumps(evaluate_once(Path(args.folder), Path(args.data), args.eval_users)))

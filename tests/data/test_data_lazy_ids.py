@@ -58,9 +58,40 @@ def test_a_corrupt_users_json_fails_on_first_use(prepared_folder: Path, tmp_path
                                                  message: str) -> None:
     folder = tmp_path / "copy"
     load_prepared(prepared_folder).save(folder)
+    (folder / "users.ids.arrow").unlink()  # a folder prepared before the Arrow ids: the JSON is what is read
     (folder / "users.json").write_text(content)
     data = load_prepared(folder)  # the splits and item ids load; the user ids are not needed yet
     with pytest.raises(DataError, match=message):
+        len(data.user_ids)
+
+
+@pytest.mark.parametrize("name", ["users", "items"])
+def test_the_arrow_ids_beside_the_json_are_what_is_read_and_old_folders_read_the_json(
+        prepared_folder: Path, tmp_path: Path, name: str) -> None:
+    written = json.loads((prepared_folder / f"{name}.json").read_text())
+    column = pa.ipc.open_file(pa.memory_map(str(prepared_folder / f"{name}.ids.arrow"))).read_all().column("id")
+    assert column.to_pylist() == written
+    folder = tmp_path / "copy"
+    load_prepared(prepared_folder).save(folder)
+    (folder / f"{name}.json").write_text("[]")  # not read while the Arrow file is there
+    assert getattr(load_prepared(folder), f"{name[:-1]}_ids") == written
+    (folder / f"{name}.ids.arrow").unlink()
+    (folder / f"{name}.json").write_text(json.dumps(written, ensure_ascii=False))
+    assert getattr(load_prepared(folder), f"{name[:-1]}_ids") == written  # the legacy path: the JSON scan
+
+
+@pytest.mark.parametrize("damage", ["truncated", "numbers"])
+def test_a_corrupt_arrow_id_file_fails_on_first_use(prepared_folder: Path, tmp_path: Path, damage: str) -> None:
+    folder = tmp_path / "copy"
+    load_prepared(prepared_folder).save(folder)
+    path = folder / "users.ids.arrow"
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:40])
+    else:
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, pa.schema([("id", pa.int64())])) as writer:
+            writer.write_table(pa.table({"id": [1, 2]}))
+    data = load_prepared(folder)
+    with pytest.raises(DataError, match="users.ids.arrow is corrupt"):
         len(data.user_ids)
 
 
