@@ -50,6 +50,8 @@ def bench_script():
     import sys
 
     folder = Path(__file__).resolve().parents[1] / "recipes" / "bench"
+    if str(folder) not in sys.path:  # as when run: a script's folder is first on its path (code_at, siblings)
+        sys.path.insert(0, str(folder))
 
     def load(file: str):
         name = f"bench_{Path(file).stem}"

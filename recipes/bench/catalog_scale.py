@@ -41,6 +41,8 @@ import torch
 from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast, ItemTrie
 from gamer_hf.modeling.item_index_gamer import ItemIndex
 
+from code_at import package_at  # a sibling script
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "catalog_scale.json"
 BEHAVIORS = {"click": 0, "cart": 1, "buy": 2}
@@ -289,22 +291,10 @@ def power_iteration_section(sizes: list[int], variants: list[str]) -> list[dict[
     return out
 
 
-def _package_code(ref: str, into: Path) -> Path:
-    """A folder to put on PYTHONPATH whose `gamer_hf` is git ref `ref`'s package (modeling/ and hub_cards/
-    inside it, as setup.py maps them), so a job can run the previous code in the same script."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "gamer_hf", "modeling", "hub_cards"],
-                             capture_output=True, check=True)
-    into.mkdir(parents=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    for name in ("modeling", "hub_cards"):
-        (into / name).rename(into / "gamer_hf" / name)
-    return into
-
-
 def semantic_id_section(sizes: list[int], embedding: str, balanced: bool, work: Path,
                         code: Path | None = None) -> list[dict[str, Any]]:
     """The whole semantic-ID job per size in a fresh process, then its index loaded in another one; with `code`
-    (a `_package_code` folder) the job runs that code instead of this tree's."""
+    (a `code_at.package_at` folder) the job runs that code instead of this tree's."""
     out = []
     env = None if code is None else {"PYTHONPATH": str(code)}
     for size in sizes:
@@ -376,7 +366,7 @@ def quantizer_section(jobs: list[dict[str, Any]], sizes: list[int], baseline: st
 
 def _baseline_jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
-        code = _package_code(args.job_baseline, Path(tmp) / "baseline")
+        code = package_at(args.job_baseline, Path(tmp) / "baseline")
         return semantic_id_section(args.sizes, args.embedding, args.balanced, args.work, code)
 
 

@@ -1,4 +1,4 @@
-"""The model code of an earlier commit, importable beside today's: the baseline of the A/B benchmarks."""
+"""The code of an earlier commit, importable beside today's: the baseline of the A/B benchmarks."""
 
 from __future__ import annotations
 
@@ -29,3 +29,16 @@ def model_code_at(commit: str) -> ModuleType:
         (package / name).write_text(source)
     sys.path.insert(0, str(root))
     return importlib.import_module(package.name)
+
+
+def package_at(commit: str, into: Path) -> Path:
+    """A folder to put first on a child process's PYTHONPATH whose `gamer_hf` is `commit`'s package, with its
+    `modeling/` and `hub_cards/` inside it as setup.py installs them. Extracting `modeling/` beside `gamer_hf` is
+    not enough: `gamer_hf.modeling` would then resolve through the editable install to today's model code."""
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "gamer_hf", "modeling", "hub_cards"],
+                             capture_output=True, check=True)
+    into.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    for name in ("modeling", "hub_cards"):
+        (into / name).rename(into / "gamer_hf" / name)
+    return into

@@ -282,11 +282,9 @@ def compare_code(args: argparse.Namespace) -> list[dict[str, Any]]:
     """
     rows = []
     with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
-        baseline = Path(scratch) / "baseline"
-        baseline.mkdir()
-        archive = subprocess.run(["git", "archive", args.baseline_commit, "gamer_hf", "modeling"], check=True,
-                                 stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2]).stdout
-        subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True)
+        from code_at import package_at  # a sibling script; imported here so the other workloads need no git
+
+        baseline = package_at(args.baseline_commit, Path(scratch) / "baseline")
         root = Path(args.keep or scratch)
         for events in sorted(args.num_events):
             folder = root / f"synthetic_{events}"

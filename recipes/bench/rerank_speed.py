@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from code_at import package_at  # a sibling script
+
 REPO = Path(__file__).resolve().parents[2]
 
 # Run in a child, with the code under test first on the path: one evaluate_checkpoint, the fits timed.
@@ -84,10 +86,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as scratch:
         sources = {"baseline": Path(scratch) / "baseline", "this tree": Path(scratch) / "this_tree"}
         for code, commit in (("baseline", args.baseline_commit), ("this tree", args.commit)):
-            sources[code].mkdir()
-            archive = subprocess.run(["git", "archive", commit, "gamer_hf"], check=True, stdout=subprocess.PIPE,
-                                     cwd=REPO).stdout
-            subprocess.run(["tar", "-x", "-C", str(sources[code])], input=archive, check=True)
+            package_at(commit, sources[code])
         for round_ in range(args.rounds):
             for code in (["baseline", "this tree"] if round_ % 2 == 0 else ["this tree", "baseline"]):
                 env = dict(os.environ) | {"PYTHONPATH": str(sources[code])}
