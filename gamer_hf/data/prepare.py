@@ -188,7 +188,10 @@ def write_prepared_files(folder: Path, metadata: dict[str, Any], item_ids: pa.Ar
                          item_index: dict[str, tuple[str, ...]] | None) -> None:
     """Everything of a prepared folder but the splits: the id maps, side information and metadata.json (last)."""
     for name, ids in (("items.json", item_ids), ("users.json", user_ids)):
-        ids = ids.ids if isinstance(ids, LazyIds) else ids
+        if isinstance(ids, LazyIds):
+            ids = ids.ids
+        elif not isinstance(ids, pa.Array):  # converted once, for both files
+            ids = pa.array(list(ids), pa.string())
         _write_id_list(folder / name, ids)
         _write_arrow_ids(_arrow_ids_path(folder / name), ids)
     if items is not None:
@@ -289,8 +292,7 @@ def _arrow_ids_path(json_path: Path) -> Path:
     return json_path.with_name(f"{json_path.stem}.ids.arrow")
 
 
-def _write_arrow_ids(path: Path, ids: pa.Array | Sequence[str]) -> None:
-    ids = ids if isinstance(ids, pa.Array) else pa.array(list(ids), pa.string())
+def _write_arrow_ids(path: Path, ids: pa.Array) -> None:
     table = pa.table({"id": ids})
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
@@ -308,9 +310,8 @@ def _read_arrow_ids(path: Path) -> pa.Array:
     return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()  # one batch: the mapped buffers
 
 
-def _write_id_list(path: Path, ids: pa.Array | Sequence[str]) -> None:
+def _write_id_list(path: Path, ids: pa.Array) -> None:
     """A JSON list of strings written in slices (what json.dump writes), never all as Python strings at once."""
-    ids = ids if isinstance(ids, pa.Array) else pa.array(list(ids), pa.string())
     step = 1 << 16
     with path.open("w", encoding="utf-8") as handle:
         handle.write("[")

@@ -46,9 +46,9 @@ def test_saving_a_loaded_folder_writes_the_same_id_files(prepared_folder: Path, 
     for name in ("users.json", "items.json"):
         assert (tmp_path / "again" / name).read_text() == (prepared_folder / name).read_text()
     ids = [f"u{i}" for i in range(70_000)] + ["ü"]  # more than one slice, and a non-ASCII id
-    _write_id_list(tmp_path / "ids.json", ids)
+    _write_id_list(tmp_path / "ids.json", pa.array(ids, pa.string()))
     assert (tmp_path / "ids.json").read_text(encoding="utf-8") == json.dumps(ids, ensure_ascii=False)
-    _write_id_list(tmp_path / "none.json", [])
+    _write_id_list(tmp_path / "none.json", pa.array([], pa.string()))
     assert (tmp_path / "none.json").read_text() == "[]"
 
 
