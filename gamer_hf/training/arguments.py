@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
+from gamer_hf.data.split_rows import BLOCK_ROWS, CACHE_BLOCKS
 from gamer_hf.errors import ConfigurationError
 
 from .eval_sample import DEFAULT_MAX_EVAL_SAMPLES
@@ -122,6 +123,17 @@ class TrainArguments:
         metadata={"help": "validation cases scored at each evaluation: a fixed sample of the validation split, the "
                           "same every time; 0 = the whole split"},
     )
+    shuffle_block_rows: int = field(
+        default=BLOCK_ROWS,
+        metadata={"help": "training rows are read and shuffled in blocks of this many consecutive rows (see "
+                          "shuffle_buffer_blocks); smaller blocks give a more random order and more reads"},
+    )
+    shuffle_buffer_blocks: int = field(
+        default=CACHE_BLOCKS,
+        metadata={"help": "blocks in memory at once: each epoch takes the blocks in a random order, this many at a "
+                          "time, and shuffles their rows together; a split of at most blocks x rows is fully "
+                          "shuffled, a larger one within each buffer; memory grows with the buffer, not the split"},
+    )
     measure_step_time: bool = field(
         default=True,
         metadata={"help": "time one training and one validation batch on a copy of the model before training, for "
@@ -182,7 +194,7 @@ class TrainArguments:
         if self.early_stopping_patience < 0:
             raise ValueError(f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}")
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-                     "logging_steps"):
+                     "logging_steps", "shuffle_block_rows", "shuffle_buffer_blocks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.save_steps is not None:

@@ -53,7 +53,7 @@ from .output import check_output_dir, finish_staging, prune_checkpoints, publish
 from .plan import StepTimes, TrainingPlan, build_plan, measure_seconds, spread_rows
 from .ranking import RANKING_METRIC, RankingSelectionCallback
 from .run_info import last_eval_loss, training_info
-from .sharding import ProcessShardTrainer, process_shard
+from .sharding import ProcessShardTrainer, training_rows
 
 __all__ = ["TrainResult", "cpu_processes_launched", "train", "training_arguments"]
 
@@ -153,8 +153,8 @@ def _publish_best(trainer: Trainer, state: PartialState, out: Path, info: Callab
 
 def _step_times(trainer: Trainer, args: TrainArguments, hf_args: TrainingArguments) -> StepTimes:
     """Measured on a copy of the model with batches of typical rows (spread over each split)."""
-    def batch(dataset: Any, size: int) -> dict[str, torch.Tensor] | None:
-        return trainer.data_collator(list(dataset.select(spread_rows(len(dataset), size)))) if len(dataset) else None
+    def batch(rows: Any, size: int) -> dict[str, torch.Tensor] | None:
+        return trainer.data_collator(rows.__getitems__(spread_rows(len(rows), size))) if len(rows) else None
 
     dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
     return measure_seconds(trainer.model, batch(trainer.train_dataset, args.per_device_train_batch_size),
@@ -264,7 +264,8 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
     trainer = GamerTrainer(
         model=model,
         args=hf_args,
-        train_dataset=process_shard(prepared.splits["train"], state.process_index, state.num_processes),
+        train_dataset=training_rows(prepared.splits["train"], state.process_index, state.num_processes,
+                                    args.shuffle_block_rows, args.shuffle_buffer_blocks),
         eval_dataset=evaluation_sample(prepared.splits["validation"], args.max_eval_samples),
         data_collator=GamerCollator(tokenizer, max_history=max_history, on_unknown=args.on_unknown,
                                     pack=args.pack_sequences),

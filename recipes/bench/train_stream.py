@@ -24,12 +24,16 @@ after the first five, which warm up), and, on the last folder only, `evaluate_ch
     python recipes/bench/train_stream.py --prepared PREPARED_10M PREPARED_100M --work WORK --eval-users 10000
 
 `--tokenizers-from WORK0` reuses the semantic IDs an earlier `--prepared` run saved under WORK0 (skipping the ids
-stage, minutes at 4M items), `--eval-users 0` skips the evaluation, and `--baseline-src SRC` trains every folder
-twice, first with the package in SRC (a source tree such as `git archive main`, whose `gamer_hf/modeling` points
-at its `modeling/`) and then with this one, so that before and after come from one script:
+stage, minutes at 4M items), `--eval-users 0` skips the evaluation, and `--baseline-commit REV` trains every folder
+with REV's package (`code_at.package_at`) and with this tree's, `--repeats` times, alternating which goes first,
+so that before and after come from one script:
 
     python recipes/bench/train_stream.py --prepared PREPARED_10M PREPARED_100M --work WORK \
-        --tokenizers-from WORK0 --eval-users 0 --baseline-src SRC
+        --tokenizers-from WORK0 --eval-users 0 --baseline-commit REV --repeats 2
+
+Each training also records the kernel's page cache (`Cached` in /proc/meminfo) at its start and end: what the
+process reads from the splits goes through it either way (pages of a memory map or of positional reads), and it is
+the machine's, shared with every other job, not the process's.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -79,6 +84,12 @@ def file_rss_by_source(prepared: Path, tokenizer: Path) -> dict[str, float]:
             elif fields[0] == "Rss:" and source is not None:
                 parts[source] += int(fields[1]) / 1024
     return parts
+
+
+def _page_cache_mib() -> float:
+    """The kernel's page cache (`Cached` in /proc/meminfo): the whole machine's, reclaimable."""
+    with open("/proc/meminfo") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("Cached:")) / 1024
 
 
 class PeakSampler(threading.Thread):
@@ -195,6 +206,7 @@ def train_once(folder: Path, max_steps: int, batch_size: int, prepared: Path | N
     from gamer_hf.training import TrainArguments, train
 
     imports = _peak_rss_mib()
+    cached = _page_cache_mib()
     sampler = PeakSampler()
     sampler.start()
     prepared, tokenizer = prepared or folder / "prepared", tokenizer or folder / "tokenizer"
@@ -213,7 +225,8 @@ def train_once(folder: Path, max_steps: int, batch_size: int, prepared: Path | N
     rate = batch_size * (len(warm) - 1) / (warm[-1] - warm[0]) if len(warm) > 1 else float("nan")
     return {"import_rss_mib": imports, "peak_rss_mib": _peak_rss_mib(), "peak_anon_mib": sampler.peaks["RssAnon"],
             "peak_file_mib": sampler.peaks["RssFile"], "file_mib_at_evaluation": clock.mapped,
-            "seconds": time.perf_counter() - start, "global_step": result.global_step, "sequences_per_s": rate}
+            "seconds": time.perf_counter() - start, "global_step": result.global_step, "sequences_per_s": rate,
+            "cached_mib_start": cached, "cached_mib_end": _page_cache_mib()}
 
 
 def evaluate_once(folder: Path, prepared: Path, users: int) -> dict[str, Any]:
@@ -243,8 +256,9 @@ def _child(stage: str, source: str | None = None, **options: Any) -> dict[str, A
     """One stage in a fresh process; `source` puts another package tree first on its import path."""
     command = [sys.executable, __file__, "--stage", stage]
     for key, value in options.items():
-        command += [f"--{key.replace('_', '-')}", str(value)]
-    env = dict(os.environ, PYTHONPATH=str(Path(source).resolve())) if source else None
+        if value is not None:
+            command += [f"--{key.replace('_', '-')}", str(value)]
+    env = dict(os.environ, PYTHONPATH=str(Path(source).resolve())) if source else None  # first on the path
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode:
         raise SystemExit(f"{stage} failed:\n{done.stderr[-4000:]}")
@@ -278,46 +292,57 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def end_to_end(args: argparse.Namespace, load: float) -> None:
-    """Semantic IDs, training steps and sampled evaluation on each prepared folder; JSON after every stage."""
+def end_to_end(args: argparse.Namespace, load: float, baseline: Path | None) -> None:
+    """Semantic IDs, training steps and sampled evaluation on each prepared folder; JSON after every stage.
+
+    With a `baseline` package every repeat trains each folder with it and with this tree, alternating which
+    goes first (the machine is shared: what counts is the ratio within a repeat)."""
     rows = []
     for prepared in args.prepared:
         folder = Path(args.work) / Path(prepared).name
-        row: dict[str, Any] = {"prepared": prepared}
-        rows.append(row)
         meta = json.loads((Path(prepared) / "metadata.json").read_text())
-        row["data"] = {"events": meta["num_events"], "users": meta["num_users"], "items": meta["num_items"],
-                       "train_rows": meta["splits"]["train"]["rows"]}
-        tokenizer = folder / "tokenizer"
-        stages: list[tuple[str, str, dict[str, Any]]] = []
+        row: dict[str, Any] = {"prepared": prepared, "folder": folder, "train": [], "train_baseline": [],
+                               "data": {"events": meta["num_events"], "users": meta["num_users"],
+                                        "items": meta["num_items"], "train_rows": meta["splits"]["train"]["rows"]}}
+        rows.append(row)
+        row["tokenizer"] = folder / "tokenizer"
         if args.tokenizers_from:
-            tokenizer = Path(args.tokenizers_from) / Path(prepared).name / "tokenizer"
-            row["ids"] = {"reused": str(tokenizer)}
-        else:
-            stages.append(("ids", "ids", {}))
-        train = {"max_steps": args.max_steps, "batch_size": args.batch_size, "tokenizer": tokenizer,
-                 "drop_mapped_pages": int(args.drop_mapped_pages)}
-        if args.baseline_src:
-            stages.append(("train_baseline", "train", {**train, "source": args.baseline_src}))
-        stages.append(("train", "train", train))
-        if prepared == args.prepared[-1] and args.eval_users:  # the largest: the sizes before it are the baseline
-            stages.append(("evaluate", "evaluate", {"eval_users": args.eval_users}))
-        for name, stage, options in stages:
-            row[name] = _child(stage, folder=folder, data=prepared, **options)
-            if args.out:
-                Path(args.out).write_text(json.dumps({"machine": _machine(load), "command": sys.argv, "rows": rows},
-                                                     indent=1))
-    print(f"Machine: {_machine(load)}.")
-    for name in ("train_baseline", "train") if args.baseline_src else ("train",):
-        base = rows[0][name]
-        print(f"\n{name}:")
+            row["tokenizer"] = Path(args.tokenizers_from) / Path(prepared).name / "tokenizer"
+            row["ids"] = {"reused": str(row["tokenizer"])}
+    stages: list[tuple[dict[str, Any], str, str, dict[str, Any]]] = []
+    if not args.tokenizers_from:
+        stages += [(row, "ids", "ids", {}) for row in rows]
+    for repeat in range(args.repeats):
+        codes = ["train_baseline", "train"] if baseline else ["train"]
         for row in rows:
-            run = row[name]
-            print(f"  {row['data']['items']:,} items: " + ", ".join(
-                f"{key} {run[key]:,.0f} MiB ({run[key] / base[key]:.2f}x)"
-                for key in ("peak_rss_mib", "peak_anon_mib", "peak_file_mib")) +
-                f", {run['sequences_per_s']:.0f} sequences/s; file-backed after the evaluation: " +
-                ", ".join(f"{name} {mib:,.0f} MiB" for name, mib in run.get("file_mib_at_evaluation", {}).items()))
+            train = {"max_steps": args.max_steps, "batch_size": args.batch_size, "tokenizer": row["tokenizer"],
+                     "drop_mapped_pages": int(args.drop_mapped_pages)}
+            for code in codes if repeat % 2 == 0 else codes[::-1]:
+                stages.append((row, code, "train", {**train, "source": baseline if code == "train_baseline" else None}))
+    if args.eval_users:  # the largest folder: the sizes before it are the baseline
+        stages.append((rows[-1], "evaluate", "evaluate", {"eval_users": args.eval_users}))
+    for row, name, stage, options in stages:
+        result = _child(stage, folder=row["folder"], data=row["prepared"], **options)
+        if name.startswith("train"):
+            row[name].append(result | {"repeat": len(row[name])})
+        else:
+            row[name] = result
+        if args.out:
+            Path(args.out).write_text(json.dumps({"machine": _machine(load), "command": sys.argv, "rows": rows},
+                                                 indent=1, default=str))
+    print(f"Machine: {_machine(load)}.")
+    for name in ("train_baseline", "train") if baseline else ("train",):
+        for repeat in range(args.repeats):
+            base = rows[0][name][repeat]
+            print(f"\n{name}, repeat {repeat}:")
+            for row in rows:
+                run = row[name][repeat]
+                print(f"  {row['data']['items']:,} items: " + ", ".join(
+                    f"{key} {run[key]:,.0f} MiB ({run[key] / base[key]:.2f}x)"
+                    for key in ("peak_rss_mib", "peak_anon_mib", "peak_file_mib")) +
+                    f", {run['sequences_per_s']:.0f} sequences/s, page cache {run['cached_mib_start']:,.0f} -> "
+                    f"{run['cached_mib_end']:,.0f} MiB; file-backed after the evaluation: " +
+                    ", ".join(f"{part} {mib:,.0f} MiB" for part, mib in run.get("file_mib_at_evaluation", {}).items()))
 
 
 def main() -> None:
@@ -333,7 +358,8 @@ def main() -> None:
     parser.add_argument("--prepared", nargs="+", help="end to end on these prepared folders (see above)")
     parser.add_argument("--eval-users", type=int, default=10_000, help="--prepared: sampled test users (0: no evaluation)")
     parser.add_argument("--tokenizers-from", help="--prepared: reuse WORK0/<folder name>/tokenizer of an earlier run")
-    parser.add_argument("--baseline-src", help="--prepared: also train with the package tree in this folder, first")
+    parser.add_argument("--baseline-commit", help="--prepared: also train with this commit's package (code_at.py)")
+    parser.add_argument("--repeats", type=int, default=1, help="--prepared: training runs per folder and code")
     parser.add_argument("--drop-mapped-pages", type=int, default=0, choices=[0, 1],
                         help="--prepared: 1 unmaps the splits' resident file pages after every step (see PageDropper)")
     parser.add_argument("--stage", choices=["data", "ids", "train", "evaluate"], help=argparse.SUPPRESS)
@@ -360,8 +386,14 @@ def main() -> None:
     if not args.work:
         parser.error("--work is required")
     load = os.getloadavg()[0]
+    if args.prepared and args.baseline_commit:
+        from code_at import package_at  # a sibling script; imported here so the other stages need no git
+
+        with tempfile.TemporaryDirectory(dir=args.work) as scratch:
+            end_to_end(args, load, package_at(args.baseline_commit, Path(scratch) / "baseline"))
+        return
     if args.prepared:
-        end_to_end(args, load)
+        end_to_end(args, load, None)
         return
     rows = []
     for events in sorted(args.num_events):

@@ -67,6 +67,7 @@ seen = open(os.path.join(sys.argv[1], f"rows-{os.environ['RANK']}.jsonl"), "w")
 collate = GamerCollator.__call__
 
 def recording(self, rows):
+    rows = rows.to_pylist() if hasattr(rows, "to_pylist") else rows  # training batches come as Arrow tables
     seen.writelines(json.dumps([row["user_id"], *row["items"]]) + "\\n" for row in rows if "items" in row)
     seen.flush()
     return collate(self, rows)
