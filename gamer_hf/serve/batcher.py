@@ -4,10 +4,12 @@ Decoding runs on one worker thread (the model is not re-entrant, and torch relea
 the event loop keeps answering health checks and accepting requests while a batch decodes; the
 requests that arrive meanwhile form the next batch.
 
-With `refill`, a batch that ends expects its clients back: while fewer requests are queued than it
-answered plus those already waiting, the next batch waits for them, at most `max_wait_ms` after the
-batch ended. Without it, closed-loop clients split into groups that take turns: the requests queued
-while a batch decodes are past their wait when it ends and go without the clients just answered.
+With `refill`, a batch that ends expects its clients back: the next batch goes as soon as as many
+requests are queued as it answered plus those already waiting (or it is full), and otherwise
+`max_wait_ms` after the later of the batch's end and the oldest request's arrival. Without it, the
+next batch goes when the oldest request has waited `max_wait_ms`; closed-loop clients then split
+into groups that take turns (the requests queued while a batch decodes are past their wait when it
+ends and go without the clients just answered), or, with a longer wait, every batch waits it out.
 Each batch is logged at DEBUG (logger `gamer_hf.serve.batcher`): its size, the queue it leaves, the
 oldest request's wait, the worker's idle time before it, and its decode time.
 """
@@ -32,7 +34,7 @@ Answer = TypeVar("Answer")
 
 class MicroBatcher(Generic[Request, Answer]):
     """Queue requests; take up to `max_batch_size` once the oldest has waited `max_wait_ms` (or the batch is full);
-    with `refill`, also not before the last batch's clients are back or `max_wait_ms` passed since it ended.
+    with `refill`, right after a batch, once its clients are back or `max_wait_ms` passed since it ended.
 
     `run(batch)` returns one answer per request, in order; `on_batch(waits)` (the seconds each request of a
     batch waited in the queue) and `on_queue(depth)` report to metrics.
@@ -48,7 +50,7 @@ class MicroBatcher(Generic[Request, Answer]):
         self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gamer-decode")
         self._worker: asyncio.Task[None] | None = None
-        self._expected, self._ended = 0, 0.0  # the queue the last batch's clients would refill; when it ended
+        self._expected, self._ended = max_batch_size, 0.0  # the queue the last batch's clients refill; its end
 
     @property
     def depth(self) -> int:
@@ -84,12 +86,14 @@ class MicroBatcher(Generic[Request, Answer]):
 
     def _remaining_wait(self, now: float) -> float:
         """Seconds the queued requests still wait for others (0 or less: the batch goes now)."""
+        oldest = self._pending[0][0]
         if len(self._pending) >= self.max_batch_size:
             return 0.0
-        remaining = self._pending[0][0] + self.max_wait - now
-        if self.refill and len(self._pending) < self._expected:
-            remaining = max(remaining, self._ended + self.max_wait - now)
-        return remaining
+        if not self.refill or oldest > self._ended + self.max_wait:  # no batch just ended: wait for company
+            return oldest + self.max_wait - now
+        if len(self._pending) >= self._expected:  # the clients of the batch that just ended are back
+            return 0.0
+        return max(oldest, self._ended) + self.max_wait - now
 
     async def _next_batch(self) -> list[tuple[float, Request, asyncio.Future[Answer]]]:
         while not self._pending:

@@ -11,8 +11,9 @@ answered request:
   similar history length), the wait in the batcher's queue, and the decode thread's wall time inside
   batches; that wall time minus the decode thread's on-CPU and run-queue time is time it slept inside
   a batch, which is waiting for the GIL (the event loop holds it meanwhile);
-- with py-spy (`pip install py-spy`; needs ptrace rights), the event loop's CPU split by part of the
-  work (HTTP parsing, pydantic validation and JSON, `Recommender.prepare`, routing, uvicorn/asyncio).
+- with py-spy (`pip install py-spy`; needs ptrace rights), the event loop's CPU split by the innermost
+  library of each sample (`Recommender.prepare`, pydantic, json, FastAPI, Starlette, the service's own code,
+  prometheus_client, uvicorn's HTTP protocol, asyncio).
 
 Prints a table and writes `results/serve_profile.json`.
 
@@ -54,25 +55,25 @@ from typing import Any
 from gamer_hf.serve.handler import CALL_COST_INTERACTIONS
 from serve_load import DEFAULT_CLIENT, HERE, Server, build_checkpoint, drive, percentile, request_bodies, run_level
 
-BUCKETS = (  # first match wins; matched against the whole stack of a sample
-    ("model: prefill", ("_prefill",)),
-    ("model: decode steps", ("_decode_step",)),
-    ("model: encode histories", ("encode_histories",)),
-    ("model: rest of recommend()", ("beam_search_items", "generation_gamer.py")),
-    ("loop: Recommender.prepare", ("prepare (",)),
-    ("server: Recommender.run (grouping, responses)", ("serve/handler.py",)),
-    ("loop: pydantic validation / JSON", ("pydantic", "json", "jsonable_encoder", "serialize_response")),
-    ("loop: HTTP parsing (httptools/h11)", ("httptools", "h11")),
-    ("loop: metrics", ("prometheus_client",)),
-    ("loop: starlette/fastapi routing", ("starlette", "fastapi")),
-    ("loop: uvicorn / asyncio", ("uvicorn", "asyncio")),
+BUCKETS = (  # a sample of the event loop counts for the innermost frame that one of these names (frames from the leaf)
+    ("Recommender.prepare (per-request checks, item lookup)", ("serve/handler.py",)),
+    ("pydantic (validation, serialization)", ("pydantic",)),
+    ("json", ("json/",)),
+    ("FastAPI (request body, response model, encoder)", ("fastapi/",)),
+    ("Starlette (routing, responses)", ("starlette/",)),
+    ("the service's code (middleware, routes, batcher)", ("serve/app.py", "serve/batcher.py", "serve/metrics.py")),
+    ("prometheus_client", ("prometheus_client",)),
+    ("uvicorn HTTP protocol (httptools callbacks, writing responses)", ("uvicorn/",)),
+    ("asyncio (tasks, futures, transports)", ("asyncio/",)),
 )
 
 
 def bucket(stack: str) -> str:
-    for name, needles in BUCKETS:
-        if any(needle in stack for needle in needles):
-            return name
+    """The bucket of a py-spy raw stack (`frame;frame;...`, root first): the innermost frame any bucket names."""
+    for frame in reversed(stack.split(";")):
+        for name, needles in BUCKETS:
+            if any(needle in frame for needle in needles):
+                return name
     return "other"
 
 

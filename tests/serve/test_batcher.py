@@ -85,3 +85,25 @@ def test_without_refill_closed_loop_clients_take_turns_in_two_groups() -> None:
 def test_refill_waits_for_the_clients_just_answered_and_the_groups_merge() -> None:
     assert closed_loop_batches(refill=True) == [4, 8, 8, 8]
 
+
+
+def test_refill_takes_the_next_batch_as_soon_as_the_clients_are_back() -> None:
+    """8 closed-loop clients, batches of up to 16: the first batch waits out the max wait (nothing just ended), the
+    next ones go as soon as all 8 are back instead of waiting it out again."""
+    waits: list[list[float]] = []
+
+    async def client(batcher: MicroBatcher, name: int) -> None:
+        for round_ in range(3):
+            assert await batcher.submit((name, round_)) == (name, round_)
+
+    async def main() -> None:
+        batcher = MicroBatcher(lambda batch: list(batch), 16, 1000, refill=True, on_batch=waits.append)
+        batcher.start()
+        try:
+            await asyncio.gather(*(client(batcher, name) for name in range(8)))
+        finally:
+            await batcher.stop()
+
+    asyncio.run(main())
+    assert [len(batch) for batch in waits] == [8, 8, 8]
+    assert min(waits[0]) >= 1.0 and max(waits[1] + waits[2]) < 1.0
