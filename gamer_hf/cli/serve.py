@@ -18,8 +18,8 @@ class ServeArguments:
     port: int = field(default=8000, metadata={"help": "TCP port"})
     max_batch_size: int = field(default=64, metadata={"help": "most histories decoded in one recommend() call"})
     max_wait_ms: float = field(default=5.0, metadata={"help": "longest a request waits for others to batch with"})
-    refill: bool = field(default=True, metadata={"help": "after a batch, the next one goes as soon as its clients "
-                                                         "have sent again, or --max-wait-ms after it ended"})
+    refill: bool = field(default=False, metadata={"help": "after a batch, the next one goes as soon as its clients "
+                                                          "have sent again, or --max-wait-ms after it ended"})
     max_history: Optional[int] = field(
         default=None,
         metadata={"help": "keep the most recent N interactions (default: the trained length when the config "

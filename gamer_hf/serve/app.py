@@ -54,7 +54,7 @@ class ServeSettings:
 
     max_batch_size: int = 64
     max_wait_ms: float = 5.0
-    refill: bool = True  # after a batch, the next goes once its clients are back (at most max_wait_ms after it)
+    refill: bool = False  # after a batch, the next goes once its clients are back (at most max_wait_ms after it)
     max_body_bytes: int = 1 << 20
     drain_timeout_s: float = 30.0
 

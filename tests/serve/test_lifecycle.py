@@ -108,13 +108,12 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(server: ServerProcess, l
     assert server.stop() == 0
 
 
-@pytest.mark.parametrize("refill", ["true", "false"])
-def test_debug_log_tells_each_batch_of_closed_loop_clients(checkpoint: Path, loaded, refill: str) -> None:
-    """8 clients that send again as soon as they are answered, 3 rounds each: every answer equals the request's
-    alone, and the debug log has one line per micro-batch whose sizes add up to the requests sent."""
+def test_debug_log_tells_each_batch_of_closed_loop_clients(checkpoint: Path, loaded) -> None:
+    """8 clients that send again as soon as they are answered, 3 rounds each, with `--refill`: every answer equals
+    the request's alone, and the debug log has one line per micro-batch whose sizes add up to the requests."""
     _, tokenizer = loaded
     histories = random_histories(tokenizer, 24, seed=31)
-    server = ServerProcess(checkpoint, "--log-level", "debug", "--max-wait-ms", "20", "--refill", refill).wait_ready()
+    server = ServerProcess(checkpoint, "--log-level", "debug", "--max-wait-ms", "20", "--refill").wait_ready()
     try:
         async def client(name: int) -> list[httpx.Response]:
             async with httpx.AsyncClient(timeout=120) as http:
@@ -134,4 +133,4 @@ def test_debug_log_tells_each_batch_of_closed_loop_clients(checkpoint: Path, loa
             assert_same(answered[3 * name + k].json(), alone(loaded, histories[3 * name + k]))
     sizes = [int(size) for size in re.findall(r"batch of (\d+) \(queue \d+ at its start, \d+ at its end\)", log)]
     assert sum(sizes) == 24 and max(sizes) > 1
-    assert f"ready: {checkpoint.name} (max batch 64, max wait 20.0 ms, refill {refill == 'true'})" in log
+    assert f"ready: {checkpoint.name} (max batch 64, max wait 20.0 ms, refill True)" in log
