@@ -10,8 +10,8 @@ requests are queued as it answered plus those already waiting (or it is full), a
 next batch goes when the oldest request has waited `max_wait_ms`; closed-loop clients then split
 into groups that take turns (the requests queued while a batch decodes are past their wait when it
 ends and go without the clients just answered), or, with a longer wait, every batch waits it out.
-Each batch is logged at DEBUG (logger `gamer_hf.serve.batcher`): its size, the queue it leaves, the
-oldest request's wait, the worker's idle time before it, and its decode time.
+Each batch is logged at DEBUG (logger `gamer_hf.serve.batcher`): its size, the queue at its start
+and end, the oldest request's wait, the worker's idle time before it, and its decode time.
 """
 
 from __future__ import annotations
