@@ -18,6 +18,8 @@ class ServeArguments:
     port: int = field(default=8000, metadata={"help": "TCP port"})
     max_batch_size: int = field(default=64, metadata={"help": "most histories decoded in one recommend() call"})
     max_wait_ms: float = field(default=5.0, metadata={"help": "longest a request waits for others to batch with"})
+    refill: bool = field(default=False, metadata={"help": "after a batch, the next one goes as soon as its clients "
+                                                          "have sent again, or --max-wait-ms after it ended"})
     max_history: Optional[int] = field(
         default=None,
         metadata={"help": "keep the most recent N interactions (default: the trained length when the config "
@@ -29,12 +31,13 @@ class ServeArguments:
     dtype: Literal["float32", "bfloat16", "float16"] = field(default="float32", metadata={"help": "weights dtype"})
     max_body_bytes: int = field(default=1 << 20, metadata={"help": "larger request bodies get 413"})
     drain_timeout_s: float = field(default=30.0, metadata={"help": "on SIGTERM, longest wait for requests in flight"})
-    log_level: str = field(default="info", metadata={"help": "uvicorn log level"})
+    log_level: str = field(default="info", metadata={"help": "log level of uvicorn and the service (debug: one "
+                                                                "line per micro-batch)"})
 
 
 def run(args: ServeArguments) -> int:
     options = ModelOptions(model=args.model, revision=args.revision, device=args.device, dtype=args.dtype,
                            max_history=args.max_history, num_beams=args.num_beams, max_num_beams=args.max_num_beams)
-    settings = ServeSettings(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+    settings = ServeSettings(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, refill=args.refill,
                              max_body_bytes=args.max_body_bytes, drain_timeout_s=args.drain_timeout_s)
     return serve(options, settings, host=args.host, port=args.port, log_level=args.log_level)

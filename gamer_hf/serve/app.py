@@ -54,6 +54,7 @@ class ServeSettings:
 
     max_batch_size: int = 64
     max_wait_ms: float = 5.0
+    refill: bool = False  # after a batch, the next goes once its clients are back (at most max_wait_ms after it)
     max_body_bytes: int = 1 << 20
     drain_timeout_s: float = 30.0
 
@@ -184,7 +185,7 @@ def create_app(load: Callable[[], Recommender], settings: ServeSettings | None =
                 return answers
 
             state.batcher = MicroBatcher(
-                decode, state.settings.max_batch_size, state.settings.max_wait_ms,
+                decode, state.settings.max_batch_size, state.settings.max_wait_ms, state.settings.refill,
                 on_batch=state.metrics.observe_batch, on_queue=state.metrics.queue_depth.set,
             )
             state.batcher.start()
@@ -193,8 +194,8 @@ def create_app(load: Callable[[], Recommender], settings: ServeSettings | None =
             state.load_error = f"{type(error).__name__}: {error}"
             return
         state.recommender = recommender
-        logger.info("ready: %s (max batch %d, max wait %.1f ms)", recommender.name,
-                    state.settings.max_batch_size, state.settings.max_wait_ms)
+        logger.info("ready: %s (max batch %d, max wait %.1f ms, refill %s)", recommender.name,
+                    state.settings.max_batch_size, state.settings.max_wait_ms, state.settings.refill)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

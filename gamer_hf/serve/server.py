@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import signal
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from types import FrameType
 
 import torch
 import uvicorn
+from uvicorn.config import LOG_LEVELS, LOGGING_CONFIG
 
 from ..errors import CheckpointError, ConfigurationError, HubError
 from ..loading import load_gamer
@@ -102,10 +104,18 @@ class DrainingServer(uvicorn.Server):
 
 def serve(options: ModelOptions, settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
           log_level: str = "info") -> int:
-    """Load the checkpoint (errors before the port opens), then serve until drained by a signal; 0 on a clean exit."""
+    """Load the checkpoint (errors before the port opens), then serve until drained by a signal; 0 on a clean exit.
+
+    `log_level` applies to uvicorn and to the service's own loggers (`gamer_hf.*`, on uvicorn's stderr handler).
+    """
+    if log_level.lower() not in LOG_LEVELS:
+        raise ConfigurationError(f"--log-level {log_level!r} is not one of {list(LOG_LEVELS)}")
     recommender = load_recommender(options)
     app = create_app(lambda: recommender, settings)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config["loggers"]["gamer_hf"] = {"handlers": ["default"], "level": LOG_LEVELS[log_level.lower()],
+                                         "propagate": False}
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, log_config=log_config, lifespan="on",
                             timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)))
     server = DrainingServer(config, app.state.service.drain)
     server.run()

@@ -3,10 +3,11 @@
 Sections (`--sections`, default all):
 - `stock`: recommend() (prefill once, beams sharing the prompt in `GamerBeamCache`, vectorized trie)
   vs stock `generate(num_beams, prefix_allowed_tokens_fn)`; speed ratio and identical top-N lists;
-- `prefill`: recommend() against one forward of the same prompts (the prefill it cannot avoid),
-  interleaved over `--rounds` rounds, CPU time of this process (one torch thread, so other jobs on a
-  shared machine count far less than in wall time) and wall time; recommend() split into encoding,
-  prefill forward, decode steps and the rest of the search (the forwards are timed by hooks);
+- `prefill`: recommend() against one forward of the same prompts (the prefill it cannot avoid): `--rounds`
+  recommend() calls, each between two prefills (each divided by the mean of the two), CPU time of this process
+  (one torch thread, so other jobs on a shared machine count far less than in wall time) and wall time, the
+  median with a distribution-free 95% interval; recommend() split into encoding, prefill forward, decode
+  steps and the rest of the search (the forwards are timed by hooks);
 - `attention`: the `prefill` ratios with the model's masked CPU attention on the grouped K/V heads in place
   (`sdpa_grouped_attention_forward`, the default) against Transformers' own sdpa path (which copies the K/V
   heads per query head whenever a mask is given), the two interleaved round by round in this process; with
@@ -44,6 +45,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import math
 import pstats
 import random
 import statistics
@@ -185,33 +187,47 @@ def stock_section(tok, model, histories, batch, beams: int, repeats: int) -> dic
             "speedup": round(t_stock / t_fast, 2), "identical_top": [i for row in fast_recs for i, _ in row] == stock_items}
 
 
-def prefill_section(tok, model, histories, batch, beams: int, rounds: int) -> dict[str, Any]:
-    """recommend() / prefill per round (CPU and wall), the two measured back to back in alternating order."""
+def median_interval(values: list[float], level: float = 0.95) -> dict[str, float]:
+    """The median and a distribution-free interval for it: the j-th smallest and j-th largest round, j the largest
+    with P(Binomial(n, 1/2) < j) <= (1 - level) / 2, which covers the median with at least `level` probability
+    for independent rounds (below 6 rounds no j qualifies at 95%: the interval is then the min and max)."""
+    ordered, n = sorted(values), len(values)
+    low = max([j - 1 for j in range(1, n // 2 + 1)
+               if sum(math.comb(n, i) for i in range(j)) / 2 ** n <= (1 - level) / 2], default=0)
+    return {"median": round(statistics.median(values), 3), "low": round(ordered[low], 3),
+            "high": round(ordered[n - 1 - low], 3), "rounds": n}
 
-    def prefill() -> None:
+
+def prefill_section(tok, model, histories, batch, beams: int, rounds: int) -> dict[str, Any]:
+    """recommend() / prefill per round (CPU and wall): the calls alternate prefill, recommend, prefill, ... and
+    each recommend() is divided by the mean of the prefills just before and after it (a slow drift of the
+    machine's speed cancels), median with its interval over the rounds."""
+
+    def prefill() -> tuple[float, float]:
+        cpu0, wall0 = clocks()
         with torch.no_grad():
             model(**batch, use_cache=True, logits_to_keep=1)
+        cpu1, wall1 = clocks()
+        return cpu1 - cpu0, wall1 - wall0
 
-    def recommend() -> None:
+    def recommend() -> tuple[float, float]:
+        cpu0, wall0 = clocks()
         model.recommend(tok, histories, behavior="buy", top_k=beams, num_beams=beams, batch_size=len(histories))
+        cpu1, wall1 = clocks()
+        return cpu1 - cpu0, wall1 - wall0
 
-    cpu_ratio, wall_ratio, prefill_cpu, recommend_cpu = [], [], [], []
-    for round_ in range(rounds):
-        seconds = {}
-        for name, fn in sorted({"prefill": prefill, "recommend": recommend}.items(), reverse=bool(round_ % 2)):
-            cpu0, wall0 = clocks()
-            fn()
-            cpu1, wall1 = clocks()
-            seconds[name] = (cpu1 - cpu0, wall1 - wall0)
-        prefill_cpu.append(seconds["prefill"][0])
-        recommend_cpu.append(seconds["recommend"][0])
-        cpu_ratio.append(seconds["recommend"][0] / seconds["prefill"][0])
-        wall_ratio.append(seconds["recommend"][1] / seconds["prefill"][1])
+    prefills, recommends = [prefill()], []
+    for _ in range(rounds):
+        recommends.append(recommend())
+        prefills.append(prefill())
+    ratio = {clock: [r[k] / ((a[k] + b[k]) / 2) for r, a, b in zip(recommends, prefills, prefills[1:])]
+             for k, clock in enumerate(("cpu", "wall"))}
     parts = [split_recommend(model, tok, histories, beams) for _ in range(rounds)]
     share = {key: spread([p[key] / p["prefill"] for p in parts]) for key in ("encode", "decode_forwards", "search")}
-    return {"rounds": rounds, "prefill_cpu_s": spread(prefill_cpu), "recommend_cpu_s": spread(recommend_cpu),
-            "recommend_over_prefill_cpu": spread(cpu_ratio), "recommend_over_prefill_wall": spread(wall_ratio),
-            "parts_over_prefill_cpu": share}
+    return {"rounds": rounds, "prefill_cpu_s": spread([c for c, _ in prefills]),
+            "recommend_cpu_s": spread([c for c, _ in recommends]),
+            "recommend_over_prefill_cpu": median_interval(ratio["cpu"]),
+            "recommend_over_prefill_wall": median_interval(ratio["wall"]), "parts_over_prefill_cpu": share}
 
 
 def attention_section(tok, model, histories, batch, beams: int, rounds: int) -> dict[str, Any]:

@@ -115,20 +115,31 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, model: Path, max_batch_size: int, max_wait_ms: float, device: str) -> None:
+    """`gamer-hf serve` in a subprocess, ready when constructed. `threads`: its OMP_NUM_THREADS (default: this
+    process's, else 1); `flags`: more serve flags; `log`: a file for its stderr, at `--log-level debug` (one line
+    per micro-batch), instead of a pipe read only when it fails."""
+
+    def __init__(self, model: Path, max_batch_size: int, max_wait_ms: float, device: str, threads: int | None = None,
+                 flags: tuple[str, ...] = (), log: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         gamer_hf = Path(sys.executable).with_name("gamer-hf")
+        self.log = log
+        stderr = log.open("w") if log else subprocess.PIPE
         self.process = subprocess.Popen(
             [str(gamer_hf), "serve", "--model", str(model), "--port", str(self.port), "--device", device,
-             "--max-batch-size", str(max_batch_size), "--max-wait-ms", str(max_wait_ms), "--log-level", "warning"],
-            env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+             "--max-batch-size", str(max_batch_size), "--max-wait-ms", str(max_wait_ms),
+             "--log-level", "debug" if log else "warning", *flags],
+            env={**os.environ, "OMP_NUM_THREADS": str(threads or os.environ.get("OMP_NUM_THREADS", "1"))},
+            stdout=subprocess.DEVNULL, stderr=stderr, text=True,
         )
+        if log:
+            stderr.close()  # the server holds its own descriptor
         deadline = time.monotonic() + 300
         while True:
             if self.process.poll() is not None:
-                raise SystemExit(f"server exited with {self.process.returncode}: {self.process.stderr.read()[-3000:]}")
+                output = log.read_text() if log else self.process.stderr.read()
+                raise SystemExit(f"server exited with {self.process.returncode}: {output[-3000:]}")
             try:
                 if httpx.get(f"{self.url}/ready", timeout=5).status_code == 200:
                     break

@@ -11,10 +11,19 @@ answered request:
   similar history length), the wait in the batcher's queue, and the decode thread's wall time inside
   batches; that wall time minus the decode thread's on-CPU and run-queue time is time it slept inside
   a batch, which is waiting for the GIL (the event loop holds it meanwhile);
-- with py-spy (`pip install py-spy`; needs ptrace rights), the event loop's CPU split by part of the
-  work (HTTP parsing, pydantic validation and JSON, `Recommender.prepare`, routing, uvicorn/asyncio).
+- with py-spy (`pip install py-spy`; needs ptrace rights), the event loop's CPU split by the innermost
+  library of each sample (`Recommender.prepare`, pydantic, json, FastAPI, Starlette, the service's own code,
+  prometheus_client, uvicorn's HTTP protocol, asyncio).
 
 Prints a table and writes `results/serve_profile.json`.
+
+`--sweep` instead compares batching settings under the same load: the unbatched server and the batched one
+at each `--max-wait-ms`, with and without `--refill`, each at each torch thread count (`--threads`, the
+servers' OMP_NUM_THREADS), a fresh server per setting and repeat, the settings interleaved (their order
+rotating) over `--repeats`. Per run: the load test's figures (requests/s, latency percentiles, server CPU per
+request) and the batch trace of the server's debug log (one line per micro-batch: size, queue left, the
+oldest request's wait, the worker's idle time before it, decode time); throughput ratios against the unbatched
+server of the same repeat; whether every answer equals the unbatched server's. Writes `results/serve_sweep.json`.
 
 `--in-process` instead times `Recommender.run` itself on the same real requests (no server, no py-spy):
 CPU ms per history alone, and in batches with and without the split into runs of similar history
@@ -29,7 +38,9 @@ import argparse
 import asyncio
 import collections
 import json
+import itertools
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -37,31 +48,32 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from gamer_hf.serve.handler import CALL_COST_INTERACTIONS
-from serve_load import DEFAULT_CLIENT, HERE, Server, build_checkpoint, drive, request_bodies
+from serve_load import DEFAULT_CLIENT, HERE, Server, build_checkpoint, drive, percentile, request_bodies, run_level
 
-BUCKETS = (  # first match wins; matched against the whole stack of a sample
-    ("model: prefill", ("_prefill",)),
-    ("model: decode steps", ("_decode_step",)),
-    ("model: encode histories", ("encode_histories",)),
-    ("model: rest of recommend()", ("beam_search_items", "generation_gamer.py")),
-    ("loop: Recommender.prepare", ("prepare (",)),
-    ("server: Recommender.run (grouping, responses)", ("serve/handler.py",)),
-    ("loop: pydantic validation / JSON", ("pydantic", "json", "jsonable_encoder", "serialize_response")),
-    ("loop: HTTP parsing (httptools/h11)", ("httptools", "h11")),
-    ("loop: metrics", ("prometheus_client",)),
-    ("loop: starlette/fastapi routing", ("starlette", "fastapi")),
-    ("loop: uvicorn / asyncio", ("uvicorn", "asyncio")),
+BUCKETS = (  # a sample of the event loop counts for the innermost frame that one of these names (frames from the leaf)
+    ("Recommender.prepare (per-request checks, item lookup)", ("serve/handler.py",)),
+    ("pydantic (validation, serialization)", ("pydantic",)),
+    ("json", ("json/",)),
+    ("FastAPI (request body, response model, encoder)", ("fastapi/",)),
+    ("Starlette (routing, responses)", ("starlette/",)),
+    ("the service's code (middleware, routes, batcher)", ("serve/app.py", "serve/batcher.py", "serve/metrics.py")),
+    ("prometheus_client", ("prometheus_client",)),
+    ("uvicorn HTTP protocol (httptools callbacks, writing responses)", ("uvicorn/",)),
+    ("asyncio (tasks, futures, transports)", ("asyncio/",)),
 )
 
 
 def bucket(stack: str) -> str:
-    for name, needles in BUCKETS:
-        if any(needle in stack for needle in needles):
-            return name
+    """The bucket of a py-spy raw stack (`frame;frame;...`, root first): the innermost frame any bucket names."""
+    for frame in reversed(stack.split(";")):
+        for name, needles in BUCKETS:
+            if any(needle in frame for needle in needles):
+                return name
     return "other"
 
 
@@ -188,6 +200,122 @@ def profile_server(model: Path, bodies: list[Any], max_batch_size: int, concurre
     }
 
 
+BATCH_LINE = re.compile(r"batch of (\d+) \(queue (\d+) at its start, (\d+) at its end\): oldest waited ([\d.]+) "
+                        r"ms, worker idle ([\d.]+) ms before it, decoded in ([\d.]+) ms")
+TRACE_FIELDS = ("size", "queue_at_start", "queue_at_end", "oldest_wait_ms", "idle_ms", "decode_ms")
+
+
+def batch_trace(log: Path) -> list[dict[str, float]]:
+    """The micro-batches the server's debug log records so far, oldest first."""
+    return [dict(zip(TRACE_FIELDS, map(float, match.groups())))
+            for match in BATCH_LINE.finditer(log.read_text(encoding="utf-8"))]
+
+
+def trace_summary(trace: list[dict[str, float]], seconds: float) -> dict[str, Any]:
+    """What a run's batches were: sizes (mean, quartiles, the first 24 in order), the queue each left behind,
+    the oldest request's wait, and the worker's idle time before a batch (mean, and its share of the run; not
+    counting the first batch's, which is the pause before the run)."""
+    sizes = [b["size"] for b in trace]
+    mean = lambda key, part=trace: round(statistics.mean(b[key] for b in part), 1) if part else 0.0  # noqa: E731
+    return {"batches": len(trace), "mean_batch": mean("size"),
+            "batch_quartiles": [percentile(sizes, q) for q in (0.25, 0.5, 0.75)] if sizes else [],
+            "first_batches": [int(size) for size in sizes[:24]], "queue_at_start": mean("queue_at_start"),
+            "queue_at_end": mean("queue_at_end"), "oldest_wait_ms": mean("oldest_wait_ms"),
+            "idle_ms": mean("idle_ms", trace[1:]), "decode_ms": mean("decode_ms"),
+            "idle_share": round(sum(b["idle_ms"] for b in trace[1:]) / 1000 / seconds, 3)}
+
+
+def sweep(model: Path, bodies: list[Any], waits: list[float], threads: list[int], refills: list[bool],
+          repeats: int, concurrency: int, max_seconds: float, client: str, device: str) -> dict[str, Any]:
+    """Every setting, interleaved over `repeats` (a fresh server each time); see the module's docstring."""
+    settings = [{"name": f"unbatched t{t}", "max_batch_size": 1, "max_wait_ms": 5.0, "refill": False, "threads": t}
+                for t in threads]
+    settings += [{"name": f"batched w{w:g} {'refill' if r else 'no-refill'} t{t}", "max_batch_size": 64,
+                  "max_wait_ms": w, "refill": r, "threads": t} for t, w, r in itertools.product(threads, waits, refills)]
+    runs: list[dict[str, Any]] = []
+    reference: dict[int, list[str]] = {}  # the unbatched server's lists (the first run of it), by request
+    mismatched = compared = 0
+    for repeat in range(repeats):
+        shift = repeat * len(settings) // max(1, repeats)
+        for setting in settings[shift:] + settings[:shift]:
+            with tempfile.TemporaryDirectory() as tmp:
+                log = Path(tmp) / "server.log"
+                server = Server(model, setting["max_batch_size"], setting["max_wait_ms"], device,
+                                threads=setting["threads"], flags=("--refill", str(setting["refill"]).lower()), log=log)
+                try:
+                    asyncio.run(drive(server.url, bodies[:16], 8, 60, client))  # warm the connections and allocator
+                    skip, threads_before = len(batch_trace(log)), server.thread_times()
+                    result, answers = run_level(server, setting["name"], bodies, concurrency, repeat, max_seconds,
+                                                client)
+                    threads_after, trace = server.thread_times(), batch_trace(log)[skip:]
+                finally:
+                    server.stop()
+            lists = {i: [item["item_id"] for item in answer["items"]] for i, answer in answers.items()}
+            if setting["max_batch_size"] == 1 and not reference:
+                reference = lists
+            else:
+                shared = set(lists) & set(reference)
+                compared += len(shared)
+                mismatched += sum(lists[i] != reference[i] for i in shared)
+            used = {tid: cpu - threads_before.get(tid, (0.0, 0.0))[0] for tid, (cpu, _) in threads_after.items()}
+            loop_cpu = used.pop(server.process.pid, 0.0)
+            runs.append({**setting, "repeat": repeat, **asdict(result),
+                         "loop_cpu_ms": round(1000 * loop_cpu / max(1, result.requests), 2),
+                         "other_threads_cpu_ms": round(1000 * sum(used.values()) / max(1, result.requests), 2),
+                         "trace": trace_summary(trace, result.seconds)})
+            print(json.dumps(runs[-1]), flush=True)
+    return {"concurrency": concurrency, "count": len(bodies), "repeats": repeats, "client": client,
+            "answers_compared_with_unbatched": compared, "answers_different": mismatched,
+            "summary": sweep_summary(runs, [s["name"] for s in settings]), "runs": runs}
+
+
+def interval(values: list[float], digits: int = 2) -> dict[str, float]:
+    return {"median": round(statistics.median(values), digits), "min": round(min(values), digits),
+            "max": round(max(values), digits)}
+
+
+def sweep_summary(runs: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+    """Per setting, over the repeats: requests/s and its ratio to the unbatched server of the same repeat (same
+    threads, and one thread), latency, batches, idle time and CPU."""
+    by = {(r["name"], r["repeat"]): r for r in runs}
+    rows = []
+    for name in names:
+        mine = [r for r in runs if r["name"] == name]
+        ratio = lambda base: [r["requests_per_s"] / by[(base, r["repeat"])]["requests_per_s"]  # noqa: E731
+                              for r in mine if (base, r["repeat"]) in by]
+        rows.append({
+            "name": name, "requests_per_s": interval([r["requests_per_s"] for r in mine], 1),
+            "over_unbatched_same_threads": interval(ratio(f"unbatched t{mine[0]['threads']}")),
+            "over_unbatched_t1": interval(ratio("unbatched t1")) if ("unbatched t1", 0) in by else None,
+            "p50_ms": statistics.median(r["p50_ms"] for r in mine), "p99_ms": statistics.median(r["p99_ms"] for r in mine),
+            "p99_over_p50": interval([r["p99_ms"] / r["p50_ms"] for r in mine]),
+            "mean_batch": interval([r["trace"]["mean_batch"] for r in mine], 1),
+            "calls_per_batch": statistics.median(r["calls_per_batch"] for r in mine),
+            "oldest_wait_ms": statistics.median(r["trace"]["oldest_wait_ms"] for r in mine),
+            "idle_ms_before_batch": statistics.median(r["trace"]["idle_ms"] for r in mine),
+            "idle_share": statistics.median(r["trace"]["idle_share"] for r in mine),
+            "server_cpu_ms": interval([r["server_cpu_ms"] for r in mine], 1),
+            "errors": sum(r["errors"] for r in mine), "requests": sum(r["requests"] for r in mine),
+            "load_avg": [r["load_avg"] for r in mine],
+        })
+    return rows
+
+
+def sweep_table(summary: list[dict[str, Any]]) -> str:
+    fmt = lambda v: f"{v['median']:g} ({v['min']:g}-{v['max']:g})" if v else ""  # noqa: E731
+    lines = ["| setting | requests/s | / unbatched, same threads | / unbatched t1 | p50 ms | p99 ms | p99/p50 | mean batch "
+             "| calls per batch | oldest wait ms | worker idle ms before a batch (share) | server CPU ms/request "
+             "| errors | load average |", "|---|" + "---:|" * 13]
+    for row in summary:
+        lines.append(f"| {row['name']} | {fmt(row['requests_per_s'])} | {fmt(row['over_unbatched_same_threads'])} | "
+                     f"{fmt(row['over_unbatched_t1'])} | {row['p50_ms']:.0f} | {row['p99_ms']:.0f} | "
+                     f"{fmt(row['p99_over_p50'])} | {fmt(row['mean_batch'])} | {row['calls_per_batch']:g} | "
+                     f"{row['oldest_wait_ms']:.0f} | {row['idle_ms_before_batch']:.1f} ({row['idle_share']:.0%}) | "
+                     f"{fmt(row['server_cpu_ms'])} | {row['errors']} / {row['requests']} | "
+                     f"{' / '.join(f'{v:.1f}' for v in row['load_avg'])} |")
+    return "\n".join(lines)
+
+
 ROWS = (  # (label, key) of the breakdown table, ms per answered request unless said
     ("requests/s", "requests_per_s"), ("wall per request (1 / throughput)", "wall_ms_per_request"),
     ("mean batch", "mean_batch"), ("recommend() calls per batch", "recommend_calls_per_batch"),
@@ -225,19 +353,35 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=50, help="py-spy samples per second (0: no py-spy)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--in-process", action="store_true", help="time Recommender.run, no server (see above)")
+    parser.add_argument("--sweep", action="store_true", help="compare batching settings under load (see above)")
+    parser.add_argument("--max-wait-ms", type=float, nargs="+", default=[5.0, 20.0, 50.0], help="--sweep")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="--sweep: servers' OMP_NUM_THREADS")
+    parser.add_argument("--refill", choices=["on", "off"], nargs="+", default=["off", "on"], help="--sweep")
+    parser.add_argument("--repeats", type=int, default=3, help="--sweep")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="--sweep: time cap of one run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32], help="--in-process: batch sizes")
     parser.add_argument("--call-costs", type=float, nargs="+", default=[CALL_COST_INTERACTIONS],
                         help="--in-process: length_runs' price of one more recommend() call, in interactions")
     parser.add_argument("--baseline-commit", default=None,
                         help="--in-process: also time the model code of this commit (same weights), interleaved")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "serve_profile.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: results/serve_profile.json (results/serve_sweep.json with --sweep)")
     args = parser.parse_args()
 
     model = args.model or build_checkpoint(args.work, args.train_steps, 50)
     if args.in_process:
         print(json.dumps(in_process(model, args.work, args.count, args.batch_sizes, args.rounds, args.call_costs,
                                     args.baseline_commit)))
+        return
+    if args.sweep:
+        bodies, _ = request_bodies(args.work, model, args.count, seed=0)
+        report = sweep(model, bodies, args.max_wait_ms, args.threads, [r == "on" for r in args.refill], args.repeats,
+                       args.concurrency, args.max_seconds, args.client[0], args.device)
+        print(sweep_table(report["summary"]))
+        print(f"answers equal to the unbatched server's: {report['answers_compared_with_unbatched'] - report['answers_different']}"
+              f" of {report['answers_compared_with_unbatched']}")
+        (args.out or HERE / "results" / "serve_sweep.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         return
     if args.rate and find_py_spy() is None:
         raise SystemExit("serve_profile.py: pip install py-spy (or --rate 0)")
@@ -248,7 +392,7 @@ def main() -> None:
             runs.append(profile_server(model, bodies, size, args.concurrency, client, args.rate, args.device))
             print(json.dumps(runs[-1]), flush=True)
     print(table(runs))
-    args.out.write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")
+    (args.out or HERE / "results" / "serve_profile.json").write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

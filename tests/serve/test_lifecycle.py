@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import threading
 import time
@@ -18,7 +19,7 @@ from gamer_hf.errors import ConfigurationError
 from gamer_hf.serve import Recommender, ServeSettings, create_app
 
 from .conftest import ServerProcess, random_histories, readme_serve_lines
-from .test_app import assert_same, parse_metrics
+from .test_app import alone, assert_same, parse_metrics
 
 GOOD = {"history": [["click", "sku1"], ["cart", "sku2"]], "top_k": 3}
 
@@ -105,3 +106,31 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(server: ServerProcess, l
     assert all(len(r.json()["results"]) == 128 for r in answered)
     assert late.status_code == 503 and "shutting down" in late.json()["error"]["message"]
     assert server.stop() == 0
+
+
+def test_debug_log_tells_each_batch_of_closed_loop_clients(checkpoint: Path, loaded) -> None:
+    """8 clients that send again as soon as they are answered, 3 rounds each, with `--refill`: every answer equals
+    the request's alone, and the debug log has one line per micro-batch whose sizes add up to the requests."""
+    _, tokenizer = loaded
+    histories = random_histories(tokenizer, 24, seed=31)
+    server = ServerProcess(checkpoint, "--log-level", "debug", "--max-wait-ms", "20", "--refill").wait_ready()
+    try:
+        async def client(name: int) -> list[httpx.Response]:
+            async with httpx.AsyncClient(timeout=120) as http:
+                return [await http.post(f"{server.url}/v1/recommend", json={"history": histories[3 * name + k]})
+                        for k in range(3)]
+
+        async def clients() -> list[list[httpx.Response]]:
+            return await asyncio.gather(*(client(name) for name in range(8)))
+
+        answered = [response for responses in asyncio.run(clients()) for response in responses]
+    finally:
+        code = server.stop()
+    log = server.output()
+    assert code == 0, log
+    for name in range(8):
+        for k in range(3):
+            assert_same(answered[3 * name + k].json(), alone(loaded, histories[3 * name + k]))
+    sizes = [int(size) for size in re.findall(r"batch of (\d+) \(queue \d+ at its start, \d+ at its end\)", log)]
+    assert sum(sizes) == 24 and max(sizes) > 1
+    assert f"ready: {checkpoint.name} (max batch 64, max wait 20.0 ms, refill True)" in log

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gamer_hf.errors import CheckpointError, ConfigurationError
-from gamer_hf.serve import ModelOptions, RecommendRequest, load_recommender
+from gamer_hf.serve import ModelOptions, RecommendRequest, ServeSettings, load_recommender, serve
 
 
 def test_folder_loads_with_its_name_and_dtype(checkpoint: Path) -> None:
@@ -36,3 +36,8 @@ def test_incomplete_folder_is_a_checkpoint_error(checkpoint: Path, tmp_path: Pat
     with pytest.raises(CheckpointError, match="model.safetensors"):
         load_recommender(ModelOptions(str(tmp_path)))
 
+
+
+def test_unknown_log_level_refused_before_loading() -> None:
+    with pytest.raises(ConfigurationError, match="--log-level 'loud' is not one of"):
+        serve(ModelOptions("/no/such/folder"), ServeSettings(), log_level="loud")  # the folder is never looked at
