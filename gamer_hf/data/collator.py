@@ -52,21 +52,43 @@ class _TokenTable:
 
     def items(self, values: Sequence[Any]) -> np.ndarray:
         """Item rows, UNKNOWN when absent; ids are looked up as str(id), as the tokenizer does."""
-        return _lookup(self.index.rows, values)
+        return _lookup(self.index.rows, values, self._string_rows)
+
+    def _string_rows(self, ids: pa.Array) -> np.ndarray:
+        """`index.rows` of an Arrow string array, searched in its own buffers: no Python string is made."""
+        offsets = np.frombuffer(ids.buffers()[1], dtype=np.int64 if pa.types.is_large_string(ids.type) else np.int32)
+        data = ids.buffers()[2]
+        return self.index.rows_of_buffer(b"" if data is None else data, offsets[ids.offset:ids.offset + len(ids) + 1])
 
     def behaviors(self, values: Sequence[Any]) -> np.ndarray:
         return _lookup(lambda names: np.fromiter(map(self.behavior_tokens.get, names, repeat(UNKNOWN)), np.int64,
                                                  count=len(names)), values)
 
 
-def _lookup(find: Callable[[Sequence[Any]], np.ndarray], values: Sequence[Any]) -> np.ndarray:
-    """find(values) (UNKNOWN where absent); an Arrow array looks up its distinct values only."""
+def _lookup(find: Callable[[Sequence[Any]], np.ndarray], values: Sequence[Any],
+            find_strings: Callable[[pa.Array], np.ndarray] | None = None) -> np.ndarray:
+    """find(values) (UNKNOWN where absent); an Arrow array looks up its distinct values only, a string one with
+    `find_strings` where given."""
     if isinstance(values, pa.Array):
         encoded = pc.dictionary_encode(values)
-        found = find(encoded.dictionary.to_pylist())
+        strings = find_strings is not None and (pa.types.is_string(values.type) or pa.types.is_large_string(values.type))
+        found = find_strings(encoded.dictionary) if strings else find(encoded.dictionary.to_pylist())
         indices = pc.fill_null(encoded.indices, len(found)).to_numpy(zero_copy_only=False)  # null -> UNKNOWN
         return np.append(found, UNKNOWN)[indices]
     return find(values)
+
+
+def _joined(first: Sequence[Any], second: Sequence[Any]) -> Sequence[Any]:
+    """Both columns in one sequence, so that a batch pays one lookup for its history and its targets."""
+    if not len(second):
+        return first
+    if isinstance(first, pa.Array):  # an Arrow batch: both columns are Arrow arrays
+        return pa.concat_arrays([first, second.cast(first.type)])
+    return [*first, *second]
+
+
+def _split(found: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    return found[:size], found[size:]
 
 
 def _value(values: Sequence[Any], position: int) -> Any:
@@ -196,8 +218,8 @@ class GamerCollator:
             batch = _Batch.gather_arrow(rows, self.max_history)
         else:
             batch = _Batch.gather(rows, self.max_history)
-        behaviors, items = table.behaviors(batch.behaviors), table.items(batch.items)
-        requested, targets = table.behaviors(batch.requested), table.items(batch.targets)
+        behaviors, requested = _split(table.behaviors(_joined(batch.behaviors, batch.requested)), len(batch.behaviors))
+        items, targets = _split(table.items(_joined(batch.items, batch.targets)), len(batch.items))
         known, known_targets = (behaviors != UNKNOWN) & (items != UNKNOWN), targets != UNKNOWN
         strict = self.on_unknown == "raise"  # an unknown requested behavior raises either way
         self._raise_first_unknown(batch, ~known & strict, requested == UNKNOWN, ~known_targets & strict)
