@@ -73,9 +73,18 @@ def _lookup(find: Callable[[Sequence[Any]], np.ndarray], values: Sequence[Any],
         encoded = pc.dictionary_encode(values)
         strings = find_strings is not None and (pa.types.is_string(values.type) or pa.types.is_large_string(values.type))
         found = find_strings(encoded.dictionary) if strings else find(encoded.dictionary.to_pylist())
-        indices = pc.fill_null(encoded.indices, len(found)).to_numpy(zero_copy_only=False)  # null -> UNKNOWN
+        indices = pc.fill_null(encoded.indices, len(found)) if encoded.indices.null_count else encoded.indices
+        indices = indices.to_numpy(zero_copy_only=False)  # null -> UNKNOWN
         return np.append(found, UNKNOWN)[indices]
     return find(values)
+
+
+def _window(lists: pa.ListArray, offsets: np.ndarray, start: np.ndarray, end: np.ndarray) -> pa.Array:
+    """The values [start, end) of every list, in order: a slice of the values where the windows are the whole
+    lists (rows prepared within max_history), else a take."""
+    if not start.any() and np.array_equal(end, np.diff(offsets)):
+        return lists.values.slice(offsets[0], offsets[-1] - offsets[0])
+    return lists.values.take(ranges_to_flat(offsets[:-1] + start, offsets[:-1] + end)[1])
 
 
 def _joined(first: Sequence[Any], second: Sequence[Any]) -> Sequence[Any]:
@@ -157,7 +166,7 @@ class _Batch:
         behavior_offsets, item_offsets = behaviors.offsets.to_numpy(), items.offsets.to_numpy()
         end = np.minimum(np.diff(behavior_offsets), np.diff(item_offsets))  # pairs, as zip() makes them
         start = np.zeros_like(end) if window is None else end - np.minimum(end, window)
-        behaviors, items = (lists.values.take(ranges_to_flat(offsets[:-1] + start, offsets[:-1] + end)[1])
+        behaviors, items = (_window(lists, offsets, start, end)
                             for lists, offsets in ((behaviors, behavior_offsets), (items, item_offsets)))
         requested, targets, target_counts = [], [], np.zeros(0, dtype=np.int64)
         if evaluation:
@@ -334,6 +343,8 @@ def _examples(
     history = np.bincount(batch.interaction_rows[known], minlength=rows) * (levels + 1)
     history_start = np.cumsum(history) - history
     blocks = np.concatenate([behaviors[:, None], table.item_tokens(items)], axis=1).ravel()
+    if not batch.evaluation.any():  # training rows only: the examples are the rows' blocks, as they lie
+        return blocks, history[history > 0], np.zeros(np.count_nonzero(history), dtype=np.int64)
     pool = np.concatenate([blocks, requested, table.item_tokens(targets).ravel()])
     request_start = blocks.size + np.cumsum(batch.evaluation) - 1  # read at evaluation rows only
     target_start = blocks.size + requested.size + levels * np.arange(targets.size)
