@@ -8,9 +8,10 @@ then the target item's codes, with labels only on those codes, so the Trainer's 
 exactly the held-out targets. Use `remove_unused_columns=False` in TrainingArguments so the
 Trainer hands these columns to the collator.
 
-Collation is vectorized: a batch costs one vectorized search of its ids in the tokenizer's index and
-a few numpy gathers from the tokenizer's own code table (narrow, memory-mapped when loaded; the level
-offsets are added to the gathered rows), instead of a Python loop that builds token lists pair by pair.
+Collation is vectorized: a batch costs one vectorized search of its ids in the tokenizer's index (an
+Arrow batch: of its distinct ids, read from the Arrow string buffers) and a few numpy gathers from the
+tokenizer's own code table (narrow, memory-mapped when loaded; the level offsets are added to the
+gathered rows), instead of a Python loop that builds token lists pair by pair.
 """
 
 from __future__ import annotations
