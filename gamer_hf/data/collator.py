@@ -8,9 +8,10 @@ then the target item's codes, with labels only on those codes, so the Trainer's 
 exactly the held-out targets. Use `remove_unused_columns=False` in TrainingArguments so the
 Trainer hands these columns to the collator.
 
-Collation is vectorized: a batch costs one vectorized search of its ids in the tokenizer's index and
-a few numpy gathers from the tokenizer's own code table (narrow, memory-mapped when loaded; the level
-offsets are added to the gathered rows), instead of a Python loop that builds token lists pair by pair.
+Collation is vectorized: a batch costs one vectorized search of its ids in the tokenizer's index (an
+Arrow batch: of its distinct ids, read from the Arrow string buffers) and a few numpy gathers from the
+tokenizer's own code table (narrow, memory-mapped when loaded; the level offsets are added to the
+gathered rows), instead of a Python loop that builds token lists pair by pair.
 """
 
 from __future__ import annotations
@@ -52,21 +53,52 @@ class _TokenTable:
 
     def items(self, values: Sequence[Any]) -> np.ndarray:
         """Item rows, UNKNOWN when absent; ids are looked up as str(id), as the tokenizer does."""
-        return _lookup(self.index.rows, values)
+        return _lookup(self.index.rows, values, self._string_rows)
+
+    def _string_rows(self, ids: pa.Array) -> np.ndarray:
+        """`index.rows` of an Arrow string array, searched in its own buffers: no Python string is made."""
+        offsets = np.frombuffer(ids.buffers()[1], dtype=np.int64 if pa.types.is_large_string(ids.type) else np.int32)
+        data = ids.buffers()[2]
+        return self.index.rows_of_buffer(b"" if data is None else data, offsets[ids.offset:ids.offset + len(ids) + 1])
 
     def behaviors(self, values: Sequence[Any]) -> np.ndarray:
         return _lookup(lambda names: np.fromiter(map(self.behavior_tokens.get, names, repeat(UNKNOWN)), np.int64,
                                                  count=len(names)), values)
 
 
-def _lookup(find: Callable[[Sequence[Any]], np.ndarray], values: Sequence[Any]) -> np.ndarray:
-    """find(values) (UNKNOWN where absent); an Arrow array looks up its distinct values only."""
+def _lookup(find: Callable[[Sequence[Any]], np.ndarray], values: Sequence[Any],
+            find_strings: Callable[[pa.Array], np.ndarray] | None = None) -> np.ndarray:
+    """find(values) (UNKNOWN where absent); an Arrow array looks up its distinct values only, a string one with
+    `find_strings` where given."""
     if isinstance(values, pa.Array):
         encoded = pc.dictionary_encode(values)
-        found = find(encoded.dictionary.to_pylist())
-        indices = pc.fill_null(encoded.indices, len(found)).to_numpy(zero_copy_only=False)  # null -> UNKNOWN
+        strings = find_strings is not None and (pa.types.is_string(values.type) or pa.types.is_large_string(values.type))
+        found = find_strings(encoded.dictionary) if strings else find(encoded.dictionary.to_pylist())
+        indices = pc.fill_null(encoded.indices, len(found)) if encoded.indices.null_count else encoded.indices
+        indices = indices.to_numpy(zero_copy_only=False)  # null -> UNKNOWN
         return np.append(found, UNKNOWN)[indices]
     return find(values)
+
+
+def _window(lists: pa.ListArray, offsets: np.ndarray, start: np.ndarray, end: np.ndarray) -> pa.Array:
+    """The values [start, end) of every list, in order: a slice of the values where the windows are the whole
+    lists (rows prepared within max_history), else a take."""
+    if not start.any() and np.array_equal(end, np.diff(offsets)):
+        return lists.values.slice(offsets[0], offsets[-1] - offsets[0])
+    return lists.values.take(ranges_to_flat(offsets[:-1] + start, offsets[:-1] + end)[1])
+
+
+def _joined(first: Sequence[Any], second: Sequence[Any]) -> Sequence[Any]:
+    """Both columns in one sequence, so that a batch pays one lookup for its history and its targets."""
+    if not len(second):
+        return first
+    if isinstance(first, pa.Array):  # an Arrow batch: both columns are Arrow arrays
+        return pa.concat_arrays([first, second.cast(first.type)])
+    return [*first, *second]
+
+
+def _split(found: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    return found[:size], found[size:]
 
 
 def _value(values: Sequence[Any], position: int) -> Any:
@@ -135,7 +167,7 @@ class _Batch:
         behavior_offsets, item_offsets = behaviors.offsets.to_numpy(), items.offsets.to_numpy()
         end = np.minimum(np.diff(behavior_offsets), np.diff(item_offsets))  # pairs, as zip() makes them
         start = np.zeros_like(end) if window is None else end - np.minimum(end, window)
-        behaviors, items = (lists.values.take(ranges_to_flat(offsets[:-1] + start, offsets[:-1] + end)[1])
+        behaviors, items = (_window(lists, offsets, start, end)
                             for lists, offsets in ((behaviors, behavior_offsets), (items, item_offsets)))
         requested, targets, target_counts = [], [], np.zeros(0, dtype=np.int64)
         if evaluation:
@@ -196,8 +228,8 @@ class GamerCollator:
             batch = _Batch.gather_arrow(rows, self.max_history)
         else:
             batch = _Batch.gather(rows, self.max_history)
-        behaviors, items = table.behaviors(batch.behaviors), table.items(batch.items)
-        requested, targets = table.behaviors(batch.requested), table.items(batch.targets)
+        behaviors, requested = _split(table.behaviors(_joined(batch.behaviors, batch.requested)), len(batch.behaviors))
+        items, targets = _split(table.items(_joined(batch.items, batch.targets)), len(batch.items))
         known, known_targets = (behaviors != UNKNOWN) & (items != UNKNOWN), targets != UNKNOWN
         strict = self.on_unknown == "raise"  # an unknown requested behavior raises either way
         self._raise_first_unknown(batch, ~known & strict, requested == UNKNOWN, ~known_targets & strict)
@@ -312,6 +344,8 @@ def _examples(
     history = np.bincount(batch.interaction_rows[known], minlength=rows) * (levels + 1)
     history_start = np.cumsum(history) - history
     blocks = np.concatenate([behaviors[:, None], table.item_tokens(items)], axis=1).ravel()
+    if not batch.evaluation.any():  # training rows only: the examples are the rows' blocks, as they lie
+        return blocks, history[history > 0], np.zeros(np.count_nonzero(history), dtype=np.int64)
     pool = np.concatenate([blocks, requested, table.item_tokens(targets).ravel()])
     request_start = blocks.size + np.cumsum(batch.evaluation) - 1  # read at evaluation rows only
     target_start = blocks.size + requested.size + levels * np.arange(targets.size)

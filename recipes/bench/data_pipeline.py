@@ -18,6 +18,14 @@ the same splits, and writes the "Out-of-core preparation" part of the section:
 
     python recipes/bench/data_pipeline.py --num-events 1000000 10000000 --engines memory duckdb --write-results
 
+`--collate-baseline-commit REV [--collate-commits REV2 ...] --repeats N --keep DIR` collates the batches training
+reads (SplitRows Arrow tables) of retail_beh_mbht and each --num-events log with this tree's collator, REV's (the
+loop collator, on Python rows) and each REV2's, each in a fresh process, and writes the "Collation against the
+loop collator" part:
+
+    GAMER_HF_DATA_DIR=... python recipes/bench/data_pipeline.py --num-events 1000000 --collate-baseline-commit 5d24df8 \
+        --collate-commits bf9188f --repeats 5 --keep /tmp/collate --write-results
+
 `--engines duckdb --baseline-commit REV --repeats N` prepares each log with this tree's code and with REV's
 (extracted by `git archive`, put first on PYTHONPATH), alternating, checks the outputs are equal, and writes
 the 1M -> 10M peak ratio of both (the "before and after" part of issue 14's prepare peak).
@@ -45,6 +53,7 @@ SECTION = "## Data pipeline"
 ENGINES = "### Out-of-core preparation (issue 14)"
 SCALE = "### 100M events (issue 14)"
 CODE_AB = "### Prepare peak 1M -> 10M, before and after (issue 14, prepare helper)"
+COLLATE_AB = "### Collation against the loop collator, on the training path (issue 14, session 9, collate helper)"
 EVENTS_PER_USER = 29.5  # generate_synthetic defaults: ~4 sessions x 6 clicks plus carts and buys
 TAOBAO_EVENTS = 100_000_000  # write_taobao_shaped at scale 1 (1M users x ~100 events)
 
@@ -164,8 +173,144 @@ def _tokenize(prepared: Any, max_history: int, max_rows: int) -> dict[str, Any]:
     return {"seconds": seconds, "tokens": tokens, "batches": len(ratios["arrow"]), "batch_speedup": spread}
 
 
+def _write_batches(prepared_dir: Path, max_rows: int, into: Path) -> dict[str, Any]:
+    """The batches training collates: up to `max_rows` rows per split (train, validation) fetched as `SplitRows`
+    Arrow tables of 256 rows in `BlockShuffleSampler` order (seed 0), written one record batch per batch to
+    `into/{split}.arrow`, with the ids and behaviors the children build their tokenizers from."""
+    import pyarrow as pa
+
+    from gamer_hf.data import load_prepared
+    from gamer_hf.data.split_rows import BlockShuffleSampler, SplitRows
+
+    prepared = load_prepared(prepared_dir)
+    into.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for split in ("train", "validation"):
+        rows = SplitRows(prepared.splits[split])
+        order = list(BlockShuffleSampler(rows, seed=0))[:max_rows]
+        tables = [rows.__getitems__(order[start:start + 256]) for start in range(0, len(order), 256)]
+        with pa.OSFile(str(into / f"{split}.arrow"), "wb") as sink, pa.ipc.new_stream(sink, rows.schema) as writer:
+            for table in tables:
+                writer.write_batch(table.combine_chunks().to_batches()[0])
+        counts[split] = len(tables)
+    spec = {"item_ids": list(prepared.item_ids), "behaviors": prepared.metadata["behaviors"]}
+    (into / "tokenizer.json").write_text(json.dumps(spec))
+    return counts
+
+
+def collate_batches(folder: Path, max_history: int, as_rows: bool) -> dict[str, Any]:
+    """One child: collate every batch `_write_batches` wrote with the `gamer_hf` this process imports (today's, or
+    a commit's put first on PYTHONPATH); Arrow tables as `SplitRows` hands them over, or (`as_rows`, for a collator
+    that predates Arrow batches) their Python rows, made before the clock starts. Returns the tokens, the collation
+    wall and CPU seconds per split, and one SHA-256 of all outputs, to check codes against each other."""
+    import hashlib
+
+    import pyarrow as pa
+
+    import gamer_hf
+    from gamer_hf import GamerTokenizerFast
+    from gamer_hf.data import GamerCollator
+
+    spec = json.loads((folder / "tokenizer.json").read_text())
+    index = {item: (i % 256, (i // 256) % 256, i // 65536) for i, item in enumerate(spec["item_ids"])}
+    collator = GamerCollator(GamerTokenizerFast.from_items(index, spec["behaviors"], codebook_size=256),
+                             max_history=max_history)
+    digest, tokens, batches, seconds, cpu = hashlib.sha256(), 0, 0, {}, {}
+    for split in ("train", "validation"):
+        with pa.OSFile(str(folder / f"{split}.arrow")) as source:
+            tables = [pa.Table.from_batches([batch]) for batch in pa.ipc.open_stream(source)]
+        inputs = [table.to_pylist() for table in tables] if as_rows else tables
+        batches += len(inputs)
+        collator(inputs[0])  # the token table is built on first use: not part of a batch's cost
+        seconds[split] = cpu[split] = 0.0
+        for batch in inputs:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            output = collator(batch)
+            seconds[split] += time.perf_counter() - start
+            cpu[split] += time.process_time() - start_cpu
+            for name in sorted(output):
+                digest.update(name.encode() + output[name].numpy().tobytes())
+            tokens += int(output["attention_mask"].sum())
+    return {"tokens": tokens, "seconds": seconds, "cpu_seconds": cpu, "batches": batches,
+            "digest": digest.hexdigest(), "package": str(Path(gamer_hf.__file__).parent)}
+
+
+def compare_collation(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Per workload (retail_beh_mbht, each `--num-events` synthetic log), the same `SplitRows` batches collated
+    by this tree, by `--collate-baseline-commit` (the loop collator, on Python rows) and by each
+    `--collate-commits` commit, each in a fresh process, `--repeats` rounds rotating the order; the outputs of all
+    codes must be equal. Prepared folders are kept in (and reused from) `--keep`."""
+    from code_at import package_at  # a sibling script; imported here so the other workloads need no git
+
+    root = Path(args.keep or tempfile.mkdtemp(dir=args.scratch))
+    codes: dict[str, Path | None] = {}
+    for code, commit in [("baseline", args.collate_baseline_commit), *((c, c) for c in args.collate_commits)]:
+        folder = root / f"code_{commit}"
+        codes[code] = folder if folder.is_dir() else package_at(commit, folder)
+    codes["this tree"] = None
+    workloads = [("retail_beh_mbht", {"data_dir": args.data_dir}), *(
+        (f"synthetic {events:,}", {"events": events}) for events in sorted(args.num_events))]
+    rows = []
+    for name, options in workloads:
+        key = name.replace(" ", "_").replace(",", "")
+        out = root / f"prepared_{key}"
+        if not (out / "metadata.json").is_file():
+            if "events" in options:
+                log = root / f"log_{key}"
+                if not (log / "meta.json").is_file():
+                    _child(args, "generate", events=options["events"], folder=log)
+                _child(args, "prepare", folder=log, engine="duckdb", out=out, collate_rows=0)
+            else:
+                _child(args, "retail_beh_mbht", data_dir=args.data_dir, out=out, collate_rows=0)
+        batches = root / f"batches_{key}_{args.collate_rows}"
+        if not (batches / "tokenizer.json").is_file():
+            _write_batches(out, args.collate_rows, batches)
+        names = list(codes)
+        for repeat in range(args.repeats):
+            for code in names[repeat % len(names):] + names[:repeat % len(names)]:
+                env = {"PYTHONPATH": str(codes[code])} if codes[code] else {}
+                result = _child(args, "collate", env=env, folder=batches, as_rows=code == "baseline" or None,
+                                collate_rows=0)
+                rows.append(result | {"workload": name, "code": code, "repeat": repeat, "load": os.getloadavg()[0]})
+        if args.rows_out:
+            Path(args.rows_out).write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+def _collation_table(rows: list[dict[str, Any]], baseline: str) -> str:
+    """Per workload and code: tokens/s of the collator alone (wall and CPU), median and range over rounds, and
+    the ratio to the baseline within each round (median, range), and whether the outputs equal the baseline's."""
+    import numpy as np
+
+    def rate(r: dict[str, Any], clock: str) -> float:
+        return r["tokens"] / sum(r[clock].values())
+
+    lines = ["| workload | batches (train + validation) | tokens | code | rounds | tokens/s, wall: median (range) "
+             "| vs the loop collator, wall: median (range over rounds) | vs the loop collator, CPU: median (range) "
+             "| same output |", "|---|---:|---:|---|---:|---:|---:|---:|---|"]
+    for workload in dict.fromkeys(r["workload"] for r in rows):
+        mine = [r for r in rows if r["workload"] == workload]
+        base = {r["repeat"]: r for r in mine if r["code"] == "baseline"}
+        for code in dict.fromkeys(r["code"] for r in mine):
+            runs = [r for r in mine if r["code"] == code]
+            walls = [rate(r, "seconds") / 1e6 for r in runs]
+            cells = []
+            for clock in ("seconds", "cpu_seconds"):
+                ratios = [rate(r, clock) / rate(base[r["repeat"]], clock) for r in runs]
+                cells.append(f"**{np.median(ratios):.1f}x** ({min(ratios):.1f}-{max(ratios):.1f}x)")
+            same = all(r["digest"] == base[r["repeat"]]["digest"] for r in runs)
+            label = {"baseline": f"loop collator (`{baseline}`, Python rows)", "this tree": "this branch (Arrow)"}.get(
+                code, f"`{code}` (Arrow)")
+            lines.append(f"| {workload} | {runs[0]['batches']:,} | {runs[0]['tokens'] / 1e6:.1f}M | {label} "
+                         f"| {len(runs)} | {np.median(walls):.2f}M/s ({min(walls):.2f}-{max(walls):.2f}) "
+                         f"| {cells[0]} | {cells[1]} | {'yes' if same else '**no**'} |")
+    return "\n".join(lines)
+
+
 def run_workload(args: argparse.Namespace) -> dict[str, Any]:
-    """One child process: generate, or prepare (and collate) one log."""
+    """One child process: generate, or prepare (and collate) one log, or collate written batches."""
+    if args.workload == "collate":  # first: a baseline commit's package may lack the imports below
+        return {"workload": "collate"} | collate_batches(Path(args.folder), args.max_history, args.as_rows)
     from gamer_hf.data import load_prepared, prepare, write_synthetic_log, write_taobao_shaped
 
     baseline = _peak_rss_mib()  # after the imports: what every workload pays before its data
@@ -387,7 +532,9 @@ def _child(args: argparse.Namespace, workload: str, env: dict[str, str] | None =
                "--augment-copies", str(args.augment_copies)]
     options.setdefault("collate_rows", args.collate_rows)
     for key, value in options.items():
-        if value is not None:
+        if value is True:  # a flag
+            command.append(f"--{key.replace('_', '-')}")
+        elif value is not None:
             command += [f"--{key.replace('_', '-')}", str(value)]
     output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True,
                             env=os.environ | (env or {})).stdout  # stderr: the log
@@ -440,11 +587,15 @@ def _tables(generated: list[dict], prepared: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_section(body: str, heading: str = SECTION) -> None:
-    """Replace (or append) only the `## Data pipeline` section of RESULTS.md, or one `### ` part of it."""
+def write_section(body: str, heading: str = SECTION, before: str | None = None) -> None:
+    """Replace (or append) only the `## Data pipeline` section of RESULTS.md, or one `### ` part of it (a new part
+    goes just before the part `before` where there is one, else at the end of the section)."""
     text = RESULTS.read_text() if RESULTS.is_file() else "# Benchmark results\n"
     start = text.find(heading)
-    if start < 0 and heading != SECTION:  # a new part goes at the end of the section
+    if start < 0 and before and before in text:
+        start = text.find(before)
+        text = text[:start] + body.rstrip("\n") + "\n\n" + text[start:]
+    elif start < 0 and heading != SECTION:  # a new part goes at the end of the section
         section = text.find(SECTION)
         start = text.find("\n## ", section + len(SECTION)) + 1 if section >= 0 else -1
         start = start if start > 0 else len(text)
@@ -483,9 +634,15 @@ def main() -> None:
     parser.add_argument("--memory-limit", help="DuckDB's memory_limit for the duckdb engine (default: the engine's)")
     parser.add_argument("--baseline-commit", help="with --engines duckdb: also prepare every log with this commit's "
                         "code, --repeats times, alternating; write the 'prepare peak, before and after' part")
-    parser.add_argument("--repeats", type=int, default=1, help="with --baseline-commit: runs per log and code")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="with --baseline-commit or --collate-baseline-commit: runs per log and code")
+    parser.add_argument("--collate-baseline-commit", help="compare collation on SplitRows batches of retail_beh_mbht "
+                        "and the --num-events logs against this commit's loop collator; write its part")
+    parser.add_argument("--collate-commits", nargs="*", default=[],
+                        help="with --collate-baseline-commit: also these commits' collators (on Arrow batches)")
+    parser.add_argument("--as-rows", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
-    parser.add_argument("--workload", choices=["generate", "prepare", "retail_beh_mbht"], help=argparse.SUPPRESS)
+    parser.add_argument("--workload", choices=["generate", "prepare", "retail_beh_mbht", "collate"], help=argparse.SUPPRESS)
     parser.add_argument("--events", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--shape", choices=["default", "taobao"], default="default", help=argparse.SUPPRESS)
@@ -499,6 +656,18 @@ def main() -> None:
     if args.results_from:  # the scale table of rows a --rows-out run saved
         rows = json.loads(Path(args.results_from).read_text())
         print(_scale_table(rows))
+        return
+    if args.collate_baseline_commit:
+        rows = compare_collation(args)
+        table = _collation_table(rows, args.collate_baseline_commit)
+        print(table)
+        if args.write_results:
+            env = f"GAMER_HF_DATA_DIR={args.data_dir} " if args.data_dir else ""
+            command = f"{env}python recipes/bench/data_pipeline.py " + " ".join(sys.argv[1:])
+            loads = f"load average {min(r['load'] for r in rows):.1f}-{max(r['load'] for r in rows):.1f} after the runs"
+            write_section("\n\n".join([COLLATE_AB, _COLLATE_RULE, f"    {command}", f"Machine: {_machine(args)}; {loads}.",
+                                        table])
+                          + "\n", COLLATE_AB, before=ENGINES)
         return
     if args.engines and args.baseline_commit:
         rows = compare_code(args)
@@ -566,6 +735,15 @@ turning Arrow into Python lists (the fetch) and one dictionary lookup per id sta
 skip the conversion and look up only distinct ids, yet collated no faster than rows here: their
 gain is the fetch. Ratios come from the same batches in the same process, in rotating order; the
 per-batch spread shows how noisy the shared machine was."""
+
+
+_COLLATE_RULE = """Rule, committed before the run it judges: issue 14's collation goal (at least 5x the loop
+collator's tokens/s) is met on a workload when the median over rounds of the per-round ratio of wall tokens/s
+(collator alone; the code below against `--collate-baseline-commit`'s loop collator, each in a fresh process,
+the order rotating every round) is at least 5.0, with every output equal to the baseline's; the CPU-time ratio
+is shown beside it. The batches are what training collates today: 256-row Arrow tables from `SplitRows` in
+`BlockShuffleSampler` order (seed 0), up to `--collate-rows` rows of train and of validation, max_history 50; the
+loop collator gets the same rows as Python dicts, made before its clock starts."""
 
 
 def _verdict(smallest: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ import mmap
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
@@ -229,6 +230,38 @@ def test_arrow_batches_collate_like_their_rows(synthetic_prepared, levels, max_h
             assert torch.equal(got[key], expected[key]), key
     record_batch = batches[0].to_batches()[0]
     assert torch.equal(collator(record_batch)["input_ids"], collator(_as_rows(batches[0]))["input_ids"])
+
+
+def _with_item_type(batch, item_type: str, numbers: dict[str, int]):
+    """The batch with its item columns as `item_type` lists: large_string, or int64 (each id its number)."""
+    for name in ("items", "history_items", "target_items"):
+        if name in batch.column_names:
+            if item_type == "int64":
+                column = pa.array([[numbers[item] for item in row] for row in batch[name].to_pylist()],
+                                  pa.list_(pa.int64()))
+            else:
+                column = batch[name].cast(pa.list_(pa.large_string()))
+            batch = batch.set_column(batch.column_names.index(name), name, column)
+    return batch
+
+
+@pytest.mark.parametrize("item_type", ["large_string", "int64"])
+@pytest.mark.parametrize("on_unknown", ["raise", "skip"])
+def test_arrow_item_columns_of_other_types_collate_like_their_rows(synthetic_prepared, levels, item_type,
+                                                                   on_unknown) -> None:
+    """String ids are searched in the Arrow buffers, other ids as str(id): both agree with the rows."""
+    numbers = {item: i for i, item in enumerate(synthetic_prepared.item_ids)}
+    known = list(numbers)[1::2] if on_unknown == "skip" else list(numbers)
+    keys = [numbers[item] if item_type == "int64" else item for item in known]
+    tokenizer = GamerTokenizerFast.from_items({key: (i % 5, i // 5) for i, key in enumerate(keys)}, levels,
+                                              codebook_size=[5, 64])
+    collator = GamerCollator(tokenizer, max_history=3, on_unknown=on_unknown)
+    for batch in _arrow_batches(synthetic_prepared, 29):
+        batch = _with_item_type(batch, item_type, numbers)
+        assert batch["items" if "items" in batch.column_names else "history_items"].type.value_type == item_type
+        expected, got = collator(_as_rows(batch)), collator(batch)
+        for key in expected:
+            assert torch.equal(got[key], expected[key]), key
 
 
 @pytest.mark.realdata
