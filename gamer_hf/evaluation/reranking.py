@@ -19,7 +19,8 @@ Without model scores it is a learned repeat rule, the baseline that tells how mu
 `residual=True`, a GAMER reranker is fit on top of that rule: the rule (fit on the same cases, its own settings
 cross-validated) scores every pooled item out of fold, that score enters unpenalized, and only the reranker's own
 columns are shrunk, so strong shrinkage gives the rule back instead of something worse, and "the rule alone" is one
-of the settings cross-validation chooses from.
+of the settings cross-validation chooses from. So are fits of GAMER's model and explore columns alone (`model only`),
+the history features left to the rule: with them GAMER's gated history columns cannot re-learn the rule in its place.
 
 The fit is scikit-learn's L2 logistic regression (standardized columns, unpenalized intercept) solved exactly by
 Newton's method, each fold's rows standardized once and each fit started from the previous C's optimum. The
@@ -83,7 +84,9 @@ _LOGP_FLOOR = -30.0
 # Inverse L2 strengths (sklearn's C) that cross-validation chooses from: from strong shrinkage to almost none.
 REGULARIZATION_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
 _CV_K = 10  # cross-validation scores NDCG@10, the headline metric
-_RULE_ONLY = (False, 0.0)  # a residual fit's setting with none of its own columns: the rule beneath alone
+# A setting: (gated, regularization, model only). Model only: a residual fit's MODEL_FEATURES and EXPLORE_FEATURES
+# (gated or not), none of the HISTORY_FEATURES, which the rule beneath already scores.
+_RULE_ONLY = (False, 0.0, False)  # a residual fit's setting with none of its own columns: the rule beneath alone
 _NEWTON_STEPS = 100  # a cap only: a fit converges in far fewer
 
 
@@ -137,6 +140,10 @@ class HistoryReranker:
         self.rule: HistoryReranker | None = None  # with `residual`: the model-free reranker beneath, fit by `fit`
         self.weights: dict[str, Any] | None = None
         self._fold_fits: list[dict[str, Any]] | None = None  # the chosen setting's fit without each CV fold
+        # Column of every name in this reranker's widest rows, and a fit's feature names -> those columns: computed
+        # once per reranker, not per case scored.
+        self._index = {name: i for i, name in enumerate(self.gated_feature_names(True in self.gates))}
+        self._selections: dict[tuple[str, ...], slice | np.ndarray] = {}
         low, high = min(self.behaviors.values()), max(self.behaviors.values())
         self._level = {name: (level - low) / (high - low) if high > low else 1.0 for name, level in self.behaviors.items()}
 
@@ -150,10 +157,23 @@ class HistoryReranker:
         """What the gate multiplies the candidate features by (GAMER's beam mass only with the model)."""
         return CASE_FEATURES if self.use_model else CASE_FEATURES[1:]
 
-    def gated_feature_names(self, gate: bool) -> tuple[str, ...]:
-        """The columns of a gated (or ungated) row: the candidate features, then each times each case feature."""
-        base = self.feature_names
+    def gated_feature_names(self, gate: bool, model_only: bool = False) -> tuple[str, ...]:
+        """The columns of a gated (or ungated) row: the candidate features, then each times each case feature;
+        `model_only`, the model and explore features alone (a residual fit's setting that leaves history to the rule)."""
+        base = tuple(n for n in self.feature_names if n not in HISTORY_FEATURES) if model_only else self.feature_names
         return base + tuple(f"{name}*{case}" for name in base for case in self.case_feature_names) if gate else base
+
+    def _setting_features(self, gate: bool, regularization: float, model_only: bool) -> tuple[str, ...]:
+        """The columns a setting fits: none for the rule alone."""
+        return self.gated_feature_names(gate, model_only) if regularization > 0 else ()
+
+    def _select(self, names: Sequence[str]) -> slice | np.ndarray:
+        """Where the columns `names` (a fit's features) sit in this reranker's rows: a slice when they lead them."""
+        key = tuple(names)
+        if key not in self._selections:
+            index = np.array([self._index[name] for name in key], dtype=np.int64)
+            self._selections[key] = slice(0, len(key)) if np.array_equal(index, np.arange(len(key))) else index
+        return self._selections[key]
 
     # ------------------------------------------------------------------------------------------ pools
 
@@ -265,29 +285,28 @@ class HistoryReranker:
         if not y.any() or y.all():
             raise DataError(f"cannot fit a reranker on {len(cases)} cases: {int(y.sum())} of {len(y)} pooled items are "
                              "targets; the fit needs both targets and non-targets in the pools")
-        settings = [(gate, value) for gate in self.gates for value in self.grid]
-        if self.residual:
-            settings.insert(0, _RULE_ONLY)
+        settings = [(gate, value, False) for gate in self.gates for value in self.grid]
+        if self.residual:  # the rule alone first (it wins ties), the model columns alone last
+            settings = [_RULE_ONLY, *settings, *((gate, value, True) for gate in self.gates for value in self.grid)]
         offsets, rule_folds = self._fit_rule(cases, rows) if self.residual else (None, None)
         cv, fits = self._cross_validate(cases, rows, labels, settings, offsets) if len(settings) > 1 else (None, None)
-        # Ties: the first setting, i.e. the rule alone (residual), then ungated, then the strongest regularization.
-        gate, chosen = max(cv, key=cv.get) if cv else settings[0]
-        self._fold_fits = fits[gate, chosen] if fits else None  # what a residual fit on top of this one scores with
-        columns = self._columns(gate, chosen)
-        mean, scale = _standardize(x[:, :columns])
-        design = _design(x[:, :columns], mean, scale, None if offsets is None else np.concatenate(offsets))
-        self.weights = _weights(_newton(design, y, _penalty(design, columns, chosen)), mean, scale, self.residual) | {
-            "features": list(self.gated_feature_names(gate)[:columns]), "gate": gate, "regularization": chosen,
+        # Ties: the first setting, i.e. the rule alone (residual), then ungated, then the strongest regularization,
+        # then all the columns before the model's alone.
+        setting = max(cv, key=cv.get) if cv else settings[0]
+        gate, chosen, model_only = setting
+        self._fold_fits = fits[setting] if fits else None  # what a residual fit on top of this one scores with
+        names = self._setting_features(*setting)
+        used = x[:, self._select(names)]
+        mean, scale = _standardize(used)
+        design = _design(used, mean, scale, None if offsets is None else np.concatenate(offsets))
+        self.weights = _weights(_newton(design, y, _penalty(design, len(names), chosen)), mean, scale, self.residual) | {
+            "features": list(names), "gate": gate, "regularization": chosen, "model_only": model_only,
             "fit_cases": len(cases), "fit_rows": int(len(y)), "fit_positives": int(y.sum())}
         if rule_folds:
             self.weights["rule_folds"] = rule_folds
         if cv:
             self.weights["cv_ndcg10"] = {_setting_key(*setting): score for setting, score in cv.items()}
         return self
-
-    def _columns(self, gate: bool, regularization: float) -> int:
-        """How many of a row's columns a setting fits: none for the rule alone, else the (un)gated features."""
-        return len(self.gated_feature_names(gate)) if regularization > 0 else 0
 
     def _folds(self, cases: int) -> np.ndarray:
         """The cross-validation fold of every case: a seeded split, the same for every setting and the rule."""
@@ -299,19 +318,22 @@ class HistoryReranker:
         return fold
 
     def _cross_validate(self, cases: list[EvalCase], rows: list[tuple[list[str], np.ndarray]],
-                        labels: list[np.ndarray], settings: list[tuple[bool, float]],
+                        labels: list[np.ndarray], settings: list[tuple[bool, float, bool]],
                         offsets: list[np.ndarray] | None = None,
-                        ) -> tuple[dict[tuple[bool, float], float], dict[tuple[bool, float], list[dict[str, Any]]]]:
-        """(gate, regularization) -> NDCG@10 of the held-out folds' cases, and the weights fit without each fold.
+                        ) -> tuple[dict[tuple[bool, float, bool], float],
+                                   dict[tuple[bool, float, bool], list[dict[str, Any]]]]:
+        """(gate, regularization, model only) -> NDCG@10 of the held-out folds' cases, and the weights fit without
+        each fold.
 
-        Each fold's rows are standardized once (an ungated fit reads the first columns, and a column's mean and
-        scale do not depend on the others), and each fit starts from a nearby optimum: the same setting's in the
-        previous fold, else the previous (stronger) regularization's in this fold."""
+        Each fold's rows are standardized once (a setting reads its columns of them, and a column's mean and scale do
+        not depend on the others), and each fit starts from a nearby optimum: the same setting's in the previous
+        fold, else the previous (stronger) regularization's on the same columns in this fold."""
         fold = self._folds(len(cases))
-        width = max(self._columns(*setting) for setting in settings)
+        width = max((self._index[n] + 1 for s in settings for n in self._setting_features(*s)), default=0)
+        lead = 1 + (offsets is not None)  # the intercept, the rule's score
         ndcg = {setting: np.zeros(len(cases)) for setting in settings}
-        fits: dict[tuple[bool, float], list[dict[str, Any]]] = {setting: [] for setting in settings}
-        previous: dict[tuple[bool, float], np.ndarray] = {}  # setting -> its optimum in the previous fold
+        fits: dict[tuple[bool, float, bool], list[dict[str, Any]]] = {setting: [] for setting in settings}
+        previous: dict[tuple[bool, float, bool], np.ndarray] = {}  # setting -> its optimum in the previous fold
         for held in range(self.cv_folds):
             inside, outside = np.flatnonzero(fold != held), np.flatnonzero(fold == held)
             x = np.concatenate([rows[i][1][:, :width] for i in inside])
@@ -321,18 +343,21 @@ class HistoryReranker:
                                 f"{int(y.sum())} targets among {len(y)} pooled items")
             mean, scale = _standardize(x)
             design = _design(x, mean, scale, None if offsets is None else np.concatenate([offsets[i] for i in inside]))
-            last: dict[int, np.ndarray] = {}  # columns -> the last optimum in this fold
-            for gate, value in settings:
-                columns = self._columns(gate, value)
-                used = design[:, :design.shape[1] - width + columns]
-                start = previous.get((gate, value), last.get(columns))
-                solution = previous[gate, value] = last[columns] = _newton(used, y, _penalty(used, columns, value), start)
-                weights = _weights(solution, mean[:columns], scale[:columns], offsets is not None) | {
-                    "features": list(self.gated_feature_names(gate)[:columns])}
-                fits[gate, value].append(weights)
-                ranked = [_order(*rows[i], weights, _CV_K, None if offsets is None else offsets[i]) for i in outside]
-                ndcg[gate, value][outside] = per_case_metrics(ranked, [cases[i].target_items for i in outside],
-                                                              (_CV_K,))[f"NDCG@{_CV_K}"]
+            last: dict[tuple[str, ...], np.ndarray] = {}  # columns -> the last optimum on them in this fold
+            for setting in settings:
+                names = self._setting_features(*setting)
+                select = self._select(names)
+                used = design[:, :lead + len(names)] if isinstance(select, slice) else np.hstack(
+                    [design[:, :lead], design[:, lead + select]])
+                start = previous.get(setting, last.get(names))
+                solution = previous[setting] = last[names] = _newton(used, y, _penalty(used, len(names), setting[1]),
+                                                                     start)
+                weights = _weights(solution, mean[select], scale[select], offsets is not None) | {"features": list(names)}
+                fits[setting].append(weights)
+                ranked = [_order(rows[i][0], rows[i][1][:, select], weights, _CV_K,
+                                 None if offsets is None else offsets[i]) for i in outside]
+                ndcg[setting][outside] = per_case_metrics(ranked, [cases[i].target_items for i in outside],
+                                                          (_CV_K,))[f"NDCG@{_CV_K}"]
         return {setting: float(score.mean()) for setting, score in ndcg.items()}, fits
 
     # ------------------------------------------------------------------------------ the rule beneath
@@ -349,7 +374,7 @@ class HistoryReranker:
         self.rule.fit(cases)
         folds = self.rule._fold_fits
         if folds is None:  # a single setting: nothing was cross-validated, fit it without each fold
-            setting = self.rule.weights["gate"], self.rule.weights["regularization"]
+            setting = self.rule.weights["gate"], self.rule.weights["regularization"], False
             rule_rows = self.rule._rows(cases, None, None, None)
             folds = self.rule._cross_validate(cases, rule_rows, _labels(cases, rule_rows), [setting])[1][setting]
         fold = self._folds(len(cases))
@@ -357,8 +382,7 @@ class HistoryReranker:
 
     def _rule_scores(self, features: np.ndarray, weights: Mapping[str, Any]) -> np.ndarray:
         """The rule's score of this reranker's rows: its columns are among them, found by name."""
-        index = {name: i for i, name in enumerate(self.gated_feature_names(True in self.gates))}
-        return _score(features[:, [index[name] for name in weights["features"]]], weights)
+        return _score(features[:, self._select(weights["features"])], weights)
 
     def rank(self, cases: Sequence[Mapping[str, Any] | EvalCase], top_k: int,
              generated: Sequence[Sequence[str]] | None = None,
@@ -367,7 +391,8 @@ class HistoryReranker:
         """Top_k pool items per case by fitted score (ties keep the pool order)."""
         if self.weights is None:
             raise RuntimeError("HistoryReranker is not fitted: call fit(validation_cases, ...) first")
-        return [_order(pool, features, self.weights, top_k, np.mean(
+        select = self._select(self.weights["features"])
+        return [_order(pool, features[:, select], self.weights, top_k, np.mean(
             [self._rule_scores(features, fold) for fold in self.weights["rule_folds"]], axis=0) if self.residual else None)
                 for pool, features in self._rows(as_cases(cases), generated, model_scores, explored)]
 
@@ -399,8 +424,8 @@ class HistoryReranker:
             reranker.rule = cls.from_dict(data["rule"], popular)
         weights = data.get("weights")
         if weights is not None:
-            columns = reranker._columns(weights.get("gate", False), weights["regularization"])
-            expected = list(reranker.gated_feature_names(weights.get("gate", False))[:columns])
+            expected = list(reranker._setting_features(weights.get("gate", False), weights["regularization"],
+                                                       weights.get("model_only", False)))  # saved before: all columns
             if list(weights["features"]) != expected:
                 raise ValueError(f"saved reranker has features {weights['features']}, this version uses {expected}")
         reranker.weights = data.get("weights")
@@ -488,22 +513,24 @@ def _weights(solution: np.ndarray, mean: np.ndarray, scale: np.ndarray, residual
             "intercept": float(solution[0])} | ({"rule_coef": float(solution[1])} if residual else {})
 
 
-def _setting_key(gate: bool, regularization: float) -> str:
-    """A cross-validated setting as a JSON key, e.g. 'gated C=0.1' ('rule only': a residual fit's rule alone)."""
-    return f"{'gated' if gate else 'ungated'} C={regularization:g}" if regularization > 0 else "rule only"
+def _setting_key(gate: bool, regularization: float, model_only: bool) -> str:
+    """A cross-validated setting as a JSON key, e.g. 'gated C=0.1', 'model only gated C=0.1' ('rule only': a residual
+    fit's rule alone)."""
+    if regularization <= 0:
+        return "rule only"
+    return f"{'model only ' if model_only else ''}{'gated' if gate else 'ungated'} C={regularization:g}"
 
 
-def _score(features: np.ndarray, weights: Mapping[str, Any]) -> np.ndarray:
-    """The fitted linear score of rows (without the intercept and the rule); an ungated fit reads the first columns."""
-    coef = np.asarray(weights["coef"])
-    return ((features[:, :len(coef)] - np.asarray(weights["mean"])) / np.asarray(weights["scale"])) @ coef
+def _score(columns: np.ndarray, weights: Mapping[str, Any]) -> np.ndarray:
+    """The fitted linear score of rows (without the intercept and the rule); `columns` are the fit's features."""
+    return ((columns - np.asarray(weights["mean"])) / np.asarray(weights["scale"])) @ np.asarray(weights["coef"])
 
 
-def _order(pool: list[str], features: np.ndarray, weights: Mapping[str, Any], top_k: int,
+def _order(pool: list[str], columns: np.ndarray, weights: Mapping[str, Any], top_k: int,
            rule: np.ndarray | None = None) -> list[str]:
-    """The top_k pool items by fitted score, `rule` the rule's score of each for a residual fit (ties keep the pool
-    order)."""
+    """The top_k pool items by fitted score (`columns`: the fit's features of each), `rule` the rule's score of each
+    for a residual fit (ties keep the pool order)."""
     if not pool:
         return []
-    score = _score(features, weights) + (weights["rule_coef"] * rule if rule is not None else 0.0)
+    score = _score(columns, weights) + (weights["rule_coef"] * rule if rule is not None else 0.0)
     return [pool[i] for i in np.argsort(-score, kind="stable")[:top_k]]

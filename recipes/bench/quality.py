@@ -20,7 +20,8 @@ Models (names as in the tables):
                                          beams decoded with the history excluded (its explore candidates) join the
                                          pool, with their rank as a feature; fit on top of Repeat+learned
                                          (residual: the rule's cross-fitted score unpenalized, GAMER's columns
-                                         shrunk, "the rule alone" among the cross-validated settings)
+                                         shrunk; "the rule alone" and GAMER's model and explore columns alone
+                                         among the cross-validated settings)
     GAMER+rerank:plain-beams             the same reranker without GAMER's explore beams (the previous features:
                                          the ablation of the explore beams, fit and scored on the same beams)
     SASRec:no-history, ...:no-history    SASRec, SASRec+behavior, TIGER and GAMER with the user's history items
@@ -39,7 +40,10 @@ this script prepares the data, trains the models and tabulates. Every table spli
 cases into repeat / explore / cold slices and gives each GAMER row's difference to the best baseline
 (rules, SASRec, TIGER) with a 95% paired bootstrap over the test cases. Users, validation cases and test cases are
 subsampled with a fixed data seed (the same for every model and seed); the seeds vary model
-initialisation and data order (semantic IDs are built once per dataset). Results are written after
+initialisation and data order (semantic IDs are built once per dataset). Semantic-ID collisions: both tokenizers
+are built, last-level codes reassigned (where no prefix is full) and an extra disambiguation level appended; each
+model family (GAMER with its variants and blends; TIGER) trains seed 0 on each and keeps the one with the higher
+validation NDCG@10 (COLLISION_RULE), recorded with both figures and kept by --resume. Results are written after
 every model, so an interrupted run continues with --resume. A GAMER variant whose output folder holds a finished
 run with the same training arguments is scored again without training (e.g. `--test-cases all` on the checkpoints
 of a 500-case run); the record says `reused_checkpoint`. Every row also records the share of its top-10 slots that
@@ -71,7 +75,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -139,6 +143,13 @@ DIAGNOSTICS = NDCG_SELECTED + LAST_EPOCH
 # (the explore slice on equal terms) and GAMER+rerank without GAMER's explore beams (the ablation of those features).
 SIDE_ROWS = [*(f"{m}{NO_HISTORY}" for m in ("SASRec", "SASRec+behavior", "TIGER", "GAMER")), f"GAMER+rerank{PLAIN_BEAMS}"]
 HEADLINE = ("HR@10", "NDCG@10")
+# Semantic-ID collision handling: both tokenizers are built (reassign only where no prefix is full), and each model
+# family keeps the one its own validation prefers. Pre-registered before the eighth pass (RESULTS.md).
+COLLISIONS = ("reassign", "append")  # in tie order: reassign, the handling before the choice existed
+CHOICE_SEED = 0
+COLLISION_RULE = ("each model family (GAMER: its variants and blends follow it; TIGER) trains seed 0 on each tokenizer "
+                  "and keeps the one with the higher best validation NDCG@10 of the ranking-selection callback (the fixed "
+                  "validation subset); ties: reassign")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
@@ -215,13 +226,20 @@ class DatasetSetup:
     name: str
     plain: Path  # prepared with augment_copies=0
     augmented: Path
-    tokenizer: Path
+    tokenizers: dict[str, Path]  # collision handling -> tokenizer, in COLLISIONS order; without the ones not built
+    unbuilt: dict[str, str]  # collision handling -> why there is no tokenizer for it
     behaviors: dict[str, int]
     test_cases: list[EvalCase]
     mixer_cases: list[EvalCase]
     popular: MostPopular  # fit on the training rows: popularity features and fills
     stats: dict[str, Any]
     known_items: set[str] = field(default_factory=set)  # items of the training rows: the cold slice
+    collisions: dict[str, str] = field(default_factory=dict)  # model family -> the handling its validation chose
+
+    def tokenizer(self, variant: str, collisions: str | None = None) -> tuple[str, Path]:
+        """The collision handling (given, else the one chosen for the variant's family) and its tokenizer."""
+        handling = collisions or self.collisions[family(variant)]
+        return handling, self.tokenizers[handling]
 
 
 def _prepare(events: Path, protocol: str, out: Path, budget: Budget, copies: int, data_seed: int) -> PreparedData:
@@ -264,6 +282,32 @@ def target_diagnostics(prepared: PreparedData, cases: Sequence[EvalCase]) -> dic
     return out
 
 
+def family(variant: str) -> str:
+    """The model family whose validation chooses a GAMER variant's tokenizer: TIGER chooses for itself, every other
+    variant (and the blends) follows GAMER."""
+    return "TIGER" if variant.partition(":")[0] == "TIGER" else "GAMER"
+
+
+def choose_collisions(figures: Mapping[str, float]) -> str:
+    """The collision handling with the highest validation NDCG@10 in `figures` (handling -> figure); ties go to the
+    first in COLLISIONS order (reassign)."""
+    if not figures:
+        raise ValueError("no collision handling to choose from: give at least one validation figure")
+    return max(sorted(figures, key=COLLISIONS.index), key=lambda handling: figures[handling])
+
+
+def collision_choice(candidates: Sequence[str], validate: Callable[[str], float], unbuilt: Mapping[str, str],
+                     stored: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One family's choice: `validate(handling)` trains seed 0 on that tokenizer and returns its best validation
+    NDCG@10. A `stored` choice over the same candidates is kept as it is (--resume); one candidate needs no
+    training."""
+    if stored and list(stored.get("validation_ndcg10", {})) == list(candidates):
+        return dict(stored)
+    figures = {handling: validate(handling) for handling in candidates} if len(candidates) > 1 else {}
+    return {"validation_ndcg10": figures, "chosen": choose_collisions(figures) if figures else candidates[0],
+            "seed": CHOICE_SEED, "unbuilt": dict(unbuilt), "rule": COLLISION_RULE}
+
+
 def _semantic_id_summary(tokenizer: Path) -> dict[str, Any]:
     """Codebooks, collisions and how many items had no training signal (random fallback embeddings)."""
     written = read_json(tokenizer / REPORT_FILENAME)
@@ -283,19 +327,7 @@ def setup_dataset(name: str, data_dir: Path, work: Path, budget: Budget, data_se
     for split in ("validation", "test"):
         if plain.splits[split]["user_id"] != augmented.splits[split]["user_id"]:
             raise RuntimeError(f"{name}: the {split} cases of the plain and augmented preparations differ")
-    tokenizer = root / "tokenizer"
-    if not (tokenizer / "tokenizer_config.json").is_file():
-        def build(collisions: str) -> None:
-            build_tokenizer(SemanticIdArguments(
-                data=str(root / "prepared"), out=str(tokenizer), method="rqkmeans", levels=budget.sid_levels,
-                codebook_size=budget.sid_codebook, collisions=collisions, seed=data_seed, overwrite=True))
-
-        # Reassigning last-level codes keeps K tokens per item; when a prefix is full, append a level instead.
-        try:
-            build("reassign")
-        except ValueError as error:
-            print(f"{name}: {error}; appending a semantic-ID level instead", flush=True)
-            build("append")
+    tokenizers, unbuilt = build_tokenizers(root, budget, data_seed)
     timing = root / "setup_seconds.json"  # measured when the setup was built; a resumed run reuses it
     if not timing.is_file():
         with atomic_output(timing) as temporary:
@@ -307,12 +339,38 @@ def setup_dataset(name: str, data_dir: Path, work: Path, budget: Budget, data_se
         "events": plain.metadata["num_events"], "train_rows": len(plain.splits["train"]),
         "train_rows_augmented": len(augmented.splits["train"]), "validation_cases": len(plain.splits["validation"]),
         "test_cases_total": plain.metadata["splits"]["test"]["cases"], "test_cases_used": len(test),
-        "semantic_ids": _semantic_id_summary(tokenizer), "setup_seconds": read_json(timing),
+        "semantic_ids": {handling: _semantic_id_summary(folder) for handling, folder in tokenizers.items()},
+        "semantic_ids_unbuilt": unbuilt, "setup_seconds": read_json(timing),
         **target_diagnostics(plain, test),
     }
-    return DatasetSetup(name, root / "prepared", root / "prepared_aug", tokenizer, dict(plain.metadata["behaviors"]),
+    return DatasetSetup(name, root / "prepared", root / "prepared_aug", tokenizers, unbuilt, dict(plain.metadata["behaviors"]),
                         test, mixer, MostPopular().fit(plain.splits["train"]), stats,
                         items_seen(plain.splits["train"]["items"]))
+
+
+def build_tokenizers(root: Path, budget: Budget, data_seed: int) -> tuple[dict[str, Path], dict[str, str]]:
+    """The semantic IDs with each collision handling (same embeddings and codes before handling), built once and
+    kept in `root`: reassigned last-level codes (K tokens per item; fails where a prefix is full) and an appended
+    disambiguation level. Returns the tokenizers in COLLISIONS order and why a handling has none (its reassign
+    failed, or no item collided and append would repeat reassign's IDs)."""
+    tokenizers, unbuilt = {}, {}
+    for handling in COLLISIONS:
+        folder, failed = root / f"tokenizer-{handling}", root / f"tokenizer-{handling}.failed"
+        if not (folder / "tokenizer_config.json").is_file() and not failed.is_file():
+            try:
+                build_tokenizer(SemanticIdArguments(
+                    data=str(root / "prepared"), out=str(folder), method="rqkmeans", levels=budget.sid_levels,
+                    codebook_size=budget.sid_codebook, collisions=handling, seed=data_seed, overwrite=True))
+            except ValueError as error:  # reassign: a prefix has no free last-level code
+                with atomic_output(failed) as temporary:
+                    temporary.write_text(f"{error}\n")
+        if failed.is_file():
+            unbuilt[handling] = failed.read_text().strip()
+        elif tokenizers and read_json(folder / REPORT_FILENAME)["report"]["collision_handling"] == "none":
+            unbuilt[handling] = "no collisions: the same IDs as " + next(iter(tokenizers))
+        else:
+            tokenizers[handling] = folder
+    return tokenizers, unbuilt
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -372,18 +430,20 @@ def run_sasrec(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: 
             for row, recommender in rows.items()}
 
 
-def _gamer_dir(work: Path, setup: DatasetSetup, seed: int, variant: str) -> Path:
-    return work / setup.name / f"seed{seed}" / variant.replace(":", "-")
+def _gamer_dir(work: Path, setup: DatasetSetup, seed: int, variant: str, collisions: str) -> Path:
+    return work / setup.name / f"seed{seed}" / f"{variant.replace(':', '-')}-{collisions}"
 
 
 def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, work: Path, device: str,
-                progress: bool) -> tuple[Path, dict[str, Any]]:
-    """Train one GAMER variant through gamer_hf.training; returns the checkpoint to score and what training did."""
+                progress: bool, collisions: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """Train one GAMER variant through gamer_hf.training on the tokenizer of `collisions` (default: the one chosen
+    for its family); returns the checkpoint to score and what training did."""
     last_epoch = variant in LAST_EPOCH
     ablation, augmented = GAMER_VARIANTS[variant.partition(":")[0]]
+    handling, tokenizer = setup.tokenizer(variant, collisions)
     arguments = TrainArguments(
-        data=str(setup.augmented if augmented else setup.plain), tokenizer=str(setup.tokenizer),
-        output_dir=str(_gamer_dir(work, setup, seed, variant)), preset=budget.preset, ablation=ablation,
+        data=str(setup.augmented if augmented else setup.plain), tokenizer=str(tokenizer),
+        output_dir=str(_gamer_dir(work, setup, seed, variant, handling)), preset=budget.preset, ablation=ablation,
         num_train_epochs=budget.epochs, per_device_train_batch_size=budget.batch_size,
         learning_rate=budget.gamer_learning_rate, early_stopping_patience=0 if last_epoch else budget.patience,
         seed=seed, on_unknown="skip", use_cpu=device == "cpu", bf16=device == "cuda", overwrite_output_dir=True,
@@ -395,7 +455,8 @@ def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, wo
     if trained is not None:  # the same training arguments already ran to the end: score that checkpoint again
         info = read_json(trained / TRAINING_INFO_FILE)
         runtime = next((row["train_runtime"] for row in info["log_history"] if "train_runtime" in row), float("nan"))
-        return trained, _train_record(info["log_history"], info["results"], runtime, budget, reused=True)
+        return trained, _train_record(info["log_history"], info["results"], runtime, budget, reused=True) | {
+            "collisions": handling}
     start = time.perf_counter()
     result = train(arguments)
     train_seconds = time.perf_counter() - start
@@ -403,7 +464,7 @@ def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, wo
     chosen = list_checkpoints(result.checkpoint_dir / CHECKPOINTS_SUBDIR)[-1] if last_epoch else result.checkpoint_dir
     if last_epoch and chosen.name != f"checkpoint-{result.global_step}":
         raise RuntimeError(f"{variant}: the last checkpoint (step {result.global_step}) was not kept; found {chosen}")
-    record = _train_record(result.log_history, outcome, train_seconds, budget, reused=False)
+    record = _train_record(result.log_history, outcome, train_seconds, budget, reused=False) | {"collisions": handling}
     if last_epoch:
         record["evaluated_step"] = int(chosen.name.split("-")[-1])
     return chosen, record
@@ -460,7 +521,7 @@ def reblend_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, see
                   device: str) -> dict[str, dict[str, Any]]:
     """The BLENDS again from the GAMER model this run already trained (e.g. after widening the mixer grid)."""
     info = {k: v for k, v in trained.items() if k != "result"}
-    checkpoint = _gamer_dir(work, setup, seed, "GAMER")
+    checkpoint = _gamer_dir(work, setup, seed, "GAMER", setup.collisions["GAMER"])
     return {name: record for name, record in score_gamer(setup, evaluator, budget, "GAMER", checkpoint, info,
                                                          device).items() if _base(name) in BLENDS}
 
@@ -521,6 +582,8 @@ def markdown(results: dict[str, Any]) -> str:
                   "| Model | seeds | target HR@10 | target NDCG@10 | target explore NDCG@10 | explore history "
                   "share@10 | merged HR@10 | merged NDCG@10 | train s | epochs |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        chosen = collision_lines(stats.get("collision_choice", {}))
+        lines[-2:-2] = [*chosen, ""] if chosen else []
         best = max((s["target_NDCG@10_mean"] for m, s in models.items() if not m.startswith("GAMER")),
                    default=float("nan"))  # the best baseline, rules and TIGER included
         for model, s in models.items():
@@ -534,6 +597,17 @@ def markdown(results: dict[str, Any]) -> str:
                          f"{_runtime(results['runs'], dataset, model, 'epochs_run')} |")
         lines += ["", *bootstrap_table(results, dataset), ""]
     return "\n".join(lines)
+
+
+def collision_lines(choices: Mapping[str, Any]) -> list[str]:
+    """The semantic-ID collision handling each family chose on validation, with both figures."""
+    lines = []
+    for chooser, choice in choices.items():
+        figures = ", ".join(f"{h} {v:.4f}" for h, v in choice["validation_ndcg10"].items()) or "one candidate"
+        unbuilt = "".join(f"; no {h} tokenizer: {why}" for h, why in choice["unbuilt"].items())
+        lines.append(f"- {chooser}'s semantic IDs: **{choice['chosen']}** (validation NDCG@10 of seed {choice['seed']}: "
+                     f"{figures}{unbuilt})")
+    return lines
 
 
 LEARNED = ("SASRec", "SASRec+behavior", "TIGER")  # issue 16's first goal compares GAMER with the best of these
@@ -682,6 +756,25 @@ def budget_for(args: argparse.Namespace, budget: Budget | None = None) -> Budget
     return budget
 
 
+def families_of(models: Sequence[str]) -> list[str]:
+    """The model families (`family`) whose tokenizer `models` need chosen."""
+    return sorted({family(m) for m in models if _base(m) in GAMER_VARIANTS or m in LAST_EPOCH or m in BLENDS},
+                  key=("GAMER", "TIGER").index)
+
+
+def choose_tokenizer(setup: DatasetSetup, budget: Budget, chooser: str, args: argparse.Namespace,
+                     stored: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`collision_choice` for one family: its model (GAMER or TIGER) trained with seed CHOICE_SEED on each tokenizer
+    (a finished run with the same arguments is reused, so the chosen one is seed 0's run as well)."""
+    def validate(handling: str) -> float:
+        print(f"[{time.strftime('%H:%M:%S')}] {setup.name}: {chooser} seed {CHOICE_SEED} on the {handling} tokenizer "
+              "(collision handling chosen on validation)", flush=True)
+        _, record = train_gamer(setup, budget, CHOICE_SEED, chooser, args.work_dir, args.device, args.progress, handling)
+        return record["best_eval_ndcg10"]
+
+    return collision_choice(list(setup.tokenizers), validate, setup.unbuilt, stored)
+
+
 def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any]:
     """The whole benchmark; `budget` overrides the one the flags select (tests pass a smaller one)."""
     budget = budget_for(args, budget)
@@ -701,7 +794,12 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
                    started=results.get("started", time.strftime("%Y-%m-%d %H:%M")))
     for dataset in args.datasets:
         setup = setup_dataset(dataset, Path(args.data_dir), args.work_dir, budget, args.data_seed)
-        results["datasets"][dataset] = setup.stats
+        stored = results["datasets"].get(dataset, {}).get("collision_choice", {})
+        results["datasets"][dataset] = setup.stats | {"collision_choice": stored}
+        for chooser in families_of(args.models):
+            stored[chooser] = choose_tokenizer(setup, budget, chooser, args, stored.get(chooser))
+            setup.collisions[chooser] = stored[chooser]["chosen"]
+            save(results, args.out)
         evaluator = SharingEvaluator(setup.test_cases, setup.behaviors, batch_size=32, progress=args.progress,
                                      known_items=setup.known_items)
         results["datasets"][dataset]["cases"] = {"behaviors": setup.behaviors, "case_behaviors": evaluator.case_behaviors,

@@ -171,7 +171,8 @@ def fits_table(rows: list[dict[str, Any]], baseline: str) -> str:
             ratios = [r["fit_s"] / old[r["round"]]["fit_s"] for r in chosen]
             weights = chosen[0]["weights"]
             choice = ("rule only" if weights["regularization"] == 0 else
-                      f"{'gated' if weights['gate'] else 'ungated'} C={weights['regularization']:g}")
+                      f"{'model only ' if weights.get('model_only') else ''}{'gated' if weights['gate'] else 'ungated'} "
+                      f"C={weights['regularization']:g}")
             same = weights["features"] == old[0]["weights"]["features"]
             gap = (f"{np.abs(np.subtract(weights['coef'], old[0]['weights']['coef'])).max():.1e}" if same else
                    "- (another setting)")

@@ -88,21 +88,34 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     assert not learned["use_model"] and reranked["use_model"]
     assert learned["weights"]["fit_cases"] == reranked["weights"]["fit_cases"] == 12  # the validation cases, not test
     assert reranked["residual"] and reranked["rule"]["weights"] == learned["weights"]  # on top of Repeat+learned itself
-    for fitted, extra in ((learned, 0), (reranked, 1)):  # cross-validated on those cases alike, plus the rule alone
-        assert len(fitted["weights"]["cv_ndcg10"]) == len(REGULARIZATION_GRID) * len(GATE_GRID) + extra
+    # Cross-validated on those cases alike; the residual fit also on the rule alone and on GAMER's model columns alone.
+    for fitted, extra in ((learned, 0), (reranked, 1)):
+        assert len(fitted["weights"]["cv_ndcg10"]) == (1 + extra) * len(REGULARIZATION_GRID) * len(GATE_GRID) + extra
         assert fitted["weights"]["regularization"] in (0.0,) * extra + REGULARIZATION_GRID
         assert fitted["weights"]["gate"] in GATE_GRID
     learned_features, reranked_features = ([name for name in fitted["weights"]["features"] if "*" not in name]
                                            for fitted in (learned, reranked))  # the candidate features, ungated
-    assert len(learned_features) == 8 and len(reranked_features) in (0, 8 + 4 + 3)  # + model and explore features
+    assert len(learned_features) == 8 and len(reranked_features) in (0, 4 + 3, 8 + 4 + 3)  # + model and explore features
     assert reranked["explore"] and not runs["GAMER+rerank:plain-beams"]["reranker"]["explore"]
     assert runs["GAMER"]["result"]["num_cases"] == runs["Repeat"]["result"]["num_cases"]
     assert sum(runs["Repeat"]["result"]["num_cases"].values()) == 30
     stats = results["datasets"]["synthetic"]
     assert stats["test_cases_used"] == 30 and 0.0 <= stats["all_targets_seen_in_training"] <= 1.0
+    choice = stats["collision_choice"]["GAMER"]  # GAMER's family chose on validation; its rows use that tokenizer
+    assert list(stats["collision_choice"]) == ["GAMER"] and set(stats["semantic_ids"]) == set(
+        quality.COLLISIONS) - set(stats["semantic_ids_unbuilt"])
+    assert choice["chosen"] == quality.choose_collisions(choice["validation_ndcg10"]) if choice["validation_ndcg10"] else (
+        choice["chosen"] == "append")
+    for handling, figure in choice["validation_ndcg10"].items():  # each figure is that run's own validation NDCG@10
+        trained = json.loads((tmp_path / "work" / "synthetic" / "seed0" / f"GAMER-{handling}" / quality.TRAINING_INFO_FILE
+                              ).read_text())
+        assert figure == trained["results"]["best_eval_ndcg10"]
+    assert {runs[m]["collisions"] for m in ("GAMER", "GAMER-noaug:last")} == {choice["chosen"]}
+    assert runs["GAMER"]["reused_checkpoint"] == (len(choice["validation_ndcg10"]) > 1)  # seed 0: the choice's run
     saved = json.loads((tmp_path / "out" / "quality.json").read_text())
     assert saved["summary"]["synthetic"]["SASRec"]["seeds"] == 1 and saved["budget"]["name"] == "quick"
     table = (tmp_path / "out" / "quality.md").read_text()
+    assert f"GAMER's semantic IDs: **{choice['chosen']}**" in table
     assert "target explore NDCG@10" in table and "paired bootstrap" in table and "| GAMER | 0 |" in table
     assert "explore vs best learned without history" in table and "explore history share@10" in table
     assert len(results["datasets"]["synthetic"]["cases"]["case_slices"]) == 30
@@ -119,6 +132,7 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     monkeypatch.setattr(quality, "run_sasrec", no_training)
     again = quality.run(quality.parse_args([*argv, "--resume"]), budget)
     assert again["runs"]["synthetic"]["0"]["GAMER"] == runs["GAMER"]
+    assert again["datasets"]["synthetic"]["collision_choice"] == stats["collision_choice"]  # resume keeps the choice
     monkeypatch.undo()
     monkeypatch.setitem(quality.DATASETS, "synthetic", "session")
     monkeypatch.setattr(quality, "train", no_training)  # more test cases: the checkpoint is scored again, not retrained
@@ -152,3 +166,44 @@ def test_budget_flags_name_the_budget(quality, flags, name, epochs, users) -> No
 def test_the_issue_16_cpu_bench_is_a_named_preset(quality) -> None:
     budget = quality.BUDGETS["cpu5k"]
     assert budget.max_users >= 5000 and budget.max_test_cases >= 1000 and budget.select_by == "ndcg"
+
+
+@pytest.mark.parametrize(("figures", "chosen"), [
+    ({"reassign": 0.0210, "append": 0.0379}, "append"), ({"reassign": 0.03, "append": 0.02}, "reassign"),
+    ({"append": 0.02, "reassign": 0.02}, "reassign"),  # a tie: reassign, whatever the order given
+    ({"append": 0.01}, "append")])
+def test_the_collision_handling_is_the_better_validation_figure(quality, figures, chosen) -> None:
+    assert quality.choose_collisions(figures) == chosen
+
+
+def test_the_collision_choice_reads_validation_only_and_resume_keeps_it(quality) -> None:
+    validation = {"reassign": 0.031, "append": 0.024}  # two fake trained runs: validation and test disagree
+    test = {"reassign": 0.010, "append": 0.050}
+    runs = {h: {"best_eval_ndcg10": validation[h], "test_ndcg10": test[h]} for h in validation}
+    asked = []
+
+    def validate(handling):
+        asked.append(handling)
+        return runs[handling]["best_eval_ndcg10"]
+
+    choice = quality.collision_choice(["reassign", "append"], validate, {})
+    assert choice["chosen"] == "reassign" and choice["validation_ndcg10"] == validation and asked == ["reassign", "append"]
+
+    def retrained(handling):
+        raise AssertionError("a stored choice was made again")
+
+    assert quality.collision_choice(["reassign", "append"], retrained, {}, stored=choice) == choice
+    flipped = dict(choice, chosen="append")  # a stored choice is kept as recorded, not recomputed
+    assert quality.collision_choice(["reassign", "append"], retrained, {}, stored=flipped)["chosen"] == "append"
+    lone = quality.collision_choice(["append"], retrained, {"reassign": "prefix (1, 2) already uses all 64"}, stored=choice)
+    assert lone["chosen"] == "append" and lone["validation_ndcg10"] == {}  # other candidates: chosen anew, no training
+    assert "no reassign tokenizer: prefix" in quality.collision_lines({"GAMER": lone})[0]
+    with pytest.raises(ValueError, match="no collision handling"):
+        quality.choose_collisions({})
+
+
+def test_tiger_chooses_for_itself_and_the_gamer_variants_follow_gamer(quality) -> None:
+    assert [quality.family(m) for m in ("TIGER", "TIGER:no-history", "GAMER", "GAMER-noaug:last", "GAMER-nocross")] == [
+        "TIGER", "TIGER", "GAMER", "GAMER", "GAMER"]
+    assert quality.families_of(["Repeat", "SASRec", "TIGER", "GAMER+mix"]) == ["GAMER", "TIGER"]
+    assert quality.families_of(["Repeat", "SASRec"]) == []

@@ -437,11 +437,57 @@ def test_the_residual_rule_is_cross_fitted_on_real_cases(real_cases) -> None:
             assert offsets[i] == pytest.approx(expected, abs=1e-9)
     residual.fit(fit, beams, scores)
     cv = residual.weights["cv_ndcg10"]
-    assert len(cv) == 1 + 2 * len(REGULARIZATION_GRID) and "rule only" in cv
+    assert len(cv) == 1 + 2 * 2 * len(REGULARIZATION_GRID) and "rule only" in cv  # all columns, or the model's only
     assert max(cv, key=cv.get) == _chosen_key(residual.weights)
+
+    # The model's columns alone, by hand: fold 0's fit is the optimum of the log-loss over the intercept, the rule's
+    # out-of-fold score (both unpenalized) and GAMER's standardized MODEL_FEATURES (L2 1/C); no history column.
+    from scipy.optimize import minimize
+
+    setting = (False, 1.0, True)
+    labels = [np.array([item in case.target_items for item in pool]) for case, (pool, _) in zip(fit, rows)]
+    held = np.flatnonzero(fold != 0)
+    found = residual._cross_validate(fit, rows, labels, [setting], offsets)
+    assert found[0][setting] == pytest.approx(cv["model only ungated C=1"], abs=1e-9)
+    weights = found[1][setting][0]
+    assert weights["features"] == list(MODEL_FEATURES)
+    columns = [HISTORY_FEATURES.index(n) if n in HISTORY_FEATURES else len(HISTORY_FEATURES) + MODEL_FEATURES.index(n)
+               for n in MODEL_FEATURES]
+    x = np.concatenate([rows[i][1][:, columns] for i in held])
+    y = np.concatenate([labels[i] for i in held])
+    offset = np.concatenate([offsets[i] for i in held])
+    z = (x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1.0)
+
+    def objective(w):
+        logits = w[0] + w[1] * offset + z @ w[2:]
+        return np.logaddexp(0, logits).sum() - logits[y].sum() + w[2:] @ w[2:] / 2
+
+    exact = minimize(objective, np.zeros(2 + len(columns)), method="BFGS", options={"gtol": 1e-9}).x
+    assert [weights["intercept"], weights["rule_coef"], *weights["coef"]] == pytest.approx(exact, abs=1e-4)
 
 
 def _chosen_key(weights: dict) -> str:
     if weights["regularization"] == 0:
         return "rule only"
-    return f"{'gated' if weights['gate'] else 'ungated'} C={weights['regularization']:g}"
+    return (f"{'model only ' if weights['model_only'] else ''}{'gated' if weights['gate'] else 'ungated'} "
+            f"C={weights['regularization']:g}")
+
+
+def test_a_residual_fit_may_give_the_model_its_columns_alone_and_ranks_without_rebuilding_the_index(monkeypatch) -> None:
+    (train, train_beams, train_scores), (test, beams, scores) = _new_or_old(60, seed=0), _new_or_old(60, seed=1)
+    residual = HistoryReranker(BEHAVIORS, explore=False, residual=True, regularization=REGULARIZATION_GRID,
+                               gate=GATE_GRID).fit(train, train_beams, train_scores)
+    cv = residual.weights["cv_ndcg10"]
+    model_only = {k: v for k, v in cv.items() if k.startswith("model only")}
+    assert len(model_only) == len(REGULARIZATION_GRID) * len(GATE_GRID)
+    assert max(model_only.values()) == pytest.approx(1.0)  # GAMER's log-prob alone tells returns from new items here
+    gated = residual.gated_feature_names(True, model_only=True)
+    assert not set(gated) & set(HISTORY_FEATURES) and all(n.split("*")[0] in MODEL_FEATURES for n in gated)
+    assert len(gated) == len(MODEL_FEATURES) * (1 + len(CASE_FEATURES))
+    ranked = residual.rank(test, 10, beams, scores)
+
+    def rebuilt(*args, **kwargs):
+        raise AssertionError("the feature-name index was rebuilt while ranking")
+
+    monkeypatch.setattr(residual, "gated_feature_names", rebuilt)
+    assert residual.rank(test, 10, beams, scores) == ranked  # every case, every fold fit: the index computed once
