@@ -65,6 +65,7 @@ def build_semantic_ids(
     sequences: Sequence[Sequence[str]] | None = None,
     neighbours: int = 10,
     fit_on: str = "all",
+    progress: bool = True,
 ) -> SemanticIds:
     """Codes for `item_ids` with `method` ("rqkmeans", "rqvae" or "cid"), made collision-free.
 
@@ -81,6 +82,8 @@ def build_semantic_ids(
     embedding was learned and only encodes the fallback items with them: random rows then take no
     codebook capacity (with balanced RQ-KMeans, the cap applies to learned items), and fallback items
     land next to whatever learned region their random direction points to.
+
+    `progress=False` hides the quantizer's progress bar (levels, or RQ-VAE steps).
     """
     if fit_on not in FIT_ON:
         raise ValueError(f"unknown fit_on {fit_on!r}; choose one of {FIT_ON}")
@@ -114,10 +117,10 @@ def build_semantic_ids(
         levels = SID_DEFAULTS["num_levels"] if num_levels is None else num_levels
         size = SID_DEFAULTS["codebook_size"] if codebook_size is None else codebook_size
         if method == "rqkmeans":
-            quantizer = RQKMeans(levels, size, balanced=balanced, seed=seed)
+            quantizer = RQKMeans(levels, size, balanced=balanced, seed=seed, progress=progress)
             parameters["balanced"] = balanced
         else:
-            quantizer = RQVAEQuantizer(levels, size, config=rqvae_config, seed=seed)
+            quantizer = RQVAEQuantizer(levels, size, config=rqvae_config, seed=seed, progress=progress)
             parameters["rqvae"] = quantizer.config.to_dict()
         if fit_on == "learned":
             codes = np.empty((len(x), levels), dtype=np.int64)

@@ -114,14 +114,14 @@ def _pca_rows(x: np.ndarray, dim: int, seed: int, rows: np.ndarray) -> np.ndarra
 
 
 def _text_part(
-    item_ids: list[str], items: pd.DataFrame, id_column: str, dim: int, seed: int
+    item_ids: list[str], items: pd.DataFrame, id_column: str, dim: int, seed: int, progress: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     texts = texts_from_items(items, id_column=id_column).reindex(item_ids)
     has_signal = texts.fillna("").str.len().to_numpy() > 0
     if not has_signal.any():
         raise ValueError(f"none of the {len(item_ids)} catalogue items has side information in the items table")
     distinct, rows = np.unique(texts[has_signal].to_numpy(dtype=str), return_inverse=True)
-    encoded = _pca_rows(text_embeddings(distinct.tolist()), dim, seed, rows.reshape(-1))
+    encoded = _pca_rows(text_embeddings(distinct.tolist(), progress=progress), dim, seed, rows.reshape(-1))
     vectors = np.zeros((len(item_ids), encoded.shape[1]), dtype=np.float32)
     vectors[has_signal] = encoded
     return fill_missing_rows(vectors, ~has_signal, seed=seed), ~has_signal
@@ -174,6 +174,7 @@ def item_embeddings(
     lone_items: str = "random",
     position_behaviors: np.ndarray | None = None,
     num_behaviors: int | None = None,
+    progress: bool = True,
 ) -> ItemEmbeddings:
     """Embeddings for every id in `item_ids` from side information (`items`) and/or `sequences`.
 
@@ -190,6 +191,8 @@ def item_embeddings(
 
     `sequences` should hold training interactions only: co-occurrence with held-out items would leak
     the test targets into the codes.
+
+    `progress=False` hides the text encoder's progress bar.
     """
     ids = [str(item) for item in item_ids]
     concrete = resolve_embedding_kind(kind, has_items=items is not None, has_sequences=sequences is not None)
@@ -213,7 +216,7 @@ def item_embeddings(
         alone = seen & ~positions.with_partner()
     parts, missing, profiled, mapped = [], {}, None, None
     if concrete in ("text", "hybrid"):
-        vectors, missing["text"] = _text_part(ids, items, id_column, dim, seed)
+        vectors, missing["text"] = _text_part(ids, items, id_column, dim, seed, progress)
         parts.append(vectors * np.float32(np.sqrt(hybrid_weight)) if concrete == "hybrid" else vectors)
     if concrete in ("collaborative", "hybrid"):
         vectors, has_signal = _collaborative_part(ids, sequences, dim, window, collaborative, item2vec, seed, counts)

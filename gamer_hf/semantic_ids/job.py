@@ -79,6 +79,7 @@ class SemanticIdArguments:
     rqvae_steps: int = field(default=300, metadata={"help": "rqvae: training steps"})
     seed: int = field(default=0, metadata={"help": "seed for embeddings fallback, quantizers and cid shuffle"})
     overwrite: bool = field(default=False, metadata={"help": "replace a non-empty output directory"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars (text encoding, quantizer fitting)"})
 
 
 @dataclass
@@ -129,6 +130,7 @@ def build_tokenizer_from_inputs(inputs: SemanticIdInputs, args: SemanticIdArgume
             lone_items=args.lone_items,
             position_behaviors=inputs.position_behaviors,
             num_behaviors=len(inputs.behaviors),
+            progress=args.progress,
         )
         embed_seconds = time.perf_counter() - start
         embeddings = embedded
@@ -156,6 +158,7 @@ def build_tokenizer_from_inputs(inputs: SemanticIdInputs, args: SemanticIdArgume
         rqvae_config=RQVAEConfig(steps=args.rqvae_steps),
         sequences=inputs.sequences,
         fit_on=args.fit_on if args.method != "cid" else "all",
+        progress=args.progress,
     )
     if embeddings is not None:
         semantic_ids.report.timings = {"embed": embed_seconds, **semantic_ids.report.timings}

@@ -50,12 +50,14 @@ class RQKMeans:
         balanced: bool = False,
         seed: int = 0,
         max_iter: int = 50,
+        progress: bool = True,
     ) -> None:
         self.codebook_sizes = per_level_sizes(codebook_size, num_levels)
         self.num_levels = num_levels
         self.balanced = balanced
         self.seed = seed
         self.max_iter = max_iter
+        self.progress = progress  # a bar over the levels
         self.codebooks: list[np.ndarray] = []
         self.level_seconds: list[float] = []  # wall time of each level's fit, for reports at scale
 
@@ -64,7 +66,7 @@ class RQKMeans:
         residual = np.array(x, dtype=np.float32, copy=True)
         codes = np.empty((len(residual), self.num_levels), dtype=np.int64)
         self.codebooks, self.level_seconds = [], []
-        for level, size in enumerate(tqdm(self.codebook_sizes, desc="rq-kmeans levels", leave=False)):
+        for level, size in enumerate(tqdm(self.codebook_sizes, desc="rq-kmeans levels", leave=False, disable=not self.progress)):
             start = time.perf_counter()
             result = fit_kmeans(
                 residual, size, seed=self.seed + level, balanced=self.balanced, max_iter=self.max_iter

@@ -125,11 +125,13 @@ class RQVAEQuantizer:
         *,
         config: RQVAEConfig | None = None,
         seed: int = 0,
+        progress: bool = True,
     ) -> None:
         self.codebook_sizes = per_level_sizes(codebook_size, num_levels)
         self.num_levels = num_levels
         self.config = config or RQVAEConfig()
         self.seed = seed
+        self.progress = progress  # a bar over the training steps
         self.model: RQVAE | None = None
         self.losses: list[float] = []
         self.shift: np.ndarray | None = None
@@ -197,7 +199,7 @@ class RQVAEQuantizer:
             self._kmeans_init(model, data, generator)
             usage = torch.zeros(self.num_levels, max(self.codebook_sizes), dtype=torch.long)
             self.losses = []
-            for step in tqdm(range(1, cfg.steps + 1), desc="rq-vae", leave=False):
+            for step in tqdm(range(1, cfg.steps + 1), desc="rq-vae", leave=False, disable=not self.progress):
                 loss, codes, residuals = model(self._batch(data, generator))
                 _optimize(optimizer, loss)
                 self.losses.append(float(loss.detach()))

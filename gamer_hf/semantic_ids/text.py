@@ -93,8 +93,9 @@ def texts_from_items(items: pd.DataFrame, *, id_column: str = "item_id", price_b
     return pd.Series(texts.fillna("").to_numpy(dtype=object), index=ids.to_numpy(), name="text")
 
 
-def text_embeddings(texts: Sequence[str], *, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
-    """L2-normalized `[n, 384]` sentence embeddings; duplicate texts are encoded once."""
+def text_embeddings(texts: Sequence[str], *, batch_size: int = 256, device: str = "cpu",
+                    progress: bool = True) -> np.ndarray:
+    """L2-normalized `[n, 384]` sentence embeddings; duplicate texts are encoded once (a bar past one batch)."""
     unique, inverse = np.unique(np.asarray(list(texts), dtype=object).astype(str), return_inverse=True)
     encoder = load_sentence_encoder(device)
     vectors = encoder.encode(
@@ -102,6 +103,6 @@ def text_embeddings(texts: Sequence[str], *, batch_size: int = 256, device: str 
         batch_size=batch_size,
         normalize_embeddings=True,
         convert_to_numpy=True,
-        show_progress_bar=len(unique) > batch_size,
+        show_progress_bar=progress and len(unique) > batch_size,
     )
     return np.asarray(vectors, dtype=np.float32)[inverse.reshape(-1)]

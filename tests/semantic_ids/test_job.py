@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from gamer_hf.modeling import GamerTokenizerFast
 from gamer_hf.modeling.item_index_gamer import ItemIndex
@@ -43,3 +44,18 @@ def test_job_maps_lone_items_from_their_profile_when_asked(tmp_path: Path) -> No
     assert coverage["profile_items"] == coverage["seen_alone"] == 6 and coverage["fallback_seen_items"] == 0
     assert "lone training items mapped from their profile: 6" in built.semantic_ids.report.to_table()
     assert built.metadata["embedding"]["lone_items"] == "profile"
+
+
+@pytest.mark.parametrize("method, bar", [("rqkmeans", "rq-kmeans levels"), ("rqvae", "rq-vae")])
+@pytest.mark.parametrize("progress", [True, False])
+def test_job_shows_the_quantizer_bar_only_with_progress(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        method: str, bar: str, progress: bool) -> None:
+    rng = np.random.default_rng(2)
+    item_ids = sorted(str(1000 + i) for i in range(60))
+    sequences = [[item_ids[j] for j in rng.integers(0, 60, 10)] for _ in range(30)]
+    inputs = SemanticIdInputs(item_ids=item_ids, sequences=sequences, behaviors={"click": 0, "buy": 1}, items=None,
+                              source="memory")
+    args = SemanticIdArguments(data="memory", out=str(tmp_path / "tok"), embedding="collaborative", method=method,
+                               rqvae_steps=5, progress=progress)
+    build_tokenizer_from_inputs(inputs, args)
+    assert (bar in capsys.readouterr().err) is progress
