@@ -811,7 +811,7 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
             # What the fitted rows were fit on, and how (the gate grid, the exact solver, the rerankers fit on top of
             # the rule with its logit as an offset: a run before any of them is refit).
             stamp = {"cases": len(setup.mixer_cases), "split": budget.fit_split, "gate": list(GATE_GRID),
-                     "solver": "newton", "rerank": "offset"}
+                     "solver": "newton", "rerank": "offset, the rule itself on test"}
             for row in [r for r in done if _base(r) in args.redo or (_base(r) in FITTED and done[r].get("fit") != stamp)]:
                 done.pop(row)
             todo = [m for m in args.models if m not in done]
