@@ -367,8 +367,7 @@ class HistoryReranker:
         """Fit the model-free reranker (Repeat+learned, same settings, same cases) as `self.rule`; return its
         cross-fitted logit of every pooled item (each case scored by the rule fit without the case's fold, the folds
         of `_folds`). New cases get the logit of the rule itself (`rank`), so "the rule alone" ranks exactly as
-        Repeat+learned; the mean of the fold fits' logits, which the eighth pass scored with, lost 0.0027 NDCG@10
-        to it on retailrocket_cml."""
+        Repeat+learned on the items of its own pool (GAMER's beams in the pool are scored by the rule's logit too)."""
         self.rule = HistoryReranker(self.behaviors, self.popular, use_model=False, popular_pool=self.popular_pool,
                                     regularization=self.grid, cv_folds=self.cv_folds, gate=self.gates)
         self.rule.fit(cases)
