@@ -17,9 +17,10 @@ Whether to gate is chosen by the same cross-validation as the regularization (`g
 
 Without model scores it is a learned repeat rule, the baseline that tells how much GAMER adds. With
 `residual=True`, a GAMER reranker is fit on top of that rule: the rule (fit on the same cases, its own settings
-cross-validated) scores every pooled item out of fold, that score enters unpenalized, and only the reranker's own
-columns are shrunk, so strong shrinkage gives the rule back instead of something worse, and "the rule alone" is one
-of the settings cross-validation chooses from. So are fits of GAMER's model and explore columns alone (`model only`),
+cross-validated) gives every pooled item its logit out of fold, and that logit enters the fit as a fixed offset
+(coefficient 1, the textbook residual), so the reranker's own columns, all shrunk, can only add to the rule's
+score: strong shrinkage gives the rule back instead of something worse, and "the rule alone" is one of the settings
+cross-validation chooses from. So are fits of GAMER's model and explore columns alone (`model only`),
 the history features left to the rule: with them GAMER's gated history columns cannot re-learn the rule in its place.
 
 The fit is scikit-learn's L2 logistic regression (standardized columns, unpenalized intercept) solved exactly by
@@ -99,7 +100,8 @@ class HistoryReranker:
     `regularization` is the inverse L2 strength, or a grid of them to choose from by `cv_folds`-fold
     cross-validation over the fit cases (e.g. `REGULARIZATION_GRID`); `gate` likewise, a flag or the flags to choose
     from (`GATE_GRID`): gated, every candidate feature is also multiplied by each of `case_feature_names`.
-    `residual` (with the model) fits these columns on top of the cross-fitted model-free reranker (`self.rule`).
+    `residual` (with the model) fits these columns on top of the cross-fitted model-free reranker (`self.rule`),
+    whose logit is a fixed offset of the fit.
     """
 
     def __init__(
@@ -288,7 +290,7 @@ class HistoryReranker:
         settings = [(gate, value, False) for gate in self.gates for value in self.grid]
         if self.residual:  # the rule alone first (it wins ties), the model columns alone last
             settings = [_RULE_ONLY, *settings, *((gate, value, True) for gate in self.gates for value in self.grid)]
-        offsets, rule_folds = self._fit_rule(cases, rows) if self.residual else (None, None)
+        offsets = self._fit_rule(cases, rows) if self.residual else None
         cv, fits = self._cross_validate(cases, rows, labels, settings, offsets) if len(settings) > 1 else (None, None)
         # Ties: the first setting, i.e. the rule alone (residual), then ungated, then the strongest regularization,
         # then all the columns before the model's alone.
@@ -298,12 +300,11 @@ class HistoryReranker:
         names = self._setting_features(*setting)
         used = x[:, self._select(names)]
         mean, scale = _standardize(used)
-        design = _design(used, mean, scale, None if offsets is None else np.concatenate(offsets))
-        self.weights = _weights(_newton(design, y, _penalty(design, len(names), chosen)), mean, scale, self.residual) | {
+        design = _design(used, mean, scale)
+        offset = None if offsets is None else np.concatenate(offsets)
+        self.weights = _weights(_newton(design, y, _penalty(len(names), chosen), offset=offset), mean, scale) | {
             "features": list(names), "gate": gate, "regularization": chosen, "model_only": model_only,
             "fit_cases": len(cases), "fit_rows": int(len(y)), "fit_positives": int(y.sum())}
-        if rule_folds:
-            self.weights["rule_folds"] = rule_folds
         if cv:
             self.weights["cv_ndcg10"] = {_setting_key(*setting): score for setting, score in cv.items()}
         return self
@@ -330,7 +331,6 @@ class HistoryReranker:
         fold, else the previous (stronger) regularization's on the same columns in this fold."""
         fold = self._folds(len(cases))
         width = max((self._index[n] + 1 for s in settings for n in self._setting_features(*s)), default=0)
-        lead = 1 + (offsets is not None)  # the intercept, the rule's score
         ndcg = {setting: np.zeros(len(cases)) for setting in settings}
         fits: dict[tuple[bool, float, bool], list[dict[str, Any]]] = {setting: [] for setting in settings}
         previous: dict[tuple[bool, float, bool], np.ndarray] = {}  # setting -> its optimum in the previous fold
@@ -342,17 +342,18 @@ class HistoryReranker:
                 raise DataError(f"cannot cross-validate: a fold of {len(inside)} training cases has "
                                 f"{int(y.sum())} targets among {len(y)} pooled items")
             mean, scale = _standardize(x)
-            design = _design(x, mean, scale, None if offsets is None else np.concatenate([offsets[i] for i in inside]))
+            design = _design(x, mean, scale)
+            offset = None if offsets is None else np.concatenate([offsets[i] for i in inside])
             last: dict[tuple[str, ...], np.ndarray] = {}  # columns -> the last optimum on them in this fold
             for setting in settings:
                 names = self._setting_features(*setting)
                 select = self._select(names)
-                used = design[:, :lead + len(names)] if isinstance(select, slice) else np.hstack(
-                    [design[:, :lead], design[:, lead + select]])
+                used = design[:, :1 + len(names)] if isinstance(select, slice) else np.hstack(
+                    [design[:, :1], design[:, 1 + select]])
                 start = previous.get(setting, last.get(names))
-                solution = previous[setting] = last[names] = _newton(used, y, _penalty(used, len(names), setting[1]),
-                                                                     start)
-                weights = _weights(solution, mean[select], scale[select], offsets is not None) | {"features": list(names)}
+                solution = previous[setting] = last[names] = _newton(used, y, _penalty(len(names), setting[1]), start,
+                                                                     offset)
+                weights = _weights(solution, mean[select], scale[select]) | {"features": list(names)}
                 fits[setting].append(weights)
                 ranked = [_order(rows[i][0], rows[i][1][:, select], weights, _CV_K,
                                  None if offsets is None else offsets[i]) for i in outside]
@@ -362,13 +363,11 @@ class HistoryReranker:
 
     # ------------------------------------------------------------------------------ the rule beneath
 
-    def _fit_rule(self, cases: list[EvalCase], rows: list[tuple[list[str], np.ndarray]],
-                  ) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
+    def _fit_rule(self, cases: list[EvalCase], rows: list[tuple[list[str], np.ndarray]]) -> list[np.ndarray]:
         """Fit the model-free reranker (Repeat+learned, same settings, same cases) as `self.rule`; return its
-        cross-fitted score of every pooled item (each case scored by the rule fit without the case's fold, the folds
-        of `_folds`) and those fold fits. New cases get the mean of the fold fits' scores, not the refit's: with the
-        L2 penalty fixed, a fit on all the cases has larger weights than one on 4/5 of them, and the score on top
-        was fit to the fold fits' scale."""
+        cross-fitted logit of every pooled item (each case scored by the rule fit without the case's fold, the folds
+        of `_folds`). New cases get the logit of the rule itself (`rank`), so "the rule alone" ranks exactly as
+        Repeat+learned on the items of its own pool (GAMER's beams in the pool are scored by the rule's logit too)."""
         self.rule = HistoryReranker(self.behaviors, self.popular, use_model=False, popular_pool=self.popular_pool,
                                     regularization=self.grid, cv_folds=self.cv_folds, gate=self.gates)
         self.rule.fit(cases)
@@ -378,11 +377,12 @@ class HistoryReranker:
             rule_rows = self.rule._rows(cases, None, None, None)
             folds = self.rule._cross_validate(cases, rule_rows, _labels(cases, rule_rows), [setting])[1][setting]
         fold = self._folds(len(cases))
-        return [self._rule_scores(features, folds[fold[i]]) for i, (_, features) in enumerate(rows)], folds
+        return [self._rule_scores(features, folds[fold[i]]) for i, (_, features) in enumerate(rows)]
 
     def _rule_scores(self, features: np.ndarray, weights: Mapping[str, Any]) -> np.ndarray:
-        """The rule's score of this reranker's rows: its columns are among them, found by name."""
-        return _score(features[:, self._select(weights["features"])], weights)
+        """The rule's logit (its intercept included: the offset is a log-odds) of this reranker's rows: its columns
+        are among them, found by name."""
+        return _score(features[:, self._select(weights["features"])], weights) + weights["intercept"]
 
     def rank(self, cases: Sequence[Mapping[str, Any] | EvalCase], top_k: int,
              generated: Sequence[Sequence[str]] | None = None,
@@ -392,8 +392,8 @@ class HistoryReranker:
         if self.weights is None:
             raise RuntimeError("HistoryReranker is not fitted: call fit(validation_cases, ...) first")
         select = self._select(self.weights["features"])
-        return [_order(pool, features[:, select], self.weights, top_k, np.mean(
-            [self._rule_scores(features, fold) for fold in self.weights["rule_folds"]], axis=0) if self.residual else None)
+        return [_order(pool, features[:, select], self.weights, top_k,
+                       self._rule_scores(features, self.rule.weights) if self.residual else None)
                 for pool, features in self._rows(as_cases(cases), generated, model_scores, explored)]
 
     def recommend(self, cases: Sequence[Mapping[str, Any] | EvalCase], top_k: int) -> list[list[str]]:
@@ -423,6 +423,9 @@ class HistoryReranker:
         if data.get("rule") is not None:
             reranker.rule = cls.from_dict(data["rule"], popular)
         weights = data.get("weights")
+        if weights is not None and "rule_coef" in weights:
+            raise ValueError("saved reranker fits the rule's score with a free coefficient (rule_coef), as before "
+                             "the rule's logit became a fixed offset: fit it again")
         if weights is not None:
             expected = list(reranker._setting_features(weights.get("gate", False), weights["regularization"],
                                                        weights.get("model_only", False)))  # saved before: all columns
@@ -452,30 +455,29 @@ def _standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, scale
 
 
-def _design(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, offset: np.ndarray | None) -> np.ndarray:
-    """The fit's columns: the intercept, the rule's score (a residual fit), then the standardized features."""
-    leading = [np.ones((len(x), 1))] + ([offset[:, None]] if offset is not None else [])
-    return np.hstack([*leading, (x - mean) / scale])
+def _design(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The fit's columns: the intercept, then the standardized features."""
+    return np.hstack([np.ones((len(x), 1)), (x - mean) / scale])
 
 
-def _penalty(design: np.ndarray, columns: int, regularization: float) -> np.ndarray:
-    """L2 weight of each design column: 0 for the intercept and the rule's score, 1/C for the last `columns`."""
-    penalty = np.zeros(design.shape[1])
-    if columns:
-        penalty[-columns:] = 1.0 / regularization
-    return penalty
+def _penalty(columns: int, regularization: float) -> np.ndarray:
+    """L2 weight of each design column: 0 for the intercept, 1/C for the `columns` features."""
+    return np.concatenate([[0.0], np.full(columns, 1.0 / regularization if columns else 0.0)])
 
 
-def _newton(design: np.ndarray, y: np.ndarray, penalty: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
-    """The minimizer of sum(log-loss) + sum(penalty * w**2) / 2, scikit-learn's L2 logistic regression with C =
-    1 / penalty and an unpenalized intercept (`design`'s first column): Newton's method with step halving. On
-    <= 100 columns a step costs one Gram product, and from a nearby optimum a few steps reach it to machine
-    precision, where lbfgs stops at a gradient of 1e-4."""
-    if start is None:  # the intercept-only optimum: targets are rare, so w = 0 is far from any fit
-        start = np.zeros(design.shape[1])
-        start[0] = math.log(y.mean() / (1.0 - y.mean()))
+def _newton(design: np.ndarray, y: np.ndarray, penalty: np.ndarray, start: np.ndarray | None = None,
+            offset: np.ndarray | None = None) -> np.ndarray:
+    """The minimizer of sum(log-loss) + sum(penalty * w**2) / 2 over logits design @ w + offset, scikit-learn's L2
+    logistic regression with C = 1 / penalty and an unpenalized intercept (`design`'s first column), and with a
+    fixed `offset` (a residual fit: the rule's logit, coefficient 1): Newton's method with step halving. On <= 100
+    columns a step costs one Gram product, and from a nearby optimum a few steps reach it to machine precision,
+    where lbfgs stops at a gradient of 1e-4."""
+    offset = np.zeros(len(design)) if offset is None else offset
+    if start is None:  # the intercept-only optimum without an offset (targets are rare, so w = 0 is far from any
+        start = np.zeros(design.shape[1])  # fit); the rule's logit is already one, so 0 on top of it
+        start[0] = 0.0 if offset.any() else math.log(y.mean() / (1.0 - y.mean()))
     weights = start.copy()
-    logits = design @ weights
+    logits = design @ weights + offset
     loss = _loss(logits, y, penalty, weights)
     for _ in range(_NEWTON_STEPS):
         probability = 0.5 * (1.0 + np.tanh(0.5 * logits))
@@ -491,7 +493,7 @@ def _newton(design: np.ndarray, y: np.ndarray, penalty: np.ndarray, start: np.nd
         size = 1.0
         while True:  # halve until the loss falls enough; near the optimum the full step always does
             trial = weights - size * step
-            trial_logits = design @ trial
+            trial_logits = design @ trial + offset
             trial_loss = _loss(trial_logits, y, penalty, trial)
             if trial_loss <= loss - 0.25 * size * decrement or size < 1e-8 or decrement < 1e-10 * max(1.0, loss):
                 break
@@ -506,11 +508,10 @@ def _loss(logits: np.ndarray, y: np.ndarray, penalty: np.ndarray, weights: np.nd
     return float(np.logaddexp(0.0, logits).sum() - logits[y].sum() + 0.5 * penalty @ (weights * weights))
 
 
-def _weights(solution: np.ndarray, mean: np.ndarray, scale: np.ndarray, residual: bool) -> dict[str, Any]:
+def _weights(solution: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> dict[str, Any]:
     """A solution of `_newton` on a `_design` as JSON-ready weights."""
-    lead = 2 if residual else 1
-    return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": solution[lead:].tolist(),
-            "intercept": float(solution[0])} | ({"rule_coef": float(solution[1])} if residual else {})
+    return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": solution[1:].tolist(),
+            "intercept": float(solution[0])}
 
 
 def _setting_key(gate: bool, regularization: float, model_only: bool) -> str:
@@ -528,9 +529,9 @@ def _score(columns: np.ndarray, weights: Mapping[str, Any]) -> np.ndarray:
 
 def _order(pool: list[str], columns: np.ndarray, weights: Mapping[str, Any], top_k: int,
            rule: np.ndarray | None = None) -> list[str]:
-    """The top_k pool items by fitted score (`columns`: the fit's features of each), `rule` the rule's score of each
-    for a residual fit (ties keep the pool order)."""
+    """The top_k pool items by fitted score (`columns`: the fit's features of each), `rule` the rule's logit of each
+    for a residual fit, its offset (ties keep the pool order)."""
     if not pool:
         return []
-    score = _score(columns, weights) + (weights["rule_coef"] * rule if rule is not None else 0.0)
+    score = _score(columns, weights) + (rule if rule is not None else 0.0)
     return [pool[i] for i in np.argsort(-score, kind="stable")[:top_k]]

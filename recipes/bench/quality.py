@@ -19,7 +19,7 @@ Models (names as in the tables):
                                          for items outside the beams) as features; learns when users return. GAMER's
                                          beams decoded with the history excluded (its explore candidates) join the
                                          pool, with their rank as a feature; fit on top of Repeat+learned
-                                         (residual: the rule's cross-fitted score unpenalized, GAMER's columns
+                                         (residual: the rule's cross-fitted logit a fixed offset, GAMER's columns
                                          shrunk; "the rule alone" and GAMER's model and explore columns alone
                                          among the cross-validated settings)
     GAMER+rerank:plain-beams             the same reranker without GAMER's explore beams (the previous features:
@@ -809,9 +809,9 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
         for seed in args.seeds:
             done = runs.setdefault(str(seed), {})
             # What the fitted rows were fit on, and how (the gate grid, the exact solver, the rerankers fit on top of
-            # the rule: a run before any of them is refit).
+            # the rule with its logit as an offset: a run before any of them is refit).
             stamp = {"cases": len(setup.mixer_cases), "split": budget.fit_split, "gate": list(GATE_GRID),
-                     "solver": "newton", "rerank": "residual"}
+                     "solver": "newton", "rerank": "offset, the rule itself on test"}
             for row in [r for r in done if _base(r) in args.redo or (_base(r) in FITTED and done[r].get("fit") != stamp)]:
                 done.pop(row)
             todo = [m for m in args.models if m not in done]

@@ -88,6 +88,7 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     assert not learned["use_model"] and reranked["use_model"]
     assert learned["weights"]["fit_cases"] == reranked["weights"]["fit_cases"] == 12  # the validation cases, not test
     assert reranked["residual"] and reranked["rule"]["weights"] == learned["weights"]  # on top of Repeat+learned itself
+    assert "rule_coef" not in reranked["weights"] and runs["GAMER+rerank"]["fit"]["rerank"].startswith("offset")
     # Cross-validated on those cases alike; the residual fit also on the rule alone and on GAMER's model columns alone.
     for fitted, extra in ((learned, 0), (reranked, 1)):
         assert len(fitted["weights"]["cv_ndcg10"]) == (1 + extra) * len(REGULARIZATION_GRID) * len(GATE_GRID) + extra

@@ -10,12 +10,14 @@ import torch
 
 from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast
 from gamer_hf.evaluation import (
+    EXPLORE_FEATURES,
     MIXER_GRID,
     RULES,
     EvalCase,
     Evaluator,
     GamerRecommender,
     HistoryMixer,
+    HistoryReranker,
     MostPopular,
     choose_mixer,
     gamer_rows,
@@ -112,8 +114,9 @@ def test_gamer_rows_cut_every_blend_from_one_decoding(gamer, popular, monkeypatc
     assert reranker["use_model"] and reranker["weights"]["fit_cases"] == len(validation)  # never the test cases
     ablation = rows["GAMER+rerank:plain-beams"].details["reranker"]
     assert reranker["explore"] and not ablation["explore"]
-    candidate = [[name for name in fitted["weights"]["features"] if "*" not in name] for fitted in (reranker, ablation)]
-    assert len(candidate[0]) == len(candidate[1]) + 3  # the explore features; each gated or not, as CV chose
+    # The explore features (what CV fits of them may be no column at all: the rule alone).
+    candidate = [HistoryReranker.from_dict(fitted, popular).feature_names for fitted in (reranker, ablation)]
+    assert candidate[0] == candidate[1] + EXPLORE_FEATURES
     assert not any(row.result.baseline for row in rows.values())
 
 

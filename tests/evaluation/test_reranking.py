@@ -394,6 +394,10 @@ def test_a_residual_fit_gives_back_the_rule_when_the_model_adds_nothing(tmp_path
         assert [item for item in row if item in case.history_items] == own
     residual.save(tmp_path / "residual.json")
     assert HistoryReranker.load(tmp_path / "residual.json").rank(test, 10, beams, scores) == ranked
+    saved = residual.to_dict()  # saved before the offset: the rule's score had a free coefficient
+    saved["weights"]["rule_coef"] = -1.0
+    with pytest.raises(ValueError, match="free coefficient .* fit it again"):
+        HistoryReranker.from_dict(saved)
     with pytest.raises(ValueError, match="residual=True .* needs use_model=True"):
         HistoryReranker(BEHAVIORS, use_model=False, residual=True)
 
@@ -418,30 +422,38 @@ def test_the_residual_rule_is_cross_fitted_on_real_cases(real_cases) -> None:
     residual = HistoryReranker(BEHAVIORS, explore=False, residual=True, regularization=REGULARIZATION_GRID,
                                gate=GATE_GRID)
     rows = residual._rows(fit, beams, scores, None)
-    offsets, folds = residual._fit_rule(fit, rows)
-    assert len(folds) == 5
+    offsets = residual._fit_rule(fit, rows)
     rule = HistoryReranker(BEHAVIORS, use_model=False, regularization=REGULARIZATION_GRID, gate=GATE_GRID).fit(fit)
     assert residual.rule.weights == rule.weights
     gate, value = rule.weights["gate"], rule.weights["regularization"]
     fold = np.empty(len(fit), dtype=int)
     fold[np.random.default_rng(0).permutation(len(fit))] = np.arange(len(fit)) % 5
+    def logits(reranker, case, pool):  # the rule's log-odds of each pool item, intercept included, by hand
+        base = reranker.features(case, pool)
+        full = np.hstack([base, (base[:, :, None] * reranker.case_features(case)).reshape(len(base), -1)]) if (
+            gate) else base
+        weights = reranker.weights
+        return weights["intercept"] + ((full - np.asarray(weights["mean"])) / np.asarray(weights["scale"])) @ np.asarray(
+            weights["coef"])
+
     for held in (0, 3):  # by hand: the rule fit without the fold, scoring GAMER's pools of the fold's cases
-        by_hand = HistoryReranker(BEHAVIORS, use_model=False, regularization=value, gate=gate).fit(
-            [case for case, f in zip(fit, fold) if f != held])
+        inside = [case for case, f in zip(fit, fold) if f != held]
+        by_hand = HistoryReranker(BEHAVIORS, use_model=False, regularization=value, gate=gate).fit(inside)
         for i in np.flatnonzero(fold == held)[:20]:
-            base = by_hand.features(fit[i], rows[i][0])
-            full = np.hstack([base, (base[:, :, None] * by_hand.case_features(fit[i])).reshape(len(base), -1)]) if (
-                gate) else base
-            weights = by_hand.weights
-            expected = ((full - np.asarray(weights["mean"])) / np.asarray(weights["scale"])) @ np.asarray(weights["coef"])
-            assert offsets[i] == pytest.approx(expected, abs=1e-9)
+            assert offsets[i] == pytest.approx(logits(by_hand, fit[i], rows[i][0]), abs=1e-9)
+        # On the logit scale the offset needs: on its own pools, the fold's rule predicts as many targets as there
+        # are (the intercept's score equation), which a score without its intercept misses.
+        own = [(case, by_hand.pool(case)) for case in inside]
+        predicted = sum(float((1.0 / (1.0 + np.exp(-logits(by_hand, case, pool)))).sum()) for case, pool in own)
+        assert predicted == pytest.approx(sum(len(set(pool) & set(case.target_items)) for case, pool in own), rel=1e-6)
     residual.fit(fit, beams, scores)
     cv = residual.weights["cv_ndcg10"]
     assert len(cv) == 1 + 2 * 2 * len(REGULARIZATION_GRID) and "rule only" in cv  # all columns, or the model's only
     assert max(cv, key=cv.get) == _chosen_key(residual.weights)
 
-    # The model's columns alone, by hand: fold 0's fit is the optimum of the log-loss over the intercept, the rule's
-    # out-of-fold score (both unpenalized) and GAMER's standardized MODEL_FEATURES (L2 1/C); no history column.
+    # The model's columns alone, by hand: fold 0's fit is the optimum of the log-loss over the rule's out-of-fold
+    # logit as a fixed offset (coefficient 1), the intercept (unpenalized) and GAMER's standardized MODEL_FEATURES
+    # (L2 1/C); no history column.
     from scipy.optimize import minimize
 
     setting = (False, 1.0, True)
@@ -459,11 +471,21 @@ def test_the_residual_rule_is_cross_fitted_on_real_cases(real_cases) -> None:
     z = (x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1.0)
 
     def objective(w):
-        logits = w[0] + w[1] * offset + z @ w[2:]
-        return np.logaddexp(0, logits).sum() - logits[y].sum() + w[2:] @ w[2:] / 2
+        logits = offset + w[0] + z @ w[1:]
+        return np.logaddexp(0, logits).sum() - logits[y].sum() + w[1:] @ w[1:] / 2
 
-    exact = minimize(objective, np.zeros(2 + len(columns)), method="BFGS", options={"gtol": 1e-9}).x
-    assert [weights["intercept"], weights["rule_coef"], *weights["coef"]] == pytest.approx(exact, abs=1e-4)
+    exact = minimize(objective, np.zeros(1 + len(columns)), method="BFGS", options={"gtol": 1e-9}).x
+    assert "rule_coef" not in weights and [weights["intercept"], *weights["coef"]] == pytest.approx(exact, abs=1e-4)
+
+    # New cases: "the rule alone" ranks exactly as the rule itself (Repeat+learned, refit on every case), not as the
+    # mean of its fold fits, which orders some of these cases otherwise.
+    test = real_cases[len(real_cases) // 2:]
+    test_beams = [[item for item in counts.index[:15] if item not in case.history_items][:10] for case in test]
+    test_scores = [{item: -rng.random() * 8 for item in [*row, *case.history_items]} for row, case in zip(test_beams, test)]
+    residual.weights |= {"features": [], "coef": [], "mean": [], "scale": [], "regularization": 0.0}
+    own = rule.rank(test, 20)
+    for row, mine, case in zip(residual.rank(test, 50, test_beams, test_scores), own, test):
+        assert [item for item in row if item in case.history_items][:len(mine)] == mine
 
 
 def _chosen_key(weights: dict) -> str:
@@ -480,7 +502,10 @@ def test_a_residual_fit_may_give_the_model_its_columns_alone_and_ranks_without_r
     cv = residual.weights["cv_ndcg10"]
     model_only = {k: v for k, v in cv.items() if k.startswith("model only")}
     assert len(model_only) == len(REGULARIZATION_GRID) * len(GATE_GRID)
-    assert max(model_only.values()) == pytest.approx(1.0)  # GAMER's log-prob alone tells returns from new items here
+    # On top of the rule's fixed logit, GAMER's log-probs alone add to it (only the history items' log-probs tell a
+    # return from a new item here, and shrunk columns cannot undo all of the rule's preference for the last item);
+    # with the history columns too, the fit ranks every held-out case right.
+    assert cv["rule only"] < max(model_only.values()) < max(cv.values()) == pytest.approx(1.0)
     gated = residual.gated_feature_names(True, model_only=True)
     assert not set(gated) & set(HISTORY_FEATURES) and all(n.split("*")[0] in MODEL_FEATURES for n in gated)
     assert len(gated) == len(MODEL_FEATURES) * (1 + len(CASE_FEATURES))
