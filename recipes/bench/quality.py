@@ -360,7 +360,8 @@ def build_tokenizers(root: Path, budget: Budget, data_seed: int) -> tuple[dict[s
             try:
                 build_tokenizer(SemanticIdArguments(
                     data=str(root / "prepared"), out=str(folder), method="rqkmeans", levels=budget.sid_levels,
-                    codebook_size=budget.sid_codebook, collisions=handling, seed=data_seed, overwrite=True))
+                    codebook_size=budget.sid_codebook, collisions=handling, seed=data_seed, overwrite=True,
+                    progress=False))  # the data steps show no bars either (prepare above)
             except ValueError as error:  # reassign: a prefix has no free last-level code
                 with atomic_output(failed) as temporary:
                     temporary.write_text(f"{error}\n")
