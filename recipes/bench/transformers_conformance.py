@@ -23,6 +23,8 @@ The harness is third-party code and never enters this repository. Build it in a 
   `HARNESS/tests/models/gamer/test_modeling_gamer.py` (classes `GamerModelTest`, and `GamerAlignedModelTest` whose
   tester differs in the expert width only): the modules over the same mixins.
 
+Transformers' test files import `parameterized` (`pip install parameterized`), which gamer_hf does not need.
+
     OMP_NUM_THREADS=1 python recipes/bench/transformers_conformance.py --transformers-tests HARNESS \
         --json recipes/bench/results/transformers_conformance.json
 """
