@@ -150,10 +150,15 @@ class GamerBeamLayer(CacheLayerMixin):
         self.width = 1  # live beams per prompt (slots in use per block), set by the cache
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        """The prompt's keys and values, then zeroed step blocks: one pass over the prompt (where a zeroed buffer
+        copied into was two), and none for a layer with no step blocks, which keeps the prompt's tensors."""
         batch, heads, self.prompt_length, _ = key_states.shape
-        capacity = self.prompt_length + self.max_new_tokens * self.num_beams
-        self.keys = key_states.new_zeros(batch, heads, capacity, key_states.shape[-1])
-        self.values = value_states.new_zeros(batch, heads, capacity, value_states.shape[-1])
+        slots = self.max_new_tokens * self.num_beams
+
+        def with_blocks(states: torch.Tensor) -> torch.Tensor:
+            return torch.cat([states, states.new_zeros(batch, heads, slots, states.shape[-1])], dim=-2) if slots else states
+
+        self.keys, self.values = with_blocks(key_states), with_blocks(value_states)
         self.device = key_states.device
         self.is_initialized = True
 
@@ -162,7 +167,6 @@ class GamerBeamLayer(CacheLayerMixin):
         """The prefill writes the prompt; each later call writes one block ([batch, heads, width, dim])."""
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
-            start = 0
         else:
             if self.steps == self.max_new_tokens:
                 raise ValueError(f"this beam cache holds {self.max_new_tokens} decode steps; all are filled")
@@ -171,8 +175,8 @@ class GamerBeamLayer(CacheLayerMixin):
                                  f"{key_states.shape[-2]}")
             start = self.prompt_length + self.steps * self.num_beams
             self.steps += 1
-        self.keys[:, :, start : start + key_states.shape[-2]] = key_states
-        self.values[:, :, start : start + value_states.shape[-2]] = value_states
+            self.keys[:, :, start : start + key_states.shape[-2]] = key_states
+            self.values[:, :, start : start + value_states.shape[-2]] = value_states
         end = self.get_seq_length()
         return self.keys[:, :, :end], self.values[:, :, :end]
 
