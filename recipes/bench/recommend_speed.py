@@ -31,6 +31,10 @@ Sections (`--sections`, default all):
   `--rounds`, lists and scores compared;
 - `flex_mask`: CPU ms per recommend() call spent building flex `BlockMask`s (`create_block_mask`) under
   `attn_implementation="flex_attention"`, today's code against `--baseline-commit`'s (flex in eager stance);
+- `lookup`: a served request's item lookup (issue 13): CPU us of `Recommender.prepare` (the event loop's check of
+  one request, 10 and 50 history ids) and of `encode_histories` (what recommend() encodes: one request, and
+  `--batch` histories), through the item index's id -> row cache warm (ids seen before), cold (the cache emptied
+  before each call) and without it (every call searched directly, as before the cache), interleaved over `--rounds`;
 - `constraint`: the trie constraint's share of decode time (`ItemTrie.allowed`/`step` of the
   tokenizer's trie, timed on that instance, over everything recommend() does after its prefill) at
   `--items` and at `--constraint-items` (synthetic codes).
@@ -61,7 +65,8 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast, ItemTrie, make_prefix_allowed_tokens_fn
 from gamer_hf.modeling import modeling_gamer
 
-SECTIONS = ("stock", "prefill", "attention", "hotpath", "profile", "two_part", "compiled", "flex_mask", "constraint")
+SECTIONS = ("stock", "prefill", "attention", "hotpath", "profile", "two_part", "compiled", "flex_mask", "lookup",
+            "constraint")
 
 
 def catalogue(num_items: int, levels: int, codebook: int, seed: int) -> dict[str, tuple[int, ...]]:
@@ -608,6 +613,49 @@ def flex_mask_section(tok, model, preset: str, histories, beams: int, rounds: in
             **{f"{side}_block_mask_ms": spread([1e3 * t for t in values]) for side, values in seconds.items()}}
 
 
+def lookup_section(tok, model, histories, rounds: int) -> dict[str, Any]:
+    """CPU us per call of a request's item lookups, through the id -> row cache warm, cold and not at all."""
+    from gamer_hf.modeling import item_index_gamer
+    from gamer_hf.serve import RecommendRequest, Recommender
+
+    index, recommender = tok.item_index, Recommender(model, tok, name="bench", max_history=len(histories[0]))
+    requests = {n: [RecommendRequest(history=h[:n]) for h in histories] for n in (10, 50)}  # parsed bodies
+    calls = {
+        **{f"prepare, {n} ids": partial(lambda n: [recommender.prepare(r) for r in requests[n]], n) for n in requests},
+        "encode one request": lambda: [tok.encode_histories([h], behavior="buy") for h in histories],
+        f"encode {len(histories)} histories": lambda: tok.encode_histories(histories, behavior="buy"),
+    }
+    per_call = {name: len(histories) if name.startswith(("prepare", "encode one")) else 1 for name in calls}
+    direct_call = item_index_gamer._CACHED_CALL
+
+    def run(name: str, way: str) -> float:
+        item_index_gamer._CACHED_CALL = 0 if way == "direct" else direct_call
+        if way == "warm":  # every id of the calls seen before
+            calls[name]()
+        if way == "cold":  # each call of the batch starts from an empty cache
+            clear, original = index._cached_rows.clear, index.rows
+            index.rows = lambda items: (clear(), original(items))[1]
+        start = time.process_time()
+        try:
+            calls[name]()
+        finally:
+            item_index_gamer._CACHED_CALL = direct_call
+            if way == "cold":
+                del index.rows
+        return 1e6 * (time.process_time() - start) / per_call[name]
+
+    ways = ("direct", "cold", "warm")
+    us = {(name, way): [] for name in calls for way in ways}
+    for round_ in range(rounds):
+        for name in calls:
+            for way in ways[round_ % 3:] + ways[: round_ % 3]:
+                us[(name, way)].append(run(name, way))
+    return {"rounds": rounds, "items": len(index), "cache_ids": item_index_gamer._CACHED_IDS, **{
+        name: {**{f"{way}_us": median_interval(us[(name, way)]) for way in ways},
+               **{f"{way}_over_direct": median_interval([a / b for a, b in zip(us[(name, way)], us[(name, "direct")])])
+                  for way in ("cold", "warm")}} for name in calls}}
+
+
 def constraint_section(tok, model, histories, beams: int, rounds: int) -> dict[str, Any]:
     """Share of the time after the prefill spent in the trie (`allowed` and `step` of the tokenizer's trie)."""
     trie = ItemTrie.for_tokenizer(tok).to(model.device)  # the instance recommend() decodes with
@@ -672,6 +720,9 @@ def main() -> None:
         print(json.dumps({"section": "flex_mask", **setup,
                           **flex_mask_section(tok, model, args.preset, histories, args.beams, args.rounds,
                                               args.baseline_commit)}), flush=True)
+    if "lookup" in args.sections:
+        print(json.dumps({"section": "lookup", **setup, **lookup_section(tok, model, histories, args.rounds)}),
+              flush=True)
     if "constraint" in args.sections:
         print(json.dumps({"section": "constraint", **setup,
                           **constraint_section(tok, model, histories, args.beams, args.rounds)}), flush=True)
