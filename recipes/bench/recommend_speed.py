@@ -7,7 +7,8 @@ Sections (`--sections`, default all):
   recommend() calls, each between two prefills (each divided by the mean of the two), CPU time of this process
   (one torch thread, so other jobs on a shared machine count far less than in wall time) and wall time, the
   median with a distribution-free 95% interval; recommend() split into encoding, prefill forward, decode
-  steps and the rest of the search (the forwards are timed by hooks);
+  steps and the rest of the search (the forwards are timed by hooks); with `--ab`, the same sandwiched rounds of
+  `--baseline-commit`'s model code (same weights) interleaved with them, per-round ratios of the two, same lists;
 - `attention`: the `prefill` ratios with the model's masked CPU attention on the grouped K/V heads in place
   (`sdpa_grouped_attention_forward`, the default) against Transformers' own sdpa path (which copies the K/V
   heads per query head whenever a mask is given), the two interleaved round by round in this process; with
@@ -203,36 +204,75 @@ def median_interval(values: list[float], level: float = 0.95) -> dict[str, float
             "high": round(ordered[n - 1 - low], 3), "rounds": n}
 
 
-def prefill_section(tok, model, histories, batch, beams: int, rounds: int) -> dict[str, Any]:
+def prefill_section(tok, model, histories, batch, beams: int, rounds: int, baseline=None) -> dict[str, Any]:
     """recommend() / prefill per round (CPU and wall): the calls alternate prefill, recommend, prefill, ... and
     each recommend() is divided by the mean of the prefills just before and after it (a slow drift of the
-    machine's speed cancels), median with its interval over the rounds."""
+    machine's speed cancels), median with its interval over the rounds. With `baseline` (the same weights in
+    another commit's model code), its own sandwiched rounds interleave with these (the two sides' order alternating
+    by round), and each round's recommend() and prefill of this code are divided by the baseline's too."""
+    models = {"new": model} if baseline is None else {"new": model, "baseline": baseline}
 
-    def prefill() -> tuple[float, float]:
+    def prefill(lm) -> tuple[float, float]:
         cpu0, wall0 = clocks()
         with torch.no_grad():
-            model(**batch, use_cache=True, logits_to_keep=1)
+            lm(**batch, use_cache=True, logits_to_keep=1)
         cpu1, wall1 = clocks()
         return cpu1 - cpu0, wall1 - wall0
 
-    def recommend() -> tuple[float, float]:
+    def recommend(lm) -> tuple[float, float]:
         cpu0, wall0 = clocks()
-        model.recommend(tok, histories, behavior="buy", top_k=beams, num_beams=beams, batch_size=len(histories))
+        lm.recommend(tok, histories, behavior="buy", top_k=beams, num_beams=beams, batch_size=len(histories))
         cpu1, wall1 = clocks()
         return cpu1 - cpu0, wall1 - wall0
 
-    prefills, recommends = [prefill()], []
-    for _ in range(rounds):
-        recommends.append(recommend())
-        prefills.append(prefill())
-    ratio = {clock: [r[k] / ((a[k] + b[k]) / 2) for r, a, b in zip(recommends, prefills, prefills[1:])]
-             for k, clock in enumerate(("cpu", "wall"))}
-    parts = [split_recommend(model, tok, histories, beams) for _ in range(rounds)]
-    share = {key: spread([p[key] / p["prefill"] for p in parts]) for key in ("encode", "decode_forwards", "search")}
-    return {"rounds": rounds, "prefill_cpu_s": spread([c for c, _ in prefills]),
-            "recommend_cpu_s": spread([c for c, _ in recommends]),
-            "recommend_over_prefill_cpu": median_interval(ratio["cpu"]),
-            "recommend_over_prefill_wall": median_interval(ratio["wall"]), "parts_over_prefill_cpu": share}
+    prefills = {side: [prefill(lm)] for side, lm in models.items()}
+    recommends: dict[str, list[tuple[float, float]]] = {side: [] for side in models}
+    for round_ in range(rounds):
+        for side in sorted(models, reverse=bool(round_ % 2)):
+            recommends[side].append(recommend(models[side]))
+            prefills[side].append(prefill(models[side]))
+    parts = {side: [] for side in models}
+    for round_ in range(rounds):
+        for side in sorted(models, reverse=bool(round_ % 2)):
+            parts[side].append(split_recommend(models[side], tok, histories, beams))
+
+    def figures(side: str) -> dict[str, Any]:
+        ratio = {clock: [r[k] / ((a[k] + b[k]) / 2) for r, a, b in zip(recommends[side], prefills[side],
+                                                                          prefills[side][1:])]
+                 for k, clock in enumerate(("cpu", "wall"))}
+        share = {key: spread([p[key] / p["prefill"] for p in parts[side]])
+                 for key in ("encode", "decode_forwards", "search")}
+        return {"prefill_cpu_s": spread([c for c, _ in prefills[side]]),
+                "recommend_cpu_s": spread([c for c, _ in recommends[side]]),
+                "recommend_over_prefill_cpu": median_interval(ratio["cpu"]),
+                "recommend_over_prefill_wall": median_interval(ratio["wall"]), "parts_over_prefill_cpu": share}
+
+    out = {"rounds": rounds, **figures("new")}
+    if baseline is not None:
+        def over(kind: list[tuple[float, float]], base: list[tuple[float, float]]) -> dict[str, float]:
+            return median_interval([a[0] / b[0] for a, b in zip(kind, base)])
+
+        out["baseline"] = figures("baseline")
+        out["new_over_baseline_cpu"] = {
+            "recommend": over(recommends["new"], recommends["baseline"]),
+            "prefill": over(prefills["new"], prefills["baseline"]),
+            **{key: median_interval([a[key] / b[key] for a, b in zip(parts["new"], parts["baseline"])])
+               for key in ("decode_forwards", "search", "prefill", "encode")}}
+        lists = [lm.recommend(tok, histories, behavior="buy", top_k=beams, num_beams=beams, batch_size=len(histories))
+                 for lm in (model, baseline)]
+        out["identical_lists"] = [[i for i, _ in r] for r in lists[0]] == [[i for i, _ in r] for r in lists[1]]
+        out["max_score_difference"] = max(abs(a[1] - b[1]) for x, y in zip(*lists) for a, b in zip(x, y))
+    return out
+
+
+def baseline_model(tok, model, preset: str, commit: str) -> tuple[Any, torch.nn.Module]:
+    """`commit`'s model code (`code_at.model_code_at`) and the same weights in it, for an A/B in this process."""
+    from code_at import model_code_at  # a sibling script; imported here so the other sections need no git
+
+    code = model_code_at(commit)
+    old = code.GamerForCausalLM(code.GamerConfig.from_preset(preset, tokenizer=tok)).eval()
+    old.load_state_dict(model.state_dict())  # strict: the same parameters under the same names
+    return code, old
 
 
 def attention_section(tok, model, histories, batch, beams: int, rounds: int) -> dict[str, Any]:
@@ -291,11 +331,7 @@ def decode_forward_cost(model, tok, history, rounds: int) -> dict[str, Any]:
 
 def hotpath_section(tok, model, preset: str, histories, batch, beams: int, rounds: int, commit: str) -> dict[str, Any]:
     """recommend() and the prefill forward of today's code and of `commit`'s, interleaved (CPU seconds)."""
-    from code_at import model_code_at  # a sibling script; imported here so the other sections need no git
-
-    old_code = model_code_at(commit)
-    old = old_code.GamerForCausalLM(old_code.GamerConfig.from_preset(preset, tokenizer=tok)).eval()
-    old.load_state_dict(model.state_dict())  # strict: the same parameters under the same names
+    _, old = baseline_model(tok, model, preset, commit)
     models = {"new": model, "old": old}
     calls = {}
     for side, lm in models.items():
@@ -582,12 +618,9 @@ def compiled_section(tok, model, histories, beams: int, rounds: int) -> dict[str
 
 def flex_mask_section(tok, model, preset: str, histories, beams: int, rounds: int, commit: str) -> dict[str, Any]:
     """CPU ms per recommend() call inside `create_block_mask` under flex attention, today's code and `commit`'s."""
-    from code_at import model_code_at
     from gamer_hf.modeling import cache_gamer
 
-    old_code = model_code_at(commit)
-    old = old_code.GamerForCausalLM(old_code.GamerConfig.from_preset(preset, tokenizer=tok)).eval()
-    old.load_state_dict(model.state_dict())
+    old_code, old = baseline_model(tok, model, preset, commit)
     sides = {"new": (model, [cache_gamer, modeling_gamer]),
              "old": (old, [old_code.cache_gamer, old_code.modeling_gamer])}
     seconds: dict[str, list[float]] = {side: [] for side in sides}
@@ -684,7 +717,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="best of N for the stock comparison")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of the prefill and constraint sections")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--baseline-commit", default="c74736b", help="model code the hotpath section compares to")
+    parser.add_argument("--baseline-commit", default="c74736b",
+                        help="model code the hotpath and flex_mask sections (and the prefill section with --ab) compare to")
+    parser.add_argument("--ab", action="store_true",
+                        help="prefill section: interleave --baseline-commit's model code's sandwiched rounds with these")
     args = parser.parse_args()
 
     tok, model = build(args.items, args.levels, args.codebook, args.preset, seed=0)
@@ -698,8 +734,10 @@ def main() -> None:
         print(json.dumps({"section": "stock", **setup, **stock_section(tok, model, histories, batch, args.beams,
                                                                        args.repeats)}), flush=True)
     if "prefill" in args.sections:
-        print(json.dumps({"section": "prefill", **setup, **prefill_section(tok, model, histories, batch, args.beams,
-                                                                           args.rounds)}), flush=True)
+        baseline = baseline_model(tok, model, args.preset, args.baseline_commit)[1] if args.ab else None
+        print(json.dumps({"section": "prefill", **setup, **({"baseline_commit": args.baseline_commit} if args.ab else {}),
+                          **prefill_section(tok, model, histories, batch, args.beams, args.rounds, baseline)}),
+              flush=True)
     if "attention" in args.sections:
         print(json.dumps({"section": "attention", **setup, **attention_section(tok, model, histories, batch, args.beams,
                                                                                args.rounds)}), flush=True)
