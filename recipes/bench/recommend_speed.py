@@ -255,9 +255,9 @@ def prefill_section(tok, model, histories, batch, beams: int, rounds: int, basel
         out["baseline"] = figures("baseline")
         out["new_over_baseline_cpu"] = {
             "recommend": over(recommends["new"], recommends["baseline"]),
-            "prefill": over(prefills["new"], prefills["baseline"]),
-            **{key: median_interval([a[key] / b[key] for a, b in zip(parts["new"], parts["baseline"])])
-               for key in ("decode_forwards", "search", "prefill", "encode")}}
+            "standalone_prefill": over(prefills["new"], prefills["baseline"]),
+            **{f"recommend_{key}": median_interval([a[key] / b[key] for a, b in zip(parts["new"], parts["baseline"])])
+               for key in ("encode", "prefill", "decode_forwards", "search")}}
         lists = [lm.recommend(tok, histories, behavior="buy", top_k=beams, num_beams=beams, batch_size=len(histories))
                  for lm in (model, baseline)]
         out["identical_lists"] = [[i for i, _ in r] for r in lists[0]] == [[i for i, _ in r] for r in lists[1]]
