@@ -361,15 +361,16 @@ class GamerAttention(nn.Module):
         """
         hidden_shape = (*hidden_states.shape[:-1], -1, self.head_dim)
         query = self.q_proj(hidden_states).view(hidden_shape)
-        if additive is not None:
-            query = query + additive[0]
-        query = self.q_norm(query).transpose(1, 2)
         key = value = None
         if not queries_only:
             key = self.k_proj(hidden_states).view(hidden_shape)
             value = self.v_proj(hidden_states).view(hidden_shape)
-            if additive is not None:
+        if additive is not None:
+            query = query + additive[0]
+            if key is not None:
                 key, value = key + additive[1], value + additive[2]
+        query = self.q_norm(query).transpose(1, 2)
+        if key is not None:
             key = self.k_norm(key).transpose(1, 2)
             value = value.transpose(1, 2)
         cos, sin = position_embeddings
