@@ -37,6 +37,7 @@ _KEY_CHUNK = 1 << 16  # ids turned into search keys at once (their [chunk, 8] in
 _SCAN_CHUNK = 1 << 22  # buffer bytes scanned at once when building the tables beside a loaded file
 _CACHED_CALL = 4096  # `rows` calls of at most this many ids go through the id -> row cache (a request's history)
 _CACHED_IDS = 1 << 14  # ids the cache holds (~2 MB); a full cache starts over
+_FEW_IDS = 256  # ids searched with Python-int keys (under ~15 numpy calls of padding and packing) when all fit 8 bytes
 _SAFETENSORS_DTYPES = {"U8": np.uint8, "I16": np.int16, "I32": np.int32, "I64": np.int64}
 
 
@@ -314,19 +315,29 @@ class ItemIndex(Mapping):
             return self._search_ids([str(item) for item in items])
         keys = [item if type(item) is str else str(item) for item in items]
         cached = self._cached_rows
-        found = [cached.get(key, -2) for key in keys]
-        missing = [position for position, row in enumerate(found) if row == -2]
-        if missing:
-            searched = self._search_ids([keys[position] for position in missing]).tolist()
-            if len(cached) + len(missing) > _CACHED_IDS:
-                cached.clear()
-            for position, row in zip(missing, searched):
-                found[position] = cached[keys[position]] = row
+        found = list(map(cached.get, keys))
+        missing = [position for position, row in enumerate(found) if row is None]
+        if not missing:
+            return np.array(found, dtype=np.int64)
+        if len(cached) + len(missing) > _CACHED_IDS:
+            cached.clear()
+        if len(missing) == len(keys):  # nothing cached: one search, no merge
+            rows = self._search_ids(keys)
+            cached.update(zip(keys, rows.tolist()))
+            return rows
+        searched = self._search_ids([keys[position] for position in missing]).tolist()
+        for position, row in zip(missing, searched):
+            found[position] = cached[keys[position]] = row
         return np.array(found, dtype=np.int64)
 
     def _search_ids(self, items: Sequence[str]) -> np.ndarray:
         """`rows` of str ids by the vectorized search, in slices of `_SEARCH_CHUNK`."""
         encoded = [item.encode("utf-8", "surrogatepass") for item in items]
+        if self._keys is not None and len(encoded) <= _FEW_IDS:  # keys as Python ints: no padded byte arrays
+            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+            keys = np.fromiter((int.from_bytes(key.ljust(8, b"\0")[:8], "big") for key in encoded), dtype=np.uint64,
+                               count=len(encoded))
+            return self._match_keys(keys, lengths)
         out = np.full(len(encoded), -1, dtype=np.int64)
         for start in range(0, len(encoded), _SEARCH_CHUNK):
             part = encoded[start : start + _SEARCH_CHUNK]
@@ -346,6 +357,16 @@ class ItemIndex(Mapping):
                                                               np.diff(part))
         return out
 
+    def _match_keys(self, keys: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Rows of ids given as 8-byte search keys and byte lengths (-1 where absent; a length over 8 never matches)."""
+        if not len(self):
+            return np.full(len(keys), -1, dtype=np.int64)
+        order = np.argsort(keys)  # sorted queries search several times faster (each starts near the last)
+        candidate = np.empty(len(keys), dtype=np.int64)
+        candidate[order] = np.minimum(np.searchsorted(self._keys, keys[order]), len(self) - 1)
+        hit = (self._keys[candidate] == keys) & (self._lengths[candidate] == lengths)  # a NUL in a query pads alike
+        return np.where(hit, candidate, -1)
+
     def _search(self, joined: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Rows of the ids laid end to end in `joined` with byte `lengths` (-1 where absent)."""
         found = np.full(len(lengths), -1, dtype=np.int64)
@@ -355,12 +376,7 @@ class ItemIndex(Mapping):
         starts = (np.cumsum(lengths) - lengths)[fits]
         lengths = lengths[fits]
         if self._keys is not None:
-            keys = _keys(_padded(joined, starts, lengths, 8))
-            order = np.argsort(keys)  # sorted queries search several times faster (each starts near the last)
-            candidate = np.empty(len(keys), dtype=np.int64)
-            candidate[order] = np.minimum(np.searchsorted(self._keys, keys[order]), len(self) - 1)
-            hit = (self._keys[candidate] == keys) & (self._lengths[candidate] == lengths)  # a NUL in a query pads alike
-            found[fits[hit]] = candidate[hit]
+            found[fits] = self._match_keys(_keys(_padded(joined, starts, lengths, 8)), lengths)
             return found
         queries = _padded(joined, starts, lengths, self._width)
         low, high = np.zeros(len(fits), dtype=np.int64), np.full(len(fits), len(self), dtype=np.int64)

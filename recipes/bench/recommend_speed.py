@@ -35,7 +35,10 @@ Sections (`--sections`, default all):
 - `lookup`: a served request's item lookup (issue 13): CPU us of `Recommender.prepare` (the event loop's check of
   one request, 10 and 50 history ids) and of `encode_histories` (what recommend() encodes: one request, and
   `--batch` histories), through the item index's id -> row cache warm (ids seen before), cold (the cache emptied
-  before each call) and without it (every call searched directly, as before the cache), interleaved over `--rounds`;
+  before each call) and by the padded vectorized search alone (as before the cache and the Python-int keys of short
+  calls), interleaved over `--rounds`;
+  with `--lookup-work` (serve_load.py's work folder), also its checkpoint's real requests in arrival order from an
+  emptied cache: the event loop's check and the decode thread's encoding per request, cached against direct;
 - `constraint`: the trie constraint's share of decode time (`ItemTrie.allowed`/`step` of the
   tokenizer's trie, timed on that instance, over everything recommend() does after its prefill) at
   `--items` and at `--constraint-items` (synthetic codes).
@@ -58,6 +61,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -646,8 +650,23 @@ def flex_mask_section(tok, model, preset: str, histories, beams: int, rounds: in
             **{f"{side}_block_mask_ms": spread([1e3 * t for t in values]) for side, values in seconds.items()}}
 
 
+def direct_search() -> Callable[[], None]:
+    """Every `ItemIndex.rows` call searched by the padded vectorized search, as before this session's row cache and
+    Python-int keys (both off) until the returned function is called."""
+    from gamer_hf.modeling import item_index_gamer
+
+    saved = item_index_gamer._CACHED_CALL, item_index_gamer._FEW_IDS
+    item_index_gamer._CACHED_CALL = item_index_gamer._FEW_IDS = 0
+
+    def restore() -> None:
+        item_index_gamer._CACHED_CALL, item_index_gamer._FEW_IDS = saved
+
+    return restore
+
+
 def lookup_section(tok, model, histories, rounds: int) -> dict[str, Any]:
-    """CPU us per call of a request's item lookups, through the id -> row cache warm, cold and not at all."""
+    """CPU us per call of a request's item lookups: through the id -> row cache warm (ids seen before) and cold (the
+    cache emptied before each call), and by the direct search of before (`direct_search`)."""
     from gamer_hf.modeling import item_index_gamer
     from gamer_hf.serve import RecommendRequest, Recommender
 
@@ -659,10 +678,9 @@ def lookup_section(tok, model, histories, rounds: int) -> dict[str, Any]:
         f"encode {len(histories)} histories": lambda: tok.encode_histories(histories, behavior="buy"),
     }
     per_call = {name: len(histories) if name.startswith(("prepare", "encode one")) else 1 for name in calls}
-    direct_call = item_index_gamer._CACHED_CALL
 
     def run(name: str, way: str) -> float:
-        item_index_gamer._CACHED_CALL = 0 if way == "direct" else direct_call
+        restore = direct_search() if way == "direct" else lambda: None
         if way == "warm":  # every id of the calls seen before
             calls[name]()
         if way == "cold":  # each call of the batch starts from an empty cache
@@ -672,7 +690,7 @@ def lookup_section(tok, model, histories, rounds: int) -> dict[str, Any]:
         try:
             calls[name]()
         finally:
-            item_index_gamer._CACHED_CALL = direct_call
+            restore()
             if way == "cold":
                 del index.rows
         return 1e6 * (time.process_time() - start) / per_call[name]
@@ -687,6 +705,47 @@ def lookup_section(tok, model, histories, rounds: int) -> dict[str, Any]:
         name: {**{f"{way}_us": median_interval(us[(name, way)]) for way in ways},
                **{f"{way}_over_direct": median_interval([a / b for a, b in zip(us[(name, way)], us[(name, "direct")])])
                   for way in ("cold", "warm")}} for name in calls}}
+
+
+def lookup_stream(tok, model, bodies: list[dict[str, Any]], rounds: int) -> dict[str, Any]:
+    """CPU us per request of the event loop's check (`Recommender.prepare`) and of the decode thread's encoding of it,
+    requests in arrival order from an emptied cache (a server's start) against the direct search of before
+    (`direct_search`), interleaved over `rounds`; with the share of the check's ids the cache already held."""
+    from gamer_hf.serve import RecommendRequest, Recommender
+
+    index, recommender = tok.item_index, Recommender(model, tok, name="bench")
+    requests = [RecommendRequest(**body) for body in bodies]
+    us: dict[str, list[float]] = {f"{way} {part}": [] for way in ("direct", "cached") for part in ("prepare", "encode")}
+    held: list[float] = []
+    for round_ in range(rounds):
+        for way in ("direct", "cached")[::-1 if round_ % 2 else 1]:
+            restore = direct_search() if way == "direct" else lambda: None
+            index._cached_rows.clear()
+            prepare_s = encode_s = 0.0
+            hits = total = 0
+            try:
+                for request in requests:
+                    if way == "cached":  # not timed
+                        hits += sum(str(item) in index._cached_rows for _, item in request.history)
+                        total += len(request.history)
+                    start = time.process_time()
+                    prepared = recommender.prepare(request)
+                    middle = time.process_time()
+                    tok.encode_histories([prepared.history], behavior=prepared.behavior,
+                                         max_history=recommender.max_history)
+                    encode_s += time.process_time() - middle
+                    prepare_s += middle - start
+            finally:
+                restore()
+            us[f"{way} prepare"].append(1e6 * prepare_s / len(requests))
+            us[f"{way} encode"].append(1e6 * encode_s / len(requests))
+            if way == "cached":
+                held.append(hits / total)
+    return {"requests": len(requests), "distinct_histories": len({str(body["history"]) for body in bodies}),
+            "rounds": rounds, **{f"{name}_us": median_interval(values) for name, values in us.items()},
+            **{f"cached_over_direct_{part}": median_interval([a / b for a, b in zip(us[f"cached {part}"],
+                                                                                   us[f"direct {part}"])])
+               for part in ("prepare", "encode")}, "ids_already_cached": spread(held)}
 
 
 def constraint_section(tok, model, histories, beams: int, rounds: int) -> dict[str, Any]:
@@ -719,6 +778,10 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--baseline-commit", default="c74736b",
                         help="model code the hotpath and flex_mask sections (and the prefill section with --ab) compare to")
+    parser.add_argument("--lookup-work", type=Path, default=None,
+                        help="lookup section: also a served request stream, from serve_load.py's --work (its checkpoint "
+                             "and real test-split requests)")
+    parser.add_argument("--lookup-requests", type=int, default=512, help="requests of that stream")
     parser.add_argument("--ab", action="store_true",
                         help="prefill section: interleave --baseline-commit's model code's sandwiched rounds with these")
     args = parser.parse_args()
@@ -761,6 +824,16 @@ def main() -> None:
     if "lookup" in args.sections:
         print(json.dumps({"section": "lookup", **setup, **lookup_section(tok, model, histories, args.rounds)}),
               flush=True)
+        if args.lookup_work is not None:  # the load test's checkpoint and real test-split requests
+            from serve_load import request_bodies  # a sibling script; imported here so the other sections need none
+
+            from gamer_hf.loading import load_gamer
+
+            served = next(args.lookup_work.glob("model_*"))
+            bodies, _ = request_bodies(args.lookup_work, served, args.lookup_requests, seed=0)
+            served_model, served_tok = load_gamer(served, device="cpu")
+            print(json.dumps({"section": "lookup_stream", "checkpoint": str(served), "items": len(served_tok.item_index),
+                              **lookup_stream(served_tok, served_model, bodies, args.rounds)}), flush=True)
     if "constraint" in args.sections:
         print(json.dumps({"section": "constraint", **setup,
                           **constraint_section(tok, model, histories, args.beams, args.rounds)}), flush=True)

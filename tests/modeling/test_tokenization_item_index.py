@@ -32,8 +32,11 @@ def index(request) -> tuple[dict[str, tuple[int, ...]], ItemIndex]:
     return mapping, ItemIndex.from_mapping(mapping)
 
 
-def test_lookups_agree_with_a_dict(index) -> None:
+@pytest.mark.parametrize("few_ids", [0, 256], ids=["padded-search", "python-int-keys"])
+def test_lookups_agree_with_a_dict(index, monkeypatch, few_ids: int) -> None:
     mapping, built = index
+    monkeypatch.setattr(item_index_gamer, "_FEW_IDS", few_ids)  # a short call's keys: padded arrays or Python ints
+    monkeypatch.setattr(item_index_gamer, "_CACHED_CALL", 0)  # each call searched, none answered from the cache
     assert list(built.item_ids) == sorted(mapping) and built == mapping
     queries = [*IDS, "1", "a\0", "aa", "z" * 31, "zz", "日", "e", "12345678", "123456789", 10, None]
     rows = built.rows(queries)
