@@ -307,9 +307,9 @@ class ItemIndex(Mapping):
 
         A call of up to `_CACHED_CALL` ids is answered from a bounded id -> row cache where it can, and searches only
         the ids it has not seen: a served request looks its 10-50 history ids up twice (checked in the event loop,
-        encoded in the decode thread) and popular items recur across requests, while at that size a vectorized
-        search is some 20 numpy calls (~20 us) whatever the count. Larger calls (evaluation, collation) search
-        directly. The index never changes, so a cached row stays right; the cache is safe to share across threads.
+        encoded in the decode thread) and popular items recur across requests, while at that size a search costs
+        its numpy calls, not its ids. Larger calls (evaluation, collation) search directly. The index never changes,
+        so a cached row stays right; the cache is safe to share across threads.
         """
         if len(items) > _CACHED_CALL:
             return self._search_ids([str(item) for item in items])
@@ -331,9 +331,10 @@ class ItemIndex(Mapping):
         return np.array(found, dtype=np.int64)
 
     def _search_ids(self, items: Sequence[str]) -> np.ndarray:
-        """`rows` of str ids by the vectorized search, in slices of `_SEARCH_CHUNK`."""
+        """`rows` of str ids by the vectorized search, in slices of `_SEARCH_CHUNK`; up to `_FEW_IDS` short ids take
+        their 8-byte keys as Python ints (a request's history: the padded byte arrays are ~15 numpy calls)."""
         encoded = [item.encode("utf-8", "surrogatepass") for item in items]
-        if self._keys is not None and len(encoded) <= _FEW_IDS:  # keys as Python ints: no padded byte arrays
+        if self._keys is not None and len(encoded) <= _FEW_IDS:  # a longer id keeps its length: it matches nothing
             lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
             keys = np.fromiter((int.from_bytes(key.ljust(8, b"\0")[:8], "big") for key in encoded), dtype=np.uint64,
                                count=len(encoded))
