@@ -35,6 +35,9 @@ ITEM_INDEX_FORMAT = "gamer-item-index/1"
 _SEARCH_CHUNK = 1 << 18  # ids per vectorized binary search (bounds the padded [chunk, width] byte arrays)
 _KEY_CHUNK = 1 << 16  # ids turned into search keys at once (their [chunk, 8] int64 gather indices: 4 MiB)
 _SCAN_CHUNK = 1 << 22  # buffer bytes scanned at once when building the tables beside a loaded file
+_CACHED_CALL = 4096  # `rows` calls of at most this many ids go through the id -> row cache (a request's history)
+_CACHED_IDS = 1 << 14  # ids the cache holds (~2 MB); a full cache starts over
+_FEW_IDS = 256  # ids searched with Python-int keys (under ~15 numpy calls of padding and packing) when all fit 8 bytes
 _SAFETENSORS_DTYPES = {"U8": np.uint8, "I16": np.int16, "I32": np.int32, "I64": np.int64}
 
 
@@ -177,6 +180,7 @@ class ItemIndex(Mapping):
         self._starts, self._lengths = _starts_and_lengths(buffer, len(codes), where)
         self._width = int(self._lengths.max()) if len(self._lengths) else 0
         self.item_ids = ItemIds(buffer, self._starts)
+        self._cached_rows: dict[str, int] = {}  # id -> row (-1 absent) of ids `rows` looked up in small calls
         self._keys = None  # ids of at most 8 bytes (numeric ids): one big-endian integer each, searched in C
         if self._width <= 8:
             self._keys = np.empty(len(self), dtype=np.uint64)
@@ -299,8 +303,42 @@ class ItemIndex(Mapping):
         return position if position < len(self) and self.item_ids[position] == item else -1
 
     def rows(self, items: Sequence[Any]) -> np.ndarray:
-        """Rows of many ids at once (-1 where absent; non-str ids are looked up as str), vectorized."""
-        encoded = [str(item).encode("utf-8", "surrogatepass") for item in items]
+        """Rows of many ids at once (-1 where absent; non-str ids are looked up as str), vectorized.
+
+        A call of up to `_CACHED_CALL` ids is answered from a bounded id -> row cache where it can, and searches only
+        the ids it has not seen: a served request looks its 10-50 history ids up twice (checked in the event loop,
+        encoded in the decode thread) and popular items recur across requests, while at that size a search costs
+        its numpy calls, not its ids. Larger calls (evaluation, collation) search directly. The index never changes,
+        so a cached row stays right; the cache is safe to share across threads.
+        """
+        if len(items) > _CACHED_CALL:
+            return self._search_ids([str(item) for item in items])
+        keys = [item if type(item) is str else str(item) for item in items]
+        cached = self._cached_rows
+        found = list(map(cached.get, keys))
+        missing = [position for position, row in enumerate(found) if row is None]
+        if not missing:
+            return np.array(found, dtype=np.int64)
+        if len(cached) + len(missing) > _CACHED_IDS:
+            cached.clear()
+        if len(missing) == len(keys):  # nothing cached: one search, no merge
+            rows = self._search_ids(keys)
+            cached.update(zip(keys, rows.tolist()))
+            return rows
+        searched = self._search_ids([keys[position] for position in missing]).tolist()
+        for position, row in zip(missing, searched):
+            found[position] = cached[keys[position]] = row
+        return np.array(found, dtype=np.int64)
+
+    def _search_ids(self, items: Sequence[str]) -> np.ndarray:
+        """`rows` of str ids by the vectorized search, in slices of `_SEARCH_CHUNK`; up to `_FEW_IDS` short ids take
+        their 8-byte keys as Python ints (a request's history: the padded byte arrays are ~15 numpy calls)."""
+        encoded = [item.encode("utf-8", "surrogatepass") for item in items]
+        if self._keys is not None and len(encoded) <= _FEW_IDS:  # a longer id keeps its length: it matches nothing
+            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+            keys = np.fromiter((int.from_bytes(key.ljust(8, b"\0")[:8], "big") for key in encoded), dtype=np.uint64,
+                               count=len(encoded))
+            return self._match_keys(keys, lengths)
         out = np.full(len(encoded), -1, dtype=np.int64)
         for start in range(0, len(encoded), _SEARCH_CHUNK):
             part = encoded[start : start + _SEARCH_CHUNK]
@@ -320,6 +358,16 @@ class ItemIndex(Mapping):
                                                               np.diff(part))
         return out
 
+    def _match_keys(self, keys: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Rows of ids given as 8-byte search keys and byte lengths (-1 where absent; a length over 8 never matches)."""
+        if not len(self):
+            return np.full(len(keys), -1, dtype=np.int64)
+        order = np.argsort(keys)  # sorted queries search several times faster (each starts near the last)
+        candidate = np.empty(len(keys), dtype=np.int64)
+        candidate[order] = np.minimum(np.searchsorted(self._keys, keys[order]), len(self) - 1)
+        hit = (self._keys[candidate] == keys) & (self._lengths[candidate] == lengths)  # a NUL in a query pads alike
+        return np.where(hit, candidate, -1)
+
     def _search(self, joined: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Rows of the ids laid end to end in `joined` with byte `lengths` (-1 where absent)."""
         found = np.full(len(lengths), -1, dtype=np.int64)
@@ -329,12 +377,7 @@ class ItemIndex(Mapping):
         starts = (np.cumsum(lengths) - lengths)[fits]
         lengths = lengths[fits]
         if self._keys is not None:
-            keys = _keys(_padded(joined, starts, lengths, 8))
-            order = np.argsort(keys)  # sorted queries search several times faster (each starts near the last)
-            candidate = np.empty(len(keys), dtype=np.int64)
-            candidate[order] = np.minimum(np.searchsorted(self._keys, keys[order]), len(self) - 1)
-            hit = (self._keys[candidate] == keys) & (self._lengths[candidate] == lengths)  # a NUL in a query pads alike
-            found[fits[hit]] = candidate[hit]
+            found[fits] = self._match_keys(_keys(_padded(joined, starts, lengths, 8)), lengths)
             return found
         queries = _padded(joined, starts, lengths, self._width)
         low, high = np.zeros(len(fits), dtype=np.int64), np.full(len(fits), len(self), dtype=np.int64)

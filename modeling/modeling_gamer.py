@@ -144,9 +144,10 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim: int = 1):
+    """`k` None: the queries alone (a beam step's cross-level layers, whose own keys no query reads)."""
     cos = cos.unsqueeze(unsqueeze_dim)
     sin = sin.unsqueeze(unsqueeze_dim)
-    return (q * cos) + (rotate_half(q) * sin), (k * cos) + (rotate_half(k) * sin)
+    return (q * cos) + (rotate_half(q) * sin), None if k is None else (k * cos) + (rotate_half(k) * sin)
 
 
 def repeat_kv(hidden_states: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -351,17 +352,27 @@ class GamerAttention(nn.Module):
         self,
         hidden_states: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
-        additive: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        additive: tuple[torch.Tensor, ...] | None = None,
+        queries_only: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Query, key and value heads after q/k-norm and RoPE; `queries_only`: key and value are None (not computed).
+
+        `additive`: behavior embeddings for q, k and v (q alone with `queries_only`), added before q/k-norm and RoPE.
+        """
         hidden_shape = (*hidden_states.shape[:-1], -1, self.head_dim)
         query = self.q_proj(hidden_states).view(hidden_shape)
-        key = self.k_proj(hidden_states).view(hidden_shape)
-        value = self.v_proj(hidden_states).view(hidden_shape)
-        if additive is not None:  # behavior embeddings, added before q/k-norm and RoPE
-            query, key, value = query + additive[0], key + additive[1], value + additive[2]
+        key = value = None
+        if not queries_only:
+            key = self.k_proj(hidden_states).view(hidden_shape)
+            value = self.v_proj(hidden_states).view(hidden_shape)
+        if additive is not None:
+            query = query + additive[0]
+            if key is not None:
+                key, value = key + additive[1], value + additive[2]
         query = self.q_norm(query).transpose(1, 2)
-        key = self.k_norm(key).transpose(1, 2)
-        value = value.transpose(1, 2)
+        if key is not None:
+            key = self.k_norm(key).transpose(1, 2)
+            value = value.transpose(1, 2)
         cos, sin = position_embeddings
         query, key = apply_rotary_pos_emb(query, key, cos, sin)
         return query, key, value
@@ -437,13 +448,14 @@ class GamerCrossLevelAttention(GamerAttention):
         last_only: bool = False,
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # A beam step's queries read prompt keys its cache gathered once; no query reads the step's own keys
+        gathered = cache.gathered_cross_level(self.cross_level_idx) if cache is not None else None
         shape = (*hidden_states.shape[:-1], -1, self.head_dim)
-        additive = (
-            self.behavior_q(behavior_ids).view(shape),
-            self.behavior_k(behavior_ids).view(shape),
-            self.behavior_v(behavior_ids).view(shape),
-        )
-        query, key, value = self.project(hidden_states, position_embeddings, additive)
+        embeddings = (self.behavior_q,) if gathered is not None else (self.behavior_q, self.behavior_k, self.behavior_v)
+        additive = tuple(embedding(behavior_ids).view(shape) for embedding in embeddings)
+        query, key, value = self.project(hidden_states, position_embeddings, additive, queries_only=gathered is not None)
+        if gathered is not None:
+            (key, value), cache = gathered, None
         if last_only:
             query, level_mask, has_key = query[:, :, -1:], _last_row(level_mask), has_key[:, -1:]
             hidden_states = hidden_states[:, -1:]

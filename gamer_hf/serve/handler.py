@@ -189,7 +189,7 @@ class Recommender:
 
     def _known_history(self, request: RecommendRequest, prefix: str) -> list[tuple[str, str]]:
         items = [str(item) for _, item in request.history]
-        known = self.tokenizer.item_index.rows(items) >= 0  # one vectorized lookup for the whole history
+        known = (self.tokenizer.item_index.rows(items) >= 0).tolist()  # one lookup for the whole history
         kept = []
         for position, ((behavior, _), item) in enumerate(zip(request.history, items)):
             if behavior in self.behaviors and known[position]:

@@ -7,7 +7,8 @@ Sections (`--sections`, default all):
   recommend() calls, each between two prefills (each divided by the mean of the two), CPU time of this process
   (one torch thread, so other jobs on a shared machine count far less than in wall time) and wall time, the
   median with a distribution-free 95% interval; recommend() split into encoding, prefill forward, decode
-  steps and the rest of the search (the forwards are timed by hooks);
+  steps and the rest of the search (the forwards are timed by hooks); with `--ab`, the same sandwiched rounds of
+  `--baseline-commit`'s model code (same weights) interleaved with them, per-round ratios of the two, same lists;
 - `attention`: the `prefill` ratios with the model's masked CPU attention on the grouped K/V heads in place
   (`sdpa_grouped_attention_forward`, the default) against Transformers' own sdpa path (which copies the K/V
   heads per query head whenever a mask is given), the two interleaved round by round in this process; with
@@ -31,6 +32,13 @@ Sections (`--sections`, default all):
   `--rounds`, lists and scores compared;
 - `flex_mask`: CPU ms per recommend() call spent building flex `BlockMask`s (`create_block_mask`) under
   `attn_implementation="flex_attention"`, today's code against `--baseline-commit`'s (flex in eager stance);
+- `lookup`: a served request's item lookup (issue 13): CPU us of `Recommender.prepare` (the event loop's check of
+  one request, 10 and 50 history ids) and of `encode_histories` (what recommend() encodes: one request, and
+  `--batch` histories), through the item index's id -> row cache warm (ids seen before), cold (the cache emptied
+  before each call) and by the padded vectorized search alone (as before the cache and the Python-int keys of short
+  calls), interleaved over `--rounds`;
+  with `--lookup-work` (serve_load.py's work folder), also its checkpoint's real requests in arrival order from an
+  emptied cache: the event loop's check and the decode thread's encoding per request, cached against direct;
 - `constraint`: the trie constraint's share of decode time (`ItemTrie.allowed`/`step` of the
   tokenizer's trie, timed on that instance, over everything recommend() does after its prefill) at
   `--items` and at `--constraint-items` (synthetic codes).
@@ -53,6 +61,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -61,7 +70,8 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast, ItemTrie, make_prefix_allowed_tokens_fn
 from gamer_hf.modeling import modeling_gamer
 
-SECTIONS = ("stock", "prefill", "attention", "hotpath", "profile", "two_part", "compiled", "flex_mask", "constraint")
+SECTIONS = ("stock", "prefill", "attention", "hotpath", "profile", "two_part", "compiled", "flex_mask", "lookup",
+            "constraint")
 
 
 def catalogue(num_items: int, levels: int, codebook: int, seed: int) -> dict[str, tuple[int, ...]]:
@@ -198,36 +208,75 @@ def median_interval(values: list[float], level: float = 0.95) -> dict[str, float
             "high": round(ordered[n - 1 - low], 3), "rounds": n}
 
 
-def prefill_section(tok, model, histories, batch, beams: int, rounds: int) -> dict[str, Any]:
+def prefill_section(tok, model, histories, batch, beams: int, rounds: int, baseline=None) -> dict[str, Any]:
     """recommend() / prefill per round (CPU and wall): the calls alternate prefill, recommend, prefill, ... and
     each recommend() is divided by the mean of the prefills just before and after it (a slow drift of the
-    machine's speed cancels), median with its interval over the rounds."""
+    machine's speed cancels), median with its interval over the rounds. With `baseline` (the same weights in
+    another commit's model code), its own sandwiched rounds interleave with these (the two sides' order alternating
+    by round), and each round's recommend() and prefill of this code are divided by the baseline's too."""
+    models = {"new": model} if baseline is None else {"new": model, "baseline": baseline}
 
-    def prefill() -> tuple[float, float]:
+    def prefill(lm) -> tuple[float, float]:
         cpu0, wall0 = clocks()
         with torch.no_grad():
-            model(**batch, use_cache=True, logits_to_keep=1)
+            lm(**batch, use_cache=True, logits_to_keep=1)
         cpu1, wall1 = clocks()
         return cpu1 - cpu0, wall1 - wall0
 
-    def recommend() -> tuple[float, float]:
+    def recommend(lm) -> tuple[float, float]:
         cpu0, wall0 = clocks()
-        model.recommend(tok, histories, behavior="buy", top_k=beams, num_beams=beams, batch_size=len(histories))
+        lm.recommend(tok, histories, behavior="buy", top_k=beams, num_beams=beams, batch_size=len(histories))
         cpu1, wall1 = clocks()
         return cpu1 - cpu0, wall1 - wall0
 
-    prefills, recommends = [prefill()], []
-    for _ in range(rounds):
-        recommends.append(recommend())
-        prefills.append(prefill())
-    ratio = {clock: [r[k] / ((a[k] + b[k]) / 2) for r, a, b in zip(recommends, prefills, prefills[1:])]
-             for k, clock in enumerate(("cpu", "wall"))}
-    parts = [split_recommend(model, tok, histories, beams) for _ in range(rounds)]
-    share = {key: spread([p[key] / p["prefill"] for p in parts]) for key in ("encode", "decode_forwards", "search")}
-    return {"rounds": rounds, "prefill_cpu_s": spread([c for c, _ in prefills]),
-            "recommend_cpu_s": spread([c for c, _ in recommends]),
-            "recommend_over_prefill_cpu": median_interval(ratio["cpu"]),
-            "recommend_over_prefill_wall": median_interval(ratio["wall"]), "parts_over_prefill_cpu": share}
+    prefills = {side: [prefill(lm)] for side, lm in models.items()}
+    recommends: dict[str, list[tuple[float, float]]] = {side: [] for side in models}
+    for round_ in range(rounds):
+        for side in sorted(models, reverse=bool(round_ % 2)):
+            recommends[side].append(recommend(models[side]))
+            prefills[side].append(prefill(models[side]))
+    parts = {side: [] for side in models}
+    for round_ in range(rounds):
+        for side in sorted(models, reverse=bool(round_ % 2)):
+            parts[side].append(split_recommend(models[side], tok, histories, beams))
+
+    def figures(side: str) -> dict[str, Any]:
+        ratio = {clock: [r[k] / ((a[k] + b[k]) / 2) for r, a, b in zip(recommends[side], prefills[side],
+                                                                          prefills[side][1:])]
+                 for k, clock in enumerate(("cpu", "wall"))}
+        share = {key: spread([p[key] / p["prefill"] for p in parts[side]])
+                 for key in ("encode", "decode_forwards", "search")}
+        return {"prefill_cpu_s": spread([c for c, _ in prefills[side]]),
+                "recommend_cpu_s": spread([c for c, _ in recommends[side]]),
+                "recommend_over_prefill_cpu": median_interval(ratio["cpu"]),
+                "recommend_over_prefill_wall": median_interval(ratio["wall"]), "parts_over_prefill_cpu": share}
+
+    out = {"rounds": rounds, **figures("new")}
+    if baseline is not None:
+        def over(kind: list[tuple[float, float]], base: list[tuple[float, float]]) -> dict[str, float]:
+            return median_interval([a[0] / b[0] for a, b in zip(kind, base)])
+
+        out["baseline"] = figures("baseline")
+        out["new_over_baseline_cpu"] = {
+            "recommend": over(recommends["new"], recommends["baseline"]),
+            "standalone_prefill": over(prefills["new"], prefills["baseline"]),
+            **{f"recommend_{key}": median_interval([a[key] / b[key] for a, b in zip(parts["new"], parts["baseline"])])
+               for key in ("encode", "prefill", "decode_forwards", "search")}}
+        lists = [lm.recommend(tok, histories, behavior="buy", top_k=beams, num_beams=beams, batch_size=len(histories))
+                 for lm in (model, baseline)]
+        out["identical_lists"] = [[i for i, _ in r] for r in lists[0]] == [[i for i, _ in r] for r in lists[1]]
+        out["max_score_difference"] = max(abs(a[1] - b[1]) for x, y in zip(*lists) for a, b in zip(x, y))
+    return out
+
+
+def baseline_model(tok, model, preset: str, commit: str) -> tuple[Any, torch.nn.Module]:
+    """`commit`'s model code (`code_at.model_code_at`) and the same weights in it, for an A/B in this process."""
+    from code_at import model_code_at  # a sibling script; imported here so the other sections need no git
+
+    code = model_code_at(commit)
+    old = code.GamerForCausalLM(code.GamerConfig.from_preset(preset, tokenizer=tok)).eval()
+    old.load_state_dict(model.state_dict())  # strict: the same parameters under the same names
+    return code, old
 
 
 def attention_section(tok, model, histories, batch, beams: int, rounds: int) -> dict[str, Any]:
@@ -286,11 +335,7 @@ def decode_forward_cost(model, tok, history, rounds: int) -> dict[str, Any]:
 
 def hotpath_section(tok, model, preset: str, histories, batch, beams: int, rounds: int, commit: str) -> dict[str, Any]:
     """recommend() and the prefill forward of today's code and of `commit`'s, interleaved (CPU seconds)."""
-    from code_at import model_code_at  # a sibling script; imported here so the other sections need no git
-
-    old_code = model_code_at(commit)
-    old = old_code.GamerForCausalLM(old_code.GamerConfig.from_preset(preset, tokenizer=tok)).eval()
-    old.load_state_dict(model.state_dict())  # strict: the same parameters under the same names
+    _, old = baseline_model(tok, model, preset, commit)
     models = {"new": model, "old": old}
     calls = {}
     for side, lm in models.items():
@@ -577,12 +622,9 @@ def compiled_section(tok, model, histories, beams: int, rounds: int) -> dict[str
 
 def flex_mask_section(tok, model, preset: str, histories, beams: int, rounds: int, commit: str) -> dict[str, Any]:
     """CPU ms per recommend() call inside `create_block_mask` under flex attention, today's code and `commit`'s."""
-    from code_at import model_code_at
     from gamer_hf.modeling import cache_gamer
 
-    old_code = model_code_at(commit)
-    old = old_code.GamerForCausalLM(old_code.GamerConfig.from_preset(preset, tokenizer=tok)).eval()
-    old.load_state_dict(model.state_dict())
+    old_code, old = baseline_model(tok, model, preset, commit)
     sides = {"new": (model, [cache_gamer, modeling_gamer]),
              "old": (old, [old_code.cache_gamer, old_code.modeling_gamer])}
     seconds: dict[str, list[float]] = {side: [] for side in sides}
@@ -606,6 +648,104 @@ def flex_mask_section(tok, model, preset: str, histories, beams: int, rounds: in
                 lm.set_attn_implementation("sdpa")
     return {"baseline_commit": commit, "rounds": rounds, "block_masks_per_call": builds,
             **{f"{side}_block_mask_ms": spread([1e3 * t for t in values]) for side, values in seconds.items()}}
+
+
+def direct_search() -> Callable[[], None]:
+    """Every `ItemIndex.rows` call searched by the padded vectorized search, as before this session's row cache and
+    Python-int keys (both off) until the returned function is called."""
+    from gamer_hf.modeling import item_index_gamer
+
+    saved = item_index_gamer._CACHED_CALL, item_index_gamer._FEW_IDS
+    item_index_gamer._CACHED_CALL = item_index_gamer._FEW_IDS = 0
+
+    def restore() -> None:
+        item_index_gamer._CACHED_CALL, item_index_gamer._FEW_IDS = saved
+
+    return restore
+
+
+def lookup_section(tok, model, histories, rounds: int) -> dict[str, Any]:
+    """CPU us per call of a request's item lookups: through the id -> row cache warm (ids seen before) and cold (the
+    cache emptied before each call), and by the direct search of before (`direct_search`)."""
+    from gamer_hf.modeling import item_index_gamer
+    from gamer_hf.serve import RecommendRequest, Recommender
+
+    index, recommender = tok.item_index, Recommender(model, tok, name="bench", max_history=len(histories[0]))
+    requests = {n: [RecommendRequest(history=h[:n]) for h in histories] for n in (10, 50)}  # parsed bodies
+    calls = {
+        **{f"prepare, {n} ids": partial(lambda n: [recommender.prepare(r) for r in requests[n]], n) for n in requests},
+        "encode one request": lambda: [tok.encode_histories([h], behavior="buy") for h in histories],
+        f"encode {len(histories)} histories": lambda: tok.encode_histories(histories, behavior="buy"),
+    }
+    per_call = {name: len(histories) if name.startswith(("prepare", "encode one")) else 1 for name in calls}
+
+    def run(name: str, way: str) -> float:
+        restore = direct_search() if way == "direct" else lambda: None
+        if way == "warm":  # every id of the calls seen before
+            calls[name]()
+        if way == "cold":  # each call of the batch starts from an empty cache
+            clear, original = index._cached_rows.clear, index.rows
+            index.rows = lambda items: (clear(), original(items))[1]
+        start = time.process_time()
+        try:
+            calls[name]()
+        finally:
+            restore()
+            if way == "cold":
+                del index.rows
+        return 1e6 * (time.process_time() - start) / per_call[name]
+
+    ways = ("direct", "cold", "warm")
+    us = {(name, way): [] for name in calls for way in ways}
+    for round_ in range(rounds):
+        for name in calls:
+            for way in ways[round_ % 3:] + ways[: round_ % 3]:
+                us[(name, way)].append(run(name, way))
+    return {"rounds": rounds, "items": len(index), "cache_ids": item_index_gamer._CACHED_IDS, **{
+        name: {**{f"{way}_us": median_interval(us[(name, way)]) for way in ways},
+               **{f"{way}_over_direct": median_interval([a / b for a, b in zip(us[(name, way)], us[(name, "direct")])])
+                  for way in ("cold", "warm")}} for name in calls}}
+
+
+def lookup_stream(tok, model, bodies: list[dict[str, Any]], rounds: int) -> dict[str, Any]:
+    """CPU us per request of the event loop's check (`Recommender.prepare`) and of the decode thread's encoding of it,
+    requests in arrival order from an emptied cache (a server's start) against the direct search of before
+    (`direct_search`), interleaved over `rounds`; with the share of the check's ids the cache already held."""
+    from gamer_hf.serve import RecommendRequest, Recommender
+
+    index, recommender = tok.item_index, Recommender(model, tok, name="bench")
+    requests = [RecommendRequest(**body) for body in bodies]
+    us: dict[str, list[float]] = {f"{way} {part}": [] for way in ("direct", "cached") for part in ("prepare", "encode")}
+    held: list[float] = []
+    for round_ in range(rounds):
+        for way in ("direct", "cached")[::-1 if round_ % 2 else 1]:
+            restore = direct_search() if way == "direct" else lambda: None
+            index._cached_rows.clear()
+            prepare_s = encode_s = 0.0
+            hits = total = 0
+            try:
+                for request in requests:
+                    if way == "cached":  # not timed
+                        hits += sum(str(item) in index._cached_rows for _, item in request.history)
+                        total += len(request.history)
+                    start = time.process_time()
+                    prepared = recommender.prepare(request)
+                    middle = time.process_time()
+                    tok.encode_histories([prepared.history], behavior=prepared.behavior,
+                                         max_history=recommender.max_history)
+                    encode_s += time.process_time() - middle
+                    prepare_s += middle - start
+            finally:
+                restore()
+            us[f"{way} prepare"].append(1e6 * prepare_s / len(requests))
+            us[f"{way} encode"].append(1e6 * encode_s / len(requests))
+            if way == "cached":
+                held.append(hits / total)
+    return {"requests": len(requests), "distinct_histories": len({str(body["history"]) for body in bodies}),
+            "rounds": rounds, **{f"{name}_us": median_interval(values) for name, values in us.items()},
+            **{f"cached_over_direct_{part}": median_interval([a / b for a, b in zip(us[f"cached {part}"],
+                                                                                   us[f"direct {part}"])])
+               for part in ("prepare", "encode")}, "ids_already_cached": spread(held)}
 
 
 def constraint_section(tok, model, histories, beams: int, rounds: int) -> dict[str, Any]:
@@ -637,7 +777,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2, help="best of N for the stock comparison")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of the prefill and constraint sections")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--baseline-commit", default="c74736b", help="model code the hotpath section compares to")
+    parser.add_argument("--baseline-commit", default="c74736b",
+                        help="model code the hotpath and flex_mask sections (and the prefill section with --ab) compare to")
+    parser.add_argument("--lookup-work", type=Path, default=None,
+                        help="lookup section: also a served request stream, from serve_load.py's --work (its checkpoint "
+                             "and real test-split requests)")
+    parser.add_argument("--lookup-requests", type=int, default=512, help="requests of that stream")
+    parser.add_argument("--ab", action="store_true",
+                        help="prefill section: interleave --baseline-commit's model code's sandwiched rounds with these")
     return parser.parse_args(argv)
 
 
@@ -655,8 +802,10 @@ def main() -> None:
         print(json.dumps({"section": "stock", **setup, **stock_section(tok, model, histories, batch, args.beams,
                                                                        args.repeats)}), flush=True)
     if "prefill" in args.sections:
-        print(json.dumps({"section": "prefill", **setup, **prefill_section(tok, model, histories, batch, args.beams,
-                                                                           args.rounds)}), flush=True)
+        baseline = baseline_model(tok, model, args.preset, args.baseline_commit)[1] if args.ab else None
+        print(json.dumps({"section": "prefill", **setup, **({"baseline_commit": args.baseline_commit} if args.ab else {}),
+                          **prefill_section(tok, model, histories, batch, args.beams, args.rounds, baseline)}),
+              flush=True)
     if "attention" in args.sections:
         print(json.dumps({"section": "attention", **setup, **attention_section(tok, model, histories, batch, args.beams,
                                                                                args.rounds)}), flush=True)
@@ -677,6 +826,19 @@ def main() -> None:
         print(json.dumps({"section": "flex_mask", **setup,
                           **flex_mask_section(tok, model, args.preset, histories, args.beams, args.rounds,
                                               args.baseline_commit)}), flush=True)
+    if "lookup" in args.sections:
+        print(json.dumps({"section": "lookup", **setup, **lookup_section(tok, model, histories, args.rounds)}),
+              flush=True)
+        if args.lookup_work is not None:  # the load test's checkpoint and real test-split requests
+            from serve_load import request_bodies  # a sibling script; imported here so the other sections need none
+
+            from gamer_hf.loading import load_gamer
+
+            served = next(args.lookup_work.glob("model_*"))
+            bodies, _ = request_bodies(args.lookup_work, served, args.lookup_requests, seed=0)
+            served_model, served_tok = load_gamer(served, device="cpu")
+            print(json.dumps({"section": "lookup_stream", "checkpoint": str(served), "items": len(served_tok.item_index),
+                              **lookup_stream(served_tok, served_model, bodies, args.rounds)}), flush=True)
     if "constraint" in args.sections:
         print(json.dumps({"section": "constraint", **setup,
                           **constraint_section(tok, model, histories, args.beams, args.rounds)}), flush=True)

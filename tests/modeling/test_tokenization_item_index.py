@@ -13,6 +13,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from gamer_hf import GamerTokenizerFast
+from gamer_hf.modeling import item_index_gamer
 from gamer_hf.modeling.item_index_gamer import ItemIndex
 
 LEGACY = Path(__file__).parent / "fixtures" / "legacy_tiny"
@@ -31,8 +32,11 @@ def index(request) -> tuple[dict[str, tuple[int, ...]], ItemIndex]:
     return mapping, ItemIndex.from_mapping(mapping)
 
 
-def test_lookups_agree_with_a_dict(index) -> None:
+@pytest.mark.parametrize("few_ids", [0, 256], ids=["padded-search", "python-int-keys"])
+def test_lookups_agree_with_a_dict(index, monkeypatch, few_ids: int) -> None:
     mapping, built = index
+    monkeypatch.setattr(item_index_gamer, "_FEW_IDS", few_ids)  # a short call's keys: padded arrays or Python ints
+    monkeypatch.setattr(item_index_gamer, "_CACHED_CALL", 0)  # each call searched, none answered from the cache
     assert list(built.item_ids) == sorted(mapping) and built == mapping
     queries = [*IDS, "1", "a\0", "aa", "z" * 31, "zz", "日", "e", "12345678", "123456789", 10, None]
     rows = built.rows(queries)
@@ -42,6 +46,48 @@ def test_lookups_agree_with_a_dict(index) -> None:
         if row >= 0:
             assert built.item_ids[row] == str(query) and built[str(query)] == mapping[str(query)]
     assert "1" not in built and built.get("1") is None
+
+
+QUERIES = [*IDS, "1", "a\0", "zz", "日", "12345678", 10, 9, "9", None, "", "ghost"]
+
+
+@pytest.mark.parametrize("cache_size", [1 << 14, 3])
+def test_small_calls_answer_from_the_row_cache_as_the_search_does(index, monkeypatch, cache_size: int) -> None:
+    """A request-sized call gives the rows of a direct search, cold and warm, unknown and non-str ids included; a warm
+    call searches nothing; a small cache starts over rather than grow."""
+    mapping, _ = index
+    built = ItemIndex.from_mapping(mapping)  # its own, empty cache
+    monkeypatch.setattr(item_index_gamer, "_CACHED_IDS", cache_size)
+    with monkeypatch.context() as direct:
+        direct.setattr(item_index_gamer, "_CACHED_CALL", 0)  # every call too large for the cache
+        expected = built.rows(QUERIES).tolist()
+    assert expected == [built.row(str(query)) for query in QUERIES]
+    for query in QUERIES:  # one id a call, so the small cache fills and starts over
+        assert built.rows([query]).tolist() == [built.row(str(query))]
+        assert len(built._cached_rows) <= cache_size
+    if cache_size > len(QUERIES):
+        monkeypatch.setattr(ItemIndex, "_search", lambda *_: pytest.fail("a cached id was searched again"))
+    assert built.rows(QUERIES).tolist() == expected
+    assert built.rows([]).tolist() == []
+
+
+@pytest.mark.parametrize("on_unknown", ["skip", "raise"])
+def test_encodings_with_unknown_items_stay_the_same_once_cached(on_unknown: str) -> None:
+    """The tokenizer's encodings through the cache: a history's second encoding (its ids cached by the first) equals
+    the first, unknown items skipped or refused alike."""
+    tokenizer = GamerTokenizerFast.from_items({"9": (1, 2), "10": (3, 0), "é": (0, 1)}, behaviors=BEHAVIORS,
+                                              codebook_size=4)
+    history = [("click", "9"), ("cart", "ghost"), ("buy", 10), ("click", "é")]
+    if on_unknown == "raise":
+        for _ in range(2):
+            with pytest.raises(ValueError, match="unknown item 'ghost'"):
+                tokenizer.encode_histories([history], behavior="buy", on_unknown=on_unknown)
+        return
+    first, second = (tokenizer.encode_histories([history], behavior="buy", on_unknown=on_unknown) for _ in range(2))
+    assert first == second
+    known = [pair for pair in history if pair[1] != "ghost"]
+    assert first["input_ids"] == tokenizer.encode_histories([known], behavior="buy")["input_ids"]
+    assert len(first["input_ids"][0]) == 3 * 3 + 1
 
 
 def test_save_load_round_trip_is_compact(index, tmp_path: Path) -> None:
