@@ -49,6 +49,7 @@ from .reranking import (
     HISTORY_FEATURES,
     MODEL_FEATURES,
     REGULARIZATION_GRID,
+    RESIDUAL_ITEMS,
     HistoryReranker,
 )
 from .plotting import plot_per_behavior
@@ -56,6 +57,7 @@ from .results import ALL_CASES, EvaluationReport, ModelResult, seed_pooled_diffe
 from .slices import COLD, EXPLORE, REPEAT, SLICES, case_slice, items_seen, slice_labels, slice_mask
 from .protocol import (
     EVAL_FILES,
+    NEW_ITEMS,
     NO_HISTORY,
     PLAIN_BEAMS,
     RULES,
@@ -94,6 +96,7 @@ __all__ = [
     "RANKING_METRIC_PATH",
     "EVAL_FILES",
     "EXPLORE_FEATURES",
+    "NEW_ITEMS",
     "NO_HISTORY",
     "PLAIN_BEAMS",
     "WithoutHistory",
@@ -107,6 +110,7 @@ __all__ = [
     "HistoryMixer",
     "HistoryReranker",
     "REGULARIZATION_GRID",
+    "RESIDUAL_ITEMS",
     "CASE_FEATURES",
     "GATE_GRID",
     "ModelResult",

@@ -35,7 +35,7 @@ from .reranking import GATE_GRID, REGULARIZATION_GRID, HistoryReranker
 from .results import EvaluationReport, ModelResult
 from .user_sample import distinct_items, sample_users
 
-__all__ = ["EVAL_FILES", "NO_HISTORY", "PLAIN_BEAMS", "RULES", "EvaluateArguments", "Scored", "decode_beams",
+__all__ = ["EVAL_FILES", "NEW_ITEMS", "NO_HISTORY", "PLAIN_BEAMS", "RULES", "EvaluateArguments", "Scored", "decode_beams",
            "evaluate_checkpoint", "gamer_rows", "rule_rows", "subset_cases"]
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ Beams = list[list[tuple[str, float]]]
 RULES = ("MostPopular", "Repeat", "Repeat+popular", "Repeat+learned")  # what `rule_rows` scores
 NO_HISTORY = ":no-history"  # suffix of a row decoded with the user's history items excluded
 PLAIN_BEAMS = ":plain-beams"  # suffix of the reranker ablation without the explore beams
+NEW_ITEMS = ":new-items"  # suffix of the residual reranker whose columns score GAMER's new items only
 
 
 @dataclass
@@ -131,13 +132,15 @@ def gamer_rows(evaluator: Evaluator, gamer: GamerRecommender, name: str = "GAMER
                mixers: Sequence[HistoryMixer] = MIXER_GRID, repeat_slots: int = 0,
                rerank: bool = True, explore: bool = True, rerank_ablation: bool = False,
                regularization: float | Sequence[float] = REGULARIZATION_GRID,
-               gate: bool | Sequence[bool] = GATE_GRID, residual: bool = True) -> dict[str, Scored]:
+               gate: bool | Sequence[bool] = GATE_GRID, residual: bool = True,
+               rerank_new_items: bool = False) -> dict[str, Scored]:
     """One GAMER checkpoint on the evaluator's cases, its beams decoded once: `name`; `name`+repeatN (the N most
     recent history items first) when `repeat_slots`; with `explore`, `name`:no-history (beams decoded with the
     history excluded); and with `validation` cases, whose beams are decoded once too, `name`+mix (the best of
     `mixers` on them, when any) and `name`+rerank (a HistoryReranker over beams, explore beams, history and
     `popular` items fit on them, when `rerank`; `rerank_ablation` adds `name`+rerank:plain-beams, the same without
-    the explore beams; every reranker chooses its `regularization` and whether to `gate` its features by the case
+    the explore beams, and `rerank_new_items` `name`+rerank:new-items, the residual with GAMER's columns on the items
+    outside the rule's own pool only (`residual_items="new"`); every reranker chooses its `regularization` and whether to `gate` its features by the case
     by cross-validation on `validation` when given a grid; with `residual`, each is fit on top of the cross-fitted
     Repeat+learned, so the rule alone is one of the settings it chooses from). `baseline` marks the plain rows
     references (TIGER)."""
@@ -175,6 +178,10 @@ def gamer_rows(evaluator: Evaluator, gamer: GamerRecommender, name: str = "GAMER
     rerankers = {f"{name}+rerank": HistoryReranker(evaluator.behaviors, popular, popular_pool=evaluator.top_k,
                                                    explore=explore, regularization=regularization, gate=gate,
                                                    residual=residual)}
+    if residual and rerank_new_items:
+        rerankers[f"{name}+rerank{NEW_ITEMS}"] = HistoryReranker(
+            evaluator.behaviors, popular, popular_pool=evaluator.top_k, explore=explore, regularization=regularization,
+            gate=gate, residual=True, residual_items="new")
     if explore and rerank_ablation:
         rerankers[f"{name}+rerank{PLAIN_BEAMS}"] = HistoryReranker(
             evaluator.behaviors, popular, popular_pool=evaluator.top_k, explore=False, regularization=regularization,

@@ -22,6 +22,11 @@ cross-validated) gives every pooled item its logit out of fold, and that logit e
 score: strong shrinkage gives the rule back instead of something worse, and "the rule alone" is one of the settings
 cross-validation chooses from. So are fits of GAMER's model and explore columns alone (`model only`),
 the history features left to the rule: with them GAMER's gated history columns cannot re-learn the rule in its place.
+With `residual_items="new"` the residual's columns score only the items GAMER brings that the rule's own pool
+(history and popular items) lacks: the rule's items keep the rule's logit and so its order, and each new item gets
+its own fitted log-odds (intercept included), compared with the rule's on one scale. GAMER then changes a list only
+by inserting new items, the rule's logit is never applied to items it was not fit on, and "the rule alone" (the new
+items last) is exactly the rule's list.
 
 The fit is scikit-learn's L2 logistic regression (standardized columns, unpenalized intercept) solved exactly by
 Newton's method, each fold's rows standardized once and each fit started from the previous C's optimum. The
@@ -47,7 +52,7 @@ from .cases import EvalCase, as_cases
 from .metrics import per_case_metrics
 
 __all__ = ["HistoryReranker", "HISTORY_FEATURES", "MODEL_FEATURES", "EXPLORE_FEATURES", "CASE_FEATURES",
-           "GATE_GRID", "REGULARIZATION_GRID"]
+           "GATE_GRID", "REGULARIZATION_GRID", "RESIDUAL_ITEMS"]
 
 HISTORY_FEATURES: tuple[str, ...] = (
     "in_history",  # the user touched the item before
@@ -87,6 +92,9 @@ REGULARIZATION_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
 _CV_K = 10  # cross-validation scores NDCG@10, the headline metric
 # A setting: (gated, regularization, model only). Model only: a residual fit's MODEL_FEATURES and EXPLORE_FEATURES
 # (gated or not), none of the HISTORY_FEATURES, which the rule beneath already scores.
+# Which pooled items a residual fit's columns score: every one, on top of the rule's logit, or only those outside the
+# rule's own pool (GAMER's new items), the rule's items left at the rule's logit.
+RESIDUAL_ITEMS: tuple[str, ...] = ("all", "new")
 _RULE_ONLY = (False, 0.0, False)  # a residual fit's setting with none of its own columns: the rule beneath alone
 _NEWTON_STEPS = 100  # a cap only: a fit converges in far fewer
 
@@ -101,7 +109,9 @@ class HistoryReranker:
     cross-validation over the fit cases (e.g. `REGULARIZATION_GRID`); `gate` likewise, a flag or the flags to choose
     from (`GATE_GRID`): gated, every candidate feature is also multiplied by each of `case_feature_names`.
     `residual` (with the model) fits these columns on top of the cross-fitted model-free reranker (`self.rule`),
-    whose logit is a fixed offset of the fit.
+    whose logit is a fixed offset of the fit; `residual_items` says which pooled items those columns score: "all"
+    (on top of the rule's logit) or "new" (only the items outside the rule's own pool, by their own log-odds; the
+    rule's items keep the rule's logit).
     """
 
     def __init__(
@@ -115,6 +125,7 @@ class HistoryReranker:
         cv_folds: int = 5,
         gate: bool | Sequence[bool] = False,
         residual: bool = False,
+        residual_items: str = "all",
     ) -> None:
         if not behaviors:
             raise ValueError("behaviors is empty: give the behavior table, e.g. {'click': 1, 'cart': 2, 'buy': 3}")
@@ -130,6 +141,9 @@ class HistoryReranker:
         if residual and (not use_model or cv_folds < 2):
             raise ValueError("residual=True fits GAMER's columns on top of the cross-fitted rule: it needs "
                              f"use_model=True and cv_folds >= 2, got use_model={use_model}, cv_folds={cv_folds}")
+        if residual_items not in RESIDUAL_ITEMS or (residual_items != "all" and not residual):
+            raise ValueError(f"residual_items must be one of {RESIDUAL_ITEMS} ('new' with residual=True), got "
+                             f"{residual_items!r} with residual={residual}")
         self.grid = sorted(float(value) for value in grid)
         self.gates = sorted(gates)  # ungated first: it wins ties
         self.cv_folds = cv_folds
@@ -139,6 +153,7 @@ class HistoryReranker:
         self.popular_pool = popular_pool if popular is not None else 0
         self.explore = explore and use_model
         self.residual = residual
+        self.residual_items = residual_items
         self.rule: HistoryReranker | None = None  # with `residual`: the model-free reranker beneath, fit by `fit`
         self.weights: dict[str, Any] | None = None
         self._fold_fits: list[dict[str, Any]] | None = None  # the chosen setting's fit without each CV fold
@@ -282,7 +297,6 @@ class HistoryReranker:
             raise DataError("cannot fit a reranker on 0 cases: give it held-out cases (validation) with targets")
         rows = self._rows(cases, generated, model_scores, explored)
         labels = _labels(cases, rows)
-        x = np.concatenate([features for _, features in rows])
         y = np.concatenate(labels)
         if not y.any() or y.all():
             raise DataError(f"cannot fit a reranker on {len(cases)} cases: {int(y.sum())} of {len(y)} pooled items are "
@@ -291,18 +305,24 @@ class HistoryReranker:
         if self.residual:  # the rule alone first (it wins ties), the model columns alone last
             settings = [_RULE_ONLY, *settings, *((gate, value, True) for gate in self.gates for value in self.grid)]
         offsets = self._fit_rule(cases, rows) if self.residual else None
-        cv, fits = self._cross_validate(cases, rows, labels, settings, offsets) if len(settings) > 1 else (None, None)
+        new = self._new_items(cases, rows)
+        if new is not None and not any(label[mask].any() for label, mask in zip(labels, new)):
+            settings = [_RULE_ONLY]  # none of GAMER's new items is a target: nothing to fit but the rule alone
+        cv, fits = self._cross_validate(cases, rows, labels, settings, offsets, new) if len(settings) > 1 else (
+            None, None)
         # Ties: the first setting, i.e. the rule alone (residual), then ungated, then the strongest regularization,
         # then all the columns before the model's alone.
         setting = max(cv, key=cv.get) if cv else settings[0]
         gate, chosen, model_only = setting
         self._fold_fits = fits[setting] if fits else None  # what a residual fit on top of this one scores with
         names = self._setting_features(*setting)
+        x, y, offset = _stack(rows, labels, offsets, new, range(len(cases)))
         used = x[:, self._select(names)]
         mean, scale = _standardize(used)
         design = _design(used, mean, scale)
-        offset = None if offsets is None else np.concatenate(offsets)
-        self.weights = _weights(_newton(design, y, _penalty(len(names), chosen), offset=offset), mean, scale) | {
+        # No target among the rows (GAMER's new items only): the rule alone, whose intercept no list reads.
+        solution = _newton(design, y, _penalty(len(names), chosen), offset=offset) if y.any() else np.zeros(1)
+        self.weights = _weights(solution, mean, scale) | {
             "features": list(names), "gate": gate, "regularization": chosen, "model_only": model_only,
             "fit_cases": len(cases), "fit_rows": int(len(y)), "fit_positives": int(y.sum())}
         if cv:
@@ -320,7 +340,7 @@ class HistoryReranker:
 
     def _cross_validate(self, cases: list[EvalCase], rows: list[tuple[list[str], np.ndarray]],
                         labels: list[np.ndarray], settings: list[tuple[bool, float, bool]],
-                        offsets: list[np.ndarray] | None = None,
+                        offsets: list[np.ndarray] | None = None, new: list[np.ndarray] | None = None,
                         ) -> tuple[dict[tuple[bool, float, bool], float],
                                    dict[tuple[bool, float, bool], list[dict[str, Any]]]]:
         """(gate, regularization, model only) -> NDCG@10 of the held-out folds' cases, and the weights fit without
@@ -336,14 +356,12 @@ class HistoryReranker:
         previous: dict[tuple[bool, float, bool], np.ndarray] = {}  # setting -> its optimum in the previous fold
         for held in range(self.cv_folds):
             inside, outside = np.flatnonzero(fold != held), np.flatnonzero(fold == held)
-            x = np.concatenate([rows[i][1][:, :width] for i in inside])
-            y = np.concatenate([labels[i] for i in inside])
+            x, y, offset = _stack(rows, labels, offsets, new, inside, width)
             if not y.any() or y.all():
                 raise DataError(f"cannot cross-validate: a fold of {len(inside)} training cases has "
-                                f"{int(y.sum())} targets among {len(y)} pooled items")
+                                f"{int(y.sum())} targets among {len(y)} {'new ' if new else ''}pooled items")
             mean, scale = _standardize(x)
             design = _design(x, mean, scale)
-            offset = None if offsets is None else np.concatenate([offsets[i] for i in inside])
             last: dict[tuple[str, ...], np.ndarray] = {}  # columns -> the last optimum on them in this fold
             for setting in settings:
                 names = self._setting_features(*setting)
@@ -356,7 +374,8 @@ class HistoryReranker:
                 weights = _weights(solution, mean[select], scale[select]) | {"features": list(names)}
                 fits[setting].append(weights)
                 ranked = [_order(rows[i][0], rows[i][1][:, select], weights, _CV_K,
-                                 None if offsets is None else offsets[i]) for i in outside]
+                                 None if offsets is None else offsets[i], None if new is None else new[i])
+                          for i in outside]
                 ndcg[setting][outside] = per_case_metrics(ranked, [cases[i].target_items for i in outside],
                                                           (_CV_K,))[f"NDCG@{_CV_K}"]
         return {setting: float(score.mean()) for setting, score in ndcg.items()}, fits
@@ -379,6 +398,13 @@ class HistoryReranker:
         fold = self._folds(len(cases))
         return [self._rule_scores(features, folds[fold[i]]) for i, (_, features) in enumerate(rows)]
 
+    def _new_items(self, cases: list[EvalCase], rows: list[tuple[list[str], np.ndarray]]) -> list[np.ndarray] | None:
+        """With `residual_items="new"`: per case, which pool items the rule's own pool (history, popular) lacks."""
+        if self.residual_items != "new":
+            return None
+        return [np.array([item not in own for item in pool], dtype=bool)
+                for case, (pool, _) in zip(cases, rows) for own in [set(self.rule.pool(case))]]
+
     def _rule_scores(self, features: np.ndarray, weights: Mapping[str, Any]) -> np.ndarray:
         """The rule's logit (its intercept included: the offset is a log-odds) of this reranker's rows: its columns
         are among them, found by name."""
@@ -392,9 +418,13 @@ class HistoryReranker:
         if self.weights is None:
             raise RuntimeError("HistoryReranker is not fitted: call fit(validation_cases, ...) first")
         select = self._select(self.weights["features"])
+        cases = as_cases(cases)
+        rows = self._rows(cases, generated, model_scores, explored)
+        new = self._new_items(cases, rows)
         return [_order(pool, features[:, select], self.weights, top_k,
-                       self._rule_scores(features, self.rule.weights) if self.residual else None)
-                for pool, features in self._rows(as_cases(cases), generated, model_scores, explored)]
+                       self._rule_scores(features, self.rule.weights) if self.residual else None,
+                       None if new is None else new[i])
+                for i, (pool, features) in enumerate(rows)]
 
     def recommend(self, cases: Sequence[Mapping[str, Any] | EvalCase], top_k: int) -> list[list[str]]:
         """The recommender contract, for the model-free reranker (a GAMER one goes through GamerRecommender)."""
@@ -409,28 +439,32 @@ class HistoryReranker:
         return {"behaviors": self.behaviors, "use_model": self.use_model, "popular_pool": self.popular_pool,
                 "regularization": self.grid if len(self.grid) > 1 else self.grid[0], "explore": self.explore,
                 "cv_folds": self.cv_folds, "gate": self.gates if len(self.gates) > 1 else self.gates[0],
-                "residual": self.residual, "rule": self.rule.to_dict() if self.rule is not None else None,
+                "residual": self.residual, "residual_items": self.residual_items,
+                "rule": self.rule.to_dict() if self.rule is not None else None,
                 "weights": copy.deepcopy(self.weights)}  # a copy: editing the dict never changes the fitted reranker
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], popular: MostPopular | None = None) -> HistoryReranker:
+    def from_dict(cls, data: Mapping[str, Any], popular: MostPopular | None = None,
+                  source: str = "saved reranker") -> HistoryReranker:
+        """The reranker `to_dict` wrote; `source` (its file, from `load`) names it in a DataError for weights this
+        version cannot rank with."""
         if data["popular_pool"] and popular is None:
             raise ValueError("this reranker was fit with popularity counts: pass popular=MostPopular().fit(train)")
         reranker = cls(data["behaviors"], popular, data["use_model"], data["popular_pool"], data["regularization"],
                        data.get("explore", False),  # saved before explore beams existed: without them
                        data.get("cv_folds", 5), data.get("gate", False),  # saved before the gate: ungated
-                       data.get("residual", False))
+                       data.get("residual", False), data.get("residual_items", "all"))  # saved before: all items
         if data.get("rule") is not None:
-            reranker.rule = cls.from_dict(data["rule"], popular)
+            reranker.rule = cls.from_dict(data["rule"], popular, f"{source} (its rule)")
         weights = data.get("weights")
         if weights is not None and "rule_coef" in weights:
-            raise ValueError("saved reranker fits the rule's score with a free coefficient (rule_coef), as before "
-                             "the rule's logit became a fixed offset: fit it again")
+            raise DataError(f"{source} fits the rule's score with a free coefficient (rule_coef), as before the "
+                            "rule's logit became a fixed offset: fit it again")
         if weights is not None:
             expected = list(reranker._setting_features(weights.get("gate", False), weights["regularization"],
                                                        weights.get("model_only", False)))  # saved before: all columns
             if list(weights["features"]) != expected:
-                raise ValueError(f"saved reranker has features {weights['features']}, this version uses {expected}")
+                raise DataError(f"{source} has features {weights['features']}, this version uses {expected}")
         reranker.weights = data.get("weights")
         return reranker
 
@@ -440,12 +474,25 @@ class HistoryReranker:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], popular: MostPopular | None = None) -> HistoryReranker:
-        return cls.from_dict(read_json(path), popular)
+        return cls.from_dict(read_json(path, error=DataError), popular, str(path))
 
 
 def _labels(cases: list[EvalCase], rows: list[tuple[list[str], np.ndarray]]) -> list[np.ndarray]:
     """Per case, which pool items are targets."""
     return [np.array([item in set(case.target_items) for item in pool], dtype=bool) for case, (pool, _) in zip(cases, rows)]
+
+
+def _stack(rows: list[tuple[list[str], np.ndarray]], labels: list[np.ndarray], offsets: list[np.ndarray] | None,
+           new: list[np.ndarray] | None, chosen: Sequence[int], width: int | None = None,
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """What a fit over the cases `chosen` reads: the rows of every pooled item (their first `width` columns), their
+    labels and the rule's logit as the offset; with `new` (GAMER's new items only) those items' rows alone, without
+    an offset."""
+    keep = [slice(None) if new is None else new[i] for i in chosen]
+    x = np.concatenate([rows[i][1][k, :width] for i, k in zip(chosen, keep)])
+    y = np.concatenate([labels[i][k] for i, k in zip(chosen, keep)])
+    offset = None if offsets is None or new is not None else np.concatenate([offsets[i] for i in chosen])
+    return x, y, offset
 
 
 def _standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -528,10 +575,16 @@ def _score(columns: np.ndarray, weights: Mapping[str, Any]) -> np.ndarray:
 
 
 def _order(pool: list[str], columns: np.ndarray, weights: Mapping[str, Any], top_k: int,
-           rule: np.ndarray | None = None) -> list[str]:
+           rule: np.ndarray | None = None, new: np.ndarray | None = None) -> list[str]:
     """The top_k pool items by fitted score (`columns`: the fit's features of each), `rule` the rule's logit of each
-    for a residual fit, its offset (ties keep the pool order)."""
+    for a residual fit, its offset; with `new` (GAMER's new items only) the rule's items keep the rule's logit and the
+    new ones get the fit's, intercept included, or with no columns (the rule alone) come after the rule's items
+    (ties keep the pool order)."""
     if not pool:
         return []
-    score = _score(columns, weights) + (rule if rule is not None else 0.0)
+    if new is None:
+        score = _score(columns, weights) + (rule if rule is not None else 0.0)
+    else:
+        score = rule.copy()
+        score[new] = _score(columns[new], weights) + weights["intercept"] if weights["features"] else -np.inf
     return [pool[i] for i in np.argsort(-score, kind="stable")[:top_k]]

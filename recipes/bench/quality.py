@@ -24,6 +24,9 @@ Models (names as in the tables):
                                          among the cross-validated settings)
     GAMER+rerank:plain-beams             the same reranker without GAMER's explore beams (the previous features:
                                          the ablation of the explore beams, fit and scored on the same beams)
+    GAMER+rerank:new-items               (only with --models) the residual with GAMER's columns on the items outside
+                                         the rule's own pool only: the rule's items keep its logit, GAMER's new
+                                         items get their own log-odds (pre-registered in session 10; same beams)
     SASRec:no-history, ...:no-history    SASRec, SASRec+behavior, TIGER and GAMER with the user's history items
                                          excluded from the list (GAMER and TIGER decode with exclude_history; SASRec
                                          through WithoutHistory): the explore slice compared on equal terms
@@ -95,6 +98,7 @@ from gamer_hf.evaluation import (
     EXPLORE,
     GATE_GRID,
     MERGED,
+    NEW_ITEMS,
     NO_HISTORY,
     PLAIN_BEAMS,
     RULES,
@@ -138,7 +142,10 @@ NDCG_SELECTED = ["SASRec:ndcg", "SASRec+behavior:ndcg"]
 # early stopping and scored at its last epoch (the Trainer restores the lowest-loss checkpoint; the last one
 # is kept beside it).
 LAST_EPOCH = ["GAMER-noaug:last"]
-DIAGNOSTICS = NDCG_SELECTED + LAST_EPOCH
+# Likewise: GAMER+rerank with GAMER's columns on its new items only (residual_items="new"), fit and scored beside
+# GAMER+rerank on the same beams.
+RERANK_NEW_ITEMS = f"GAMER+rerank{NEW_ITEMS}"
+DIAGNOSTICS = NDCG_SELECTED + LAST_EPOCH + [RERANK_NEW_ITEMS]
 # Scored beside their model, never trained on their own: the learned models' lists with the history items excluded
 # (the explore slice on equal terms) and GAMER+rerank without GAMER's explore beams (the ablation of those features).
 SIDE_ROWS = [*(f"{m}{NO_HISTORY}" for m in ("SASRec", "SASRec+behavior", "TIGER", "GAMER")), f"GAMER+rerank{PLAIN_BEAMS}"]
@@ -498,38 +505,40 @@ def _train_record(log_history: list[dict[str, Any]], outcome: dict[str, Any], tr
 
 
 def score_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, variant: str, checkpoint: Path,
-                info: dict[str, Any], device: str, blends: bool = True) -> dict[str, dict[str, Any]]:
+                info: dict[str, Any], device: str, blends: bool = True, new_items: bool = False,
+                ) -> dict[str, dict[str, Any]]:
     """A trained GAMER checkpoint through gamer_hf.evaluation.gamer_rows; the full GAMER (with `blends`) also
-    yields the BLENDS, the mixer chosen and the reranker fit on the validation cases."""
+    yields the BLENDS, the mixer chosen and the reranker fit on the validation cases (`new_items`: and
+    RERANK_NEW_ITEMS)."""
     model, tokenizer = load_checkpoint(checkpoint, device=device)
     gamer = GamerRecommender(model, tokenizer, num_beams=budget.num_beams, max_history=budget.max_history,
                              on_unknown="skip")
     with_blends = blends and variant == "GAMER"
     rows = gamer_rows(evaluator, gamer, variant, baseline=variant in BASELINES,
                       validation=setup.mixer_cases if with_blends else None, popular=setup.popular,
-                      explore=variant + NO_HISTORY in SIDE_ROWS, rerank_ablation=True)
+                      explore=variant + NO_HISTORY in SIDE_ROWS, rerank_ablation=True, rerank_new_items=new_items)
     return _records(rows, **info)
 
 
 def run_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, variant: str, work: Path,
-              device: str, progress: bool) -> dict[str, dict[str, Any]]:
+              device: str, progress: bool, new_items: bool = False) -> dict[str, dict[str, Any]]:
     """Train one GAMER variant and score it."""
     checkpoint, info = train_gamer(setup, budget, seed, variant, work, device, progress)
-    return score_gamer(setup, evaluator, budget, variant, checkpoint, info, device)
+    return score_gamer(setup, evaluator, budget, variant, checkpoint, info, device, new_items=new_items)
 
 
 def reblend_gamer(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, work: Path, trained: dict,
-                  device: str) -> dict[str, dict[str, Any]]:
+                  device: str, new_items: bool = False) -> dict[str, dict[str, Any]]:
     """The BLENDS again from the GAMER model this run already trained (e.g. after widening the mixer grid)."""
     info = {k: v for k, v in trained.items() if k != "result"}
     checkpoint = _gamer_dir(work, setup, seed, "GAMER", setup.collisions["GAMER"])
-    return {name: record for name, record in score_gamer(setup, evaluator, budget, "GAMER", checkpoint, info,
-                                                         device).items() if _base(name) in BLENDS}
+    return {name: record for name, record in score_gamer(setup, evaluator, budget, "GAMER", checkpoint, info, device,
+                                                         new_items=new_items).items() if _base(name) in BLENDS}
 
 
 def _base(row: str) -> str:
-    """The model a row belongs to: a SIDE_ROWS row is scored with it."""
-    return row.removesuffix(NO_HISTORY).removesuffix(PLAIN_BEAMS)
+    """The model a row belongs to: a SIDE_ROWS row (or RERANK_NEW_ITEMS) is scored with it."""
+    return row.removesuffix(NO_HISTORY).removesuffix(PLAIN_BEAMS).removesuffix(NEW_ITEMS)
 
 
 # -------------------------------------------------------------------------------------------- results
@@ -615,7 +624,8 @@ LEARNED = ("SASRec", "SASRec+behavior", "TIGER")  # issue 16's first goal compar
 GOAL_COLUMNS = (  # header, slice, the references (None: every baseline)
     ("all", ALL_CASES, None), ("explore", EXPLORE, None), ("explore vs best learned", EXPLORE, LEARNED),
     ("explore vs best learned without history", EXPLORE, tuple(m + NO_HISTORY for m in LEARNED)),
-    ("all vs Repeat+learned", ALL_CASES, ("Repeat+learned",)))
+    ("all vs Repeat+learned", ALL_CASES, ("Repeat+learned",)),
+    ("all vs GAMER+rerank", ALL_CASES, ("GAMER+rerank",)))  # the reranker's variants on the same beams
 
 
 def _report(cases: dict[str, Any], models: dict[str, Any], references: Sequence[str] | None) -> EvaluationReport:
@@ -732,8 +742,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.data_dir is None and not args.render:
         parser.error("give --data-dir or set GAMER_HF_DATA_DIR")
-    if set(BLENDS) & set(args.models) and "GAMER" not in args.models:
+    if set(BLENDS) & {_base(m) for m in args.models} and "GAMER" not in args.models:
         parser.error(f"{BLENDS} are made from GAMER's lists: add GAMER to --models")
+    if RERANK_NEW_ITEMS in args.models and "GAMER+rerank" not in args.models:
+        parser.error(f"{RERANK_NEW_ITEMS} is fit and scored beside GAMER+rerank: add GAMER+rerank to --models")
     return args
 
 
@@ -759,7 +771,7 @@ def budget_for(args: argparse.Namespace, budget: Budget | None = None) -> Budget
 
 def families_of(models: Sequence[str]) -> list[str]:
     """The model families (`family`) whose tokenizer `models` need chosen."""
-    return sorted({family(m) for m in models if _base(m) in GAMER_VARIANTS or m in LAST_EPOCH or m in BLENDS},
+    return sorted({family(m) for m in models if _base(m) in GAMER_VARIANTS or m in LAST_EPOCH or _base(m) in BLENDS},
                   key=("GAMER", "TIGER").index)
 
 
@@ -820,10 +832,11 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
                 rules = rules or run_rules(setup, evaluator)
                 done.update({m: rules[m] | ({"fit": stamp} if m in FITTED else {}) for m in RULES if m in todo})
                 evaluator.attach_shares(done)
-            blends = [m for m in BLENDS if m in todo]
+            blends = [m for m in BLENDS if any(_base(row) == m for row in todo)]  # RERANK_NEW_ITEMS: GAMER+rerank
             if blends and "GAMER" in done:  # the blends are made from GAMER's generated lists
                 print(f"[{time.strftime('%H:%M:%S')}] {dataset} seed {seed}: {blends} from the trained GAMER")
-                scored = reblend_gamer(setup, evaluator, budget, seed, args.work_dir, done["GAMER"], args.device)
+                scored = reblend_gamer(setup, evaluator, budget, seed, args.work_dir, done["GAMER"], args.device,
+                                       RERANK_NEW_ITEMS in args.models)
                 done.update({k: v | {"fit": stamp} for k, v in scored.items() if _base(k) in blends})
                 evaluator.attach_shares(done)
                 save(results, args.out)
@@ -835,8 +848,8 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
                     done.update(run_sasrec(setup, evaluator, budget, seed, model, args.progress, args.device))
                 else:
                     done.update({k: v | ({"fit": stamp} if _base(k) in FITTED else {}) for k, v in run_gamer(
-                        setup, evaluator, budget, seed, model, args.work_dir, args.device, args.progress).items()
-                                 if _base(k) in args.models})
+                        setup, evaluator, budget, seed, model, args.work_dir, args.device, args.progress,
+                        RERANK_NEW_ITEMS in args.models).items() if _base(k) in args.models})
                 evaluator.attach_shares(done)
                 save(results, args.out)
     results["finished"] = time.strftime("%Y-%m-%d %H:%M")

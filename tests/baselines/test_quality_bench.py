@@ -134,6 +134,18 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     again = quality.run(quality.parse_args([*argv, "--resume"]), budget)
     assert again["runs"]["synthetic"]["0"]["GAMER"] == runs["GAMER"]
     assert again["datasets"]["synthetic"]["collision_choice"] == stats["collision_choice"]  # resume keeps the choice
+    # The new-items reranker asked for on resume: fit and scored beside GAMER+rerank from the same checkpoint and beams.
+    extra = quality.run(quality.parse_args([*argv, "--resume", "--models", *models, quality.RERANK_NEW_ITEMS]), budget)
+    rows = extra["runs"]["synthetic"]["0"]
+    assert rows[quality.RERANK_NEW_ITEMS]["reranker"]["residual_items"] == "new" and (
+        rows[quality.RERANK_NEW_ITEMS]["fit"] == runs["GAMER+rerank"]["fit"])
+    assert rows["GAMER+rerank"]["reranker"] == runs["GAMER+rerank"]["reranker"]  # refit on the same beams: the same
+    assert rows["GAMER+rerank"]["result"]["per_case"] == runs["GAMER+rerank"]["result"]["per_case"]
+    assert rows["GAMER+mix"] == runs["GAMER+mix"] and rows["GAMER"] == runs["GAMER"]  # kept as they were
+    assert f"| {quality.RERANK_NEW_ITEMS} | 0 |" in (tmp_path / "out" / "quality.md").read_text()
+    assert "all vs GAMER+rerank" in (tmp_path / "out" / "quality.md").read_text()
+    with pytest.raises(SystemExit):
+        quality.parse_args([*argv[:4], "--models", "GAMER", quality.RERANK_NEW_ITEMS, "--data-dir", "."])
     monkeypatch.undo()
     monkeypatch.setitem(quality.DATASETS, "synthetic", "session")
     monkeypatch.setattr(quality, "train", no_training)  # more test cases: the checkpoint is scored again, not retrained

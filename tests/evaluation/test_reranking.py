@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 import torch
 
 from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast
+from gamer_hf.errors import DataError
 from gamer_hf.evaluation import (
     CASE_FEATURES,
     EXPLORE_FEATURES,
@@ -396,8 +399,9 @@ def test_a_residual_fit_gives_back_the_rule_when_the_model_adds_nothing(tmp_path
     assert HistoryReranker.load(tmp_path / "residual.json").rank(test, 10, beams, scores) == ranked
     saved = residual.to_dict()  # saved before the offset: the rule's score had a free coefficient
     saved["weights"]["rule_coef"] = -1.0
-    with pytest.raises(ValueError, match="free coefficient .* fit it again"):
-        HistoryReranker.from_dict(saved)
+    (tmp_path / "old.json").write_text(json.dumps(saved))
+    with pytest.raises(DataError, match=f"^{re.escape(str(tmp_path / 'old.json'))} fits .* free coefficient .* fit it again"):
+        HistoryReranker.load(tmp_path / "old.json")
     with pytest.raises(ValueError, match="residual=True .* needs use_model=True"):
         HistoryReranker(BEHAVIORS, use_model=False, residual=True)
 
@@ -516,3 +520,102 @@ def test_a_residual_fit_may_give_the_model_its_columns_alone_and_ranks_without_r
 
     monkeypatch.setattr(residual, "gated_feature_names", rebuilt)
     assert residual.rank(test, 10, beams, scores) == ranked  # every case, every fold fit: the index computed once
+
+
+def test_a_new_items_residual_inserts_gamers_items_and_keeps_the_rules_order(tmp_path) -> None:
+    train, train_beams, train_explored, train_scores = _returns_or_explores(60, seed=0)
+    test, generated, explored, scores = _returns_or_explores(60, seed=1)
+    residual = HistoryReranker(BEHAVIORS, residual=True, residual_items="new", regularization=REGULARIZATION_GRID,
+                               gate=GATE_GRID).fit(train, train_beams, train_scores, train_explored)
+    ranked = residual.rank(test, 10, generated, scores, explored)
+    evaluator = Evaluator(test, BEHAVIORS, k_values=(1,), progress=False, known_items=[])
+    # GAMER's confident explore beam goes first where the user explores; the rule's last item where the user returns.
+    assert evaluator.score(ranked, "new items").target["HR@1"] == 1.0
+    assert evaluator.evaluate(residual.rule).target["HR@1"] == 0.5
+    cv = residual.weights["cv_ndcg10"]
+    assert len(cv) == 1 + 2 * len(GATE_GRID) * len(REGULARIZATION_GRID) and cv["rule only"] < max(cv.values())
+    rows = residual._rows(test, generated, scores, explored)
+    assert [list(mask) for mask in residual._new_items(test, rows)] == [
+        [item in new for item in pool] for (pool, _), new in zip(rows, explored)]  # the rule's pool: the history
+    for row, own, case in zip(ranked, residual.rule.rank(test, 10), test):  # GAMER never reorders the user's items
+        assert [item for item in row if item in case.history_items] == own
+    # The rule alone: the new items after the rule's, so the top of every list is the rule's.
+    alone = HistoryReranker.from_dict(residual.to_dict() | {"weights": residual.weights | {
+        "features": [], "coef": [], "mean": [], "scale": [], "regularization": 0.0}})
+    assert [row[:3] for row in alone.rank(test, 10, generated, scores, explored)] == residual.rule.rank(test, 3)
+    residual.save(tmp_path / "new.json")
+    again = HistoryReranker.load(tmp_path / "new.json")
+    assert again.residual_items == "new" and again.rank(test, 10, generated, scores, explored) == ranked
+    with pytest.raises(ValueError, match="residual_items must be one of .* with residual=False"):
+        HistoryReranker(BEHAVIORS, residual_items="new")
+    with pytest.raises(ValueError, match="residual_items must be one of"):
+        HistoryReranker(BEHAVIORS, residual=True, residual_items="some")
+
+
+def test_a_new_items_residual_is_the_rule_alone_when_no_new_item_is_a_target() -> None:
+    train, test = _frequent_not_recent(80, seed=0), _frequent_not_recent(80, seed=1)
+    (train_beams, train_scores), (beams, scores) = _noise_beams(train, 0), _noise_beams(test, 1)
+    residual = HistoryReranker(BEHAVIORS, explore=False, residual=True, residual_items="new",
+                               regularization=REGULARIZATION_GRID, gate=GATE_GRID).fit(train, train_beams, train_scores)
+    assert residual.weights["regularization"] == 0.0 and "cv_ndcg10" not in residual.weights
+    assert residual.weights["fit_positives"] == 0 and residual.weights["fit_rows"] == 5 * len(train)
+    rule = HistoryReranker(BEHAVIORS, use_model=False, regularization=REGULARIZATION_GRID, gate=GATE_GRID).fit(train)
+    own = rule.rank(test, 10)
+    assert [row[:len(mine)] for row, mine in zip(residual.rank(test, 10, beams, scores), own)] == own
+
+
+@pytest.mark.realdata
+def test_a_new_items_residual_fits_gamers_items_alone_on_real_cases(real_cases) -> None:
+    from scipy.optimize import minimize
+
+    fit, test = real_cases[: len(real_cases) // 2], real_cases[len(real_cases) // 2:]
+    rng = random.Random(0)
+    counts = pd.Series([item for case in fit for item in case.history_items]).value_counts()
+
+    def beams_of(cases):  # frequent items the user has not touched, and in every other case a new target; noise log-probs
+        beams = [[item for item in counts.index[:15] if item not in case.history_items][:10] for case in cases]
+        for i, (row, case) in enumerate(zip(beams, cases)):
+            if i % 2 and case.target_items[0] not in [*row, *case.history_items]:
+                row.insert(rng.randrange(len(row) + 1), case.target_items[0])
+        return beams, [{item: -rng.random() * 8 for item in [*row, *case.history_items]} for row, case in zip(beams, cases)]
+
+    (beams, scores), (test_beams, test_scores) = beams_of(fit), beams_of(test)
+    residual = HistoryReranker(BEHAVIORS, explore=False, residual=True, residual_items="new",
+                               regularization=REGULARIZATION_GRID, gate=GATE_GRID).fit(fit, beams, scores)
+    rule = HistoryReranker(BEHAVIORS, use_model=False, regularization=REGULARIZATION_GRID, gate=GATE_GRID).fit(fit)
+    assert residual.rule.weights == rule.weights and len(residual.weights["cv_ndcg10"]) == 17
+
+    # Fold 0's model-only fit, by hand: the log-loss over GAMER's new items' rows alone (no offset), an unpenalized
+    # intercept and GAMER's standardized MODEL_FEATURES (L2 1/C).
+    rows = residual._rows(fit, beams, scores, None)
+    new = residual._new_items(fit, rows)
+    assert all(list(mask) == [item not in case.history_items for item in pool]
+               for mask, case, (pool, _) in zip(new, fit, rows))
+    labels = [np.array([item in case.target_items for item in pool]) for case, (pool, _) in zip(fit, rows)]
+    setting = (False, 1.0, True)
+    found = residual._cross_validate(fit, rows, labels, [setting], residual._fit_rule(fit, rows), new)
+    assert found[0][setting] == pytest.approx(residual.weights["cv_ndcg10"]["model only ungated C=1"], abs=1e-9)
+    fold = np.empty(len(fit), dtype=int)
+    fold[np.random.default_rng(0).permutation(len(fit))] = np.arange(len(fit)) % 5
+    columns = [len(HISTORY_FEATURES) + MODEL_FEATURES.index(n) for n in MODEL_FEATURES]
+    held = np.flatnonzero(fold != 0)
+    x = np.concatenate([rows[i][1][new[i]][:, columns] for i in held])
+    y = np.concatenate([labels[i][new[i]] for i in held])
+    assert 0 < y.sum() < len(y)
+    z = (x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1.0)
+
+    def objective(w):
+        logits = w[0] + z @ w[1:]
+        return np.logaddexp(0, logits).sum() - logits[y].sum() + w[1:] @ w[1:] / 2
+
+    exact = minimize(objective, np.zeros(1 + len(columns)), method="BFGS", options={"gtol": 1e-9}).x
+    weights = found[1][setting][0]
+    assert [weights["intercept"], *weights["coef"]] == pytest.approx(exact, abs=1e-4)
+
+    # New cases: whatever the setting, the user's own items stay in Repeat+learned's order; the rule alone is its list.
+    own = rule.rank(test, 50)
+    for row, mine, case in zip(residual.rank(test, 50, test_beams, test_scores), own, test):
+        assert [item for item in row if item in case.history_items] == mine
+    residual.weights |= {"features": [], "coef": [], "mean": [], "scale": [], "regularization": 0.0}
+    top = rule.rank(test, 10)
+    assert [row[:len(mine)] for row, mine in zip(residual.rank(test, 10, test_beams, test_scores), top)] == top
