@@ -83,7 +83,8 @@ class LoopCollator:
         from gamer_hf.data import GamerCollator
 
         self.tokenizer, self.max_history, self.on_unknown = tokenizer, max_history, on_unknown
-        self._pad = GamerCollator(tokenizer, pad_to_multiple_of=pad_to_multiple_of)._pad  # padding is unchanged
+        self.multiple = pad_to_multiple_of
+        self._pad = GamerCollator(tokenizer)._pad  # the outputs (labels, mask) of padded ids are made alike
 
     def _training(self, row: dict[str, Any]) -> list[tuple[list[int], int]]:
         pairs = list(zip(row["behaviors"], row["items"]))
@@ -118,9 +119,12 @@ class LoopCollator:
                 raise ValueError(f"row has neither training nor evaluation columns: {sorted(row)}")
         if not examples:
             raise ValueError("no example left in this batch (all interactions unknown to the tokenizer?)")
-        tokens = np.fromiter(chain.from_iterable(ids for ids, _ in examples), dtype=np.int64)
-        return self._pad(tokens, np.array([len(ids) for ids, _ in examples]),
-                         np.array([first for _, first in examples]))
+        lengths = np.array([len(ids) for ids, _ in examples])
+        width = -(-lengths.max() // self.multiple) * self.multiple if self.multiple else lengths.max()
+        filled = np.arange(width) < lengths[:, None]
+        ids = np.full(filled.shape, self.tokenizer.pad_token_id, dtype=np.int64)
+        ids[filled] = np.fromiter(chain.from_iterable(ids for ids, _ in examples), dtype=np.int64)
+        return self._pad(ids, lengths, np.array([first for _, first in examples]))
 
 
 def _tokenize(prepared: Any, max_history: int, max_rows: int) -> dict[str, Any]:
@@ -209,12 +213,17 @@ def collate_batches(folder: Path, max_history: int, as_rows: bool) -> dict[str, 
 
     import gamer_hf
     from gamer_hf import GamerTokenizerFast
-    from gamer_hf.data import GamerCollator
+    from gamer_hf.data import GamerCollator, collator as collation
 
     spec = json.loads((folder / "tokenizer.json").read_text())
     index = {item: (i % 256, (i // 256) % 256, i // 65536) for i, item in enumerate(spec["item_ids"])}
-    collator = GamerCollator(GamerTokenizerFast.from_items(index, spec["behaviors"], codebook_size=256),
-                             max_history=max_history)
+    tokenizer = GamerTokenizerFast.from_items(index, spec["behaviors"], codebook_size=256)
+    options, setup = {}, 0.0
+    if hasattr(collation, "RowNumbers"):  # a code that collates the rows' number columns: their meaning, once a run
+        start = time.perf_counter()
+        options["numbers"] = collation.RowNumbers.of(tokenizer, spec["item_ids"], spec["behaviors"])
+        setup = time.perf_counter() - start
+    collator = GamerCollator(tokenizer, max_history=max_history, **options)
     digest, tokens, batches, seconds, cpu = hashlib.sha256(), 0, 0, {}, {}
     for split in ("train", "validation"):
         with pa.OSFile(str(folder / f"{split}.arrow")) as source:
@@ -231,7 +240,7 @@ def collate_batches(folder: Path, max_history: int, as_rows: bool) -> dict[str, 
             for name in sorted(output):
                 digest.update(name.encode() + output[name].numpy().tobytes())
             tokens += int(output["attention_mask"].sum())
-    return {"tokens": tokens, "seconds": seconds, "cpu_seconds": cpu, "batches": batches,
+    return {"tokens": tokens, "seconds": seconds, "cpu_seconds": cpu, "batches": batches, "setup_seconds": setup,
             "digest": digest.hexdigest(), "package": str(Path(gamer_hf.__file__).parent)}
 
 
