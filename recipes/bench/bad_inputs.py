@@ -16,6 +16,7 @@ import gzip
 import io
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,10 +124,15 @@ def write_corpus(out: Path) -> list[dict[str, Any]]:
     return manifest
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (tests/bench parses the commands of RESULTS.md and README.md with it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     manifest = write_corpus(args.out)
     print(f"wrote {len(manifest)} cases to {args.out}")
 

@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -621,7 +622,8 @@ def write_section(body: str, heading: str = SECTION, before: str | None = None) 
     os.replace(tmp, RESULTS)
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (tests/bench parses the commands of RESULTS.md and README.md with it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-events", type=int, nargs="*", default=[1_000_000])
     parser.add_argument("--max-prepare-events", type=int, default=10_000_000,
@@ -655,7 +657,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--shape", choices=["default", "taobao"], default="default", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     if args.workload:  # child process: one workload, JSON on stdout; the duckdb engine's step times on stderr
         logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(message)s")
         logging.getLogger("gamer_hf.data.outofcore").setLevel(logging.DEBUG)

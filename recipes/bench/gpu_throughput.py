@@ -13,6 +13,7 @@ import argparse
 import json
 import random
 import time
+from collections.abc import Sequence
 
 import torch
 from recommend_speed import catalogue  # same folder: recipes/bench
@@ -25,7 +26,8 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (tests/bench parses the commands of RESULTS.md and README.md with it)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--preset", default="base")
     parser.add_argument("--items", type=int, default=30_000)
@@ -40,7 +42,11 @@ def main() -> None:
     parser.add_argument("--stock-batch", type=int, default=32, help="histories for the stock generate() baseline")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=torch.cuda.is_available())
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
 
     torch.manual_seed(0)
     tok = GamerTokenizerFast.from_items(catalogue(args.items, args.levels, args.codebook, 0),

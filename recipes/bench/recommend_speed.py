@@ -50,7 +50,7 @@ import pstats
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from functools import partial
 from typing import Any
@@ -622,7 +622,8 @@ def constraint_section(tok, model, histories, beams: int, rounds: int) -> dict[s
             "trie_share_of_decode": spread(shares)}
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (tests/bench parses the commands of RESULTS.md and README.md with it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--preset", default="small")
@@ -637,7 +638,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds of the prefill and constraint sections")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--baseline-commit", default="c74736b", help="model code the hotpath section compares to")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
 
     tok, model = build(args.items, args.levels, args.codebook, args.preset, seed=0)
     model.to(args.device)

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +198,8 @@ def table(rows: list[dict[str, Any]], baseline: str) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (tests/bench parses the commands of RESULTS.md and README.md with it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=os.environ.get("GAMER_HF_DATA_DIR"), required=False)
     parser.add_argument("--baseline-commit", default="main")
@@ -206,9 +208,14 @@ def main() -> None:
     parser.add_argument("--work", default=str(REPO / "runs" / "rerank_speed"), help="the checkpoint, kept for reruns")
     parser.add_argument("--out", help="also write the rows as JSON here")
     parser.add_argument("--fits", action="store_true", help="time the reranker fits alone, in one process")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.data_dir:
         parser.error("give --data-dir or set GAMER_HF_DATA_DIR")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     start = time.perf_counter()
     rows = time_fits(args) if args.fits else run(args)
     if args.out:

@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -399,7 +400,8 @@ def write_section(text: str) -> None:
     tmp.replace(RESULTS_MD)
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (tests/bench parses the commands of RESULTS.md and README.md with it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None, help="checkpoint (default: build one under --work)")
     parser.add_argument("--work", type=Path, default=HERE / "results" / "serve_load_work",
@@ -417,7 +419,11 @@ def main() -> None:
     parser.add_argument("--client", default=DEFAULT_CLIENT, choices=["aiohttp", "httpx"],
                         help="the load client (default: aiohttp where installed, the `bench` extra; the report names it)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
 
     args.work.mkdir(parents=True, exist_ok=True)
     model = args.model or build_checkpoint(args.work, args.train_steps, args.max_history)

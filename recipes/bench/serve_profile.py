@@ -48,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -341,7 +342,8 @@ def table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (tests/bench parses the commands of RESULTS.md and README.md with it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--work", type=Path, default=HERE / "results" / "serve_load_work")
@@ -367,7 +369,11 @@ def main() -> None:
                         help="--in-process: also time the model code of this commit (same weights), interleaved")
     parser.add_argument("--out", type=Path, default=None,
                         help="default: results/serve_profile.json (results/serve_sweep.json with --sweep)")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
 
     model = args.model or build_checkpoint(args.work, args.train_steps, 50)
     if args.in_process:

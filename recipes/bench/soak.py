@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -285,14 +286,19 @@ class Soak:
                 "bad_inputs": corpus, "wall_s": round(time.monotonic() - started, 1)}
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (tests/bench parses the commands of RESULTS.md and README.md with it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=3, help="prepare + train cycles (bounded by --max-minutes)")
     parser.add_argument("--kills", type=int, default=3, help="SIGKILLs per training cycle before it may finish")
     parser.add_argument("--max-minutes", type=float, default=15.0, help="no new cycle starts after this")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill schedule")
     parser.add_argument("--no-write", action="store_true", help="print the results, do not write soak.json")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     with tempfile.TemporaryDirectory(prefix="gamer-soak-") as work:
         results = Soak(Path(work), args).run()
     print(json.dumps(results, indent=1))

@@ -45,7 +45,7 @@ import platform
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -639,7 +639,8 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (tests/bench parses the commands of RESULTS.md and README.md with it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--presets", nargs="+", default=["tiny", "small", "base"])
@@ -663,7 +664,11 @@ def main() -> None:
                         help="default: all but compile (Inductor compiles for minutes on CPU: ask for it)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in well under a minute")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     if args.quick:
         args.presets, args.train_steps, args.train_batch, args.items = ["tiny"], 1, 4, 2000
         args.rec_batch, args.histories, args.catalogues, args.repeats = 4, [20, 50], [10_000], 1

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,13 +106,18 @@ def probe(tokenizer_dir: str) -> dict[str, Any]:
             "tables": tables}
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (tests/bench parses the commands of RESULTS.md and README.md with it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tokenizer", help="a tokenizer folder (or checkpoint)")
     parser.add_argument("--source", help="also probe with the package tree in this folder, first")
     parser.add_argument("--out", help="write the figures as JSON here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     if args.child:
         print(json.dumps(probe(args.tokenizer)))
         return

@@ -49,6 +49,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -345,7 +346,8 @@ def end_to_end(args: argparse.Namespace, load: float, baseline: Path | None) -> 
                     ", ".join(f"{part} {mib:,.0f} MiB" for part, mib in run.get("file_mib_at_evaluation", {}).items()))
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (tests/bench parses the commands of RESULTS.md and README.md with it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-events", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--num-items", type=int, default=50_000, help="catalogue size, the same at every size")
@@ -367,7 +369,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--tokenizer", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     if args.stage == "data":  # child processes: one stage of one size, JSON on stdout
         print(json.dumps(build_data(Path(args.folder), args.events, args.num_items, args.max_history)))
         return
@@ -384,7 +390,8 @@ def main() -> None:
         print(json.dumps(evaluate_once(Path(args.folder), Path(args.data), args.eval_users)))
         return
     if not args.work:
-        parser.error("--work is required")
+        print("train_stream.py: error: --work is required", file=sys.stderr)
+        raise SystemExit(2)
     load = os.getloadavg()[0]
     if args.prepared and args.baseline_commit:
         from code_at import package_at  # a sibling script; imported here so the other stages need no git

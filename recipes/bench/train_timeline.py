@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -43,13 +44,18 @@ class Timeline(threading.Thread):
 SETUP_CALLS = ("load_prepared", "load_tokenizer", "check_data", "build_model", "evaluation_sample", "_publish_best")
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (tests/bench parses the commands of RESULTS.md and README.md with it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("prepared")
     parser.add_argument("tokenizer")
     parser.add_argument("out")
     parser.add_argument("--max-steps", type=int, default=40)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     timeline = Timeline()
     timeline.start()
 
