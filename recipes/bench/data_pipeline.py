@@ -54,7 +54,8 @@ SECTION = "## Data pipeline"
 ENGINES = "### Out-of-core preparation (issue 14)"
 SCALE = "### 100M events (issue 14)"
 CODE_AB = "### Prepare peak 1M -> 10M, before and after (issue 14, prepare helper)"
-COLLATE_AB = "### Collation against the loop collator, on the training path (issue 14, session 9, collate helper)"
+COLLATE_AB = ("### Collation against the loop collator, from the rows' number columns (issue 14, session 10, collate "
+              "helper)")
 EVENTS_PER_USER = 29.5  # generate_synthetic defaults: ~4 sessions x 6 clicks plus carts and buys
 TAOBAO_EVENTS = 100_000_000  # write_taobao_shaped at scale 1 (1M users x ~100 events)
 
@@ -309,7 +310,8 @@ def _collation_table(rows: list[dict[str, Any]], baseline: str) -> str:
                 ratios = [rate(r, clock) / rate(base[r["repeat"]], clock) for r in runs]
                 cells.append(f"**{np.median(ratios):.1f}x** ({min(ratios):.1f}-{max(ratios):.1f}x)")
             same = all(r["digest"] == base[r["repeat"]]["digest"] for r in runs)
-            label = {"baseline": f"loop collator (`{baseline}`, Python rows)", "this tree": "this branch (Arrow)"}.get(
+            label = {"baseline": f"loop collator (`{baseline}`, Python rows)",
+                     "this tree": "this branch (Arrow, number columns)"}.get(
                 code, f"`{code}` (Arrow)")
             lines.append(f"| {workload} | {runs[0]['batches']:,} | {runs[0]['tokens'] / 1e6:.1f}M | {label} "
                          f"| {len(runs)} | {np.median(walls):.2f}M/s ({min(walls):.2f}-{max(walls):.2f}) "
@@ -682,7 +684,7 @@ def main() -> None:
             loads = f"load average {min(r['load'] for r in rows):.1f}-{max(r['load'] for r in rows):.1f} after the runs"
             write_section("\n\n".join([COLLATE_AB, _COLLATE_RULE, f"    {command}", f"Machine: {_machine(args)}; {loads}.",
                                         table])
-                          + "\n", COLLATE_AB, before=ENGINES)
+                          + "\n", COLLATE_AB)
         return
     if args.engines and args.baseline_commit:
         rows = compare_code(args)
@@ -752,13 +754,16 @@ gain is the fetch. Ratios come from the same batches in the same process, in rot
 per-batch spread shows how noisy the shared machine was."""
 
 
-_COLLATE_RULE = """Rule, committed before the run it judges: issue 14's collation goal (at least 5x the loop
-collator's tokens/s) is met on a workload when the median over rounds of the per-round ratio of wall tokens/s
-(collator alone; the code below against `--collate-baseline-commit`'s loop collator, each in a fresh process,
-the order rotating every round) is at least 5.0, with every output equal to the baseline's; the CPU-time ratio
-is shown beside it. The batches are what training collates today: 256-row Arrow tables from `SplitRows` in
-`BlockShuffleSampler` order (seed 0), up to `--collate-rows` rows of train and of validation, max_history 50; the
-loop collator gets the same rows as Python dicts, made before its clock starts."""
+_COLLATE_RULE = """Rule (session 9's, committed before its run and unchanged; this text committed before this run):
+issue 14's collation goal (at least 5x the loop collator's tokens/s) is met on a workload when the median over
+rounds of the per-round ratio of wall tokens/s (collator alone; the code below against
+`--collate-baseline-commit`'s loop collator, each in a fresh process, the order rotating every round) is at least
+5.0, with every output equal to the baseline's; the CPU-time ratio is shown beside it. The batches are what
+training collates: 256-row Arrow tables from `SplitRows` in `BlockShuffleSampler` order (seed 0), up to
+`--collate-rows` rows of train and of validation, max_history 50, of folders prepared by this tree (so their rows
+carry the number columns beside the names and ids); the loop collator gets the same rows as Python dicts, made
+before its clock starts; a code with `RowNumbers` builds it once per process before the clock, as `gamer-hf train`
+does once per run (its seconds are reported apart), and the others ignore the number columns."""
 
 
 def _verdict(smallest: dict[str, Any]) -> str:
