@@ -316,16 +316,17 @@ class GamerCollator:
             behaviors, requested = table.behaviors(batch.behaviors), table.behaviors(batch.requested)
             items, targets = _split(table.items(_joined(batch.items, batch.targets)), len(batch.items))
         known, known_targets = (behaviors != UNKNOWN) & (items != UNKNOWN), targets != UNKNOWN
-        strict = self.on_unknown == "raise"  # an unknown requested behavior raises either way
-        bad = (~known & strict, requested == UNKNOWN, ~known_targets & strict)
-        if batch.found and any(found.any() for found in bad):
-            return self._collate(rows, by_numbers=False)  # the ids, to name the first unknown one
-        self._raise_first_unknown(batch, *bad)
+        if not (known.all() and known_targets.all() and (requested != UNKNOWN).all()):  # else nothing to drop
+            strict = self.on_unknown == "raise"  # an unknown requested behavior raises either way
+            bad = (~known & strict, requested == UNKNOWN, ~known_targets & strict)
+            if batch.found and any(found.any() for found in bad):
+                return self._collate(rows, by_numbers=False)  # the ids, to name the first unknown one
+            self._raise_first_unknown(batch, *bad)
+            behaviors, items, targets = behaviors[known], items[known], targets[known_targets]
         if batch.bad_row is not None:
             raise ValueError(f"row has neither training nor evaluation columns: {sorted(batch.bad_row)}")
-        ids, lengths, first = _examples(table, batch, behaviors[known], items[known], requested,
-                                        targets[known_targets], known, known_targets, self.tokenizer.pad_token_id,
-                                        self.pad_to_multiple_of)
+        ids, lengths, first = _examples(table, batch, behaviors, items, requested, targets, known, known_targets,
+                                        self.tokenizer.pad_token_id, self.pad_to_multiple_of)
         if self.pack:
             rows = _pack_rows(lengths, ids.shape[1])
             if rows.max() + 1 < len(lengths):  # packing saves whole rows of padding
@@ -343,8 +344,6 @@ class GamerCollator:
         self, batch: _Batch, bad_pairs: np.ndarray, bad_requests: np.ndarray, bad_targets: np.ndarray
     ) -> None:
         """Raise the tokenizer's own error for the first unknown id in row order, if there is one."""
-        if not (bad_pairs.any() or bad_requests.any() or bad_targets.any()):
-            return
         failing = [batch.interaction_rows[bad_pairs], np.flatnonzero(batch.evaluation)[bad_requests],
                    batch.target_rows[bad_targets]]
         rows = [found.min() for found in failing if found.size]
@@ -456,8 +455,9 @@ def _examples(
     width = _width(lengths, multiple)
     row_width = max(width, int(history.max()))  # an evaluation row whose targets were all skipped may be longer
     padded = np.full((rows, row_width), pad_token_id, dtype=np.int64)
-    padded[np.arange(row_width) < history[:, None]] = np.concatenate(
-        [behaviors[:, None], table.item_tokens(items)], axis=1).ravel()
+    blocks = np.concatenate([behaviors[:, None], table.item_tokens(items)], axis=1).ravel()
+    padded.ravel()[np.arange(blocks.size) + np.repeat(np.arange(rows) * row_width - np.cumsum(history) + history,
+                                                      history)] = blocks  # each row's tokens from its column 0
     if row_width == width and example_row.size == rows:  # every row one example (training rows): as they lie
         ids = padded
     else:
