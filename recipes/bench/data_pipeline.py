@@ -251,14 +251,10 @@ def compare_collation(args: argparse.Namespace) -> list[dict[str, Any]]:
     by this tree, by `--collate-baseline-commit` (the loop collator, on Python rows) and by each
     `--collate-commits` commit, each in a fresh process, `--repeats` rounds rotating the order; the outputs of all
     codes must be equal. Prepared folders are kept in (and reused from) `--keep`."""
-    from code_at import package_at  # a sibling script; imported here so the other workloads need no git
+    from code_at import child_env, packages, round_order  # a sibling script; here so the other workloads need no git
 
     root = Path(args.keep or tempfile.mkdtemp(dir=args.scratch))
-    codes: dict[str, Path | None] = {}
-    for code, commit in [("baseline", args.collate_baseline_commit), *((c, c) for c in args.collate_commits)]:
-        folder = root / f"code_{commit}"
-        codes[code] = folder if folder.is_dir() else package_at(commit, folder)
-    codes["this tree"] = None
+    codes = packages({"baseline": args.collate_baseline_commit, **{c: c for c in args.collate_commits}}, root)
     workloads = [("retail_beh_mbht", {"data_dir": args.data_dir}), *(
         (f"synthetic {events:,}", {"events": events}) for events in sorted(args.num_events))]
     rows = []
@@ -276,12 +272,10 @@ def compare_collation(args: argparse.Namespace) -> list[dict[str, Any]]:
         batches = root / f"batches_{key}_{args.collate_rows}"
         if not (batches / "tokenizer.json").is_file():
             _write_batches(out, args.collate_rows, batches)
-        names = list(codes)
         for repeat in range(args.repeats):
-            for code in names[repeat % len(names):] + names[:repeat % len(names)]:
-                env = {"PYTHONPATH": str(codes[code])} if codes[code] else {}
-                result = _child(args, "collate", env=env, folder=batches, as_rows=code == "baseline" or None,
-                                collate_rows=0)
+            for code in round_order(list(codes), repeat):
+                result = _child(args, "collate", env=child_env(codes[code]), folder=batches,
+                                as_rows=code == "baseline" or None, collate_rows=0)
                 rows.append(result | {"workload": name, "code": code, "repeat": repeat, "load": os.getloadavg()[0]})
         if args.rows_out:
             Path(args.rows_out).write_text(json.dumps(rows, indent=1))
@@ -439,9 +433,9 @@ def compare_code(args: argparse.Namespace) -> list[dict[str, Any]]:
     """
     rows = []
     with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
-        from code_at import package_at  # a sibling script; imported here so the other workloads need no git
+        from code_at import child_env, packages, round_order  # a sibling script; here so the others need no git
 
-        baseline = package_at(args.baseline_commit, Path(scratch) / "baseline")
+        codes = packages({"baseline": args.baseline_commit}, Path(scratch))
         root = Path(args.keep or scratch)
         for events in sorted(args.num_events):
             folder = root / f"synthetic_{events}"
@@ -449,11 +443,10 @@ def compare_code(args: argparse.Namespace) -> list[dict[str, Any]]:
                 _child(args, "generate", events=events, folder=folder)
             for repeat in range(args.repeats):
                 outs = {}
-                for code in (["baseline", "this tree"] if repeat % 2 == 0 else ["this tree", "baseline"]):
+                for code in round_order(list(codes), repeat):
                     outs[code] = Path(scratch) / f"prepared_{events}_{code.replace(' ', '_')}"
-                    env = {"PYTHONPATH": str(baseline)} if code == "baseline" else {}
-                    result = _child(args, "prepare", env=env, folder=folder, engine="duckdb", out=outs[code],
-                                    collate_rows=0, memory_limit=args.memory_limit)
+                    result = _child(args, "prepare", env=child_env(codes[code]), folder=folder, engine="duckdb",
+                                    out=outs[code], collate_rows=0, memory_limit=args.memory_limit)
                     rows.append(result | {"workload": f"synthetic {events:,}", "code": code, "repeat": repeat,
                                           "load": os.getloadavg()[0]})
                 same = _same_splits(outs["baseline"], outs["this tree"])
