@@ -738,13 +738,12 @@ included): `memory` holds the log in Arrow/numpy, `duckdb` is the out-of-core en
 command, else the engine's default).
 "same splits": the two prepared folders hold equal splits, id maps and metadata."""
 
-_NOTES = """Collation: the vectorized collator looks ids up in a dictionary (an Arrow batch: only its
-distinct ids) and builds all sequences of a batch with numpy gathers from a token table indexed by
-item number; the loop collator encoded pair by pair. Both share the padding code. On Python rows,
-turning Arrow into Python lists (the fetch) and one dictionary lookup per id stay. Arrow batches
-skip the conversion and look up only distinct ids, yet collated no faster than rows here: their
-gain is the fetch. Ratios come from the same batches in the same process, in rotating order; the
-per-batch spread shows how noisy the shared machine was."""
+_NOTES = """Collation: the table's vectorized collator is given no `RowNumbers`, so it looks ids up (an
+Arrow batch: only its distinct ids) and builds all sequences of a batch with numpy gathers from the tokenizer's code
+table; the loop collator encodes pair by pair; the outputs are padded alike. On Python rows, turning Arrow into
+Python lists (the fetch) and one lookup per id stay. Ratios come from the same batches in the same process, in
+rotating order; the per-batch spread shows how noisy the shared machine was. Training collates from the rows'
+number columns instead: see "Collation against the loop collator, from the rows' number columns"."""
 
 
 _COLLATE_RULE = """Rule (session 9's, committed before its run and unchanged; this text committed before this run):
