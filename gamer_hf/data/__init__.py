@@ -16,6 +16,9 @@ Prepared splits (`prepare(...)` / `load_prepared(dir)`, a DatasetDict):
 
 Item ids everywhere are the original ids as strings (the tokenizer's item ids). Contiguous
 integer ids are the positions in `PreparedData.item_ids` / `user_ids` (items.json / users.json).
+Beside each behavior and item column the rows carry the same values as numbers (`behavior_numbers`,
+`item_numbers`, `history_*_numbers`, `target_behavior_number`, `target_item_numbers`: positions in
+metadata["behaviors"] and items.json), which the collator gathers from (`RowNumbers`).
 
 Typical use:
     from gamer_hf.data import prepare, GamerCollator
@@ -24,7 +27,7 @@ Typical use:
 """
 
 from .behaviors import PRESETS, BehaviorTable
-from .collator import GamerCollator
+from .collator import GamerCollator, RowNumbers
 from .events import EventLog, RawEvents, validate_events
 from .formats import FORMATS, detect_format, read_events
 from .gamer_json import read_gamer_json
@@ -41,6 +44,7 @@ __all__ = [
     "EventLog",
     "FORMATS",
     "GamerCollator",
+    "RowNumbers",
     "PRESETS",
     "PreparedData",
     "RawEvents",

@@ -70,6 +70,13 @@ class EventArrays:
         return EventArrays(users, items, self.behaviors[index], self.time[index], user_ids, item_ids,
                            self.behavior_table, given)
 
+    def permuted(self, order: np.ndarray) -> "EventArrays":
+        """The rows in `order` (a permutation of all of them), codes and id maps unchanged: item codes stay the
+        positions in the item id map that prepare saves, which the splits' item numbers are."""
+        given = self.given_sessions[order] if self.given_sessions is not None else None
+        return EventArrays(self.users[order], self.items[order], self.behaviors[order], self.time[order],
+                           self.user_ids, self.item_ids, self.behavior_table, given)
+
     def behavior_counts(self) -> dict[str, int]:
         counts = np.bincount(self.behaviors, minlength=len(self.behavior_table))
         return {name: int(count) for name, count in zip(self.behavior_table.names, counts)}

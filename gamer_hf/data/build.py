@@ -82,7 +82,7 @@ def build_splits(arrays: EventArrays, plan: SplitPlan, *,
                               given=arrays.given_sessions)
         if plan.session_method == "given":
             order = order_by_session(arrays.users, ranks)
-            arrays, ranks = arrays.take(order), ranks[order]
+            arrays, ranks = arrays.permuted(order), ranks[order]
         split: Split = session_split(arrays, ranks, max_history=plan.max_history)
     else:
         split = loo_split(arrays, plan.table.names.index(plan.target), max_history=plan.max_history)

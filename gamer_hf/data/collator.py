@@ -8,15 +8,18 @@ then the target item's codes, with labels only on those codes, so the Trainer's 
 exactly the held-out targets. Use `remove_unused_columns=False` in TrainingArguments so the
 Trainer hands these columns to the collator.
 
-Collation is vectorized: a batch costs one vectorized search of its ids in the tokenizer's index (an
-Arrow batch: of its distinct ids, read from the Arrow string buffers) and a few numpy gathers from the
-tokenizer's own code table (narrow, memory-mapped when loaded; the level offsets are added to the
-gathered rows), instead of a Python loop that builds token lists pair by pair.
+Collation is vectorized: a few numpy gathers from the tokenizer's own code table (narrow, memory-mapped when
+loaded; the level offsets are added to the gathered rows), instead of a Python loop that builds token lists pair
+by pair. For an Arrow batch of a prepared split, the rows' number columns (positions in the folder's behavior
+table and item id map) are turned into tokens by gathers through `numbers` (`RowNumbers`, built once per run), so
+a batch looks nothing up; otherwise (Python rows, folders prepared before the number columns, no `numbers`) the
+batch's ids are found by one vectorized search in the tokenizer's index (an Arrow batch: of its distinct ids, read
+from the Arrow string buffers).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
 from typing import Any
@@ -27,11 +30,49 @@ import pyarrow.compute as pc
 import torch
 
 from .arrays import ranges_to_flat
+from .id_lists import string_buffers
+from .prepare import LazyIds
 
-__all__ = ["GamerCollator"]
+__all__ = ["CATALOGUE_CHUNK", "GamerCollator", "RowNumbers", "catalogue_rows"]
 
 IGNORE_INDEX = -100
 UNKNOWN = -1
+CATALOGUE_CHUNK = 1 << 18  # catalogue ids looked up at once by catalogue_rows (bounds the search's temporaries)
+# the number column beside each name and id column of a prepared split (gamer_hf.data.sequences)
+NUMBER_COLUMNS = {"behaviors": "behavior_numbers", "items": "item_numbers",
+                  "history_behaviors": "history_behavior_numbers", "history_items": "history_item_numbers",
+                  "target_behavior": "target_behavior_number", "target_items": "target_item_numbers"}
+
+
+def catalogue_rows(tokenizer: Any, item_ids: Sequence[str] | pa.Array) -> np.ndarray:
+    """The tokenizer's item row of each item number of a prepared folder (`item_ids`: its id map,
+    `load_prepared(...).item_ids`), UNKNOWN where the tokenizer lacks the item: int32, one per catalogue item.
+    One search of the catalogue per run, in slices, lets every batch turn item numbers into tokens by gathers."""
+    ids = item_ids.ids if isinstance(item_ids, LazyIds) else item_ids if isinstance(item_ids, pa.Array) else None
+    rows = np.empty(len(item_ids), dtype=np.int32)
+    for start in range(0, len(item_ids), CATALOGUE_CHUNK):
+        chunk = (ids.slice(start, CATALOGUE_CHUNK) if ids is not None else
+                 pa.array([str(item) for item in item_ids[start:start + CATALOGUE_CHUNK]], pa.string()))
+        rows[start:start + len(chunk)] = tokenizer.item_index.rows_of_buffer(*string_buffers(chunk))
+    return rows
+
+
+@dataclass(frozen=True)
+class RowNumbers:
+    """What the number columns of a prepared folder's rows stand for in one tokenizer: the item row of each item
+    number and the token id of each behavior number, UNKNOWN where the tokenizer lacks one. Built once per run
+    (`RowNumbers.of`: one search of the catalogue); with it the collator turns a batch's numbers into tokens by
+    gathers, and looks no id up."""
+
+    items: np.ndarray  # item number -> the tokenizer's item row (`catalogue_rows`)
+    behaviors: np.ndarray  # behavior number -> behavior token id
+
+    @classmethod
+    def of(cls, tokenizer: Any, item_ids: Sequence[str] | pa.Array, behaviors: Iterable[str]) -> "RowNumbers":
+        """`item_ids`: the folder's id map (`load_prepared(...).item_ids`); `behaviors`: its behavior names in
+        order (`metadata["behaviors"]`)."""
+        tokens = [tokenizer.behavior_token_id(name) if name in tokenizer.behaviors else UNKNOWN for name in behaviors]
+        return cls(catalogue_rows(tokenizer, item_ids), np.array(tokens, dtype=np.int64))
 
 
 @dataclass(frozen=True)
@@ -45,11 +86,18 @@ class _TokenTable:
     item_tokens: Callable[[np.ndarray], np.ndarray]  # item rows -> [rows, num_levels] code token ids
     num_levels: int
     behavior_tokens: dict[str, int]
+    numbers: RowNumbers | None  # what the prepared folder's numbers are in this tokenizer
+    code_start: int  # the first code token id: `code_token_mask` is ids >= it (read once, not per batch)
+    pad_token_id: int
+    behavior_names: pa.Array  # the behaviors' names, and their token ids followed by UNKNOWN
+    behavior_ids: np.ndarray
 
     @classmethod
-    def build(cls, tokenizer: Any) -> "_TokenTable":
+    def build(cls, tokenizer: Any, numbers: RowNumbers | None) -> "_TokenTable":
         behaviors = {name: tokenizer.behavior_token_id(name) for name in tokenizer.behaviors}
-        return cls(tokenizer.item_index, tokenizer.item_tokens, tokenizer.num_levels, behaviors)
+        return cls(tokenizer.item_index, tokenizer.item_tokens, tokenizer.num_levels, behaviors, numbers,
+                   int(tokenizer.code_token_offsets[0]), tokenizer.pad_token_id, pa.array(list(behaviors), pa.string()),
+                   np.array([*behaviors.values(), UNKNOWN], dtype=np.int64))
 
     def items(self, values: Sequence[Any]) -> np.ndarray:
         """Item rows, UNKNOWN when absent; ids are looked up as str(id), as the tokenizer does."""
@@ -62,6 +110,11 @@ class _TokenTable:
         return self.index.rows_of_buffer(b"" if data is None else data, offsets[ids.offset:ids.offset + len(ids) + 1])
 
     def behaviors(self, values: Sequence[Any]) -> np.ndarray:
+        """Behavior token ids, UNKNOWN when absent; an Arrow string array is matched against the few names by
+        Arrow's hash lookup, without a dictionary of its own."""
+        if isinstance(values, pa.Array) and (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+            found = pc.index_in(values, value_set=self.behavior_names.cast(values.type))
+            return self.behavior_ids[pc.fill_null(found, len(self.behavior_tokens)).to_numpy()]
         return _lookup(lambda names: np.fromiter(map(self.behavior_tokens.get, names, repeat(UNKNOWN)), np.int64,
                                                  count=len(names)), values)
 
@@ -80,10 +133,17 @@ def _lookup(find: Callable[[Sequence[Any]], np.ndarray], values: Sequence[Any],
     return find(values)
 
 
-def _window(lists: pa.ListArray, offsets: np.ndarray, start: np.ndarray, end: np.ndarray) -> pa.Array:
-    """The values [start, end) of every list, in order: a slice of the values where the windows are the whole
-    lists (rows prepared within max_history), else a take."""
-    if not start.any() and np.array_equal(end, np.diff(offsets)):
+def _column(table: pa.Table, name: str) -> pa.Array:
+    """One column as one array (`combine_chunks` copies even a single chunk's buffers into a new array)."""
+    column = table[name]
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _window(lists: pa.ListArray, offsets: np.ndarray, lengths: np.ndarray, start: np.ndarray,
+            end: np.ndarray) -> pa.Array:
+    """The values [start, end) of every list (`lengths` long), in order: a slice of the values where the windows
+    are the whole lists (rows prepared within max_history), else a take."""
+    if not start.any() and np.array_equal(end, lengths):
         return lists.values.slice(offsets[0], offsets[-1] - offsets[0])
     return lists.values.take(ranges_to_flat(offsets[:-1] + start, offsets[:-1] + end)[1])
 
@@ -123,6 +183,7 @@ class _Batch:
     targets: Sequence[Any]
     target_counts: np.ndarray  # targets per evaluation row
     bad_row: Mapping[str, Any] | None
+    found: bool = False  # from the number columns: behaviors and requested are token ids, items and targets rows
 
     @classmethod
     def gather(cls, rows: Sequence[Mapping[str, Any]], max_history: int | None) -> "_Batch":
@@ -152,31 +213,44 @@ class _Batch:
                    list(chain.from_iterable(targets)), np.array(target_counts, dtype=np.int64), bad_row)
 
     @classmethod
-    def gather_arrow(cls, batch: pa.Table | pa.RecordBatch, max_history: int | None) -> "_Batch":
-        """The same from an Arrow batch of one split's rows, without turning them into Python objects."""
+    def gather_arrow(cls, batch: pa.Table | pa.RecordBatch, max_history: int | None,
+                     numbers: RowNumbers | None = None) -> "_Batch":
+        """The same from an Arrow batch of one split's rows, without turning them into Python objects; with
+        `numbers` and rows that carry number columns, behaviors and items are token ids and item rows gathered
+        from the numbers (the name and id columns are not read)."""
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
-        if "items" in table.column_names:
+        present = set(table.column_names)
+        if "items" in present:
             window = None if max_history is None else max_history + 1
-            columns, evaluation = ("behaviors", "items"), False
-        elif "target_items" in table.column_names:
-            columns, window, evaluation = ("history_behaviors", "history_items"), max_history, True
+            names, evaluation = ["behaviors", "items"], False
+        elif "target_items" in present:
+            names, window, evaluation = ["history_behaviors", "history_items", "target_behavior", "target_items"], \
+                max_history, True
         else:
             nothing = np.zeros(0, dtype=np.int64)
             return cls([], [], nothing, nothing.astype(bool), [], [], nothing, dict.fromkeys(table.column_names))
-        behaviors, items = (table[name].combine_chunks() for name in columns)
+        found = numbers is not None and all(NUMBER_COLUMNS[name] in present for name in names)
+        if found:
+            names = [NUMBER_COLUMNS[name] for name in names]
+        behaviors, items = (_column(table, name) for name in names[:2])
         behavior_offsets, item_offsets = behaviors.offsets.to_numpy(), items.offsets.to_numpy()
-        end = np.minimum(np.diff(behavior_offsets), np.diff(item_offsets))  # pairs, as zip() makes them
+        behavior_lengths, item_lengths = np.diff(behavior_offsets), np.diff(item_offsets)
+        end = np.minimum(behavior_lengths, item_lengths)  # pairs, as zip() makes them
         start = np.zeros_like(end) if window is None else end - np.minimum(end, window)
-        behaviors, items = (_window(lists, offsets, start, end)
-                            for lists, offsets in ((behaviors, behavior_offsets), (items, item_offsets)))
+        behaviors, items = (_window(lists, offsets, lengths, start, end) for lists, offsets, lengths in (
+            (behaviors, behavior_offsets, behavior_lengths), (items, item_offsets, item_lengths)))
         requested, targets, target_counts = [], [], np.zeros(0, dtype=np.int64)
         if evaluation:
-            requested = table["target_behavior"].combine_chunks()
-            lists = table["target_items"].combine_chunks()
+            requested = _column(table, names[2])
+            lists = _column(table, names[3])
             offsets = lists.offsets.to_numpy()
             targets, target_counts = lists.values.slice(offsets[0], offsets[-1] - offsets[0]), np.diff(offsets)
+        if found:
+            behaviors, items = numbers.behaviors[behaviors.to_numpy()], numbers.items[items.to_numpy()]
+            requested, targets = ((numbers.behaviors[requested.to_numpy()], numbers.items[targets.to_numpy()])
+                                  if evaluation else (numbers.behaviors[:0], numbers.items[:0]))
         return cls(behaviors, items, (end - start).astype(np.int64), np.full(len(end), evaluation), requested,
-                   targets, target_counts.astype(np.int64), None)
+                   targets, target_counts.astype(np.int64), None, found)
 
     @property
     def interaction_rows(self) -> np.ndarray:
@@ -194,7 +268,9 @@ class GamerCollator:
     their last max_history; `on_unknown="skip"` drops interactions and targets the tokenizer's item
     index does not know (e.g. items without semantic IDs) instead of raising. `pack=True` packs the
     examples first-fit into rows as wide as the longest one whenever that needs fewer rows than padding
-    (histories of mixed length); the loss and its gradients are those of the padded batch.
+    (histories of mixed length); the loss and its gradients are those of the padded batch. `numbers`
+    (`RowNumbers.of(tokenizer, prepared.item_ids, prepared.metadata["behaviors"])`) lets Arrow batches of that
+    prepared folder be collated from their number columns; the outputs are the same as from their names and ids.
     """
 
     def __init__(
@@ -204,6 +280,7 @@ class GamerCollator:
         on_unknown: str = "raise",
         pad_to_multiple_of: int | None = None,
         pack: bool = False,
+        numbers: RowNumbers | None = None,
     ) -> None:
         if on_unknown not in ("raise", "skip"):
             raise ValueError(f"on_unknown must be 'raise' or 'skip', got {on_unknown!r}")
@@ -211,45 +288,57 @@ class GamerCollator:
             raise ValueError(f"max_history must be None or >= 0, got {max_history}")
         self.tokenizer, self.max_history, self.on_unknown = tokenizer, max_history, on_unknown
         self.pad_to_multiple_of, self.pack = pad_to_multiple_of, pack
+        self.numbers = numbers
         self._table: _TokenTable | None = None
 
     def _token_table(self) -> _TokenTable:
         """Built on first use (the tokenizer's item index is fixed once it is constructed)."""
         if self._table is None:
-            self._table = _TokenTable.build(self.tokenizer)
+            self._table = _TokenTable.build(self.tokenizer, self.numbers)
         return self._table
 
     def __call__(self, rows: Sequence[Mapping[str, Any]] | pa.Table | pa.RecordBatch) -> dict[str, torch.Tensor]:
         """Rows as the Trainer's DataLoader hands them over, or one Arrow batch of a split's rows, which
         the DataLoader fetches without making Python objects:
         `DataLoader(split.with_format("arrow"), batch_size=None, sampler=BatchSampler(...))`."""
+        return self._collate(rows, by_numbers=True)
+
+    def _collate(self, rows: Sequence[Mapping[str, Any]] | pa.Table | pa.RecordBatch,
+                 by_numbers: bool) -> dict[str, torch.Tensor]:
         table = self._token_table()
         if isinstance(rows, (pa.Table, pa.RecordBatch)):
-            batch = _Batch.gather_arrow(rows, self.max_history)
+            batch = _Batch.gather_arrow(rows, self.max_history, table.numbers if by_numbers else None)
         else:
             batch = _Batch.gather(rows, self.max_history)
-        behaviors, requested = _split(table.behaviors(_joined(batch.behaviors, batch.requested)), len(batch.behaviors))
-        items, targets = _split(table.items(_joined(batch.items, batch.targets)), len(batch.items))
+        if batch.found:
+            behaviors, requested, items, targets = batch.behaviors, batch.requested, batch.items, batch.targets
+        else:
+            behaviors, requested = table.behaviors(batch.behaviors), table.behaviors(batch.requested)
+            items, targets = _split(table.items(_joined(batch.items, batch.targets)), len(batch.items))
         known, known_targets = (behaviors != UNKNOWN) & (items != UNKNOWN), targets != UNKNOWN
-        strict = self.on_unknown == "raise"  # an unknown requested behavior raises either way
-        self._raise_first_unknown(batch, ~known & strict, requested == UNKNOWN, ~known_targets & strict)
+        if not (known.all() and known_targets.all() and (requested != UNKNOWN).all()):  # else nothing to drop
+            strict = self.on_unknown == "raise"  # an unknown requested behavior raises either way
+            bad = (~known & strict, requested == UNKNOWN, ~known_targets & strict)
+            if batch.found and any(found.any() for found in bad):
+                return self._collate(rows, by_numbers=False)  # the ids, to name the first unknown one
+            self._raise_first_unknown(batch, *bad)
+            behaviors, items, targets = behaviors[known], items[known], targets[known_targets]
         if batch.bad_row is not None:
             raise ValueError(f"row has neither training nor evaluation columns: {sorted(batch.bad_row)}")
-        tokens, lengths, first = _examples(table, batch, behaviors[known], items[known], requested,
-                                           targets[known_targets], known, known_targets)
-        if not lengths.size:
-            raise ValueError("no example left in this batch (all interactions unknown to the tokenizer?)")
+        ids, lengths, first = _examples(table, batch, behaviors, items, requested, targets, known, known_targets,
+                                        self.tokenizer.pad_token_id, self.pad_to_multiple_of)
         if self.pack:
-            rows = _pack_rows(lengths, self._width(lengths))
+            rows = _pack_rows(lengths, ids.shape[1])
             if rows.max() + 1 < len(lengths):  # packing saves whole rows of padding
-                return self._packed(tokens, lengths, first, rows)
-        return self._pad(tokens, lengths, first)
+                return self._packed(ids[np.arange(ids.shape[1]) < lengths[:, None]], lengths, first, rows)
+        return self._pad(ids, lengths, first)
 
-    def _width(self, lengths: np.ndarray) -> int:
-        width = int(lengths.max())
-        if self.pad_to_multiple_of:
-            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        return width
+    def _labels(self, ids: np.ndarray, scored: np.ndarray | None) -> np.ndarray:
+        """The ids where `scored` (None: everywhere) holds and the token is a code (the only tokens the LM loss
+        scores), else IGNORE_INDEX; numpy for the arithmetic: tiny torch ops stall when the intra-op pool competes
+        for busy cores."""
+        code = ids >= self._token_table().code_start
+        return np.where(code if scored is None else code & scored, ids, IGNORE_INDEX)
 
     def _raise_first_unknown(
         self, batch: _Batch, bad_pairs: np.ndarray, bad_requests: np.ndarray, bad_targets: np.ndarray
@@ -271,18 +360,25 @@ class GamerCollator:
             self.tokenizer.item_token_ids(_value(batch.targets, targets[0]))
         raise ValueError(f"row {row} of the batch has an id the tokenizer does not know")
 
-    def _pad(self, tokens: np.ndarray, lengths: np.ndarray, first: np.ndarray) -> dict[str, torch.Tensor]:
-        width = self._width(lengths)
-        columns = np.arange(width)
-        filled = columns < lengths[:, None]  # right padding: tokens first, pads after
-        ids = np.full((len(lengths), width), self.tokenizer.pad_token_id, dtype=np.int64)
-        ids[filled] = tokens
-        scored = filled & (columns >= first[:, None])
-        # numpy for the arithmetic: tiny torch ops stall when the intra-op pool competes for busy cores
-        input_ids = torch.from_numpy(ids)
-        code = self.tokenizer.code_token_mask(input_ids).numpy()
-        labels = np.where(scored & code, ids, IGNORE_INDEX)
-        return {"input_ids": input_ids, "attention_mask": torch.from_numpy(filled.astype(np.int64)),
+    def _pad(self, ids: np.ndarray, lengths: np.ndarray, first: np.ndarray) -> dict[str, torch.Tensor]:
+        """The outputs of right-padded examples (`ids`: tokens first, pads after). Labels: an example's codes from
+        its `first` position on; of evaluation examples alone, the K target codes that end each example, written
+        at their places instead of masking the whole batch."""
+        attention = np.empty(ids.shape, dtype=np.int64)  # written as int64 by the comparison itself: no bool copy
+        np.less(np.arange(ids.shape[1]), lengths[:, None], out=attention, casting="unsafe")
+        if first.all():  # evaluation examples only: each scores its last K tokens, the target's codes
+            labels = np.full(ids.shape, IGNORE_INDEX, dtype=np.int64)
+            examples, columns = np.arange(len(ids))[:, None], first[:, None] + np.arange(self.tokenizer.num_levels)
+            labels[examples, columns] = ids[examples, columns]
+        else:
+            table = self._token_table()
+            scored = attention.astype(bool) if table.pad_token_id >= table.code_start else None  # a pad below the
+            # codes never scores
+            if first.any():
+                later = np.arange(ids.shape[1]) >= first[:, None]
+                scored = later if scored is None else scored & later
+            labels = self._labels(ids, scored)
+        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(attention),
                 "labels": torch.from_numpy(labels)}
 
     def _packed(self, tokens: np.ndarray, lengths: np.ndarray, first: np.ndarray,
@@ -295,7 +391,7 @@ class GamerCollator:
         reads it. Labels need no boundary marks: every example starts with a behavior token, never scored,
         so the loss's one-token shift never scores a token of one example from the end of the one before.
         """
-        width, num_rows = self._width(lengths), int(rows.max()) + 1
+        width, num_rows = _width(lengths, self.pad_to_multiple_of), int(rows.max()) + 1
         used = np.bincount(rows, weights=lengths, minlength=num_rows).astype(np.int64)
         order = np.argsort(rows, kind="stable")  # by row, in batch order inside a row
         column = np.empty_like(lengths)
@@ -310,10 +406,8 @@ class GamerCollator:
         scored = np.zeros((num_rows, width), dtype=bool)
         ids.ravel()[target], position_ids.ravel()[target] = tokens, position
         scored.ravel()[target] = position >= np.repeat(first, lengths)
-        input_ids = torch.from_numpy(ids)
-        labels = np.where(scored & self.tokenizer.code_token_mask(input_ids).numpy(), ids, IGNORE_INDEX)
-        return {"input_ids": input_ids, "position_ids": torch.from_numpy(position_ids),
-                "labels": torch.from_numpy(labels)}
+        return {"input_ids": torch.from_numpy(ids), "position_ids": torch.from_numpy(position_ids),
+                "labels": torch.from_numpy(self._labels(ids, scored))}
 
 
 def _pack_rows(lengths: np.ndarray, width: int) -> np.ndarray:
@@ -329,35 +423,49 @@ def _pack_rows(lengths: np.ndarray, width: int) -> np.ndarray:
     return rows
 
 
+def _width(lengths: np.ndarray, multiple: int | None) -> int:
+    width = int(lengths.max())
+    return -(-width // multiple) * multiple if multiple else width
+
+
 def _examples(
     table: _TokenTable, batch: _Batch, behaviors: np.ndarray, items: np.ndarray, requested: np.ndarray,
-    targets: np.ndarray, known: np.ndarray, known_targets: np.ndarray,
+    targets: np.ndarray, known: np.ndarray, known_targets: np.ndarray, pad_token_id: int, multiple: int | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Flat token ids of every example in order, their lengths and first scored positions.
+    """Every example right-padded (`[examples, width]` token ids, in row order; a row's targets in order), their
+    lengths and first scored positions.
 
-    All tokens come from one pool: the kept interactions as `[beh, c1..cK]` blocks, then one
-    requested-behavior token per evaluation row, then the kept targets' codes. An example is up to
-    three ranges of that pool: its row's history, the requested behavior, one target's codes.
+    An example is its row's history (the kept interactions as `[beh, c1..cK]` blocks), then, for each kept
+    target of an evaluation row, the requested-behavior token and the target's codes. The histories are padded
+    once per row; an evaluation row's examples are copies of its padded history with their own K + 1 tokens
+    written after it, so the history of a row with many targets is laid out once.
     """
     levels = table.num_levels
     rows = len(batch.counts)
-    history = np.bincount(batch.interaction_rows[known], minlength=rows) * (levels + 1)
-    history_start = np.cumsum(history) - history
+    kept = batch.counts if known.all() else np.bincount(batch.interaction_rows[known], minlength=rows)
+    history = kept * (levels + 1)
+    per_row = history > 0
+    if batch.evaluation.any():
+        per_row = np.where(batch.evaluation, np.bincount(batch.target_rows[known_targets], minlength=rows), per_row)
+    example_row = np.repeat(np.arange(rows), per_row)
+    if not example_row.size:
+        raise ValueError("no example left in this batch (all interactions unknown to the tokenizer?)")
+    evaluation = batch.evaluation[example_row]
+    lengths = history[example_row] + evaluation * (levels + 1)
+    width = _width(lengths, multiple)
+    row_width = max(width, int(history.max()))  # an evaluation row whose targets were all skipped may be longer
+    padded = np.full((rows, row_width), pad_token_id, dtype=np.int64)
     blocks = np.concatenate([behaviors[:, None], table.item_tokens(items)], axis=1).ravel()
-    if not batch.evaluation.any():  # training rows only: the examples are the rows' blocks, as they lie
-        return blocks, history[history > 0], np.zeros(np.count_nonzero(history), dtype=np.int64)
-    pool = np.concatenate([blocks, requested, table.item_tokens(targets).ravel()])
-    request_start = blocks.size + np.cumsum(batch.evaluation) - 1  # read at evaluation rows only
-    target_start = blocks.size + requested.size + levels * np.arange(targets.size)
-
-    training = np.flatnonzero(~batch.evaluation & (history > 0))
-    example_row = np.concatenate([training, batch.target_rows[known_targets]])
-    evaluation = np.r_[np.zeros(training.size, dtype=bool), np.ones(targets.size, dtype=bool)]
-    order = np.argsort(example_row, kind="stable")  # row order; a row's targets stay in order
-    example_row, evaluation = example_row[order], evaluation[order]
-    starts = np.stack([history_start[example_row], np.where(evaluation, request_start[example_row], 0),
-                       np.r_[np.zeros(training.size, dtype=np.int64), target_start][order]], axis=1)
-    lengths = np.stack([history[example_row], evaluation.astype(np.int64), evaluation * levels], axis=1)
-    _, source = ranges_to_flat(starts.ravel(), (starts + lengths).ravel())
-    first = np.where(evaluation, history[example_row] + 1, 0)
-    return pool[source], lengths.sum(axis=1), first
+    padded.ravel()[np.arange(blocks.size) + np.repeat(np.arange(rows) * row_width - np.cumsum(history) + history,
+                                                      history)] = blocks  # each row's tokens from its column 0
+    if row_width == width and example_row.size == rows:  # every row one example (training rows): as they lie
+        ids = padded
+    else:
+        ids = padded[example_row, :width] if row_width > width else padded[example_row]
+    suffixes = np.flatnonzero(evaluation)
+    if suffixes.size:  # the requested behavior and the target's codes after each evaluation example's history
+        request = (np.cumsum(batch.evaluation) - 1)[example_row[suffixes]]
+        columns = history[example_row[suffixes], None] + np.arange(levels + 1)
+        ids[suffixes[:, None], columns] = np.concatenate([requested[request, None], table.item_tokens(targets)],
+                                                         axis=1)
+    return ids, lengths, np.where(evaluation, history[example_row] + 1, 0)

@@ -1,9 +1,17 @@
 """Arrow tables of training sequences and evaluation cases, built from index arrays (no row loops).
 
 Row schemas:
-    train:            user_id: str, behaviors: list[str], items: list[str]
+    train:            user_id: str, behaviors: list[str], items: list[str],
+                      behavior_numbers: list[int16], item_numbers: list[int32]
     validation/test:  user_id: str, history_behaviors: list[str], history_items: list[str],
-                      target_behavior: str, target_items: list[str]
+                      target_behavior: str, target_items: list[str], history_behavior_numbers: list[int16],
+                      history_item_numbers: list[int32], target_behavior_number: int16,
+                      target_item_numbers: list[int32]
+
+The number columns are the same behaviors and items as the name and id columns beside them, as positions in the
+prepared folder's behavior table (metadata "behaviors", in order) and item id map (items.ids.arrow): the collator
+turns them into tokens by gathers, once it knows the tokenizer's row of each item number and token of each
+behavior number (`RowNumbers`: one lookup of the catalogue per run), instead of looking up every id of every batch.
 """
 
 from __future__ import annotations
@@ -17,12 +25,17 @@ from .splits import Cases
 
 __all__ = ["training_table", "cases_table", "TRAIN_COLUMNS", "CASE_COLUMNS"]
 
-TRAIN_COLUMNS = ("user_id", "behaviors", "items")
-CASE_COLUMNS = ("user_id", "history_behaviors", "history_items", "target_behavior", "target_items")
+TRAIN_COLUMNS = ("user_id", "behaviors", "items", "behavior_numbers", "item_numbers")
+CASE_COLUMNS = ("user_id", "history_behaviors", "history_items", "target_behavior", "target_items",
+                "history_behavior_numbers", "history_item_numbers", "target_behavior_number", "target_item_numbers")
 
 
 def _list(offsets: np.ndarray, values: pa.Array) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
+
+
+def _numbers(codes: np.ndarray, kind: pa.DataType = pa.int32()) -> pa.Array:
+    return pa.array(codes, kind)
 
 
 def _take(ids: pa.Array, codes: np.ndarray) -> pa.Array:
@@ -70,6 +83,8 @@ def training_table(
         "user_id": _take(arrays.user_ids, row_key // (copies + 1)),
         "behaviors": _list(offsets, _take(names, arrays.behaviors[events])),
         "items": _list(offsets, _take(arrays.item_ids, arrays.items[events])),
+        "behavior_numbers": _list(offsets, _numbers(arrays.behaviors[events], pa.int16())),
+        "item_numbers": _list(offsets, _numbers(arrays.items[events])),
     })
     stats = {
         "rows": int(row_key.size),
@@ -92,4 +107,8 @@ def cases_table(arrays: EventArrays, cases: Cases) -> pa.Table:
         "history_items": _list(history_offsets, _take(arrays.item_ids, arrays.items[history])),
         "target_behavior": _take(names, cases.behaviors),
         "target_items": _list(cases.target_offsets, _take(arrays.item_ids, cases.target_items)),
+        "history_behavior_numbers": _list(history_offsets, _numbers(arrays.behaviors[history], pa.int16())),
+        "history_item_numbers": _list(history_offsets, _numbers(arrays.items[history])),
+        "target_behavior_number": _numbers(cases.behaviors, pa.int16()),
+        "target_item_numbers": _list(cases.target_offsets, _numbers(cases.target_items)),
     })

@@ -6,7 +6,10 @@ grows with the split (file-backed pages, 10x for a 10x larger log), although tho
 `SplitRows` reads the same files without the mapping. The split is cut into blocks of at most `block_rows`
 consecutive rows inside one record batch; a block is read by one positional read of its record batch
 (`pyarrow.OSFile.read_at`, `pread`: the bytes land in memory of the process's own, through the page cache as
-any read does), its rows are copied out and the record batch is dropped. At most `cache_blocks` blocks stay in
+any read does), its rows are copied out and the record batch is dropped. A record batch holds several blocks (the
+out-of-core engine's, about 4), so the blocks of one record batch that a call needs, and those of the shuffle group
+the sampler announced (`expect`), are cut from one read: each record batch is read once per group, not once per
+block (in the process that iterates the sampler; a DataLoader worker reads once per call). At most `cache_blocks` blocks stay in
 memory, the least recently used evicted first, so what the process holds is bounded by construction:
 `cache_blocks x block_rows` rows and one record batch in flight, whatever the size of the split.
 
@@ -117,6 +120,8 @@ class SplitRows(torch.utils.data.Dataset):
         self._files: dict[int, pa.OSFile] = {}
         self._cache: OrderedDict[int, pa.Table] = OrderedDict()
         self.blocks_read = 0  # blocks read since construction (a block evicted and needed again is read again)
+        self.batches_read = 0  # record batches read for them
+        self._expected: frozenset[int] = frozenset()  # the blocks of the shuffle group being read
 
     @property
     def num_blocks(self) -> int:
@@ -129,8 +134,8 @@ class SplitRows(torch.utils.data.Dataset):
         """Pickled (DataLoader workers, spawn) without open files or cached blocks: each process reads its own."""
         return {**self.__dict__, "_files": {}, "_cache": OrderedDict()}
 
-    def _read_block(self, block: int) -> pa.Table:
-        file, offset, length = self._batches[self.block_batch[block]]
+    def _read_batch(self, index: int) -> pa.RecordBatch:
+        file, offset, length = self._batches[index]
         if file not in self._files:
             self._files[file] = pa.OSFile(self.files[file])
         try:
@@ -138,16 +143,30 @@ class SplitRows(torch.utils.data.Dataset):
                                              self.schema)
         except (pa.ArrowInvalid, OSError, EOFError) as error:
             raise DataError(f"{self.files[file]}: the record batch at byte {offset} cannot be read: {error}") from error
-        start, stop = self.block_starts[block], self.block_starts[block + 1]
-        local = self.rows[start:stop] - self._batch_starts[self.block_batch[block]]
-        self.blocks_read += 1
-        return pa.Table.from_batches([batch.take(pa.array(local))])  # a copy: the record batch is freed
+        self.batches_read += 1
+        return batch
+
+    def expect(self, blocks: Sequence[int]) -> None:
+        """The blocks the next calls will read (the sampler's shuffle group): a record batch read for one of them
+        yields the others it holds too, and they are evicted last; forgotten at the first call that reads none."""
+        self._expected = frozenset(int(block) for block in blocks)
+
+    def _read_blocks(self, blocks: np.ndarray) -> None:
+        """Cache `blocks` (not cached yet) and the expected blocks of the same record batches, each record batch
+        read once for all of them; a block's rows are copied out, so that the record batch is freed."""
+        batches = np.unique(self.block_batch[blocks])
+        expected = np.array([block for block in self._expected if block not in self._cache], dtype=np.int64)
+        blocks = np.union1d(blocks, expected[np.isin(self.block_batch[expected], batches)])
+        for index in batches:
+            batch = self._read_batch(int(index))
+            for block in blocks[self.block_batch[blocks] == index]:
+                start, stop = self.block_starts[block], self.block_starts[block + 1]
+                local = self.rows[start:stop] - self._batch_starts[index]
+                self._cache[int(block)] = pa.Table.from_batches([batch.take(pa.array(local))])
+                self.blocks_read += 1
 
     def _block(self, block: int) -> pa.Table:
-        if block in self._cache:
-            self._cache.move_to_end(block)
-        else:
-            self._cache[block] = self._read_block(block)
+        self._cache.move_to_end(block)
         return self._cache[block]
 
     def __getitems__(self, positions: Sequence[int]) -> pa.Table:
@@ -165,10 +184,17 @@ class SplitRows(torch.utils.data.Dataset):
         by_block = np.argsort(rank[inverse], kind="stable")  # the positions grouped by block, in order of use
         local = (positions - self.block_starts[blocks])[by_block]
         ends = np.cumsum(np.bincount(rank[inverse], minlength=len(distinct)))
+        if self._expected.isdisjoint(distinct.tolist()):  # not the group being read (an order drawn ahead): stale
+            self._expected = frozenset()
+        self._read_blocks(np.array([block for block in distinct[used] if block not in self._cache], dtype=np.int64))
         pieces = [self._block(int(block)).take(pa.array(local[end - count:end]))  # a take per block: cheap,
                   for block, end, count in zip(distinct[used], ends, np.diff(ends, prepend=0))]  # unlike one over
         while len(self._cache) > self.cache_blocks:  # a chunked table (which concatenates the chunks first)
-            self._cache.popitem(last=False)
+            unexpected = next((block for block in self._cache if block not in self._expected), None)
+            if unexpected is None:
+                self._cache.popitem(last=False)
+            else:  # the group's blocks not read yet stay
+                del self._cache[unexpected]
         return pa.concat_tables(pieces).combine_chunks().take(pa.array(np.argsort(by_block)))
 
     def __getitem__(self, position: int) -> dict[str, Any]:
@@ -188,11 +214,19 @@ class BlockShuffleSampler(torch.utils.data.Sampler[int]):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __iter__(self) -> Iterator[int]:
+    def _draw(self) -> tuple[np.random.Generator, list[np.ndarray]]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        starts = self.rows.block_starts
         order = rng.permutation(self.rows.num_blocks)
-        for first in range(0, len(order), self.rows.cache_blocks):
-            group = order[first:first + self.rows.cache_blocks]
+        return rng, [order[first:first + self.rows.cache_blocks] for first in range(0, len(order), self.rows.cache_blocks)]
+
+    def groups(self) -> list[np.ndarray]:
+        """This epoch's shuffle groups: the blocks in a permutation seeded by (seed, epoch), `cache_blocks` at a time."""
+        return self._draw()[1]
+
+    def __iter__(self) -> Iterator[int]:
+        rng, groups = self._draw()
+        starts = self.rows.block_starts
+        for group in groups:
+            self.rows.expect(group)
             positions = np.concatenate([np.arange(starts[block], starts[block + 1]) for block in group])
             yield from rng.permutation(positions).tolist()

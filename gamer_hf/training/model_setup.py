@@ -13,11 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from gamer_hf import checkpoint
-from gamer_hf.data.id_lists import string_buffers
-from gamer_hf.data.prepare import LazyIds
+from gamer_hf.data.collator import catalogue_rows
 from gamer_hf.errors import DataError
 from gamer_hf.modeling import GamerConfig, GamerForCausalLM, GamerTokenizerFast
 
@@ -37,12 +35,10 @@ def load_tokenizer(args: TrainArguments) -> GamerTokenizerFast:
     return checkpoint.load_tokenizer(tokenizer_dir(args))
 
 
-CHECK_CHUNK = 1 << 18  # catalogue ids looked up at once by check_data
-
-
 def check_data(tokenizer: GamerTokenizerFast, metadata: dict[str, Any], item_ids: Sequence[str], data: str,
-               on_unknown: str) -> int:
-    """Refuse data the tokenizer cannot encode; return how many catalogue items it does not know."""
+               on_unknown: str, item_rows: np.ndarray | None = None) -> int:
+    """Refuse data the tokenizer cannot encode; return how many catalogue items it does not know. `item_rows`:
+    `catalogue_rows(tokenizer, item_ids)` where the caller has it already (the collator's), else looked up here."""
     for name, level in metadata["behaviors"].items():
         if name not in tokenizer.behaviors:
             raise DataError(f"{data}: behavior {name!r} is not in the tokenizer's behaviors "
@@ -50,14 +46,9 @@ def check_data(tokenizer: GamerTokenizerFast, metadata: dict[str, Any], item_ids
         if tokenizer.behaviors[name] != level:
             raise DataError(f"{data}: behavior {name!r} has level {level} but the tokenizer gives it "
                              f"{tokenizer.behaviors[name]}; build the tokenizer from this data")
-    unknown, first = 0, []
-    ids = item_ids.ids if isinstance(item_ids, LazyIds) else None  # Arrow ids are searched in their buffers
-    for start in range(0, len(item_ids), CHECK_CHUNK):  # slices bound the lookup's temporaries at 4M items
-        chunk = (ids.slice(start, CHECK_CHUNK) if ids is not None else
-                 pa.array([str(item) for item in item_ids[start:start + CHECK_CHUNK]], pa.string()))
-        missing = np.flatnonzero(tokenizer.item_index.rows_of_buffer(*string_buffers(chunk)) < 0)
-        first += chunk.take(missing[:5 - len(first)]).to_pylist()
-        unknown += len(missing)
+    rows = catalogue_rows(tokenizer, item_ids) if item_rows is None else item_rows
+    missing = np.flatnonzero(rows < 0)
+    unknown, first = len(missing), [str(item_ids[int(number)]) for number in missing[:5]]
     if unknown and on_unknown == "raise":
         raise DataError(f"{data}: {unknown} of {len(item_ids)} items have no semantic ID in the tokenizer "
                          f"(first: {first}); build semantic IDs for this data, or pass on_unknown=skip")

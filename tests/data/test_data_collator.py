@@ -15,6 +15,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast
 from gamer_hf.data import SYNTHETIC_BEHAVIORS, GamerCollator, generate_synthetic, prepare
+from gamer_hf.data.collator import NUMBER_COLUMNS, RowNumbers, _TokenTable
 
 NUM_LEVELS = 2
 
@@ -265,14 +266,73 @@ def test_arrow_item_columns_of_other_types_collate_like_their_rows(synthetic_pre
 
 
 @pytest.mark.realdata
-def test_arrow_batches_collate_like_their_rows_on_a_real_dataset(data_dir) -> None:
+def test_arrow_batches_collate_like_their_rows_on_a_real_dataset(data_dir, loop_collator) -> None:
+    """By ids and by the number columns, against the loop collator on the same rows."""
     prepared = prepare(data_dir / "retailrocket_cml", protocol="loo", max_history=20, progress=False)
     index = {item: (i % 64, i // 64) for i, item in enumerate(prepared.item_ids)}
     tokenizer = GamerTokenizerFast.from_items(index, prepared.metadata["behaviors"], codebook_size=[64, 512])
     collator = GamerCollator(tokenizer, max_history=20)
+    by_numbers = GamerCollator(tokenizer, max_history=20, numbers=_numbers(prepared, tokenizer))
+    loop = loop_collator(tokenizer, max_history=20)
     for batch in _arrow_batches(prepared, 256):
-        expected, got = collator(_as_rows(batch)), collator(batch)
-        assert all(torch.equal(got[key], expected[key]) for key in expected)
+        expected = loop(_as_rows(batch))
+        for got in (collator(_as_rows(batch)), collator(batch), by_numbers(batch)):
+            assert all(torch.equal(got[key], expected[key]) for key in expected)
+
+
+# ----- the number columns of prepared rows: the same output, no id looked up -----
+
+def _numbers(prepared, tokenizer) -> RowNumbers:
+    return RowNumbers.of(tokenizer, prepared.item_ids, prepared.metadata["behaviors"])
+
+
+def _without_numbers(batch: pa.Table) -> pa.Table:
+    """The batch as a folder prepared before the number columns holds it."""
+    return batch.drop_columns([name for name in NUMBER_COLUMNS.values() if name in batch.column_names])
+
+
+@pytest.mark.parametrize("max_history", [None, 0, 3])
+@pytest.mark.parametrize("on_unknown", ["raise", "skip"])
+def test_number_columns_collate_like_the_ids_without_a_lookup(synthetic_prepared, levels, max_history, on_unknown,
+                                                              monkeypatch) -> None:
+    items = synthetic_prepared.item_ids
+    if on_unknown == "skip":
+        items = items[1::2]  # half the items have no semantic ID: their numbers map to UNKNOWN
+    tokenizer = GamerTokenizerFast.from_items({item: (i % 5, i // 5) for i, item in enumerate(items)}, levels,
+                                              codebook_size=[5, 64])
+    options = {"max_history": max_history, "on_unknown": on_unknown, "pad_to_multiple_of": 4}
+    by_ids = GamerCollator(tokenizer, **options)
+    by_numbers = GamerCollator(tokenizer, numbers=_numbers(synthetic_prepared, tokenizer), **options)
+    batches = _arrow_batches(synthetic_prepared, 29)
+    expected = [by_ids(batch) for batch in batches]
+    for batch, want in zip(batches, expected):  # a folder prepared before the number columns: by its ids
+        got = by_numbers(_without_numbers(batch))
+        assert all(torch.equal(got[key], want[key]) for key in want)
+
+    def looked_up(*_):
+        raise AssertionError("an id was looked up")
+
+    monkeypatch.setattr(_TokenTable, "items", looked_up)
+    monkeypatch.setattr(_TokenTable, "behaviors", looked_up)
+    for batch, want in zip(batches, expected):
+        got = by_numbers(batch)
+        assert set(got) == set(want) and all(torch.equal(got[key], want[key]) for key in want)
+
+
+def test_number_columns_raise_the_error_that_names_the_unknown_id(prepared, levels) -> None:
+    known = prepared.item_ids[:-1]
+    tokenizer = GamerTokenizerFast.from_items({item: (i,) for i, item in enumerate(known)}, levels)
+    numbers = _numbers(prepared, tokenizer)
+    assert numbers.items[-1] == -1 and (numbers.items[:-1] >= 0).all()
+    test = prepared.splits["test"].with_format("arrow")[:]
+    message = _raised(GamerCollator(tokenizer, numbers=numbers), test)
+    assert message == _raised(GamerCollator(tokenizer), test) and repr(prepared.item_ids[-1]) in message
+
+
+def test_the_code_threshold_is_the_tokenizers_code_mask(tokenizer) -> None:
+    vocabulary = torch.arange(len(tokenizer))
+    codes = vocabulary.numpy() >= GamerCollator(tokenizer)._token_table().code_start
+    assert np.array_equal(codes, tokenizer.code_token_mask(vocabulary).numpy()) and codes.any() and not codes.all()
 
 
 def test_arrow_batches_raise_the_same_errors(prepared, levels) -> None:
@@ -388,5 +448,6 @@ def test_a_loaded_tokenizer_collates_from_its_mapped_code_table(synthetic_prepar
     rows = np.r_[np.arange(len(codes)), len(codes) - 1, 0]
     assert np.array_equal(loaded.item_tokens(rows), old[rows]) and loaded.item_tokens(rows).dtype == np.int64
     collator = GamerCollator(loaded, max_history=max_history)
-    assert not any(isinstance(value, np.ndarray) for value in vars(collator._token_table()).values())  # no copy
+    assert not any(isinstance(value, np.ndarray) and value.size >= len(codes)  # no copy of the code table
+                   for value in vars(collator._token_table()).values())
     _assert_same(collator, loop_collator(built, max_history=max_history), _batches(synthetic_prepared, 41))

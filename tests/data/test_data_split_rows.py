@@ -100,6 +100,29 @@ def test_the_buffer_holds_at_most_its_blocks_and_reads_each_block_once_an_epoch(
         assert rows.blocks_read - before == rows.num_blocks  # the order stays within the buffer's blocks
 
 
+@pytest.mark.parametrize(("block_rows", "cache_blocks", "batch"), [(16, 3, 32), (16, 4, 7), (10, 6, 64)])
+def test_a_record_batch_is_read_once_per_shuffle_group(split: datasets.Dataset, block_rows: int, cache_blocks: int,
+                                                       batch: int) -> None:
+    """Its blocks in one group are cut from one read, whichever batch first needs them: at most one read per pair of
+    (group, record batch; a batch across two groups may serve both from one), where one read per block was made
+    before; the order is the one the seed gave before."""
+    rows = SplitRows(split, block_rows=block_rows, cache_blocks=cache_blocks)
+    sampler = BlockShuffleSampler(rows, 0)
+    order = list(sampler)
+    rng = np.random.default_rng([0, 0])  # the order as drawn before: blocks, then each group's rows
+    blocks = rng.permutation(rows.num_blocks)
+    starts = rows.block_starts
+    assert order == [int(p) for first in range(0, len(blocks), cache_blocks) for p in rng.permutation(np.concatenate(
+        [np.arange(starts[b], starts[b + 1]) for b in blocks[first:first + cache_blocks]]))]
+    pairs = sum(len(np.unique(rows.block_batch[group])) for group in sampler.groups())
+    assert pairs < rows.num_blocks  # groups that share record batches: the case that reads less
+    positions = iter(sampler)  # the sampler announces each group as the DataLoader draws its positions
+    while chunk := [position for _, position in zip(range(batch), positions)]:
+        assert rows.__getitems__(chunk).to_pylist() == [split[p] for p in chunk]
+        assert len(rows._cache) <= cache_blocks
+    assert rows.batches_read <= pairs and rows.blocks_read == rows.num_blocks
+
+
 def test_the_splits_files_stay_unmapped_while_every_row_is_read(tmp_path: Path) -> None:
     """What the memory-mapped path leaves resident (the pages of the split's files) stays at what opening the
     split mapped; reading the same rows through the mapping grows it (so the check can fail). The split: 4,000

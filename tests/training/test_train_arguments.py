@@ -13,7 +13,7 @@ from gamer_hf.data.prepare import load_prepared
 from gamer_hf.modeling import GAMER_PRESETS, GamerTokenizerFast
 from gamer_hf.recipes import RECIPES_DIR, recipe_names
 from gamer_hf.training import ABLATIONS, TrainArguments, training_arguments
-from gamer_hf.training import model_setup
+from gamer_hf.data import collator
 from gamer_hf.training.model_setup import build_model, check_data
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
@@ -77,7 +77,7 @@ def test_ablations_switch_gamer_components_off(tokenizer_dir, ablation, augmente
 @pytest.mark.parametrize("chunk", [None, 2])  # 2: the lookup runs in many slices, as at million-item catalogues
 def test_items_without_semantic_ids_are_refused_or_counted(tokenizer_dir, prepared_dir, chunk, monkeypatch):
     if chunk is not None:
-        monkeypatch.setattr(model_setup, "CHECK_CHUNK", chunk)
+        monkeypatch.setattr(collator, "CATALOGUE_CHUNK", chunk)
     prepared = load_prepared(prepared_dir)
     full = GamerTokenizerFast.from_pretrained(tokenizer_dir)
     kept = dict(list(full.item_index.items())[:-3])
@@ -88,6 +88,9 @@ def test_items_without_semantic_ids_are_refused_or_counted(tokenizer_dir, prepar
     assert f"{len(missing)} of {len(prepared.item_ids)} items" in str(refused.value)
     assert f"(first: {missing[:5]})" in str(refused.value)
     assert check_data(partial, prepared.metadata, prepared.item_ids, "data", on_unknown="skip") == len(missing)
+    rows = collator.catalogue_rows(partial, prepared.item_ids)  # the collator's, handed over: the same verdict
+    assert check_data(partial, prepared.metadata, prepared.item_ids, "data", "skip", rows) == len(missing)
+    assert [item for item, row in zip(prepared.item_ids, rows) if row >= 0] == [i for i in prepared.item_ids if i in kept]
 
 
 def test_behaviors_with_other_levels_are_refused(tokenizer_dir, prepared_dir):
