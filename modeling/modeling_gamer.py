@@ -52,6 +52,15 @@ class GamerRMSNorm(nn.Module):
         return self.weight * hidden_states.to(input_dtype)
 
 
+def _expert_mm(input: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Transformers' grouped matmul; on CPU, its per-expert loop where a row is not a multiple of 16 bytes: torch's
+    CPU grouped kernel refuses such strides (an expert 37 floats wide, or 44 in bf16, would fail every forward)."""
+    row_bytes = weight.element_size()
+    if input.device.type == "cpu" and (input.shape[-1] * row_bytes % 16 or weight.shape[-1] * row_bytes % 16):
+        return torch.ops.transformers.grouped_mm_fallback(input.to(weight.dtype), weight, offs=offsets)
+    return _grouped_mm(input, weight, offsets)
+
+
 class GamerExpertFFN(nn.Module):
     """Position-routed SwiGLU experts (0 pad, 1 behavior token, 2..K+1 code levels); no gate, no aux loss.
 
@@ -101,7 +110,7 @@ class GamerExpertFFN(nn.Module):
         if torch.is_autocast_enabled(flat.device.type):  # grouped_mm is not autocast-aware: cast as a matmul would
             dtype = torch.get_autocast_dtype(flat.device.type)
             gate_up_proj, down_proj = gate_up_proj.to(dtype), down_proj.to(dtype)
-        grouped = _grouped_mm(self._swiglu(_grouped_mm(flat[order], gate_up_proj, offsets)), down_proj, offsets)
+        grouped = _expert_mm(self._swiglu(_expert_mm(flat[order], gate_up_proj, offsets)), down_proj, offsets)
         out = torch.empty_like(grouped)  # in the compute dtype (bf16 under autocast)
         out[order] = grouped
         return out.view(*hidden_states.shape[:-1], -1)
