@@ -53,10 +53,13 @@ class GamerCacheMixin:
         return keys[:, 0, :, 0]
 
     def last_behavior_ids(self) -> torch.Tensor | None:
-        """[batch] identity of the last cached token, or None while the cache is empty."""
+        """[batch] identity of the last cached token, or None while the cache is empty. Gathered at a tensor
+        position: a static cache's length is a tensor, and reading it as a Python int breaks a compiled graph."""
         if not self.roles.is_initialized:
             return None
-        return self.roles.keys[:, 0, self.roles.get_seq_length() - 1, 0]
+        keys = self.roles.keys[:, 0, :, 0]
+        last = torch.as_tensor(self.roles.get_seq_length(), device=keys.device).reshape(1) - 1
+        return keys.index_select(1, last).squeeze(1)
 
     def cross_level_mask(self, query_behavior_ids: torch.Tensor, as_block_mask: bool = False
                          ) -> tuple[torch.Tensor | BlockMask, torch.Tensor] | None:

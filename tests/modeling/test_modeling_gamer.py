@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
-from gamer_hf import GamerCache, GamerConfig, GamerForCausalLM, GamerModel, GamerTokenizerFast
+from gamer_hf import GamerCache, GamerConfig, GamerForCausalLM, GamerModel, GamerStaticCache, GamerTokenizerFast
 from gamer_hf.modeling.configuration_gamer import REMOTE_CODE_FILES
 from gamer_hf.modeling.modeling_gamer import GamerTokenRoles
 
@@ -527,3 +527,41 @@ def test_experts_of_one_route_equal_the_grouped_experts(tokenizer, model, monkey
     monkeypatch.setattr(type(mlp), "_single_route", staticmethod(lambda routes: None))
     for route, single in outputs.items():
         torch.testing.assert_close(single, mlp(hidden, torch.full((3, 5), route)), rtol=0, atol=1e-6)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("width", [37, 40, 44])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_experts_of_any_width_equal_one_matmul_per_expert(make_histories, tokenizer, width, dtype) -> None:
+    """Expert rows that are not a multiple of 16 bytes (37 floats, 44 bf16 values) crash torch's CPU grouped matmul:
+    the experts take the per-expert path there and give what each expert's own matmuls give."""
+    model = _lm(tokenizer, intermediate_size=width).to(dtype)
+    mlp = model.model.layers[0].mlp
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(2, 9, mlp.gate_up_proj.shape[1], generator=generator).to(dtype)
+    routes = torch.randint(0, mlp.num_experts, (2, 9), generator=generator)
+    expected = torch.empty(2, 9, mlp.down_proj.shape[-1], dtype=dtype)
+    for expert in range(mlp.num_experts):
+        rows = routes == expert
+        expected[rows] = mlp._swiglu(hidden[rows] @ mlp.gate_up_proj[expert]) @ mlp.down_proj[expert]
+    torch.testing.assert_close(mlp(hidden, routes), expected)
+    batch = _batch(tokenizer, make_histories(tokenizer, 3, seed=24))
+    assert torch.isfinite(model(**batch).logits.float()).all()
+
+
+@pytest.mark.slow
+def test_compiled_decode_step_on_a_static_cache_equals_eager(make_histories, tokenizer) -> None:
+    """A fullgraph-compiled decode step reads the static cache's tensor length, never a Python int of it."""
+    model = _one_layer_lm(tokenizer)
+    batch = _batch(tokenizer, make_histories(tokenizer, 3, seed=25))
+
+    def decode_step(forward) -> torch.Tensor:
+        cache = GamerStaticCache(model.config, max_cache_len=batch["input_ids"].shape[1] + 2)
+        with torch.no_grad():
+            following = model(**batch, cache=cache).logits[:, -1].argmax(-1, keepdim=True)
+            mask = torch.cat([batch["attention_mask"], torch.ones_like(following)], 1)
+            return forward(input_ids=following, attention_mask=mask, position_ids=mask.sum(-1, keepdim=True) - 1,
+                           cache=cache, use_cache=True).logits
+
+    compiled = torch.compile(model.forward, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(decode_step(compiled), decode_step(model.forward), rtol=0, atol=1e-5)
