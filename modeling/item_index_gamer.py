@@ -295,6 +295,11 @@ class ItemIndex(Mapping):
     def __iter__(self) -> Iterator[str]:
         return iter(self.item_ids)
 
+    def same_rows(self, other: "ItemIndex") -> bool:
+        """Whether every id has the same row in `other` (the same sorted ids: equal id buffers), without decoding
+        an id: rows looked up in one index may then be used with the other (a tokenizer loaded twice)."""
+        return other is self or (len(other) == len(self) and np.array_equal(other._bytes, self._bytes))
+
     def row(self, item: Any) -> int:
         """Row of one id (-1 when absent): a `bisect` over the lazily decoded ids."""
         if not isinstance(item, str):

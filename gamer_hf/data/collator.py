@@ -20,7 +20,7 @@ from the Arrow string buffers).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain, repeat
 from typing import Any
 
@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from ..errors import ConfigurationError, DataError
 from .arrays import ranges_to_flat
 from .id_lists import string_buffers
 from .prepare import LazyIds
@@ -66,13 +67,40 @@ class RowNumbers:
 
     items: np.ndarray  # item number -> the tokenizer's item row (`catalogue_rows`)
     behaviors: np.ndarray  # behavior number -> behavior token id
+    index: Any = field(default=None, repr=False, compare=False)  # the ItemIndex `items` are rows of (None: unchecked)
+    source: str = "the prepared folder"  # whose id map the item numbers are positions in, named in errors
 
     @classmethod
     def of(cls, tokenizer: Any, item_ids: Sequence[str] | pa.Array, behaviors: Iterable[str]) -> "RowNumbers":
         """`item_ids`: the folder's id map (`load_prepared(...).item_ids`); `behaviors`: its behavior names in
         order (`metadata["behaviors"]`)."""
         tokens = [tokenizer.behavior_token_id(name) if name in tokenizer.behaviors else UNKNOWN for name in behaviors]
-        return cls(catalogue_rows(tokenizer, item_ids), np.array(tokens, dtype=np.int64))
+        source = str(item_ids.path.parent) if isinstance(item_ids, LazyIds) else cls.source
+        return cls(catalogue_rows(tokenizer, item_ids), np.array(tokens, dtype=np.int64), tokenizer.item_index, source)
+
+    def check(self, table: pa.Table, names: Sequence[str]) -> None:
+        """Refuse rows whose item numbers are not their ids: the first id of each item column in `names` is looked up
+        (one search of a few ids, cached) and must be the row its number gathers. Numbers of another folder, or of a
+        folder whose id map changed after prepare, would otherwise collate the wrong items without a word."""
+        if self.index is None:
+            return
+        for name in (name for name in names if name.endswith("items")):
+            item, number = _first(_column(table, name)), _first(_column(table, NUMBER_COLUMNS[name]))
+            if item is None or number is None:
+                continue
+            row = self.gather(self.items, np.array([number]), "item")[0]
+            if row != self.index.rows([item])[0]:
+                raise DataError(f"{self.source}: a row's {name} holds {item!r} as item number {number}, another "
+                                "item in the id map: the rows were not prepared with it; build RowNumbers from the "
+                                "rows' own folder, or prepare the data again")
+
+    def gather(self, table: np.ndarray, numbers: np.ndarray, kind: str) -> np.ndarray:
+        """`table[numbers]` (`items` or `behaviors`), a DataError naming the number where one is past the table."""
+        try:
+            return table[numbers]
+        except IndexError:
+            raise DataError(f"{self.source}: a row has {kind} number {int(numbers.max())}, past the {len(table)} "
+                            f"{kind}s of this folder: its rows and id map disagree; prepare the data again") from None
 
 
 @dataclass(frozen=True)
@@ -131,6 +159,14 @@ def _lookup(find: Callable[[Sequence[Any]], np.ndarray], values: Sequence[Any],
         indices = indices.to_numpy(zero_copy_only=False)  # null -> UNKNOWN
         return np.append(found, UNKNOWN)[indices]
     return find(values)
+
+
+def _first(values: pa.Array) -> Any:
+    """The first value of a column, or of a list column's lists (None where there is none)."""
+    if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+        start, stop = values.offsets[0].as_py(), values.offsets[-1].as_py()
+        return values.values[start].as_py() if stop > start else None
+    return values[0].as_py() if len(values) else None
 
 
 def _column(table: pa.Table, name: str) -> pa.Array:
@@ -231,6 +267,7 @@ class _Batch:
             return cls([], [], nothing, nothing.astype(bool), [], [], nothing, dict.fromkeys(table.column_names))
         found = numbers is not None and all(NUMBER_COLUMNS[name] in present for name in names)
         if found:
+            numbers.check(table, names)
             names = [NUMBER_COLUMNS[name] for name in names]
         behaviors, items = (_column(table, name) for name in names[:2])
         behavior_offsets, item_offsets = behaviors.offsets.to_numpy(), items.offsets.to_numpy()
@@ -246,8 +283,10 @@ class _Batch:
             offsets = lists.offsets.to_numpy()
             targets, target_counts = lists.values.slice(offsets[0], offsets[-1] - offsets[0]), np.diff(offsets)
         if found:
-            behaviors, items = numbers.behaviors[behaviors.to_numpy()], numbers.items[items.to_numpy()]
-            requested, targets = ((numbers.behaviors[requested.to_numpy()], numbers.items[targets.to_numpy()])
+            behaviors = numbers.gather(numbers.behaviors, behaviors.to_numpy(), "behavior")
+            items = numbers.gather(numbers.items, items.to_numpy(), "item")
+            requested, targets = ((numbers.gather(numbers.behaviors, requested.to_numpy(), "behavior"),
+                                   numbers.gather(numbers.items, targets.to_numpy(), "item"))
                                   if evaluation else (numbers.behaviors[:0], numbers.items[:0]))
         return cls(behaviors, items, (end - start).astype(np.int64), np.full(len(end), evaluation), requested,
                    targets, target_counts.astype(np.int64), None, found)
@@ -288,6 +327,10 @@ class GamerCollator:
             raise ValueError(f"max_history must be None or >= 0, got {max_history}")
         self.tokenizer, self.max_history, self.on_unknown = tokenizer, max_history, on_unknown
         self.pad_to_multiple_of, self.pack = pad_to_multiple_of, pack
+        if numbers is not None and numbers.index is not None and not numbers.index.same_rows(tokenizer.item_index):
+            raise ConfigurationError(f"numbers: built for a tokenizer of {len(numbers.index)} items whose rows are not "
+                                     f"this one's ({len(tokenizer.item_index)} items); build them with "
+                                     "RowNumbers.of(this tokenizer, ...)")
         self.numbers = numbers
         self._table: _TokenTable | None = None
 
