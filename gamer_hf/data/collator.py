@@ -58,6 +58,12 @@ def catalogue_rows(tokenizer: Any, item_ids: Sequence[str] | pa.Array) -> np.nda
     return rows
 
 
+def _behavior_tokens(tokenizer: Any, names: Sequence[str]) -> np.ndarray:
+    """The token id of each behavior name, UNKNOWN where the tokenizer lacks it."""
+    return np.array([tokenizer.behavior_token_id(name) if name in tokenizer.behaviors else UNKNOWN for name in names],
+                    dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class RowNumbers:
     """What the number columns of a prepared folder's rows stand for in one tokenizer: the item row of each item
@@ -68,15 +74,24 @@ class RowNumbers:
     items: np.ndarray  # item number -> the tokenizer's item row (`catalogue_rows`)
     behaviors: np.ndarray  # behavior number -> behavior token id
     index: Any = field(default=None, repr=False, compare=False)  # the ItemIndex `items` are rows of (None: unchecked)
+    behavior_names: tuple[str, ...] = ()  # the names the behavior numbers stand for (empty: unchecked)
     source: str = "the prepared folder"  # whose id map the item numbers are positions in, named in errors
 
     @classmethod
     def of(cls, tokenizer: Any, item_ids: Sequence[str] | pa.Array, behaviors: Iterable[str]) -> "RowNumbers":
         """`item_ids`: the folder's id map (`load_prepared(...).item_ids`); `behaviors`: its behavior names in
         order (`metadata["behaviors"]`)."""
-        tokens = [tokenizer.behavior_token_id(name) if name in tokenizer.behaviors else UNKNOWN for name in behaviors]
+        names = tuple(behaviors)
         source = str(item_ids.path.parent) if isinstance(item_ids, LazyIds) else cls.source
-        return cls(catalogue_rows(tokenizer, item_ids), np.array(tokens, dtype=np.int64), tokenizer.item_index, source)
+        return cls(catalogue_rows(tokenizer, item_ids), _behavior_tokens(tokenizer, names), tokenizer.item_index,
+                   names, source)
+
+    def fits(self, tokenizer: Any) -> bool:
+        """Whether these numbers hold in `tokenizer`: its index gives every id the same row (the same ids; the codes
+        may differ, they are gathered from it) and its behaviors the same token ids."""
+        return ((self.index is None or self.index.same_rows(tokenizer.item_index))
+                and (not self.behavior_names
+                     or np.array_equal(_behavior_tokens(tokenizer, self.behavior_names), self.behaviors)))
 
     def check(self, table: pa.Table, names: Sequence[str]) -> None:
         """Refuse rows whose item numbers are not their ids: the first id of each item column in `names` is looked up
@@ -327,10 +342,10 @@ class GamerCollator:
             raise ValueError(f"max_history must be None or >= 0, got {max_history}")
         self.tokenizer, self.max_history, self.on_unknown = tokenizer, max_history, on_unknown
         self.pad_to_multiple_of, self.pack = pad_to_multiple_of, pack
-        if numbers is not None and numbers.index is not None and not numbers.index.same_rows(tokenizer.item_index):
-            raise ConfigurationError(f"numbers: built for a tokenizer of {len(numbers.index)} items whose rows are not "
-                                     f"this one's ({len(tokenizer.item_index)} items); build them with "
-                                     "RowNumbers.of(this tokenizer, ...)")
+        if numbers is not None and not numbers.fits(tokenizer):
+            raise ConfigurationError("numbers: built for another tokenizer, whose item rows or behavior tokens are not "
+                                     f"this one's ({len(tokenizer.item_index)} items, behaviors "
+                                     f"{list(tokenizer.behaviors)}); build them with RowNumbers.of(this tokenizer, ...)")
         self.numbers = numbers
         self._table: _TokenTable | None = None
 

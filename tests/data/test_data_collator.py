@@ -336,8 +336,11 @@ def test_numbers_of_another_catalogue_are_refused(prepared, tokenizer, levels) -
     numbers = _numbers(prepared, tokenizer)
     fewer = GamerTokenizerFast.from_items({item: (i % 3, i // 3) for i, item in enumerate(prepared.item_ids[1:])}, levels,
                                           codebook_size=[3, 4])
-    with pytest.raises(ConfigurationError, match=r"RowNumbers.of\(this tokenizer"):
-        GamerCollator(fewer, numbers=numbers)
+    reordered = GamerTokenizerFast.from_items({item: (i % 3, i // 3) for i, item in enumerate(prepared.item_ids)},
+                                              dict(reversed(levels.items())), codebook_size=[3, 4])
+    for other in (fewer, reordered):  # another catalogue; the same items with other behavior tokens
+        with pytest.raises(ConfigurationError, match=r"built for another tokenizer.*RowNumbers.of\(this tokenizer"):
+            GamerCollator(other, numbers=numbers)
     again = GamerTokenizerFast.from_items({item: (i % 3, i // 3) for i, item in enumerate(prepared.item_ids)}, levels,
                                           codebook_size=[3, 4])
     test = prepared.splits["test"].with_format("arrow")[:]
