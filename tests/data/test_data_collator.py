@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import mmap
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -345,6 +346,16 @@ def test_numbers_of_another_catalogue_are_refused(prepared, tokenizer, levels) -
                                           codebook_size=[3, 4])
     test = prepared.splits["test"].with_format("arrow")[:]
     assert torch.equal(GamerCollator(again, numbers=numbers)(test)["input_ids"], GamerCollator(tokenizer)(test)["input_ids"])
+
+
+def test_a_pickled_collator_keeps_one_item_index(prepared, tokenizer) -> None:
+    """DataLoader workers (spawn) get the collator pickled: its numbers share the tokenizer's index, not a copy of
+    it, and collate as before."""
+    collator = GamerCollator(tokenizer, numbers=_numbers(prepared, tokenizer))
+    again = pickle.loads(pickle.dumps(collator))
+    assert again.numbers.index is again.tokenizer.item_index
+    train = prepared.splits["train"].with_format("arrow")[:]
+    assert torch.equal(again(train)["input_ids"], collator(train)["input_ids"])
 
 
 @pytest.mark.parametrize("split", ["train", "test"])
