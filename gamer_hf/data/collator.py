@@ -94,13 +94,19 @@ class RowNumbers:
                      or np.array_equal(_behavior_tokens(tokenizer, self.behavior_names), self.behaviors)))
 
     def check(self, table: pa.Table, names: Sequence[str]) -> None:
-        """Refuse rows whose item numbers are not their ids: the first id of each item column in `names` is looked up
-        (one search of a few ids, cached) and must be the row its number gathers. Numbers of another folder, or of a
-        folder whose id map changed after prepare, would otherwise collate the wrong items without a word."""
-        if self.index is None:
-            return
-        for name in (name for name in names if name.endswith("items")):
-            item, number = _first(_column(table, name)), _first(_column(table, NUMBER_COLUMNS[name]))
+        """Refuse rows whose numbers are not their ids: each list of ids (`names`) must be as long as its list of
+        numbers (an edit of the id columns, `Dataset.map`, leaves the numbers as prepared), and the first id of each
+        item column, looked up (one search of a few ids, cached), must be the row its number gathers (numbers of
+        another folder, or of a folder whose id map changed after prepare). Either would otherwise collate other
+        items than the ids say without a word."""
+        for name in names:
+            ids, numbers = _column(table, name), _column(table, NUMBER_COLUMNS[name])
+            if _is_list(ids) and not np.array_equal(np.diff(ids.offsets.to_numpy()), np.diff(numbers.offsets.to_numpy())):
+                raise DataError(f"{self.source}: a row's {name} and {NUMBER_COLUMNS[name]} differ in length: the ids "
+                                "were changed after prepare; drop the number columns or prepare the data again")
+            if self.index is None or not name.endswith("items"):
+                continue
+            item, number = _first(ids), _first(numbers)
             if item is None or number is None:
                 continue
             row = self.gather(self.items, np.array([number]), "item")[0]
@@ -176,9 +182,13 @@ def _lookup(find: Callable[[Sequence[Any]], np.ndarray], values: Sequence[Any],
     return find(values)
 
 
+def _is_list(values: pa.Array) -> bool:
+    return pa.types.is_list(values.type) or pa.types.is_large_list(values.type)
+
+
 def _first(values: pa.Array) -> Any:
     """The first value of a column, or of a list column's lists (None where there is none)."""
-    if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+    if _is_list(values):
         start, stop = values.offsets[0].as_py(), values.offsets[-1].as_py()
         return values.values[start].as_py() if stop > start else None
     return values[0].as_py() if len(values) else None

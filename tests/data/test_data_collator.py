@@ -360,13 +360,19 @@ def test_a_pickled_collator_keeps_one_item_index(prepared, tokenizer) -> None:
 
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_rows_whose_numbers_are_not_their_ids_are_refused(prepared, tokenizer, tmp_path, split) -> None:
-    """A saved folder whose id map was replaced after prepare (here: reversed) is refused, naming the file."""
+    """Refused, naming the folder: a saved folder whose id map was replaced after prepare (here: reversed), id lists
+    edited after prepare (their numbers as prepared), and numbers past the id map."""
     prepared.save(tmp_path / "prepared")
     _write_arrow_ids(tmp_path / "prepared" / "items.ids.arrow", pa.array(prepared.item_ids[::-1], pa.string()))
     changed = load_prepared(tmp_path / "prepared")
     rows = changed.splits[split].with_format("arrow")[:]
     with pytest.raises(DataError, match=r"prepared: a row's \w+ holds '\w+' as item number \d+, another item in the id map"):
         GamerCollator(tokenizer, numbers=_numbers(changed, tokenizer))(rows)
+    name = "items" if split == "train" else "history_items"
+    shorter = pa.array([row[1:] for row in rows[name].to_pylist()], rows.schema.field(name).type)  # as a map() may
+    with pytest.raises(DataError, match=f"prepared: a row's {name} and {NUMBER_COLUMNS[name]} differ in length"):
+        GamerCollator(tokenizer, numbers=_numbers(changed, tokenizer))(rows.set_column(
+            rows.column_names.index(name), name, shorter))
     unchecked = RowNumbers(np.zeros(1, dtype=np.int32), _numbers(prepared, tokenizer).behaviors)  # one item only
     with pytest.raises(DataError, match="past the 1 items of this folder"):
         GamerCollator(tokenizer, numbers=unchecked)(rows)
