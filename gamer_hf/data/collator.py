@@ -101,26 +101,28 @@ class RowNumbers:
         items than the ids say without a word."""
         for name in names:
             ids, numbers = _column(table, name), _column(table, NUMBER_COLUMNS[name])
-            if _is_list(ids) and not np.array_equal(np.diff(ids.offsets.to_numpy()), np.diff(numbers.offsets.to_numpy())):
+            if not _is_list(ids):  # target_behavior: one per row, as its number
+                continue
+            offsets, number_offsets = ids.offsets, numbers.offsets  # as prepared: equal (one compare in C++)
+            if not offsets.equals(number_offsets) and not np.array_equal(np.diff(offsets.to_numpy()),
+                                                                           np.diff(number_offsets.to_numpy())):
                 raise DataError(f"{self.source}: a row's {name} and {NUMBER_COLUMNS[name]} differ in length: the ids "
                                 "were changed after prepare; drop the number columns or prepare the data again")
-            if self.index is None or not name.endswith("items"):
+            start, stop = offsets[0].as_py(), offsets[-1].as_py()
+            if self.index is None or not name.endswith("items") or start == stop:
                 continue
-            item, number = _first(ids), _first(numbers)
-            if item is None or number is None:
-                continue
-            row = self.gather(self.items, np.array([number]), "item")[0]
-            if row != self.index.rows([item])[0]:
-                raise DataError(f"{self.source}: a row's {name} holds {item!r} as item number {number}, another "
-                                "item in the id map: the rows were not prepared with it; build RowNumbers from the "
-                                "rows' own folder, or prepare the data again")
+            item, number = ids.values[start].as_py(), numbers.values[number_offsets[0].as_py()].as_py()
+            if self.gather(self.items, number, "item") != self.index.rows([item])[0]:
+                raise DataError(f"{self.source}: a row's {name} holds {item!r} as item number {number}, another item "
+                                "in the id map: the rows were not prepared with it; build RowNumbers from the rows' "
+                                "own folder, or prepare the data again")
 
-    def gather(self, table: np.ndarray, numbers: np.ndarray, kind: str) -> np.ndarray:
+    def gather(self, table: np.ndarray, numbers: np.ndarray | int, kind: str) -> np.ndarray:
         """`table[numbers]` (`items` or `behaviors`), a DataError naming the number where one is past the table."""
         try:
             return table[numbers]
         except IndexError:
-            raise DataError(f"{self.source}: a row has {kind} number {int(numbers.max())}, past the {len(table)} "
+            raise DataError(f"{self.source}: a row has {kind} number {int(np.max(numbers))}, past the {len(table)} "
                             f"{kind}s of this folder: its rows and id map disagree; prepare the data again") from None
 
 
@@ -184,14 +186,6 @@ def _lookup(find: Callable[[Sequence[Any]], np.ndarray], values: Sequence[Any],
 
 def _is_list(values: pa.Array) -> bool:
     return pa.types.is_list(values.type) or pa.types.is_large_list(values.type)
-
-
-def _first(values: pa.Array) -> Any:
-    """The first value of a column, or of a list column's lists (None where there is none)."""
-    if _is_list(values):
-        start, stop = values.offsets[0].as_py(), values.offsets[-1].as_py()
-        return values.values[start].as_py() if stop > start else None
-    return values[0].as_py() if len(values) else None
 
 
 def _column(table: pa.Table, name: str) -> pa.Array:
