@@ -328,7 +328,8 @@ class GamerCollator:
     examples first-fit into rows as wide as the longest one whenever that needs fewer rows than padding
     (histories of mixed length); the loss and its gradients are those of the padded batch. `numbers`
     (`RowNumbers.of(tokenizer, prepared.item_ids, prepared.metadata["behaviors"])`) lets Arrow batches of that
-    prepared folder be collated from their number columns; the outputs are the same as from their names and ids.
+    prepared folder be collated from their number columns; the outputs are the same as from their names and ids, and
+    numbers that are not this tokenizer's or not the rows' ids are refused (`RowNumbers.fits`, `RowNumbers.check`).
     """
 
     def __init__(
