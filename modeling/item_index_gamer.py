@@ -314,7 +314,8 @@ class ItemIndex(Mapping):
         the ids it has not seen: a served request looks its 10-50 history ids up twice (checked in the event loop,
         encoded in the decode thread) and popular items recur across requests, while at that size a search costs
         its numpy calls, not its ids. Larger calls (evaluation, collation) search directly. The index never changes,
-        so a cached row stays right; the cache is safe to share across threads.
+        so a cached row stays right; the cache is safe to share across threads. Ids longer than every catalogue id are
+        not cached (they match nothing, and a request's strings could otherwise fill the cache with megabytes).
         """
         if len(items) > _CACHED_CALL:
             return self._search_ids([str(item) for item in items])
@@ -328,11 +329,13 @@ class ItemIndex(Mapping):
             cached.clear()
         if len(missing) == len(keys):  # nothing cached: one search, no merge
             rows = self._search_ids(keys)
-            cached.update(zip(keys, rows.tolist()))
+            cached.update((key, row) for key, row in zip(keys, rows.tolist()) if len(key) <= self._width)
             return rows
         searched = self._search_ids([keys[position] for position in missing]).tolist()
         for position, row in zip(missing, searched):
-            found[position] = cached[keys[position]] = row
+            found[position] = row
+            if len(keys[position]) <= self._width:
+                cached[keys[position]] = row
         return np.array(found, dtype=np.int64)
 
     def _search_ids(self, items: Sequence[str]) -> np.ndarray:

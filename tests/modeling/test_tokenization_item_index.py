@@ -89,6 +89,15 @@ def test_the_row_cache_is_shared_safely_by_threads(index, monkeypatch) -> None:
         assert all(all(results) for results in pool.map(lookups, range(8)))
 
 
+def test_ids_longer_than_the_catalogues_are_not_cached() -> None:
+    """A request's strings bound the cache's bytes: an id longer than every catalogue id matches nothing and stays out."""
+    built = ItemIndex.from_mapping({"a": (0,), "bb": (1,)})
+    long = "x" * 100_000
+    for _ in range(2):
+        assert built.rows([long, "bb"]).tolist() == [-1, 1] and built.rows([long]).tolist() == [-1]
+    assert set(built._cached_rows) == {"bb"}
+
+
 def test_each_index_caches_its_own_rows() -> None:
     """Two catalogues give the same id other rows; warm caches never answer one index with the other's rows."""
     first, second = ItemIndex.from_mapping({"x": (0,), "y": (1,)}), ItemIndex.from_mapping({"a": (0,), "x": (1,)})
