@@ -117,7 +117,7 @@ class RowNumbers:
                                 "in the id map: the rows were not prepared with it; build RowNumbers from the rows' "
                                 "own folder, or prepare the data again")
 
-    def gather(self, table: np.ndarray, numbers: np.ndarray | int, kind: str) -> np.ndarray:
+    def gather(self, table: np.ndarray, numbers: np.ndarray | int, kind: str) -> np.ndarray | np.integer:
         """`table[numbers]` (`items` or `behaviors`), a DataError naming the number where one is past the table."""
         try:
             return table[numbers]
