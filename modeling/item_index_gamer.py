@@ -295,6 +295,11 @@ class ItemIndex(Mapping):
     def __iter__(self) -> Iterator[str]:
         return iter(self.item_ids)
 
+    def same_rows(self, other: "ItemIndex") -> bool:
+        """Whether every id has the same row in `other` (the same sorted ids: equal id buffers), without decoding
+        an id: rows looked up in one index may then be used with the other (a tokenizer loaded twice)."""
+        return other is self or (len(other) == len(self) and np.array_equal(other._bytes, self._bytes))
+
     def row(self, item: Any) -> int:
         """Row of one id (-1 when absent): a `bisect` over the lazily decoded ids."""
         if not isinstance(item, str):
@@ -309,7 +314,8 @@ class ItemIndex(Mapping):
         the ids it has not seen: a served request looks its 10-50 history ids up twice (checked in the event loop,
         encoded in the decode thread) and popular items recur across requests, while at that size a search costs
         its numpy calls, not its ids. Larger calls (evaluation, collation) search directly. The index never changes,
-        so a cached row stays right; the cache is safe to share across threads.
+        so a cached row stays right; the cache is safe to share across threads. Ids longer than every catalogue id are
+        not cached (they match nothing, and a request's strings could otherwise fill the cache with megabytes).
         """
         if len(items) > _CACHED_CALL:
             return self._search_ids([str(item) for item in items])
@@ -323,11 +329,13 @@ class ItemIndex(Mapping):
             cached.clear()
         if len(missing) == len(keys):  # nothing cached: one search, no merge
             rows = self._search_ids(keys)
-            cached.update(zip(keys, rows.tolist()))
+            cached.update((key, row) for key, row in zip(keys, rows.tolist()) if len(key) <= self._width)
             return rows
         searched = self._search_ids([keys[position] for position in missing]).tolist()
         for position, row in zip(missing, searched):
-            found[position] = cached[keys[position]] = row
+            found[position] = row
+            if len(keys[position]) <= self._width:
+                cached[keys[position]] = row
         return np.array(found, dtype=np.int64)
 
     def _search_ids(self, items: Sequence[str]) -> np.ndarray:

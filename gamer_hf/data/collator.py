@@ -20,7 +20,7 @@ from the Arrow string buffers).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain, repeat
 from typing import Any
 
@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from ..errors import ConfigurationError, DataError
 from .arrays import ranges_to_flat
 from .id_lists import string_buffers
 from .prepare import LazyIds
@@ -57,6 +58,12 @@ def catalogue_rows(tokenizer: Any, item_ids: Sequence[str] | pa.Array) -> np.nda
     return rows
 
 
+def _behavior_tokens(tokenizer: Any, names: Sequence[str]) -> np.ndarray:
+    """The token id of each behavior name, UNKNOWN where the tokenizer lacks it."""
+    return np.array([tokenizer.behavior_token_id(name) if name in tokenizer.behaviors else UNKNOWN for name in names],
+                    dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class RowNumbers:
     """What the number columns of a prepared folder's rows stand for in one tokenizer: the item row of each item
@@ -66,13 +73,57 @@ class RowNumbers:
 
     items: np.ndarray  # item number -> the tokenizer's item row (`catalogue_rows`)
     behaviors: np.ndarray  # behavior number -> behavior token id
+    index: Any = field(default=None, repr=False, compare=False)  # the ItemIndex `items` are rows of (None: unchecked)
+    behavior_names: tuple[str, ...] = ()  # the names the behavior numbers stand for (empty: unchecked)
+    source: str = "the prepared folder"  # whose id map the item numbers are positions in, named in errors
 
     @classmethod
     def of(cls, tokenizer: Any, item_ids: Sequence[str] | pa.Array, behaviors: Iterable[str]) -> "RowNumbers":
         """`item_ids`: the folder's id map (`load_prepared(...).item_ids`); `behaviors`: its behavior names in
         order (`metadata["behaviors"]`)."""
-        tokens = [tokenizer.behavior_token_id(name) if name in tokenizer.behaviors else UNKNOWN for name in behaviors]
-        return cls(catalogue_rows(tokenizer, item_ids), np.array(tokens, dtype=np.int64))
+        names = tuple(behaviors)
+        source = str(item_ids.path.parent) if isinstance(item_ids, LazyIds) else cls.source
+        return cls(catalogue_rows(tokenizer, item_ids), _behavior_tokens(tokenizer, names), tokenizer.item_index,
+                   names, source)
+
+    def fits(self, tokenizer: Any) -> bool:
+        """Whether these numbers hold in `tokenizer`: its index gives every id the same row (the same ids; the codes
+        may differ, they are gathered from it) and its behaviors the same token ids."""
+        return ((self.index is None or self.index.same_rows(tokenizer.item_index))
+                and (not self.behavior_names
+                     or np.array_equal(_behavior_tokens(tokenizer, self.behavior_names), self.behaviors)))
+
+    def check(self, table: pa.Table, names: Sequence[str]) -> None:
+        """Refuse rows whose numbers are not their ids: each list of ids (`names`) must be as long as its list of
+        numbers (an edit of the id columns, `Dataset.map`, leaves the numbers as prepared), and the first id of each
+        item column, looked up (one search of a few ids, cached), must be the row its number gathers (numbers of
+        another folder, or of a folder whose id map changed after prepare). Either would otherwise collate other
+        items than the ids say without a word."""
+        for name in names:
+            ids, numbers = _column(table, name), _column(table, NUMBER_COLUMNS[name])
+            if not _is_list(ids):  # target_behavior: one per row, as its number
+                continue
+            offsets, number_offsets = ids.offsets, numbers.offsets  # as prepared: equal (one compare in C++)
+            if not offsets.equals(number_offsets) and not np.array_equal(np.diff(offsets.to_numpy()),
+                                                                           np.diff(number_offsets.to_numpy())):
+                raise DataError(f"{self.source}: a row's {name} and {NUMBER_COLUMNS[name]} differ in length: the ids "
+                                "were changed after prepare; drop the number columns or prepare the data again")
+            start, stop = offsets[0].as_py(), offsets[-1].as_py()
+            if self.index is None or not name.endswith("items") or start == stop:
+                continue
+            item, number = ids.values[start].as_py(), numbers.values[number_offsets[0].as_py()].as_py()
+            if self.gather(self.items, number, "item") != self.index.rows([item])[0]:
+                raise DataError(f"{self.source}: a row's {name} holds {item!r} as item number {number}, another item "
+                                "in the id map: the rows were not prepared with it; build RowNumbers from the rows' "
+                                "own folder, or prepare the data again")
+
+    def gather(self, table: np.ndarray, numbers: np.ndarray | int, kind: str) -> np.ndarray | np.integer:
+        """`table[numbers]` (`items` or `behaviors`), a DataError naming the number where one is past the table."""
+        try:
+            return table[numbers]
+        except IndexError:
+            raise DataError(f"{self.source}: a row has {kind} number {int(np.max(numbers))}, past the {len(table)} "
+                            f"{kind}s of this folder: its rows and id map disagree; prepare the data again") from None
 
 
 @dataclass(frozen=True)
@@ -131,6 +182,10 @@ def _lookup(find: Callable[[Sequence[Any]], np.ndarray], values: Sequence[Any],
         indices = indices.to_numpy(zero_copy_only=False)  # null -> UNKNOWN
         return np.append(found, UNKNOWN)[indices]
     return find(values)
+
+
+def _is_list(values: pa.Array) -> bool:
+    return pa.types.is_list(values.type) or pa.types.is_large_list(values.type)
 
 
 def _column(table: pa.Table, name: str) -> pa.Array:
@@ -231,6 +286,7 @@ class _Batch:
             return cls([], [], nothing, nothing.astype(bool), [], [], nothing, dict.fromkeys(table.column_names))
         found = numbers is not None and all(NUMBER_COLUMNS[name] in present for name in names)
         if found:
+            numbers.check(table, names)
             names = [NUMBER_COLUMNS[name] for name in names]
         behaviors, items = (_column(table, name) for name in names[:2])
         behavior_offsets, item_offsets = behaviors.offsets.to_numpy(), items.offsets.to_numpy()
@@ -246,8 +302,10 @@ class _Batch:
             offsets = lists.offsets.to_numpy()
             targets, target_counts = lists.values.slice(offsets[0], offsets[-1] - offsets[0]), np.diff(offsets)
         if found:
-            behaviors, items = numbers.behaviors[behaviors.to_numpy()], numbers.items[items.to_numpy()]
-            requested, targets = ((numbers.behaviors[requested.to_numpy()], numbers.items[targets.to_numpy()])
+            behaviors = numbers.gather(numbers.behaviors, behaviors.to_numpy(), "behavior")
+            items = numbers.gather(numbers.items, items.to_numpy(), "item")
+            requested, targets = ((numbers.gather(numbers.behaviors, requested.to_numpy(), "behavior"),
+                                   numbers.gather(numbers.items, targets.to_numpy(), "item"))
                                   if evaluation else (numbers.behaviors[:0], numbers.items[:0]))
         return cls(behaviors, items, (end - start).astype(np.int64), np.full(len(end), evaluation), requested,
                    targets, target_counts.astype(np.int64), None, found)
@@ -270,7 +328,8 @@ class GamerCollator:
     examples first-fit into rows as wide as the longest one whenever that needs fewer rows than padding
     (histories of mixed length); the loss and its gradients are those of the padded batch. `numbers`
     (`RowNumbers.of(tokenizer, prepared.item_ids, prepared.metadata["behaviors"])`) lets Arrow batches of that
-    prepared folder be collated from their number columns; the outputs are the same as from their names and ids.
+    prepared folder be collated from their number columns; the outputs are the same as from their names and ids, and
+    numbers that are not this tokenizer's or not the rows' ids are refused (`RowNumbers.fits`, `RowNumbers.check`).
     """
 
     def __init__(
@@ -288,6 +347,10 @@ class GamerCollator:
             raise ValueError(f"max_history must be None or >= 0, got {max_history}")
         self.tokenizer, self.max_history, self.on_unknown = tokenizer, max_history, on_unknown
         self.pad_to_multiple_of, self.pack = pad_to_multiple_of, pack
+        if numbers is not None and not numbers.fits(tokenizer):
+            raise ConfigurationError("numbers: built for another tokenizer, whose item rows or behavior tokens are not "
+                                     f"this one's ({len(tokenizer.item_index)} items, behaviors "
+                                     f"{list(tokenizer.behaviors)}); build them with RowNumbers.of(this tokenizer, ...)")
         self.numbers = numbers
         self._table: _TokenTable | None = None
 

@@ -450,10 +450,13 @@ class HistoryReranker:
         version cannot rank with."""
         if data["popular_pool"] and popular is None:
             raise ValueError("this reranker was fit with popularity counts: pass popular=MostPopular().fit(train)")
-        reranker = cls(data["behaviors"], popular, data["use_model"], data["popular_pool"], data["regularization"],
-                       data.get("explore", False),  # saved before explore beams existed: without them
-                       data.get("cv_folds", 5), data.get("gate", False),  # saved before the gate: ungated
-                       data.get("residual", False), data.get("residual_items", "all"))  # saved before: all items
+        try:  # the saved settings are checked as the constructor's arguments are
+            reranker = cls(data["behaviors"], popular, data["use_model"], data["popular_pool"], data["regularization"],
+                           data.get("explore", False),  # saved before explore beams existed: without them
+                           data.get("cv_folds", 5), data.get("gate", False),  # saved before the gate: ungated
+                           data.get("residual", False), data.get("residual_items", "all"))  # saved before: all items
+        except ValueError as error:
+            raise DataError(f"{source}: {error}") from None
         if data.get("rule") is not None:
             reranker.rule = cls.from_dict(data["rule"], popular, f"{source} (its rule)")
         weights = data.get("weights")

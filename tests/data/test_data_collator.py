@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import mmap
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast
 from gamer_hf.data import SYNTHETIC_BEHAVIORS, GamerCollator, generate_synthetic, prepare
 from gamer_hf.data.collator import NUMBER_COLUMNS, RowNumbers, _TokenTable
+from gamer_hf.data.prepare import _write_arrow_ids, load_prepared
+from gamer_hf.errors import ConfigurationError, DataError
 
 NUM_LEVELS = 2
 
@@ -327,6 +330,52 @@ def test_number_columns_raise_the_error_that_names_the_unknown_id(prepared, leve
     test = prepared.splits["test"].with_format("arrow")[:]
     message = _raised(GamerCollator(tokenizer, numbers=numbers), test)
     assert message == _raised(GamerCollator(tokenizer), test) and repr(prepared.item_ids[-1]) in message
+
+
+def test_numbers_of_another_catalogue_are_refused(prepared, tokenizer, levels) -> None:
+    """Rows gathered in one tokenizer are not another's; a tokenizer built again from the same items is the same."""
+    numbers = _numbers(prepared, tokenizer)
+    fewer = GamerTokenizerFast.from_items({item: (i % 3, i // 3) for i, item in enumerate(prepared.item_ids[1:])}, levels,
+                                          codebook_size=[3, 4])
+    reordered = GamerTokenizerFast.from_items({item: (i % 3, i // 3) for i, item in enumerate(prepared.item_ids)},
+                                              dict(reversed(levels.items())), codebook_size=[3, 4])
+    for other in (fewer, reordered):  # another catalogue; the same items with other behavior tokens
+        with pytest.raises(ConfigurationError, match=r"built for another tokenizer.*RowNumbers.of\(this tokenizer"):
+            GamerCollator(other, numbers=numbers)
+    again = GamerTokenizerFast.from_items({item: (i % 3, i // 3) for i, item in enumerate(prepared.item_ids)}, levels,
+                                          codebook_size=[3, 4])
+    test = prepared.splits["test"].with_format("arrow")[:]
+    assert torch.equal(GamerCollator(again, numbers=numbers)(test)["input_ids"], GamerCollator(tokenizer)(test)["input_ids"])
+
+
+def test_a_pickled_collator_keeps_one_item_index(prepared, tokenizer) -> None:
+    """DataLoader workers (spawn) get the collator pickled: its numbers share the tokenizer's index, not a copy of
+    it, and collate as before."""
+    collator = GamerCollator(tokenizer, numbers=_numbers(prepared, tokenizer))
+    again = pickle.loads(pickle.dumps(collator))
+    assert again.numbers.index is again.tokenizer.item_index
+    train = prepared.splits["train"].with_format("arrow")[:]
+    assert torch.equal(again(train)["input_ids"], collator(train)["input_ids"])
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_rows_whose_numbers_are_not_their_ids_are_refused(prepared, tokenizer, tmp_path, split) -> None:
+    """Refused, naming the folder: a saved folder whose id map was replaced after prepare (here: reversed), id lists
+    edited after prepare (their numbers as prepared), and numbers past the id map."""
+    prepared.save(tmp_path / "prepared")
+    _write_arrow_ids(tmp_path / "prepared" / "items.ids.arrow", pa.array(prepared.item_ids[::-1], pa.string()))
+    changed = load_prepared(tmp_path / "prepared")
+    rows = changed.splits[split].with_format("arrow")[:]
+    with pytest.raises(DataError, match=r"prepared: a row's \w+ holds '\w+' as item number \d+, another item in the id map"):
+        GamerCollator(tokenizer, numbers=_numbers(changed, tokenizer))(rows)
+    name = "items" if split == "train" else "history_items"
+    shorter = pa.array([row[1:] for row in rows[name].to_pylist()], rows.schema.field(name).type)  # as a map() may
+    with pytest.raises(DataError, match=f"prepared: a row's {name} and {NUMBER_COLUMNS[name]} differ in length"):
+        GamerCollator(tokenizer, numbers=_numbers(changed, tokenizer))(rows.set_column(
+            rows.column_names.index(name), name, shorter))
+    unchecked = RowNumbers(np.zeros(1, dtype=np.int32), _numbers(prepared, tokenizer).behaviors)  # one item only
+    with pytest.raises(DataError, match="past the 1 items of this folder"):
+        GamerCollator(tokenizer, numbers=unchecked)(rows)
 
 
 def test_the_code_threshold_is_the_tokenizers_code_mask(tokenizer) -> None:

@@ -402,6 +402,9 @@ def test_a_residual_fit_gives_back_the_rule_when_the_model_adds_nothing(tmp_path
     (tmp_path / "old.json").write_text(json.dumps(saved))
     with pytest.raises(DataError, match=f"^{re.escape(str(tmp_path / 'old.json'))} fits .* free coefficient .* fit it again"):
         HistoryReranker.load(tmp_path / "old.json")
+    (tmp_path / "unknown.json").write_text(json.dumps(residual.to_dict() | {"residual_items": "newest"}))
+    with pytest.raises(DataError, match=f"^{re.escape(str(tmp_path / 'unknown.json'))}: residual_items must be one of"):
+        HistoryReranker.load(tmp_path / "unknown.json")
     with pytest.raises(ValueError, match="residual=True .* needs use_model=True"):
         HistoryReranker(BEHAVIORS, use_model=False, residual=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import mmap
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,39 @@ def test_small_calls_answer_from_the_row_cache_as_the_search_does(index, monkeyp
         monkeypatch.setattr(ItemIndex, "_search", lambda *_: pytest.fail("a cached id was searched again"))
     assert built.rows(QUERIES).tolist() == expected
     assert built.rows([]).tolist() == []
+
+
+def test_the_row_cache_is_shared_safely_by_threads(index, monkeypatch) -> None:
+    """The server looks ids up from its event loop and its decode thread at once: with a cache small enough to start
+    over all the time, every thread still gets the direct search's rows."""
+    mapping, _ = index
+    built = ItemIndex.from_mapping(mapping)
+    expected = {str(query): built.row(str(query)) for query in QUERIES}
+    monkeypatch.setattr(item_index_gamer, "_CACHED_IDS", 5)
+
+    def lookups(seed: int) -> list[bool]:
+        rng = np.random.default_rng(seed)
+        calls = [[QUERIES[i] for i in rng.choice(len(QUERIES), size=rng.integers(1, 8))] for _ in range(300)]
+        return [built.rows(call).tolist() == [expected[str(query)] for query in call] for call in calls]
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(all(results) for results in pool.map(lookups, range(8)))
+
+
+def test_ids_longer_than_the_catalogues_are_not_cached() -> None:
+    """A request's strings bound the cache's bytes: an id longer than every catalogue id matches nothing and stays out."""
+    built = ItemIndex.from_mapping({"a": (0,), "bb": (1,)})
+    long = "x" * 100_000
+    for _ in range(2):
+        assert built.rows([long, "bb"]).tolist() == [-1, 1] and built.rows([long]).tolist() == [-1]
+    assert set(built._cached_rows) == {"bb"}
+
+
+def test_each_index_caches_its_own_rows() -> None:
+    """Two catalogues give the same id other rows; warm caches never answer one index with the other's rows."""
+    first, second = ItemIndex.from_mapping({"x": (0,), "y": (1,)}), ItemIndex.from_mapping({"a": (0,), "x": (1,)})
+    for _ in range(2):
+        assert first.rows(["x", "a"]).tolist() == [0, -1] and second.rows(["x", "a"]).tolist() == [1, 0]
 
 
 @pytest.mark.parametrize("on_unknown", ["skip", "raise"])
