@@ -357,6 +357,9 @@ class HistoryReranker:
         for held in range(self.cv_folds):
             inside, outside = np.flatnonzero(fold != held), np.flatnonzero(fold == held)
             x, y, offset = _stack(rows, labels, offsets, new, inside, width)
+            if new is not None and not y.any():  # no new item is a target without this fold: its fits are the rule
+                self._score_rule_alone(cases, rows, outside, offsets, new, settings, ndcg, fits)
+                continue
             if not y.any() or y.all():
                 raise DataError(f"cannot cross-validate: a fold of {len(inside)} training cases has "
                                 f"{int(y.sum())} targets among {len(y)} {'new ' if new else ''}pooled items")
@@ -379,6 +382,21 @@ class HistoryReranker:
                 ndcg[setting][outside] = per_case_metrics(ranked, [cases[i].target_items for i in outside],
                                                           (_CV_K,))[f"NDCG@{_CV_K}"]
         return {setting: float(score.mean()) for setting, score in ndcg.items()}, fits
+
+    @staticmethod
+    def _score_rule_alone(cases: list[EvalCase], rows: list[tuple[list[str], np.ndarray]], outside: np.ndarray,
+                          offsets: list[np.ndarray], new: list[np.ndarray], settings: list[tuple[bool, float, bool]],
+                          ndcg: dict[tuple[bool, float, bool], np.ndarray],
+                          fits: dict[tuple[bool, float, bool], list[dict[str, Any]]]) -> None:
+        """A fold whose training cases hold no new-item target (few of GAMER's new items are targets): a fit there
+        would send every new item to the bottom, so every setting is scored as the rule alone on the held-out cases
+        (the new items after the rule's), and its fold fit is the rule alone."""
+        alone = {"mean": [], "scale": [], "coef": [], "intercept": 0.0, "features": []}
+        ranked = [_order(rows[i][0], rows[i][1][:, :0], alone, _CV_K, offsets[i], new[i]) for i in outside]
+        scores = per_case_metrics(ranked, [cases[i].target_items for i in outside], (_CV_K,))[f"NDCG@{_CV_K}"]
+        for setting in settings:
+            ndcg[setting][outside] = scores
+            fits[setting].append(dict(alone))
 
     # ------------------------------------------------------------------------------ the rule beneath
 

@@ -622,3 +622,15 @@ def test_a_new_items_residual_fits_gamers_items_alone_on_real_cases(real_cases) 
     residual.weights |= {"features": [], "coef": [], "mean": [], "scale": [], "regularization": 0.0}
     top = rule.rank(test, 10)
     assert [row[:len(mine)] for row, mine in zip(residual.rank(test, 10, test_beams, test_scores), top)] == top
+
+
+def test_a_new_items_residual_cross_validates_when_a_fold_holds_no_new_target() -> None:
+    """One fit case's target is a new item of GAMER's beams: the fold that holds it out has no new-item target to fit
+    on, and is scored as the rule alone instead of stopping the fit (taobao_cml_partial had 6 such targets)."""
+    train = _frequent_not_recent(80, seed=0)
+    beams, scores = _noise_beams(train, 0)
+    train[0] = replace(train[0], target_items=(beams[0][0],))
+    residual = HistoryReranker(BEHAVIORS, explore=False, residual=True, residual_items="new",
+                               regularization=REGULARIZATION_GRID, gate=GATE_GRID).fit(train, beams, scores)
+    assert len(residual.weights["cv_ndcg10"]) == 1 + 2 * len(GATE_GRID) * len(REGULARIZATION_GRID)
+    assert residual.weights["fit_positives"] == 1
