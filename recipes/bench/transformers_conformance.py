@@ -45,6 +45,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from gamer_hf.files import atomic_output
+
 # name -> (module path inside the harness folder, test class). "GAMER-aligned" is GAMER's tester with the expert
 # width 40 instead of the generic tester's 37 (see RESULTS.md: torch's CPU grouped matmul needs 16-byte rows).
 MODULES = {
@@ -267,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     harness = args.transformers_tests.resolve()
     for model in args.models:
         if not (harness / MODULES[model][0]).is_file():
-            raise SystemExit(f"error: {harness / MODULES[model][0]} not found (see this script's docstring)")
+            print(f"error: {harness / MODULES[model][0]} not found (see this script's docstring)", file=sys.stderr)
+            raise SystemExit(2)  # a wrong harness folder is bad input
     runs = [run_module(harness, model, args.python, args.timeout) for model in args.models]
     print(markdown(runs))
     if args.json is not None:
@@ -278,9 +281,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             "runs": [run_record(run) for run in runs],
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, args.json)
+        with atomic_output(args.json) as temporary:
+            temporary.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
