@@ -159,12 +159,20 @@ print(json.dumps({name: inspect.unwrap(getattr(cls, name)).__qualname__.split(".
 """
 
 
+class HarnessError(Exception):
+    """The harness folder exists but its test module cannot be imported (a broken link, a missing stand-in): bad
+    input, told in one line instead of a subprocess traceback."""
+
+
 def mixin_of_tests(harness: Path, module_path: str, test_class: str, python: str, env: dict[str, str]) -> dict[str, str]:
     """Test name -> the class of the harness that defines it (ModelTesterMixin, GenerationTesterMixin, ...)."""
     module = module_path.removesuffix(".py").replace("/", ".")
-    out = subprocess.run([python, "-c", _MIXINS, module, test_class], cwd=harness, env=env, check=True,
-                         capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    proc = subprocess.run([python, "-c", _MIXINS, module, test_class], cwd=harness, env=env, capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines() or ["no error output"]
+        raise HarnessError(f"{harness / module_path}: {test_class} cannot be imported: {lines[-1]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @dataclass
@@ -188,6 +196,7 @@ def run_module(harness: Path, model: str, python: str, timeout: float) -> Module
     module_path, test_class = MODULES[model]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "COLUMNS": "250",
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    mixins = mixin_of_tests(harness, module_path, test_class, python, env)  # first: it fails fast on a broken harness
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "junit.xml"
         start = time.perf_counter()
@@ -199,8 +208,7 @@ def run_module(harness: Path, model: str, python: str, timeout: float) -> Module
         seconds = time.perf_counter() - start
         tests = parse_junit(junit) if junit.exists() else []
     summary = parse_summary(proc.stdout)
-    return ModuleRun(model, seconds, proc.returncode, summary, tests, mixin_of_tests(harness, module_path, test_class,
-                                                                                     python, env))
+    return ModuleRun(model, seconds, proc.returncode, summary, tests, mixins)
 
 
 def run_record(run: ModuleRun) -> dict:
@@ -271,7 +279,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not (harness / MODULES[model][0]).is_file():
             print(f"error: {harness / MODULES[model][0]} not found (see this script's docstring)", file=sys.stderr)
             raise SystemExit(2)  # a wrong harness folder is bad input
-    runs = [run_module(harness, model, args.python, args.timeout) for model in args.models]
+    try:
+        runs = [run_module(harness, model, args.python, args.timeout) for model in args.models]
+    except HarnessError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(markdown(runs))
     if args.json is not None:
         import transformers

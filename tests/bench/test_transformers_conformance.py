@@ -81,3 +81,23 @@ def test_the_junit_report_gives_one_outcome_per_test(conformance, tmp_path: Path
 def test_a_failure_is_classified_by_what_its_message_says(conformance, message, kind) -> None:
     assert conformance.classify(message)[0] == kind
     assert conformance.classify(message)[0] in (*conformance.KINDS, "unclassified")
+
+
+@pytest.mark.parametrize("module_text, names", [
+    (None, ["not found"]),  # no harness folder
+    ("import a_module_that_is_not_installed\n", ["cannot be imported", "ModuleNotFoundError",
+                                                 "a_module_that_is_not_installed"]),  # a broken link or stand-in
+])
+def test_a_broken_harness_is_one_line_and_exit_2(conformance, tmp_path: Path, capsys, module_text, names) -> None:
+    if module_text is not None:
+        module = tmp_path / conformance.MODULES["GAMER"][0]
+        module.parent.mkdir(parents=True)
+        module.write_text(module_text, encoding="utf-8")
+    out = tmp_path / "out.json"
+    with pytest.raises(SystemExit) as exit_:
+        conformance.main(["--transformers-tests", str(tmp_path), "--models", "GAMER", "--json", str(out)])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1 and error.startswith("error: ")
+    assert all(name in error for name in names)
+    assert not out.exists()  # nothing written
