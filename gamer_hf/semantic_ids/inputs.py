@@ -164,6 +164,9 @@ def load_inputs(
 ) -> SemanticIdInputs:
     """Read a raw events folder (has events.csv.gz) or a prepared dataset; `items_file` overrides side info."""
     folder = Path(data)
+    if folder.is_file():  # an events file, as `prepare --events` takes: this job reads folders
+        raise NotADirectoryError(f"{folder} is a file: pass a prepared dataset folder (`gamer-hf prepare --out`) or "
+                                 "a raw events folder (events.csv.gz, meta.json)")
     if not folder.is_dir():
         raise FileNotFoundError(f"data directory not found: {folder}")
     if (folder / "metadata.json").is_file():

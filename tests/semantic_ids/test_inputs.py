@@ -34,10 +34,16 @@ def test_items_file_override_reads_ids_as_strings(events_folder: Path, tmp_path:
     assert inputs.items["item_id"].tolist() == ["1", "2"]
 
 
+def _file(path: Path) -> Path:
+    path.write_text("user_id,item_id,behavior,timestamp\n")
+    return path
+
+
 @pytest.mark.parametrize(
     "make,error,message",
     [
         (lambda root: root / "missing", FileNotFoundError, "not found"),
+        (lambda root: _file(root / "events.csv"), NotADirectoryError, "events.csv is a file: pass a prepared"),
         (lambda root: root, ValueError, "neither a prepared dataset"),
     ],
 )
