@@ -58,6 +58,7 @@ COLLATE_AB = ("### Collation against the loop collator, from the rows' number co
               "helper)")
 EVENTS_PER_USER = 29.5  # generate_synthetic defaults: ~4 sessions x 6 clicks plus carts and buys
 TAOBAO_EVENTS = 100_000_000  # write_taobao_shaped at scale 1 (1M users x ~100 events)
+PACKED = "this tree, packed"  # the collation comparison's run of this tree with `pack=True`
 
 
 def _peak_rss_mib() -> float:
@@ -204,11 +205,12 @@ def _write_batches(prepared_dir: Path, max_rows: int, into: Path) -> dict[str, A
     return counts
 
 
-def collate_batches(folder: Path, max_history: int, as_rows: bool) -> dict[str, Any]:
+def collate_batches(folder: Path, max_history: int, as_rows: bool, pack: bool = False) -> dict[str, Any]:
     """One child: collate every batch `_write_batches` wrote with the `gamer_hf` this process imports (today's, or
     a commit's put first on PYTHONPATH); Arrow tables as `SplitRows` hands them over, or (`as_rows`, for a collator
-    that predates Arrow batches) their Python rows, made before the clock starts. Returns the tokens, the collation
-    wall and CPU seconds per split, and one SHA-256 of all outputs, to check codes against each other."""
+    that predates Arrow batches) their Python rows, made before the clock starts; `pack`: packed rows, as `gamer-hf
+    train` collates. Returns the tokens, the collation wall and CPU seconds per split, and one SHA-256 of all
+    outputs, to check codes against each other (packed outputs have other shapes: their digest is their own)."""
     import hashlib
 
     import pyarrow as pa
@@ -225,7 +227,7 @@ def collate_batches(folder: Path, max_history: int, as_rows: bool) -> dict[str, 
         start = time.perf_counter()
         options["numbers"] = collation.RowNumbers.of(tokenizer, spec["item_ids"], spec["behaviors"])
         setup = time.perf_counter() - start
-    collator = GamerCollator(tokenizer, max_history=max_history, **options)
+    collator = GamerCollator(tokenizer, max_history=max_history, **options, **({"pack": True} if pack else {}))
     digest, tokens, batches, seconds, cpu = hashlib.sha256(), 0, 0, {}, {}
     for split in ("train", "validation"):
         with pa.OSFile(str(folder / f"{split}.arrow")) as source:
@@ -241,7 +243,8 @@ def collate_batches(folder: Path, max_history: int, as_rows: bool) -> dict[str, 
             cpu[split] += time.process_time() - start_cpu
             for name in sorted(output):
                 digest.update(name.encode() + output[name].numpy().tobytes())
-            tokens += int(output["attention_mask"].sum())
+            tokens += int(output["attention_mask"].sum() if "attention_mask" in output  # packed rows: no mask
+                          else output["input_ids"].ne(tokenizer.pad_token_id).sum())
     return {"tokens": tokens, "seconds": seconds, "cpu_seconds": cpu, "batches": batches, "setup_seconds": setup,
             "digest": digest.hexdigest(), "package": str(Path(gamer_hf.__file__).parent)}
 
@@ -249,8 +252,9 @@ def collate_batches(folder: Path, max_history: int, as_rows: bool) -> dict[str, 
 def compare_collation(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Per workload (retail_beh_mbht, each `--num-events` synthetic log), the same `SplitRows` batches collated
     by this tree, by `--collate-baseline-commit` (the loop collator, on Python rows) and by each
-    `--collate-commits` commit, each in a fresh process, `--repeats` rounds rotating the order; the outputs of all
-    codes must be equal. Prepared folders are kept in (and reused from) `--keep`."""
+    `--collate-commits` commit, and by this tree packing its rows (PACKED: what training collates), each in a fresh
+    process, `--repeats` rounds rotating the order; the padded outputs of all codes must be equal. Prepared folders
+    are kept in (and reused from) `--keep`."""
     from code_at import child_env, packages, round_order  # a sibling script; here so the other workloads need no git
 
     root = Path(args.keep or tempfile.mkdtemp(dir=args.scratch))
@@ -273,9 +277,9 @@ def compare_collation(args: argparse.Namespace) -> list[dict[str, Any]]:
         if not (batches / "tokenizer.json").is_file():
             _write_batches(out, args.collate_rows, batches)
         for repeat in range(args.repeats):
-            for code in round_order(list(codes), repeat):
-                result = _child(args, "collate", env=child_env(codes[code]), folder=batches,
-                                as_rows=code == "baseline" or None, collate_rows=0)
+            for code in round_order([*codes, PACKED], repeat):
+                result = _child(args, "collate", env=child_env(codes.get(code)), folder=batches,
+                                as_rows=code == "baseline" or None, pack=code == PACKED or None, collate_rows=0)
                 rows.append(result | {"workload": name, "code": code, "repeat": repeat, "load": os.getloadavg()[0]})
         if args.rows_out:
             Path(args.rows_out).write_text(json.dumps(rows, indent=1))
@@ -303,20 +307,22 @@ def _collation_table(rows: list[dict[str, Any]], baseline: str) -> str:
             for clock in ("seconds", "cpu_seconds"):
                 ratios = [rate(r, clock) / rate(base[r["repeat"]], clock) for r in runs]
                 cells.append(f"**{np.median(ratios):.1f}x** ({min(ratios):.1f}-{max(ratios):.1f}x)")
-            same = all(r["digest"] == base[r["repeat"]]["digest"] for r in runs)
+            same = "packed rows" if code == PACKED else "yes" if all(
+                r["digest"] == base[r["repeat"]]["digest"] for r in runs) else "**no**"
             label = {"baseline": f"loop collator (`{baseline}`, Python rows)",
-                     "this tree": "this branch (Arrow, number columns)"}.get(
+                     "this tree": "this branch (Arrow, number columns)",
+                     PACKED: "this branch, packed (`pack=True`, as `gamer-hf train`)"}.get(
                 code, f"`{code}` (Arrow)")
             lines.append(f"| {workload} | {runs[0]['batches']:,} | {runs[0]['tokens'] / 1e6:.1f}M | {label} "
                          f"| {len(runs)} | {np.median(walls):.2f}M/s ({min(walls):.2f}-{max(walls):.2f}) "
-                         f"| {cells[0]} | {cells[1]} | {'yes' if same else '**no**'} |")
+                         f"| {cells[0]} | {cells[1]} | {same} |")
     return "\n".join(lines)
 
 
 def run_workload(args: argparse.Namespace) -> dict[str, Any]:
     """One child process: generate, or prepare (and collate) one log, or collate written batches."""
     if args.workload == "collate":  # first: a baseline commit's package may lack the imports below
-        return {"workload": "collate"} | collate_batches(Path(args.folder), args.max_history, args.as_rows)
+        return {"workload": "collate"} | collate_batches(Path(args.folder), args.max_history, args.as_rows, args.pack)
     from gamer_hf.data import load_prepared, prepare, write_synthetic_log, write_taobao_shaped
 
     baseline = _peak_rss_mib()  # after the imports: what every workload pays before its data
@@ -647,6 +653,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--collate-commits", nargs="*", default=[],
                         help="with --collate-baseline-commit: also these commits' collators (on Arrow batches)")
     parser.add_argument("--as-rows", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--pack", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--workload", choices=["generate", "prepare", "retail_beh_mbht", "collate"], help=argparse.SUPPRESS)
     parser.add_argument("--events", type=int, help=argparse.SUPPRESS)

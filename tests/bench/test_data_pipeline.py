@@ -34,17 +34,25 @@ def test_arrow_batches_and_their_rows_collate_to_the_same_digest(pipeline, batch
     assert shorter["digest"] != arrow["digest"] and shorter["tokens"] < arrow["tokens"]
 
 
+def test_packed_rows_collate_the_same_tokens_in_other_shapes(pipeline, batches) -> None:
+    padded, packed = (pipeline.collate_batches(batches, 4, False, pack) for pack in (False, True))
+    assert packed["tokens"] == padded["tokens"] > 0 and packed["digest"] != padded["digest"]
+
+
 def test_the_table_gives_ratios_within_rounds_and_flags_a_differing_output(pipeline) -> None:
     def run(code: str, repeat: int, seconds: float, digest: str = "same") -> dict:
         return {"workload": "w", "code": code, "repeat": repeat, "tokens": 1_000_000, "batches": 4, "digest": digest,
                 "seconds": {"train": seconds, "validation": 0.0}, "cpu_seconds": {"train": seconds, "validation": 0.0}}
 
     rows = [run("baseline", 0, 1.0), run("this tree", 0, 0.25), run("baseline", 1, 2.0), run("this tree", 1, 0.4),
-            run("abc1234", 0, 0.5), run("abc1234", 1, 1.0, digest="other")]
+            run("abc1234", 0, 0.5), run("abc1234", 1, 1.0, digest="other"),
+            run(pipeline.PACKED, 0, 0.5, digest="packed"), run(pipeline.PACKED, 1, 1.0, digest="packed")]
     table = pipeline._collation_table(rows, "5d24df8").splitlines()
     mine = next(line for line in table if "this branch" in line)
     assert "**4.5x** (4.0-5.0x)" in mine and mine.endswith("| yes |")  # median of the per-round ratios 4 and 5
     assert next(line for line in table if "`abc1234`" in line).endswith("| **no** |")
+    packed = next(line for line in table if "packed" in line)  # its own shapes: not compared, not flagged
+    assert "**2.0x** (2.0-2.0x)" in packed and packed.endswith("| packed rows |")
 
 
 def test_a_new_part_goes_before_the_named_part_and_is_replaced_in_place(pipeline, tmp_path, monkeypatch) -> None:
@@ -69,7 +77,7 @@ def test_the_collation_rounds_run_every_code_in_a_fresh_process_in_rotated_order
     calls = []
 
     def child(args, workload, env=None, **options):
-        calls.append((env.get("PYTHONPATH", "this tree"), options.get("as_rows")))
+        calls.append((env.get("PYTHONPATH", "this tree"), options.get("as_rows"), options.get("pack")))
         return {"tokens": 1, "seconds": {}, "cpu_seconds": {}, "batches": 1, "digest": "d"}
 
     monkeypatch.setattr(pipeline, "_child", child)
@@ -81,7 +89,8 @@ def test_the_collation_rounds_run_every_code_in_a_fresh_process_in_rotated_order
                                 "--repeats", "3", "--keep", str(keep), "--collate-rows", "600"])
     rows = pipeline.compare_collation(args)
     paths = {"baseline": str((keep / "code_aaa").resolve()), "bbb": str((keep / "code_bbb").resolve()),
-             "this tree": "this tree"}
+             "this tree": "this tree", pipeline.PACKED: "this tree"}
     expected = [code for repeat in range(3) for code in code_at.round_order(list(paths), repeat)]
-    assert [(r["code"], r["repeat"]) for r in rows] == [(code, i // 3) for i, code in enumerate(expected)]
-    assert calls == [(paths[code], True if code == "baseline" else None) for code in expected]
+    assert [(r["code"], r["repeat"]) for r in rows] == [(code, i // 4) for i, code in enumerate(expected)]
+    assert calls == [(paths[code], True if code == "baseline" else None, True if code == pipeline.PACKED else None)
+                     for code in expected]

@@ -16,7 +16,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 from gamer_hf import GamerConfig, GamerForCausalLM, GamerTokenizerFast
 from gamer_hf.data import SYNTHETIC_BEHAVIORS, GamerCollator, generate_synthetic, prepare
-from gamer_hf.data.collator import NUMBER_COLUMNS, RowNumbers, _TokenTable
+from gamer_hf.data.collator import NUMBER_COLUMNS, RowNumbers, _pack_rows, _TokenTable
 from gamer_hf.data.prepare import _write_arrow_ids, load_prepared
 from gamer_hf.errors import ConfigurationError, DataError
 
@@ -435,6 +435,24 @@ def test_packed_rows_hold_the_padded_examples(synthetic_prepared, levels) -> Non
         pads = [([tokenizer.pad_token_id] * len(ids), [-100] * len(ids))
                 for ids, _ in _examples_of(packed) if set(ids) == {tokenizer.pad_token_id}]  # row tails
         assert sorted(_examples_of(packed)) == sorted(_examples_of(padded) + pads)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rows_are_first_fit_decreasing(seed: int) -> None:
+    """The row of every example is the first with room, longest example first and ties in batch order, also
+    through runs of equal lengths (where the search resumes)."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 12, 300) * 4  # few distinct lengths: long runs of equal ones
+    width = int(lengths.max()) + 4 * seed
+    expected, room = np.empty(len(lengths), dtype=np.int64), []
+    for example in sorted(range(len(lengths)), key=lambda e: -lengths[e]):
+        row = next((r for r, free in enumerate(room) if free >= lengths[example]), len(room))
+        room += [width] * (row == len(room))
+        room[row] -= lengths[example]
+        expected[example] = row
+    rows = _pack_rows(lengths, width)
+    assert np.array_equal(rows, expected)
+    assert (np.bincount(rows, weights=lengths) <= width).all() and rows.max() + 1 < len(lengths)
 
 
 def test_packing_is_skipped_where_it_saves_no_row(prepared, tokenizer) -> None:
