@@ -72,6 +72,7 @@ quality.md and quality.png in --out (default recipes/bench/results).
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import logging
 import os
@@ -715,6 +716,37 @@ def save(results: dict[str, Any], out: Path) -> None:
         plot(results, out / "quality.png")
 
 
+def merge(files: Sequence[Path]) -> dict[str, Any]:
+    """The runs of several quality.json (or .json.gz, as committed) files of one budget (seeds run side by side, each
+    into its own --out) as one results dict. They must agree where they meet: the budget, each dataset's test cases and chosen tokenizers, and
+    any (dataset, seed, model) run two files hold (a seed's file started from a copy of another's holds its rows)."""
+    merged: dict[str, Any] = {"runs": {}, "datasets": {}}
+    for file in files:
+        results = json.loads(gzip.decompress(file.read_bytes())) if file.suffix == ".gz" else read_json(file)
+        if merged.setdefault("budget", results["budget"]) != results["budget"]:
+            raise SystemExit(f"{file}: a {results['budget']['name']!r} run; the first file's is "
+                             f"{merged['budget']['name']!r}: merge runs of one budget")
+        for key in ("device", "data_seed", "torch"):
+            merged.setdefault(key, results.get(key))
+        for key, pick in (("started", min), ("finished", max)):
+            if key in results:
+                merged[key] = pick(merged.get(key, results[key]), results[key])
+        for dataset, setup in results["datasets"].items():
+            kept = merged["datasets"].setdefault(dataset, setup)
+            chosen = [{family: choice["chosen"] for family, choice in entry.get("collision_choice", {}).items()}
+                      for entry in (kept, setup)]
+            if kept.get("cases") != setup.get("cases") or chosen[0] != chosen[1]:
+                raise SystemExit(f"{file}: {dataset}'s test cases or chosen tokenizers differ from an earlier file's")
+        for dataset, seeds in results["runs"].items():
+            for seed, models in seeds.items():
+                done = merged["runs"].setdefault(dataset, {}).setdefault(seed, {})
+                for model, record in models.items():
+                    if done.setdefault(model, record) != record:
+                        raise SystemExit(f"{file}: {dataset} seed {seed} {model} differs from the run of an earlier "
+                                         "file")
+    return merged
+
+
 # ----------------------------------------------------------------------------------------------- main
 
 
@@ -738,9 +770,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--redo", nargs="+", default=[], choices=MODELS + DIAGNOSTICS,
                         help="with --resume: run these models again (the blends alone reuse the trained GAMER)")
     parser.add_argument("--render", action="store_true", help="only rewrite quality.md / .png from --out/quality.json")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="QUALITY_JSON",
+                        help="write the runs of these quality.json(.gz) files (seeds run side by side) into "
+                             "--out/quality.json, then render it")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
     args = parser.parse_args(argv)
-    if args.data_dir is None and not args.render:
+    if args.data_dir is None and not (args.render or args.merge):
         parser.error("give --data-dir or set GAMER_HF_DATA_DIR")
     if set(BLENDS) & {_base(m) for m in args.models} and "GAMER" not in args.models:
         parser.error(f"{BLENDS} are made from GAMER's lists: add GAMER to --models")
@@ -860,8 +895,8 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.render:
-        results = json.loads((args.out / "quality.json").read_text())
+    if args.render or args.merge:
+        results = merge(args.merge) if args.merge else json.loads((args.out / "quality.json").read_text())
         save(results, args.out)
         print(markdown(results))
     else:

@@ -52,6 +52,34 @@ def test_aggregate_is_mean_and_sample_std_over_seeds(quality) -> None:
     assert summary["Repeat"]["target_NDCG@10_std"] == pytest.approx(0.0, abs=1e-12) and summary["Repeat"]["seeds"] == 3
 
 
+def _results(seed: str, ndcg: float, budget: str = "quick", chosen: str = "append") -> dict:
+    return {"budget": {"name": budget}, "started": f"2026-12-03 1{seed}:00",
+            "datasets": {"d": {"cases": {"case_slices": ["repeat"]}, "collision_choice": {"GAMER": {"chosen": chosen}}}},
+            "runs": {"d": {seed: {"SASRec": _record(ndcg, ndcg)}}}}
+
+
+def test_merge_puts_side_by_side_seeds_in_one_file_and_renders_it(quality, tmp_path) -> None:
+    import gzip
+
+    first = _results("0", 0.1)
+    second = _results("1", 0.3)
+    second["runs"]["d"]["0"] = first["runs"]["d"]["0"]  # started from a copy of seed 0's file
+    (tmp_path / "a.json").write_text(json.dumps(first))
+    (tmp_path / "b.json.gz").write_bytes(gzip.compress(json.dumps(second).encode()))
+    merged = quality.merge([tmp_path / "a.json", tmp_path / "b.json.gz"])
+    assert sorted(merged["runs"]["d"]) == ["0", "1"] and merged["started"] == "2026-12-03 10:00"
+    assert quality.aggregate(merged["runs"])["d"]["SASRec"]["target_NDCG@10_mean"] == pytest.approx(0.2)
+    for change, message in ((lambda r: r["budget"].update(name="small"), "'small' run"),
+                            (lambda r: r["datasets"]["d"]["collision_choice"]["GAMER"].update(chosen="reassign"),
+                             "chosen tokenizers differ"),
+                            (lambda r: r["runs"]["d"]["0"].update(SASRec=_record(0.5, 0.5)), "seed 0 SASRec differs")):
+        other = json.loads(json.dumps(second))
+        change(other)
+        (tmp_path / "c.json").write_text(json.dumps(other))
+        with pytest.raises(SystemExit, match=message):
+            quality.merge([tmp_path / "a.json", tmp_path / "c.json"])
+
+
 def test_user_subsample_is_seeded_and_keeps_the_layout(quality, data_dir, tmp_path) -> None:
     first = quality.subsample_users(data_dir / "synthetic", tmp_path / "a", 30, seed=5)
     again = quality.subsample_users(data_dir / "synthetic", tmp_path / "b", 30, seed=5)
