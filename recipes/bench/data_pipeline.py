@@ -227,7 +227,9 @@ def collate_batches(folder: Path, max_history: int, as_rows: bool, pack: bool = 
         start = time.perf_counter()
         options["numbers"] = collation.RowNumbers.of(tokenizer, spec["item_ids"], spec["behaviors"])
         setup = time.perf_counter() - start
-    collator = GamerCollator(tokenizer, max_history=max_history, **options, **({"pack": True} if pack else {}))
+    if pack:  # only this tree runs packed: an older commit's collator may not take the option
+        options["pack"] = True
+    collator = GamerCollator(tokenizer, max_history=max_history, **options)
     digest, tokens, batches, seconds, cpu = hashlib.sha256(), 0, 0, {}, {}
     for split in ("train", "validation"):
         with pa.OSFile(str(folder / f"{split}.arrow")) as source:
