@@ -763,6 +763,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the user and case subsamples")
     parser.add_argument("--epochs", type=int, help="override the budget's epochs (the budget is renamed: a study)")
+    parser.add_argument("--patience", type=int, help="override the budget's early-stopping patience of SASRec, TIGER "
+                        "and GAMER; 0 never stops early, the best validation epoch is still the one scored (the budget "
+                        "is renamed)")
     parser.add_argument("--test-cases", type=_test_cases, help="override the budget's test-case cap, a number or "
                         "'all' (the budget is renamed; trained checkpoints with the same training arguments are reused)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -793,11 +796,15 @@ def _test_cases(value: str) -> int | str:
 
 
 def budget_for(args: argparse.Namespace, budget: Budget | None = None) -> Budget:
-    """The flags' budget (or `budget`) with --epochs and --test-cases applied; an overridden budget gets its own
-    name, so --resume never mixes its runs with the standard ones."""
+    """The flags' budget (or `budget`) with --epochs, --patience and --test-cases applied; an overridden budget gets its
+    own name, so --resume never mixes its runs with the standard ones."""
     budget = budget or BUDGETS[args.budget]
     if args.epochs is not None:
         budget = replace(budget, name=f"{budget.name}-epochs={args.epochs}", epochs=args.epochs)
+    if getattr(args, "patience", None) is not None:
+        if args.patience < 0:
+            raise SystemExit(f"--patience must be >= 0 (0: never stop early), got {args.patience}")
+        budget = replace(budget, name=f"{budget.name}-patience={args.patience}", patience=args.patience)
     if getattr(args, "test_cases", None) is not None:
         budget = replace(budget, name=f"{budget.name}-test={args.test_cases}",
                          max_test_cases=None if args.test_cases == "all" else args.test_cases)

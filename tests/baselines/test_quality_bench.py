@@ -196,12 +196,19 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
 @pytest.mark.parametrize(
     ("flags", "name", "epochs", "users"),
     [([], "small", 6, 2500), (["--epochs", "12"], "small-epochs=12", 12, 2500),
-     (["--budget", "cpu5k"], "cpu5k", 6, 5000), (["--epochs", "3", "--test-cases", "all"], "small-epochs=3-test=all", 3, 2500)],
+     (["--budget", "cpu5k"], "cpu5k", 6, 5000), (["--epochs", "3", "--test-cases", "all"], "small-epochs=3-test=all", 3, 2500),
+     (["--budget", "cpu5k", "--epochs", "12", "--patience", "0"], "cpu5k-epochs=12-patience=0", 12, 5000)],
 )
 def test_budget_flags_name_the_budget(quality, flags, name, epochs, users) -> None:
     budget = quality.budget_for(quality.parse_args(["--data-dir", ".", *flags]))
     assert (budget.name, budget.epochs, budget.max_users) == (name, epochs, users)
+    assert budget.patience == (0 if "--patience" in flags else quality.BUDGETS[budget.name.split("-")[0]].patience)
     assert not hasattr(budget, "max_train_seconds")  # step budgets only: no wall-clock cap
+
+
+def test_a_negative_patience_is_refused(quality) -> None:
+    with pytest.raises(SystemExit, match="--patience must be >= 0"):
+        quality.budget_for(quality.parse_args(["--data-dir", ".", "--patience", "-1"]))
 
 
 def test_the_issue_16_cpu_bench_is_a_named_preset(quality) -> None:
