@@ -718,11 +718,17 @@ def save(results: dict[str, Any], out: Path) -> None:
 
 def merge(files: Sequence[Path]) -> dict[str, Any]:
     """The runs of several quality.json (or .json.gz, as committed) files of one budget (seeds run side by side, each
-    into its own --out) as one results dict. They must agree where they meet: the budget, each dataset's test cases and chosen tokenizers, and
-    any (dataset, seed, model) run two files hold (a seed's file started from a copy of another's holds its rows)."""
+    into its own --out) as one results dict. They must agree where they meet: the budget, each dataset's test cases
+    and chosen tokenizers, and any (dataset, seed, model) run two files hold (a seed's file started from a copy of
+    another's holds its rows). A file that is missing or not a results file stops it with one line naming it."""
     merged: dict[str, Any] = {"runs": {}, "datasets": {}}
     for file in files:
-        results = json.loads(gzip.decompress(file.read_bytes())) if file.suffix == ".gz" else read_json(file)
+        try:
+            results = json.loads(gzip.decompress(file.read_bytes()) if file.suffix == ".gz" else file.read_text())
+        except (OSError, EOFError, ValueError) as problem:
+            raise SystemExit(f"{file}: not a readable quality.json ({type(problem).__name__}: {problem})") from None
+        if not isinstance(results, dict) or {"budget", "datasets", "runs"} - set(results):
+            raise SystemExit(f"{file}: not a readable quality.json (no budget, datasets and runs)")
         if merged.setdefault("budget", results["budget"]) != results["budget"]:
             raise SystemExit(f"{file}: a {results['budget']['name']!r} run; the first file's is "
                              f"{merged['budget']['name']!r}: merge runs of one budget")
@@ -763,7 +769,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the user and case subsamples")
     parser.add_argument("--epochs", type=int, help="override the budget's epochs (the budget is renamed: a study)")
-    parser.add_argument("--patience", type=int, help="override the budget's early-stopping patience of SASRec, TIGER "
+    parser.add_argument("--patience", type=_patience, help="override the budget's early-stopping patience of SASRec, TIGER "
                         "and GAMER; 0 never stops early, the best validation epoch is still the one scored (the budget "
                         "is renamed)")
     parser.add_argument("--test-cases", type=_test_cases, help="override the budget's test-case cap, a number or "
@@ -787,6 +793,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _patience(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"--patience takes a number >= 0 (0: never stop early), got {value!r}")
+    return int(value)
+
+
 def _test_cases(value: str) -> int | str:
     if value == "all":
         return value
@@ -802,8 +814,6 @@ def budget_for(args: argparse.Namespace, budget: Budget | None = None) -> Budget
     if args.epochs is not None:
         budget = replace(budget, name=f"{budget.name}-epochs={args.epochs}", epochs=args.epochs)
     if getattr(args, "patience", None) is not None:
-        if args.patience < 0:
-            raise SystemExit(f"--patience must be >= 0 (0: never stop early), got {args.patience}")
         budget = replace(budget, name=f"{budget.name}-patience={args.patience}", patience=args.patience)
     if getattr(args, "test_cases", None) is not None:
         budget = replace(budget, name=f"{budget.name}-test={args.test_cases}",

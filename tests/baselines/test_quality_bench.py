@@ -78,6 +78,10 @@ def test_merge_puts_side_by_side_seeds_in_one_file_and_renders_it(quality, tmp_p
         (tmp_path / "c.json").write_text(json.dumps(other))
         with pytest.raises(SystemExit, match=message):
             quality.merge([tmp_path / "a.json", tmp_path / "c.json"])
+    (tmp_path / "broken.json.gz").write_bytes(b"not gzip")
+    for name in ("missing.json", "broken.json.gz"):  # one line naming the file, no traceback
+        with pytest.raises(SystemExit, match=f"{name}: not a readable quality.json"):
+            quality.merge([tmp_path / "a.json", tmp_path / name])
 
 
 def test_user_subsample_is_seeded_and_keeps_the_layout(quality, data_dir, tmp_path) -> None:
@@ -206,9 +210,10 @@ def test_budget_flags_name_the_budget(quality, flags, name, epochs, users) -> No
     assert not hasattr(budget, "max_train_seconds")  # step budgets only: no wall-clock cap
 
 
-def test_a_negative_patience_is_refused(quality) -> None:
-    with pytest.raises(SystemExit, match="--patience must be >= 0"):
-        quality.budget_for(quality.parse_args(["--data-dir", ".", "--patience", "-1"]))
+def test_a_negative_patience_is_refused_with_usage_and_exit_2(quality, capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        quality.parse_args(["--data-dir", ".", "--patience=-1"])
+    assert stopped.value.code == 2 and "--patience takes a number >= 0" in capsys.readouterr().err
 
 
 def test_the_issue_16_cpu_bench_is_a_named_preset(quality) -> None:
