@@ -69,6 +69,17 @@ def test_recommend_equals_generate(tokenizer, model, histories, behavior) -> Non
         assert all(x >= y for (_, x), (_, y) in zip(row, row[1:]))
 
 
+
+def test_recommend_runs_in_eval_mode_and_restores_the_mode(tokenizer, model, histories) -> None:
+    """A model in training mode (with dropout) recommends as in eval mode and is in training mode again after; one
+    in eval mode throughout stays so (the mode switch is skipped there)."""
+    expected = model.recommend(tokenizer, histories, behavior="buy", top_k=5, num_beams=8)
+    assert not any(module.training for module in model.modules())
+    trained = GamerForCausalLM(GamerConfig.from_preset("tiny", tokenizer=tokenizer, hidden_dropout=0.5))
+    trained.load_state_dict(model.state_dict())
+    assert trained.train().recommend(tokenizer, histories, behavior="buy", top_k=5, num_beams=8) == expected
+    assert all(module.training for module in trained.modules())
+
 @pytest.mark.parametrize(
     "overrides",
     [dict(cross_level_layers=[], behavior_injection_layers=[], use_expert_ffn=False), dict(cross_level_layers=[0, 1])],
