@@ -102,11 +102,12 @@ def beam_search_items(
         # Beams follow their parent: the first time this expands each prompt to its beams.
         cache.reorder_cache((parent + torch.arange(batch, device=device)[:, None] * previous).view(-1))
         log_probs = _decode_step(model, cache, codes + offsets[depth], position + 1 + depth)
-    items = trie.leaf_to_item[nodes.clamp(min=0)]
-    ids = tokenizer.item_ids
+    names = tokenizer.item_ids.take(trie.leaf_to_item[nodes.clamp(min=0)].cpu().numpy())
+    width = nodes.shape[1]
     results = []
-    for row_items, row_scores, row_nodes in zip(items.tolist(), scores.tolist(), nodes.tolist()):
-        ranked = [(ids[i], s) for i, s, n in zip(row_items, row_scores, row_nodes) if n >= 0 and s > float("-inf")]
+    for row, (row_scores, row_nodes) in enumerate(zip(scores.tolist(), nodes.tolist())):
+        row_names = names[row * width : (row + 1) * width]
+        ranked = [(name, s) for name, s, n in zip(row_names, row_scores, row_nodes) if n >= 0 and s > float("-inf")]
         results.append(ranked[:top_k])
     return results
 
