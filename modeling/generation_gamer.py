@@ -87,13 +87,16 @@ def beam_search_items(
     nodes = torch.zeros(batch, 1, dtype=torch.long, device=device)
     scores = torch.zeros(batch, 1, device=device)
     for depth in range(trie.num_levels):
-        size = trie.codebook_sizes[depth]
-        candidates = scores[..., None] + log_probs[..., offsets[depth] : offsets[depth] + size]
-        allowed = trie.allowed(nodes, depth)
+        size, previous = trie.codebook_sizes[depth], nodes.shape[1]
+        # each beam's score plus its real continuations' log-probs, -inf for every other code: summed for the
+        # trie's children only, not for the whole [beams, codebook] block before masking it
+        rows, child_codes, child = trie.children(nodes, depth)
         if excluded_leaves is not None and depth == trie.num_levels - 1:
-            allowed &= ~_leaf_excluded(trie, nodes, excluded_leaves, depth)
-        candidates = candidates.masked_fill(~allowed, float("-inf")).view(batch, -1)
-        previous = nodes.shape[1]
+            kept = ~torch.isin(rows // previous * trie.leaf_to_item.numel() + child, excluded_leaves)
+            rows, child_codes = rows[kept], child_codes[kept]
+        sums = scores.view(-1)[rows] + log_probs.view(batch * previous, -1)[rows, child_codes + offsets[depth]]
+        candidates = scores.new_full((batch * previous, size), float("-inf")).index_put_((rows, child_codes), sums)
+        candidates = candidates.view(batch, -1)
         scores, flat = candidates.topk(min(num_beams, candidates.shape[1]), dim=-1)
         parent, codes = flat // size, flat % size
         nodes = trie.step(nodes.gather(1, parent), depth, codes)
@@ -167,14 +170,6 @@ def _excluded_leaves(tokenizer: Any, trie: ItemTrie, exclude: Sequence[set[str]]
         return torch.empty(0, dtype=torch.long, device=device)
     users, item_rows = torch.tensor(rows, device=device).T
     return torch.sort(users * trie.leaf_to_item.numel() + trie.item_to_leaf[item_rows]).values
-
-
-def _leaf_excluded(trie: ItemTrie, nodes: torch.Tensor, excluded: torch.Tensor, depth: int) -> torch.Tensor:
-    size = trie.codebook_sizes[depth]
-    codes = torch.arange(size, device=nodes.device).expand(*nodes.shape, size)
-    leaves = trie.step(nodes[..., None].expand_as(codes), depth, codes)
-    users = torch.arange(nodes.shape[0], device=nodes.device).view(-1, 1, 1)
-    return torch.isin(users * trie.leaf_to_item.numel() + leaves, excluded) & (leaves >= 0)
 
 
 def make_prefix_allowed_tokens_fn(tokenizer: Any) -> Callable[[int, torch.Tensor], list[int]]:

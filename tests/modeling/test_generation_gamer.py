@@ -36,6 +36,15 @@ def test_trie_allows_exactly_the_index(make_catalogue, seed: int) -> None:
         assert list(index)[trie.leaf_to_item[node].item()] == list(index)[list(index.values()).index(codes)]
     dead = trie.step(root, 0, torch.tensor([3]))  # code outside the level's codebook
     assert dead.item() == -1 and not trie.allowed(dead, 1).any()
+    nodes = root
+    for depth, size in enumerate(sizes):  # children of a batch of nodes (repeated, dead): each step()'s child, in order
+        nodes = torch.cat([nodes, nodes[:1], torch.tensor([-1])])
+        rows, codes, child = trie.children(nodes, depth)
+        expected = [(row, code) for row in range(len(nodes)) for code in range(size)
+                    if trie.step(nodes[row : row + 1], depth, torch.tensor([code])).item() >= 0]
+        assert list(zip(rows.tolist(), codes.tolist())) == expected
+        assert torch.equal(child, trie.step(nodes[rows], depth, codes))
+        nodes = child
 
 
 @pytest.mark.parametrize(("num_items", "sizes", "seed"), [(7, (2, 3, 4), 0), (12, (2, 2, 8), 1), (30, (3, 4, 4), 2)])
