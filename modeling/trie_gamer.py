@@ -91,7 +91,7 @@ class ItemTrie:
 
     def children(self, nodes: torch.Tensor, depth: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Every child of `nodes` (at `depth`) as three flat lists: the node's position in `nodes.reshape(-1)`, the
-        child's code and the child node (at `depth + 1`; an item's leaf at the last depth). None for -1 nodes."""
+        child's code and the child node (at `depth + 1`; an item's leaf at the last depth); nothing for -1 nodes."""
         flat = nodes.reshape(-1)
         ptr = self.child_ptr[depth]
         safe = flat.clamp(min=0)
