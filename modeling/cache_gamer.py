@@ -239,13 +239,15 @@ class GamerBeamPromptLayer(GamerBeamLayer):
     def gather(self, index: torch.Tensor) -> None:
         """Keep the prompt keys `index` ([batch, keys] positions) for the decode steps."""
         batch, heads, length, dim = self.keys.shape
-        # rows of the [batch * heads * length, dim] view: one index_select, no copy of the whole buffer first
-        # (2.5x faster than transposing it to gather whole positions; gather on an expanded index is slower still)
-        start = torch.arange(batch * heads, device=index.device).view(batch, heads, 1) * length
-        rows = (index[:, None, :] + start).view(-1)
+        # whole positions of the [batch * length, heads * dim] view, one index_select: the prefill's keys and values
+        # are heads-first views of position-major tensors, so that view is free, where the rows of a
+        # [batch * heads * length, dim] view cost a copy of the whole prompt first (2x the time); sdpa reads the
+        # heads-first view of the result as fast as a contiguous one, to the bit
+        rows = (index + torch.arange(batch, device=index.device)[:, None] * length).view(-1)
 
         def select(states: torch.Tensor) -> torch.Tensor:
-            return states.reshape(batch * heads * length, dim).index_select(0, rows).view(batch, heads, -1, dim)
+            positions = states.transpose(1, 2).reshape(batch * length, heads * dim)
+            return positions.index_select(0, rows).view(batch, -1, heads, dim).transpose(1, 2)
 
         self.readable = select(self.keys), select(self.values)
 
@@ -331,19 +333,22 @@ class GamerBeamCache(GamerCacheMixin, Cache):
         rows = torch.arange(self._prompt.shape[0] * self.width, device=self._prompt.device)
         self.reorder_cache(rows.repeat_interleave(repeats))
 
-    def beam_mask(self) -> torch.Tensor:
-        """Boolean [batch, 1, width, keys] mask of the next decode step (its queries are the new block): a beam
-        reads the prompt's real tokens, its ancestors' slots and its own new slot."""
+    def beam_mask(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """[batch, 1, width, keys] mask of the next decode step (its queries are the new block): a beam reads the
+        prompt's real tokens, its ancestors' slots and its own new slot. Boolean, or with a float `dtype` additive
+        (0 where read, the dtype's min elsewhere: the form every backend takes), built as such rather than converted
+        from a boolean one (two more passes over the mask every step)."""
         ancestors = self._filled_ancestors()
         batch, width, filled = ancestors.shape
         prompt = self._prompt.shape[1]
         blocks = torch.arange(filled + 1, device=ancestors.device) * self.num_beams + prompt
         own = torch.arange(width, device=ancestors.device)[None, :, None].expand(batch, -1, 1)
         slots = blocks + torch.cat([ancestors, own], dim=-1)  # [batch, width, filled + 1] key positions
-        mask = torch.zeros(batch, width, prompt + (filled + 1) * self.num_beams, dtype=torch.bool,
-                           device=ancestors.device)
-        mask[..., :prompt] = self._prompt[:, None, :]
-        return mask.scatter_(2, slots, True)[:, None]
+        dtype, read, unread = (torch.bool, True, False) if dtype is None else (dtype, 0.0, torch.finfo(dtype).min)
+        mask = torch.full((batch, width, prompt + (filled + 1) * self.num_beams), unread, dtype=dtype,
+                          device=ancestors.device)
+        mask[..., :prompt].masked_fill_(self._prompt[:, None, :], read)
+        return mask.scatter_(2, slots, read)[:, None]
 
     def last_behavior_ids(self) -> torch.Tensor | None:
         """Every beam continues its prompt, whose last token is the requested behavior."""

@@ -87,13 +87,16 @@ def beam_search_items(
     nodes = torch.zeros(batch, 1, dtype=torch.long, device=device)
     scores = torch.zeros(batch, 1, device=device)
     for depth in range(trie.num_levels):
-        size = trie.codebook_sizes[depth]
-        candidates = scores[..., None] + log_probs[..., offsets[depth] : offsets[depth] + size]
-        allowed = trie.allowed(nodes, depth)
+        size, previous = trie.codebook_sizes[depth], nodes.shape[1]
+        # each beam's score plus its real continuations' log-probs, -inf for every other code: summed for the
+        # trie's children only, not for the whole [beams, codebook] block before masking it
+        rows, child_codes, child = trie.children(nodes, depth)
         if excluded_leaves is not None and depth == trie.num_levels - 1:
-            allowed &= ~_leaf_excluded(trie, nodes, excluded_leaves, depth)
-        candidates = candidates.masked_fill(~allowed, float("-inf")).view(batch, -1)
-        previous = nodes.shape[1]
+            kept = ~torch.isin(rows // previous * trie.leaf_to_item.numel() + child, excluded_leaves)
+            rows, child_codes = rows[kept], child_codes[kept]
+        sums = scores.view(-1)[rows] + log_probs.view(batch * previous, -1)[rows, child_codes + offsets[depth]]
+        candidates = scores.new_full((batch * previous, size), float("-inf")).index_put_((rows, child_codes), sums)
+        candidates = candidates.view(batch, -1)
         scores, flat = candidates.topk(min(num_beams, candidates.shape[1]), dim=-1)
         parent, codes = flat // size, flat % size
         nodes = trie.step(nodes.gather(1, parent), depth, codes)
@@ -102,11 +105,12 @@ def beam_search_items(
         # Beams follow their parent: the first time this expands each prompt to its beams.
         cache.reorder_cache((parent + torch.arange(batch, device=device)[:, None] * previous).view(-1))
         log_probs = _decode_step(model, cache, codes + offsets[depth], position + 1 + depth)
-    items = trie.leaf_to_item[nodes.clamp(min=0)]
-    ids = tokenizer.item_ids
+    names = tokenizer.item_ids.take(trie.leaf_to_item[nodes.clamp(min=0)].cpu().numpy())
+    width = nodes.shape[1]
     results = []
-    for row_items, row_scores, row_nodes in zip(items.tolist(), scores.tolist(), nodes.tolist()):
-        ranked = [(ids[i], s) for i, s, n in zip(row_items, row_scores, row_nodes) if n >= 0 and s > float("-inf")]
+    for row, (row_scores, row_nodes) in enumerate(zip(scores.tolist(), nodes.tolist())):
+        row_names = names[row * width : (row + 1) * width]
+        ranked = [(name, s) for name, s, n in zip(row_names, row_scores, row_nodes) if n >= 0 and s > float("-inf")]
         results.append(ranked[:top_k])
     return results
 
@@ -151,9 +155,7 @@ def _decode_step(model: Any, cache: GamerBeamCache, tokens: torch.Tensor, positi
 
     Every beam sits at the same position after its prompt; its roles follow from the token ids and the cache.
     """
-    allowed = cache.beam_mask()
-    dtype = model.dtype  # additive (0 where allowed): the form every backend takes, flex included
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+    mask = cache.beam_mask(model.dtype)  # additive: the form every backend takes, flex included
     step = model(input_ids=tokens, attention_mask=mask, position_ids=position.expand_as(tokens), cache=cache,
                  use_cache=True)
     return torch.log_softmax(step.logits.float(), dim=-1)
@@ -168,14 +170,6 @@ def _excluded_leaves(tokenizer: Any, trie: ItemTrie, exclude: Sequence[set[str]]
         return torch.empty(0, dtype=torch.long, device=device)
     users, item_rows = torch.tensor(rows, device=device).T
     return torch.sort(users * trie.leaf_to_item.numel() + trie.item_to_leaf[item_rows]).values
-
-
-def _leaf_excluded(trie: ItemTrie, nodes: torch.Tensor, excluded: torch.Tensor, depth: int) -> torch.Tensor:
-    size = trie.codebook_sizes[depth]
-    codes = torch.arange(size, device=nodes.device).expand(*nodes.shape, size)
-    leaves = trie.step(nodes[..., None].expand_as(codes), depth, codes)
-    users = torch.arange(nodes.shape[0], device=nodes.device).view(-1, 1, 1)
-    return torch.isin(users * trie.leaf_to_item.numel() + leaves, excluded) & (leaves >= 0)
 
 
 def make_prefix_allowed_tokens_fn(tokenizer: Any) -> Callable[[int, torch.Tensor], list[int]]:
@@ -290,8 +284,12 @@ class GamerGenerationMixin(GenerationMixin):
         requested = [behavior] * len(histories) if isinstance(behavior, str) else list(behavior)
         if len(requested) != len(histories):
             raise ValueError(f"got {len(requested)} behaviors for {len(histories)} histories")
+        # eval mode for the calls, then the model's own mode back; skipped where every module is in eval already
+        # (setting and restoring it walks every module twice: 0.4 ms a call)
         was_training = self.training
-        self.eval()
+        switch = any(module.training for module in self.modules())
+        if switch:
+            self.eval()
         results: list[Any] = []
         try:
             for start in range(0, len(histories), batch_size):
@@ -301,5 +299,6 @@ class GamerGenerationMixin(GenerationMixin):
                 ).to(self.device)
                 results.extend(run(batch, start))
         finally:
-            self.train(was_training)
+            if switch:
+                self.train(was_training)
         return results

@@ -89,18 +89,24 @@ class ItemTrie:
             nodes = self.step(nodes, depth, codes[:, depth])
         return torch.where(nodes >= 0, self.leaf_to_item[nodes.clamp(min=0)], -1)
 
-    def allowed(self, nodes: torch.Tensor, depth: int) -> torch.Tensor:
-        """Boolean [*nodes.shape, C_depth]: which codes continue each node to a real item."""
+    def children(self, nodes: torch.Tensor, depth: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every child of `nodes` (at `depth`) as three flat lists: the node's position in `nodes.reshape(-1)`, the
+        child's code and the child node (at `depth + 1`; an item's leaf at the last depth); nothing for -1 nodes."""
         flat = nodes.reshape(-1)
         ptr = self.child_ptr[depth]
-        valid = flat >= 0
         safe = flat.clamp(min=0)
         starts = ptr[safe]
-        counts = torch.where(valid, ptr[safe + 1] - starts, torch.zeros_like(starts))
+        counts = torch.where(flat >= 0, ptr[safe + 1] - starts, torch.zeros_like(starts))
         rows = torch.repeat_interleave(torch.arange(flat.numel(), device=flat.device), counts)
         within = torch.arange(rows.numel(), device=flat.device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
-        mask = torch.zeros(flat.numel(), self.codebook_sizes[depth], dtype=torch.bool, device=flat.device)
-        mask[rows, self.child_codes[depth][starts[rows] + within]] = True
+        child = starts[rows] + within  # the child lists are the next level's nodes, in order
+        return rows, self.child_codes[depth][child], child
+
+    def allowed(self, nodes: torch.Tensor, depth: int) -> torch.Tensor:
+        """Boolean [*nodes.shape, C_depth]: which codes continue each node to a real item."""
+        rows, codes, _ = self.children(nodes, depth)
+        mask = torch.zeros(nodes.numel(), self.codebook_sizes[depth], dtype=torch.bool, device=nodes.device)
+        mask[rows, codes] = True
         return mask.view(*nodes.shape, -1)
 
 

@@ -62,6 +62,9 @@ paired bootstrap over the test cases, each resampled with all its seeds (`seed_p
     nice -n 10 python recipes/bench/quality.py --budget cpu5k --resume   # issue 16's CPU bench (5,000 users)
     python recipes/bench/quality.py --budget full           # reference settings, for a GPU
     python recipes/bench/quality.py --epochs 3 --test-cases all --resume --out runs/p4   # every test case of the sample
+    python recipes/bench/quality.py --budget cpu5k --seeds 1 --out runs/seed1 --choices-from runs/seed0/quality.json \
+        --work-dir runs/seed1_work --resume   # a seed beside seed 0's run, reusing its collision choices
+    python recipes/bench/quality.py --merge runs/seed0/quality.json runs/seed1/quality.json --out runs/seeds
     python recipes/bench/quality.py --epochs 15 --out recipes/bench/results/budget_study \
         --work-dir runs/bench_quality_long --datasets retail_beh_mbht --seeds 0   # is it the training budget?
 
@@ -120,6 +123,7 @@ from gamer_hf.evaluation import (
     subset_cases,
     WithoutHistory,
 )
+from gamer_hf.errors import ConfigurationError, GamerError
 from gamer_hf.files import atomic_output, read_json
 from gamer_hf.semantic_ids import REPORT_FILENAME, SemanticIdArguments, build_tokenizer
 from gamer_hf.training import CHECKPOINTS_SUBDIR, TRAINING_INFO_FILE, TrainArguments, list_checkpoints, train
@@ -716,22 +720,29 @@ def save(results: dict[str, Any], out: Path) -> None:
         plot(results, out / "quality.png")
 
 
+def read_results(file: Path) -> dict[str, Any]:
+    """A quality.json (or .json.gz, as committed); one that is missing or not a results file is refused in one line
+    naming it."""
+    try:
+        results = json.loads(gzip.decompress(file.read_bytes()) if file.suffix == ".gz" else file.read_text())
+    except (OSError, EOFError, ValueError) as problem:
+        raise ConfigurationError(f"{file}: not a readable quality.json ({type(problem).__name__}: {problem})") from None
+    if not isinstance(results, dict) or {"budget", "datasets", "runs"} - set(results):
+        raise ConfigurationError(f"{file}: not a readable quality.json (no budget, datasets and runs)")
+    return results
+
+
 def merge(files: Sequence[Path]) -> dict[str, Any]:
-    """The runs of several quality.json (or .json.gz, as committed) files of one budget (seeds run side by side, each
-    into its own --out) as one results dict. They must agree where they meet: the budget, each dataset's test cases
-    and chosen tokenizers, and any (dataset, seed, model) run two files hold (a seed's file started from a copy of
-    another's holds its rows). A file that is missing or not a results file stops it with one line naming it."""
+    """The runs of several quality.json (or .json.gz) files of one budget (seeds run side by side, each into its own
+    --out) as one results dict. They must agree where they meet: the budget, each dataset's test cases and chosen
+    tokenizers, and any (dataset, seed, model) run two files hold (a seed's file started from a copy of another's holds
+    its rows)."""
     merged: dict[str, Any] = {"runs": {}, "datasets": {}}
     for file in files:
-        try:
-            results = json.loads(gzip.decompress(file.read_bytes()) if file.suffix == ".gz" else file.read_text())
-        except (OSError, EOFError, ValueError) as problem:
-            raise SystemExit(f"{file}: not a readable quality.json ({type(problem).__name__}: {problem})") from None
-        if not isinstance(results, dict) or {"budget", "datasets", "runs"} - set(results):
-            raise SystemExit(f"{file}: not a readable quality.json (no budget, datasets and runs)")
+        results = read_results(file)
         if merged.setdefault("budget", results["budget"]) != results["budget"]:
-            raise SystemExit(f"{file}: a {results['budget']['name']!r} run; the first file's is "
-                             f"{merged['budget']['name']!r}: merge runs of one budget")
+            raise ConfigurationError(f"{file}: a {results['budget']['name']!r} run; the first file's is "
+                                     f"{merged['budget']['name']!r}: merge runs of one budget")
         for key in ("device", "data_seed", "torch"):
             merged.setdefault(key, results.get(key))
         for key, pick in (("started", min), ("finished", max)):
@@ -742,14 +753,15 @@ def merge(files: Sequence[Path]) -> dict[str, Any]:
             chosen = [{family: choice["chosen"] for family, choice in entry.get("collision_choice", {}).items()}
                       for entry in (kept, setup)]
             if kept.get("cases") != setup.get("cases") or chosen[0] != chosen[1]:
-                raise SystemExit(f"{file}: {dataset}'s test cases or chosen tokenizers differ from an earlier file's")
+                raise ConfigurationError(f"{file}: {dataset}'s test cases or chosen tokenizers differ from an earlier "
+                                         "file's")
         for dataset, seeds in results["runs"].items():
             for seed, models in seeds.items():
                 done = merged["runs"].setdefault(dataset, {}).setdefault(seed, {})
                 for model, record in models.items():
                     if done.setdefault(model, record) != record:
-                        raise SystemExit(f"{file}: {dataset} seed {seed} {model} differs from the run of an earlier "
-                                         "file")
+                        raise ConfigurationError(f"{file}: {dataset} seed {seed} {model} differs from the run of an "
+                                                 "earlier file")
     return merged
 
 
@@ -778,6 +790,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="keep finished (dataset, seed, model) runs in --out")
     parser.add_argument("--redo", nargs="+", default=[], choices=MODELS + DIAGNOSTICS,
                         help="with --resume: run these models again (the blends alone reuse the trained GAMER)")
+    parser.add_argument("--choices-from", type=Path, metavar="QUALITY_JSON",
+                        help="take each dataset's collision choice from this quality.json(.gz) of the same budget "
+                             "where --out has none (a seed run beside seed 0's reuses its choice)")
     parser.add_argument("--render", action="store_true", help="only rewrite quality.md / .png from --out/quality.json")
     parser.add_argument("--merge", nargs="+", type=Path, metavar="QUALITY_JSON",
                         help="write the runs of these quality.json(.gz) files (seeds run side by side) into "
@@ -840,6 +855,27 @@ def choose_tokenizer(setup: DatasetSetup, budget: Budget, chooser: str, args: ar
     return collision_choice(list(setup.tokenizers), validate, setup.unbuilt, stored)
 
 
+def starting_results(args: argparse.Namespace, budget: Budget) -> dict[str, Any]:
+    """What a run starts from: --out's quality.json with --resume (it must be of the same budget), and the collision
+    choices of --choices-from for the datasets that have none yet, so that a seed run in its own --out reuses seed 0's
+    choice instead of training it again (the file must be of the same budget: the choice is made by training)."""
+    results: dict[str, Any] = {"runs": {}, "datasets": {}}
+    sources = [(args.out / "quality.json", "--resume")] if args.resume and (args.out / "quality.json").is_file() else []
+    sources += [(args.choices_from, "--choices-from")] if args.choices_from else []
+    for file, flag in sources:
+        found = read_results(file)
+        if (found["budget"].get("name"), found["budget"].get("select_by", "loss")) != (budget.name, budget.select_by):
+            raise ConfigurationError(f"{file} holds a {found['budget'].get('name')!r} run; {flag} needs the same "
+                                     f"budget ({budget.name!r}, select_by {budget.select_by!r})")
+        if flag == "--resume":
+            results = found
+            continue
+        for dataset, setup in found["datasets"].items():
+            kept = results["datasets"].setdefault(dataset, {})
+            kept["collision_choice"] = setup.get("collision_choice", {}) | kept.get("collision_choice", {})
+    return results
+
+
 def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any]:
     """The whole benchmark; `budget` overrides the one the flags select (tests pass a smaller one)."""
     budget = budget_for(args, budget)
@@ -847,14 +883,7 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
     if not args.progress:
         hf_logging.disable_progress_bar()
     logging.getLogger("gamer_hf").setLevel(logging.ERROR)
-    results_file = args.out / "quality.json"
-    results: dict[str, Any] = {"runs": {}, "datasets": {}}
-    if args.resume and results_file.is_file():
-        results = json.loads(results_file.read_text())
-        if (results.get("budget", {}).get("name"), results.get("budget", {}).get("select_by", "loss")) != (
-                budget.name, budget.select_by):
-            raise SystemExit(f"{results_file} holds a {results.get('budget', {}).get('name')!r} run; "
-                             f"--resume needs the same budget ({budget.name!r}, select_by {budget.select_by!r})")
+    results = starting_results(args, budget)
     results.update(budget=asdict(budget), device=args.device, data_seed=args.data_seed, torch=torch.__version__,
                    started=results.get("started", time.strftime("%Y-%m-%d %H:%M")))
     for dataset in args.datasets:
@@ -911,13 +940,19 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The script's entry point: a file or flag the user can fix (a `GamerError`) is one line and exit 2, as in
+    `gamer-hf`; anything else keeps its traceback."""
     args = parse_args(argv)
-    if args.render or args.merge:
-        results = merge(args.merge) if args.merge else json.loads((args.out / "quality.json").read_text())
-        save(results, args.out)
-        print(markdown(results))
-    else:
-        run(args)
+    try:
+        if args.render or args.merge:
+            results = merge(args.merge) if args.merge else read_results(args.out / "quality.json")
+            save(results, args.out)
+            print(markdown(results))
+        else:
+            run(args)
+    except GamerError as error:
+        print(f"quality.py: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

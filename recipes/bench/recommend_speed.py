@@ -39,7 +39,7 @@ Sections (`--sections`, default all):
   calls), interleaved over `--rounds`;
   with `--lookup-work` (serve_load.py's work folder), also its checkpoint's real requests in arrival order from an
   emptied cache: the event loop's check and the decode thread's encoding per request, cached against direct;
-- `constraint`: the trie constraint's share of decode time (`ItemTrie.allowed`/`step` of the
+- `constraint`: the trie constraint's share of decode time (`ItemTrie.children`/`step` of the
   tokenizer's trie, timed on that instance, over everything recommend() does after its prefill) at
   `--items` and at `--constraint-items` (synthetic codes).
 
@@ -435,7 +435,7 @@ def profile_recommend(model, tok, histories, beams: int, rounds: int) -> dict[st
         clock.wrap(modeling_gamer, "_sdpa_call", "{phase}:sdpa")
         clock.wrap(generation_gamer, "_prefill", "prefill_call", phase="prefill")
         clock.wrap(generation_gamer, "_decode_step", "decode_call", phase="decode")
-        clock.wrap(trie, "allowed", "trie")
+        clock.wrap(trie, "children", "trie")
         clock.wrap(trie, "step", "trie")
         clock.wrap(cache_gamer.GamerBeamCache, "reorder_cache", "cache_reorder")
         try:
@@ -749,11 +749,11 @@ def lookup_stream(tok, model, bodies: list[dict[str, Any]], rounds: int) -> dict
 
 
 def constraint_section(tok, model, histories, beams: int, rounds: int) -> dict[str, Any]:
-    """Share of the time after the prefill spent in the trie (`allowed` and `step` of the tokenizer's trie)."""
+    """Share of the time after the prefill spent in the trie (`children` and `step` of the tokenizer's trie)."""
     trie = ItemTrie.for_tokenizer(tok).to(model.device)  # the instance recommend() decodes with
     shares, trie_s, after_s = [], [], []
     for _ in range(rounds):
-        with method_clock(trie, ("allowed", "step")) as in_trie:
+        with method_clock(trie, ("children", "step")) as in_trie:
             parts = split_recommend(model, tok, histories, beams)
         shares.append(in_trie[0] / parts["after_prefill"])
         trie_s.append(in_trie[0])

@@ -12,6 +12,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 from gamer_hf.data import generate_synthetic, write_synthetic
+from gamer_hf.errors import ConfigurationError
 from gamer_hf.evaluation import GATE_GRID, MIXER_GRID, REGULARIZATION_GRID
 
 SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "bench" / "quality.py"
@@ -76,12 +77,52 @@ def test_merge_puts_side_by_side_seeds_in_one_file_and_renders_it(quality, tmp_p
         other = json.loads(json.dumps(second))
         change(other)
         (tmp_path / "c.json").write_text(json.dumps(other))
-        with pytest.raises(SystemExit, match=message):
+        with pytest.raises(ConfigurationError, match=message):
             quality.merge([tmp_path / "a.json", tmp_path / "c.json"])
     (tmp_path / "broken.json.gz").write_bytes(b"not gzip")
     for name in ("missing.json", "broken.json.gz"):  # one line naming the file, no traceback
-        with pytest.raises(SystemExit, match=f"{name}: not a readable quality.json"):
+        with pytest.raises(ConfigurationError, match=f"{name}: not a readable quality.json"):
             quality.merge([tmp_path / "a.json", tmp_path / name])
+
+
+@pytest.mark.parametrize("flags", [["--merge", "{tmp}/a.json", "{tmp}/missing.json.gz"], ["--render"],
+                                   ["--resume"], ["--choices-from", "{tmp}/a.json", "--epochs", "12"]])
+def test_a_file_the_user_gave_wrong_is_one_line_and_exit_2(quality, tmp_path, capsys, flags) -> None:
+    (tmp_path / "a.json").write_text(json.dumps(_results("0", 0.1, budget="small")))
+    out = tmp_path / "out"
+    if "--resume" in flags:  # --out holds a run of another budget
+        out.mkdir()
+        (out / "quality.json").write_text(json.dumps(_results("0", 0.1, budget="small-epochs=3")))
+    argv = [flag.format(tmp=tmp_path) for flag in flags]
+    with pytest.raises(SystemExit) as stopped:
+        quality.main([*argv, "--out", str(out), "--data-dir", str(tmp_path), "--datasets", "retailrocket_cml"])
+    error = capsys.readouterr().err
+    assert stopped.value.code == 2 and error.startswith("quality.py: error: ") and error.count("\n") == 1
+    assert ("missing.json.gz" if "--merge" in flags else "quality.json" if "--render" in flags else
+            "'small-epochs=3' run; --resume needs the same budget" if "--resume" in flags else
+            "'small' run; --choices-from needs the same budget ('small-epochs=12'") in error
+
+
+def test_a_seed_run_takes_the_collision_choices_it_lacks_from_choices_from(quality, tmp_path) -> None:
+    seed0 = _results("0", 0.1, budget="cpu5k")
+    seed0["budget"]["select_by"] = "ndcg"
+    seed0["datasets"]["e"] = {"collision_choice": {"TIGER": {"chosen": "reassign"}}}
+    (tmp_path / "seed0.json").write_text(json.dumps(seed0))
+    args = quality.parse_args(["--data-dir", ".", "--budget", "cpu5k", "--out", str(tmp_path / "seed1"),
+                               "--choices-from", str(tmp_path / "seed0.json")])
+    started = quality.starting_results(args, quality.budget_for(args))
+    assert started["runs"] == {}  # choices only: seed 0's rows stay in its own file
+    assert started["datasets"] == {"d": {"collision_choice": {"GAMER": {"chosen": "append"}}},
+                                   "e": {"collision_choice": {"TIGER": {"chosen": "reassign"}}}}
+    own = _results("1", 0.2, budget="cpu5k", chosen="reassign")  # --out's own choice wins on --resume
+    own["budget"]["select_by"] = "ndcg"
+    (tmp_path / "seed1").mkdir()
+    (tmp_path / "seed1" / "quality.json").write_text(json.dumps(own))
+    resumed = quality.starting_results(quality.parse_args([*["--data-dir", ".", "--budget", "cpu5k"], "--resume",
+                                                           "--out", str(tmp_path / "seed1"), "--choices-from",
+                                                           str(tmp_path / "seed0.json")]), quality.budget_for(args))
+    assert resumed["runs"] == own["runs"] and resumed["datasets"]["d"]["collision_choice"]["GAMER"]["chosen"] == "reassign"
+    assert resumed["datasets"]["e"]["collision_choice"]["TIGER"]["chosen"] == "reassign"
 
 
 def test_user_subsample_is_seeded_and_keeps_the_layout(quality, data_dir, tmp_path) -> None:

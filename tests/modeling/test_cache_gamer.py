@@ -49,7 +49,10 @@ def test_beam_steps_equal_full_forwards_of_each_beam(tokenizer, make_histories, 
         tokens = _codes(tokenizer, len(paths[0]), depth, seed=depth)
         paths.append(tokens)
         width = len(tokens) // 3
-        logits = model(input_ids=tokens.view(3, width), attention_mask=cache.beam_mask(), cache=cache,
+        allowed, additive = cache.beam_mask(), cache.beam_mask(model.dtype)  # the two forms of one mask
+        assert allowed.dtype == torch.bool and torch.equal(additive, torch.zeros_like(additive).masked_fill(
+            ~allowed, torch.finfo(model.dtype).min))
+        logits = model(input_ids=tokens.view(3, width), attention_mask=[allowed, additive][depth], cache=cache,
                        position_ids=(position + 1 + depth).expand(3, width), use_cache=True).logits
         full_ids = torch.cat([prompt[paths[0]], torch.stack(paths[1:], dim=1)], dim=1)
         full_mask = torch.cat([mask[paths[0]], torch.ones(len(tokens), depth + 1, dtype=mask.dtype)], dim=1)

@@ -36,6 +36,15 @@ def test_trie_allows_exactly_the_index(make_catalogue, seed: int) -> None:
         assert list(index)[trie.leaf_to_item[node].item()] == list(index)[list(index.values()).index(codes)]
     dead = trie.step(root, 0, torch.tensor([3]))  # code outside the level's codebook
     assert dead.item() == -1 and not trie.allowed(dead, 1).any()
+    nodes = root
+    for depth, size in enumerate(sizes):  # children of a batch of nodes (repeated, dead): each step()'s child, in order
+        nodes = torch.cat([nodes, nodes[:1], torch.tensor([-1])])
+        rows, codes, child = trie.children(nodes, depth)
+        expected = [(row, code) for row in range(len(nodes)) for code in range(size)
+                    if trie.step(nodes[row : row + 1], depth, torch.tensor([code])).item() >= 0]
+        assert list(zip(rows.tolist(), codes.tolist())) == expected
+        assert torch.equal(child, trie.step(nodes[rows], depth, codes))
+        nodes = child
 
 
 @pytest.mark.parametrize(("num_items", "sizes", "seed"), [(7, (2, 3, 4), 0), (12, (2, 2, 8), 1), (30, (3, 4, 4), 2)])
@@ -68,6 +77,17 @@ def test_recommend_equals_generate(tokenizer, model, histories, behavior) -> Non
         assert torch.allclose(torch.tensor([s for _, s in row]), scores[b * 20 : (b + 1) * 20], atol=1e-5)
         assert all(x >= y for (_, x), (_, y) in zip(row, row[1:]))
 
+
+
+def test_recommend_runs_in_eval_mode_and_restores_the_mode(tokenizer, model, histories) -> None:
+    """A model in training mode (with dropout) recommends as in eval mode and is in training mode again after; one
+    in eval mode throughout stays so (the mode switch is skipped there)."""
+    expected = model.recommend(tokenizer, histories, behavior="buy", top_k=5, num_beams=8)
+    assert not any(module.training for module in model.modules())
+    trained = GamerForCausalLM(GamerConfig.from_preset("tiny", tokenizer=tokenizer, hidden_dropout=0.5))
+    trained.load_state_dict(model.state_dict())
+    assert trained.train().recommend(tokenizer, histories, behavior="buy", top_k=5, num_beams=8) == expected
+    assert all(module.training for module in trained.modules())
 
 @pytest.mark.parametrize(
     "overrides",

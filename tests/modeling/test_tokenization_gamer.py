@@ -34,6 +34,24 @@ def test_max_history_keeps_the_latest(tok: GamerTokenizerFast) -> None:
     assert batch["input_ids"][0] == tok.encode_interactions([("cart", "sku2")]) + [tok.behavior_token_id("buy")]
 
 
+
+def test_encode_histories_pads_each_row_by_its_own_length_and_behavior(tok: GamerTokenizerFast) -> None:
+    """Rows with and without a requested behavior, an empty history and `max_history`: plain int lists without
+    `return_tensors`, the same values as int64 tensors with it (the rows are filled as arrays)."""
+    histories = [[("click", "sku1"), ("cart", "sku2")], [], [("buy", "sku2")], [("cart", "sku1")]]
+    behaviors = ["buy", "cart", None, None]
+    rows = [tok.encode_interactions(history[-1:]) for history in histories]
+    rows = [row + ([tok.behavior_token_id(beh)] if beh else []) for row, beh in zip(rows, behaviors)]
+    width = max(len(row) for row in rows)
+    lists = tok.encode_histories(histories, behavior=behaviors, max_history=1)
+    assert lists["input_ids"] == [[tok.pad_token_id] * (width - len(row)) + row for row in rows]
+    assert lists["attention_mask"] == [[0] * (width - len(row)) + [1] * len(row) for row in rows]
+    assert all(type(value) is int for row in lists["input_ids"] for value in row)
+    tensors = tok.encode_histories(histories, behavior=behaviors, max_history=1, return_tensors="pt")
+    for name in ("input_ids", "attention_mask"):
+        assert tensors[name].dtype == torch.long and tensors[name].tolist() == lists[name]
+    assert tok.encode_histories([[], []])["input_ids"] == [[], []]
+
 @pytest.mark.parametrize(("pair", "message"), [(("view", "sku1"), "unknown behavior 'view'"), (("click", "nope"), "unknown item 'nope'")])
 def test_unknown_raises_or_skips(tok: GamerTokenizerFast, pair: tuple[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -154,6 +154,17 @@ def test_item_ids_is_a_view_not_a_copy() -> None:
         tok.item_ids[2]
 
 
+
+def test_take_decodes_the_ids_at_many_positions(index) -> None:
+    """Repeated and unordered positions, the empty and non-ASCII ids: each as `item_ids[position]`."""
+    _, built = index
+    positions = np.random.default_rng(1).integers(0, len(built), 40)
+    assert built.item_ids.take(positions) == [built.item_ids[int(p)] for p in positions]
+    assert built.item_ids.take(np.arange(len(built))) == list(built.item_ids) and built.item_ids.take([]) == []
+    for outside in ([len(built)], [0, -1]):
+        with pytest.raises(IndexError, match=f"within the index of {len(built)} items"):
+            built.item_ids.take(outside)
+
 def test_legacy_json_index_still_loads_and_resaves(tmp_path: Path) -> None:
     payload = json.loads((LEGACY / "item_index.json").read_text())
     tok = GamerTokenizerFast.from_pretrained(LEGACY)
