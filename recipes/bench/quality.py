@@ -784,8 +784,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--patience", type=_patience, help="override the budget's early-stopping patience of SASRec, TIGER "
                         "and GAMER; 0 never stops early, the best validation epoch is still the one scored (the budget "
                         "is renamed)")
-    parser.add_argument("--test-cases", type=_test_cases, help="override the budget's test-case cap, a number or "
-                        "'all' (the budget is renamed; trained checkpoints with the same training arguments are reused)")
+    parser.add_argument("--test-cases", type=_case_cap("--test-cases", every=True), help="override the budget's "
+                        "test-case cap, a number or 'all' (the budget is renamed; trained checkpoints with the same "
+                        "training arguments are reused)")
+    parser.add_argument("--validation-cases", type=_case_cap("--validation-cases", every=False), help="override the "
+                        "budget's validation subset, the cases whose loss and NDCG@10 select and early-stop the "
+                        "learned models, and with them the collision choice (the budget is renamed)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--resume", action="store_true", help="keep finished (dataset, seed, model) runs in --out")
     parser.add_argument("--redo", nargs="+", default=[], choices=MODELS + DIAGNOSTICS,
@@ -814,22 +818,30 @@ def _patience(value: str) -> int:
     return int(value)
 
 
-def _test_cases(value: str) -> int | str:
-    if value == "all":
-        return value
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"--test-cases takes a positive number or 'all', got {value!r}")
-    return int(value)
+def _case_cap(flag: str, every: bool) -> Callable[[str], int | str]:
+    """The argparse type of a case cap: a positive number, or 'all' where `every` (the validation subset is always a
+    number: the per-epoch ranking pass reads a fixed count)."""
+    def parse(value: str) -> int | str:
+        if every and value == "all":
+            return value
+        if not value.isdigit() or int(value) < 1:
+            choices = "a positive number or 'all'" if every else "a positive number"
+            raise argparse.ArgumentTypeError(f"{flag} takes {choices}, got {value!r}")
+        return int(value)
+    return parse
 
 
 def budget_for(args: argparse.Namespace, budget: Budget | None = None) -> Budget:
-    """The flags' budget (or `budget`) with --epochs, --patience and --test-cases applied; an overridden budget gets its
-    own name, so --resume never mixes its runs with the standard ones."""
+    """The flags' budget (or `budget`) with --epochs, --patience, --validation-cases and --test-cases applied; an
+    overridden budget gets its own name, so --resume never mixes its runs with the standard ones."""
     budget = budget or BUDGETS[args.budget]
     if args.epochs is not None:
         budget = replace(budget, name=f"{budget.name}-epochs={args.epochs}", epochs=args.epochs)
     if getattr(args, "patience", None) is not None:
         budget = replace(budget, name=f"{budget.name}-patience={args.patience}", patience=args.patience)
+    if getattr(args, "validation_cases", None) is not None:
+        budget = replace(budget, name=f"{budget.name}-validation={args.validation_cases}",
+                         max_validation_cases=args.validation_cases)
     if getattr(args, "test_cases", None) is not None:
         budget = replace(budget, name=f"{budget.name}-test={args.test_cases}",
                          max_test_cases=None if args.test_cases == "all" else args.test_cases)

@@ -242,19 +242,27 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     ("flags", "name", "epochs", "users"),
     [([], "small", 6, 2500), (["--epochs", "12"], "small-epochs=12", 12, 2500),
      (["--budget", "cpu5k"], "cpu5k", 6, 5000), (["--epochs", "3", "--test-cases", "all"], "small-epochs=3-test=all", 3, 2500),
-     (["--budget", "cpu5k", "--epochs", "12", "--patience", "0"], "cpu5k-epochs=12-patience=0", 12, 5000)],
+     (["--budget", "cpu5k", "--epochs", "12", "--patience", "0"], "cpu5k-epochs=12-patience=0", 12, 5000),
+     (["--budget", "cpu5k", "--patience", "0", "--validation-cases", "2000", "--test-cases", "all"],
+      "cpu5k-patience=0-validation=2000-test=all", 6, 5000)],
 )
 def test_budget_flags_name_the_budget(quality, flags, name, epochs, users) -> None:
     budget = quality.budget_for(quality.parse_args(["--data-dir", ".", *flags]))
     assert (budget.name, budget.epochs, budget.max_users) == (name, epochs, users)
     assert budget.patience == (0 if "--patience" in flags else quality.BUDGETS[budget.name.split("-")[0]].patience)
+    default = quality.BUDGETS[budget.name.split("-")[0]].max_validation_cases
+    assert budget.max_validation_cases == (2000 if "--validation-cases" in flags else default)
     assert not hasattr(budget, "max_train_seconds")  # step budgets only: no wall-clock cap
 
 
-def test_a_negative_patience_is_refused_with_usage_and_exit_2(quality, capsys) -> None:
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--patience=-1"], "--patience takes a number >= 0"),
+    (["--test-cases", "0"], "--test-cases takes a positive number or 'all'"),
+    (["--validation-cases", "all"], "--validation-cases takes a positive number, got 'all'")])
+def test_a_bad_budget_flag_is_refused_with_usage_and_exit_2(quality, capsys, flags, message) -> None:
     with pytest.raises(SystemExit) as stopped:
-        quality.parse_args(["--data-dir", ".", "--patience=-1"])
-    assert stopped.value.code == 2 and "--patience takes a number >= 0" in capsys.readouterr().err
+        quality.parse_args(["--data-dir", ".", *flags])
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_the_issue_16_cpu_bench_is_a_named_preset(quality) -> None:
