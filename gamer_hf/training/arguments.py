@@ -59,6 +59,11 @@ class TrainArguments:
         metadata={"help": "switch GAMER components off for a new model: cross-level layers, behavior injection, "
                           "expert FFN, or all of them (tiger: a plain decoder baseline)"},
     )
+    dropout: Optional[float] = field(
+        default=None,
+        metadata={"help": "hidden, attention and expert-FFN dropout of a new model, in [0, 1) (default: the preset's); "
+                          "small samples overfit at the presets' rates"},
+    )
     max_history: Optional[int] = field(
         default=None,
         metadata={"help": "interactions per prompt (training rows keep max_history + 1); default: the value the "
@@ -175,6 +180,10 @@ class TrainArguments:
                 f"init_from={self.init_from} fixes the architecture; drop preset={self.preset!r} / "
                 f"ablation={self.ablation!r}"
             )
+        if self.init_from is not None and self.dropout is not None:
+            raise ValueError(f"init_from={self.init_from} keeps its config's dropout; drop dropout={self.dropout}")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.ablation not in ABLATIONS:
             raise ValueError(f"unknown ablation {self.ablation!r}; choose one of {sorted(ABLATIONS)}")
         if not 0.0 <= self.warmup_ratio < 1.0:

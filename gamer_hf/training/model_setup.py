@@ -25,6 +25,8 @@ __all__ = ["build_model", "check_data", "load_tokenizer", "tokenizer_dir"]
 
 logger = logging.getLogger(__name__)
 
+DROPOUT_FIELDS = ("hidden_dropout", "attention_dropout", "ffn_dropout")  # what TrainArguments.dropout sets
+
 
 def tokenizer_dir(args: TrainArguments) -> Path:
     """The explicit tokenizer, else the tokenizer saved with the checkpoint being fine-tuned."""
@@ -59,14 +61,15 @@ def check_data(tokenizer: GamerTokenizerFast, metadata: dict[str, Any], item_ids
 
 
 def build_model(args: TrainArguments, tokenizer: GamerTokenizerFast, augmented: bool) -> GamerForCausalLM:
-    """A fresh model of the preset (with the ablation applied), or the `init_from` checkpoint.
+    """A fresh model of the preset (with the ablation and `dropout` applied), or the `init_from` checkpoint.
 
     `augmented` records whether the training data carries augmented views (config.use_augmentation).
     """
     if args.init_from is not None:  # the one verified loader: every tensor present, finite and unchanged
         model, _ = checkpoint.load_checkpoint(args.init_from, tokenizer=tokenizer)
     else:
-        config = GamerConfig.from_preset(args.preset_name, tokenizer=tokenizer, **ABLATIONS[args.ablation])
+        rates = {} if args.dropout is None else dict.fromkeys(DROPOUT_FIELDS, args.dropout)
+        config = GamerConfig.from_preset(args.preset_name, tokenizer=tokenizer, **ABLATIONS[args.ablation], **rates)
         model = GamerForCausalLM(config)
         if args.ablation == "tiger" and augmented:
             logger.warning("ablation=tiger on augmented data: a faithful TIGER baseline is trained on data "

@@ -140,13 +140,13 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     budget = replace(quality.BUDGETS["quick"], epochs=2, max_users=None, max_validation_cases=20, max_test_cases=30,
                      mixer_cases=12, sid_levels=2, sid_codebook=8, num_beams=10)
     models = ["MostPopular", "Repeat", "Repeat+popular", "Repeat+learned", "SASRec", "SASRec:ndcg", "GAMER",
-              "GAMER+mix", "GAMER+rerank", "GAMER-noaug:last"]
+              "GAMER+mix", "GAMER+rerank", "GAMER-noaug:last", "GAMER-reg"]
     argv = ["--datasets", "synthetic", "--seeds", "0", "--models", *models, "--data-dir", str(data_dir),
             "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--no-progress"]
     results = quality.run(quality.parse_args(argv), budget)
 
     runs = results["runs"]["synthetic"]["0"]
-    side = ["SASRec:no-history", "GAMER:no-history", "GAMER+rerank:plain-beams"]
+    side = ["SASRec:no-history", "GAMER:no-history", "GAMER-reg:no-history", "GAMER+rerank:plain-beams"]
     assert sorted(runs) == sorted(models + side)
     for row in ("SASRec:no-history", "GAMER:no-history"):  # the lists hold no history item, on any slice
         assert set(runs[row]["history_share@10"].values()) == {0.0}
@@ -184,13 +184,19 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
         trained = json.loads((tmp_path / "work" / "synthetic" / "seed0" / f"GAMER-{handling}" / quality.TRAINING_INFO_FILE
                               ).read_text())
         assert figure == trained["results"]["best_eval_ndcg10"]
-    assert {runs[m]["collisions"] for m in ("GAMER", "GAMER-noaug:last")} == {choice["chosen"]}
+    assert {runs[m]["collisions"] for m in ("GAMER", "GAMER-noaug:last", "GAMER-reg")} == {choice["chosen"]}
+    regularized = tmp_path / "work" / "synthetic" / "seed0" / f"GAMER-reg-{choice['chosen']}"  # its own folder
+    trained = json.loads((regularized / quality.TRAINING_INFO_FILE).read_text())["training_arguments"]
+    assert (trained["dropout"], trained["weight_decay"]) == (0.3, 0.1) == tuple(quality.REGULARIZED["GAMER-reg"].values())
+    assert json.loads((regularized / "config.json").read_text())["hidden_dropout"] == 0.3
+    assert "GAMER-reg" not in quality.MODELS  # a study row, run only when named
     assert runs["GAMER"]["reused_checkpoint"] == (len(choice["validation_ndcg10"]) > 1)  # seed 0: the choice's run
     saved = json.loads((tmp_path / "out" / "quality.json").read_text())
     assert saved["summary"]["synthetic"]["SASRec"]["seeds"] == 1 and saved["budget"]["name"] == "quick"
     table = (tmp_path / "out" / "quality.md").read_text()
     assert f"GAMER's semantic IDs: **{choice['chosen']}**" in table
     assert "target explore NDCG@10" in table and "paired bootstrap" in table and "| GAMER | 0 |" in table
+    assert "| GAMER-reg | 0 |" in table  # compared with the baselines like GAMER
     assert "explore vs best learned without history" in table and "explore history share@10" in table
     assert len(results["datasets"]["synthetic"]["cases"]["case_slices"]) == 30
     assert all(f"| {model} | 1 |" in table for model in models)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from accelerate.commands.config.config_args import load_config_from_file
 
@@ -32,6 +33,9 @@ REQUIRED = dict(data="prepared", output_dir="out")
         (dict(eval_steps=4, save_steps=6), "save_steps"),
         (dict(per_device_train_batch_size=0), "per_device_train_batch_size"),
         (dict(max_history=0), "max_history"),
+        (dict(dropout=1.0), "dropout"),
+        (dict(dropout=-0.1), "dropout"),
+        (dict(init_from="ckpt", dropout=0.3), "dropout"),
     ],
 )
 def test_inconsistent_arguments_are_refused_naming_the_field(overrides, field):
@@ -72,6 +76,19 @@ def test_ablations_switch_gamer_components_off(tokenizer_dir, ablation, augmente
     assert {key: getattr(config, key) for key in expected} == expected
     assert config.use_augmentation is augmented
     assert config.behavior_names == list(tokenizer.behaviors)
+
+
+@pytest.mark.parametrize("dropout", [None, 0.0, 0.35])
+def test_dropout_sets_every_rate_of_a_new_model(tokenizer_dir, dropout):
+    tokenizer = GamerTokenizerFast.from_pretrained(tokenizer_dir)
+    arguments = parse_command_args(TrainArguments, ["--data", "d", "--output_dir", "o", "--tokenizer", str(tokenizer_dir),
+                                                    "--preset", "small", *(["--dropout", str(dropout)] if dropout is not None else [])])
+    model = build_model(arguments, tokenizer, augmented=False)
+    expected = GAMER_PRESETS["small"]["hidden_dropout"] if dropout is None else dropout
+    rates = {name: getattr(model.config, name) for name in ("hidden_dropout", "attention_dropout", "ffn_dropout")}
+    assert rates == dict.fromkeys(rates, expected)
+    assert {module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)} == {expected}
+    assert {module.attention_dropout for module in model.modules() if hasattr(module, "attention_dropout")} == {expected}
 
 
 @pytest.mark.parametrize("chunk", [None, 2])  # 2: the lookup runs in many slices, as at million-item catalogues
