@@ -639,7 +639,8 @@ GOAL_COLUMNS = (  # header, slice, the references (None: every baseline)
     ("all", ALL_CASES, None), ("explore", EXPLORE, None), ("explore vs best learned", EXPLORE, LEARNED),
     ("explore vs best learned without history", EXPLORE, tuple(m + NO_HISTORY for m in LEARNED)),
     ("all vs Repeat+learned", ALL_CASES, ("Repeat+learned",)),
-    ("all vs GAMER+rerank", ALL_CASES, ("GAMER+rerank",)))  # the reranker's variants on the same beams
+    ("all vs GAMER+rerank", ALL_CASES, ("GAMER+rerank",)),  # the reranker's variants on the same beams
+    ("all vs GAMER", ALL_CASES, ("GAMER",)))  # GAMER's variants (GAMER-noaug, GAMER-reg, ...) against the full model
 
 
 def _report(cases: dict[str, Any], models: dict[str, Any], references: Sequence[str] | None) -> EvaluationReport:
