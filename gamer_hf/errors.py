@@ -8,6 +8,10 @@ builtin a caller would have caught before (`ValueError`, `FileNotFoundError`), s
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 __all__ = [
     "CheckpointError",
     "ConfigurationError",
@@ -16,6 +20,7 @@ __all__ = [
     "HubError",
     "InputError",
     "OutputExistsError",
+    "exit_on_user_error",
 ]
 
 
@@ -45,3 +50,14 @@ class InputError(GamerError, ValueError):
 
 class OutputExistsError(ConfigurationError, FileExistsError):
     """The output location holds something this run must not replace (the path and the flag to pass named)."""
+
+
+@contextmanager
+def exit_on_user_error(program: str) -> Iterator[None]:
+    """The body of a script's main: a `GamerError` becomes one line `PROGRAM: error: ...` on stderr and exit 2, as
+    `gamer-hf` answers it; anything else keeps its traceback (a bug)."""
+    try:
+        yield
+    except GamerError as error:
+        print(f"{program}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -126,7 +126,7 @@ from gamer_hf.evaluation import (
     subset_cases,
     WithoutHistory,
 )
-from gamer_hf.errors import ConfigurationError, GamerError
+from gamer_hf.errors import ConfigurationError, exit_on_user_error
 from gamer_hf.files import atomic_output, read_json
 from gamer_hf.semantic_ids import REPORT_FILENAME, SemanticIdArguments, build_tokenizer
 from gamer_hf.training import CHECKPOINTS_SUBDIR, TRAINING_INFO_FILE, TrainArguments, list_checkpoints, train
@@ -965,16 +965,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     """The script's entry point: a file or flag the user can fix (a `GamerError`) is one line and exit 2, as in
     `gamer-hf`; anything else keeps its traceback."""
     args = parse_args(argv)
-    try:
+    with exit_on_user_error("quality.py"):
         if args.render or args.merge:
             results = merge(args.merge) if args.merge else read_results(args.out / "quality.json")
             save(results, args.out)
             print(markdown(results))
         else:
             run(args)
-    except GamerError as error:
-        print(f"quality.py: error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

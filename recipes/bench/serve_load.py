@@ -36,6 +36,8 @@ import httpx
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 
+from gamer_hf.errors import ConfigurationError, exit_on_user_error
+
 HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "RESULTS.md"
 SECTION = "## Serving"
@@ -58,7 +60,7 @@ def build_checkpoint(work: Path, steps: int, max_history: int) -> Path:
         return model_dir
     data_dir = os.environ.get("GAMER_HF_DATA_DIR")
     if not data_dir:
-        raise SystemExit("serve_load.py: set GAMER_HF_DATA_DIR (the shared datasets) or pass --model")
+        raise ConfigurationError("set GAMER_HF_DATA_DIR (the shared datasets) or pass --model")
     if not (work / "prepared").is_dir():
         events = Path(data_dir) / "retailrocket_cml" / "events.csv.gz"
         prepare(events, protocol="session", out=work / "prepared", max_history=max_history, progress=False)
@@ -422,9 +424,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    with exit_on_user_error("serve_load.py"):
+        load_test(args)
 
+
+def load_test(args: argparse.Namespace) -> None:
+    """Batched and unbatched servers at every --concurrency level, the malformed mix, and the RESULTS section."""
     args.work.mkdir(parents=True, exist_ok=True)
     model = args.model or build_checkpoint(args.work, args.train_steps, args.max_history)
     bodies, catalogue = request_bodies(args.work, model, args.count, seed=0)

@@ -53,6 +53,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from gamer_hf.errors import ConfigurationError, exit_on_user_error
 from gamer_hf.serve.handler import CALL_COST_INTERACTIONS
 from serve_load import DEFAULT_CLIENT, HERE, Server, build_checkpoint, drive, percentile, request_bodies, run_level
 
@@ -372,9 +373,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    with exit_on_user_error("serve_profile.py"):
+        if args.rate and not (args.in_process or args.sweep) and find_py_spy() is None:  # before any training
+            raise ConfigurationError("the profile samples with py-spy: pip install py-spy (or --rate 0)")
+        profile(args)
 
+
+def profile(args: argparse.Namespace) -> None:
+    """The mode the flags ask for: --in-process, --sweep, or the py-spy profile of each server."""
     model = args.model or build_checkpoint(args.work, args.train_steps, 50)
     if args.in_process:
         print(json.dumps(in_process(model, args.work, args.count, args.batch_sizes, args.rounds, args.call_costs,
@@ -389,8 +397,6 @@ def main() -> None:
               f" of {report['answers_compared_with_unbatched']}")
         (args.out or HERE / "results" / "serve_sweep.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         return
-    if args.rate and find_py_spy() is None:
-        raise SystemExit("serve_profile.py: pip install py-spy (or --rate 0)")
     bodies, _ = request_bodies(args.work, model, args.count, seed=0)
     runs = []
     for client in args.client:

@@ -66,6 +66,7 @@ from gamer_hf import (
 )
 
 from gamer_hf.data.collator import GamerCollator
+from gamer_hf.errors import ConfigurationError, exit_on_user_error
 from gamer_hf.modeling import modeling_gamer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -387,13 +388,19 @@ def expert_dispatch(preset: str, items: int, batch: int, history: int, rounds: i
             "loop_over_grouped_range": [round(min(ratios), 3), round(max(ratios), 3)]}
 
 
+def data_root() -> Path:
+    """GAMER_HF_DATA_DIR, where the parity section reads a real log; refused up front when unset."""
+    root = os.environ.get("GAMER_HF_DATA_DIR")
+    if not root:
+        raise ConfigurationError("the parity section draws history lengths from a real log: set GAMER_HF_DATA_DIR "
+                                 "(the shared datasets) or leave parity out of --sections")
+    return Path(root)
+
+
 def real_history_lengths(dataset: str, count: int, longest: int, seed: int) -> list[int]:
     """Interactions per user of a real log (`GAMER_HF_DATA_DIR/<dataset>/events.csv.gz`) for `count` users
     drawn at random among those with at least 2 events, each capped at `longest`: lengths as logs have them."""
-    root = os.environ.get("GAMER_HF_DATA_DIR")
-    if not root:
-        raise SystemExit("the parity section draws history lengths from a real log: set GAMER_HF_DATA_DIR")
-    users = pv.read_csv(Path(root) / dataset / "events.csv.gz",
+    users = pv.read_csv(data_root() / dataset / "events.csv.gz",
                         convert_options=pv.ConvertOptions(include_columns=["user_id"]))["user_id"]
     counts = pc.value_counts(users).field("counts").to_numpy()
     counts = counts[counts >= 2]
@@ -667,8 +674,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    with exit_on_user_error("speed.py"):
+        if "parity" in args.sections:
+            data_root()  # before the sections that run ahead of it
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Every section of --sections, into --out and the printed tables."""
     if args.quick:
         args.presets, args.train_steps, args.train_batch, args.items = ["tiny"], 1, 4, 2000
         args.rec_batch, args.histories, args.catalogues, args.repeats = 4, [20, 50], [10_000], 1
