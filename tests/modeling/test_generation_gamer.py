@@ -81,13 +81,17 @@ def test_recommend_equals_generate(tokenizer, model, histories, behavior) -> Non
 
 def test_recommend_runs_in_eval_mode_and_restores_the_mode(tokenizer, model, histories) -> None:
     """A model in training mode (with dropout) recommends as in eval mode and is in training mode again after; one
-    in eval mode throughout stays so (the mode switch is skipped there)."""
+    in eval mode throughout stays so, and one training with some modules frozen in eval gets that mix back."""
     expected = model.recommend(tokenizer, histories, behavior="buy", top_k=5, num_beams=8)
     assert not any(module.training for module in model.modules())
     trained = GamerForCausalLM(GamerConfig.from_preset("tiny", tokenizer=tokenizer, hidden_dropout=0.5))
     trained.load_state_dict(model.state_dict())
     assert trained.train().recommend(tokenizer, histories, behavior="buy", top_k=5, num_beams=8) == expected
     assert all(module.training for module in trained.modules())
+    trained.model.layers[0].eval()  # fine-tuning with the first layer frozen
+    modes = [module.training for module in trained.modules()]
+    assert trained.recommend(tokenizer, histories, behavior="buy", top_k=5, num_beams=8) == expected
+    assert [module.training for module in trained.modules()] == modes and not all(modes)
 
 @pytest.mark.parametrize(
     "overrides",
