@@ -911,15 +911,16 @@ def run(args: argparse.Namespace, budget: Budget | None = None) -> dict[str, Any
     for dataset in args.datasets:
         setup = setup_dataset(dataset, Path(args.data_dir), args.work_dir, budget, args.data_seed)
         stored = results["datasets"].get(dataset, {}).get("collision_choice", {})
-        results["datasets"][dataset] = setup.stats | {"collision_choice": stored}
+        evaluator = SharingEvaluator(setup.test_cases, setup.behaviors, batch_size=32, progress=args.progress,
+                                     known_items=setup.known_items)
+        # The cases first: every file saved from here on (a reader may --merge it mid-run) holds them.
+        results["datasets"][dataset] = setup.stats | {"collision_choice": stored, "cases": {
+            "behaviors": setup.behaviors, "case_behaviors": evaluator.case_behaviors,
+            "case_slices": evaluator.case_slices}}
         for chooser in families_of(args.models):
             stored[chooser] = choose_tokenizer(setup, budget, chooser, args, stored.get(chooser))
             setup.collisions[chooser] = stored[chooser]["chosen"]
             save(results, args.out)
-        evaluator = SharingEvaluator(setup.test_cases, setup.behaviors, batch_size=32, progress=args.progress,
-                                     known_items=setup.known_items)
-        results["datasets"][dataset]["cases"] = {"behaviors": setup.behaviors, "case_behaviors": evaluator.case_behaviors,
-                                                 "case_slices": evaluator.case_slices}
         runs = results["runs"].setdefault(dataset, {})
         rules = None
         for seed in args.seeds:

@@ -143,7 +143,12 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
               "GAMER+mix", "GAMER+rerank", "GAMER-noaug:last", "GAMER-reg"]
     argv = ["--datasets", "synthetic", "--seeds", "0", "--models", *models, "--data-dir", str(data_dir),
             "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--no-progress"]
+    saved_cases = []  # every file written mid-run holds the test cases (a --merge of it must not fail)
+    save = quality.save
+    monkeypatch.setattr(quality, "save", lambda results, out: (
+        saved_cases.append(all("cases" in entry for entry in results["datasets"].values())), save(results, out)))
     results = quality.run(quality.parse_args(argv), budget)
+    assert len(saved_cases) > 3 and all(saved_cases)
 
     runs = results["runs"]["synthetic"]["0"]
     side = ["SASRec:no-history", "GAMER:no-history", "GAMER-reg:no-history", "GAMER+rerank:plain-beams"]
