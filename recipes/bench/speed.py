@@ -66,7 +66,6 @@ from gamer_hf import (
 )
 
 from gamer_hf.data.collator import GamerCollator
-from gamer_hf.errors import ConfigurationError, exit_on_user_error
 from gamer_hf.modeling import modeling_gamer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -388,22 +387,16 @@ def expert_dispatch(preset: str, items: int, batch: int, history: int, rounds: i
             "loop_over_grouped_range": [round(min(ratios), 3), round(max(ratios), 3)]}
 
 
-def data_root() -> Path:
-    """GAMER_HF_DATA_DIR, where the parity section reads a real log; refused up front when unset."""
-    root = os.environ.get("GAMER_HF_DATA_DIR")
-    if not root:
-        raise ConfigurationError("the parity section draws history lengths from a real log: set GAMER_HF_DATA_DIR "
-                                 "(the shared datasets) or leave parity out of --sections")
-    return Path(root)
-
-
-def real_history_lengths(dataset: str, count: int, longest: int, seed: int) -> list[int]:
-    """Interactions per user of a real log (`GAMER_HF_DATA_DIR/<dataset>/events.csv.gz`) for `count` users
-    drawn at random among those with at least 2 events, each capped at `longest`: lengths as logs have them."""
-    users = pv.read_csv(data_root() / dataset / "events.csv.gz",
-                        convert_options=pv.ConvertOptions(include_columns=["user_id"]))["user_id"]
+def user_event_counts(events: Path) -> np.ndarray:
+    """Interactions per user of a real log (an events.csv.gz), for the users with at least 2 events."""
+    users = pv.read_csv(events, convert_options=pv.ConvertOptions(include_columns=["user_id"]))["user_id"]
     counts = pc.value_counts(users).field("counts").to_numpy()
-    counts = counts[counts >= 2]
+    return counts[counts >= 2]
+
+
+def real_history_lengths(counts: np.ndarray, count: int, longest: int, seed: int) -> list[int]:
+    """`count` history lengths drawn from a log's `user_event_counts`, each capped at `longest`: lengths as logs
+    have them."""
     return np.minimum(np.random.default_rng(seed).choice(counts, count), longest).tolist()
 
 
@@ -416,7 +409,7 @@ def _interval(quantiles: dict[str, float]) -> str:
     return f"{quantiles['median']}x [{quantiles['min']}, {quantiles['max']}]"
 
 
-def parity_training(commit: str, preset: str, items: int, batch: int, rounds: int, dataset: str, max_history: int,
+def parity_training(commit: str, preset: str, items: int, batch: int, rounds: int, events: Path, max_history: int,
                     device: str) -> dict[str, Any]:
     """Training steps of the model code at `commit` (padded batches, as its collator made them) against today's
     (the same rows padded, and packed by `GamerCollator(pack=True)`): same weights, same rows, one fresh batch of
@@ -431,9 +424,10 @@ def parity_training(commit: str, preset: str, items: int, batch: int, rounds: in
     optimizers = {name: torch.optim.AdamW(m.parameters(), lr=5e-4) for name, m in (("old", old), ("new", model))}
     rng = np.random.default_rng(0)
     behaviors, item_ids = list(tok.behaviors), tok.item_ids
+    counts = user_event_counts(events)  # read once; each round draws its own lengths from it
 
     def batch_of(seed: int) -> tuple[list[int], dict[str, dict[str, torch.Tensor]]]:
-        lengths = real_history_lengths(dataset, batch, max_history + 1, seed)
+        lengths = real_history_lengths(counts, batch, max_history + 1, seed)
         rows = [{"behaviors": [behaviors[i] for i in rng.integers(0, len(behaviors), n)],
                  "items": [item_ids[i] for i in rng.integers(0, len(item_ids), n)]} for n in lengths]
         return lengths, {name: {k: v.to(device) for k, v in collate(rows).items()}
@@ -463,7 +457,7 @@ def parity_training(commit: str, preset: str, items: int, batch: int, rounds: in
     ratio = lambda a, b: [row[f"{b}_s"] / row[f"{a}_s"] for row in per_round]  # noqa: E731  (a's speed-up on b)
     packed_over_old = ratio("packed", "old_padded")
     return {
-        "commit": commit, "preset": preset, "batch": batch, "dataset": dataset, "max_history": max_history,
+        "commit": commit, "preset": preset, "batch": batch, "dataset": events.parent.name, "max_history": max_history,
         "rounds": rounds, "per_round": per_round,
         "loss": {name: round(v, 6) for name, v in losses.items()},
         "sequences_per_s": {name: _quantiles([batch / row[f"{name}_s"] for row in per_round]) for name in names},
@@ -665,25 +659,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--parity-commit", default="a22ee19",
                         help="model code to train beside today's (the parity measurement's commit)")
     parser.add_argument("--parity-dataset", default="retailrocket_cml", help="real log the history lengths come from")
+    parser.add_argument("--data-dir", type=Path, default=os.environ.get("GAMER_HF_DATA_DIR"),
+                        help="the shared datasets (the parity section reads --parity-dataset there)")
     parser.add_argument("--parity-max-history", type=int, default=100, help="the recipe's max_history")
     parser.add_argument("--token-cost-histories", type=int, nargs="+", default=[20, 200])
     parser.add_argument("--sections", nargs="+", default=[s for s in SECTIONS if s != "compile"], choices=SECTIONS,
                         help="default: all but compile (Inductor compiles for minutes on CPU: ask for it)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in well under a minute")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if "parity" in args.sections and args.data_dir is None:
+        parser.error("give --data-dir or set GAMER_HF_DATA_DIR (the parity section reads a real log), or leave parity "
+                     "out of --sections")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    with exit_on_user_error("speed.py"):
-        if "parity" in args.sections:
-            data_root()  # before the sections that run ahead of it
-        measure(args)
-
-
-def measure(args: argparse.Namespace) -> None:
-    """Every section of --sections, into --out and the printed tables."""
     if args.quick:
         args.presets, args.train_steps, args.train_batch, args.items = ["tiny"], 1, 4, 2000
         args.rec_batch, args.histories, args.catalogues, args.repeats = 4, [20, 50], [10_000], 1
@@ -694,7 +686,7 @@ def measure(args: argparse.Namespace) -> None:
         "date": time.strftime("%Y-%m-%d"), "device": args.device, "machine": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "load_average_at_start": os.getloadavg(), "torch": torch.__version__,
-        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "data_dir")},
     }
     sections = set(args.sections)
     if "train" in sections:
@@ -730,7 +722,8 @@ def measure(args: argparse.Namespace) -> None:
         print(json.dumps(results["expert_dispatch"]), flush=True)
     if "parity" in sections:
         results["parity_training"] = parity_training(args.parity_commit, "small", args.items, args.pack_batch,
-                                                     max(3, 3 * args.repeats), args.parity_dataset,
+                                                     max(3, 3 * args.repeats),
+                                                     args.data_dir / args.parity_dataset / "events.csv.gz",
                                                      args.parity_max_history, args.device)
         print(json.dumps({k: v for k, v in results["parity_training"].items() if k != "per_round"}), flush=True)
     if "tokencost" in sections:
