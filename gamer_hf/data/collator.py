@@ -391,9 +391,9 @@ class GamerCollator:
         ids, lengths, first = _examples(table, batch, behaviors, items, requested, targets, known, known_targets,
                                         self.tokenizer.pad_token_id, self.pad_to_multiple_of)
         if self.pack:
-            rows = _pack_rows(lengths, ids.shape[1])
+            rows, columns = _pack_rows(lengths, ids.shape[1])
             if rows.max() + 1 < len(lengths):  # packing saves whole rows of padding
-                return self._packed(ids[np.arange(ids.shape[1]) < lengths[:, None]], lengths, first, rows)
+                return self._packed(ids, lengths, first, rows, columns)
         return self._pad(ids, lengths, first)
 
     def _labels(self, ids: np.ndarray, scored: np.ndarray | None) -> np.ndarray:
@@ -444,55 +444,69 @@ class GamerCollator:
         return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(attention),
                 "labels": torch.from_numpy(labels)}
 
-    def _packed(self, tokens: np.ndarray, lengths: np.ndarray, first: np.ndarray,
-                rows: np.ndarray) -> dict[str, torch.Tensor]:
-        """Examples laid end to end in `rows` (the packed row of each), `position_ids` restarting at every
-        example and no attention_mask: that is how the model (and Transformers' mask utilities) recognise
-        packed rows, keeping attention and the cross-level rule inside each example.
+    def _packed(self, ids: np.ndarray, lengths: np.ndarray, first: np.ndarray, rows: np.ndarray,
+                columns: np.ndarray) -> dict[str, torch.Tensor]:
+        """The right-padded examples `ids` laid end to end, each in its row of `rows` from its column of
+        `columns`, `position_ids` restarting at every example and no attention_mask: that is how the model (and
+        Transformers' mask utilities) recognise packed rows, keeping attention and the cross-level rule inside
+        each example.
 
         A row's unused tail is padding that starts a "sequence" of its own (position 0), so no real token
         reads it. Labels need no boundary marks: every example starts with a behavior token, never scored,
         so the loss's one-token shift never scores a token of one example from the end of the one before.
+        Indices by one repeat over the real tokens, not a mask over the padded ones (a quarter of them are real
+        in a training batch).
         """
         width, num_rows = _width(lengths, self.pad_to_multiple_of), int(rows.max()) + 1
+        example = np.repeat(np.arange(len(lengths)), lengths)  # of every real token, in order
+        position = np.arange(example.size) - (np.cumsum(lengths) - lengths)[example]
+        target = (rows * width + columns)[example] + position
+        packed = np.full((num_rows, width), self.tokenizer.pad_token_id, dtype=np.int64)
         used = np.bincount(rows, weights=lengths, minlength=num_rows).astype(np.int64)
-        order = np.argsort(rows, kind="stable")  # by row, in batch order inside a row
-        column = np.empty_like(lengths)
-        column[order] = np.cumsum(lengths[order]) - lengths[order] - (np.cumsum(used) - used)[rows[order]]
-        example_start = np.cumsum(lengths) - lengths  # in `tokens`, which lists the examples in batch order
-        token = np.arange(lengths.sum())
-        target = token + np.repeat(rows * width + column - example_start, lengths)
-        position = token - np.repeat(example_start, lengths)
-        columns = np.arange(width)
-        ids = np.full((num_rows, width), self.tokenizer.pad_token_id, dtype=np.int64)
-        position_ids = np.maximum(columns - used[:, None], 0)  # each tail: its own sequence from 0
-        scored = np.zeros((num_rows, width), dtype=bool)
-        ids.ravel()[target], position_ids.ravel()[target] = tokens, position
-        scored.ravel()[target] = position >= np.repeat(first, lengths)
-        return {"input_ids": torch.from_numpy(ids), "position_ids": torch.from_numpy(position_ids),
-                "labels": torch.from_numpy(self._labels(ids, scored))}
+        position_ids = np.maximum(np.arange(width) - used[:, None], 0)  # each tail: its own sequence from 0
+        packed.ravel()[target] = ids.ravel()[example * ids.shape[1] + position]
+        position_ids.ravel()[target] = position
+        scored = None  # a training batch scores every code, and a pad below the codes never scores
+        if first.any() or self.tokenizer.pad_token_id >= self._token_table().code_start:
+            scored = np.zeros((num_rows, width), dtype=bool)
+            scored.ravel()[target] = position >= first[example]
+        return {"input_ids": torch.from_numpy(packed), "position_ids": torch.from_numpy(position_ids),
+                "labels": torch.from_numpy(self._labels(packed, scored))}
 
 
-def _pack_rows(lengths: np.ndarray, width: int) -> np.ndarray:
-    """Row of each example when packed first-fit decreasing into rows of `width` tokens (the first row with room,
-    longest example first, ties in batch order). Plain Python ints (a numpy scalar per comparison cost 6x the
-    whole padded collation), and a run of equal lengths resumes its search where the previous one of the run was
-    placed: the rows before it had no room for that length then and have less now, so the rows are the same as
-    searching from the first."""
-    sizes = lengths.tolist()
-    rows, room = [0] * len(sizes), []  # room: free tokens of each row
-    row, last = 0, None
-    for example in sorted(range(len(sizes)), key=lambda e: -sizes[e]):
-        size = sizes[example]
-        if size != last:
-            row, last = 0, size
-        while row < len(room) and room[row] < size:
-            row += 1
-        if row == len(room):
-            room.append(width)
-        room[row] -= size
-        rows[example] = row
-    return np.array(rows, dtype=np.int64)
+def _pack_rows(lengths: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and first column of each example when packed first-fit decreasing into rows of `width` tokens (the
+    first row with room, longest example first, ties in batch order). Placed a run of equal lengths at a time,
+    not an example at a time (a Python step per example was most of a packed batch's cost): first-fit puts the
+    examples of a run into the rows in order, each row taking as many as its room holds, since the rows before
+    one that took an example had no room for that length then and have none now."""
+    order = np.argsort(-lengths, kind="stable")
+    ends = np.flatnonzero(np.diff(lengths[order])).tolist() + [len(order) - 1]
+    room: list[int] = []  # free tokens of each row
+    rows: list[int] = []  # of each example, in `order`
+    columns: list[int] = []
+    previous = -1
+    for end in ends:
+        size, count = int(lengths[order[end]]), end - previous
+        previous = end
+        for row, free in enumerate(room):
+            if free >= size:
+                taken = min(count, free // size)
+                rows += [row] * taken
+                columns += range(width - free, width - free + taken * size, size)
+                room[row] -= taken * size
+                count -= taken
+                if not count:
+                    break
+        while count:
+            taken = min(count, width // size)
+            rows += [len(room)] * taken
+            columns += range(0, taken * size, size)
+            room.append(width - taken * size)
+            count -= taken
+    placed = np.empty((2, len(lengths)), dtype=np.int64)
+    placed[:, order] = rows, columns
+    return placed[0], placed[1]
 
 
 def _width(lengths: np.ndarray, multiple: int | None) -> int:

@@ -450,9 +450,13 @@ def test_rows_are_first_fit_decreasing(seed: int) -> None:
         room += [width] * (row == len(room))
         room[row] -= lengths[example]
         expected[example] = row
-    rows = _pack_rows(lengths, width)
+    rows, columns = _pack_rows(lengths, width)
     assert np.array_equal(rows, expected)
     assert (np.bincount(rows, weights=lengths) <= width).all() and rows.max() + 1 < len(lengths)
+    for row in range(rows.max() + 1):  # the examples of a row lie side by side inside it, none overlapping
+        placed = sorted(zip(columns[rows == row], lengths[rows == row]))
+        assert all(start + size <= after for (start, size), (after, _) in zip(placed, placed[1:]))
+        assert placed[0][0] >= 0 and placed[-1][0] + placed[-1][1] <= width
 
 
 def test_packing_is_skipped_where_it_saves_no_row(prepared, tokenizer) -> None:
