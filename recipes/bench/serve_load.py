@@ -46,7 +46,7 @@ DEFAULT_CLIENT = "aiohttp" if importlib.util.find_spec("aiohttp") else "httpx"
 
 
 # ----- the checkpoint -----
-def build_checkpoint(work: Path, steps: int, max_history: int) -> Path:
+def build_checkpoint(work: Path, steps: int, max_history: int, data_dir: Path | None) -> Path:
     """Small preset on retailrocket_cml's catalogue (CID semantic IDs: no embedding step), trained for `steps`
     (one evaluation at the end) or, with steps=0, left at its seeded initialisation: serving does the same
     work either way (fixed beams, fixed code steps), which is what this benchmark measures."""
@@ -58,9 +58,8 @@ def build_checkpoint(work: Path, steps: int, max_history: int) -> Path:
     model_dir = work / (f"model_{steps}_steps" if steps else "model_init")
     if (model_dir / "model.safetensors").is_file():
         return model_dir
-    data_dir = os.environ.get("GAMER_HF_DATA_DIR")
-    if not data_dir:
-        raise ConfigurationError("set GAMER_HF_DATA_DIR (the shared datasets) or pass --model")
+    if data_dir is None:  # checked here, not at parse time: a checkpoint already built under `work` needs no data
+        raise ConfigurationError("give --data-dir or set GAMER_HF_DATA_DIR (the shared datasets), or pass --model")
     if not (work / "prepared").is_dir():
         events = Path(data_dir) / "retailrocket_cml" / "events.csv.gz"
         prepare(events, protocol="session", out=work / "prepared", max_history=max_history, progress=False)
@@ -408,6 +407,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", type=Path, default=None, help="checkpoint (default: build one under --work)")
     parser.add_argument("--work", type=Path, default=HERE / "results" / "serve_load_work",
                         help="data, tokenizer and the trained checkpoint, reused by reruns (git-ignored)")
+    parser.add_argument("--data-dir", type=Path, default=os.environ.get("GAMER_HF_DATA_DIR"),
+                        help="the shared datasets (the checkpoint is built on retailrocket_cml from there)")
     parser.add_argument("--train-steps", type=int, default=20,
                         help="14 steps are one epoch of retailrocket_cml (about 40 s a step on the loaded 2-core "
                              "machine); 0: untrained weights")
@@ -433,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 def load_test(args: argparse.Namespace) -> None:
     """Batched and unbatched servers at every --concurrency level, the malformed mix, and the RESULTS section."""
     args.work.mkdir(parents=True, exist_ok=True)
-    model = args.model or build_checkpoint(args.work, args.train_steps, args.max_history)
+    model = args.model or build_checkpoint(args.work, args.train_steps, args.max_history, args.data_dir)
     bodies, catalogue = request_bodies(args.work, model, args.count, seed=0)
     results: list[LevelResult] = []
     clean: dict[str, dict[int, Any]] = {}

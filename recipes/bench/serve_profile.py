@@ -348,6 +348,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--work", type=Path, default=HERE / "results" / "serve_load_work")
+    parser.add_argument("--data-dir", type=Path, default=os.environ.get("GAMER_HF_DATA_DIR"),
+                        help="the shared datasets (without --model: the checkpoint is built from there)")
     parser.add_argument("--train-steps", type=int, default=20)
     parser.add_argument("--max-batch-size", type=int, nargs="+", default=[64, 1])
     parser.add_argument("--concurrency", type=int, default=32)
@@ -383,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def profile(args: argparse.Namespace) -> None:
     """The mode the flags ask for: --in-process, --sweep, or the py-spy profile of each server."""
-    model = args.model or build_checkpoint(args.work, args.train_steps, 50)
+    model = args.model or build_checkpoint(args.work, args.train_steps, 50, args.data_dir)
     if args.in_process:
         print(json.dumps(in_process(model, args.work, args.count, args.batch_sizes, args.rounds, args.call_costs,
                                     args.baseline_commit)))

@@ -26,8 +26,10 @@ def _no_work(*args, **kwargs):
 
 @pytest.mark.parametrize(("script", "argv", "stubbed", "message"), [
     ("speed.py", ["--sections", "train", "parity"], "train_throughput", "give --data-dir or set GAMER_HF_DATA_DIR"),
-    ("serve_load.py", ["--work", "{tmp}/work"], "run_level", "set GAMER_HF_DATA_DIR (the shared datasets) or pass --model"),
+    ("serve_load.py", ["--work", "{tmp}/work"], "run_level", "give --data-dir or set GAMER_HF_DATA_DIR"),
+    ("serve_load.py", ["--work", "{tmp}/work", "--data-dir", "{tmp}/none"], "run_level", "none/retailrocket_cml/events.csv.gz"),
     ("serve_profile.py", ["--work", "{tmp}/work", "--rate", "50"], "build_checkpoint", "pip install py-spy (or --rate 0)"),
+    ("serve_profile.py", ["--work", "{tmp}/work", "--sweep"], "request_bodies", "give --data-dir or set GAMER_HF_DATA_DIR"),
 ])
 def test_a_missing_setting_is_one_line_and_exit_2(bench_script, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str], script: str, argv: list[str],
