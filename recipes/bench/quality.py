@@ -98,7 +98,7 @@ from matplotlib.figure import Figure
 from transformers.utils import logging as hf_logging
 
 from gamer_hf.baselines import SASRecRecommender, TrainingSettings
-from gamer_hf.checkpoint import load_checkpoint
+from gamer_hf.checkpoint import load_checkpoint, sha256_of
 from gamer_hf.data import PreparedData, load_prepared, prepare
 from gamer_hf.evaluation import (
     ALL_CASES,
@@ -128,6 +128,7 @@ from gamer_hf.evaluation import (
 )
 from gamer_hf.errors import ConfigurationError, exit_on_user_error
 from gamer_hf.files import atomic_output, read_json
+from gamer_hf.modeling.tokenization_gamer import ITEM_INDEX_FILE, LEGACY_ITEM_INDEX_FILE
 from gamer_hf.semantic_ids import REPORT_FILENAME, SemanticIdArguments, build_tokenizer
 from gamer_hf.training import CHECKPOINTS_SUBDIR, TRAINING_INFO_FILE, TrainArguments, list_checkpoints, train
 
@@ -478,7 +479,7 @@ def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, wo
         info = read_json(trained / TRAINING_INFO_FILE)
         runtime = next((row["train_runtime"] for row in info["log_history"] if "train_runtime" in row), float("nan"))
         return trained, _train_record(info["log_history"], info["results"], runtime, budget, reused=True) | {
-            "collisions": handling}
+            "collisions": handling, "semantic_ids_sha256": _ids_digest(tokenizer)}
     start = time.perf_counter()
     result = train(arguments)
     train_seconds = time.perf_counter() - start
@@ -486,10 +487,19 @@ def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, wo
     chosen = list_checkpoints(result.checkpoint_dir / CHECKPOINTS_SUBDIR)[-1] if last_epoch else result.checkpoint_dir
     if last_epoch and chosen.name != f"checkpoint-{result.global_step}":
         raise RuntimeError(f"{variant}: the last checkpoint (step {result.global_step}) was not kept; found {chosen}")
-    record = _train_record(result.log_history, outcome, train_seconds, budget, reused=False) | {"collisions": handling}
+    record = _train_record(result.log_history, outcome, train_seconds, budget, reused=False) | {
+        "collisions": handling, "semantic_ids_sha256": _ids_digest(tokenizer)}
     if last_epoch:
         record["evaluated_step"] = int(chosen.name.split("-")[-1])
     return chosen, record
+
+
+def _ids_digest(tokenizer: Path) -> str:
+    """The first 16 hex digits of the sha256 of the tokenizer's item index: which semantic IDs a run trained on.
+    The same settings give slightly different IDs on another machine (k-means in another BLAS), so seeds run on two
+    machines, or a model retrained beside another's old run, may not share them; the report says where not."""
+    index = tokenizer / ITEM_INDEX_FILE
+    return sha256_of(index if index.is_file() else tokenizer / LEGACY_ITEM_INDEX_FILE)[:16]
 
 
 def reusable_run(arguments: TrainArguments) -> Path | None:
@@ -606,7 +616,7 @@ def markdown(results: dict[str, Any]) -> str:
                   "| Model | seeds | target HR@10 | target NDCG@10 | target explore NDCG@10 | explore history "
                   "share@10 | merged HR@10 | merged NDCG@10 | train s | epochs |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        chosen = collision_lines(stats.get("collision_choice", {}))
+        chosen = collision_lines(stats.get("collision_choice", {})) + id_assignment_lines(results["runs"][dataset])
         lines[-2:-2] = [*chosen, ""] if chosen else []
         best = max((s["target_NDCG@10_mean"] for m, s in models.items() if not m.startswith("GAMER")),
                    default=float("nan"))  # the best baseline, rules and TIGER included
@@ -632,6 +642,21 @@ def collision_lines(choices: Mapping[str, Any]) -> list[str]:
         lines.append(f"- {chooser}'s semantic IDs: **{choice['chosen']}** (validation NDCG@10 of seed {choice['seed']}: "
                      f"{figures}{unbuilt})")
     return lines
+
+
+def id_assignment_lines(seeds: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Where the learned models of one dataset did not all train on the same semantic IDs (runs that recorded
+    theirs): which seeds and models used which, since a paired difference between two of them then also holds the
+    difference of their IDs."""
+    used: dict[str, list[str]] = {}
+    for seed, models in sorted(seeds.items()):
+        for model, record in models.items():
+            if record.get("semantic_ids_sha256") and _base(model) == model and model not in BLENDS:
+                used.setdefault(record["semantic_ids_sha256"], []).append(f"{model} seed {seed}")
+    if len(used) < 2:
+        return []
+    return ["- semantic IDs differ between runs (sha256 of the item index): "
+            + "; ".join(f"`{digest[:8]}` {', '.join(runs)}" for digest, runs in used.items())]
 
 
 LEARNED = ("SASRec", "SASRec+behavior", "TIGER")  # issue 16's first goal compares GAMER with the best of these

@@ -85,6 +85,19 @@ def test_merge_puts_side_by_side_seeds_in_one_file_and_renders_it(quality, tmp_p
             quality.merge([tmp_path / "a.json", tmp_path / name])
 
 
+def test_runs_on_different_semantic_ids_are_named(quality) -> None:
+    """Seeds run on two machines (or a model retrained beside another's old run) may have trained on different IDs;
+    the report lists which runs used which, blends and side rows under their model."""
+    ids = {"0": "a" * 16, "1": "b" * 16}
+    runs = {seed: {"SASRec": {}, "GAMER": {"semantic_ids_sha256": digest}, "GAMER+mix": {"semantic_ids_sha256": digest},
+                   "GAMER:no-history": {"semantic_ids_sha256": digest}} for seed, digest in ids.items()}
+    assert quality.id_assignment_lines(runs) == [
+        "- semantic IDs differ between runs (sha256 of the item index): `aaaaaaaa` GAMER seed 0; `bbbbbbbb` GAMER seed 1"]
+    runs["1"]["GAMER"]["semantic_ids_sha256"] = ids["0"]
+    assert quality.id_assignment_lines(runs) == []
+    assert quality.id_assignment_lines({"0": {"GAMER": {}}}) == []  # runs from before the digest was recorded
+
+
 @pytest.mark.parametrize("flags", [["--merge", "{tmp}/a.json", "{tmp}/missing.json.gz"], ["--render"],
                                    ["--resume"], ["--choices-from", "{tmp}/a.json", "--epochs", "12"]])
 def test_a_file_the_user_gave_wrong_is_one_line_and_exit_2(quality, tmp_path, capsys, flags) -> None:
@@ -190,6 +203,8 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
                               ).read_text())
         assert figure == trained["results"]["best_eval_ndcg10"]
     assert {runs[m]["collisions"] for m in ("GAMER", "GAMER-noaug:last", "GAMER-reg")} == {choice["chosen"]}
+    digest = quality.sha256_of(tmp_path / "work" / "synthetic" / f"tokenizer-{choice['chosen']}" / "item_index.safetensors")
+    assert {runs[m]["semantic_ids_sha256"] for m in ("GAMER", "GAMER-noaug:last", "GAMER-reg")} == {digest[:16]}
     regularized = tmp_path / "work" / "synthetic" / "seed0" / f"GAMER-reg-{choice['chosen']}"  # its own folder
     trained = json.loads((regularized / quality.TRAINING_INFO_FILE).read_text())["training_arguments"]
     assert (trained["dropout"], trained["weight_decay"]) == (0.3, 0.1) == tuple(quality.REGULARIZED["GAMER-reg"].values())
@@ -201,6 +216,7 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     table = (tmp_path / "out" / "quality.md").read_text()
     assert f"GAMER's semantic IDs: **{choice['chosen']}**" in table
     assert "target explore NDCG@10" in table and "paired bootstrap" in table and "| GAMER | 0 |" in table
+    assert "semantic IDs differ" not in table  # one tokenizer
     reg = next(line for line in table.splitlines() if line.startswith("| GAMER-reg | 0 |"))  # beside the baselines
     assert "all vs GAMER" in table and reg.rstrip(" |").endswith("vs GAMER")  # and against GAMER itself
     assert "explore vs best learned without history" in table and "explore history share@10" in table
