@@ -330,6 +330,9 @@ class GamerCollator:
     (`RowNumbers.of(tokenizer, prepared.item_ids, prepared.metadata["behaviors"])`) lets Arrow batches of that
     prepared folder be collated from their number columns; the outputs are the same as from their names and ids, and
     numbers that are not this tokenizer's or not the rows' ids are refused (`RowNumbers.fits`, `RowNumbers.check`).
+    `score_repeats=False` leaves out of a training row's loss the codes of every interaction whose item the row holds
+    earlier (a repeat): the model then learns where a user goes next among items not yet in the history, the cases
+    a repeat rule cannot answer (evaluation rows are scored as always).
     """
 
     def __init__(
@@ -340,13 +343,14 @@ class GamerCollator:
         pad_to_multiple_of: int | None = None,
         pack: bool = False,
         numbers: RowNumbers | None = None,
+        score_repeats: bool = True,
     ) -> None:
         if on_unknown not in ("raise", "skip"):
             raise ValueError(f"on_unknown must be 'raise' or 'skip', got {on_unknown!r}")
         if max_history is not None and max_history < 0:
             raise ValueError(f"max_history must be None or >= 0, got {max_history}")
         self.tokenizer, self.max_history, self.on_unknown = tokenizer, max_history, on_unknown
-        self.pad_to_multiple_of, self.pack = pad_to_multiple_of, pack
+        self.pad_to_multiple_of, self.pack, self.score_repeats = pad_to_multiple_of, pack, score_repeats
         if numbers is not None and not numbers.fits(tokenizer):
             raise ConfigurationError("numbers: built for another tokenizer, whose item rows or behavior tokens are not "
                                      f"this one's ({len(tokenizer.item_index)} items, behaviors "
@@ -388,13 +392,14 @@ class GamerCollator:
             behaviors, items, targets = behaviors[known], items[known], targets[known_targets]
         if batch.bad_row is not None:
             raise ValueError(f"row has neither training nor evaluation columns: {sorted(batch.bad_row)}")
-        ids, lengths, first = _examples(table, batch, behaviors, items, requested, targets, known, known_targets,
-                                        self.tokenizer.pad_token_id, self.pad_to_multiple_of)
+        ids, lengths, first, repeats = _examples(table, batch, behaviors, items, requested, targets, known,
+                                                 known_targets, self.tokenizer.pad_token_id, self.pad_to_multiple_of,
+                                                 self.score_repeats)
         if self.pack:
             rows, columns = _pack_rows(lengths, ids.shape[1])
             if rows.max() + 1 < len(lengths):  # packing saves whole rows of padding
-                return self._packed(ids, lengths, first, rows, columns)
-        return self._pad(ids, lengths, first)
+                return self._packed(ids, lengths, first, rows, columns, repeats)
+        return self._pad(ids, lengths, first, repeats)
 
     def _labels(self, ids: np.ndarray, scored: np.ndarray | None) -> np.ndarray:
         """The ids where `scored` (None: everywhere) holds and the token is a code (the only tokens the LM loss
@@ -423,10 +428,11 @@ class GamerCollator:
             self.tokenizer.item_token_ids(_value(batch.targets, targets[0]))
         raise ValueError(f"row {row} of the batch has an id the tokenizer does not know")
 
-    def _pad(self, ids: np.ndarray, lengths: np.ndarray, first: np.ndarray) -> dict[str, torch.Tensor]:
+    def _pad(self, ids: np.ndarray, lengths: np.ndarray, first: np.ndarray,
+             repeats: np.ndarray | None = None) -> dict[str, torch.Tensor]:
         """The outputs of right-padded examples (`ids`: tokens first, pads after). Labels: an example's codes from
-        its `first` position on; of evaluation examples alone, the K target codes that end each example, written
-        at their places instead of masking the whole batch."""
+        its `first` position on, but not the tokens `repeats` marks; of evaluation examples alone, the K target
+        codes that end each example, written at their places instead of masking the whole batch."""
         attention = np.empty(ids.shape, dtype=np.int64)  # written as int64 by the comparison itself: no bool copy
         np.less(np.arange(ids.shape[1]), lengths[:, None], out=attention, casting="unsafe")
         if first.all():  # evaluation examples only: each scores its last K tokens, the target's codes
@@ -440,12 +446,14 @@ class GamerCollator:
             if first.any():
                 later = np.arange(ids.shape[1]) >= first[:, None]
                 scored = later if scored is None else scored & later
+            if repeats is not None:
+                scored = ~repeats if scored is None else scored & ~repeats
             labels = self._labels(ids, scored)
         return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(attention),
                 "labels": torch.from_numpy(labels)}
 
     def _packed(self, ids: np.ndarray, lengths: np.ndarray, first: np.ndarray, rows: np.ndarray,
-                columns: np.ndarray) -> dict[str, torch.Tensor]:
+                columns: np.ndarray, repeats: np.ndarray | None) -> dict[str, torch.Tensor]:
         """The right-padded examples `ids` laid end to end, each in its row of `rows` from its column of
         `columns`, `position_ids` restarting at every example and no attention_mask: that is how the model (and
         Transformers' mask utilities) recognise packed rows, keeping attention and the cross-level rule inside
@@ -464,12 +472,14 @@ class GamerCollator:
         packed = np.full((num_rows, width), self.tokenizer.pad_token_id, dtype=np.int64)
         used = np.bincount(rows, weights=lengths, minlength=num_rows).astype(np.int64)
         position_ids = np.maximum(np.arange(width) - used[:, None], 0)  # each tail: its own sequence from 0
-        packed.ravel()[target] = ids.ravel()[example * ids.shape[1] + position]
+        source = example * ids.shape[1] + position
+        packed.ravel()[target] = ids.ravel()[source]
         position_ids.ravel()[target] = position
         scored = None  # a training batch scores every code, and a pad below the codes never scores
-        if first.any() or self.tokenizer.pad_token_id >= self._token_table().code_start:
+        if first.any() or repeats is not None or self.tokenizer.pad_token_id >= self._token_table().code_start:
             scored = np.zeros((num_rows, width), dtype=bool)
-            scored.ravel()[target] = position >= first[example]
+            kept = position >= first[example]
+            scored.ravel()[target] = kept if repeats is None else kept & ~repeats.ravel()[source]
         return {"input_ids": torch.from_numpy(packed), "position_ids": torch.from_numpy(position_ids),
                 "labels": torch.from_numpy(self._labels(packed, scored))}
 
@@ -517,9 +527,11 @@ def _width(lengths: np.ndarray, multiple: int | None) -> int:
 def _examples(
     table: _TokenTable, batch: _Batch, behaviors: np.ndarray, items: np.ndarray, requested: np.ndarray,
     targets: np.ndarray, known: np.ndarray, known_targets: np.ndarray, pad_token_id: int, multiple: int | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    score_repeats: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Every example right-padded (`[examples, width]` token ids, in row order; a row's targets in order), their
-    lengths and first scored positions.
+    lengths and first scored positions; without `score_repeats`, also where the tokens of an interaction whose item
+    its row holds earlier lie (None when there are none: nothing to leave out).
 
     An example is its row's history (the kept interactions as `[beh, c1..cK]` blocks), then, for each kept
     target of an evaluation row, the requested-behavior token and the target's codes. The histories are padded
@@ -542,16 +554,35 @@ def _examples(
     row_width = max(width, int(history.max()))  # an evaluation row whose targets were all skipped may be longer
     padded = np.full((rows, row_width), pad_token_id, dtype=np.int64)
     blocks = np.concatenate([behaviors[:, None], table.item_tokens(items)], axis=1).ravel()
-    padded.ravel()[np.arange(blocks.size) + np.repeat(np.arange(rows) * row_width - np.cumsum(history) + history,
-                                                      history)] = blocks  # each row's tokens from its column 0
+    places = np.arange(blocks.size) + np.repeat(np.arange(rows) * row_width - np.cumsum(history) + history, history)
+    padded.ravel()[places] = blocks  # each row's tokens from its column 0
+    repeats = None
+    if not score_repeats and not batch.evaluation.all():
+        repeated = _repeated(np.repeat(np.arange(rows), kept), items)
+        if repeated.any():
+            repeats = np.zeros(padded.shape, dtype=bool)
+            repeats.ravel()[places] = np.repeat(repeated, levels + 1)
     if row_width == width and example_row.size == rows:  # every row one example (training rows): as they lie
         ids = padded
     else:
         ids = padded[example_row, :width] if row_width > width else padded[example_row]
+        if repeats is not None:
+            repeats = repeats[example_row, :width]
     suffixes = np.flatnonzero(evaluation)
     if suffixes.size:  # the requested behavior and the target's codes after each evaluation example's history
         request = (np.cumsum(batch.evaluation) - 1)[example_row[suffixes]]
         columns = history[example_row[suffixes], None] + np.arange(levels + 1)
         ids[suffixes[:, None], columns] = np.concatenate([requested[request, None], table.item_tokens(targets)],
                                                          axis=1)
-    return ids, lengths, np.where(evaluation, history[example_row] + 1, 0)
+    if repeats is not None and suffixes.size:  # an evaluation example scores its target, repeat or not
+        repeats[suffixes] = False
+    return ids, lengths, np.where(evaluation, history[example_row] + 1, 0), repeats
+
+
+def _repeated(rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Per interaction (row numbers and item keys in row order): whether an earlier interaction of its row has the
+    same item."""
+    keys = rows.astype(np.int64) * (int(items.max()) + 1) + items
+    repeated = np.ones(len(keys), dtype=bool)
+    repeated[np.unique(keys, return_index=True)[1]] = False  # the first of each (row, item)
+    return repeated

@@ -79,6 +79,12 @@ class TrainArguments:
                           "wherever that saves rows of padding, as histories of mixed length do; the loss is "
                           "that of the padded batch"},
     )
+    score_repeats: bool = field(
+        default=True,
+        metadata={"help": "score the codes of a training interaction whose item its sequence holds earlier; false "
+                          "trains next-item prediction on new items only (where a repeat rule cannot answer), for "
+                          "ranking with the history excluded (validation targets are scored either way)"},
+    )
     num_train_epochs: float = field(default=10.0, metadata={"help": "epochs over the training sequences"})
     max_steps: int = field(default=-1, metadata={"help": "optimizer steps; overrides num_train_epochs when > 0"})
     per_device_train_batch_size: int = field(default=64, metadata={"help": "training sequences per device and step"})

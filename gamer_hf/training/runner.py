@@ -269,7 +269,7 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
                                     args.shuffle_block_rows, args.shuffle_buffer_blocks),
         eval_dataset=evaluation_sample(prepared.splits["validation"], args.max_eval_samples),
         data_collator=GamerCollator(tokenizer, max_history=max_history, on_unknown=args.on_unknown,
-                                    pack=args.pack_sequences, numbers=numbers),
+                                    pack=args.pack_sequences, numbers=numbers, score_repeats=args.score_repeats),
         processing_class=tokenizer,
         callbacks=extra_callbacks,
     )

@@ -437,6 +437,35 @@ def test_packed_rows_hold_the_padded_examples(synthetic_prepared, levels) -> Non
         assert sorted(_examples_of(packed)) == sorted(_examples_of(padded) + pads)
 
 
+@pytest.mark.parametrize("pack", [False, True])
+def test_repeats_can_be_left_out_of_the_loss(synthetic_prepared, levels, pack: bool) -> None:
+    """score_repeats=False: in training rows, the codes of an interaction whose item the row holds earlier are not
+    scored; everything else (ids, every other label, evaluation rows' targets, repeated or not) is unchanged."""
+    index = {item: (i % 5, i // 5) for i, item in enumerate(synthetic_prepared.item_ids)}
+    tokenizer = GamerTokenizerFast.from_items(index, levels, codebook_size=[5, 64])
+    left_out = 0
+    for rows in _batches(synthetic_prepared, 37):
+        full, padded = GamerCollator(tokenizer)(rows), GamerCollator(tokenizer, score_repeats=False)(rows)
+        assert torch.equal(full["input_ids"], padded["input_ids"])
+        expected, example = full["labels"].clone(), 0
+        for row in rows:
+            if "items" not in row:  # an evaluation row: one example per target, labels as always
+                example += len(row["target_items"])
+                continue
+            for place, item in enumerate(row["items"]):
+                if item in row["items"][:place]:
+                    expected[example, place * (NUM_LEVELS + 1) + 1:(place + 1) * (NUM_LEVELS + 1)] = -100
+                    left_out += 1
+            example += 1
+        assert torch.equal(padded["labels"], expected)
+        if pack:
+            packed = GamerCollator(tokenizer, pack=True, score_repeats=False)(rows)
+            pads = [([tokenizer.pad_token_id] * len(ids), [-100] * len(ids))
+                    for ids, _ in _examples_of(packed) if set(ids) == {tokenizer.pad_token_id}]
+            assert sorted(_examples_of(packed)) == sorted(_examples_of(padded) + pads)
+    assert left_out > 50  # the synthetic users do come back to items
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_rows_are_first_fit_decreasing(seed: int) -> None:
     """The row of every example is the first with room, longest example first and ties in batch order, also

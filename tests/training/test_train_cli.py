@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from transformers import AutoModelForCausalLM
 
@@ -48,6 +49,20 @@ def test_cli_says_where_kept_checkpoints_are(prepared_dir, tokenizer_dir, tmp_pa
     printed = capsys.readouterr().out
     assert f"checkpoints for resuming or inspection: {tmp_path / 'kept' / 'checkpoints'} (checkpoint-1, checkpoint-2)" \
         in printed
+
+
+@pytest.mark.parametrize(("flag", "scored"), [([], True), (["--score_repeats", "false"], False)])
+def test_the_cli_trains_with_or_without_scoring_repeats(prepared_dir, tokenizer_dir, tmp_path, monkeypatch, flag, scored):
+    from gamer_hf.data import GamerCollator
+    from gamer_hf.training import runner
+
+    made = []
+    monkeypatch.setattr(runner, "GamerCollator", lambda *args, **kwargs: made.append(kwargs) or GamerCollator(
+        *args, **kwargs))
+    assert main(["train", "--data", str(prepared_dir), "--tokenizer", str(tokenizer_dir), "--preset", "tiny",
+                 "--max_steps", "1", "--disable_tqdm", "true", "--output_dir", str(tmp_path / "out"), *flag]) == 0
+    assert [kwargs["score_repeats"] for kwargs in made] == [scored]
+    assert json.loads((tmp_path / "out" / TRAINING_INFO_FILE).read_text())["training_arguments"]["score_repeats"] is scored
 
 
 def _free_port() -> int:
