@@ -32,9 +32,12 @@ Models (names as in the tables):
                                          through WithoutHistory): the explore slice compared on equal terms
     SASRec:ndcg, SASRec+behavior:ndcg    (only with --models) the epoch selected by validation NDCG@10
     GAMER-noaug:last                     (only with --models) GAMER-noaug without early stopping, last epoch
-    GAMER-reg                            (only with --models) GAMER with stronger regularization (REGULARIZED:
+    GAMER-reg                            (only with --models) GAMER with stronger regularization (TRAINING_OVERRIDES:
                                          dropout 0.3 of every kind, AdamW weight decay 0.1; pre-registered in
                                          session 15: does GAMER overfit the small samples?)
+    GAMER-explore                        (only with --models) GAMER trained without scoring repeats (score_repeats
+                                         false: the codes of an item its sequence already holds are not in the
+                                         loss); its :no-history row is the explore slice's (session 16 screening)
 
 Protocol: retailrocket_cml and taobao_cml_partial session-wise (last session test, previous one
 validation), retail_beh_mbht leave-one-out on buy. Every learned model gets the same budget: at most
@@ -86,7 +89,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -139,14 +142,15 @@ GAMER_VARIANTS = {  # name -> (ablation, trained on augmented data)
     "GAMER-noaug": ("none", False),
     "GAMER-nocross": ("no_cross_level", True),
     "GAMER-reg": ("none", True),
+    "GAMER-explore": ("none", True),
 }
-# Not run by default: a GAMER variant trained with these TrainArguments overrides (the preset's dropout is 0.1, the
-# training default weight decay 0.01).
-REGULARIZED = {"GAMER-reg": {"dropout": 0.3, "weight_decay": 0.1}}
+# Not run by default: GAMER variants trained with these TrainArguments overrides (the preset's dropout is 0.1, the
+# training default weight decay 0.01, repeats scored).
+TRAINING_OVERRIDES = {"GAMER-reg": {"dropout": 0.3, "weight_decay": 0.1}, "GAMER-explore": {"score_repeats": False}}
 BLENDS = ["GAMER+mix", "GAMER+rerank"]  # made from the trained GAMER's beams, no extra GAMER training
 FITTED = ["Repeat+learned", *BLENDS]  # fit on validation cases: redone by --resume when those cases change
 MODELS = [*RULES,  # the rules: no GAMER, no seed, scored once per dataset
- "SASRec", "SASRec+behavior", *(v for v in GAMER_VARIANTS if v not in REGULARIZED), *BLENDS]
+ "SASRec", "SASRec+behavior", *(v for v in GAMER_VARIANTS if v not in TRAINING_OVERRIDES), *BLENDS]
 BASELINES = [*RULES, "SASRec", "SASRec+behavior", "TIGER"]  # what GAMER is compared with (paired bootstrap)
 # Not run by default: SASRec with the epoch always chosen by validation NDCG@10 (the default of the budgets too,
 # `select_by`; with select_by="loss" these rows show what the selection rule costs).
@@ -158,10 +162,10 @@ LAST_EPOCH = ["GAMER-noaug:last"]
 # Likewise: GAMER+rerank with GAMER's columns on its new items only (residual_items="new"), fit and scored beside
 # GAMER+rerank on the same beams.
 RERANK_NEW_ITEMS = f"GAMER+rerank{NEW_ITEMS}"
-DIAGNOSTICS = NDCG_SELECTED + LAST_EPOCH + [RERANK_NEW_ITEMS, *REGULARIZED]
+DIAGNOSTICS = NDCG_SELECTED + LAST_EPOCH + [RERANK_NEW_ITEMS, *TRAINING_OVERRIDES]
 # Scored beside their model, never trained on their own: the learned models' lists with the history items excluded
 # (the explore slice on equal terms) and GAMER+rerank without GAMER's explore beams (the ablation of those features).
-SIDE_ROWS = [*(f"{m}{NO_HISTORY}" for m in ("SASRec", "SASRec+behavior", "TIGER", "GAMER", *REGULARIZED)),
+SIDE_ROWS = [*(f"{m}{NO_HISTORY}" for m in ("SASRec", "SASRec+behavior", "TIGER", "GAMER", *TRAINING_OVERRIDES)),
              f"GAMER+rerank{PLAIN_BEAMS}"]
 HEADLINE = ("HR@10", "NDCG@10")
 # Semantic-ID collision handling: both tokenizers are built (reassign only where no prefix is full), and each model
@@ -472,7 +476,7 @@ def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, wo
         disable_tqdm=not progress, save_total_limit=2 if last_epoch else 1, logging_steps=20,  # 1 drops the last
         select_by=budget.select_by, ranking_cases=budget.max_validation_cases or 500, ranking_beams=budget.num_beams,
         keep_checkpoints=last_epoch,  # the last epoch's checkpoint is scored
-        **REGULARIZED.get(variant, {}),
+        **TRAINING_OVERRIDES.get(variant, {}),
     )
     trained = reusable_run(arguments) if not last_epoch else None
     if trained is not None:  # the same training arguments already ran to the end: score that checkpoint again
@@ -510,7 +514,8 @@ def reusable_run(arguments: TrainArguments) -> Path | None:
         return None
     stored = read_json(folder / TRAINING_INFO_FILE).get("training_arguments", {})
     wanted = {k: v for k, v in asdict(arguments).items() if k != "disable_tqdm"}
-    return folder if {k: stored.get(k) for k in wanted} == wanted else None
+    defaults = {f.name: f.default for f in fields(TrainArguments)}  # a field added since the run: it ran the default
+    return folder if {k: stored.get(k, defaults[k]) for k in wanted} == wanted else None
 
 
 def _train_record(log_history: list[dict[str, Any]], outcome: dict[str, Any], train_seconds: float, budget: Budget,

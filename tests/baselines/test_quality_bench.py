@@ -85,6 +85,19 @@ def test_merge_puts_side_by_side_seeds_in_one_file_and_renders_it(quality, tmp_p
             quality.merge([tmp_path / "a.json", tmp_path / name])
 
 
+def test_a_finished_run_is_reused_only_with_the_same_arguments(quality, tmp_path) -> None:
+    """A field added to TrainArguments since a run counts as its default there (the run did what the default does)."""
+    from dataclasses import asdict
+
+    arguments = quality.TrainArguments(data="d", output_dir=str(tmp_path), tokenizer="t", seed=1)
+    stored = {k: v for k, v in asdict(arguments).items() if k != "score_repeats"}  # written before the field existed
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    (tmp_path / quality.TRAINING_INFO_FILE).write_text(json.dumps({"training_arguments": stored}))
+    assert quality.reusable_run(arguments) == tmp_path
+    assert quality.reusable_run(replace(arguments, score_repeats=False)) is None
+    assert quality.reusable_run(replace(arguments, seed=2)) is None
+
+
 def test_runs_on_different_semantic_ids_are_named(quality) -> None:
     """Seeds run on two machines (or a model retrained beside another's old run) may have trained on different IDs;
     the report lists which runs used which, blends and side rows under their model."""
@@ -153,7 +166,7 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     budget = replace(quality.BUDGETS["quick"], epochs=2, max_users=None, max_validation_cases=20, max_test_cases=30,
                      mixer_cases=12, sid_levels=2, sid_codebook=8, num_beams=10)
     models = ["MostPopular", "Repeat", "Repeat+popular", "Repeat+learned", "SASRec", "SASRec:ndcg", "GAMER",
-              "GAMER+mix", "GAMER+rerank", "GAMER-noaug:last", "GAMER-reg"]
+              "GAMER+mix", "GAMER+rerank", "GAMER-noaug:last", "GAMER-reg", "GAMER-explore"]
     argv = ["--datasets", "synthetic", "--seeds", "0", "--models", *models, "--data-dir", str(data_dir),
             "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--no-progress"]
     saved_cases = []  # every file written mid-run holds the test cases (a --merge of it must not fail)
@@ -164,7 +177,8 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     assert len(saved_cases) > 3 and all(saved_cases)
 
     runs = results["runs"]["synthetic"]["0"]
-    side = ["SASRec:no-history", "GAMER:no-history", "GAMER-reg:no-history", "GAMER+rerank:plain-beams"]
+    side = ["SASRec:no-history", "GAMER:no-history", "GAMER-reg:no-history", "GAMER-explore:no-history",
+            "GAMER+rerank:plain-beams"]
     assert sorted(runs) == sorted(models + side)
     for row in ("SASRec:no-history", "GAMER:no-history"):  # the lists hold no history item, on any slice
         assert set(runs[row]["history_share@10"].values()) == {0.0}
@@ -207,9 +221,13 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     assert {runs[m]["semantic_ids_sha256"] for m in ("GAMER", "GAMER-noaug:last", "GAMER-reg")} == {digest[:16]}
     regularized = tmp_path / "work" / "synthetic" / "seed0" / f"GAMER-reg-{choice['chosen']}"  # its own folder
     trained = json.loads((regularized / quality.TRAINING_INFO_FILE).read_text())["training_arguments"]
-    assert (trained["dropout"], trained["weight_decay"]) == (0.3, 0.1) == tuple(quality.REGULARIZED["GAMER-reg"].values())
+    assert (trained["dropout"], trained["weight_decay"]) == (0.3, 0.1) == tuple(
+        quality.TRAINING_OVERRIDES["GAMER-reg"].values())
+    assert trained["score_repeats"] and not json.loads((regularized.parent / f"GAMER-explore-{choice['chosen']}" /
+                                                        quality.TRAINING_INFO_FILE).read_text())["training_arguments"][
+        "score_repeats"]
     assert json.loads((regularized / "config.json").read_text())["hidden_dropout"] == 0.3
-    assert "GAMER-reg" not in quality.MODELS  # a study row, run only when named
+    assert not set(quality.TRAINING_OVERRIDES) & set(quality.MODELS)  # study rows, run only when named
     assert runs["GAMER"]["reused_checkpoint"] == (len(choice["validation_ndcg10"]) > 1)  # seed 0: the choice's run
     saved = json.loads((tmp_path / "out" / "quality.json").read_text())
     assert saved["summary"]["synthetic"]["SASRec"]["seeds"] == 1 and saved["budget"]["name"] == "quick"
