@@ -670,6 +670,7 @@ GOAL_COLUMNS = (  # header, slice, the references (None: every baseline)
     ("explore vs best learned without history", EXPLORE, tuple(m + NO_HISTORY for m in LEARNED)),
     ("all vs Repeat+learned", ALL_CASES, ("Repeat+learned",)),
     ("all vs GAMER+rerank", ALL_CASES, ("GAMER+rerank",)),  # the reranker's variants on the same beams
+    ("explore vs GAMER:no-history", EXPLORE, ("GAMER" + NO_HISTORY,)),  # the :no-history rows of GAMER's variants
     ("all vs GAMER", ALL_CASES, ("GAMER",)))  # GAMER's variants (GAMER-noaug, GAMER-reg, ...) against the full model
 
 

@@ -237,6 +237,8 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     assert "semantic IDs differ" not in table  # one tokenizer
     reg = next(line for line in table.splitlines() if line.startswith("| GAMER-reg | 0 |"))  # beside the baselines
     assert "all vs GAMER" in table and reg.rstrip(" |").endswith("vs GAMER")  # and against GAMER itself
+    explore = next(line for line in table.splitlines() if line.startswith("| GAMER-explore:no-history | 0 |"))
+    assert explore.split(" | ")[-2].endswith("vs GAMER:no-history")  # its explore slice against GAMER's
     assert "explore vs best learned without history" in table and "explore history share@10" in table
     assert len(results["datasets"]["synthetic"]["cases"]["case_slices"]) == 30
     assert all(f"| {model} | 1 |" in table for model in models)
