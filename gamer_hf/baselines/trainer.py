@@ -51,6 +51,7 @@ class TrainingSettings:
     progress: bool = True
     select_by: Literal["loss", "ndcg"] = "loss"
     device: str = "cpu"
+    score_repeats: bool = True  # False: no loss on a next item the sequence already holds (GAMER's score_repeats)
 
     def __post_init__(self) -> None:
         try:
@@ -121,11 +122,16 @@ def last_hidden(model: SASRec, histories: SequenceBatch, requested: torch.Tensor
     return hidden[torch.arange(len(lengths), device=lengths.device), lengths - 1]
 
 
-def _training_loss(model: SASRec, batch: SequenceBatch) -> torch.Tensor:
+def _training_loss(model: SASRec, batch: SequenceBatch, score_repeats: bool = True) -> torch.Tensor:
     inputs, targets = batch.items[:, :-1], batch.items[:, 1:]
     behaviors = batch.behaviors[:, :-1]
     hidden = model(inputs, behaviors, batch.behaviors[:, 1:])
     scored = targets >= NUM_SPECIAL  # pads and items unknown to the catalogue are not targets
+    if not score_repeats:  # a target equal to an item at or before its input position is a repeat
+        earlier = torch.ones(targets.shape[1], targets.shape[1], dtype=torch.bool, device=targets.device).tril()
+        scored &= ~((targets[:, :, None] == inputs[:, None, :]) & earlier).any(-1)
+    if not scored.any():
+        return hidden.sum() * 0.0  # a batch of repeats only: no gradient, and no NaN from an empty mean
     return F.cross_entropy(model.item_logits(hidden[scored]), targets[scored])
 
 
@@ -178,7 +184,7 @@ def fit(model: SASRec, train: SequenceBatch, validation: CaseBatch | None, setti
             rows = order[first : first + settings.batch_size]
             width = int(train.lengths[rows].max())
             batch = SequenceBatch(train.items[rows, :width], train.behaviors[rows, :width], train.lengths[rows]).to(device)
-            loss = _training_loss(model, batch)
+            loss = _training_loss(model, batch, settings.score_repeats)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

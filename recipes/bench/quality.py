@@ -38,6 +38,9 @@ Models (names as in the tables):
     GAMER-explore                        (only with --models) GAMER trained without scoring repeats (score_repeats
                                          false: the codes of an item its sequence already holds are not in the
                                          loss); its :no-history row is the explore slice's (session 16 screening)
+    SASRec-explore                       (only with --models) SASRec trained the same way (no loss on a next item
+                                         its sequence holds): GAMER-explore's learned baseline, with its
+                                         :no-history row
 
 Protocol: retailrocket_cml and taobao_cml_partial session-wise (last session test, previous one
 validation), retail_beh_mbht leave-one-out on buy. Every learned model gets the same budget: at most
@@ -151,7 +154,9 @@ BLENDS = ["GAMER+mix", "GAMER+rerank"]  # made from the trained GAMER's beams, n
 FITTED = ["Repeat+learned", *BLENDS]  # fit on validation cases: redone by --resume when those cases change
 MODELS = [*RULES,  # the rules: no GAMER, no seed, scored once per dataset
  "SASRec", "SASRec+behavior", *(v for v in GAMER_VARIANTS if v not in TRAINING_OVERRIDES), *BLENDS]
-BASELINES = [*RULES, "SASRec", "SASRec+behavior", "TIGER"]  # what GAMER is compared with (paired bootstrap)
+# Not run by default: SASRec without loss on repeats (TrainingSettings.score_repeats), beside GAMER-explore.
+SASREC_EXPLORE = "SASRec-explore"
+BASELINES = [*RULES, "SASRec", "SASRec+behavior", "TIGER", SASREC_EXPLORE]  # what GAMER is compared with
 # Not run by default: SASRec with the epoch always chosen by validation NDCG@10 (the default of the budgets too,
 # `select_by`; with select_by="loss" these rows show what the selection rule costs).
 NDCG_SELECTED = ["SASRec:ndcg", "SASRec+behavior:ndcg"]
@@ -162,10 +167,11 @@ LAST_EPOCH = ["GAMER-noaug:last"]
 # Likewise: GAMER+rerank with GAMER's columns on its new items only (residual_items="new"), fit and scored beside
 # GAMER+rerank on the same beams.
 RERANK_NEW_ITEMS = f"GAMER+rerank{NEW_ITEMS}"
-DIAGNOSTICS = NDCG_SELECTED + LAST_EPOCH + [RERANK_NEW_ITEMS, *TRAINING_OVERRIDES]
+DIAGNOSTICS = NDCG_SELECTED + LAST_EPOCH + [RERANK_NEW_ITEMS, *TRAINING_OVERRIDES, SASREC_EXPLORE]
 # Scored beside their model, never trained on their own: the learned models' lists with the history items excluded
 # (the explore slice on equal terms) and GAMER+rerank without GAMER's explore beams (the ablation of those features).
-SIDE_ROWS = [*(f"{m}{NO_HISTORY}" for m in ("SASRec", "SASRec+behavior", "TIGER", "GAMER", *TRAINING_OVERRIDES)),
+SIDE_ROWS = [*(f"{m}{NO_HISTORY}" for m in ("SASRec", "SASRec+behavior", SASREC_EXPLORE, "TIGER", "GAMER",
+                                           *TRAINING_OVERRIDES)),
              f"GAMER+rerank{PLAIN_BEAMS}"]
 HEADLINE = ("HR@10", "NDCG@10")
 # Semantic-ID collision handling: both tokenizers are built (reassign only where no prefix is full), and each model
@@ -439,12 +445,13 @@ def _records(rows: dict[str, Scored], **info: Any) -> dict[str, dict[str, Any]]:
 
 def run_sasrec(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, name: str,
                progress: bool, device: str = "cpu") -> dict[str, dict[str, Any]]:
-    """SASRec or SASRec+behavior (name), epoch selected as the budget says, or by NDCG@10 for the ':ndcg' names;
+    """SASRec, SASRec+behavior or SASRec-explore (name), epoch selected as the budget says, or by NDCG@10 for the ':ndcg' names;
     scored as trained and (SIDE_ROWS) with the history items excluded (name:no-history)."""
     base, _, select_by = name.partition(":")
     settings = TrainingSettings(epochs=budget.epochs, batch_size=budget.batch_size,
                                 learning_rate=budget.sasrec_learning_rate, patience=budget.patience,
-                                seed=seed, progress=progress, select_by=select_by or budget.select_by, device=device)
+                                seed=seed, progress=progress, select_by=select_by or budget.select_by, device=device,
+                                score_repeats=base != SASREC_EXPLORE)
     model = SASRecRecommender.fit_prepared(load_prepared(setup.plain), use_behaviors=base == "SASRec+behavior",
                                            settings=settings)
     fit = model.fit_result
@@ -664,7 +671,7 @@ def id_assignment_lines(seeds: Mapping[str, Mapping[str, Any]]) -> list[str]:
             + "; ".join(f"`{digest[:8]}` {', '.join(runs)}" for digest, runs in used.items())]
 
 
-LEARNED = ("SASRec", "SASRec+behavior", "TIGER")  # issue 16's first goal compares GAMER with the best of these
+LEARNED = ("SASRec", "SASRec+behavior", "TIGER", SASREC_EXPLORE)  # issue 16's first goal: the best of these (run)
 GOAL_COLUMNS = (  # header, slice, the references (None: every baseline)
     ("all", ALL_CASES, None), ("explore", EXPLORE, None), ("explore vs best learned", EXPLORE, LEARNED),
     ("explore vs best learned without history", EXPLORE, tuple(m + NO_HISTORY for m in LEARNED)),

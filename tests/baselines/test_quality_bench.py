@@ -166,7 +166,7 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     budget = replace(quality.BUDGETS["quick"], epochs=2, max_users=None, max_validation_cases=20, max_test_cases=30,
                      mixer_cases=12, sid_levels=2, sid_codebook=8, num_beams=10)
     models = ["MostPopular", "Repeat", "Repeat+popular", "Repeat+learned", "SASRec", "SASRec:ndcg", "GAMER",
-              "GAMER+mix", "GAMER+rerank", "GAMER-noaug:last", "GAMER-reg", "GAMER-explore"]
+              "GAMER+mix", "GAMER+rerank", "GAMER-noaug:last", "GAMER-reg", "GAMER-explore", "SASRec-explore"]
     argv = ["--datasets", "synthetic", "--seeds", "0", "--models", *models, "--data-dir", str(data_dir),
             "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--no-progress"]
     saved_cases = []  # every file written mid-run holds the test cases (a --merge of it must not fail)
@@ -178,7 +178,7 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
 
     runs = results["runs"]["synthetic"]["0"]
     side = ["SASRec:no-history", "GAMER:no-history", "GAMER-reg:no-history", "GAMER-explore:no-history",
-            "GAMER+rerank:plain-beams"]
+            "SASRec-explore:no-history", "GAMER+rerank:plain-beams"]
     assert sorted(runs) == sorted(models + side)
     for row in ("SASRec:no-history", "GAMER:no-history"):  # the lists hold no history item, on any slice
         assert set(runs[row]["history_share@10"].values()) == {0.0}
@@ -239,6 +239,7 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     assert "all vs GAMER" in table and reg.rstrip(" |").endswith("vs GAMER")  # and against GAMER itself
     explore = next(line for line in table.splitlines() if line.startswith("| GAMER-explore:no-history | 0 |"))
     assert explore.split(" | ")[-2].endswith("vs GAMER:no-history")  # its explore slice against GAMER's
+    assert runs["SASRec-explore"]["validation"] != runs["SASRec"]["validation"]  # trained otherwise, same seed
     assert "explore vs best learned without history" in table and "explore history share@10" in table
     assert len(results["datasets"]["synthetic"]["cases"]["case_slices"]) == 30
     assert all(f"| {model} | 1 |" in table for model in models)

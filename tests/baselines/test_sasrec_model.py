@@ -76,3 +76,25 @@ def test_specials_are_never_scored_and_config_is_checked() -> None:
         model(torch.ones(1, 51, dtype=torch.long))
     with pytest.raises(ValueError, match="needs behaviors"):
         SASRec(SASRecConfig(num_items=8, num_behaviors=2, use_behaviors=True, hidden_size=8))(torch.ones(1, 2).long())
+
+
+def test_the_loss_without_repeats_scores_only_next_items_the_sequence_does_not_hold() -> None:
+    """TrainingSettings(score_repeats=False): the cross-entropy of every next item that is new to its sequence, none
+    other; a batch of repeats only gives a zero loss, not NaN."""
+    from gamer_hf.baselines.trainer import _training_loss
+    from gamer_hf.baselines.vocabulary import SequenceBatch
+
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(num_items=12, num_behaviors=4, hidden_size=16, num_layers=1, max_length=6)).eval()
+    items = torch.tensor([[3, 4, 3, 5, 4, 6], [7, 7, 8, PAD, PAD, PAD]])
+    behaviors = torch.where(items == PAD, PAD, 1)
+    batch = SequenceBatch(items, behaviors, torch.tensor([6, 3]))
+    logits = model.item_logits(model(items[:, :-1], behaviors[:, :-1], behaviors[:, 1:]))
+    new = [(0, 0), (0, 2), (0, 4), (1, 1)]  # targets 4, 5, 6 of the first row and 8 of the second
+    expected = torch.stack([torch.nn.functional.cross_entropy(logits[r, t], items[r, t + 1]) for r, t in new]).mean()
+    assert torch.allclose(_training_loss(model, batch, score_repeats=False), expected)
+    every = [(0, t) for t in range(5)] + [(1, 0), (1, 1)]
+    assert torch.allclose(_training_loss(model, batch), torch.stack(
+        [torch.nn.functional.cross_entropy(logits[r, t], items[r, t + 1]) for r, t in every]).mean())
+    repeats = SequenceBatch(torch.tensor([[3, 3, 3]]), torch.tensor([[1, 1, 1]]), torch.tensor([3]))
+    assert _training_loss(model, repeats, score_repeats=False).item() == 0.0
