@@ -445,8 +445,8 @@ def _records(rows: dict[str, Scored], **info: Any) -> dict[str, dict[str, Any]]:
 
 def run_sasrec(setup: DatasetSetup, evaluator: Evaluator, budget: Budget, seed: int, name: str,
                progress: bool, device: str = "cpu") -> dict[str, dict[str, Any]]:
-    """SASRec, SASRec+behavior or SASRec-explore (name), epoch selected as the budget says, or by NDCG@10 for the ':ndcg' names;
-    scored as trained and (SIDE_ROWS) with the history items excluded (name:no-history)."""
+    """SASRec, SASRec+behavior or SASRec-explore (name), epoch selected as the budget says, or by NDCG@10 for the
+    ':ndcg' names; scored as trained and (SIDE_ROWS) with the history items excluded (name:no-history)."""
     base, _, select_by = name.partition(":")
     settings = TrainingSettings(epochs=budget.epochs, batch_size=budget.batch_size,
                                 learning_rate=budget.sasrec_learning_rate, patience=budget.patience,
