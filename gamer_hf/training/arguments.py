@@ -113,6 +113,11 @@ class TrainArguments:
     )
     ranking_cases: int = field(default=500, metadata={"help": "select_by=ndcg: validation cases decoded per evaluation"})
     ranking_beams: int = field(default=20, metadata={"help": "select_by=ndcg: beam width of that decoding"})
+    ranking_exclude_history: bool = field(
+        default=False,
+        metadata={"help": "select_by=ndcg: decode those cases with the users' history items excluded, for a model used "
+                          "that way (e.g. trained with score_repeats false)"},
+    )
     eval_steps: Optional[int] = field(
         default=None,
         metadata={"help": "evaluate (and save) every N steps instead of every epoch, for runs with few long epochs"},

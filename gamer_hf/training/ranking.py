@@ -7,6 +7,8 @@ seeded subset of the validation cases with constrained beam search after every e
 `eval_ndcg10` (all behaviors, case-weighted) to the Trainer's metrics before the Trainer picks the
 best checkpoint and `EarlyStoppingCallback` counts patience, so both use it when
 `metric_for_best_model="eval_ndcg10"`. Every process decodes the same cases, so all agree on it.
+`exclude_history=True` decodes them without the users' history items, for a model that is used that way (one
+trained with `score_repeats=False` for the explore slice): its epoch is then chosen for how it is used.
 """
 
 from __future__ import annotations
@@ -37,12 +39,12 @@ class RankingSelectionCallback(TrainerCallback):
         num_beams: int = 20,
         max_history: int | None = None,
         batch_size: int = 64,
+        exclude_history: bool = False,
     ) -> None:
         self.evaluator = Evaluator(cases, behaviors, k_values=(10,), batch_size=batch_size, progress=False)
         if num_beams < self.evaluator.top_k:
             raise ValueError(f"ranking selection needs num_beams >= 10 to fill top-10 lists, got {num_beams}")
-        self.num_beams = num_beams
-        self.max_history = max_history
+        self.num_beams, self.max_history, self.exclude_history = num_beams, max_history, exclude_history
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, processing_class=None, **kwargs):
         if metrics is None or model is None or processing_class is None:
@@ -51,7 +53,8 @@ class RankingSelectionCallback(TrainerCallback):
         model.eval()
         try:
             recommender = GamerRecommender(model, processing_class, num_beams=self.num_beams,
-                                           max_history=self.max_history, on_unknown="skip")  # fmt: skip
+                                           max_history=self.max_history, on_unknown="skip",
+                                           exclude_history=self.exclude_history)  # fmt: skip
             result = self.evaluator.evaluate(recommender, "validation")
         finally:
             model.train(was_training)

@@ -261,7 +261,8 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
     if args.select_by == "ndcg":  # before early stopping, which reads the metric it adds
         extra_callbacks.insert(1, RankingSelectionCallback(
             subset_cases(prepared.splits["validation"], args.ranking_cases, args.seed), prepared.metadata["behaviors"],
-            num_beams=args.ranking_beams, max_history=max_history, batch_size=args.per_device_eval_batch_size))
+            num_beams=args.ranking_beams, max_history=max_history, batch_size=args.per_device_eval_batch_size,
+            exclude_history=args.ranking_exclude_history))
     trainer = GamerTrainer(
         model=model,
         args=hf_args,

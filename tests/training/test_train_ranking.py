@@ -16,8 +16,10 @@ def _ranking_log(log_history: list[dict]) -> list[dict]:
     return [entry for entry in log_history if RANKING_METRIC in entry]
 
 
-def test_the_published_model_is_the_best_ranking_checkpoint(make_args, prepared_dir):
-    args = make_args(num_train_epochs=3, select_by="ndcg", ranking_cases=24, ranking_beams=10, save_total_limit=1)
+@pytest.mark.parametrize("exclude_history", [False, True])
+def test_the_published_model_is_the_best_ranking_checkpoint(make_args, prepared_dir, exclude_history):
+    args = make_args(num_train_epochs=3, select_by="ndcg", ranking_cases=24, ranking_beams=10, save_total_limit=1,
+                     ranking_exclude_history=exclude_history)
     result = train(args)
     logged = _ranking_log(result.log_history)
     assert [entry["epoch"] for entry in logged] == [1.0, 2.0, 3.0]
@@ -33,8 +35,11 @@ def test_the_published_model_is_the_best_ranking_checkpoint(make_args, prepared_
     cases = as_cases(subset_cases(prepared.splits["validation"], 24, args.seed))
     evaluator = Evaluator(cases, prepared.metadata["behaviors"], k_values=(10,), progress=False)
     recommender = GamerRecommender(model, tokenizer, num_beams=10, max_history=prepared.metadata["max_history"],
-                                   on_unknown="skip")  # fmt: skip
+                                   on_unknown="skip", exclude_history=exclude_history)  # fmt: skip
     assert evaluator.evaluate(recommender).merged["NDCG@10"] == pytest.approx(best[RANKING_METRIC])
+    other = GamerRecommender(model, tokenizer, num_beams=10, max_history=prepared.metadata["max_history"],
+                             on_unknown="skip", exclude_history=not exclude_history)  # fmt: skip
+    assert evaluator.evaluate(other).merged["NDCG@10"] != pytest.approx(best[RANKING_METRIC])  # the decoding matters
 
 
 def test_a_ranking_that_stops_improving_stops_training(make_args):
