@@ -52,7 +52,8 @@ def test_a_ranking_that_stops_improving_stops_training(make_args):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [({"select_by": "recall"}, "select_by must be 'loss' or 'ndcg'"), ({"ranking_beams": 5}, "ranking_beams >= 10"),
-     ({"ranking_cases": 0}, "ranking_cases must be >= 1")],
+     ({"ranking_cases": 0}, "ranking_cases must be >= 1"),
+     ({"ranking_exclude_history": True}, "set select_by='ndcg'")],
 )  # fmt: skip
 def test_bad_selection_settings_are_refused(overrides, message):
     with pytest.raises(ValueError, match=message):
