@@ -206,7 +206,8 @@ class TrainArguments:
         if self.select_by not in ("loss", "ndcg"):
             raise ValueError(f"select_by must be 'loss' or 'ndcg', got {self.select_by!r}")
         if self.ranking_exclude_history and self.select_by != "ndcg":
-            raise ValueError("ranking_exclude_history applies to the ranking selection: set select_by='ndcg' or drop it")
+            raise ValueError("ranking_exclude_history applies to the ranking selection: set select_by='ndcg' or "
+                             "drop it")
         if self.ranking_cases < 1 or self.ranking_beams < 10:
             raise ValueError(f"ranking_cases must be >= 1 and ranking_beams >= 10, got {self.ranking_cases} and "
                              f"{self.ranking_beams}")
