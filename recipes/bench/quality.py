@@ -38,6 +38,9 @@ Models (names as in the tables):
     GAMER-explore                        (only with --models) GAMER trained without scoring repeats (score_repeats
                                          false: the codes of an item its sequence already holds are not in the
                                          loss); its :no-history row is the explore slice's (session 16 screening)
+    GAMER-explore-nhsel                  (only with --models) GAMER-explore with its epoch selected on validation
+                                         NDCG@10 of the decoding it is used with, the history excluded
+                                         (ranking_exclude_history; session 17)
     SASRec-explore                       (only with --models) SASRec trained the same way (no loss on a next item
                                          its sequence holds): GAMER-explore's learned baseline, with its
                                          :no-history row
@@ -146,10 +149,12 @@ GAMER_VARIANTS = {  # name -> (ablation, trained on augmented data)
     "GAMER-nocross": ("no_cross_level", True),
     "GAMER-reg": ("none", True),
     "GAMER-explore": ("none", True),
+    "GAMER-explore-nhsel": ("none", True),
 }
 # Not run by default: GAMER variants trained with these TrainArguments overrides (the preset's dropout is 0.1, the
 # training default weight decay 0.01, repeats scored).
-TRAINING_OVERRIDES = {"GAMER-reg": {"dropout": 0.3, "weight_decay": 0.1}, "GAMER-explore": {"score_repeats": False}}
+TRAINING_OVERRIDES = {"GAMER-reg": {"dropout": 0.3, "weight_decay": 0.1}, "GAMER-explore": {"score_repeats": False},
+                      "GAMER-explore-nhsel": {"score_repeats": False, "ranking_exclude_history": True}}
 BLENDS = ["GAMER+mix", "GAMER+rerank"]  # made from the trained GAMER's beams, no extra GAMER training
 FITTED = ["Repeat+learned", *BLENDS]  # fit on validation cases: redone by --resume when those cases change
 MODELS = [*RULES,  # the rules: no GAMER, no seed, scored once per dataset

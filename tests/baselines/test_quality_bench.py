@@ -166,7 +166,7 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     budget = replace(quality.BUDGETS["quick"], epochs=2, max_users=None, max_validation_cases=20, max_test_cases=30,
                      mixer_cases=12, sid_levels=2, sid_codebook=8, num_beams=10)
     models = ["MostPopular", "Repeat", "Repeat+popular", "Repeat+learned", "SASRec", "SASRec:ndcg", "GAMER",
-              "GAMER+mix", "GAMER+rerank", "GAMER-noaug:last", "GAMER-reg", "GAMER-explore", "SASRec-explore"]
+              "GAMER+mix", "GAMER+rerank", "GAMER-noaug:last", "GAMER-reg", "GAMER-explore", "GAMER-explore-nhsel", "SASRec-explore"]
     argv = ["--datasets", "synthetic", "--seeds", "0", "--models", *models, "--data-dir", str(data_dir),
             "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--no-progress"]
     saved_cases = []  # every file written mid-run holds the test cases (a --merge of it must not fail)
@@ -178,7 +178,7 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
 
     runs = results["runs"]["synthetic"]["0"]
     side = ["SASRec:no-history", "GAMER:no-history", "GAMER-reg:no-history", "GAMER-explore:no-history",
-            "SASRec-explore:no-history", "GAMER+rerank:plain-beams"]
+            "GAMER-explore-nhsel:no-history", "SASRec-explore:no-history", "GAMER+rerank:plain-beams"]
     assert sorted(runs) == sorted(models + side)
     for row in ("SASRec:no-history", "GAMER:no-history"):  # the lists hold no history item, on any slice
         assert set(runs[row]["history_share@10"].values()) == {0.0}
@@ -226,6 +226,9 @@ def test_quick_pipeline_end_to_end_and_resume(quality, data_dir, tmp_path, monke
     assert trained["score_repeats"] and not json.loads((regularized.parent / f"GAMER-explore-{choice['chosen']}" /
                                                         quality.TRAINING_INFO_FILE).read_text())["training_arguments"][
         "score_repeats"]
+    own_use = json.loads((regularized.parent / f"GAMER-explore-nhsel-{choice['chosen']}" / quality.TRAINING_INFO_FILE
+                          ).read_text())["training_arguments"]  # selected on the decoding without the history
+    assert own_use["ranking_exclude_history"] and not own_use["score_repeats"]
     assert json.loads((regularized / "config.json").read_text())["hidden_dropout"] == 0.3
     assert not set(quality.TRAINING_OVERRIDES) & set(quality.MODELS)  # study rows, run only when named
     assert runs["GAMER"]["reused_checkpoint"] == (len(choice["validation_ndcg10"]) > 1)  # seed 0: the choice's run
