@@ -205,9 +205,11 @@ class TrainArguments:
             raise ValueError(f"max_history must be >= 1, got {self.max_history}")
         if self.select_by not in ("loss", "ndcg"):
             raise ValueError(f"select_by must be 'loss' or 'ndcg', got {self.select_by!r}")
-        if self.ranking_exclude_history and self.select_by != "ndcg":
-            raise ValueError("ranking_exclude_history applies to the ranking selection: set select_by='ndcg' or "
-                             "drop it")
+        ignored = [name for name in ("ranking_cases", "ranking_beams", "ranking_exclude_history")
+                   if getattr(self, name) != type(self).__dataclass_fields__[name].default]
+        if ignored and self.select_by != "ndcg":
+            raise ValueError(f"{', '.join(ignored)}: only the ranking selection reads it; set select_by='ndcg' or drop "
+                             f"it (select_by is {self.select_by!r})")
         if self.ranking_cases < 1 or self.ranking_beams < 10:
             raise ValueError(f"ranking_cases must be >= 1 and ranking_beams >= 10, got {self.ranking_cases} and "
                              f"{self.ranking_beams}")

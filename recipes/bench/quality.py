@@ -215,6 +215,13 @@ class Budget:
     select_by: str = "ndcg"  # checkpoint / epoch selection of GAMER, TIGER and SASRec: validation "ndcg" or "loss"
     fit_split: str = "validation-all"  # where the mixer_cases come from (the fourth pass drew them from the capped split)
 
+    def selection(self) -> dict[str, Any]:
+        """GAMER's TrainArguments for the epoch selection: the ranking pass's cases and beams only with
+        select_by="ndcg" (TrainArguments refuses them otherwise)."""
+        if self.select_by != "ndcg":
+            return {"select_by": self.select_by}
+        return {"select_by": "ndcg", "ranking_cases": self.max_validation_cases or 500, "ranking_beams": self.num_beams}
+
 
 def _budget(name: str, preset: str, max_history: int, users: int | None, validation: int | None, test: int | None,
             mixer: int, epochs: int, patience: int, batch_size: int, gamer_lr: float, levels: int, codebook: int,
@@ -486,9 +493,8 @@ def train_gamer(setup: DatasetSetup, budget: Budget, seed: int, variant: str, wo
         learning_rate=budget.gamer_learning_rate, early_stopping_patience=0 if last_epoch else budget.patience,
         seed=seed, on_unknown="skip", use_cpu=device == "cpu", bf16=device == "cuda", overwrite_output_dir=True,
         disable_tqdm=not progress, save_total_limit=2 if last_epoch else 1, logging_steps=20,  # 1 drops the last
-        select_by=budget.select_by, ranking_cases=budget.max_validation_cases or 500, ranking_beams=budget.num_beams,
         keep_checkpoints=last_epoch,  # the last epoch's checkpoint is scored
-        **TRAINING_OVERRIDES.get(variant, {}),
+        **budget.selection(), **TRAINING_OVERRIDES.get(variant, {}),
     )
     trained = reusable_run(arguments) if not last_epoch else None
     if trained is not None:  # the same training arguments already ran to the end: score that checkpoint again

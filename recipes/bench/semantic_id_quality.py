@@ -156,8 +156,7 @@ def train_and_score(setup: dict[str, Any], tokenizer: Path, out: Path, budget: A
         num_train_epochs=budget.epochs, per_device_train_batch_size=budget.batch_size,
         learning_rate=budget.gamer_learning_rate, early_stopping_patience=budget.patience, seed=seed,
         on_unknown="skip", use_cpu=device == "cpu", bf16=device == "cuda", overwrite_output_dir=True,
-        disable_tqdm=True, save_total_limit=1, logging_steps=20, select_by=budget.select_by,
-        ranking_cases=budget.max_validation_cases or 500, ranking_beams=budget.num_beams))
+        disable_tqdm=True, save_total_limit=1, logging_steps=20, **budget.selection()))
     train_seconds = time.perf_counter() - start
     model, tokenizer_ = load_checkpoint(out, device=device)
     gamer = GamerRecommender(model, tokenizer_, num_beams=budget.num_beams, max_history=budget.max_history,

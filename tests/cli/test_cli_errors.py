@@ -58,6 +58,13 @@ def test_every_subcommand_reports_a_bad_input_in_one_line(tmp_path, capsys, prep
     assert not any(p.name in ("p", "t", "q", "g") for p in tmp_path.iterdir())  # no partial output
 
 
+def test_ranking_settings_without_the_ranking_selection_are_refused(tmp_path, capsys, prepared, tokenizer) -> None:
+    out = tmp_path / "run"
+    _fails(capsys, ["train", "--data", str(prepared), "--tokenizer", str(tokenizer), "--output_dir", str(out),
+                    "--ranking_cases", "50"], r"ranking_cases: only the ranking selection reads it; set select_by='ndcg'")
+    assert not out.exists()  # refused before anything was written
+
+
 def test_debug_shows_the_traceback(capsys, checkpoint: Path) -> None:
     with pytest.raises(ValueError, match="unknown to .*--skip_unknown"):
         main(["recommend", "--debug", "--model", str(checkpoint), "--history", "click:not-an-item"])

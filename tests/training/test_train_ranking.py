@@ -51,9 +51,12 @@ def test_a_ranking_that_stops_improving_stops_training(make_args):
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
-    [({"select_by": "recall"}, "select_by must be 'loss' or 'ndcg'"), ({"ranking_beams": 5}, "ranking_beams >= 10"),
-     ({"ranking_cases": 0}, "ranking_cases must be >= 1"),
-     ({"ranking_exclude_history": True}, "set select_by='ndcg'")],
+    [({"select_by": "recall"}, "select_by must be 'loss' or 'ndcg'"),
+     ({"select_by": "ndcg", "ranking_beams": 5}, "ranking_beams >= 10"),
+     ({"select_by": "ndcg", "ranking_cases": 0}, "ranking_cases must be >= 1"),
+     ({"ranking_exclude_history": True}, "^ranking_exclude_history: only the ranking selection reads it"),
+     ({"ranking_cases": 100, "ranking_beams": 30}, "^ranking_cases, ranking_beams: only the ranking selection reads it; "
+                                                  "set select_by='ndcg' or drop it \\(select_by is 'loss'\\)$")],
 )  # fmt: skip
 def test_bad_selection_settings_are_refused(overrides, message):
     with pytest.raises(ValueError, match=message):
