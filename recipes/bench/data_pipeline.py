@@ -59,6 +59,7 @@ COLLATE_AB = ("### Collation against the loop collator, from the rows' number co
 EVENTS_PER_USER = 29.5  # generate_synthetic defaults: ~4 sessions x 6 clicks plus carts and buys
 TAOBAO_EVENTS = 100_000_000  # write_taobao_shaped at scale 1 (1M users x ~100 events)
 PACKED = "this tree, packed"  # the collation comparison's run of this tree with `pack=True`
+PACKED_AT = ", packed"  # after a commit's name: its run with `pack=True` (--collate-packed-commits)
 
 
 def _peak_rss_mib() -> float:
@@ -227,7 +228,7 @@ def collate_batches(folder: Path, max_history: int, as_rows: bool, pack: bool = 
         start = time.perf_counter()
         options["numbers"] = collation.RowNumbers.of(tokenizer, spec["item_ids"], spec["behaviors"])
         setup = time.perf_counter() - start
-    if pack:  # only this tree runs packed: an older commit's collator may not take the option
+    if pack:  # only where asked: an older commit's collator may not take the option
         options["pack"] = True
     collator = GamerCollator(tokenizer, max_history=max_history, **options)
     digest, tokens, batches, seconds, cpu = hashlib.sha256(), 0, 0, {}, {}
@@ -254,13 +255,18 @@ def collate_batches(folder: Path, max_history: int, as_rows: bool, pack: bool = 
 def compare_collation(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Per workload (retail_beh_mbht, each `--num-events` synthetic log), the same `SplitRows` batches collated
     by this tree, by `--collate-baseline-commit` (the loop collator, on Python rows) and by each
-    `--collate-commits` commit, and by this tree packing its rows (PACKED: what training collates), each in a fresh
+    `--collate-commits` commit, and by this tree packing its rows (PACKED: what training collates) and each
+    `--collate-packed-commits` commit packing them (its packed outputs must equal this tree's), each in a fresh
     process, `--repeats` rounds rotating the order; the padded outputs of all codes must be equal. Prepared folders
     are kept in (and reused from) `--keep`."""
     from code_at import child_env, packages, round_order  # a sibling script; here so the other workloads need no git
 
     root = Path(args.keep or tempfile.mkdtemp(dir=args.scratch))
-    codes = packages({"baseline": args.collate_baseline_commit, **{c: c for c in args.collate_commits}}, root)
+    commits = [*args.collate_commits, *args.collate_packed_commits]
+    found = packages({"baseline": args.collate_baseline_commit, **{c: c for c in commits}}, root)
+    codes = {code: (package, False) for code, package in found.items() if code not in args.collate_packed_commits
+             or code in args.collate_commits} | {PACKED: (None, True)} | {
+        commit + PACKED_AT: (found[commit], True) for commit in args.collate_packed_commits}  # name -> package, pack
     workloads = [("retail_beh_mbht", {"data_dir": args.data_dir}), *(
         (f"synthetic {events:,}", {"events": events}) for events in sorted(args.num_events))]
     rows = []
@@ -279,9 +285,10 @@ def compare_collation(args: argparse.Namespace) -> list[dict[str, Any]]:
         if not (batches / "tokenizer.json").is_file():
             _write_batches(out, args.collate_rows, batches)
         for repeat in range(args.repeats):
-            for code in round_order([*codes, PACKED], repeat):
-                result = _child(args, "collate", env=child_env(codes.get(code)), folder=batches,
-                                as_rows=code == "baseline" or None, pack=code == PACKED or None, collate_rows=0)
+            for code in round_order(list(codes), repeat):
+                package, pack = codes[code]
+                result = _child(args, "collate", env=child_env(package), folder=batches,
+                                as_rows=code == "baseline" or None, pack=pack or None, collate_rows=0)
                 rows.append(result | {"workload": name, "code": code, "repeat": repeat, "load": os.getloadavg()[0]})
         if args.rows_out:
             Path(args.rows_out).write_text(json.dumps(rows, indent=1))
@@ -302,6 +309,7 @@ def _collation_table(rows: list[dict[str, Any]], baseline: str) -> str:
     for workload in dict.fromkeys(r["workload"] for r in rows):
         mine = [r for r in rows if r["workload"] == workload]
         base = {r["repeat"]: r for r in mine if r["code"] == "baseline"}
+        packed = {r["repeat"]: r for r in mine if r["code"] == PACKED}
         for code in dict.fromkeys(r["code"] for r in mine):
             runs = [r for r in mine if r["code"] == code]
             walls = [rate(r, "seconds") / 1e6 for r in runs]
@@ -309,12 +317,14 @@ def _collation_table(rows: list[dict[str, Any]], baseline: str) -> str:
             for clock in ("seconds", "cpu_seconds"):
                 ratios = [rate(r, clock) / rate(base[r["repeat"]], clock) for r in runs]
                 cells.append(f"**{np.median(ratios):.1f}x** ({min(ratios):.1f}-{max(ratios):.1f}x)")
-            same = "packed rows" if code == PACKED else "yes" if all(
-                r["digest"] == base[r["repeat"]]["digest"] for r in runs) else "**no**"
+            reference = packed if code.endswith(PACKED_AT) else base
+            same = "packed rows" if code == PACKED else ("yes" if all(
+                r["digest"] == reference[r["repeat"]]["digest"] for r in runs) else "**no**") + (
+                " (this tree's packed rows)" if reference is packed else "")
             label = {"baseline": f"loop collator (`{baseline}`, Python rows)",
                      "this tree": "this branch (Arrow, number columns)",
                      PACKED: "this branch, packed (`pack=True`, as `gamer-hf train`)"}.get(
-                code, f"`{code}` (Arrow)")
+                code, f"`{code.removesuffix(PACKED_AT)}`, packed" if code.endswith(PACKED_AT) else f"`{code}` (Arrow)")
             lines.append(f"| {workload} | {runs[0]['batches']:,} | {runs[0]['tokens'] / 1e6:.1f}M | {label} "
                          f"| {len(runs)} | {np.median(walls):.2f}M/s ({min(walls):.2f}-{max(walls):.2f}) "
                          f"| {cells[0]} | {cells[1]} | {same} |")
@@ -654,6 +664,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "and the --num-events logs against this commit's loop collator; write its part")
     parser.add_argument("--collate-commits", nargs="*", default=[],
                         help="with --collate-baseline-commit: also these commits' collators (on Arrow batches)")
+    parser.add_argument("--collate-packed-commits", nargs="*", default=[],
+                        help="with --collate-baseline-commit: also these commits' collators packing (pack=True)")
     parser.add_argument("--as-rows", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--pack", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)

@@ -46,13 +46,17 @@ def test_the_table_gives_ratios_within_rounds_and_flags_a_differing_output(pipel
 
     rows = [run("baseline", 0, 1.0), run("this tree", 0, 0.25), run("baseline", 1, 2.0), run("this tree", 1, 0.4),
             run("abc1234", 0, 0.5), run("abc1234", 1, 1.0, digest="other"),
-            run(pipeline.PACKED, 0, 0.5, digest="packed"), run(pipeline.PACKED, 1, 1.0, digest="packed")]
+            run(pipeline.PACKED, 0, 0.5, digest="packed"), run(pipeline.PACKED, 1, 1.0, digest="packed"),
+            run("def5678" + pipeline.PACKED_AT, 0, 0.5, digest="packed"),
+            run("def5678" + pipeline.PACKED_AT, 1, 1.0, digest="other")]
     table = pipeline._collation_table(rows, "5d24df8").splitlines()
     mine = next(line for line in table if "this branch" in line)
     assert "**4.5x** (4.0-5.0x)" in mine and mine.endswith("| yes |")  # median of the per-round ratios 4 and 5
     assert next(line for line in table if "`abc1234`" in line).endswith("| **no** |")
-    packed = next(line for line in table if "packed" in line)  # its own shapes: not compared, not flagged
-    assert "**2.0x** (2.0-2.0x)" in packed and packed.endswith("| packed rows |")
+    packed = next(line for line in table if "this branch, packed" in line)  # its own shapes: not compared with
+    assert "**2.0x** (2.0-2.0x)" in packed and packed.endswith("| packed rows |")  # the padded ones, not flagged
+    commit = next(line for line in table if "`def5678`, packed" in line)  # compared with this tree's packed rows
+    assert commit.endswith("| **no** (this tree's packed rows) |")
 
 
 def test_a_new_part_goes_before_the_named_part_and_is_replaced_in_place(pipeline, tmp_path, monkeypatch) -> None:
@@ -86,11 +90,13 @@ def test_the_collation_rounds_run_every_code_in_a_fresh_process_in_rotated_order
     (keep / "prepared_retail_beh_mbht" / "metadata.json").write_text("{}")
     (keep / "batches_retail_beh_mbht_600").symlink_to(batches)
     args = pipeline.parse_args(["--num-events", "--collate-baseline-commit", "aaa", "--collate-commits", "bbb",
-                                "--repeats", "3", "--keep", str(keep), "--collate-rows", "600"])
+                                "--collate-packed-commits", "ccc", "--repeats", "3", "--keep", str(keep),
+                                "--collate-rows", "600"])
     rows = pipeline.compare_collation(args)
+    packed_commit = "ccc" + pipeline.PACKED_AT  # packed only: not also a padded run
     paths = {"baseline": str((keep / "code_aaa").resolve()), "bbb": str((keep / "code_bbb").resolve()),
-             "this tree": "this tree", pipeline.PACKED: "this tree"}
+             "this tree": "this tree", pipeline.PACKED: "this tree", packed_commit: str((keep / "code_ccc").resolve())}
     expected = [code for repeat in range(3) for code in code_at.round_order(list(paths), repeat)]
-    assert [(r["code"], r["repeat"]) for r in rows] == [(code, i // 4) for i, code in enumerate(expected)]
-    assert calls == [(paths[code], True if code == "baseline" else None, True if code == pipeline.PACKED else None)
-                     for code in expected]
+    assert [(r["code"], r["repeat"]) for r in rows] == [(code, i // 5) for i, code in enumerate(expected)]
+    assert calls == [(paths[code], True if code == "baseline" else None,
+                      True if code in (pipeline.PACKED, packed_commit) else None) for code in expected]
