@@ -9,6 +9,8 @@ best checkpoint and `EarlyStoppingCallback` counts patience, so both use it when
 `metric_for_best_model="eval_ndcg10"`. Every process decodes the same cases, so all agree on it.
 `exclude_history=True` decodes them without the users' history items, for a model that is used that way (one
 trained with `score_repeats=False` for the explore slice): its epoch is then chosen for how it is used.
+Each logged row also counts the cases and the repeat cases among them (a target in the prompt): the subset is
+drawn by the training seed, and what it rewards depends on that share.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from gamer_hf.evaluation import Evaluator, GamerRecommender
+from gamer_hf.evaluation import REPEAT, Evaluator, GamerRecommender, slice_mask
 
 __all__ = ["RANKING_METRIC", "RankingSelectionCallback"]
 
@@ -45,6 +47,8 @@ class RankingSelectionCallback(TrainerCallback):
         if num_beams < self.evaluator.top_k:
             raise ValueError(f"ranking selection needs num_beams >= 10 to fill top-10 lists, got {num_beams}")
         self.num_beams, self.max_history, self.exclude_history = num_beams, max_history, exclude_history
+        self.counts = {"ranking_cases": len(self.evaluator.cases),
+                       "ranking_repeat_cases": int(slice_mask(self.evaluator.case_slices, REPEAT).sum())}
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, processing_class=None, **kwargs):
         if metrics is None or model is None or processing_class is None:
@@ -59,6 +63,6 @@ class RankingSelectionCallback(TrainerCallback):
         finally:
             model.train(was_training)
         metrics[RANKING_METRIC] = result.merged["NDCG@10"]
-        state.log_history.append({RANKING_METRIC: metrics[RANKING_METRIC], "epoch": state.epoch,
+        state.log_history.append({RANKING_METRIC: metrics[RANKING_METRIC], **self.counts, "epoch": state.epoch,
                                   "step": state.global_step})  # fmt: skip
         return control

@@ -37,6 +37,9 @@ def test_the_published_model_is_the_best_ranking_checkpoint(make_args, prepared_
     recommender = GamerRecommender(model, tokenizer, num_beams=10, max_history=prepared.metadata["max_history"],
                                    on_unknown="skip", exclude_history=exclude_history)  # fmt: skip
     assert evaluator.evaluate(recommender).merged["NDCG@10"] == pytest.approx(best[RANKING_METRIC])
+    repeats = sum(bool(set(case.target_items) & set(case.history_items)) for case in cases)
+    assert {(entry["ranking_cases"], entry["ranking_repeat_cases"]) for entry in logged} == {(24, repeats)}
+    assert 0 < repeats < 24  # the fixture's subset holds both kinds
     other = GamerRecommender(model, tokenizer, num_beams=10, max_history=prepared.metadata["max_history"],
                              on_unknown="skip", exclude_history=not exclude_history)  # fmt: skip
     assert evaluator.evaluate(other).merged["NDCG@10"] != pytest.approx(best[RANKING_METRIC])  # the decoding matters
