@@ -113,6 +113,11 @@ class TrainArguments:
     )
     ranking_cases: int = field(default=500, metadata={"help": "select_by=ndcg: validation cases decoded per evaluation"})
     ranking_beams: int = field(default=20, metadata={"help": "select_by=ndcg: beam width of that decoding"})
+    ranking_seed: int | None = field(
+        default=None,
+        metadata={"help": "select_by=ndcg: seed of the ranking cases' draw (default: seed), fixed to select runs of "
+                          "several training seeds on the same cases"},
+    )
     ranking_exclude_history: bool = field(
         default=False,
         metadata={"help": "select_by=ndcg: decode those cases with the users' history items excluded, for a model used "
@@ -205,7 +210,7 @@ class TrainArguments:
             raise ValueError(f"max_history must be >= 1, got {self.max_history}")
         if self.select_by not in ("loss", "ndcg"):
             raise ValueError(f"select_by must be 'loss' or 'ndcg', got {self.select_by!r}")
-        ignored = [name for name in ("ranking_cases", "ranking_beams", "ranking_exclude_history")
+        ignored = [name for name in ("ranking_cases", "ranking_beams", "ranking_seed", "ranking_exclude_history")
                    if getattr(self, name) != type(self).__dataclass_fields__[name].default]
         if ignored and self.select_by != "ndcg":
             raise ValueError(f"{', '.join(ignored)}: only the ranking selection reads it; set select_by='ndcg' or drop "

@@ -260,7 +260,8 @@ def train(args: TrainArguments, callbacks: Sequence[TrainerCallback] = ()) -> Tr
         extra_callbacks.insert(1, EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
     if args.select_by == "ndcg":  # before early stopping, which reads the metric it adds
         extra_callbacks.insert(1, RankingSelectionCallback(
-            subset_cases(prepared.splits["validation"], args.ranking_cases, args.seed), prepared.metadata["behaviors"],
+            subset_cases(prepared.splits["validation"], args.ranking_cases,
+                         args.seed if args.ranking_seed is None else args.ranking_seed), prepared.metadata["behaviors"],
             num_beams=args.ranking_beams, max_history=max_history, batch_size=args.per_device_eval_batch_size,
             exclude_history=args.ranking_exclude_history))
     trainer = GamerTrainer(

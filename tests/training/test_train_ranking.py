@@ -45,6 +45,22 @@ def test_the_published_model_is_the_best_ranking_checkpoint(make_args, prepared_
     assert evaluator.evaluate(other).merged["NDCG@10"] != pytest.approx(best[RANKING_METRIC])  # the decoding matters
 
 
+def test_ranking_seed_fixes_the_cases_across_training_seeds(make_args, prepared_dir, monkeypatch, tmp_path):
+    from gamer_hf.training import runner
+
+    drawn = []
+    monkeypatch.setattr(runner, "subset_cases", lambda cases, limit, seed: drawn.append(seed) or subset_cases(
+        cases, limit, seed))
+    prepared = load_prepared(prepared_dir)
+    for seed in (1, 2):
+        result = train(make_args(num_train_epochs=1, seed=seed, select_by="ndcg", ranking_cases=24, ranking_beams=10,
+                                 ranking_seed=7, output_dir=tmp_path / f"seed{seed}"))
+        expected = as_cases(subset_cases(prepared.splits["validation"], 24, 7))
+        repeats = sum(bool(set(case.target_items) & set(case.history_items)) for case in expected)
+        assert _ranking_log(result.log_history)[0]["ranking_repeat_cases"] == repeats
+    assert drawn == [7, 7]
+
+
 def test_a_ranking_that_stops_improving_stops_training(make_args):
     # no learning: the ranking never improves on the first evaluation, so patience 1 ends the run after two
     result = train(make_args(num_train_epochs=4, learning_rate=1e-12, select_by="ndcg", ranking_cases=16,
@@ -58,6 +74,7 @@ def test_a_ranking_that_stops_improving_stops_training(make_args):
      ({"select_by": "ndcg", "ranking_beams": 5}, "ranking_beams >= 10"),
      ({"select_by": "ndcg", "ranking_cases": 0}, "ranking_cases must be >= 1"),
      ({"ranking_exclude_history": True}, "^ranking_exclude_history: only the ranking selection reads it"),
+     ({"ranking_seed": 3}, "^ranking_seed: only the ranking selection reads it"),
      ({"ranking_cases": 100, "ranking_beams": 30}, "^ranking_cases, ranking_beams: only the ranking selection reads it; "
                                                   "set select_by='ndcg' or drop it \\(select_by is 'loss'\\)$")],
 )  # fmt: skip
