@@ -113,7 +113,7 @@ class TrainArguments:
     )
     ranking_cases: int = field(default=500, metadata={"help": "select_by=ndcg: validation cases decoded per evaluation"})
     ranking_beams: int = field(default=20, metadata={"help": "select_by=ndcg: beam width of that decoding"})
-    ranking_seed: int | None = field(
+    ranking_seed: Optional[int] = field(
         default=None,
         metadata={"help": "select_by=ndcg: seed of the ranking cases' draw (default: seed), fixed to select runs of "
                           "several training seeds on the same cases"},
