@@ -259,14 +259,15 @@ def compare_collation(args: argparse.Namespace) -> list[dict[str, Any]]:
     `--collate-packed-commits` commit packing them (its packed outputs must equal this tree's), each in a fresh
     process, `--repeats` rounds rotating the order; the padded outputs of all codes must be equal. Prepared folders
     are kept in (and reused from) `--keep`."""
-    from code_at import child_env, packages, round_order  # a sibling script; here so the other workloads need no git
+    # A sibling script, imported here so that the other workloads need no git.
+    from code_at import THIS_TREE, child_env, packages, round_order
 
     root = Path(args.keep or tempfile.mkdtemp(dir=args.scratch))
     commits = [*args.collate_commits, *args.collate_packed_commits]
     found = packages({"baseline": args.collate_baseline_commit, **{c: c for c in commits}}, root)
-    codes = {code: (package, False) for code, package in found.items() if code not in args.collate_packed_commits
-             or code in args.collate_commits} | {PACKED: (None, True)} | {
-        commit + PACKED_AT: (found[commit], True) for commit in args.collate_packed_commits}  # name -> package, pack
+    # Each run's name -> (the package it imports, whether it packs).
+    codes = {code: (found[code], False) for code in ("baseline", *args.collate_commits, THIS_TREE)} | {
+        PACKED: (None, True)} | {commit + PACKED_AT: (found[commit], True) for commit in args.collate_packed_commits}
     workloads = [("retail_beh_mbht", {"data_dir": args.data_dir}), *(
         (f"synthetic {events:,}", {"events": events}) for events in sorted(args.num_events))]
     rows = []
